@@ -1,0 +1,53 @@
+"""The click group every command hangs on, and the options they share.
+
+The CLI is the only place that prints or exits: a ``DigestError`` becomes its message on stderr
+and exit 1 (no traceback); click's usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest import __version__
+from digest.errors import DigestError
+
+
+class DigestGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            click.echo(f"error: {exc}" if "\n" not in str(exc) else str(exc), err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="digest")
+def main() -> None:
+    """paper-digest: each day's trending papers, as personal email digests.
+
+    \b
+    Start here:
+      digest validate subscribers.example.yaml
+      digest send --config subscribers.example.yaml
+    """
+
+
+def default_config() -> Path:
+    return Path(os.environ.get("DIGEST_CONFIG", "subscribers.yaml"))
+
+
+config_option = click.option(
+    "--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    default=default_config, show_default="subscribers.yaml or $DIGEST_CONFIG",
+    help="The subscribers YAML file.")
+
+papers_option = click.option(
+    "--papers", "-p", "papers_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read papers from this file (our JSON list, HF Daily Papers JSON, arXiv Atom or RSS; "
+         "auto-detected) instead of the configured feed.")

@@ -1,0 +1,91 @@
+"""The one exception hierarchy.
+
+Owns: every error the CLI reports to a user. Each class carries its context (file, line, key;
+template; recipient and SMTP code) and formats its own message, so the CLI only prints
+``str(error)`` and exits 1. Third-party errors are wrapped here, never shown raw. Imports nothing
+from the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DigestError(Exception):
+    """Base of every error a user should see as one clear message (CLI exit 1)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a file: ``subscribers.yaml:14: subscribers[1].email: missing``."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(DigestError):
+    """The config file has one or more problems; all of them are reported at once."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class InputError(DigestError):
+    """A bad input file or line (papers JSON, summarize input)."""
+
+    def __init__(self, source: str | Path, message: str, line: int | None = None) -> None:
+        self.source = str(source)
+        self.line = line
+        where = f"{self.source}:{line}" if line is not None else self.source
+        super().__init__(f"{where}: {message}")
+
+
+class FeedError(DigestError):
+    """A feed could not be read or fetched (malformed payload, HTTP error, offline)."""
+
+    def __init__(self, source: str | Path, message: str) -> None:
+        self.source = str(source)
+        super().__init__(f"{self.source}: {message}")
+
+
+class TemplateError(DigestError):
+    """A template failed to load, render or compile."""
+
+    def __init__(self, template: str, message: str, line: int | None = None) -> None:
+        self.template = template
+        self.line = line
+        where = f"{template}:{line}" if line is not None else template
+        super().__init__(f"template {where}: {message}")
+
+
+class DeliveryError(DigestError):
+    """A message could not be delivered to one recipient."""
+
+    def __init__(self, message: str, recipient: str | None = None, code: int | None = None,
+                 temporary: bool = False) -> None:
+        self.recipient = recipient
+        self.code = code
+        self.temporary = temporary
+        parts = [p for p in (recipient, f"SMTP {code}" if code else None) if p]
+        super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
+
+
+class TransportError(DigestError):
+    """The transport as a whole is unusable (auth refused, TLS failure, server unreachable):
+    the run stops and nothing is marked sent."""
+
+
+class LockedError(DigestError):
+    """Another paper-digest process holds the database's send lock."""
+
+
+class ScheduleError(DigestError):
+    """A schedule could not be computed or the scheduler could not start."""

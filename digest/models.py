@@ -1,0 +1,234 @@
+"""The plain typed data that flows between stages.
+
+Owns: every value type passed from one stage to the next (papers, config, picks, summaries,
+digests, rendered emails, deliveries). Imports nothing from the project: every stage imports
+this module, never each other. All datetimes are timezone-aware; all collections are tuples so
+values stay frozen and hashable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+FeedSource = Literal["sample", "huggingface", "arxiv", "file"]
+DeliveryMode = Literal["outbox", "smtp"]
+Security = Literal["starttls", "tls", "none"]
+Where = Literal["title", "abstract"]
+DeliveryState = Literal["sending", "sent", "deferred", "failed"]
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper as read from any feed. Text is kept as the feed gave it (cleaning is the
+    summarizer's job); ``id`` is the arXiv id without version where known, else a stable id
+    derived from the normalized title."""
+
+    id: str
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    url: str | None = None  # the paper's main page (arXiv abs page, else the feed's page)
+    published: datetime | None = None  # arXiv publication time, UTC
+    listed: date | None = None  # the daily list the paper appeared on (HF submittedOnDailyAt)
+    categories: tuple[str, ...] = ()  # arXiv categories, primary first
+    upvotes: int | None = None  # the feed's trending signal (HF upvotes)
+    source: str = "file"  # "huggingface" | "arxiv" | "arxiv-rss" | "file" | "sample"
+    pdf_url: str | None = None
+    hf_url: str | None = None
+    code_url: str | None = None  # GitHub repository, when the feed knows it
+    project_url: str | None = None
+    ai_summary: str | None = None  # the feed's own one-line summary (HF ai_summary)
+    ai_keywords: tuple[str, ...] = ()
+    comments: int | None = None
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic filter. A paper matches when any ``include`` term matches (if any are given),
+    every ``require`` term matches and no ``exclude`` term matches; the optional metadata
+    filters (``categories``, ``authors``, ``min_upvotes``) must hold too."""
+
+    name: str
+    include: tuple[str, ...] = ()
+    require: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    min_upvotes: int | None = None
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str  # normalized address
+    name: str | None
+    timezone: str  # IANA name, already defaulted from settings
+    schedule: str  # 5-field cron, as written
+    max_papers: int
+    topics: tuple[Topic, ...]
+    # per-subscriber metadata filters, applied on top of every topic
+    categories: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    min_upvotes: int | None = None
+    line: int = 0  # line of this entry in the config file, for messages
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int = 587
+    security: Security = "starttls"
+    username: str | None = None
+    password_env: str | None = None  # the NAME of an environment variable, never the secret
+    ca_file: Path | None = None
+    timeout: float = 30.0
+    connections: int = 4
+    max_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    source: FeedSource = "sample"
+    path: Path | None = None  # for source "file"
+    categories: tuple[str, ...] = ("cs.LG", "cs.CL", "cs.CV", "cs.AI")  # for source "arxiv"
+    limit: int = 100
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    sender: str = "Paper Digest <digest@localhost>"
+    timezone: str = "UTC"
+    database: Path = Path("digest.db")  # absolute after loading (relative to the config file)
+    delivery: DeliveryMode = "outbox"
+    outbox: Path = Path("outbox")  # absolute after loading
+    smtp: SmtpSettings | None = None
+    feed: FeedSettings = field(default_factory=FeedSettings)
+    templates: Path | None = None  # a folder that overrides the stock templates
+    summary_chars: int = 350  # character budget for each paper's claims
+    max_email_bytes: int = 90_000  # HTML budget (Gmail clips at ~102 KB)
+    catch_up: timedelta = timedelta(hours=12)
+    retry_for: timedelta = timedelta(days=2)
+    unsubscribe_url: str | None = None  # https base URL for one-click unsubscribe
+    unsubscribe_secret_env: str | None = None  # env var holding the HMAC key for tokens
+    list_id: str = "paper-digest.localhost"
+    manage_url: str | None = None  # where subscribers change their topics
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path  # the YAML file it came from (absolute)
+    settings: Settings
+    subscribers: tuple[Subscriber, ...]
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        wanted = email.strip().lower()
+        return next((s for s in self.subscribers if s.email.lower() == wanted), None)
+
+
+# --------------------------------------------------------------------------- selector
+
+
+@dataclass(frozen=True)
+class Reason:
+    topic: str
+    term: str
+    where: Where
+
+    def __str__(self) -> str:
+        return f"matched: {self.term} in {self.where}"
+
+
+@dataclass(frozen=True)
+class Pick:
+    paper: Paper
+    topics: tuple[str, ...]  # names of the topics it matched, best first
+    reasons: tuple[Reason, ...]
+    score: float
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What one subscriber would get now: ``picks`` in rank order (at most ``max_papers``),
+    ``cut`` the matches dropped by ``max_papers``, ``skipped_reason`` set when nothing is new."""
+
+    subscriber: Subscriber
+    picks: tuple[Pick, ...]
+    cut: tuple[Pick, ...] = ()
+    skipped_reason: str | None = None
+
+
+# --------------------------------------------------------------------------- summarizer
+
+
+@dataclass(frozen=True)
+class Summary:
+    paper_id: str
+    title: str  # cleaned title
+    headline: str  # the one-sentence headline claim
+    results: tuple[str, ...] = ()  # up to two result claims with the evidence
+    ai_summary: str | None = None  # the feed's own one-liner, cleaned, when it has one
+
+    @property
+    def claims(self) -> tuple[str, ...]:
+        return (self.headline, *self.results) if self.headline else self.results
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    pick: Pick
+    summary: Summary
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One subscriber's edition, ready to render."""
+
+    subscriber: Subscriber
+    edition: date  # the subscriber's local date of the send
+    generated_at: datetime  # aware
+    items: tuple[DigestItem, ...]
+    more: int = 0  # matches beyond max_papers, mentioned in the email
+    unsubscribe_url: str | None = None  # https one-click URL when configured
+    unsubscribe_mailto: str | None = None
+    manage_url: str | None = None
+
+
+# --------------------------------------------------------------------------- renderer
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+    papers: tuple[str, ...]  # ids of the papers actually in the email (after the size budget)
+    dropped: int = 0  # papers left out to keep the HTML under the budget
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of one (subscriber, edition) send, as recorded in the ledger."""
+
+    email: str
+    edition: date
+    state: DeliveryState | Literal["skipped"]
+    message_id: str | None = None
+    papers: tuple[str, ...] = ()
+    code: int | None = None  # last SMTP reply code
+    error: str | None = None
+    detail: str | None = None  # e.g. "already sent", "nothing new", "possible duplicate"

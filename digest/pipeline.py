@@ -1,0 +1,45 @@
+"""Pure composition of the stages into one subscriber's digest.
+
+Owns: turning a selection plus the run's summaries into a ``Digest`` value. May import models,
+selector and summarizer (it composes stages); does no I/O. Summaries are computed once per
+paper per run (``summarize_all``), never once per subscriber.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from digest.models import Digest, DigestItem, Paper, Selection, Settings, Subscriber, Summary
+from digest.summarizer import summarize
+
+
+def edition_for(subscriber: Subscriber, now: datetime) -> date:
+    """The edition a send at ``now`` belongs to: the subscriber's local calendar date."""
+    return now.astimezone(ZoneInfo(subscriber.timezone)).date()
+
+
+def summarize_all(papers: Iterable[Paper], budget: int) -> dict[str, Summary]:
+    """One summary per distinct paper id, for the whole run."""
+    out: dict[str, Summary] = {}
+    for paper in papers:
+        if paper.id not in out:
+            out[paper.id] = summarize(paper, budget=budget)
+    return out
+
+
+def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition: date,
+                 now: datetime, settings: Settings) -> Digest:
+    items = tuple(DigestItem(pick=p, summary=summaries[p.paper.id]) for p in selection.picks)
+    sender_addr = settings.sender.rsplit("<", 1)[-1].rstrip(">").strip()
+    return Digest(
+        subscriber=selection.subscriber,
+        edition=edition,
+        generated_at=now,
+        items=items,
+        more=len(selection.cut),
+        unsubscribe_url=None,  # filled by delivery when settings.unsubscribe_url is set
+        unsubscribe_mailto=f"mailto:{sender_addr}?subject=unsubscribe",
+        manage_url=settings.manage_url,
+    )
