@@ -1,0 +1,353 @@
+"""The delivery ledger: what went out, to whom, once per edition.
+
+Owns: the SQLite file in ``settings.database`` (one row per (subscriber, edition) with its state
+``sending -> sent | deferred | failed``, Message-ID, papers, attempts, timestamps, last SMTP
+reply, possible-duplicate flag and, while the message is not yet accepted, its compressed bytes
+so a retry or a post-crash re-send replays exactly the same message), the suppression list, and
+the one-sender-per-database lock (``SendLock``). May import models and errors only; it is an
+I/O edge (files), never a pure stage.
+
+Timestamps are the caller's ``now`` (ISO 8601, aware), so runs with ``--now`` stay consistent.
+Each state change is its own committed transaction: a ``kill -9`` at any point leaves the file
+telling the truth about what may have left.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import cast
+
+from digest.errors import DigestError, LockedError
+from digest.models import DeliveryState
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    email              TEXT NOT NULL,              -- lower-cased address
+    edition            TEXT NOT NULL,              -- ISO date, the subscriber's local day
+    state              TEXT NOT NULL
+                       CHECK (state IN ('sending', 'sent', 'deferred', 'failed')),
+    message_id         TEXT,
+    papers             TEXT NOT NULL DEFAULT '[]', -- JSON list of paper ids it carried
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    sent_at            TEXT,
+    last_code          INTEGER,
+    last_error         TEXT,
+    possible_duplicate INTEGER NOT NULL DEFAULT 0,
+    message            BLOB,                       -- zlib(RFC 5322 bytes) until accepted
+    PRIMARY KEY (email, edition)
+);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
+CREATE TABLE IF NOT EXISTS suppressions (
+    email      TEXT PRIMARY KEY,                   -- lower-cased address
+    created_at TEXT NOT NULL,
+    source     TEXT NOT NULL                       -- 'cli' | 'token' | ...
+);
+"""
+
+
+class LedgerError(DigestError):
+    """The ledger file is unreadable or not a paper-digest database."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One (subscriber, edition) as recorded."""
+
+    email: str
+    edition: date
+    state: DeliveryState
+    message_id: str | None
+    papers: tuple[str, ...]
+    attempts: int
+    created: datetime
+    updated: datetime
+    sent_at: datetime | None
+    code: int | None
+    error: str | None
+    possible_duplicate: bool
+    has_message: bool  # the bytes are stored, so a retry replays them exactly
+
+
+_ROW_COLUMNS = ("email, edition, state, message_id, papers, attempts, created_at, updated_at, "
+                "sent_at, last_code, last_error, possible_duplicate, message IS NOT NULL")
+
+
+def _row(r: tuple[object, ...]) -> LedgerRow:
+    return LedgerRow(
+        email=str(r[0]), edition=date.fromisoformat(str(r[1])),
+        state=cast(DeliveryState, r[2]),
+        message_id=None if r[3] is None else str(r[3]),
+        papers=tuple(json.loads(str(r[4]))), attempts=int(cast(int, r[5])),
+        created=datetime.fromisoformat(str(r[6])), updated=datetime.fromisoformat(str(r[7])),
+        sent_at=None if r[8] is None else datetime.fromisoformat(str(r[8])),
+        code=None if r[9] is None else int(cast(int, r[9])),
+        error=None if r[10] is None else str(r[10]),
+        possible_duplicate=bool(r[11]), has_message=bool(r[12]))
+
+
+def _ts(now: datetime) -> str:
+    if now.tzinfo is None:
+        raise ValueError("ledger timestamps must be timezone-aware")
+    return now.isoformat()
+
+
+class Ledger:
+    """The SQLite ledger at ``path``. Reading a missing file gives empty answers and creates
+    nothing; the first write creates the file and its schema (WAL mode).
+
+    One connection shared by the sending threads, guarded by a lock: every write is a tiny
+    transaction, so serializing them costs little and keeps SQLite's threading rules simple.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._mutex = threading.RLock()
+
+    # ------------------------------------------------------------------ connection
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection | None:
+        if self._conn is not None:
+            return self._conn
+        if not create and not self.path.exists():
+            return None
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable against process crashes (kill -9) in WAL mode; only a power
+            # cut can lose the last commits, and FULL would fsync twice per message.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise LedgerError(self.path, f"written by a newer paper-digest "
+                                  f"(schema {version}, this one knows {SCHEMA_VERSION})")
+            conn.executescript(_SCHEMA)
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(self.path, f"not a usable SQLite database ({exc})") from exc
+        self._conn = conn
+        return conn
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._mutex:
+            conn = self._connect(create=False)
+            if conn is None:
+                return []
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise LedgerError(self.path, str(exc)) from exc
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> int:
+        with self._mutex:
+            conn = self._connect(create=True)
+            assert conn is not None
+            try:
+                return conn.execute(sql, params).rowcount
+            except sqlite3.DatabaseError as exc:
+                raise LedgerError(self.path, str(exc)) from exc
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reading
+
+    def history(self, *, include_deferred: bool = False) -> dict[str, frozenset[str]]:
+        """Lower-cased email -> ids of papers in editions that went out (``sent``) or may have
+        (``sending``: in flight during a crash). ``include_deferred`` adds editions still being
+        retried, so a new edition does not repeat papers a pending one will deliver."""
+        states = ("sent", "sending", "deferred") if include_deferred else ("sent", "sending")
+        marks = ", ".join("?" for _ in states)
+        acc: dict[str, set[str]] = {}
+        for email, papers in self._read(
+                f"SELECT email, papers FROM deliveries WHERE state IN ({marks})", states):
+            acc.setdefault(str(email), set()).update(json.loads(str(papers)))
+        return {k: frozenset(v) for k, v in acc.items()}
+
+    def suppressed(self) -> frozenset[str]:
+        """Lower-cased addresses that asked to get nothing."""
+        return frozenset(str(r[0]) for r in self._read("SELECT email FROM suppressions"))
+
+    def is_suppressed(self, email: str) -> bool:
+        return bool(self._read("SELECT 1 FROM suppressions WHERE email = ?",
+                               (email.strip().lower(),)))
+
+    def get(self, email: str, edition: date) -> LedgerRow | None:
+        rows = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = ? AND edition = ?",
+                          (email.strip().lower(), edition.isoformat()))
+        return _row(rows[0]) if rows else None
+
+    def rows(self, email: str | None = None) -> tuple[LedgerRow, ...]:
+        """Every recorded edition, newest first (one address, or all)."""
+        if email is None:
+            found = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries "
+                               "ORDER BY edition DESC, email")
+        else:
+            found = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = ? "
+                               "ORDER BY edition DESC", (email.strip().lower(),))
+        return tuple(_row(r) for r in found)
+
+    def pending(self) -> tuple[LedgerRow, ...]:
+        """Rows a run must finish: ``sending`` (in flight at a crash) and ``deferred``."""
+        return tuple(_row(r) for r in self._read(
+            f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE state IN ('sending', 'deferred') "
+            "ORDER BY edition, email"))
+
+    def stored_message(self, email: str, edition: date) -> bytes | None:
+        """The exact bytes recorded by ``begin``, while the row is not yet accepted."""
+        rows = self._read("SELECT message FROM deliveries WHERE email = ? AND edition = ?",
+                          (email.strip().lower(), edition.isoformat()))
+        if not rows or rows[0][0] is None:
+            return None
+        return zlib.decompress(cast(bytes, rows[0][0]))
+
+    # ------------------------------------------------------------------ state changes
+
+    def begin(self, email: str, edition: date, *, message_id: str, papers: tuple[str, ...],
+              data: bytes | None, now: datetime, possible_duplicate: bool = False) -> None:
+        """Record ``sending`` BEFORE the message leaves (one more attempt). ``data`` is kept
+        (compressed) until the server accepts, so a retry replays the same message."""
+        blob = None if data is None else zlib.compress(data, 1)
+        self._write(
+            "INSERT INTO deliveries (email, edition, state, message_id, papers, attempts, "
+            "created_at, updated_at, possible_duplicate, message) "
+            "VALUES (?, ?, 'sending', ?, ?, 1, ?, ?, ?, ?) "
+            "ON CONFLICT (email, edition) DO UPDATE SET state = 'sending', "
+            "message_id = excluded.message_id, papers = excluded.papers, "
+            "attempts = attempts + 1, updated_at = excluded.updated_at, "
+            "possible_duplicate = MAX(possible_duplicate, excluded.possible_duplicate), "
+            "message = COALESCE(excluded.message, message)",
+            (email.strip().lower(), edition.isoformat(), message_id, json.dumps(list(papers)),
+             _ts(now), _ts(now), int(possible_duplicate), blob))
+
+    def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
+                  reply: str | None = None) -> None:
+        """The server accepted the message: the stored bytes are no longer needed."""
+        self._finish(email, edition, "sent", now=now, code=code, error=reply, keep_message=False,
+                     sent=True)
+
+    def mark_deferred(self, email: str, edition: date, *, now: datetime, code: int | None,
+                      error: str) -> None:
+        """A temporary failure: a later run retries the stored message."""
+        self._finish(email, edition, "deferred", now=now, code=code, error=error,
+                     keep_message=True)
+
+    def mark_failed(self, email: str, edition: date, *, now: datetime, code: int | None,
+                    error: str) -> None:
+        """A permanent failure (5xx, or deferred past ``retry_for``): never retried."""
+        self._finish(email, edition, "failed", now=now, code=code, error=error,
+                     keep_message=False)
+
+    def _finish(self, email: str, edition: date, state: DeliveryState, *, now: datetime,
+                code: int | None, error: str | None, keep_message: bool,
+                sent: bool = False) -> None:
+        changed = self._write(
+            "UPDATE deliveries SET state = ?, updated_at = ?, last_code = ?, last_error = ?, "
+            "sent_at = CASE WHEN ? THEN ? ELSE sent_at END, "
+            "message = CASE WHEN ? THEN message ELSE NULL END "
+            "WHERE email = ? AND edition = ?",
+            (state, _ts(now), code, error, int(sent), _ts(now), int(keep_message),
+             email.strip().lower(), edition.isoformat()))
+        if changed != 1:
+            raise LedgerError(self.path, f"no delivery row for {email} edition {edition}")
+
+    def suppress(self, email: str, *, now: datetime, source: str = "cli") -> bool:
+        """Record that ``email`` wants nothing more; True if it was not suppressed before."""
+        return self._write("INSERT OR IGNORE INTO suppressions (email, created_at, source) "
+                           "VALUES (?, ?, ?)", (email.strip().lower(), _ts(now), source)) == 1
+
+    def unsuppress(self, email: str) -> bool:
+        """Lift a suppression; True if there was one."""
+        if not self.path.exists():
+            return False
+        return self._write("DELETE FROM suppressions WHERE email = ?",
+                           (email.strip().lower(),)) == 1
+
+
+# ---------------------------------------------------------------------- the send lock
+
+
+class SendLock:
+    """One sending process per database: an exclusive ``flock`` on ``<database>.lock`` holding
+    the owner's pid. The kernel drops the lock when the process dies (even by ``kill -9``), so
+    a crash never leaves a stale lock behind. Use as a context manager."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = Path(database)
+        self.path = self.database.with_name(self.database.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise LockedError(f"another digest process (pid {owner}) is sending with "
+                              f"{self.database.name} ({self.path})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            # Unlink is unsafe (a waiter may already hold the old inode); leave the file.
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> SendLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+@contextmanager
+def send_lock(database: Path) -> Iterator[SendLock]:
+    """``with send_lock(settings.database):`` — raise ``LockedError`` if another process sends."""
+    lock = SendLock(database)
+    lock.acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
