@@ -1,7 +1,8 @@
 """Pure composition of the stages into one subscriber's digest.
 
 Owns: turning a selection plus the run's summaries into a ``Digest`` value. May import models,
-selector and summarizer (it composes stages); does no I/O. Summaries are computed once per
+selector, summarizer and unsubscribe (its pure token signing); does no I/O: the unsubscribe
+secret is passed in, never read from the environment here. Summaries are computed once per
 paper per run (``summarize_all``), never once per subscriber.
 """
 
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from digest.models import Digest, DigestItem, Paper, Selection, Settings, Subscriber, Summary
 from digest.summarizer import summarize
+from digest.unsubscribe import unsubscribe_link
 
 
 def edition_for(subscriber: Subscriber, now: datetime) -> date:
@@ -30,7 +32,10 @@ def summarize_all(papers: Iterable[Paper], budget: int) -> dict[str, Summary]:
 
 
 def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition: date,
-                 now: datetime, settings: Settings) -> Digest:
+                 now: datetime, settings: Settings, *,
+                 unsubscribe_secret: str | None = None) -> Digest:
+    """One subscriber's edition. With ``settings.unsubscribe_url`` and the HMAC secret, the
+    digest carries a signed one-click unsubscribe URL for that address."""
     items = tuple(DigestItem(pick=p, summary=summaries[p.paper.id]) for p in selection.picks)
     sender_addr = settings.sender.rsplit("<", 1)[-1].rstrip(">").strip()
     return Digest(
@@ -39,7 +44,9 @@ def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition
         generated_at=now,
         items=items,
         more=len(selection.cut),
-        unsubscribe_url=None,  # filled by delivery when settings.unsubscribe_url is set
+        unsubscribe_url=(unsubscribe_link(settings.unsubscribe_url, selection.subscriber.email,
+                                          unsubscribe_secret)
+                         if settings.unsubscribe_url and unsubscribe_secret else None),
         unsubscribe_mailto=f"mailto:{sender_addr}?subject=unsubscribe",
         manage_url=settings.manage_url,
     )
