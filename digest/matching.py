@@ -1,0 +1,235 @@
+"""Term matching: how a topic term written by a user finds papers, exactly and fast.
+
+Owns: the term language (compiled once per distinct term), the tokenizer that turns a paper's
+title and abstract into matchable tokens (once per paper), and ``PaperIndex``, an inverted
+index token -> positions that answers "which papers does this term hit, where, how often"
+with dictionary look-ups instead of a regex per (term, paper). ``term_regex`` spells the same
+language as one regular expression: the naive baseline the benchmark compares against, and
+the oracle the tests check the index against. May import ``digest.models`` and
+``digest.textclean`` only; pure, no I/O.
+
+The term language (see docs/plan-json.md and the selector's docstring for topics):
+- matching is case-insensitive and on ``textclean.fold`` text, so ``Fr\\'echet`` = Fréchet;
+- a term is a whole phrase on word boundaries; words are runs of letters and digits;
+- between two words of a term, any separator (space, hyphen, other punctuation) matches a
+  single space, a single hyphen or nothing in the text ("mixture of experts" finds
+  "Mixture-of-Experts" and "mixtureofexperts");
+- the last word also finds its simple plural (+s, +es, consonant+y -> ies): "LLM" finds "LLMs";
+- a trailing ``*`` makes the last word a prefix: "unlearn*" finds unlearning, unlearned.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from digest.models import Paper
+from digest.textclean import fold
+
+TITLE, ABSTRACT = 0, 1
+_TOKEN = re.compile(r"[^\W_]+")
+# fold() keeps Unicode hyphens (U+2010; NFKD maps the non-breaking U+2011 to it) as they are.
+_HYPHENS = str.maketrans({"\u2010": "-"})
+_VOWELS = frozenset("aeiou")
+
+
+def normalize(text: str) -> str:
+    """The exact text terms are matched against: folded, with Unicode hyphens made ASCII."""
+    return fold(text).translate(_HYPHENS)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One compiled term. ``key`` identifies it across subscribers ("LLM" and "llm" share it)."""
+
+    raw: str  # as the user wrote it, for reasons
+    words: tuple[str, ...]  # folded words; empty when the term has no letters or digits
+    wildcard: bool
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], bool]:
+        return (self.words, self.wildcard)
+
+
+def compile_term(raw: str) -> Term:
+    text = raw.strip()
+    wildcard = text.endswith("*")
+    words = tuple(_TOKEN.findall(normalize(text.rstrip("*"))))
+    return Term(raw=text, words=words, wildcard=wildcard)
+
+
+def term_problem(raw: str) -> str | None:
+    """Why a term can never match (for config validation), or None when it is usable."""
+    text = raw.strip()
+    if not text:
+        return "empty term"
+    if not compile_term(text).words:
+        return f"term {text!r} has no letters or digits, so it can never match"
+    if "*" in text.rstrip("*"):
+        return f"term {text!r}: '*' is only a wildcard at the end of a term"
+    return None
+
+
+def plural_forms(word: str) -> tuple[str, ...]:
+    """The word and its simple plurals, the forms a plain last word of a term finds."""
+    forms = [word, word + "s", word + "es"]
+    if len(word) > 1 and word.endswith("y") and word[-2] not in _VOWELS:
+        forms.append(word[:-1] + "ies")
+    return tuple(forms)
+
+
+def term_regex(term: Term) -> re.Pattern[str] | None:
+    """The same language as one regex over ``normalize``d text: the naive baseline."""
+    if not term.words:
+        return None
+    *heads, last = term.words
+    if term.wildcard:
+        tail = re.escape(last) + r"[^\W_]*"
+    else:
+        tail = "(?:" + "|".join(re.escape(f) for f in sorted(plural_forms(last), key=len,
+                                                            reverse=True)) + ")"
+    body = "".join(re.escape(w) + "[- ]?" for w in heads) + tail
+    return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])")
+
+
+@dataclass
+class TermHits:
+    """Where one term hit: bit i of a mask is paper i of the index."""
+
+    title: int = 0
+    abstract: int = 0
+    abstract_counts: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def anywhere(self) -> int:
+        return self.title | self.abstract
+
+
+class PaperIndex:
+    """Papers tokenized once, with an inverted index; ``hits(term)`` is cached per term key.
+
+    A "slot" is ``paper_index * 2 + field`` (field TITLE or ABSTRACT). For each slot we keep
+    its tokens and, for each gap between token i and i+1, whether the gap is exactly one space
+    or one hyphen (the only gaps a term's word separator may cross).
+    """
+
+    def __init__(self, papers: Sequence[Paper]) -> None:
+        self.papers = tuple(papers)
+        self._tokens: list[list[str]] = []
+        self._joinable: list[list[bool]] = []
+        self._postings: dict[str, list[tuple[int, int]]] = {}
+        for paper in self.papers:
+            for text in (paper.title, paper.abstract):
+                self._add_slot(normalize(text))
+        self._vocabulary: list[str] | None = None
+        self._cache: dict[tuple[tuple[str, ...], bool], TermHits] = {}
+
+    def _add_slot(self, text: str) -> None:
+        slot = len(self._tokens)
+        tokens: list[str] = []
+        joinable: list[bool] = []
+        end = -1
+        postings = self._postings
+        for m in _TOKEN.finditer(text):
+            if tokens:
+                gap = text[end:m.start()]
+                joinable.append(gap == " " or gap == "-")
+            token = m.group()
+            end = m.end()
+            plist = postings.get(token)
+            if plist is None:
+                postings[token] = [(slot, len(tokens))]
+            else:
+                plist.append((slot, len(tokens)))
+            tokens.append(token)
+        self._tokens.append(tokens)
+        self._joinable.append(joinable)
+
+    def __len__(self) -> int:
+        return len(self.papers)
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self._postings)
+
+    def hits(self, term: Term) -> TermHits:
+        key = term.key
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._lookup(term)
+        return found
+
+    # ------------------------------------------------------------------ lookup
+
+    def _last_forms(self, word: str, wildcard: bool) -> list[str]:
+        if not wildcard:
+            return [f for f in plural_forms(word) if f in self._postings]
+        if self._vocabulary is None:
+            self._vocabulary = sorted(self._postings)
+        vocab = self._vocabulary
+        out = []
+        i = bisect_left(vocab, word)
+        while i < len(vocab) and vocab[i].startswith(word):
+            out.append(vocab[i])
+            i += 1
+        return out
+
+    def _groupings(self, words: tuple[str, ...], wildcard: bool
+                   ) -> Iterator[tuple[list[str], list[str]]]:
+        """Every way to glue adjacent term words into text tokens ("nothing" between them),
+        as (leading tokens, allowed forms of the last token); pruned by the vocabulary."""
+        n = len(words)
+
+        def walk(i: int, heads: list[str]) -> Iterator[tuple[list[str], list[str]]]:
+            for j in range(i + 1, n + 1):
+                glued = "".join(words[i:j])
+                if j == n:
+                    forms = self._last_forms(glued, wildcard)
+                    if forms:
+                        yield heads, forms
+                elif glued in self._postings:
+                    yield from walk(j, heads + [glued])
+
+        yield from walk(0, [])
+
+    def _lookup(self, term: Term) -> TermHits:
+        starts: set[tuple[int, int]] = set()  # (slot, first token position)
+        postings = self._postings
+        for heads, forms in self._groupings(term.words, term.wildcard):
+            k = len(heads)
+            last_ok = set(forms)
+            if k == 0:
+                for form in forms:
+                    starts.update(postings[form])
+                continue
+            # Start from the rarest token of the phrase, then verify the rest in place.
+            offset, rarest = min(enumerate(heads), key=lambda e: len(postings[e[1]]))
+            for slot, pos in postings[rarest]:
+                s = pos - offset
+                if s < 0:
+                    continue
+                tokens = self._tokens[slot]
+                if s + k >= len(tokens) or tokens[s + k] not in last_ok:
+                    continue
+                joinable = self._joinable[slot]
+                if all(tokens[s + i] == heads[i] and joinable[s + i] for i in range(k)):
+                    starts.add((slot, s))
+        hits = TermHits()
+        for slot, _pos in starts:
+            paper, where = divmod(slot, 2)
+            if where == TITLE:
+                hits.title |= 1 << paper
+            else:
+                hits.abstract |= 1 << paper
+                hits.abstract_counts[paper] = hits.abstract_counts.get(paper, 0) + 1
+        return hits
+
+
+def bits(mask: int) -> Iterator[int]:
+    """Indices of the set bits of ``mask``, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
