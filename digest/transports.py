@@ -1,0 +1,413 @@
+"""Where built messages go: an SMTP server or a local Maildir.
+
+Owns: the ``Transport`` protocol, ``SmtpTransport`` (one reused, verified-TLS connection),
+``MaildirOutbox`` (atomic Maildir writes, the embedded default), the shared ``RateLimiter``
+and ``open_transport(settings, environ)`` which returns a factory the delivery service calls
+once per pool worker. May import ``models``, ``errors`` and ``mailer`` (for
+``OutgoingMessage``); never the ledger or the service, which decide what to send and when.
+
+Error contract (what the service relies on):
+- ``DeliveryError(temporary=True)``: this one message was not accepted but may be later (4xx
+  reply, timeout or dropped connection during the transaction). If the connection dropped after
+  the final dot the server may still have accepted it; the service records that.
+- ``DeliveryError(temporary=False)``: the server refused this message for good (5xx).
+- ``TransportError``: the transport as a whole is unusable (cannot connect, greeting refused,
+  TLS or certificate failure, AUTH refused, missing password): stop the run, mark nothing sent.
+The password never appears in any message or log: smtplib debug output stays off and every text
+we raise passes through ``_Scrubber``.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+import os
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from digest.errors import DeliveryError, TransportError
+from digest.mailer import OutgoingMessage
+from digest.models import Settings, SmtpSettings
+
+__all__ = [
+    "SendResult",
+    "Transport",
+    "TransportFactory",
+    "SmtpTransport",
+    "MaildirOutbox",
+    "RateLimiter",
+    "open_transport",
+]
+
+log = logging.getLogger("digest.transports")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """A message the transport accepted: the SMTP code (250) and the server's reply text (often
+    carrying the server's queue id), or 250/"stored <path>" for the outbox."""
+
+    recipient: str
+    message_id: str
+    code: int
+    reply: str
+
+
+class Transport(Protocol):
+    def send(self, msg: OutgoingMessage) -> SendResult:
+        """Hand one message over. Raises ``DeliveryError`` or ``TransportError``."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; the transport may not be used afterwards."""
+        ...
+
+
+# --------------------------------------------------------------------------- rate limit
+
+
+class RateLimiter:
+    """A thread-safe token bucket: at most ``rate`` acquisitions a second on average, bursts of
+    ``burst``. One instance is shared by every connection of a pool, so the provider's quota
+    holds for the pool as a whole."""
+
+    def __init__(self, rate: float, burst: int = 1, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock, self._sleep = clock, sleep
+        self._tokens = float(self.burst)
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until one is free; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            # Reserve the token now (the balance may go negative) so waiters queue fairly
+            # without holding the lock while they sleep.
+            self._tokens -= 1.0
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+class _Scrubber:
+    """Removes the password (and the base64 forms AUTH PLAIN/LOGIN put on the wire) from text."""
+
+    def __init__(self, username: str | None, password: str | None) -> None:
+        secrets: list[str] = []
+        if password:
+            secrets.append(password)
+            secrets.append(base64.b64encode(password.encode()).decode())
+            if username:
+                secrets.append(base64.b64encode(f"\0{username}\0{password}".encode()).decode())
+        self._secrets = sorted(secrets, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _reply_text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())
+
+
+class SmtpTransport:
+    """One SMTP connection reused for many messages (connect on first send, reconnect on the
+    next send after a drop). Not thread-safe: a pool makes one per worker."""
+
+    def __init__(self, smtp: SmtpSettings, password: str | None = None, *,
+                 limiter: RateLimiter | None = None, local_hostname: str | None = None) -> None:
+        self.settings = smtp
+        self._password = password
+        self._limiter = limiter
+        self._local_hostname = local_hostname
+        self._scrub = _Scrubber(smtp.username, password)
+        self._conn: smtplib.SMTP | None = None
+        self._context = ssl.create_default_context(
+            cafile=str(smtp.ca_file) if smtp.ca_file else None)  # verifies cert + hostname
+        self.where = f"{smtp.host}:{smtp.port}"
+
+    # -- connection
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        conn: smtplib.SMTP | None = None
+        try:
+            if s.security == "tls":
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
+                                        context=self._context,
+                                        local_hostname=self._local_hostname)
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout,
+                                    local_hostname=self._local_hostname)
+            conn.set_debuglevel(0)  # debug output would print AUTH in base64
+            conn.ehlo()
+            if s.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    raise TransportError(f"SMTP {self.where}: the server does not offer STARTTLS "
+                                         "(set smtp.security to 'tls' or, on a trusted local "
+                                         "network only, 'none')")
+                code, reply = conn.starttls(context=self._context)
+                if code != 220:
+                    raise TransportError(f"SMTP {self.where}: STARTTLS refused: {code} "
+                                         f"{_reply_text(reply)}")
+                conn.ehlo()
+            if s.username:
+                conn.login(s.username, self._password or "")
+            return conn
+        except TransportError:
+            self._discard(conn)
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            self._discard(conn)
+            raise TransportError(
+                f"SMTP {self.where}: TLS certificate not trusted: {exc.verify_message} "
+                "(for a private CA set smtp.ca_file)") from None
+        except ssl.SSLError as exc:
+            self._discard(conn)
+            raise TransportError(f"SMTP {self.where}: TLS handshake failed: "
+                                 f"{exc.reason or exc}") from None
+        except smtplib.SMTPAuthenticationError as exc:
+            self._discard(conn)
+            raise TransportError(self._scrub(
+                f"SMTP {self.where}: authentication refused for user {s.username!r}: "
+                f"{exc.smtp_code} {_reply_text(exc.smtp_error)}")) from None
+        except smtplib.SMTPNotSupportedError:
+            self._discard(conn)
+            raise TransportError(f"SMTP {self.where}: the server offers no AUTH mechanism "
+                                 "we can use") from None
+        except smtplib.SMTPResponseException as exc:  # greeting refused (e.g. 421 busy)
+            self._discard(conn)
+            raise TransportError(self._scrub(
+                f"SMTP {self.where}: refused the session: {exc.smtp_code} "
+                f"{_reply_text(exc.smtp_error)}")) from None
+        except (TimeoutError, socket.timeout):
+            self._discard(conn)
+            raise TransportError(f"SMTP {self.where}: no answer within "
+                                 f"{s.timeout:g} s while connecting") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            self._discard(conn)
+            raise TransportError(self._scrub(f"SMTP {self.where}: cannot connect: {exc}")) from None
+
+    @staticmethod
+    def _discard(conn: smtplib.SMTP | None) -> None:
+        if conn is None:
+            return
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        finally:
+            self._discard(conn)
+
+    # -- sending
+
+    def send(self, msg: OutgoingMessage) -> SendResult:
+        if self._limiter is not None:
+            self._limiter.acquire()
+        if self._conn is None:
+            self._conn = self._connect()
+            return self._transaction(self._conn, msg, fresh=True)
+        try:
+            return self._transaction(self._conn, msg, fresh=False)
+        except _StaleConnection:
+            # The server closed our idle reused connection before this message's MAIL FROM:
+            # nothing of it was transmitted, so one transparent reconnect is safe.
+            self._conn = self._connect()
+            return self._transaction(self._conn, msg, fresh=True)
+
+    def _fail(self, msg: OutgoingMessage, stage: str, code: int, reply: bytes | str) -> DeliveryError:
+        """A DeliveryError for a non-success reply, leaving the connection usable or closed."""
+        text = self._scrub(_reply_text(reply))
+        if code == 421 or code < 400:  # 421: the server is closing the channel
+            self._drop()
+        elif self._conn is not None:
+            try:
+                self._conn.rset()
+            except (OSError, smtplib.SMTPException):
+                self._drop()
+        return DeliveryError(f"{stage} refused: {text}", recipient=msg.recipient, code=code,
+                             temporary=400 <= code < 500 or code < 400)
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._discard(conn)
+
+    def _transaction(self, conn: smtplib.SMTP, msg: OutgoingMessage, *, fresh: bool) -> SendResult:
+        stage = "MAIL FROM"
+        try:
+            options = [f"SIZE={len(msg.data)}"] if conn.has_extn("size") else []
+            code, reply = conn.mail(msg.sender, options)
+            if code != 250:
+                raise self._fail(msg, stage, code, reply)
+            stage = "RCPT TO"
+            code, reply = conn.rcpt(msg.recipient)
+            if code not in (250, 251):
+                raise self._fail(msg, stage, code, reply)
+            stage = "DATA"
+            try:
+                code, reply = conn.data(msg.data)
+            except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
+                raise self._fail(msg, stage, exc.smtp_code, exc.smtp_error) from None
+            if code != 250:
+                raise self._fail(msg, "message", code, reply)
+            return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=code,
+                              reply=self._scrub(_reply_text(reply)))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # smtplib turns socket timeouts into SMTPServerDisconnected; the cause tells them apart.
+            self._drop()
+            timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+            if not timed_out and stage == "MAIL FROM" and not fresh:
+                raise _StaleConnection() from None
+            after = (" (after the message was sent: the server may have accepted it)"
+                     if stage == "DATA" else "")
+            what = (f"no answer within {self.settings.timeout:g} s" if timed_out
+                    else self._scrub(f"connection lost ({exc})"))
+            raise DeliveryError(f"{what} during {stage}{after}", recipient=msg.recipient,
+                                temporary=True) from None
+
+
+class _StaleConnection(Exception):
+    """Internal: the reused connection was already closed when the transaction began."""
+
+
+# --------------------------------------------------------------------------- Maildir
+
+
+class MaildirOutbox:
+    """Writes each message into a Maildir (``tmp/`` then an atomic rename into ``new/``, with
+    fsync of the file and the directory), readable by ``mailbox.Maildir`` and mail clients.
+    Thread-safe; files use LF line ends as the Maildir convention expects."""
+
+    _counter = itertools.count()
+    _host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TransportError(f"outbox {self.path}: cannot create the Maildir: "
+                                 f"{exc.strerror or exc}") from None
+
+    def _unique(self) -> str:
+        # The Maildir naming scheme: time, then a per-process-unique part, then the host.
+        now = time.time()
+        sec, usec = int(now), int((now - int(now)) * 1_000_000)
+        return f"{sec}.M{usec}P{os.getpid()}Q{next(self._counter)}.{self._host}"
+
+    def send(self, msg: OutgoingMessage) -> SendResult:
+        name = self._unique()
+        tmp = self.path / "tmp" / name
+        final = self.path / "new" / name
+        data = msg.data.replace(b"\r\n", b"\n")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+            dir_fd = os.open(self.path / "new", os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # make the rename itself durable
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            # A full disk or a read-only folder stops every message, not just this one.
+            raise TransportError(f"outbox {self.path}: cannot write: "
+                                 f"{exc.strerror or exc}") from None
+        return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=250,
+                          reply=f"stored {final}")
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- factory
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class TransportFactory:
+    """Makes transports for one run. ``connections`` is how many the service should open in
+    parallel; each call returns a new, independent transport (they share the rate limiter)."""
+
+    make: Callable[[], Transport]
+    connections: int
+    description: str
+
+    def __call__(self) -> Transport:
+        return self.make()
+
+
+def open_transport(settings: Settings, environ: Mapping[str, str] | None = None) -> TransportFactory:
+    """The transport factory the configured delivery mode asks for. Checks what can be checked
+    without the network (password present) and raises ``TransportError`` early."""
+    env = os.environ if environ is None else environ
+    if settings.delivery == "outbox":
+        outbox = MaildirOutbox(settings.outbox)
+        return TransportFactory(make=lambda: outbox, connections=1,
+                                description=f"outbox {settings.outbox}")
+    smtp = settings.smtp
+    if smtp is None:
+        raise TransportError("delivery is 'smtp' but no smtp settings are configured")
+    password: str | None = None
+    if smtp.username:
+        if not smtp.password_env:
+            raise TransportError("smtp.username is set but smtp.password_env is not")
+        password = env.get(smtp.password_env)
+        if not password:
+            raise TransportError(f"the SMTP password environment variable "
+                                 f"{smtp.password_env} is not set")
+    if password and smtp.security == "none" and smtp.host not in _LOOPBACK:
+        raise TransportError(f"refusing to send the SMTP password unencrypted to {smtp.host} "
+                             "(security: none); use starttls or tls")
+    if smtp.ca_file is not None and not Path(smtp.ca_file).is_file():
+        raise TransportError(f"smtp.ca_file {smtp.ca_file} does not exist")
+    limiter = (RateLimiter(smtp.max_per_second, burst=max(1, int(smtp.max_per_second)))
+               if smtp.max_per_second else None)
+    return TransportFactory(
+        make=lambda: SmtpTransport(smtp, password, limiter=limiter),
+        connections=max(1, smtp.connections),
+        description=f"smtp {smtp.security} {smtp.host}:{smtp.port}")
