@@ -2,7 +2,7 @@
 
 Owns: parsing ``minute hour day-of-month month day-of-week`` with the semantics every crontab
 user knows (Vixie cron / cronie), and turning it into a trigger the scheduler can persist.
-May import only the standard library, APScheduler and ``digest.models``; does no I/O.
+May import only the standard library and APScheduler (nothing from the project); no I/O.
 
 Why not ``CronTrigger.from_crontab``: in APScheduler 3.x day-of-week ``0`` is Monday, so
 ``from_crontab("0 8 * * 1")`` fires on Tuesday, and it ANDs day-of-month with day-of-week.

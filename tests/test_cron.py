@@ -1,0 +1,182 @@
+"""Next-run maths for standard cron expressions: pure functions, no scheduler running."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+
+import pytest
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from digest.cron import cron_trigger, next_runs, parse_cron
+
+
+def iso(runs: list[datetime]) -> list[str]:
+    return [r.isoformat() for r in runs]
+
+
+SAT = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)  # a Saturday
+
+
+@pytest.mark.parametrize(("weekday", "first"), [
+    ("1", "2026-03-30"),      # cron 1 = Monday (APScheduler's from_crontab would say Tuesday)
+    ("mon", "2026-03-30"),
+    ("MON", "2026-03-30"),
+    ("0", "2026-03-29"),      # 0 = Sunday
+    ("7", "2026-03-29"),      # 7 = Sunday too
+    ("sun", "2026-03-29"),
+    ("6", "2026-04-04"),      # 6 = Saturday; 08:00 today has passed at noon
+    ("5", "2026-04-03"),      # Friday
+])
+def test_weekday_numbers_and_names_follow_standard_cron(weekday: str, first: str) -> None:
+    (run,) = next_runs(f"0 8 * * {weekday}", "UTC", SAT, 1)
+    assert run.date().isoformat() == first
+    assert run.hour == 8
+
+
+def test_from_crontab_really_is_off_by_one_which_is_why_we_translate() -> None:
+    # Guards the premise: if APScheduler ever fixes this, our translation still holds.
+    naive = CronTrigger.from_crontab("0 8 * * 1", timezone="UTC")
+    assert naive.get_next_fire_time(None, SAT).strftime("%a") == "Tue"
+    assert next_runs("0 8 * * 1", "UTC", SAT, 1)[0].strftime("%a") == "Mon"
+
+
+def test_weekday_ranges_lists_and_steps() -> None:
+    days = [r.strftime("%a") for r in next_runs("0 8 * * mon-fri", "UTC", SAT, 6)]
+    assert days == ["Mon", "Tue", "Wed", "Thu", "Fri", "Mon"]
+    days = [r.strftime("%a") for r in next_runs("0 8 * * 5-7", "UTC", SAT, 4)]
+    assert days == ["Sun", "Fri", "Sat", "Sun"]
+    days = [r.strftime("%a") for r in next_runs("0 8 * * 1,3,5", "UTC", SAT, 3)]
+    assert days == ["Mon", "Wed", "Fri"]
+    days = [r.strftime("%a") for r in next_runs("0 8 * * 0-6/2", "UTC", SAT, 4)]
+    assert days == ["Sun", "Tue", "Thu", "Sat"]
+
+
+def test_minute_hour_steps_and_month_names() -> None:
+    runs = next_runs("*/20 9-10 * * *", "UTC", SAT, 7)
+    assert [r.strftime("%d %H:%M") for r in runs] == [
+        "29 09:00", "29 09:20", "29 09:40", "29 10:00", "29 10:20", "29 10:40", "30 09:00"]
+    assert iso(next_runs("15/20 12 * * *", "UTC", SAT, 3)) == [
+        "2026-03-28T12:15:00+00:00", "2026-03-28T12:35:00+00:00", "2026-03-28T12:55:00+00:00"]
+    assert iso(next_runs("0 6 1 jan,Jul *", "UTC", SAT, 2)) == [
+        "2026-07-01T06:00:00+00:00", "2027-01-01T06:00:00+00:00"]
+
+
+def test_day_of_month_or_day_of_week_when_both_are_restricted() -> None:
+    # Standard cron: the 13th of each month OR every Friday (not "Friday the 13th").
+    runs = next_runs("0 8 13 * fri", "UTC", SAT, 4)
+    assert [r.strftime("%a %d") for r in runs] == ["Fri 03", "Fri 10", "Mon 13", "Fri 17"]
+    assert isinstance(cron_trigger("0 8 13 * fri", "UTC"), OrTrigger)
+    # A '*'-led field is not a restriction, so these AND as cron does.
+    runs = next_runs("0 8 */10 * mon", "UTC", SAT, 2)
+    assert [r.strftime("%a %d %b") for r in runs] == ["Mon 11 May", "Mon 01 Jun"]
+    # OR with an impossible day still fires on the weekdays.
+    assert next_runs("0 8 30 feb mon", "UTC", SAT, 1)[0].date().isoformat() == "2027-02-01"
+
+
+@pytest.mark.parametrize(("macro", "first"), [
+    ("@daily", "2026-03-29T00:00:00+00:00"),
+    ("@midnight", "2026-03-29T00:00:00+00:00"),
+    ("@hourly", "2026-03-28T13:00:00+00:00"),
+    ("@weekly", "2026-03-29T00:00:00+00:00"),
+    ("@monthly", "2026-04-01T00:00:00+00:00"),
+    ("@YEARLY", "2027-01-01T00:00:00+00:00"),
+])
+def test_macros(macro: str, first: str) -> None:
+    assert iso(next_runs(macro, "UTC", SAT, 1)) == [first]
+
+
+def test_timezones_on_both_sides_of_utc() -> None:
+    after = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
+    (tokyo,) = next_runs("0 7 * * *", "Asia/Tokyo", after, 1)
+    # 00:00 UTC is already 09:00 in Tokyo: the next 07:00 is tomorrow, 22:00 UTC today.
+    assert tokyo.isoformat() == "2026-06-02T07:00:00+09:00"
+    assert tokyo.astimezone(UTC).isoformat() == "2026-06-01T22:00:00+00:00"
+    (la,) = next_runs("0 7 * * *", "America/Los_Angeles", after, 1)
+    assert la.isoformat() == "2026-06-01T07:00:00-07:00"
+    assert la.astimezone(UTC).isoformat() == "2026-06-01T14:00:00+00:00"
+    # Monday in Auckland is still Sunday in UTC.
+    (nz,) = next_runs("30 6 * * mon", "Pacific/Auckland", after, 1)
+    assert nz.isoformat() == "2026-06-08T06:30:00+12:00"
+    assert nz.astimezone(UTC).strftime("%a %H:%M") == "Sun 18:30"
+
+
+def test_dst_spring_forward_skipped_time_lands_an_hour_later() -> None:
+    runs = next_runs("30 2 * * *", "Europe/Berlin", SAT, 3)
+    assert iso(runs) == ["2026-03-29T03:30:00+02:00",  # 02:30 does not exist that night
+                         "2026-03-30T02:30:00+02:00", "2026-03-31T02:30:00+02:00"]
+
+
+def test_dst_fall_back_fixed_time_fires_once() -> None:
+    after = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
+    runs = next_runs("30 1 * * *", "America/New_York", after, 3)
+    assert iso(runs) == ["2026-11-01T01:30:00-04:00",  # the first 01:30 only
+                         "2026-11-02T01:30:00-05:00", "2026-11-03T01:30:00-05:00"]
+
+
+def test_dst_fall_back_hourly_schedule_keeps_every_real_hour() -> None:
+    after = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 00:00 EDT
+    runs = next_runs("30 * * * *", "America/New_York", after, 4)
+    assert [r.astimezone(UTC).strftime("%H:%M") for r in runs] == [
+        "04:30", "05:30", "06:30", "07:30"]
+
+
+def test_leap_day() -> None:
+    runs = next_runs("0 7 29 2 *", "UTC", SAT, 2)
+    assert iso(runs) == ["2028-02-29T07:00:00+00:00", "2032-02-29T07:00:00+00:00"]
+
+
+def test_next_runs_is_strictly_after_and_in_local_time() -> None:
+    at = datetime(2026, 3, 30, 6, 0, tzinfo=UTC)  # exactly 08:00 in Berlin
+    (run,) = next_runs("0 8 * * *", "Europe/Berlin", at, 1)
+    assert run.isoformat() == "2026-03-31T08:00:00+02:00"
+    assert str(run.tzinfo) == "Europe/Berlin"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        next_runs("0 8 * * *", "UTC", datetime(2026, 3, 30), 1)
+
+
+@pytest.mark.parametrize(("expr", "message"), [
+    ("0 8 * *", "expected 5 fields (minute hour day month weekday), got 4"),
+    ("0 8 * * * *", "expected 5 fields (minute hour day month weekday), got 6"),
+    ("", "expected 5 fields (minute hour day month weekday), got 0"),
+    ("60 8 * * *", "minute field '60': 60 is out of range 0-59"),
+    ("0 24 * * *", "hour field '24': 24 is out of range 0-23"),
+    ("0 8 0 * *", "day-of-month field '0': 0 is out of range 1-31"),
+    ("0 8 * 13 *", "month field '13': 13 is out of range 1-12"),
+    ("0 8 * * 8", "day-of-week field '8': 8 is out of range 0-7"),
+    ("0 8 * * funday", "day-of-week field 'funday': 'funday' is not a number or name "
+                       "(allowed: 0-7 or sun..sat)"),
+    ("0 8 * * fri-mon", "day-of-week field 'fri-mon': range 'fri-mon' runs backwards "
+                        "(write it as two ranges: fri-sat,sun-mon)"),
+    ("*/0 8 * * *", "minute field '*/0': step '0' must be a whole number above 0"),
+    ("0 8 1,,2 * *", "day-of-month field '1,,2': empty item in the list"),
+    ("0 8 30 feb *", "day-of-month field '30': day 30 never occurs in feb, so the schedule "
+                     "would never fire"),
+    ("@reboot", "unknown macro '@reboot'"),
+])
+def test_bad_expressions_name_the_field(expr: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        cron_trigger(expr, "UTC")
+    assert str(caught.value).startswith(message)
+
+
+def test_unknown_timezone() -> None:
+    with pytest.raises(ValueError, match="unknown timezone 'Mars/Olympus'"):
+        cron_trigger("0 8 * * *", "Mars/Olympus")
+
+
+def test_triggers_pickle_for_the_job_store() -> None:
+    for expr in ("30 1 * * *", "0 8 13 * fri"):
+        trigger = cron_trigger(expr, "America/New_York")
+        copy = pickle.loads(pickle.dumps(trigger))
+        start = datetime(2026, 10, 30, tzinfo=UTC)
+        assert copy.get_next_fire_time(None, start) == trigger.get_next_fire_time(None, start)
+        assert str(copy) == str(trigger)
+
+
+def test_parse_cron_reports_restrictions() -> None:
+    spec = parse_cron("0 8 * * 7")
+    assert spec.weekdays == frozenset({0})
+    assert spec.weekdays_restricted and not spec.days_restricted
+    assert parse_cron("0 */2 * * *").hour_wildcard
