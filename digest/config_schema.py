@@ -1,0 +1,316 @@
+"""Reading composed YAML nodes into typed values, collecting every problem on the way.
+
+Owns: the node-level half of config loading: parsing a file into ``yaml`` nodes (which keep line
+numbers), mappings checked for unknown and duplicate keys, and typed readers (strings, lists of
+strings, integers, numbers, choices, durations, IANA zones) that spot the YAML 1.1 traps
+(an unquoted ``no`` read as false, ``12:30`` read as the base-60 number 750). Nothing here
+raises on bad input: each reader records a ``Problem`` and returns ``None`` so the caller can
+keep going and report everything at once. ``digest.config`` builds the models on top.
+
+May import: the standard library, PyYAML, ``digest.errors``. No file system access besides
+reading the one YAML text it is given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from digest.errors import Problem
+
+__all__ = ["Entry", "Reader", "compose", "suggest"]
+
+# libyaml's parser is ~10x faster than the pure-Python one and keeps the same marks.
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+
+# C0 controls (tab excepted) and DEL: never meant in config values, and a header-injection risk
+# for anything that ends up in an email header.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def compose(text: str, file: str) -> tuple[Node | None, Problem | None]:
+    """Parse ``text`` into its node tree (``None`` for an empty document), or the problem."""
+    try:
+        return yaml.compose(text, Loader=_Loader), None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        if exc.context and exc.problem and exc.context_mark is not None:
+            message += f" ({exc.context} started at line {exc.context_mark.line + 1})"
+        if "alias" in message:
+            # The usual cause: an unquoted cron expression (`* * * * *`) or term starting with *.
+            message += '; quote values that start with * (e.g. schedule: "*/30 * * * *")'
+        return None, Problem(file, line, "", message)
+    except yaml.YAMLError as exc:  # reader errors (e.g. a NUL byte) carry no mark
+        return None, Problem(file, None, "", f"invalid YAML: {exc}")
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or ``""``."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def line_of(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == _NULL
+
+
+def describe(node: Node) -> str:
+    """How a value is shown after ``got``: strings quoted, other scalars as written."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "an empty list" if not node.value else "a list"
+    if node.tag == _NULL:
+        return "nothing" if node.value in ("", "~") else "null"
+    if node.tag == _STR:
+        text = node.value if len(node.value) <= 60 else node.value[:57] + "..."
+        return repr(text)
+    return str(node.value)
+
+
+def _trap(node: ScalarNode) -> str:
+    """Why an unquoted scalar is not the string it looks like, as a hint after ``got ...``."""
+    if node.style:  # quoted or block scalars are never resolved to other types
+        return ""
+    if node.tag == _BOOL:
+        value = node.value.lower() in ("yes", "true", "on", "y")
+        return (f" (YAML 1.1 reads it as the boolean {str(value).lower()}); "
+                f'quote it: "{node.value}"')
+    if node.tag == _INT and ":" in node.value:
+        number = yaml.constructor.SafeConstructor().construct_yaml_int(node)
+        return f' (YAML 1.1 reads it as the base-60 number {number}); quote it: "{node.value}"'
+    if node.tag in (_INT, _FLOAT):
+        return f' (a number); quote it: "{node.value}"'
+    if node.tag == _TIMESTAMP:
+        return f' (YAML reads it as a date); quote it: "{node.value}"'
+    return ""
+
+
+class Entry:
+    """One key of a checked mapping: its value node and the line of the key."""
+
+    __slots__ = ("line", "node")
+
+    def __init__(self, line: int, node: Node) -> None:
+        self.line = line
+        self.node = node
+
+
+class Reader:
+    """Typed readers over nodes of one file; problems accumulate in ``problems``."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def problem(self, line: int | None, key: str, message: str) -> None:
+        self.problems.append(Problem(self.file, line, key, message))
+
+    def bad(self, node: Node, key: str, message: str) -> None:
+        self.problems.append(Problem(self.file, line_of(node), key, message))
+
+    # ------------------------------------------------------------------ containers
+
+    def mapping(self, node: Node, key: str, allowed: tuple[str, ...], *,
+                required: tuple[str, ...] = (), refused: dict[str, str] | None = None,
+                what: str = "a mapping") -> dict[str, Entry] | None:
+        """The keys of a mapping node, checked: duplicates (which PyYAML would silently drop),
+        unknown keys (naming the allowed ones), refused keys and missing required keys."""
+        if not isinstance(node, MappingNode):
+            self.bad(node, key, f"expected {what}, got {describe(node)}")
+            return None
+        entries: dict[str, Entry] = {}
+        for name, key_node, value in self._pairs(node, key):
+            path = f"{key}.{name}" if key else name
+            if name in entries:
+                self.bad(key_node, path, f"duplicate key (first at line {entries[name].line}); "
+                         "YAML would silently keep only the last one")
+            elif refused and name in refused:
+                self.bad(key_node, path, refused[name])
+            elif name not in allowed:
+                self.bad(key_node, path, f"unknown key{suggest(name, allowed)}; "
+                         f"allowed: {', '.join(allowed)}")
+            else:
+                entries[name] = Entry(line_of(key_node), value)
+        for name in required:
+            if name not in entries and not (refused and name in refused):
+                self.bad(node, f"{key}.{name}" if key else name, "missing")
+        return entries
+
+    def _pairs(self, node: MappingNode, key: str) -> Iterator[tuple[str, Node, Node]]:
+        """(name, key node, value node) in document order, YAML merge keys (``<<: *base``)
+        expanded first so that keys written out override merged ones without a duplicate."""
+        merged: list[tuple[str, Node, Node]] = []
+        own: list[tuple[str, Node, Node]] = []
+        for key_node, value in node.value:
+            if key_node.tag == _MERGE:
+                sources = value.value if isinstance(value, SequenceNode) else [value]
+                for source in sources:
+                    if isinstance(source, MappingNode):
+                        merged.extend(self._pairs(source, key))
+                    else:
+                        self.bad(source, key, f"<< merges a mapping, got {describe(source)}")
+                continue
+            if not isinstance(key_node, ScalarNode) or key_node.tag != _STR:
+                self.bad(key_node, key, f"expected a key name, got {describe(key_node)}"
+                         + (_trap(key_node) if isinstance(key_node, ScalarNode) else ""))
+                continue
+            own.append((key_node.value, key_node, value))
+        names = {name for name, _, _ in own}
+        seen: set[str] = set()
+        for item in merged:  # a later merge source does not override an earlier one
+            if item[0] not in names and item[0] not in seen:
+                seen.add(item[0])
+                yield item
+        yield from own
+
+    def sequence(self, node: Node, key: str, what: str) -> list[Node] | None:
+        if isinstance(node, SequenceNode):
+            return list(node.value)
+        self.bad(node, key, f"expected {what}, got {describe(node)}")
+        return None
+
+    # ------------------------------------------------------------------ scalars
+
+    def text(self, node: Node, key: str, *, what: str = "a string",
+             optional: bool = False) -> str | None:
+        """A string, stripped and non-empty; ``None`` (after recording why) otherwise. With
+        ``optional`` a null or empty value is simply ``None``."""
+        if optional and _null(node):
+            return None
+        if not isinstance(node, ScalarNode) or node.tag != _STR:
+            hint = _trap(node) if isinstance(node, ScalarNode) else ""
+            self.bad(node, key, f"expected {what}, got {describe(node)}{hint}")
+            return None
+        value = str(node.value).strip()
+        if not value:
+            if optional:
+                return None
+            self.bad(node, key, f"expected {what}, got an empty string")
+            return None
+        if _CONTROL.search(value):
+            self.bad(node, key, f"expected {what}, got {describe(node)} "
+                     "(control characters such as line breaks are not allowed)")
+            return None
+        return value
+
+    def strings(self, node: Node, key: str, *, what: str = "a list of strings",
+                item: str = "a non-empty string") -> tuple[str, ...] | None:
+        """A list of non-empty strings (``[]`` and null give ``()``)."""
+        if _null(node):
+            return ()
+        items = self.sequence(node, key, what)
+        if items is None:
+            return None
+        values: list[str] = []
+        ok = True
+        for index, child in enumerate(items):
+            value = self.text(child, f"{key}[{index}]", what=item)
+            if value is None:
+                ok = False
+            else:
+                values.append(value)
+        return tuple(values) if ok else None
+
+    def integer(self, node: Node, key: str, *, minimum: int = 1,
+                maximum: int | None = None) -> int | None:
+        if isinstance(node, ScalarNode) and node.tag == _INT:
+            value = int(yaml.constructor.SafeConstructor().construct_yaml_int(node))
+            if value >= minimum and (maximum is None or value <= maximum):
+                return value
+        wanted = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}")
+        if maximum is not None:
+            wanted = f"an integer from {minimum} to {maximum}"
+        self.bad(node, key, f"expected {wanted}, got {describe(node)}")
+        return None
+
+    def number(self, node: Node, key: str, *, optional: bool = False) -> float | None:
+        """A positive number (int or float)."""
+        if optional and _null(node):
+            return None
+        if isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT):
+            value = float(yaml.constructor.SafeConstructor().construct_object(node))
+            if value > 0 and value != float("inf"):
+                return value
+        self.bad(node, key, f"expected a positive number, got {describe(node)}")
+        return None
+
+    def choice(self, node: Node, key: str, choices: tuple[str, ...]) -> str | None:
+        what = f"one of {', '.join(choices)}"
+        value = self.text(node, key, what=what)
+        if value is None:
+            return None
+        if value not in choices:
+            self.bad(node, key, f"expected {what}, got {value!r}{suggest(value, choices)}")
+            return None
+        return value
+
+    def duration(self, node: Node, key: str) -> timedelta | None:
+        """``90m``, ``12h``, ``2d``, ``1d12h``, ``1w``, ``30s``."""
+        what = "a duration like 90m, 12h, 2d or 1d12h"
+        if isinstance(node, ScalarNode) and node.tag == _STR:
+            match = _DURATION.fullmatch(node.value.strip().lower())
+            if match and any(match.groups()):
+                w, d, h, m, s = (int(g or 0) for g in match.groups())
+                return timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=s)
+        hint = " (add a unit: m, h or d)" if isinstance(node, ScalarNode) and node.tag == _INT \
+            else ""
+        self.bad(node, key, f"expected {what}, got {describe(node)}{hint}")
+        return None
+
+    def timezone(self, node: Node, key: str) -> str | None:
+        name = self.text(node, key, what="an IANA timezone name")
+        if name is None:
+            return None
+        if not known_zone(name):
+            self.bad(node, key, f"unknown timezone {name!r}{suggest_zone(name)}; use an IANA "
+                     "name such as 'Europe/Berlin' or 'America/New_York'")
+            return None
+        return name
+
+
+@lru_cache(maxsize=1024)
+def known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: not a valid key ('../x', '')
+        return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
+
+
+def suggest_zone(name: str) -> str:
+    names = _zone_names()
+    exact = names.get(name.lower().replace(" ", "_"))
+    if exact:
+        return f" (did you mean {exact!r}?)"
+    match = difflib.get_close_matches(name.lower().replace(" ", "_"), list(names), n=1,
+                                      cutoff=0.75)
+    return f" (did you mean {names[match[0]]!r}?)" if match else ""
