@@ -131,8 +131,17 @@ def _opt_dt(obj: Mapping[str, Any], key: str) -> datetime | None:
     return None if value is None else _parse_dt(value, key)
 
 
-def _arxiv_links(pid: str) -> dict[str, str]:
-    return {"url": f"https://arxiv.org/abs/{pid}", "pdf_url": f"https://arxiv.org/pdf/{pid}"}
+def _abs_url(pid: str | None) -> str | None:
+    return f"https://arxiv.org/abs/{pid}" if pid else None
+
+
+def _pdf_url(pid: str | None) -> str | None:
+    return f"https://arxiv.org/pdf/{pid}" if pid else None
+
+
+def _obj(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _items(source: str, items: Iterable[Any], parse: Callable[[Any], Paper]) -> tuple[Paper, ...]:
@@ -198,7 +207,7 @@ def _huggingface(item: Any, listed_default: date | None) -> Paper:
     daily = _opt_dt(paper, "submittedOnDailyAt")
     return Paper(
         id=pid or raw_id, title=title, abstract=abstract, authors=names,
-        **(_arxiv_links(pid) if pid else {}), published=_opt_dt(paper, "publishedAt"),
+        url=_abs_url(pid), pdf_url=_pdf_url(pid), published=_opt_dt(paper, "publishedAt"),
         listed=daily.date() if daily else listed_default,
         upvotes=_opt(paper, "upvotes", int), source="huggingface",
         hf_url=f"https://huggingface.co/papers/{pid or raw_id}", code_url=_opt(paper, "githubRepo", str),
@@ -210,20 +219,17 @@ def _semantic_scholar(item: Any) -> Paper:
     if not isinstance(item, dict):
         raise _BadItem("unknown paper (null)" if item is None else "expected an object")
     title, abstract = _req_text(item, "title"), _req_text(item, "abstract")
-    ext = item.get("externalIds") if isinstance(item.get("externalIds"), dict) else {}
-    pid = arxiv_id(str(ext.get("ArXiv") or "")) or title_id(title)
-    authors = item.get("authors") if isinstance(item.get("authors"), list) else []
-    tldr = item.get("tldr") if isinstance(item.get("tldr"), dict) else {}
-    pdf = item.get("openAccessPdf") if isinstance(item.get("openAccessPdf"), dict) else {}
-    links = _arxiv_links(pid) if not pid.startswith("t-") else {}
+    pid = arxiv_id(str(_obj(item, "externalIds").get("ArXiv") or ""))
+    authors = item.get("authors") if isinstance(item.get("authors"), list) else None
+    s2_page = (f"https://www.semanticscholar.org/paper/{item['paperId']}"
+               if isinstance(item.get("paperId"), str) else None)
     return Paper(
-        id=pid, title=title, abstract=abstract,
-        authors=tuple(a["name"] for a in authors if isinstance(a, dict) and a.get("name")),
-        url=links.get("url") or _opt(item, "url", str) or (
-            f"https://www.semanticscholar.org/paper/{item['paperId']}"
-            if isinstance(item.get("paperId"), str) else None), published=_opt_dt(item, "publicationDate"),
-        source="semantic-scholar", pdf_url=links.get("pdf_url") or _opt(pdf, "url", str),
-        ai_summary=_opt(tldr, "text", str))
+        id=pid or title_id(title), title=title, abstract=abstract,
+        authors=tuple(a["name"] for a in authors or () if isinstance(a, dict) and a.get("name")),
+        url=_abs_url(pid) or _opt(item, "url", str) or s2_page,
+        published=_opt_dt(item, "publicationDate"), source="semantic-scholar",
+        pdf_url=_pdf_url(pid) or _opt(_obj(item, "openAccessPdf"), "url", str),
+        ai_summary=_opt(_obj(item, "tldr"), "text", str))
 
 
 def parse_json(data: Any, source: str, *, listed: date | None = None,
@@ -275,7 +281,7 @@ def _atom_entry(entry: ET.Element) -> Paper:
     return Paper(
         id=pid, title=title, abstract=abstract,
         authors=tuple(fold_ws(_text(a.find(f"{ATOM}name"))) for a in entry.findall(f"{ATOM}author")),
-        **_arxiv_links(pid), categories=tuple(dict.fromkeys(c for c in cats if c)),
+        url=_abs_url(pid), pdf_url=_pdf_url(pid), categories=tuple(dict.fromkeys(c for c in cats if c)),
         published=_parse_dt(published, "published") if published.strip() else None,
         source="arxiv",
         code_url=code.group(0) if code else None, project_url=project.group(1) if project else None)
@@ -298,9 +304,9 @@ def _rss_item(item: ET.Element) -> Paper:
             raise _BadItem(f"bad pubDate {pub!r}") from None
     return Paper(
         id=pid or title_id(title), title=title, abstract=abstract, authors=authors,
-        url=f"https://arxiv.org/abs/{pid}" if pid else link or None, listed=listed,
+        url=_abs_url(pid) or link or None, listed=listed,
         categories=tuple(dict.fromkeys(fold_ws(_text(c)) for c in item.findall("category"))),
-        source="arxiv-rss", pdf_url=f"https://arxiv.org/pdf/{pid}" if pid else None)
+        source="arxiv-rss", pdf_url=_pdf_url(pid))
 
 
 def parse_xml(payload: bytes, source: str) -> tuple[Paper, ...]:
@@ -458,9 +464,9 @@ def papers_for(settings: Settings, papers_path: Path | None, now: datetime,
         if feed.path is None:
             raise FeedError("settings.feed", "source 'file' needs a path")
         return load_papers(feed.path)
-    from digest import feeds_http  # lazily: httpx is only needed for live feeds
+    from digest.feeds_http import fetch_papers  # lazily: httpx is only needed for live feeds
 
     day = (now if now.tzinfo else now.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
-    return feeds_http.fetch_papers(
+    return fetch_papers(
         feed.source, day, client=client, walk_back=WALK_BACK_DAYS, categories=feed.categories,
         limit=feed.limit, timeout=feed.timeout).papers

@@ -1,5 +1,79 @@
-"""CLI: the fetch command(s). Thin: parse, call one library function, print."""
+"""CLI: ``digest fetch``. Thin: parse, call the feeds library, write our normalized JSON list."""
 
 from __future__ import annotations
 
-from digest.cli._base import main  # noqa: F401
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from digest.cli._base import main
+from digest.feeds import (
+    WALK_BACK_DAYS, load_papers, merge_papers, papers_to_json, sample_papers, write_papers)
+from digest.models import FeedSettings, Paper
+
+SOURCES = ("huggingface", "arxiv", "file", "sample")
+
+
+@main.command("fetch")
+@click.option("--source", "-s", type=click.Choice(SOURCES), default=None,
+              help="Where to read papers. Default: file when --path is given, else huggingface.")
+@click.option("--date", "-d", "day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              metavar="YYYY-MM-DD",
+              help="The day's list to fetch (UTC). Default: today, walking back over empty days.")
+@click.option("--walk-back", type=click.IntRange(min=0), default=None, metavar="DAYS",
+              help=f"If the day has no papers, try up to DAYS earlier days. "
+                   f"Default: 0 with --date, else {WALK_BACK_DAYS}.")
+@click.option("--path", "-p", "paths", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A papers file for --source file (any supported format; repeat to merge).")
+@click.option("--category", "categories", multiple=True, metavar="CAT",
+              help="arXiv category for --source arxiv (repeatable). "
+                   f"Default: {' '.join(FeedSettings().categories)}.")
+@click.option("--limit", type=click.IntRange(min=1, max=2000), default=100, show_default=True,
+              help="At most this many papers from a live source.")
+@click.option("--out", "-o", default="-", show_default=True, metavar="FILE|-",
+              help="Write the JSON list here (atomically), or '-' for standard output.")
+def fetch(source: str | None, day: datetime | None, walk_back: int | None,
+          paths: tuple[Path, ...], categories: tuple[str, ...], limit: int, out: str) -> None:
+    """Fetch papers and save them as our normalized JSON list.
+
+    The output is one JSON object per paper with every field (id, title, abstract, authors,
+    url, published, listed, categories, upvotes, source, pdf_url, hf_url, code_url,
+    project_url, ai_summary, ai_keywords, comments); dates are ISO 8601. Any command's
+    --papers option reads it back. Papers seen in several inputs appear once (same arXiv id).
+
+    \b
+    Examples:
+      digest fetch --out papers.json                 # today's Hugging Face list
+      digest fetch --source arxiv --date 2026-06-11 --category cs.CL
+      digest fetch --path hf.json --path arxiv.xml --out -   # convert and merge files
+    """
+    source = source or ("file" if paths else "huggingface")
+    err = Console(stderr=True)
+    papers: tuple[Paper, ...]
+    where = source
+    if source == "file":
+        if not paths:
+            raise click.UsageError("--source file needs --path FILE")
+        papers = merge_papers(*(load_papers(p) for p in paths))
+        where = ", ".join(str(p) for p in paths)
+    elif source == "sample":
+        papers = sample_papers()
+    else:
+        from digest.feeds_http import fetch_papers  # httpx only for live sources
+
+        wanted: date = day.date() if day else datetime.now(timezone.utc).date()
+        back = walk_back if walk_back is not None else (0 if day else WALK_BACK_DAYS)
+        with err.status(f"fetching {source} papers for {wanted.isoformat()}..."):
+            fetched = fetch_papers(source, wanted, walk_back=back, limit=limit,
+                                   categories=categories or FeedSettings().categories)
+        papers = fetched.papers
+        where = f"{source} for {fetched.day.isoformat()}"
+    if out == "-":
+        click.echo(papers_to_json(papers), nl=False)
+    else:
+        write_papers(papers, Path(out))
+    click.echo(f"{len(papers)} papers from {where}" + ("" if out == "-" else f" -> {out}"),
+               err=True)
