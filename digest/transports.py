@@ -202,12 +202,12 @@ class SmtpTransport:
             raise TransportError(self._scrub(
                 f"SMTP {self.where}: refused the session: {exc.smtp_code} "
                 f"{_reply_text(exc.smtp_error)}")) from None
-        except (TimeoutError, socket.timeout):
-            self._discard(conn)
-            raise TransportError(f"SMTP {self.where}: no answer within "
-                                 f"{s.timeout:g} s while connecting") from None
         except (OSError, smtplib.SMTPException) as exc:
+            # smtplib reports a socket timeout as SMTPServerDisconnected; the cause tells.
             self._discard(conn)
+            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+                raise TransportError(f"SMTP {self.where}: no answer within "
+                                     f"{s.timeout:g} s while connecting") from None
             raise TransportError(self._scrub(f"SMTP {self.where}: cannot connect: {exc}")) from None
 
     @staticmethod
