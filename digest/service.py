@@ -1,0 +1,381 @@
+"""Delivery: every due digest out exactly once, with the ledger as the truth.
+
+Owns: ``deliver_edition`` (one subscriber's edition, self-contained and idempotent: the unit a
+queue worker or the scheduler calls unchanged) and ``send_all`` (a whole run: papers, summaries
+and the MJML template once, a pool of transports, streaming so memory stays flat in the number
+of subscribers). May import models, errors, ledger, selector, pipeline, renderer, mailer and
+transports; it is the composition edge of delivery and never prints (the CLI does).
+
+Per (subscriber, edition) the order is fixed, so a ``kill -9`` at any point is recoverable:
+the ledger row is written ``sending`` (with Message-ID, papers and the message bytes) BEFORE the
+message leaves, and ``sent`` only after the server accepted it. A row found ``sending`` at the
+start of a later run was in flight during a crash: it is re-sent with the same Message-ID and
+flagged ``possible_duplicate`` (at most one per connection of the pool can be affected).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Protocol
+
+from digest.errors import DeliveryError, TransportError
+from digest.ledger import Ledger, LedgerRow, SendLock
+from digest.mailer import OutgoingMessage, build_message, check_address, parse_sender
+from digest.models import Config, Delivery, Digest, Paper, RenderedEmail, Selection, Settings
+from digest.models import Subscriber, Summary
+from digest.pipeline import build_digest, edition_for, summarize_all
+from digest.selector import Selector
+from digest.transports import Transport, TransportFactory, open_transport
+
+__all__ = ["SendReport", "deliver_edition", "send_all", "RetryPolicy",
+           "ALREADY_SENT", "NOTHING_NEW", "SUPPRESSED", "FAILED_BEFORE", "DRY_RUN",
+           "POSSIBLE_DUPLICATE"]
+
+# ``Delivery.detail`` prefixes, so reports can count skips without parsing prose.
+ALREADY_SENT = "already sent"
+NOTHING_NEW = "nothing new"
+SUPPRESSED = "suppressed"
+FAILED_BEFORE = "failed earlier, not retried"
+DRY_RUN = "dry run"
+POSSIBLE_DUPLICATE = "possible duplicate"
+
+
+class EmailRenderer(Protocol):
+    """What the service needs from ``digest.renderer.Renderer``."""
+
+    def render(self, digest: Digest) -> RenderedEmail: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Temporary failures are retried within the run after ``backoff``, ``2*backoff``, ...
+    seconds (``retries`` times), then left ``deferred`` for a later run. Small defaults: a
+    later run (or the scheduler) is the real retry loop, a run must not stall for minutes."""
+
+    retries: int = 2
+    backoff: float = 0.5
+    sleep: Callable[[float], None] = time.sleep
+
+
+def _split_outcome(error: DeliveryError) -> bool:
+    """True when the server may have accepted the message although we saw a failure: the
+    connection dropped or timed out while the body was being transmitted (no reply code)."""
+    return error.code is None and "DATA" in str(error)
+
+
+def _stored_message(row: LedgerRow, ledger: Ledger, settings: Settings) -> OutgoingMessage | None:
+    data = ledger.stored_message(row.email, row.edition)
+    if data is None or row.message_id is None:
+        return None
+    sender = check_address(parse_sender(settings.sender)[1])
+    return OutgoingMessage(sender=sender, recipient=check_address(row.email),
+                           message_id=row.message_id, data=data)
+
+
+def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Paper], *,
+                    ledger: Ledger, transport: Transport | None, renderer: EmailRenderer,
+                    settings: Settings, summaries: Mapping[str, Summary], now: datetime,
+                    force: bool = False, history: frozenset[str] | None = None,
+                    selection: Selection | None = None, selector: Selector | None = None,
+                    unsubscribe_secret: str | None = None, retry: RetryPolicy = RetryPolicy(),
+                    dry_run: bool = False) -> Delivery:
+    """Deliver ONE subscriber's ``edition``; safe to call again at any time (the ledger
+    decides). ``history`` defaults to the ledger's; ``selection``/``selector`` let a run share
+    work across subscribers. ``transport`` may be None only for ``dry_run``.
+
+    Raises ``TransportError`` (the row is left ``deferred``, never ``sending``); every
+    per-recipient problem becomes the returned ``Delivery`` instead.
+    """
+    email = subscriber.email.strip().lower()
+    skip = Delivery(email=email, edition=edition, state="skipped")
+    if ledger.is_suppressed(email):
+        return replace(skip, detail=SUPPRESSED)
+    row = ledger.get(email, edition)
+    possible_duplicate = False
+    msg: OutgoingMessage | None = None
+    papers_sent: tuple[str, ...] = ()
+    if row is not None and not force:
+        if row.state == "sent":
+            return replace(skip, message_id=row.message_id, papers=row.papers,
+                           detail=ALREADY_SENT)
+        if row.state == "failed":
+            return replace(skip, message_id=row.message_id, papers=row.papers, code=row.code,
+                           error=row.error, detail=FAILED_BEFORE)
+        # sending (in flight at a crash) or deferred: finish it, with the very same bytes.
+        if now - row.created > settings.retry_for:
+            if not dry_run:
+                ledger.mark_failed(email, edition, now=now, code=row.code,
+                                   error=f"gave up after {settings.retry_for}: {row.error}")
+            return Delivery(email=email, edition=edition, state="failed",
+                            message_id=row.message_id, papers=row.papers, code=row.code,
+                            error=row.error, detail=f"not delivered within {settings.retry_for}")
+        possible_duplicate = row.state == "sending" or row.possible_duplicate
+        msg = _stored_message(row, ledger, settings)
+        papers_sent = row.papers
+    if msg is None:
+        if selection is None:
+            known = ledger.history(include_deferred=True).get(email, frozenset()) \
+                if history is None else history
+            if row is not None:  # re-building this edition: its own papers are not "history"
+                known = known - frozenset(row.papers)
+            selection = (selector or Selector(papers)).select(subscriber, known)
+        if not selection.picks:
+            return replace(skip, detail=f"{NOTHING_NEW}: {selection.skipped_reason}"
+                           if selection.skipped_reason else NOTHING_NEW)
+        digest = build_digest(selection, summaries, edition, now, settings,
+                              unsubscribe_secret=unsubscribe_secret)
+        rendered = renderer.render(digest)
+        if not rendered.papers:
+            return replace(skip, detail=f"{NOTHING_NEW}: no paper fits the size budget")
+        try:
+            msg = build_message(rendered, digest, settings, now=now)
+        except DeliveryError as exc:  # an address that cannot be written safely
+            return Delivery(email=email, edition=edition, state="failed", error=str(exc),
+                            detail="cannot build the message")
+        papers_sent = rendered.papers
+    if dry_run:
+        return replace(skip, message_id=msg.message_id, papers=papers_sent,
+                       detail=f"{DRY_RUN}: would send {len(papers_sent)} papers")
+    if transport is None:
+        raise ValueError("deliver_edition needs a transport unless dry_run")
+    return _send(msg, email, edition, papers_sent, possible_duplicate, ledger=ledger,
+                 transport=transport, now=now, retry=retry)
+
+
+def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
+          possible_duplicate: bool, *, ledger: Ledger, transport: Transport, now: datetime,
+          retry: RetryPolicy) -> Delivery:
+    done = Delivery(email=email, edition=edition, state="sent", message_id=msg.message_id,
+                    papers=papers)
+    data: bytes | None = msg.data
+    for attempt in range(retry.retries + 1):
+        # The row says "sending" before a single byte leaves: a crash from here on is seen.
+        ledger.begin(email, edition, message_id=msg.message_id, papers=papers, data=data,
+                     now=now, possible_duplicate=possible_duplicate)
+        data = None  # stored once; later attempts keep it
+        try:
+            result = transport.send(msg)
+        except TransportError as exc:
+            ledger.mark_deferred(email, edition, now=now, code=None, error=str(exc))
+            raise
+        except DeliveryError as exc:
+            if not exc.temporary:
+                ledger.mark_failed(email, edition, now=now, code=exc.code, error=str(exc))
+                return replace(done, state="failed", code=exc.code, error=str(exc))
+            possible_duplicate = possible_duplicate or _split_outcome(exc)
+            if attempt < retry.retries:
+                retry.sleep(retry.backoff * 2 ** attempt)
+                continue
+            ledger.mark_deferred(email, edition, now=now, code=exc.code, error=str(exc))
+            return replace(done, state="deferred", code=exc.code, error=str(exc))
+        ledger.mark_sent(email, edition, now=now, code=result.code, reply=result.reply)
+        return replace(done, code=result.code,
+                       detail=POSSIBLE_DUPLICATE if possible_duplicate else None)
+    raise AssertionError("unreachable")  # the loop always returns or raises
+
+
+# ---------------------------------------------------------------------- a whole run
+
+
+@dataclass
+class SendReport:
+    """The outcome of a run: counts for the closing table, and the deliveries that need a
+    human's attention (failed, deferred, possible duplicates), never every delivery."""
+
+    sent: int = 0
+    already_sent: int = 0
+    nothing_new: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+    failed: int = 0
+    failed_before: int = 0
+    would_send: int = 0  # dry run
+    possible_duplicates: int = 0
+    problems: list[Delivery] = field(default_factory=list)
+
+    def add(self, d: Delivery) -> None:
+        detail = d.detail or ""
+        if d.state == "sent":
+            self.sent += 1
+            if detail == POSSIBLE_DUPLICATE:
+                self.possible_duplicates += 1
+                self.problems.append(d)
+        elif d.state == "deferred":
+            self.deferred += 1
+            self.problems.append(d)
+        elif d.state == "failed":
+            self.failed += 1
+            self.problems.append(d)
+        elif detail.startswith(ALREADY_SENT):
+            self.already_sent += 1
+        elif detail.startswith(SUPPRESSED):
+            self.suppressed += 1
+        elif detail.startswith(FAILED_BEFORE):
+            self.failed_before += 1
+        elif detail.startswith(DRY_RUN):
+            self.would_send += 1
+        else:
+            self.nothing_new += 1
+
+    @property
+    def total(self) -> int:
+        return (self.sent + self.already_sent + self.nothing_new + self.suppressed
+                + self.deferred + self.failed + self.failed_before + self.would_send)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+@dataclass(frozen=True)
+class _Job:
+    subscriber: Subscriber
+    edition: date
+    selection: Selection | None  # None: replay of a pending row from an earlier edition
+
+
+def due(config: Config, only: str | None = None) -> tuple[Subscriber, ...]:
+    """The subscribers a manual send addresses (all, or the one named by ``only``)."""
+    if only is None:
+        return config.subscribers
+    wanted = only.strip().lower()
+    return tuple(s for s in config.subscribers if s.email.lower() == wanted)
+
+
+def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
+             only: str | None = None, dry_run: bool = False, force: bool = False,
+             environ: Mapping[str, str] | None = None,
+             progress: Callable[[Delivery], None] | None = None,
+             renderer: EmailRenderer | None = None,
+             transports: TransportFactory | None = None,
+             retry: RetryPolicy = RetryPolicy(), lock: bool = True) -> SendReport:
+    """Send the current edition (the subscriber's local date of ``now``) to every subscriber
+    (or ``only`` one), after finishing editions left ``sending``/``deferred`` by earlier runs.
+
+    Streams: one producer selects subscriber by subscriber into a small bounded queue, a pool
+    of ``transports.connections`` workers renders, builds and sends; nothing per subscriber is
+    kept beyond the counts. Raises ``LockedError`` if another process sends with the same
+    database, ``TransportError`` if the transport is unusable (nothing more is sent)."""
+    settings = config.settings
+    env = {} if environ is None else environ
+    secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
+    subscribers = due(config, only)
+    ledger = Ledger(settings.database)
+    send_lock = SendLock(settings.database) if lock and not dry_run else None
+    if send_lock is not None:
+        send_lock.acquire()
+    try:
+        if renderer is None:
+            from digest.renderer import Renderer  # the heavy MJML import only when sending
+            renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
+        factory = None if dry_run else (transports or open_transport(settings, environ))
+        paper_list = tuple(papers)
+        summaries = summarize_all(paper_list, settings.summary_chars)
+        selector = Selector(paper_list)
+        history = ledger.history(include_deferred=True)
+        pending = {(r.email, r.edition) for r in ledger.pending()}
+        wanted = {s.email.lower(): s for s in subscribers}
+
+        def jobs() -> Iterable[_Job]:
+            for email, edition in sorted(pending, key=lambda k: (k[1], k[0])):
+                sub = wanted.get(email)
+                if sub is not None and edition != edition_for(sub, now):
+                    yield _Job(sub, edition, None)  # an earlier edition still owed
+            for sub in subscribers:
+                edition = edition_for(sub, now)
+                email = sub.email.lower()
+                known = history.get(email, frozenset())
+                row = ledger.get(email, edition) if force or (email, edition) in pending else None
+                if row is not None and (force or row.state != "sent"):
+                    known = known - frozenset(row.papers)  # this edition's own papers
+                yield _Job(sub, edition, selector.select(sub, known))
+
+        return _run(jobs(), factory, ledger=ledger, renderer=renderer, settings=settings,
+                    summaries=summaries, paper_list=paper_list, selector=selector, now=now,
+                    force=force, secret=secret, retry=retry, dry_run=dry_run, progress=progress)
+    finally:
+        ledger.close()
+        if send_lock is not None:
+            send_lock.release()
+
+
+_STOP = object()
+
+
+def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledger,
+         renderer: EmailRenderer, settings: Settings, summaries: Mapping[str, Summary],
+         paper_list: tuple[Paper, ...], selector: Selector, now: datetime, force: bool,
+         secret: str | None, retry: RetryPolicy, dry_run: bool,
+         progress: Callable[[Delivery], None] | None) -> SendReport:
+    report = SendReport()
+    report_lock = threading.Lock()
+    workers = 1 if factory is None else max(1, factory.connections)
+    # Bounded: the producer never runs far ahead, so memory does not grow with subscribers.
+    work: queue.Queue[object] = queue.Queue(maxsize=workers * 4)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+    # Open every connection's transport up front: a refused login fails before any row.
+    opened: list[Transport | None] = [None if factory is None else factory()
+                                      for _ in range(workers)]
+
+    def worker(transport: Transport | None) -> None:
+        try:
+            while True:
+                job = work.get()
+                if job is _STOP or stop.is_set():
+                    return
+                assert isinstance(job, _Job)
+                try:
+                    delivery = deliver_edition(
+                        job.subscriber, job.edition, paper_list, ledger=ledger,
+                        transport=transport, renderer=renderer, settings=settings,
+                        summaries=summaries, now=now, force=force and job.selection is not None,
+                        selection=job.selection, selector=selector, unsubscribe_secret=secret,
+                        retry=retry, dry_run=dry_run)
+                except BaseException as exc:  # TransportError, a template bug, ...: stop all
+                    failure.append(exc)
+                    stop.set()
+                    return
+                with report_lock:
+                    report.add(delivery)
+                    if progress is not None:
+                        progress(delivery)
+        finally:
+            if transport is not None:
+                transport.close()
+
+    threads = [threading.Thread(target=worker, args=(t,), name=f"digest-send-{i}", daemon=True)
+               for i, t in enumerate(opened)]
+    for t in threads:
+        t.start()
+    try:
+        for job in jobs:
+            while not stop.is_set():
+                try:
+                    work.put(job, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                break
+    except BaseException as exc:
+        failure.append(exc)
+        stop.set()
+    finally:
+        for _ in threads:
+            while any(t.is_alive() for t in threads):
+                try:
+                    work.put(_STOP, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        for t in threads:
+            t.join()
+    if failure:
+        raise failure[0]
+    return report
