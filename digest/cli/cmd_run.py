@@ -1,5 +1,115 @@
-"""CLI: the run command(s). Thin: parse, call one library function, print."""
+"""CLI: ``digest run`` (the scheduler daemon) and ``digest schedule`` (next send times).
+
+Thin: parse, call ``digest.daemon.Daemon`` / ``digest.scheduler.upcoming``, print. ``run`` logs
+one line per fire to stderr; ``schedule`` prints a table or JSON on stdout.
+"""
 
 from __future__ import annotations
 
-from digest.cli._base import main  # noqa: F401
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from digest.cli._base import config_option, main
+from digest.errors import ConfigError, DigestError
+
+FAKE_NOW_ENV = "DIGEST_FAKE_NOW"
+
+
+def _parse_now(value: str, what: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time such as "
+                                 "2026-03-29T08:00:00+02:00", param_hint=what) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _load(config_path: Path):  # type: ignore[no-untyped-def]
+    from digest.config import load_config
+
+    return load_config(config_path)
+
+
+@main.command(epilog="""\b
+Examples:
+  digest run --config subscribers.yaml
+  DIGEST_CONFIG=/etc/digest.yaml digest run -v
+
+\b
+Jobs persist in <database>.jobs next to the ledger. After downtime each subscriber gets at
+most ONE catch-up digest, if the missed send is within settings.catch_up (default 12h).
+Edit the YAML while it runs: the schedule follows within seconds; an invalid edit is logged
+(file:line) and the last good config keeps running. Stop with Ctrl-C or SIGTERM: the message
+in flight is finished first. Only one digest run (or digest send) per database at a time.""")
+@config_option
+@click.option("--verbose", "-v", is_flag=True, help="Also log APScheduler's own messages.")
+def run(config_path: Path, verbose: bool) -> None:
+    """Send each subscriber's digest on their own schedule, in their own timezone."""
+    from digest.daemon import Daemon, shift_clock, utc_now
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S%z")
+    logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.WARNING)
+    clock = utc_now
+    fake = os.environ.get(FAKE_NOW_ENV)
+    if fake:  # test hook: see digest.daemon.shift_clock
+        clock = shift_clock(_parse_now(fake, FAKE_NOW_ENV))
+        logging.getLogger("digest.run").warning("%s set: the clock reads %s", FAKE_NOW_ENV,
+                                                clock().isoformat())
+    daemon = Daemon(config_path, clock=clock)
+    try:
+        daemon.run_forever()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1) from None
+
+
+@main.command(epilog="""\b
+Examples:
+  digest schedule --config subscribers.yaml
+  digest schedule --next 5 --now 2026-03-28T12:00:00Z
+  digest schedule --json""")
+@config_option
+@click.option("--next", "-n", "count", type=click.IntRange(1, 1000), default=3,
+              show_default=True, help="How many upcoming send times per subscriber.")
+@click.option("--now", "now_text", metavar="ISO-8601", default=None,
+              help="Compute from this time instead of now (no offset means UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def schedule(config_path: Path, count: int, now_text: str | None, as_json: bool) -> None:
+    """Show each subscriber's next send times, in their local time and in UTC."""
+    from digest.scheduler import upcoming
+
+    now = _parse_now(now_text, "--now") if now_text else datetime.now(UTC)
+    try:
+        config = _load(config_path)
+        table = upcoming(config.subscribers, now, count)
+    except ValueError as exc:  # config validates schedules; this is a belt and braces
+        raise DigestError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"subscribers": [
+            {"email": r.email, "timezone": r.timezone, "schedule": r.schedule,
+             "next": [t.isoformat() for t in r.runs]} for r in table]}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(title=f"Next {count} send times after {now.isoformat()}")
+    for column in ("subscriber", "schedule", "timezone", "local time", "UTC"):
+        out.add_column(column, no_wrap=True)
+    for r in table:
+        for i, t in enumerate(r.runs):
+            first = i == 0
+            out.add_row(r.email if first else "", r.schedule if first else "",
+                        r.timezone if first else "", t.strftime("%a %Y-%m-%d %H:%M %Z"),
+                        t.astimezone(UTC).strftime("%a %Y-%m-%d %H:%M"))
+        if not r.runs:
+            out.add_row(r.email, r.schedule, r.timezone, "never", "")
+    console = Console()
+    # piped output has no terminal width; do not squeeze the times into two lines each
+    Console(width=None if console.is_terminal else 200).print(out)

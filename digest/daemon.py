@@ -1,0 +1,467 @@
+"""The running ``digest run`` daemon: fires, reload, graceful stop, one instance per database.
+
+Owns: the process-wide daemon (the job function ``fire`` finds it here, because stored jobs
+name a function, never an object), the papers cache shared by fires of the same minute, the
+config-file watcher, the signal-driven stop and the log line per fire. May import models,
+errors, cron, scheduler, config, feeds, pipeline, ledger, service, transports and renderer: it
+is an edge (clock, files, network through the service), like the CLI that starts it.
+
+A fire delivers the subscriber's edition for the LOCAL date of its *scheduled* time through
+``digest.service.deliver_edition``; the ledger makes a double fire (the 01:30 job on the
+autumn DST night, a restart racing a catch-up) send once. A deferred delivery gets a one-off
+retry job; rows left ``sending``/``deferred`` by an earlier process are finished at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.triggers.date import DateTrigger
+
+from digest.errors import ConfigError, DigestError, TransportError
+from digest.ledger import Ledger, SendLock
+from digest.models import Config, Delivery, Paper, Settings, Subscriber, Summary
+from digest.pipeline import edition_for, summarize_all
+from digest.scheduler import FIRE_FUNC, RETRY_MARK, EditionExecutor, build_scheduler, job_id
+from digest.scheduler import jobs_path, reconcile
+
+__all__ = ["Daemon", "FireResult", "EditionSender", "ServiceSender", "fire", "shift_clock",
+           "utc_now"]
+
+log = logging.getLogger("digest.run")
+
+RETRY_AFTER = timedelta(minutes=15)  # a deferred edition is tried again this much later
+IDLE_CLOSE = 60.0  # seconds; close an idle SMTP connection before the server drops it
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class FireResult:
+    """What one fire did: ``outcome`` is sent, skipped, deferred or failed."""
+
+    email: str
+    run_time: datetime
+    edition: date | None
+    outcome: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        edition = f" edition {self.edition}" if self.edition else ""
+        detail = f" ({self.detail})" if self.detail else ""
+        return (f"fire {self.email}{edition} scheduled {self.run_time.isoformat()}: "
+                f"{self.outcome}{detail}")
+
+
+class EditionSender(Protocol):
+    """Delivers one edition (the seam between the daemon and ``digest.service``)."""
+
+    def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
+             summaries: Mapping[str, Summary], settings: Settings, now: datetime) -> Delivery: ...
+
+    def close_idle(self, idle_seconds: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ServiceSender:
+    """The real sender: ``deliver_edition`` with a ledger, renderer and transport built once
+    per settings (rebuilt when a reload changes them). Used from the single worker thread and
+    the main thread's idle check, hence the lock."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+        self._ledger: Ledger | None = None
+        self._renderer: Any = None
+        self._factory: Callable[[], Any] | None = None
+        self._transport: Any = None
+        self._last_used = 0.0
+
+    def _prepare(self, settings: Settings) -> None:
+        if settings == self._settings:
+            return
+        self._close()
+        from digest.renderer import Renderer  # the heavy MJML import only when sending
+        from digest.transports import open_transport
+
+        self._renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
+        self._factory = open_transport(settings, self._environ)
+        self._ledger = Ledger(settings.database)
+        self._settings = settings
+
+    def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
+             summaries: Mapping[str, Summary], settings: Settings, now: datetime) -> Delivery:
+        from digest.service import deliver_edition
+
+        with self._lock:
+            self._prepare(settings)
+            assert self._ledger is not None and self._factory is not None
+            if self._transport is None:
+                self._transport = self._factory()
+            secret = (self._environ.get(settings.unsubscribe_secret_env)
+                      if settings.unsubscribe_secret_env else None)
+            try:
+                return deliver_edition(subscriber, edition, papers, ledger=self._ledger,
+                                       transport=self._transport, renderer=self._renderer,
+                                       settings=settings, summaries=summaries, now=now,
+                                       unsubscribe_secret=secret)
+            except TransportError:
+                self._close_transport()  # reconnect from scratch next time
+                raise
+            finally:
+                self._last_used = time.monotonic()
+
+    def pending(self, settings: Settings) -> tuple[tuple[str, date], ...]:
+        with self._lock:
+            self._prepare(settings)
+            assert self._ledger is not None
+            return tuple((r.email, r.edition) for r in self._ledger.pending())
+
+    def _close_transport(self) -> None:
+        if self._transport is not None:
+            try:
+                self._transport.close()
+            finally:
+                self._transport = None
+
+    def close_idle(self, idle_seconds: float) -> None:
+        with self._lock:
+            if self._transport is not None and time.monotonic() - self._last_used > idle_seconds:
+                self._close_transport()
+
+    def _close(self) -> None:
+        self._close_transport()
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+        self._settings = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
+def shift_clock(start: datetime) -> Callable[[], datetime]:
+    """Test hook behind ``DIGEST_FAKE_NOW``: make this process's clock read ``start`` now and
+    run on at real speed, for the daemon AND APScheduler (its scheduler loop and misfire check
+    read ``datetime.now`` at module level, so those two names are rebound). Lets an end-to-end
+    test fire a 08:00 schedule two seconds after start instead of waiting for the wall clock.
+    Never used unless the variable is set."""
+    import apscheduler.executors.base as executors_base
+    import apscheduler.schedulers.base as schedulers_base
+
+    offset = start - datetime.now(UTC)
+
+    class _Shifted(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return datetime.now(tz) + offset
+
+    schedulers_base.datetime = _Shifted
+    executors_base.datetime = _Shifted
+    return lambda: datetime.now(UTC) + offset
+
+
+# The daemon running in this process; stored jobs reach it through ``fire``.
+_current: Daemon | None = None
+
+
+def fire(email: str, run_time: datetime | None = None) -> None:
+    """The job function every stored job names (``digest.daemon:fire``)."""
+    daemon = _current
+    if daemon is None:  # a job run outside ``digest run``: nothing to deliver with
+        log.warning("fire %s: no daemon running in this process; ignored", email)
+        return
+    daemon.fire(email, run_time or daemon.clock())
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class Daemon:
+    """``start()`` / ``stop()`` for tests and embedding; ``run_forever()`` for the CLI.
+
+    ``loader`` is ``digest.config.load_config``; ``sender`` defaults to ``ServiceSender``;
+    ``on_fire`` sees every ``FireResult`` (tests wait on it; the log line is always written).
+    """
+
+    def __init__(self, config_path: Path, *, environ: Mapping[str, str] | None = None,
+                 poll: float = 2.0, clock: Callable[[], datetime] = utc_now,
+                 sender: EditionSender | None = None,
+                 loader: Callable[..., Config] | None = None,
+                 fetch: Callable[[Settings, datetime], tuple[Paper, ...]] | None = None,
+                 on_fire: Callable[[FireResult], None] | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.environ: Mapping[str, str] = dict(os.environ) if environ is None else environ
+        self.poll = poll
+        self.clock = clock
+        self.sender: EditionSender = sender or ServiceSender(self.environ)
+        self._loader = loader
+        self._fetch = fetch
+        self.on_fire = on_fire
+        self._config: Config | None = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._state = threading.Lock()  # guards _config
+        self._fetching = threading.Lock()  # one feed fetch at a time, shared by its minute
+        self._cache: tuple[object, tuple[Paper, ...], dict[str, Summary]] | None = None
+        self._stopping = threading.Event()
+        self._stop_requested = threading.Event()
+        self._interrupted: list[tuple[str, datetime]] = []
+        self._lock: SendLock | None = None
+        self.scheduler: Any = None
+
+    # ------------------------------------------------------------------ config
+
+    def _load(self) -> Config:
+        loader = self._loader
+        if loader is None:
+            from digest.config import load_config
+
+            loader = load_config
+        return loader(self.config_path, environ=self.environ)
+
+    @property
+    def config(self) -> Config:
+        with self._state:
+            assert self._config is not None, "daemon not started"
+            return self._config
+
+    def reload(self) -> bool | None:
+        """Reconcile with the YAML if it changed since the last look: None when unchanged,
+        True when applied, False when the edit was invalid (the last good config stays)."""
+        stamp = _stamp(self.config_path)
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        old = self.config
+        try:
+            config = self._load()
+            if config.settings.database != old.settings.database:
+                log.warning("%s: settings.database changed to %s; keeping %s until digest run "
+                            "restarts", self.config_path, config.settings.database,
+                            old.settings.database)
+                config = replace(config, settings=replace(config.settings,
+                                                          database=old.settings.database))
+            changes = reconcile(self.scheduler, config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config reload: %s", problem)
+            log.error("config reload failed; still running the last good config "
+                      "(%d subscribers)", len(old.subscribers))
+            return False
+        except (DigestError, OSError) as exc:
+            log.error("config reload failed: %s; still running the last good config", exc)
+            return False
+        with self._state:
+            self._config = config
+        log.info("reloaded %s: %s", self.config_path, changes)
+        return True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Load the config, take the database's send lock, reconcile the stored jobs and
+        start firing. Raises ``ConfigError``/``LockedError``/``ScheduleError``."""
+        global _current
+        if _current is not None:
+            raise RuntimeError("a daemon is already running in this process")
+        self._stamp = _stamp(self.config_path)
+        config = self._load()
+        settings = config.settings
+        self._lock = SendLock(settings.database)
+        self._lock.acquire()  # a second `digest run` (or a `digest send`) stops here
+        try:
+            self._config = config
+            self.scheduler = build_scheduler(jobs_path(settings))
+            self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+            # Paused until reconciled: a job must not fire from a half-updated store.
+            self.scheduler.start(paused=True)
+            _current = self
+            changes = reconcile(self.scheduler, config)
+            self._resume_pending(settings)
+            log.info("digest run: %d subscribers (%s), jobs in %s, catch-up window %s",
+                     len(config.subscribers), changes, jobs_path(settings), settings.catch_up)
+            self.scheduler.resume()
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def _resume_pending(self, settings: Settings) -> None:
+        """Editions an earlier process left ``sending`` (crash) or ``deferred``: retry now."""
+        pending = getattr(self.sender, "pending", None)
+        if pending is None:
+            return
+        now = self.clock()
+        for email, edition in pending(settings):
+            sub = self.config.subscriber(email)
+            if sub is None:
+                continue
+            # the scheduled time is only used for the edition; noon keeps the local date
+            run_time = datetime.combine(edition, datetime.min.time().replace(hour=12),
+                                        ZoneInfo(sub.timezone))
+            self._retry_later(email, run_time, now)
+
+    def _retry_later(self, email: str, run_time: datetime, when: datetime) -> None:
+        retry_id = f"{job_id(email)}{RETRY_MARK}{run_time.date().isoformat()}"
+        self.scheduler.add_job(FIRE_FUNC, DateTrigger(when), id=retry_id,
+                               name=f"retry {email}", replace_existing=True,
+                               kwargs={"email": job_id(email), "run_time": run_time},
+                               misfire_grace_time=None, coalesce=True)
+
+    def request_stop(self) -> None:
+        """Signal-safe: ask ``run_forever`` to stop."""
+        self._stop_requested.set()
+
+    def stop(self) -> None:
+        """Finish the fire in flight, park any queued fire for the next start, release."""
+        self._stopping.set()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        global _current
+        scheduler = self.scheduler
+        if scheduler is not None and scheduler.running:
+            scheduler.pause()
+            executor = scheduler._lookup_executor("default")
+            if isinstance(executor, EditionExecutor):
+                executor.shutdown(wait=True)  # the message in flight completes
+            for jid, run_time in self._interrupted:
+                # Put the parked fire back as due, so the next start catches it up.
+                try:
+                    scheduler.modify_job(jid, next_run_time=run_time)
+                except LookupError:
+                    pass
+            scheduler.shutdown(wait=False)
+        self.sender.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if _current is self:
+            _current = None
+
+    def run_forever(self) -> None:
+        """Start, then poll the config every ``poll`` seconds until SIGINT/SIGTERM."""
+        previous: dict[signal.Signals, Any] = {}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s; finishing the message in flight, then stopping",
+                     signal.Signals(signum).name)
+            self.request_stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+        try:
+            self.start()
+            try:
+                while not self._stop_requested.wait(self.poll):
+                    self.reload()
+                    self.sender.close_idle(IDLE_CLOSE)
+            finally:
+                self.stop()
+            log.info("digest run stopped")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # ------------------------------------------------------------------ fires
+
+    def _on_event(self, event: JobExecutionEvent) -> None:
+        email = event.job_id.split(RETRY_MARK, 1)[0]
+        if event.code == EVENT_JOB_MISSED:
+            self._report(FireResult(email, event.scheduled_run_time, None, "skipped",
+                                    "missed: outside the catch-up window"))
+        else:  # fire() catches everything; this is a bug in the daemon itself
+            self._report(FireResult(email, event.scheduled_run_time, None, "failed",
+                                    f"internal error: {event.exception!r}"))
+
+    def _report(self, result: FireResult) -> FireResult:
+        level = logging.WARNING if result.outcome in ("failed", "deferred") else logging.INFO
+        log.log(level, "%s", result)
+        if self.on_fire is not None:
+            self.on_fire(result)
+        return result
+
+    def _papers(self, settings: Settings, run_time: datetime,
+                now: datetime) -> tuple[tuple[Paper, ...], dict[str, Summary]]:
+        """The feed for this minute's fires: fetched once, shared by every subscriber due at
+        the same minute (the feed itself walks back to the latest day that has papers)."""
+        key = (settings.feed, settings.summary_chars,
+               run_time.astimezone(UTC).replace(second=0, microsecond=0))
+        with self._fetching:
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1], self._cache[2]
+            if self._fetch is not None:
+                papers = self._fetch(settings, now)
+            else:
+                from digest.feeds import papers_for
+
+                papers = papers_for(settings, None, now)
+            summaries = summarize_all(papers, settings.summary_chars)
+            self._cache = (key, papers, summaries)
+            return papers, summaries
+
+    def fire(self, email: str, run_time: datetime) -> FireResult:
+        """Deliver ``email``'s edition for ``run_time``; never raises (it logs the outcome)."""
+        if self._stopping.is_set():
+            self._interrupted.append((job_id(email), run_time))
+            return self._report(FireResult(email, run_time, None, "deferred",
+                                           "stopping; it fires on the next start"))
+        config = self.config
+        sub = config.subscriber(email)
+        if sub is None:
+            return self._report(FireResult(email, run_time, None, "skipped",
+                                           "no longer in the config"))
+        edition = edition_for(sub, run_time)
+        now = self.clock()
+        try:
+            papers, summaries = self._papers(config.settings, run_time, now)
+            if not papers:
+                return self._report(FireResult(email, run_time, edition, "skipped",
+                                               "the feed has no papers (weekend or holiday?)"))
+            delivery = self.sender.send(sub, edition, papers, summaries, config.settings, now)
+        except TransportError as exc:
+            self._retry_later(email, run_time, now + RETRY_AFTER)
+            return self._report(FireResult(email, run_time, edition, "deferred",
+                                           f"{exc}; retrying at {now + RETRY_AFTER:%H:%M} UTC"))
+        except DigestError as exc:
+            return self._report(FireResult(email, run_time, edition, "failed", str(exc)))
+        except Exception as exc:  # a bug must not kill the worker thread silently
+            log.exception("fire %s: unexpected error", email)
+            return self._report(FireResult(email, run_time, edition, "failed", repr(exc)))
+        return self._report(self._outcome(delivery, run_time, now))
+
+    def _outcome(self, d: Delivery, run_time: datetime, now: datetime) -> FireResult:
+        if d.state == "sent":
+            detail = f"{len(d.papers)} papers, {d.message_id}"
+            if d.detail:
+                detail += f", {d.detail}"
+            return FireResult(d.email, run_time, d.edition, "sent", detail)
+        if d.state == "deferred":
+            self._retry_later(d.email, run_time, now + RETRY_AFTER)
+            return FireResult(d.email, run_time, d.edition, "deferred",
+                              f"{d.error}; retrying at {now + RETRY_AFTER:%H:%M} UTC")
+        if d.state == "failed":
+            return FireResult(d.email, run_time, d.edition, "failed",
+                              d.error or d.detail or "unknown error")
+        return FireResult(d.email, run_time, d.edition, "skipped", d.detail or "")

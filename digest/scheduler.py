@@ -1,0 +1,175 @@
+"""APScheduler wiring for ``digest run``: one persisted job per subscriber, reconciled with the
+YAML without losing missed runs; and the pure "next send times" table for ``digest schedule``.
+
+Owns: the job store location (``<database>.jobs``, a SQLite file next to the ledger so the
+ledger's schema and WAL stay the ledger's alone), job ids and names, the job defaults that
+make catch-up work (``misfire_grace_time = settings.catch_up``, ``coalesce``, one instance),
+the executor that hands each fire its scheduled time, and ``reconcile``. May import models,
+errors and cron; the running daemon (signals, reload, delivery) lives in ``digest.daemon``.
+
+Why reconcile instead of ``add_job(replace_existing=True)``: replacing a job recomputes its
+next run time from *now*, so a run missed while the daemon was down would be silently dropped.
+Here a job is only touched when its schedule or timezone really changed (the job's name holds
+``"<schedule> @ <timezone>"``, so the comparison needs no unpickled trigger internals).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+
+from digest.cron import cron_trigger, next_runs
+from digest.errors import ScheduleError
+from digest.models import Config, Settings, Subscriber
+
+__all__ = [
+    "FIRE_FUNC", "RETRY_MARK", "EditionExecutor", "Reconciled", "SubscriberRuns", "build_scheduler",
+    "job_id", "job_name", "jobs_path", "reconcile", "upcoming",
+]
+
+# A textual reference, so the job pickles into SQLite and survives restarts and upgrades.
+FIRE_FUNC = "digest.daemon:fire"
+# One-off retry jobs (a deferred edition) are "<email>#retry-<date>": not subscriber jobs.
+RETRY_MARK = "#retry-"
+
+
+def jobs_path(settings: Settings) -> Path:
+    """Where the job store lives: ``digest.db`` -> ``digest.db.jobs``."""
+    return settings.database.with_name(settings.database.name + ".jobs")
+
+
+def job_id(email: str) -> str:
+    return email.strip().lower()
+
+
+def job_name(subscriber: Subscriber) -> str:
+    """What identifies a job's trigger: when it changes, the job is rescheduled."""
+    return f"{subscriber.schedule} @ {subscriber.timezone}"
+
+
+class EditionExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """A thread pool that passes each fire its scheduled time as ``run_time``.
+
+    APScheduler 3 calls job functions without telling them which run time they serve. The
+    edition is the subscriber's local date of the *scheduled* time (a 23:30 run caught up at
+    00:40 still belongs to yesterday), so the job gets a copy carrying it. The copy never goes
+    back to the job store, which keeps the stored kwargs clean.
+    """
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        fired = copy.copy(job)
+        fired.kwargs = {"run_time": run_times[-1], **job.kwargs}  # a retry job pins its own
+        fired._jobstore_alias = getattr(job, "_jobstore_alias", None)
+        super()._do_submit_job(fired, run_times)
+
+
+def build_scheduler(jobs_db: Path, *, workers: int = 1) -> BackgroundScheduler:
+    """A scheduler on the SQLite job store at ``jobs_db`` (created on first use).
+
+    One worker by default: fires due at the same minute run one after another through one
+    transport, which keeps SQLite, SMTP connection reuse and graceful stop simple.
+    """
+    jobs_db.parent.mkdir(parents=True, exist_ok=True)
+    return BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{jobs_db}")},
+        executors={"default": EditionExecutor(max_workers=workers)},
+        job_defaults={"coalesce": True, "max_instances": 1},
+        timezone="UTC",
+    )
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What ``reconcile`` did, as lower-cased emails."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        parts = [f"{len(getattr(self, k))} {k}" for k in ("added", "changed", "removed", "kept")]
+        return ", ".join(parts)
+
+
+def reconcile(scheduler: BackgroundScheduler, config: Config) -> Reconciled:
+    """Make the stored jobs match ``config.subscribers``: add new subscribers, reschedule those
+    whose schedule or timezone changed, remove the ones gone. Untouched jobs keep their stored
+    next run time, so a run missed during downtime is still caught up (within the window).
+
+    Call it on a started (possibly paused) scheduler so changes go straight to the store.
+    """
+    grace = max(1, int(config.settings.catch_up.total_seconds()))
+    # Every trigger is built before the store is touched: a bad one changes nothing.
+    triggers: dict[str, tuple[Subscriber, BaseTrigger]] = {}
+    for sub in config.subscribers:
+        jid = job_id(sub.email)
+        if jid in triggers:  # config rejects duplicates; never let one slip into two jobs
+            continue
+        try:
+            triggers[jid] = (sub, cron_trigger(sub.schedule, sub.timezone))
+        except ValueError as exc:
+            raise ScheduleError(f"{config.path}:{sub.line}: {sub.email}: schedule: {exc}") from None
+    stored: dict[str, Job] = {}
+    for job in scheduler.get_jobs():
+        if RETRY_MARK not in job.id:
+            stored[job.id] = job
+        elif job.id.split(RETRY_MARK, 1)[0] not in triggers:
+            scheduler.remove_job(job.id)  # a retry for someone no longer subscribed
+    added: list[str] = []
+    changed: list[str] = []
+    kept: list[str] = []
+    for jid, (sub, trigger) in triggers.items():
+        job = stored.get(jid)
+        if job is None:
+            scheduler.add_job(FIRE_FUNC, trigger, id=jid, name=job_name(sub),
+                              kwargs={"email": jid}, misfire_grace_time=grace,
+                              coalesce=True, max_instances=1)
+            added.append(jid)
+            continue
+        changes: dict[str, Any] = {}
+        if job.misfire_grace_time != grace:
+            changes["misfire_grace_time"] = grace
+        if job.func_ref != FIRE_FUNC:
+            changes["func"] = FIRE_FUNC
+        if job.name != job_name(sub):
+            scheduler.reschedule_job(jid, trigger=trigger)
+            changes["name"] = job_name(sub)
+            changed.append(jid)
+        else:
+            kept.append(jid)
+        if changes:
+            scheduler.modify_job(jid, **changes)
+    removed = sorted(set(stored) - set(triggers))
+    for jid in removed:
+        scheduler.remove_job(jid)
+    return Reconciled(tuple(added), tuple(changed), tuple(removed), tuple(kept))
+
+
+# --------------------------------------------------------------------------- digest schedule
+
+
+@dataclass(frozen=True)
+class SubscriberRuns:
+    email: str
+    timezone: str
+    schedule: str
+    runs: tuple[datetime, ...]  # aware, in the subscriber's timezone
+
+
+def upcoming(subscribers: Iterable[Subscriber], now: datetime, n: int,
+             ) -> tuple[SubscriberRuns, ...]:
+    """Each subscriber's next ``n`` send times strictly after ``now`` (pure)."""
+    return tuple(SubscriberRuns(s.email, s.timezone, s.schedule,
+                                tuple(next_runs(s.schedule, s.timezone, now, n)))
+                 for s in subscribers)
