@@ -1,5 +1,179 @@
-"""CLI: the send command(s). Thin: parse, call one library function, print."""
+"""CLI: ``digest send``, ``digest history`` and ``digest unsubscribe``.
+
+Thin: parse, call ``digest.service.send_all`` / the ``digest.ledger.Ledger``, print. Progress
+goes to stderr (only on a terminal); the closing table and history go to stdout.
+"""
 
 from __future__ import annotations
 
-from digest.cli._base import main  # noqa: F401
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from digest.cli._base import config_option, main, papers_option
+from digest.errors import InputError
+from digest.models import Delivery
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time such as "
+                                 "2026-03-29T08:00:00+02:00", param_hint="--now") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@main.command("send", epilog="""\b
+Examples:
+  digest send --config subscribers.yaml
+  digest send --subscriber ada@example.org --dry-run
+  digest send --papers papers.json --force      # re-send today's edition
+
+\b
+Each subscriber gets at most one digest per edition (their local date). Re-running sends
+nothing new; temporary failures are retried, then left deferred for the next run (for up to
+settings.retry_for); permanent refusals are reported and not retried. Exit status 1 if any
+digest failed.""")
+@config_option
+@papers_option
+@click.option("--subscriber", "-s", "only", metavar="EMAIL", default=None,
+              help="Send only this subscriber's digest.")
+@click.option("--dry-run", is_flag=True,
+              help="Select, summarize, render and build, but send and record nothing.")
+@click.option("--force", is_flag=True,
+              help="Send this edition again even to subscribers who already got it.")
+@click.option("--now", "now_text", metavar="ISO-8601", default=None,
+              help="Send as if it were this time (no offset means UTC).")
+def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run: bool,
+         force: bool, now_text: str | None) -> None:
+    """Send the current edition to every subscriber now (once per edition)."""
+    from digest.config import load_config
+    from digest.feeds import papers_for
+    from digest.service import due, send_all
+
+    now = _parse_now(now_text)
+    config = load_config(config_path, environ=os.environ)
+    if only is not None and not due(config, only):
+        raise InputError(config_path, f"no subscriber {only} in this config")
+    papers = papers_for(config.settings, papers_path, now)
+    err = Console(stderr=True)
+    total = len(due(config, only))
+    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=not err.is_terminal, transient=True) as bar:
+        task = bar.add_task("send", total=total)
+
+        def tick(_d: Delivery) -> None:
+            bar.advance(task)
+
+        report = send_all(config, papers, now, only=only, dry_run=dry_run, force=force,
+                          environ=os.environ, progress=tick)
+
+    out = Console(soft_wrap=True)
+    table = Table(title="digest send" + (" (dry run)" if dry_run else ""), title_justify="left")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    rows: list[tuple[str, int, bool]] = [
+        ("would send", report.would_send, dry_run),
+        ("sent", report.sent, not dry_run),
+        ("  of which possible duplicates", report.possible_duplicates,
+         report.possible_duplicates > 0),
+        ("skipped: already sent", report.already_sent, True),
+        ("skipped: nothing new", report.nothing_new, True),
+        ("skipped: suppressed", report.suppressed, True),
+        ("skipped: failed earlier", report.failed_before, report.failed_before > 0),
+        ("deferred (retried next run)", report.deferred, True),
+        ("failed", report.failed, True),
+    ]
+    for label, count, shown in rows:
+        if shown:
+            table.add_row(label, str(count))
+    out.print(table)
+    for d in report.problems:
+        what = d.detail if d.state == "sent" else d.state
+        out.print(f"{d.email} ({d.edition}): {what}"
+                  + (f": {d.error}" if d.error and d.state != "sent" else ""), markup=False)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _ledger(config_path: Path):  # type: ignore[no-untyped-def]
+    from digest.config import load_config
+    from digest.ledger import Ledger
+
+    return Ledger(load_config(config_path, environ=os.environ).settings.database)
+
+
+@main.command("history", epilog="""\b
+Examples:
+  digest history
+  digest history ada@example.org --json""")
+@config_option
+@click.argument("email", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def history(config_path: Path, email: str | None, as_json: bool) -> None:
+    """What went out (or is still pending), when, with which papers, newest first."""
+    ledger = _ledger(config_path)
+    rows = ledger.rows(email)
+    suppressed = ledger.suppressed()
+    ledger.close()
+    if as_json:
+        click.echo(json.dumps([{
+            "email": r.email, "edition": r.edition.isoformat(), "state": r.state,
+            "message_id": r.message_id, "papers": list(r.papers), "attempts": r.attempts,
+            "created": r.created.isoformat(), "updated": r.updated.isoformat(),
+            "sent_at": r.sent_at.isoformat() if r.sent_at else None, "code": r.code,
+            "error": r.error, "possible_duplicate": r.possible_duplicate,
+            "suppressed": r.email in suppressed} for r in rows], indent=2))
+        return
+    out = Console(soft_wrap=True)
+    if not rows:
+        out.print("nothing sent yet" + (f" to {email}" if email else "")
+                  + f" ({ledger.path})", markup=False)
+        return
+    table = Table(title=f"history ({ledger.path})", title_justify="left")
+    for col in ("edition", "email", "state", "when (UTC)", "papers", "note"):
+        table.add_column(col)
+    for r in rows:
+        when = (r.sent_at or r.updated).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        notes = [n for n in (
+            "possible duplicate" if r.possible_duplicate else None,
+            f"{r.attempts} attempts" if r.attempts > 1 else None,
+            f"{r.code} {r.error}" if r.state in ("deferred", "failed") and r.error else None,
+            "unsubscribed" if r.email in suppressed else None) if n]
+        # One address: its paper ids; everyone: just how many (ids are in --json).
+        papers = " ".join(r.papers) if email else str(len(r.papers))
+        table.add_row(r.edition.isoformat(), r.email, r.state, when, papers, "; ".join(notes))
+    out.print(table)
+
+
+@main.command("unsubscribe", epilog="""\b
+Examples:
+  digest unsubscribe ada@example.org
+  digest unsubscribe ada@example.org --undo""")
+@config_option
+@click.argument("email")
+@click.option("--undo", is_flag=True, help="Lift the suppression instead.")
+def unsubscribe(config_path: Path, email: str, undo: bool) -> None:
+    """Stop sending to EMAIL (recorded in the ledger; wins over the YAML)."""
+    if "@" not in email or any(c.isspace() for c in email.strip()):
+        raise click.BadParameter(f"{email!r} is not an email address", param_hint="EMAIL")
+    ledger = _ledger(config_path)
+    address = email.strip().lower()
+    if undo:
+        changed = ledger.unsuppress(address)
+        click.echo(f"{address}: will get digests again" if changed
+                   else f"{address} was not unsubscribed")
+    else:
+        changed = ledger.suppress(address, now=datetime.now(UTC), source="cli")
+        click.echo(f"{address}: unsubscribed, gets nothing from now on" if changed
+                   else f"{address} was already unsubscribed")
+    ledger.close()
