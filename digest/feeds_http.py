@@ -178,14 +178,16 @@ class ArxivSource:
         cats = " OR ".join(f"cat:{c}" for c in self.categories)
         query = f"({cats}) AND submittedDate:[{stamp}0000 TO {stamp}2359]"
         papers: list[Paper] = []
-        while len(papers) < self.limit:
-            size = min(self.page_size, self.limit - len(papers))
-            params = {"search_query": query, "start": str(len(papers)), "max_results": str(size),
+        start = 0
+        while start < self.limit:
+            size = min(self.page_size, self.limit - start)
+            params = {"search_query": query, "start": str(start), "max_results": str(size),
                       "sortBy": "submittedDate", "sortOrder": "descending"}
             response = self.http.get(ARXIV_URL, params)
             page = parse_payload(response.content, str(response.request.url))
             papers.extend(page)
-            if len(page) < size:  # the last page
+            start += size
+            if len(page) < size:  # the last page (a skipped bad entry may end paging early)
                 break
         return merge_papers(papers)[: self.limit]
 
