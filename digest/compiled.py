@@ -1,0 +1,315 @@
+"""Compile-once MJML: one mjml-python compile per template *shape*, one Jinja render per email.
+
+Owns: the fast path behind ``digest.renderer.Renderer``. May import jinja2, markupsafe, mjml and
+``digest.errors``; nothing else from the project.
+
+How it works. The renderer renders the MJML template through a second Jinja environment whose
+``finalize`` hook swaps every ``{{ value }}`` for a numbered marker and records the escaped value.
+What is left is the email's *shape*: tags, literal text and markers. mrml (the engine inside
+mjml-python) copies text and HTML attribute values inside ``mj-text`` and friends through
+verbatim (it re-serializes the tags around them, which is why the tags are shape, not holes), so
+the compiled HTML of a shape, split at its markers, is a list of literal chunks with holes; an
+email is those chunks joined with its own values. Values that mrml would interpret (anything in an
+``<mj-*>`` attribute or in ``mj-style``/``mj-attributes``), empty or whitespace-only values
+(mrml drops whitespace-only text nodes) and values holding markup go back into the shape instead.
+
+Cards repeat, so a shape is split further at card markers (``{{ card_marker }}`` in the
+template): the *frame* (everything but the cards) is compiled once with no cards, and each card
+shape once more inside that frame; mrml emits sections one after another, so an email is
+``frame[:p] + unit(card1) + ... + unit(cardN) + frame[p:]`` for an insertion point ``p`` valid
+for every card shape seen (kept as the intersection of each card's valid range). Anything that
+does not fit this model (markers mangled by a filter, an insertion point that no longer exists)
+falls back to compiling that email in full, so the output is always byte-identical to the naive
+path; tests assert it on real digests.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup, escape
+from mjml import mjml2html
+
+from digest.errors import TemplateError
+
+CARD_MARK = "\x01"  # what ``card_marker`` renders to on the fast path
+_VALUE = re.compile("\x02(\\d+)\x03")
+_TOKEN = re.compile(r"zqpd([hct])(\d+)qz")
+# Markers inside these spans are read by mrml (lengths, colours, CSS): they must stay shape.
+_STRUCTURAL = re.compile(
+    r"<mj-[a-z-]+\b[^>]*>"
+    r"|<mj-(style|attributes|html-attributes|font|breakpoint)\b.*?</mj-\1>",
+    re.S,
+)
+
+Program = tuple[tuple[str, str, int], ...]  # (literal, hole kind "" | h | c | t, hole index)
+
+
+def compile_mjml(source: str, template: str) -> str:
+    """mjml-python's compile with its bare ``ValueError`` turned into a ``TemplateError``."""
+    try:
+        return mjml2html(source, disable_comments=True, fonts={})
+    except ValueError as exc:  # mrml reports no position; the template name is what we have
+        raise TemplateError(template, f"MJML does not compile: {exc}") from None
+
+
+# --------------------------------------------------------------------------- recording
+
+CARD_MARKUP = Markup(CARD_MARK)
+_MARKERS = tuple(Markup(f"\x02{i}\x03") for i in range(512))
+
+
+class _Recorder(threading.local):
+    parts: list[list[str]] | None = None
+
+
+_RECORDER = _Recorder()
+
+
+@pass_eval_context
+def record_finalize(eval_ctx: EvalContext, value: Any) -> Any:
+    """The fast environment's ``finalize``: record the value exactly as the naive environment
+    would print it and leave a marker in its place. Markers are numbered per part (a new part
+    starts at each card marker) so equal card shapes give equal marked text."""
+    parts = _RECORDER.parts
+    if parts is None:  # not inside a fast render
+        return value
+    if value is CARD_MARKUP:
+        parts.append([])
+        return value
+    if isinstance(value, str) and ("\x02" in value or CARD_MARK in value):
+        return value  # already holds markers (caller(), a captured block): pass it through
+    current = parts[-1]
+    current.append(escape(value) if eval_ctx.autoescape else str(value))
+    n = len(current) - 1
+    return _MARKERS[n] if n < len(_MARKERS) else Markup(f"\x02{n}\x03")
+
+
+def render_recorded(render: Callable[[], str]) -> tuple[str, list[list[str]]]:
+    """Run ``render`` with recording on; returns the marked source and each part's values."""
+    parts: list[list[str]] = [[]]
+    _RECORDER.parts = parts
+    try:
+        return render(), parts
+    finally:
+        _RECORDER.parts = None
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """One part of a marked MJML source: its shape (holes as tokens) and its hole values."""
+
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _PartPlan:
+    """What the marked text of one part says, whatever its values: the text between markers,
+    which markers mrml would read (shape), and the key when every other value is a hole."""
+
+    pieces: tuple[str, ...]
+    structural: frozenset[int]
+    key: str | None  # None when the marked text is broken (markers out of order)
+
+
+def _is_hole(value: str) -> bool:
+    return bool(value) and not value.isspace() and "<" not in value and ">" not in value and "zqpd" not in value
+
+
+def _plan_part(marked: str, kind: str) -> _PartPlan:
+    structural: set[int] = set()
+    for span in _STRUCTURAL.finditer(marked):
+        structural.update(int(m.group(1)) for m in _VALUE.finditer(span.group(0)))
+    split = _VALUE.split(marked)
+    pieces, numbers = tuple(split[0::2]), split[1::2]
+    if numbers != [str(i) for i in range(len(numbers))] or any(
+            "\x02" in p or "\x03" in p for p in pieces):
+        return _PartPlan(pieces, frozenset(structural), None)
+    out = [pieces[0]]
+    holes = 0
+    for i, piece in enumerate(pieces[1:]):
+        if i in structural:
+            out.append("\x02")  # never a valid key: such parts always take the slow branch
+        else:
+            out.append(f"zqpd{kind}{holes}qz")
+            holes += 1
+        out.append(piece)
+    return _PartPlan(pieces, frozenset(structural), "".join(out) if not structural else "")
+
+
+class Shaper:
+    """Turns a marked render into ``Shaped`` parts, caching what each part's marked text means
+    (card parts repeat across emails, so their plans are shared)."""
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[str, str], _PartPlan] = {}
+
+    def parts(self, marked: str, values: list[list[str]]) -> list[Shaped] | None:
+        """None when the markers are not intact (a filter rewrote them): compile in full."""
+        texts = marked.split(CARD_MARK)
+        if len(texts) != len(values):
+            return None
+        if len(texts) == 1:  # a template without card markers: one frame, no cards
+            texts, values = [marked, ""], [values[0], []]
+        last = len(texts) - 1
+        out: list[Shaped] = []
+        for i, (text, vals) in enumerate(zip(texts, values)):
+            kind = "h" if i == 0 else "t" if i == last else "c"
+            plan = self._plans.get((kind, text))
+            if plan is None:
+                plan = self._plans[(kind, text)] = _plan_part(text, kind)
+            if plan.key is None or len(plan.pieces) != len(vals) + 1:
+                return None
+            if plan.key and all(map(_is_hole, vals)):
+                out.append(Shaped(plan.key, tuple(vals)))
+                continue
+            key, holes = [plan.pieces[0]], list[str]()
+            for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
+                if n in plan.structural or not _is_hole(value):
+                    key.append(value)
+                else:
+                    key.append(f"zqpd{kind}{len(holes)}qz")
+                    holes.append(value)
+                key.append(piece)
+            out.append(Shaped("".join(key), tuple(holes)))
+        return out
+
+
+def _program(html: str, kinds: str) -> Program | None:
+    out: list[tuple[str, str, int]] = []
+    pos = 0
+    for m in _TOKEN.finditer(html):
+        if m.group(1) not in kinds:
+            return None
+        out.append((html[pos:m.start()], m.group(1), int(m.group(2))))
+        pos = m.end()
+    out.append((html[pos:], "", -1))
+    return tuple(out)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    lo, hi = 0, n
+    while lo < hi:  # binary search on slices: C-speed compares instead of a Python loop
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    lo, hi = 0, min(len(a), len(b), limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@dataclass
+class _Card:
+    whole: str  # the frame compiled with this card alone
+    lo: int  # valid insertion points in the empty frame: lo..hi
+    hi: int
+
+
+@dataclass
+class _Frame:
+    empty: str  # compiled with no cards
+    bare: Program | None  # ``empty`` as a program, for emails with no cards
+    point: int = -1
+    cards: dict[str, _Card] = field(default_factory=dict)
+    units: dict[str, Program] = field(default_factory=dict)
+    head: Program = ()
+    tail: Program = ()
+
+
+class ShapeCache:
+    """Compiled shapes of one template set. Not thread-safe on a miss: use one per thread
+    or guard it (the renderer holds a lock)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.frames: dict[tuple[str, str], _Frame] = {}
+        self.compiles = 0
+
+    def _compile(self, source: str) -> str:
+        self.compiles += 1
+        return compile_mjml(source, self.template)
+
+    def html(self, parts: list[Shaped]) -> str | None:
+        """The compiled email for these parts, or None when the fast path cannot vouch."""
+        head, cards, tail = parts[0], parts[1:-1], parts[-1]
+        frame = self.frames.get((head.key, tail.key))
+        if frame is None:
+            empty = self._compile(head.key + tail.key)
+            frame = _Frame(empty, _program(empty, "ht"))
+            self.frames[(head.key, tail.key)] = frame
+        if not cards:
+            return None if frame.bare is None else _fill(frame.bare, head, head, tail)
+        for card in cards:
+            if card.key not in frame.units and not self._add_card(frame, head, card, tail):
+                return None
+        out = [_fill(frame.head, head, head, tail)]
+        out.extend(_fill(frame.units[c.key], c, head, tail) for c in cards)
+        out.append(_fill(frame.tail, head, head, tail))
+        return "".join(out)
+
+    def _add_card(self, frame: _Frame, head: Shaped, card: Shaped, tail: Shaped) -> bool:
+        if card.key in frame.cards:
+            return False  # known not to fit this frame
+        whole = self._compile(head.key + card.key + tail.key)
+        grow = len(whole) - len(frame.empty)
+        hi = _common_prefix(frame.empty, whole)
+        if grow <= 0 or whole[hi + grow:] != frame.empty[hi:]:
+            frame.cards[card.key] = _Card(whole, 1, 0)
+            return False
+        lo = hi - _common_suffix(frame.empty[:hi], whole[:hi + grow], grow)
+        frame.cards[card.key] = _Card(whole, lo, hi)
+        points = [(c.lo, c.hi) for c in frame.cards.values() if c.lo <= c.hi]
+        point = max(p[0] for p in points)
+        if point > min(p[1] for p in points):
+            frame.cards[card.key] = _Card(whole, 1, 0)  # this card cannot share the frame
+            return False
+        if point != frame.point:  # a new insertion point: rebuild every unit for it
+            head_prog = _program(frame.empty[:point], "ht")
+            tail_prog = _program(frame.empty[point:], "ht")
+            if head_prog is None or tail_prog is None:
+                return False
+            frame.point, frame.head, frame.tail = point, head_prog, tail_prog
+            frame.units.clear()
+        for key, known in frame.cards.items():
+            if known.lo > known.hi or key in frame.units:
+                continue
+            unit = _program(known.whole[point:point + len(known.whole) - len(frame.empty)], "c")
+            if unit is None:
+                return False
+            frame.units[key] = unit
+        return card.key in frame.units
+
+
+def _fill(program: Program, own: Shaped, head: Shaped, tail: Shaped) -> str:
+    out: list[str] = []
+    for literal, kind, index in program:
+        out.append(literal)
+        if kind == "h":
+            out.append(head.values[index])
+        elif kind == "t":
+            out.append(tail.values[index])
+        elif kind == "c":
+            out.append(own.values[index])
+    return "".join(out)

@@ -1,0 +1,329 @@
+"""Turn a ``Digest`` into the subject, HTML and plain-text parts of one email.
+
+Owns: the Jinja environments (stock templates plus a user override folder), the values templates
+see (``Card`` views, shortened authors, http(s)-only links), the HTML size budget and the choice
+between the compile-once fast path (``digest.compiled``) and a full compile. May import
+``digest.models``, ``digest.errors``, ``digest.compiled``, jinja2 and markupsafe; pure (reads
+template files only, through the Jinja loader).
+
+Templates: ``digest.mjml`` (Jinja producing MJML, extends ``_base.mjml``; each paper is
+``_paper.mjml``), ``digest.txt`` (plain text, not escaped) and ``subject.txt``. A user folder
+(``settings.templates``) is searched first; an override may ``{% extends "stock/digest.mjml" %}``
+and replace one block.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PrefixLoader,
+    StrictUndefined,
+    TemplateError as JinjaTemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    select_autoescape,
+)
+from markupsafe import Markup
+
+from digest.compiled import CARD_MARKUP, Shaper, ShapeCache, compile_mjml, record_finalize, \
+    render_recorded
+from digest.errors import TemplateError
+from digest.models import Digest, DigestItem, RenderedEmail
+
+HTML_TEMPLATE = "digest.mjml"
+TEXT_TEMPLATE = "digest.txt"
+SUBJECT_TEMPLATE = "subject.txt"
+_ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})$")
+_SPACES = re.compile(r"\s+")
+
+
+def stock_templates() -> Path:
+    """The stock template folder: inside the installed package (the wheel maps the top-level
+    ``templates/`` to ``digest/templates``), else the source tree's ``templates/``."""
+    packaged = Path(str(resources.files("digest"))) / "templates"
+    if (packaged / HTML_TEMPLATE).is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+# --------------------------------------------------------------------------- template values
+
+
+def http_url(url: str | None) -> str | None:
+    """``url`` if it is an absolute http(s) URL, else None (``javascript:`` and friends)."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    if any(c in url for c in "\x00\r\n\t \"'<>`"):
+        return None
+    return url
+
+
+def short_authors(authors: Sequence[str], keep: int = 3) -> str:
+    """``A, B, C et al.`` past ``keep`` names; all of them otherwise."""
+    names = [a.strip() for a in authors if a.strip()]
+    if len(names) > keep:
+        return ", ".join(names[:keep]) + " et al."
+    return ", ".join(names)
+
+
+def day(value: date) -> str:
+    """``Tue 25 Nov`` (C-locale names, so emails do not depend on the server's locale)."""
+    return f"{_DAYS[value.weekday()]} {value.day} {_MONTHS[value.month - 1]}"
+
+
+def long_date(value: date) -> str:
+    return f"{_LONG_DAYS[value.weekday()]} {value.day} {_LONG_MONTHS[value.month - 1]} {value.year}"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_LONG_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_LONG_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December")
+_MONTHS = tuple(m[:3] for m in _LONG_MONTHS)
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Card:
+    """What a paper card shows; built from a ``DigestItem``, every link already http(s)-only."""
+
+    item: DigestItem
+    rank: int
+
+    @property
+    def paper_id(self) -> str:
+        return self.item.pick.paper.id
+
+    @cached_property
+    def title(self) -> str:
+        return self.item.summary.title or self.item.pick.paper.title
+
+    @cached_property
+    def url(self) -> str | None:
+        """The title link: the paper's page, else its arXiv abs page, else the HF page."""
+        paper = self.item.pick.paper
+        arxiv = f"https://arxiv.org/abs/{paper.id}" if _ARXIV_ID.match(paper.id) else None
+        return http_url(paper.url) or arxiv or http_url(paper.hf_url) or http_url(paper.pdf_url)
+
+    @cached_property
+    def links(self) -> tuple[Link, ...]:
+        """The secondary links (HF page, PDF, code, project), deduplicated against the title."""
+        paper = self.item.pick.paper
+        out: list[Link] = []
+        seen = {self.url}
+        for label, raw in (("HF page", paper.hf_url), ("PDF", paper.pdf_url),
+                           ("Code", paper.code_url), ("Project", paper.project_url)):
+            url = http_url(raw)
+            if url and url not in seen:
+                seen.add(url)
+                out.append(Link(label, url))
+        return tuple(out)
+
+    @cached_property
+    def authors(self) -> str:
+        return short_authors(self.item.pick.paper.authors)
+
+    @property
+    def claims(self) -> tuple[str, ...]:
+        return self.item.summary.claims
+
+    @cached_property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(str(r) for r in self.item.pick.reasons))
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self.item.pick.topics
+
+    @property
+    def upvotes(self) -> int | None:
+        return self.item.pick.paper.upvotes
+
+
+def _topics(cards: Sequence[Card]) -> tuple[str, ...]:
+    """Topic names by how many cards they lead, ties by rank: the subject's "on X, Y"."""
+    count: dict[str, int] = {}
+    for card in cards:
+        if card.topics:
+            count[card.topics[0]] = count.get(card.topics[0], 0) + 1
+    return tuple(sorted(count, key=lambda t: -count[t]))  # sorted() is stable: rank breaks ties
+
+
+def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
+    """Everything the templates see. ``keep`` cuts the cards to the best ``keep``."""
+    items = digest.items if keep is None else digest.items[:keep]
+    cards = tuple(Card(item, rank) for rank, item in enumerate(items, 1))
+    dropped = len(digest.items) - len(cards)
+    sub = digest.subscriber
+    unsubscribe = http_url(digest.unsubscribe_url)
+    if unsubscribe is None and digest.unsubscribe_mailto \
+            and digest.unsubscribe_mailto.lower().startswith("mailto:"):
+        unsubscribe = digest.unsubscribe_mailto
+    topics = _topics(cards)
+    return {
+        "digest": digest,
+        "subscriber": sub,
+        "name": (sub.name or "").strip() or None,
+        "edition": digest.edition,
+        "cards": cards,
+        "topics": topics,
+        "all_topics": tuple(t.name for t in sub.topics),
+        "dropped": dropped,
+        "more": digest.more + dropped,
+        "preheader": cards[0].claims[0] if cards and cards[0].claims else
+        (cards[0].title if cards else "No new papers matched your topics this time."),
+        "title": f"Paper digest - {day(digest.edition)}",
+        "unsubscribe_url": unsubscribe,
+        "manage_url": http_url(digest.manage_url),
+    }
+
+
+# --------------------------------------------------------------------------- the renderer
+
+
+class Renderer:
+    """Renders digests with one template set. Build one per run and reuse it: compiled MJML
+    shapes are cached on the instance (thread-safe)."""
+
+    def __init__(self, templates_dir: Path | None = None, *, max_bytes: int = 90_000,
+                 fast: bool = True) -> None:
+        self.templates_dir = templates_dir
+        self.max_bytes = max_bytes
+        self.fast = fast
+        stock = FileSystemLoader(stock_templates())
+        loaders: list[BaseLoader] = []
+        if templates_dir is not None:
+            if not templates_dir.is_dir():
+                raise TemplateError(str(templates_dir), "the templates folder does not exist")
+            loaders.append(FileSystemLoader(templates_dir))
+        loaders += [PrefixLoader({"stock": stock}), stock]
+        self.env = self._environment(ChoiceLoader(loaders), fast=False)
+        self.fast_env = self._environment(self.env.loader, fast=True)
+        self.cache = ShapeCache(HTML_TEMPLATE)
+        self.shaper = Shaper()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _environment(loader: BaseLoader | None, *, fast: bool) -> Environment:
+        env = Environment(
+            loader=loader,
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(("mjml", "html", "xml"), default_for_string=False),
+            finalize=record_finalize if fast else None,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters.update(http_url=http_url, short_authors=short_authors, day=day,
+                           long_date=long_date)
+        env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
+        return env
+
+    # ---------------------------------------------------------------- public
+
+    def render(self, digest: Digest) -> RenderedEmail:
+        """Subject, HTML and text for ``digest``, with the lowest-ranked cards dropped whole
+        until the HTML fits ``max_bytes``."""
+        keep = len(digest.items)
+        while True:
+            ctx = context(digest, keep)
+            html = self.html(ctx)
+            if keep == 0 or len(html.encode()) <= self.max_bytes:
+                break
+            keep -= 1
+        return RenderedEmail(
+            subject=self.subject(ctx),
+            html=html,
+            text=self._render(TEXT_TEMPLATE, ctx),
+            papers=tuple(card.paper_id for card in ctx["cards"]),
+            dropped=ctx["dropped"],
+        )
+
+    def mjml(self, ctx: dict[str, Any]) -> str:
+        """The MJML source of one email (what the naive path compiles)."""
+        return self._render(HTML_TEMPLATE, ctx)
+
+    def html(self, ctx: dict[str, Any]) -> str:
+        if not self.fast:
+            return compile_mjml(self.mjml(ctx), HTML_TEMPLATE)
+        template = self._template(self.fast_env, HTML_TEMPLATE)
+        try:
+            marked, values = render_recorded(lambda: template.render(ctx))
+        except JinjaTemplateError as exc:
+            raise _wrap(exc, HTML_TEMPLATE) from None
+        with self._lock:
+            parts = self.shaper.parts(marked, values)
+            html = None if parts is None else self.cache.html(parts)
+        if html is not None:
+            return html
+        return compile_mjml(self.mjml(ctx), HTML_TEMPLATE)
+
+    def subject(self, ctx: dict[str, Any]) -> str:
+        # one header line, whatever the template's whitespace
+        return _SPACES.sub(" ", self._render(SUBJECT_TEMPLATE, ctx)).strip()
+
+    # ---------------------------------------------------------------- internals
+
+    def _render(self, name: str, ctx: dict[str, Any]) -> str:
+        template = self._template(self.env, name)
+        try:
+            return str(template.render(ctx))
+        except JinjaTemplateError as exc:
+            raise _wrap(exc, name) from None
+
+    @staticmethod
+    def _template(env: Environment, name: str) -> Any:
+        try:
+            return env.get_template(name)
+        except JinjaTemplateError as exc:
+            raise _wrap(exc, name) from None
+
+
+def _wrap(exc: JinjaTemplateError, name: str) -> TemplateError:
+    if isinstance(exc, TemplateSyntaxError):
+        return TemplateError(exc.filename or exc.name or name, exc.message or str(exc), exc.lineno)
+    if isinstance(exc, TemplateNotFound):
+        return TemplateError(name, f"template not found: {exc.name}")
+    line = _template_line(exc)
+    return TemplateError(name if line is None else line[0], str(exc.message or exc),
+                         None if line is None else line[1])
+
+
+def _template_line(exc: BaseException) -> tuple[str, int] | None:
+    """The innermost template frame of a render error: Jinja's compiled code keeps the template
+    file name and maps lines back through ``__jinja_template__``-marked frames."""
+    tb = exc.__traceback__
+    found: tuple[str, int] | None = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if "__jinja_template__" in frame.f_globals:
+            jt = frame.f_globals["__jinja_template__"]
+            found = (jt.name or jt.filename or "?", jt.get_corresponding_lineno(tb.tb_lineno))
+        tb = tb.tb_next
+    return found
