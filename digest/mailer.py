@@ -111,18 +111,24 @@ def _q_cost(ch: str) -> int:
     return sum(len(_Q_TABLE[b]) for b in ch.encode("utf-8"))
 
 
-def _encoded_words(text: str) -> list[str]:
-    """``text`` as RFC 2047 encoded words (Q for mostly-ASCII text, B otherwise)."""
+def _encoded_words(text: str, limit: int = _WORD_MAX) -> list[str]:
+    """``text`` as RFC 2047 encoded words of at most ``limit`` characters (Q for mostly-ASCII
+    text, B otherwise)."""
     raw = text.encode("utf-8")
     q_len = sum(len(_Q_TABLE[b]) for b in raw)
     b_len = (len(raw) + 2) // 3 * 4
     if q_len <= b_len:
-        room = _WORD_MAX - len(_Q_PREFIX) - len(_SUFFIX)
+        room = limit - len(_Q_PREFIX) - len(_SUFFIX)
         return [_Q_PREFIX + "".join(_Q_TABLE[b] for b in piece.encode("utf-8")) + _SUFFIX
                 for piece in _chunks_utf8(text, room, _q_cost)]
-    room = (_WORD_MAX - len(_B_PREFIX) - len(_SUFFIX)) // 4 * 3  # raw bytes per word
+    room = (limit - len(_B_PREFIX) - len(_SUFFIX)) // 4 * 3  # raw bytes per word
     return [_B_PREFIX + base64.b64encode(piece.encode("utf-8")).decode("ascii") + _SUFFIX
             for piece in _chunks_utf8(text, room, lambda ch: len(ch.encode("utf-8")))]
+
+
+def _word_limit(name: str) -> int:
+    # Each word must fit on a line of 78 even right after "Name: ".
+    return min(_WORD_MAX, 78 - len(name) - 2)
 
 
 _PLAIN_OK = re.compile(r"[\x20-\x7e]*")
@@ -155,24 +161,24 @@ def encode_text_header(name: str, value: str) -> str:
     and folded, ending with CRLF."""
     text = sanitize_header_text(value)
     if _needs_encoding(text):
-        return _fold(name, _encoded_words(text))
+        return _fold(name, _encoded_words(text, _word_limit(name)))
     return _fold(name, text.split(" ") if text else [""])
 
 
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 
 
-def _phrase(name: str) -> list[str]:
+def _phrase(name: str, header: str) -> list[str]:
     """A display name as RFC 5322 phrase tokens: atoms, one quoted string, or encoded words."""
     text = sanitize_header_text(name)
     if not text:
         return []
     if _needs_encoding(text):
-        return _encoded_words(text)
+        return _encoded_words(text, _word_limit(header))
     if _ATEXT_PHRASE.fullmatch(text):
         return text.split(" ")
     if len(text) > 60:  # a quoted string cannot be folded safely; encoded words can
-        return _encoded_words(text)
+        return _encoded_words(text, _word_limit(header))
     return ['"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"']
 
 
@@ -199,10 +205,10 @@ def check_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
-def format_address(name: str | None, address: str) -> list[str]:
-    """Header tokens for ``Name <addr>`` (or just ``<addr>``-less bare address)."""
+def format_address(name: str | None, address: str, header: str = "To") -> list[str]:
+    """Header tokens for ``Name <addr>``, or the bare address when there is no name."""
     addr = check_address(address)
-    words = _phrase(name) if name else []
+    words = _phrase(name, header) if name else []
     return [*words, f"<{addr}>"] if words else [addr]
 
 
@@ -246,23 +252,24 @@ _ASCII_BYTES = bytes(range(128))
 
 
 def _encode_part(text: str) -> tuple[str, bytes]:
-    """(transfer encoding, encoded body with CRLF line ends) for one text part."""
+    """(transfer encoding, encoded body with CRLF line ends) for one text part, in MIME
+    canonical form (line breaks are CRLF, RFC 2045 6.8)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     raw = text.encode("utf-8")
     high = 0 if raw.isascii() else len(raw.translate(None, _ASCII_BYTES))
     if high * 6 < len(raw):
-        # binascii's C encoder: soft breaks at 76, '=' and trailing blanks escaped.
+        # binascii's C encoder: soft breaks at 76, '=' and trailing blanks escaped. The extra
+        # CRLF is the boundary delimiter's own, so a final line break of the text survives.
         body = binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False)
-        return "quoted-printable", body.replace(b"\n", b"\r\n")
-    return "base64", base64.encodebytes(raw).replace(b"\n", b"\r\n")
+        return "quoted-printable", body.replace(b"\n", b"\r\n") + b"\r\n"
+    body = base64.encodebytes(raw.replace(b"\n", b"\r\n"))
+    return "base64", body.replace(b"\n", b"\r\n")
 
 
 def _part(content_type: str, text: str) -> bytes:
     cte, body = _encode_part(text)
     head = (f'Content-Type: {content_type}; charset="utf-8"{CRLF}'
             f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}").encode("ascii")
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
     return head + body
 
 
@@ -294,13 +301,13 @@ def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *
     boundary = "=_" + hashlib.sha256(mid.encode("ascii")).hexdigest()[:32]
 
     head = [
-        _fold("From", format_address(sender_name, sender_addr)),
+        _fold("From", format_address(sender_name, sender_addr, "From")),
         _fold("To", format_address(sub.name, recipient)),
         encode_text_header("Subject", rendered.subject),
         f"Date: {format_datetime(now)}{CRLF}",
         f"Message-ID: {mid}{CRLF}",
         f"MIME-Version: 1.0{CRLF}",
-        _fold("List-Id", [*(_phrase(sender_name) if sender_name else []), f"<{list_id}>"]),
+        _fold("List-Id", [*(_phrase(sender_name, "List-Id") if sender_name else []), f"<{list_id}>"]),
         _fold("List-Unsubscribe", [u + "," for u in unsub[:-1]] + unsub[-1:]),
     ]
     if digest.unsubscribe_url:
@@ -308,7 +315,7 @@ def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *
     head += [
         f"Auto-Submitted: auto-generated{CRLF}",
         f"X-Auto-Response-Suppress: All{CRLF}",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}',
+        f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"{CRLF}',
         CRLF,
     ]
     sep = f"--{boundary}\r\n".encode("ascii")
