@@ -75,7 +75,7 @@ def header_names(data: bytes) -> list[str]:
 
 def bodies(msg: EmailMessage) -> list[tuple[str, str]]:
     """(type, text) of each part; line breaks are CRLF on the wire (MIME canonical form)."""
-    return [(p.get_content_type(), p.get_content().replace("\r\n", "\n"))  # type: ignore
+    return [(p.get_content_type(), p.get_content().replace("\r\n", "\n"))
             for p in msg.iter_parts()]
 
 
