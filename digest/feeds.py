@@ -196,8 +196,9 @@ def _huggingface(item: Any, listed_default: date | None) -> Paper:
     if not raw_id:
         raise _BadItem("missing 'paper.id'")
     pid = arxiv_id(raw_id)
-    title = _req_text({**item, **paper}, "title")
-    abstract = _req_text({**item, **paper}, "summary")
+    # paper.* first; the top-level copies (2025+) only fill in
+    title = _req_text(paper if _opt(paper, "title", str) else item, "title")
+    abstract = _req_text(paper if _opt(paper, "summary", str) else item, "summary")
     authors = paper.get("authors") or []
     if not isinstance(authors, list):
         raise _BadItem("'paper.authors' must be a list")
@@ -210,8 +211,9 @@ def _huggingface(item: Any, listed_default: date | None) -> Paper:
         url=_abs_url(pid), pdf_url=_pdf_url(pid), published=_opt_dt(paper, "publishedAt"),
         listed=daily.date() if daily else listed_default,
         upvotes=_opt(paper, "upvotes", int), source="huggingface",
-        hf_url=f"https://huggingface.co/papers/{pid or raw_id}", code_url=_opt(paper, "githubRepo", str),
-        project_url=_opt(paper, "projectPage", str), ai_summary=_opt(paper, "ai_summary", str),
+        hf_url=f"https://huggingface.co/papers/{pid or raw_id}",
+        code_url=_opt(paper, "githubRepo", str), project_url=_opt(paper, "projectPage", str),
+        ai_summary=_opt(paper, "ai_summary", str),
         ai_keywords=_str_list(paper, "ai_keywords"), comments=_opt(item, "numComments", int))
 
 
@@ -260,7 +262,7 @@ def parse_json(data: Any, source: str, *, listed: date | None = None,
 
 
 def _text(el: ET.Element | None) -> str:
-    return el.text or "" if el is not None else ""
+    return (el.text or "") if el is not None else ""
 
 
 def _atom_entry(entry: ET.Element) -> Paper:
@@ -278,13 +280,14 @@ def _atom_entry(entry: ET.Element) -> Paper:
     comment = _text(entry.find(f"{ARXIV}comment"))
     code, project = _GITHUB.search(comment), _PROJECT.search(comment)
     published = _text(entry.find(f"{ATOM}published"))
+    authors = (fold_ws(_text(a.find(f"{ATOM}name"))) for a in entry.findall(f"{ATOM}author"))
     return Paper(
-        id=pid, title=title, abstract=abstract,
-        authors=tuple(fold_ws(_text(a.find(f"{ATOM}name"))) for a in entry.findall(f"{ATOM}author")),
-        url=_abs_url(pid), pdf_url=_pdf_url(pid), categories=tuple(dict.fromkeys(c for c in cats if c)),
+        id=pid, title=title, abstract=abstract, authors=tuple(a for a in authors if a),
+        url=_abs_url(pid), pdf_url=_pdf_url(pid),
+        categories=tuple(dict.fromkeys(c for c in cats if c)),
         published=_parse_dt(published, "published") if published.strip() else None,
-        source="arxiv",
-        code_url=code.group(0) if code else None, project_url=project.group(1) if project else None)
+        source="arxiv", code_url=code.group(0) if code else None,
+        project_url=project.group(1) if project else None)
 
 
 def _rss_item(item: ET.Element) -> Paper:
@@ -389,14 +392,18 @@ def merge_papers(*groups: Iterable[Paper]) -> tuple[Paper, ...]:
     return tuple(merged.values())
 
 
+def _empty(value: object) -> bool:
+    return value is None or value == () or value == ""
+
+
 def _richness(p: Paper) -> int:
-    return sum(1 for f in dataclasses.fields(p) if getattr(p, f.name) not in (None, (), ""))
+    return sum(1 for f in dataclasses.fields(p) if not _empty(getattr(p, f.name)))
 
 
 def _merge(a: Paper, b: Paper) -> Paper:
     base, other = (a, b) if _richness(a) >= _richness(b) else (b, a)
     filled = {f.name: getattr(other, f.name) for f in dataclasses.fields(base)
-              if getattr(base, f.name) in (None, (), "") and getattr(other, f.name) not in (None, (), "")}
+              if _empty(getattr(base, f.name)) and not _empty(getattr(other, f.name))}
     if base.id.startswith("t-") and not other.id.startswith("t-"):
         filled["id"] = other.id
     # HF truncates publishedAt to midnight; arXiv's own timestamp is the precise one

@@ -28,7 +28,7 @@ import httpx
 from digest import __version__
 from digest.errors import FeedError
 from digest.feeds import ATOM, fold_ws, merge_papers, parse_payload
-from digest.models import Paper
+from digest.models import FeedSettings, Paper
 
 log = logging.getLogger("digest.feeds")
 
@@ -169,7 +169,8 @@ class ArxivSource:
                  page_size: int = 200) -> None:
         bad = [c for c in categories if not _CATEGORY.match(c)]
         if bad or not categories:
-            raise FeedError("feed.categories", f"not arXiv categories: {', '.join(bad) or '(none)'}")
+            listed = ", ".join(bad) or "(none)"
+            raise FeedError("feed.categories", f"not arXiv categories: {listed}")
         self.http, self.categories = http, tuple(categories)
         self.limit, self.page_size = limit, page_size
 
@@ -205,7 +206,7 @@ def fetch_latest(source: PaperSource, day: date, *, walk_back: int = 0) -> Fetch
 
 
 def fetch_papers(source: str, day: date, *, client: httpx.Client | None = None,
-                 walk_back: int = 0, categories: Sequence[str] = ("cs.LG", "cs.CL", "cs.CV", "cs.AI"),
+                 walk_back: int = 0, categories: Sequence[str] = FeedSettings().categories,
                  limit: int = 100, timeout: float = 30.0, retry: RetryPolicy = RetryPolicy(),
                  sleep: Sleep = time.sleep, clock: Clock = time.monotonic) -> Fetched:
     """Fetch ``source`` ("huggingface" or "arxiv") for ``day``, walking back over empty days.

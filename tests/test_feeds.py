@@ -163,7 +163,7 @@ def test_semantic_scholar_is_read_and_withheld_abstracts_are_skipped(
         batch = load_papers(FIXTURES / "semantic_scholar_batch.json")
     assert all(p.id.startswith("t-") for p in batch)
     skipped = [r.getMessage() for r in caplog.records]
-    assert [re.search(r"item \[(\d+)\]", m).group(1) for m in skipped] == ["0", "1", "3", "5"]  # type: ignore[union-attr]
+    assert [re.findall(r"item \[(\d+)\]", m) for m in skipped] == [["0"], ["1"], ["3"], ["5"]]
     assert "missing 'abstract'" in skipped[0]
 
 
@@ -318,7 +318,8 @@ def test_cli_fetch_file_to_stdout() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert len(data) == 9 and data[0]["id"] == "2606.00467"
-    assert parse_payload(result.stdout.encode(), "-") == load_papers(FIXTURES / "hf_daily_papers.json")
+    expected = load_papers(FIXTURES / "hf_daily_papers.json")
+    assert parse_payload(result.stdout.encode(), "-") == expected
     assert "9 papers from" in result.stderr
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from digest.errors import FeedError
 from digest.feeds import load_papers, merge_papers, papers_for
-from digest.feeds_http import ARXIV_INTERVAL, ArxivSource, Fetched, HttpGetter, RetryPolicy, fetch_papers
+from digest.feeds_http import (
+    ARXIV_INTERVAL, ArxivSource, Fetched, HttpGetter, RetryPolicy, fetch_papers)
 from digest.models import FeedSettings, Settings
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "fixtures"
@@ -75,7 +76,8 @@ def test_huggingface_ok() -> None:
 
 
 def test_huggingface_429_then_ok_honours_retry_after(caplog: pytest.LogCaptureFixture) -> None:
-    answers = iter([httpx.Response(429, headers={"Retry-After": "5"}), httpx.Response(200, content=HF)])
+    answers = iter([httpx.Response(429, headers={"Retry-After": "5"}),
+                    httpx.Response(200, content=HF)])
     with caplog.at_level(logging.WARNING, logger="digest.feeds"):
         result, rec, time = fetch(lambda r: next(answers))
     assert len(result.papers) == 9
