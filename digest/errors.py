@@ -78,6 +78,14 @@ class DeliveryError(DigestError):
         super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
 
 
+class UncertainDeliveryError(DeliveryError):
+    """The whole message was sent but the connection dropped or timed out before the server's
+    final reply: it may have been accepted, so a retry may deliver a duplicate. Temporary."""
+
+    def __init__(self, message: str, recipient: str | None = None) -> None:
+        super().__init__(message, recipient=recipient, code=None, temporary=True)
+
+
 class TransportError(DigestError):
     """The transport as a whole is unusable (auth refused, TLS failure, server unreachable):
     the run stops and nothing is marked sent."""
