@@ -8,8 +8,10 @@ once per pool worker. May import ``models``, ``errors`` and ``mailer`` (for
 
 Error contract (what the service relies on):
 - ``DeliveryError(temporary=True)``: this one message was not accepted but may be later (4xx
-  reply, timeout or dropped connection during the transaction). If the connection dropped after
-  the final dot the server may still have accepted it; the service records that.
+  reply, timeout or dropped connection during the transaction).
+- ``UncertainDeliveryError`` (a temporary ``DeliveryError``): the whole message was sent, then
+  the connection dropped or timed out before the final reply: the server may have accepted it,
+  so a retry may duplicate (the service flags it as a possible duplicate).
 - ``DeliveryError(temporary=False)``: the server refused this message for good (5xx).
 - ``TransportError``: the transport as a whole is unusable (cannot connect, greeting refused,
   TLS or certificate failure, AUTH refused, missing password): stop the run, mark nothing sent.
@@ -23,6 +25,7 @@ import base64
 import itertools
 import logging
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from digest.errors import DeliveryError, TransportError
+from digest.errors import DeliveryError, TransportError, UncertainDeliveryError
 from digest.mailer import OutgoingMessage
 from digest.models import Settings, SmtpSettings
 
@@ -45,6 +48,7 @@ __all__ = [
     "MaildirOutbox",
     "RateLimiter",
     "open_transport",
+    "tls_context",
 ]
 
 log = logging.getLogger("digest.transports")
@@ -132,20 +136,31 @@ def _reply_text(reply: bytes | str) -> str:
     return " ".join(text.split())
 
 
+def tls_context(smtp: SmtpSettings) -> ssl.SSLContext:
+    """The client TLS context: system roots, or ``ca_file`` for a private CA; certificate and
+    host name always checked (smtplib checks nothing unless given such a context)."""
+    try:
+        return ssl.create_default_context(cafile=str(smtp.ca_file) if smtp.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TransportError(f"smtp.ca_file {smtp.ca_file}: not a readable PEM CA file: "
+                             f"{exc}") from None
+
+
 class SmtpTransport:
     """One SMTP connection reused for many messages (connect on first send, reconnect on the
     next send after a drop). Not thread-safe: a pool makes one per worker."""
 
     def __init__(self, smtp: SmtpSettings, password: str | None = None, *,
-                 limiter: RateLimiter | None = None, local_hostname: str | None = None) -> None:
+                 limiter: RateLimiter | None = None, local_hostname: str | None = None,
+                 context: ssl.SSLContext | None = None) -> None:
         self.settings = smtp
         self._password = password
         self._limiter = limiter
         self._local_hostname = local_hostname
         self._scrub = _Scrubber(smtp.username, password)
         self._conn: smtplib.SMTP | None = None
-        self._context = ssl.create_default_context(
-            cafile=str(smtp.ca_file) if smtp.ca_file else None)  # verifies cert + hostname
+        # Always verifying (certificate chain and host name); a pool shares one context.
+        self._context = context or tls_context(smtp)
         self.where = f"{smtp.host}:{smtp.port}"
 
     # -- connection
@@ -264,6 +279,8 @@ class SmtpTransport:
         self._discard(conn)
 
     def _transaction(self, conn: smtplib.SMTP, msg: OutgoingMessage, *, fresh: bool) -> SendResult:
+        # Stage names matter: "end of DATA" (body sent, final reply pending) is the only stage
+        # where a lost connection means the server may have accepted the message.
         stage = "MAIL FROM"
         try:
             options = [f"SIZE={len(msg.data)}"] if conn.has_extn("size") else []
@@ -274,11 +291,13 @@ class SmtpTransport:
             code, reply = conn.rcpt(msg.recipient)
             if code not in (250, 251):
                 raise self._fail(msg, stage, code, reply)
-            stage = "DATA"
-            try:
-                code, reply = conn.data(msg.data)
-            except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
-                raise self._fail(msg, stage, exc.smtp_code, exc.smtp_error) from None
+            stage = "start of data"
+            code, reply = conn.docmd("data")
+            if code != 354:
+                raise self._fail(msg, stage, code, reply)
+            stage = "end of DATA"
+            conn.send(_dot_stuff(msg.data))
+            code, reply = conn.getreply()
             if code != 250:
                 raise self._fail(msg, "message", code, reply)
             return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=code,
@@ -289,12 +308,25 @@ class SmtpTransport:
             timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
             if not timed_out and stage == "MAIL FROM" and not fresh:
                 raise _StaleConnection() from None
-            after = (" (after the message was sent: the server may have accepted it)"
-                     if stage == "DATA" else "")
             what = (f"no answer within {self.settings.timeout:g} s" if timed_out
                     else self._scrub(f"connection lost ({exc})"))
-            raise DeliveryError(f"{what} during {stage}{after}", recipient=msg.recipient,
+            if stage == "end of DATA":
+                raise UncertainDeliveryError(
+                    f"{what} at the end of DATA, after the whole message was sent: "
+                    "the server may have accepted it", recipient=msg.recipient) from None
+            raise DeliveryError(f"{what} during {stage}", recipient=msg.recipient,
                                 temporary=True) from None
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    """The DATA payload: leading dots doubled (RFC 5321 4.5.2), CRLF, then the lone dot."""
+    body = _LEADING_DOT.sub(b"..", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
 
 
 class _StaleConnection(Exception):
@@ -405,9 +437,10 @@ def open_transport(settings: Settings, environ: Mapping[str, str] | None = None)
                              "(security: none); use starttls or tls")
     if smtp.ca_file is not None and not Path(smtp.ca_file).is_file():
         raise TransportError(f"smtp.ca_file {smtp.ca_file} does not exist")
-    limiter = (RateLimiter(smtp.max_per_second, burst=max(1, int(smtp.max_per_second)))
-               if smtp.max_per_second else None)
+    # burst=1: messages are spaced 1/rate apart, so no one-second window ever exceeds the quota.
+    limiter = RateLimiter(smtp.max_per_second) if smtp.max_per_second else None
+    context = tls_context(smtp) if smtp.security != "none" else None
     return TransportFactory(
-        make=lambda: SmtpTransport(smtp, password, limiter=limiter),
+        make=lambda: SmtpTransport(smtp, password, limiter=limiter, context=context),
         connections=max(1, smtp.connections),
         description=f"smtp {smtp.security} {smtp.host}:{smtp.port}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import DeliveryError, TransportError
+from digest.errors import DeliveryError, TransportError, UncertainDeliveryError
 from digest.mailer import OutgoingMessage, build_message
 from digest.models import Digest, RenderedEmail, Settings, SmtpSettings, Subscriber
 from digest.transports import (
@@ -159,13 +159,35 @@ def test_connection_dropped_mid_data_is_temporary_then_reconnects(
         server: SmtpTestServer) -> None:
     server.add_rule("data", action="drop", times=1)
     transport = smtp_transport(server)
-    with pytest.raises(DeliveryError, match="may have accepted") as info:
+    with pytest.raises(UncertainDeliveryError, match="may have accepted") as info:
         transport.send(message())
     assert info.value.temporary is True and info.value.code is None
     assert transport.send(message(to="next@example.org")).code == 250
     transport.close()
     got = server.wait_for(1)
     assert len({g.peer for g in got}) == 1 and got[0].rcpt_tos == ("next@example.org",)
+
+
+def test_connection_dropped_before_the_body_is_a_plain_temporary_error(
+        server: SmtpTestServer) -> None:
+    server.add_rule("rcpt", action="drop", times=1)
+    transport = smtp_transport(server)
+    with pytest.raises(DeliveryError, match="during RCPT TO") as info:
+        transport.send(message())
+    assert info.value.temporary is True
+    assert not isinstance(info.value, UncertainDeliveryError)  # nothing was accepted
+    transport.close()
+
+
+def test_leading_dots_are_stuffed_and_arrive_intact(server: SmtpTestServer) -> None:
+    data = b"Subject: dots\r\n\r\n.\r\n..two\r\n.hidden line\r\nend"
+    msg = OutgoingMessage(sender="a@example.org", recipient="b@example.org",
+                          message_id="<x@example.org>", data=data)
+    transport = smtp_transport(server)
+    transport.send(msg)
+    transport.close()
+    (got,) = server.wait_for(1)
+    assert got.data == data + b"\r\n"  # only the line end the protocol needs was added
 
 
 def test_idle_connection_closed_by_server_is_reopened_transparently(
@@ -185,7 +207,7 @@ def test_stalled_server_times_out_within_the_configured_timeout() -> None:
         srv.add_rule("data", action="stall")
         transport = smtp_transport(srv, timeout=0.5)
         start = time.monotonic()
-        with pytest.raises(DeliveryError, match=r"no answer within 0.5 s during DATA") as info:
+        with pytest.raises(DeliveryError, match=r"no answer within 0.5 s at the end of DATA") as info:
             transport.send(message())
         elapsed = time.monotonic() - start
         transport.close()
@@ -295,7 +317,7 @@ def test_open_transport_checks_the_password_and_plaintext_auth() -> None:
 def test_a_pool_of_connections_sends_in_parallel_under_a_shared_rate_limit(
         server: SmtpTestServer) -> None:
     settings = Settings(delivery="smtp",
-                        smtp=server.smtp_settings(connections=4, max_per_second=40.0))
+                        smtp=server.smtp_settings(connections=4, max_per_second=50.0))
     factory = open_transport(settings, {})
     errors: list[BaseException] = []
 
@@ -318,10 +340,9 @@ def test_a_pool_of_connections_sends_in_parallel_under_a_shared_rate_limit(
     elapsed = time.monotonic() - start
     assert errors == []
     got = server.wait_for(20)
-    assert len({g.peer for g in got}) == 4
-    # 20 messages at 40/s with a burst of 40 would be instant; the bucket starts full at 40,
-    # so this only bounds the top: the limiter must never serialize beyond its rate.
-    assert elapsed < 2.0
+    assert len({g.peer for g in got}) == 4  # four connections in parallel
+    # one bucket for the pool: 20 messages at 50/s take >= 19/50 s whatever the pool size
+    assert 0.37 <= elapsed < 3.0
 
 
 def test_rate_limiter_spaces_acquisitions() -> None:
