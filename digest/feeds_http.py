@@ -6,9 +6,10 @@ rule, one connection), the two live sources, and the walk back over days that ha
 yet (today's list may not exist at 6 am; weekends are empty). Every failure becomes one
 ``FeedError`` line naming the URL.
 
-May import: httpx, ``digest.feeds`` (the parsers), ``digest.models``, ``digest.errors``. The
-``httpx.Client``, the sleep and the clock are injected, so tests serve recorded payloads through
-``httpx.MockTransport`` and never wait or touch the internet.
+May import: httpx, ``digest.feeds`` (the parsers), ``digest.models``, ``digest.errors``. It is
+the live half of the feeds stage: only ``feeds.papers_for`` (lazily) and the CLI import it.
+The ``httpx.Client``, the sleep and the clock are injected, so tests serve recorded payloads
+through ``httpx.MockTransport`` and never wait or touch the internet.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import re
-import xml.etree.ElementTree as ET
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from importlib import metadata
 from typing import Protocol
 
 import httpx
 
-from digest import __version__
 from digest.errors import FeedError
 from digest.feeds import ATOM, fold_ws, merge_papers, parse_payload
 from digest.models import FeedSettings, Paper
@@ -35,7 +36,10 @@ log = logging.getLogger("digest.feeds")
 HF_URL = "https://huggingface.co/api/daily_papers"
 ARXIV_URL = "https://export.arxiv.org/api/query"
 ARXIV_INTERVAL = 3.0  # seconds between arXiv API requests, per arXiv's terms of use
-USER_AGENT = f"paper-digest/{__version__}"
+try:  # identify ourselves politely; both services ask clients to
+    USER_AGENT = f"paper-digest/{metadata.version('paper-digest')}"
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    USER_AGENT = "paper-digest"
 _CATEGORY = re.compile(r"^[a-z-]+(\.[A-Za-z-]+)?$")
 
 Sleep = Callable[[float], None]
