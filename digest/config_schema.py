@@ -2,33 +2,61 @@
 
 Owns: the node-level half of config loading: parsing a file into ``yaml`` nodes (which keep line
 numbers), mappings checked for unknown and duplicate keys, and typed readers (strings, lists of
-strings, integers, numbers, choices, durations, IANA zones) that spot the YAML 1.1 traps
-(an unquoted ``no`` read as false, ``12:30`` read as the base-60 number 750). Nothing here
-raises on bad input: each reader records a ``Problem`` and returns ``None`` so the caller can
-keep going and report everything at once. ``digest.config`` builds the models on top.
+strings, integers, numbers, choices, durations, IANA zones, and the config's domain values:
+email addresses, cron schedules, paths, URLs, environment variable names, arXiv categories,
+search terms) that spot the YAML 1.1 traps (an unquoted ``no`` read as false, ``12:30`` read
+as the base-60 number 750). Nothing here raises on bad input: each reader records a
+``Problem`` and returns ``None`` so the caller can keep going and report everything at once.
+``digest.config`` builds the models on top.
 
-May import: the standard library, PyYAML, ``digest.errors``. No file system access besides
-reading the one YAML text it is given.
+May import: the standard library, PyYAML, email-validator, ``digest.errors``, ``digest.cron``.
+Touches the file system only to check that a referenced path exists.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from email.utils import parseaddr
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
+from email_validator import EmailNotValidError, validate_email
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from digest.cron import cron_trigger
 from digest.errors import Problem
 
-__all__ = ["Entry", "Reader", "compose", "suggest"]
+__all__ = ["Entry", "Reader", "compose", "describe", "is_null", "suggest"]
 
-# libyaml's parser is ~10x faster than the pure-Python one and keeps the same marks.
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """The safe loader on libyaml's parser (~10x faster than pure Python, same marks), with
+    plain-scalar tag resolution memoized: a config repeats the same keys and values
+    thousands of times and each resolution runs a handful of regexes."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._tags: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        if kind is not ScalarNode:
+            return str(super().resolve(kind, value, implicit))
+        key = (value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = str(super().resolve(kind, value, implicit))
+        return tag
+
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -41,6 +69,13 @@ _MERGE = "tag:yaml.org,2002:merge"
 # C0 controls (tab excepted) and DEL: never meant in config values, and a header-injection risk
 # for anything that ends up in an email header.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Scalars only: stateless for them, so one instance serves every call.
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# arXiv categories: archive (cs, stat, q-bio, hep-th, astro-ph) and optional subject class.
+_CATEGORY = re.compile(r"[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?")
+_LIST_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")  # RFC 2919: label.namespace
+_WORD = re.compile(r"\w")
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
@@ -72,7 +107,7 @@ def line_of(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _null(node: Node) -> bool:
+def is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == _NULL
 
 
@@ -99,7 +134,7 @@ def _trap(node: ScalarNode) -> str:
         return (f" (YAML 1.1 reads it as the boolean {str(value).lower()}); "
                 f'quote it: "{node.value}"')
     if node.tag == _INT and ":" in node.value:
-        number = yaml.constructor.SafeConstructor().construct_yaml_int(node)
+        number = _CONSTRUCTOR.construct_yaml_int(node)
         return f' (YAML 1.1 reads it as the base-60 number {number}); quote it: "{node.value}"'
     if node.tag in (_INT, _FLOAT):
         return f' (a number); quote it: "{node.value}"'
@@ -135,15 +170,20 @@ class Reader:
 
     def mapping(self, node: Node, key: str, allowed: tuple[str, ...], *,
                 required: tuple[str, ...] = (), refused: dict[str, str] | None = None,
-                what: str = "a mapping") -> dict[str, Entry] | None:
+                what: str = "a mapping", free_prefix: str | None = None
+                ) -> dict[str, Entry] | None:
         """The keys of a mapping node, checked: duplicates (which PyYAML would silently drop),
-        unknown keys (naming the allowed ones), refused keys and missing required keys."""
+        unknown keys (naming the allowed ones), refused keys and missing required keys. Keys
+        starting with ``free_prefix`` are skipped (room for YAML anchors, as ``x-`` in
+        Docker Compose)."""
         if not isinstance(node, MappingNode):
             self.bad(node, key, f"expected {what}, got {describe(node)}")
             return None
         entries: dict[str, Entry] = {}
         for name, key_node, value in self._pairs(node, key):
             path = f"{key}.{name}" if key else name
+            if free_prefix and name.startswith(free_prefix):
+                continue
             if name in entries:
                 self.bad(key_node, path, f"duplicate key (first at line {entries[name].line}); "
                          "YAML would silently keep only the last one")
@@ -198,7 +238,7 @@ class Reader:
              optional: bool = False) -> str | None:
         """A string, stripped and non-empty; ``None`` (after recording why) otherwise. With
         ``optional`` a null or empty value is simply ``None``."""
-        if optional and _null(node):
+        if optional and is_null(node):
             return None
         if not isinstance(node, ScalarNode) or node.tag != _STR:
             hint = _trap(node) if isinstance(node, ScalarNode) else ""
@@ -219,7 +259,7 @@ class Reader:
     def strings(self, node: Node, key: str, *, what: str = "a list of strings",
                 item: str = "a non-empty string") -> tuple[str, ...] | None:
         """A list of non-empty strings (``[]`` and null give ``()``)."""
-        if _null(node):
+        if is_null(node):
             return ()
         items = self.sequence(node, key, what)
         if items is None:
@@ -237,7 +277,7 @@ class Reader:
     def integer(self, node: Node, key: str, *, minimum: int = 1,
                 maximum: int | None = None) -> int | None:
         if isinstance(node, ScalarNode) and node.tag == _INT:
-            value = int(yaml.constructor.SafeConstructor().construct_yaml_int(node))
+            value = int(_CONSTRUCTOR.construct_yaml_int(node))
             if value >= minimum and (maximum is None or value <= maximum):
                 return value
         wanted = {0: "a non-negative integer", 1: "a positive integer"}.get(
@@ -249,10 +289,11 @@ class Reader:
 
     def number(self, node: Node, key: str, *, optional: bool = False) -> float | None:
         """A positive number (int or float)."""
-        if optional and _null(node):
+        if optional and is_null(node):
             return None
         if isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT):
-            value = float(yaml.constructor.SafeConstructor().construct_object(node))
+            value = float(_CONSTRUCTOR.construct_yaml_int(node) if node.tag == _INT
+                          else _CONSTRUCTOR.construct_yaml_float(node))
             if value > 0 and value != float("inf"):
                 return value
         self.bad(node, key, f"expected a positive number, got {describe(node)}")
@@ -290,6 +331,139 @@ class Reader:
                      "name such as 'Europe/Berlin' or 'America/New_York'")
             return None
         return name
+
+
+    # ------------------------------------------------------------------ domain values
+
+    def email(self, node: Node, key: str) -> str | None:
+        """A subscriber address, normalized by email-validator (domain lower-cased)."""
+        value = self.text(node, key, what="an email address")
+        if value is None:
+            return None
+        try:
+            return str(validate_email(value, check_deliverability=False).normalized)
+        except EmailNotValidError as exc:
+            hint = " (put the display name in name:)" if "<" in value else ""
+            self.bad(node, key, f"invalid email address {value!r}: {str(exc).rstrip('.')}{hint}")
+            return None
+
+    def sender(self, node: Node, key: str) -> str | None:
+        """A From: value, ``addr`` or ``Name <addr>``, kept as written."""
+        value = self.text(node, key, what='an address like "Paper Digest <digest@example.org>"')
+        if value is None:
+            return None
+        _, address = parseaddr(value)
+        local, _, domain = address.rpartition("@")
+        # digest@localhost is fine for a sender on a test box; email-validator wants a dot.
+        check = f"{local}@localhost.localdomain" if domain.lower() == "localhost" else address
+        try:
+            validate_email(check, check_deliverability=False)
+        except EmailNotValidError as exc:
+            self.bad(node, key, f"invalid sender address {value!r}: {str(exc).rstrip('.')}")
+            return None
+        return value
+
+    def schedule(self, node: Node, key: str) -> str | None:
+        expr = self.text(node, key, what='a cron expression like "0 7 * * mon-fri"')
+        if expr is None:
+            return None
+        error = _cron_error(expr)
+        if error is not None:
+            self.bad(node, key, f"invalid cron expression {expr!r}: {error}")
+            return None
+        return expr
+
+    def path(self, node: Node, key: str, base: Path, *, kind: str) -> Path | None:
+        """A path relative to ``base`` (``~`` expanded), checked for ``kind``: ``file`` and
+        ``folder`` must exist as such; ``new folder`` and ``new file`` may be missing (they
+        are created when needed) but must not exist as the other kind."""
+        value = self.text(node, key, what="a path")
+        if value is None:
+            return None
+        path = Path(os.path.normpath(base / Path(value).expanduser()))
+        if kind == "file" and not path.is_file():
+            self.bad(node, key, f"is a folder, expected a file: {path}" if path.is_dir()
+                     else f"no such file: {path}")
+        elif kind == "folder" and not path.is_dir():
+            self.bad(node, key, f"is a file, expected a folder: {path}" if path.exists()
+                     else f"no such folder: {path}")
+        elif kind == "new folder" and path.exists() and not path.is_dir():
+            self.bad(node, key, f"is a file, expected a folder: {path}")
+        elif kind == "new file" and path.is_dir():
+            self.bad(node, key, f"is a folder, expected a file: {path}")
+        else:
+            return path
+        return None
+
+    def env_name(self, node: Node, key: str) -> str | None:
+        # Never echo the value: a user who pasted the secret itself here must not see it
+        # printed (or logged by CI).
+        if isinstance(node, ScalarNode) and node.tag == _STR \
+                and _ENV_NAME.fullmatch(node.value.strip()):
+            return str(node.value).strip()
+        self.bad(node, key, "expected the NAME of an environment variable (letters, digits "
+                 "and _, e.g. DIGEST_SMTP_PASSWORD), not the secret itself")
+        return None
+
+    def url(self, node: Node, key: str, *, schemes: tuple[str, ...]) -> str | None:
+        what = "an " + " or ".join(f"{s}://" for s in schemes) + " URL"
+        value = self.text(node, key, what=what)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in schemes or not parts.netloc or " " in value:
+            self.bad(node, key, f"expected {what}, got {value!r}")
+            return None
+        return value
+
+    def list_id(self, node: Node, key: str) -> str | None:
+        value = self.text(node, key, what="a list id")
+        if value is not None and not _LIST_ID.fullmatch(value):
+            self.bad(node, key, "expected a list id like paper-digest.example.org (RFC 2919), "
+                     f"got {value!r}")
+            return None
+        return value
+
+    def term(self, node: Node, key: str, what: str = "a search term") -> str | None:
+        value = self.text(node, key, what=what)
+        if value is not None and not _WORD.search(value):
+            self.bad(node, key, f"expected a search term with letters or digits, got {value!r}")
+            return None
+        return value
+
+    def terms(self, node: Node, key: str) -> tuple[str, ...] | None:
+        """A list of search terms (null or ``[]`` give ``()``)."""
+        if is_null(node):
+            return ()
+        items = self.sequence(node, key, "a list of strings")
+        if items is None:
+            return None
+        terms = [self.term(item, f"{key}[{index}]") for index, item in enumerate(items)]
+        return tuple(t for t in terms if t is not None) if None not in terms else None
+
+    def categories(self, node: Node, key: str) -> tuple[str, ...] | None:
+        values = self.strings(node, key, what="a list of arXiv categories",
+                              item="an arXiv category")
+        if values is None:
+            return None
+        ok = True
+        for index, value in enumerate(values):
+            if not _CATEGORY.fullmatch(value):
+                where = node.value[index] if isinstance(node, SequenceNode) else node
+                self.bad(where, f"{key}[{index}]",
+                         f"expected an arXiv category like cs.LG or stat.ML, got {value!r}")
+                ok = False
+        return values if ok else None
+
+
+@lru_cache(maxsize=4096)
+def _cron_error(expr: str) -> str | None:
+    # The zone is checked on its own; a fixed one lets 10k subscribers share this cache.
+    try:
+        cron_trigger(expr, "UTC")
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 @lru_cache(maxsize=1024)

@@ -1,5 +1,56 @@
-"""CLI: the validate command(s). Thin: parse, call one library function, print."""
+"""CLI: ``digest validate [CONFIG]``. Thin: parse, call ``load_config``, print.
+
+Every problem goes to stderr, one per line as ``file:line: key.path: message``, followed by a
+count, and the exit code is 1; a valid file prints a one-line summary on stdout and exits 0.
+"""
 
 from __future__ import annotations
 
-from digest.cli._base import main  # noqa: F401
+from pathlib import Path
+
+import click
+
+from digest.cli._base import default_config, main
+from digest.config import load_config
+from digest.errors import ConfigError
+from digest.models import Config
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def summary(config: Config, shown: str) -> str:
+    """``subscribers.yaml: OK, 4 subscribers, 9 topics, delivery outbox``."""
+    topics = sum(len(s.topics) for s in config.subscribers)
+    return (f"{shown}: OK, {_plural(len(config.subscribers), 'subscriber')}, "
+            f"{_plural(topics, 'topic')}, delivery {config.settings.delivery}")
+
+
+@main.command(epilog="""\b
+Examples:
+  digest validate subscribers.example.yaml
+  DIGEST_CONFIG=/etc/digest.yaml digest validate
+
+\b
+A problem reads:
+  subscribers.yaml:14: subscribers[1].topics[0].include: expected a list of strings, got 'x'""")
+@click.argument("config_path", metavar="[CONFIG]", required=False,
+                type=click.Path(path_type=Path, dir_okay=True))
+def validate(config_path: Path | None) -> None:
+    """Check a subscribers YAML file and report every problem at once.
+
+    CONFIG defaults to $DIGEST_CONFIG, else subscribers.yaml. Environment variables named by
+    password_env (when delivery is smtp) and unsubscribe_secret_env must be set. Exits 0 when
+    the file is valid, 1 when it has problems.
+    """
+    path = config_path if config_path is not None else default_config()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        if len(exc.problems) > 1:
+            click.echo(f"{path}: {_plural(len(exc.problems), 'problem')}", err=True)
+        raise SystemExit(1) from None
+    click.echo(summary(config, str(path)))
