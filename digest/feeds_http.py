@@ -82,7 +82,7 @@ class HttpGetter:
 
     def get(self, url: str, params: dict[str, str]) -> httpx.Response:
         """A 2xx response, or ``FeedError`` naming the full URL."""
-        full = str(httpx.URL(url, params=params))
+        full = display_url(url, params)
         host = httpx.URL(url).host
         wait, problem = 0.0, ""
         for attempt in range(self.retry.attempts):
@@ -107,6 +107,11 @@ class HttpGetter:
                 continue
             _raise_http_error(response, full, problem)
         raise FeedError(full, f"{problem} (gave up after {self.retry.attempts} attempts)")
+
+
+def display_url(url: str, params: dict[str, str]) -> str:
+    """The request URL as a person reads it (not percent-encoded), for messages."""
+    return f"{url}?{'&'.join(f'{k}={v}' for k, v in params.items())}" if params else url
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -160,7 +165,7 @@ class HuggingFaceSource:
         params = {"date": day.isoformat(), "limit": str(self.limit)}
         response = self.http.get(HF_URL, params)
         # the 2024 shape has no submittedOnDailyAt: the day we asked for is the list's day
-        return parse_payload(response.content, str(response.request.url), listed=day)
+        return parse_payload(response.content, display_url(HF_URL, params), listed=day)
 
 
 class ArxivSource:
@@ -189,7 +194,7 @@ class ArxivSource:
             params = {"search_query": query, "start": str(start), "max_results": str(size),
                       "sortBy": "submittedDate", "sortOrder": "descending"}
             response = self.http.get(ARXIV_URL, params)
-            page = parse_payload(response.content, str(response.request.url))
+            page = parse_payload(response.content, display_url(ARXIV_URL, params))
             papers.extend(page)
             start += size
             if len(page) < size:  # the last page (a skipped bad entry may end paging early)

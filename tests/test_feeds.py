@@ -349,6 +349,11 @@ def test_cli_fetch_file_without_path_is_a_usage_error() -> None:
     assert result.exit_code == 2 and "--source file needs --path FILE" in result.stderr
 
 
+def test_cli_fetch_path_with_a_live_source_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["fetch", "--source", "arxiv", "--path", str(SEED)])
+    assert result.exit_code == 2 and "--path is for --source file" in result.stderr
+
+
 def test_cli_fetch_help_has_an_example() -> None:
     result = CliRunner().invoke(main, ["fetch", "--help"])
     assert result.exit_code == 0 and "digest fetch --source arxiv --date" in result.stdout

@@ -136,7 +136,10 @@ def test_arxiv_400_error_body_gives_arxivs_message_without_retrying() -> None:
         fetch_papers("arxiv", DAY, client=client, sleep=time.sleep, clock=time.clock)
     assert len(rec.requests) == 1
     message = str(err.value)
-    assert message.startswith("https://export.arxiv.org/api/query?search_query=")
+    # the URL as a person reads it, not percent-encoded
+    assert message.startswith("https://export.arxiv.org/api/query?search_query=(cat:cs.LG OR "
+                              "cat:cs.CL OR cat:cs.CV OR cat:cs.AI) AND submittedDate:"
+                              "[202606120000 TO 202606122359]&start=0&max_results=100")
     assert message.endswith(": HTTP 400 Bad Request: arXiv API error: incorrect id format for abc")
 
 

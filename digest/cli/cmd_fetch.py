@@ -51,6 +51,8 @@ def fetch(source: str | None, day: datetime | None, walk_back: int | None,
       digest fetch --path hf.json --path arxiv.xml --out -   # convert and merge files
     """
     source = source or ("file" if paths else "huggingface")
+    if paths and source != "file":
+        raise click.UsageError("--path is for --source file")
     err = Console(stderr=True)
     papers: tuple[Paper, ...]
     where = source
