@@ -25,6 +25,7 @@ path; tests assert it on real digests.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -67,6 +68,7 @@ _MARKERS = tuple(Markup(f"\x02{i}\x03") for i in range(512))
 
 class _Recorder(threading.local):
     parts: list[list[str]] | None = None
+    tainted = False  # a filter saw marked text: its output cannot be trusted to map back
 
 
 _RECORDER = _Recorder()
@@ -91,14 +93,28 @@ def record_finalize(eval_ctx: EvalContext, value: Any) -> Any:
     return _MARKERS[n] if n < len(_MARKERS) else Markup(f"\x02{n}\x03")
 
 
-def render_recorded(render: Callable[[], str]) -> tuple[str, list[list[str]]]:
-    """Run ``render`` with recording on; returns the marked source and each part's values."""
+def render_recorded(render: Callable[[], str]) -> tuple[str, list[list[str]]] | None:
+    """Run ``render`` with recording on; returns the marked source and each part's values,
+    or None when a filter was applied to marked text (``{% filter upper %}``, a captured
+    ``{% set %}`` block): the caller then renders and compiles in full."""
     parts: list[list[str]] = [[]]
-    _RECORDER.parts = parts
+    _RECORDER.parts, _RECORDER.tainted = parts, False
     try:
-        return render(), parts
+        marked = render()
+        return None if _RECORDER.tainted else (marked, parts)
     finally:
         _RECORDER.parts = None
+
+
+def guard_filter(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a filter for the fast environment so that it flags marked input."""
+    @functools.wraps(func)  # keeps jinja's pass_context/pass_eval_context marks
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if _RECORDER.parts is not None and any(
+                isinstance(a, str) and ("\x02" in a or CARD_MARK in a) for a in args):
+            _RECORDER.tainted = True
+        return func(*args, **kwargs)
+    return guarded
 
 
 # --------------------------------------------------------------------------- shapes

@@ -39,8 +39,8 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
-from digest.compiled import CARD_MARKUP, Shaper, ShapeCache, compile_mjml, record_finalize, \
-    render_recorded
+from digest.compiled import CARD_MARKUP, Shaper, ShapeCache, compile_mjml, guard_filter, \
+    record_finalize, render_recorded
 from digest.errors import TemplateError
 from digest.models import Digest, DigestItem, RenderedEmail
 
@@ -243,6 +243,8 @@ class Renderer:
         env.filters.update(http_url=http_url, short_authors=short_authors, day=day,
                            long_date=long_date)
         env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
+        if fast:
+            env.filters = {name: guard_filter(f) for name, f in env.filters.items()}
         return env
 
     # ---------------------------------------------------------------- public
@@ -274,14 +276,15 @@ class Renderer:
             return compile_mjml(self.mjml(ctx), HTML_TEMPLATE)
         template = self._template(self.fast_env, HTML_TEMPLATE)
         try:
-            marked, values = render_recorded(lambda: template.render(ctx))
+            recorded = render_recorded(lambda: template.render(ctx))
         except JinjaTemplateError as exc:
             raise _wrap(exc, HTML_TEMPLATE) from None
-        with self._lock:
-            parts = self.shaper.parts(marked, values)
-            html = None if parts is None else self.cache.html(parts)
-        if html is not None:
-            return html
+        if recorded is not None:
+            with self._lock:
+                parts = self.shaper.parts(*recorded)
+                html = None if parts is None else self.cache.html(parts)
+            if html is not None:
+                return html
         return compile_mjml(self.mjml(ctx), HTML_TEMPLATE)
 
     def subject(self, ctx: dict[str, Any]) -> str:
@@ -316,14 +319,16 @@ def _wrap(exc: JinjaTemplateError, name: str) -> TemplateError:
 
 
 def _template_line(exc: BaseException) -> tuple[str, int] | None:
-    """The innermost template frame of a render error: Jinja's compiled code keeps the template
-    file name and maps lines back through ``__jinja_template__``-marked frames."""
+    """The innermost template frame of a render error. Jinja rewrites tracebacks so template
+    frames carry the template's file name and line; stock templates are named by their short
+    name, a user's by full path (that is the file they must open)."""
     tb = exc.__traceback__
     found: tuple[str, int] | None = None
+    stock = stock_templates()
     while tb is not None:
-        frame = tb.tb_frame
-        if "__jinja_template__" in frame.f_globals:
-            jt = frame.f_globals["__jinja_template__"]
-            found = (jt.name or jt.filename or "?", jt.get_corresponding_lineno(tb.tb_lineno))
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith((".mjml", ".txt", ".html")):
+            path = Path(filename)
+            found = (path.name if path.parent == stock else filename, tb.tb_lineno)
         tb = tb.tb_next
     return found
