@@ -8,7 +8,8 @@ paper per run (``summarize_all``), never once per subscriber.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,36 @@ def summarize_all(papers: Iterable[Paper], budget: int) -> dict[str, Summary]:
         if paper.id not in out:
             out[paper.id] = summarize(paper, budget=budget)
     return out
+
+
+class LazySummaries(Mapping[str, Summary]):
+    """The run's summaries, each computed the first time a digest needs it and then kept: a
+    small run (one subscriber, a few topics) never pays for papers nobody gets. Thread-safe,
+    so the sending workers can share one instance."""
+
+    def __init__(self, papers: Iterable[Paper], budget: int) -> None:
+        self._papers: dict[str, Paper] = {}
+        for paper in papers:
+            self._papers.setdefault(paper.id, paper)
+        self._budget = budget
+        self._done: dict[str, Summary] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, paper_id: str) -> Summary:
+        found = self._done.get(paper_id)
+        if found is None:
+            paper = self._papers[paper_id]  # KeyError for an unknown id, as a Mapping should
+            with self._lock:
+                found = self._done.get(paper_id)
+                if found is None:
+                    found = self._done[paper_id] = summarize(paper, budget=self._budget)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._papers)
+
+    def __len__(self) -> int:
+        return len(self._papers)
 
 
 def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition: date,

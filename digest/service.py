@@ -28,7 +28,7 @@ from digest.ledger import Ledger, LedgerRow, SendLock
 from digest.mailer import OutgoingMessage, build_message, check_address, parse_sender
 from digest.models import Config, Delivery, Digest, Paper, RenderedEmail, Selection, Settings
 from digest.models import Subscriber, Summary
-from digest.pipeline import build_digest, edition_for, summarize_all
+from digest.pipeline import LazySummaries, build_digest, edition_for
 from digest.selector import Selector
 from digest.transports import Transport, TransportFactory, open_transport
 
@@ -275,7 +275,7 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
             renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
         factory = None if dry_run else (transports or open_transport(settings, environ))
         paper_list = tuple(papers)
-        summaries = summarize_all(paper_list, settings.summary_chars)
+        summaries = LazySummaries(paper_list, settings.summary_chars)  # once per paper, on demand
         selector = Selector(paper_list)
         history = ledger.history(include_deferred=True)
         pending = {(r.email, r.edition) for r in ledger.pending()}

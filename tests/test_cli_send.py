@@ -1,0 +1,150 @@
+"""``digest send``, ``digest history`` and ``digest unsubscribe`` through click, with a real
+YAML config, the bundled sample papers, the real renderer, a real Maildir or aiosmtpd server."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+from smtp_server import SmtpTestServer
+
+from digest.cli import main
+from digest.ledger import SendLock
+
+NOW = "2026-11-25T09:00:00Z"
+
+SUBSCRIBERS = """
+subscribers:
+  - email: ada@example.org
+    name: Ada
+    topics: [diffusion]
+  - email: bob@example.org
+    topics: [language model]
+  - email: cy@example.org
+    topics: [transformer]
+"""
+
+
+def write_config(tmp_path: Path, smtp_port: int | None = None) -> Path:
+    delivery = ("delivery: outbox" if smtp_port is None else
+                f"delivery: smtp\n  smtp: {{host: 127.0.0.1, port: {smtp_port}, "
+                "security: none, timeout: 5}")
+    path = tmp_path / "subscribers.yaml"
+    path.write_text(f"""settings:
+  sender: "Paper Digest <digest@example.org>"
+  {delivery}
+  feed: {{source: sample}}
+{SUBSCRIBERS}""", encoding="utf-8")
+    return path
+
+
+def digest(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_send_twice_then_force(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    first = digest("send", "-c", str(cfg), "--now", NOW)
+    assert first.exit_code == 0, first.output
+    assert "│ sent                        │     3 │" in first.output
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    assert len(box) == 3
+    again = digest("send", "-c", str(cfg), "--now", NOW)
+    assert again.exit_code == 0
+    assert "│ skipped: already sent       │     3 │" in again.output
+    assert len(box) == 3
+    forced = digest("send", "-c", str(cfg), "--now", NOW, "--force", "-s", "ADA@example.org")
+    assert "│ sent                        │     1 │" in forced.output
+    assert len(box) == 4
+
+
+def test_dry_run_sends_and_records_nothing(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    result = digest("send", "-c", str(cfg), "--now", NOW, "--dry-run")
+    assert result.exit_code == 0
+    assert "│ would send                  │     3 │" in result.output
+    assert not (tmp_path / "digest.db").exists() and not (tmp_path / "outbox").exists()
+
+
+def test_history_table_and_json(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    empty = digest("history", "-c", str(cfg))
+    assert empty.exit_code == 0 and "nothing sent yet" in empty.output
+    assert not (tmp_path / "digest.db").exists()
+    digest("send", "-c", str(cfg), "--now", NOW)
+    table = digest("history", "-c", str(cfg))
+    assert table.exit_code == 0
+    assert table.output.count("2026-11-25") >= 3 and "bob@example.org" in table.output
+    rows = json.loads(digest("history", "-c", str(cfg), "ada@example.org", "--json").output)
+    assert [(r["email"], r["edition"], r["state"]) for r in rows] == [
+        ("ada@example.org", "2026-11-25", "sent")]
+    assert rows[0]["papers"] and rows[0]["message_id"].startswith("<digest.2026-11-25.")
+    assert rows[0]["sent_at"] == "2026-11-25T09:00:00+00:00"
+
+
+def test_unsubscribe_is_honoured_and_undone(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    result = digest("unsubscribe", "-c", str(cfg), "Bob@Example.org")
+    assert result.output == "bob@example.org: unsubscribed, gets nothing from now on\n"
+    assert digest("unsubscribe", "-c", str(cfg), "bob@example.org").output == (
+        "bob@example.org was already unsubscribed\n")
+    sent = digest("send", "-c", str(cfg), "--now", NOW)
+    assert "│ skipped: suppressed         │     1 │" in sent.output
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    assert "bob@example.org" not in " ".join(str(m["To"]) for m in box)
+    undo = digest("unsubscribe", "-c", str(cfg), "bob@example.org", "--undo")
+    assert undo.output == "bob@example.org: will get digests again\n"
+    assert "│ sent                        │     1 │" in digest(
+        "send", "-c", str(cfg), "--now", NOW).output
+    bad = digest("unsubscribe", "-c", str(cfg), "not an address")
+    assert bad.exit_code == 2
+
+
+def test_a_failure_exits_1_and_names_the_address(tmp_path: Path) -> None:
+    with SmtpTestServer() as server:
+        server.add_rule("rcpt", "550 5.1.1 No such user here", recipient="cy@example.org")
+        cfg = write_config(tmp_path, server.port)
+        result = digest("send", "-c", str(cfg), "--now", NOW)
+        assert result.exit_code == 1
+        assert "│ failed                      │     1 │" in result.output
+        assert "cy@example.org (2026-11-25): failed: cy@example.org, SMTP 550:" in result.output
+        assert "No such user here" in result.output
+        assert sorted(m.rcpt_tos[0] for m in server.messages) == ["ada@example.org",
+                                                                 "bob@example.org"]
+
+
+def test_header_injection_title_cannot_add_a_recipient(tmp_path: Path) -> None:
+    """CVE-2024-6923's encoded-word newline through the whole pipeline to a real server."""
+    papers = tmp_path / "papers.json"
+    evil = "Diffusion =?UTF-8?Q?=0A?=Bcc: x@evil.example\r\nX-Evil: 1"
+    papers.write_text(json.dumps([{"id": "2611.09999", "title": evil,
+                                   "abstract": "We study diffusion. It works well."}]))
+    with SmtpTestServer() as server:
+        cfg = write_config(tmp_path, server.port)
+        result = digest("send", "-c", str(cfg), "--now", NOW, "-p", str(papers))
+        assert result.exit_code == 0, result.output
+        [got] = server.messages
+        assert got.rcpt_tos == ("ada@example.org",)
+        names = [line.split(":", 1)[0].lower() for line in got.header_lines()]
+        assert "bcc" not in names and "x-evil" not in names
+
+
+def test_second_sender_gets_the_lock_message(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with SendLock(tmp_path / "digest.db"):
+        result = CliRunner().invoke(main, ["send", "-c", str(cfg), "--now", NOW])
+    assert result.exit_code == 1
+    assert "error: another digest process (pid " in result.output
+    assert "is sending with digest.db" in result.output
+
+
+def test_user_errors(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    unknown = CliRunner().invoke(main, ["send", "-c", str(cfg), "-s", "zed@example.org"])
+    assert unknown.exit_code == 1
+    assert unknown.output.endswith("subscribers.yaml: no subscriber zed@example.org in this "
+                                   "config\n")
+    bad_now = CliRunner().invoke(main, ["send", "-c", str(cfg), "--now", "yesterday"])
+    assert bad_now.exit_code == 2 and "ISO-8601" in bad_now.output
