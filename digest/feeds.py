@@ -437,17 +437,24 @@ def papers_to_json(papers: Iterable[Paper]) -> str:
 
 def write_papers(papers: Iterable[Paper], path: Path) -> None:
     """Write our normalized JSON list atomically: a temp file in the same folder, then rename,
-    so a reader never sees half a file and a failure leaves the old file as it was."""
+    so a reader never sees half a file and a failure leaves the old file as it was. A target
+    that exists but is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written
+    in place: renaming over a device would replace the device itself."""
     text = papers_to_json(papers)
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if path.exists() and not path.is_file():
+            with path.open("w", encoding="utf-8") as fh:
+                fh.write(text)
+            return
+        target = path.resolve() if path.is_symlink() else path  # keep the link, update its file
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise FeedError(path, f"cannot write: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise FeedError(path, f"cannot write: {exc.strerror or exc}") from None

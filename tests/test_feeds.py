@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
+import threading
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -288,6 +291,28 @@ def test_write_papers_replaces_atomically_and_leaves_no_temp_file(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["papers.json"]
     with pytest.raises(FeedError, match="cannot write"):
         write_papers(sample_papers(), tmp_path / "missing-dir" / "papers.json")
+
+
+def test_write_papers_into_a_fifo_writes_through_it_and_keeps_it(tmp_path: Path) -> None:
+    # a device or FIFO (/dev/null, /dev/stdout) must be written to, never renamed over
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    write_papers(sample_papers()[:2], fifo)
+    reader.join(timeout=10)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert len(json.loads(received[0])) == 2
+
+
+def test_write_papers_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text("[]", encoding="utf-8")
+    link = tmp_path / "papers.json"
+    link.symlink_to(real)
+    write_papers(sample_papers()[:2], link)
+    assert link.is_symlink() and len(load_papers(real)) == 2
 
 
 def test_bundled_sample_is_the_seed_list() -> None:
