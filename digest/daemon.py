@@ -284,14 +284,14 @@ class Daemon:
         """Load the config, take the database's send lock, reconcile the stored jobs and
         start firing. Raises ``ConfigError``/``LockedError``/``ScheduleError``."""
         global _current
-        if _current is not None:
-            raise RuntimeError("a daemon is already running in this process")
         self._stamp = _stamp(self.config_path)
         config = self._load()
         settings = config.settings
         self._lock = SendLock(settings.database)
         self._lock.acquire()  # a second `digest run` (or a `digest send`) stops here
         try:
+            if _current is not None:  # `fire` reaches ONE daemon per process
+                raise RuntimeError("a daemon is already running in this process")
             self._config = config
             self.scheduler = build_scheduler(jobs_path(settings))
             self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
@@ -342,7 +342,7 @@ class Daemon:
         global _current
         scheduler = self.scheduler
         if scheduler is not None and scheduler.running:
-            scheduler.pause()
+            scheduler.hold()
             executor = scheduler._lookup_executor("default")
             if isinstance(executor, EditionExecutor):
                 executor.shutdown(wait=True)  # the message in flight completes
@@ -369,8 +369,9 @@ class Daemon:
                      signal.Signals(signum).name)
             self.request_stop()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, on_signal)
+        if threading.current_thread() is threading.main_thread():  # else: embedded, no signals
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, on_signal)
         try:
             self.start()
             try:

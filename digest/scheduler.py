@@ -26,6 +26,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
 
 from digest.cron import cron_trigger, next_runs
@@ -33,7 +34,7 @@ from digest.errors import ScheduleError
 from digest.models import Config, Settings, Subscriber
 
 __all__ = [
-    "FIRE_FUNC", "RETRY_MARK", "EditionExecutor", "Reconciled", "SubscriberRuns", "build_scheduler",
+    "FIRE_FUNC", "RETRY_MARK", "DigestScheduler", "EditionExecutor", "Reconciled", "SubscriberRuns", "build_scheduler",
     "job_id", "job_name", "jobs_path", "reconcile", "upcoming",
 ]
 
@@ -73,6 +74,30 @@ class EditionExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler 
         super()._do_submit_job(fired, run_times)
 
 
+class DigestScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """A ``BackgroundScheduler`` that processes jobs only while RUNNING.
+
+    APScheduler 3's loop runs one more ``_process_jobs`` pass after ``shutdown()`` (it only
+    checks for PAUSED): a job due at that moment is submitted to the already closed executor
+    ("cannot schedule new futures after shutdown", agronholm/apscheduler#285) and its next run
+    time is advanced anyway, so a run owed after downtime would be lost at stop. Skip it.
+    """
+
+    def hold(self) -> None:
+        """Pause, and return only once a processing pass already under way has finished
+        submitting (it holds the job-store lock throughout): after this no fire is submitted,
+        so the executor can be drained and closed without losing one."""
+        self.pause()
+        with self._jobstores_lock:
+            pass
+
+    def _process_jobs(self) -> float | None:
+        if self.state != STATE_RUNNING:
+            return None
+        wait: float | None = super()._process_jobs()
+        return wait
+
+
 def build_scheduler(jobs_db: Path, *, workers: int = 1) -> BackgroundScheduler:
     """A scheduler on the SQLite job store at ``jobs_db`` (created on first use).
 
@@ -80,7 +105,7 @@ def build_scheduler(jobs_db: Path, *, workers: int = 1) -> BackgroundScheduler:
     transport, which keeps SQLite, SMTP connection reuse and graceful stop simple.
     """
     jobs_db.parent.mkdir(parents=True, exist_ok=True)
-    return BackgroundScheduler(
+    return DigestScheduler(
         jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{jobs_db}")},
         executors={"default": EditionExecutor(max_workers=workers)},
         job_defaults={"coalesce": True, "max_instances": 1},
