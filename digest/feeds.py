@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -454,10 +455,18 @@ def write_papers(papers: Iterable[Paper], path: Path) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        # mkstemp makes 0600 files: give the result the old file's mode, or the umask's
+        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode) if target.exists() else _new_mode())
         os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise FeedError(path, f"cannot write: {exc.strerror or exc}") from None
+
+
+def _new_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 # Weekends and holidays leave days with no list; a week covers any of them.

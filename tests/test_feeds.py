@@ -289,6 +289,14 @@ def test_write_papers_replaces_atomically_and_leaves_no_temp_file(tmp_path: Path
     write_papers(sample_papers()[:3], out)
     assert len(json.loads(out.read_text(encoding="utf-8"))) == 3
     assert [p.name for p in tmp_path.iterdir()] == ["papers.json"]
+    out.chmod(0o640)
+    write_papers(sample_papers()[:1], out)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # the old file's mode, not mkstemp's 0600
+    fresh = tmp_path / "fresh.json"
+    write_papers(sample_papers()[:1], fresh)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask  # like open(), not 0600
     with pytest.raises(FeedError, match="cannot write"):
         write_papers(sample_papers(), tmp_path / "missing-dir" / "papers.json")
 
