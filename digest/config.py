@@ -96,15 +96,19 @@ def _compose(absolute: Path, file: str) -> Node:
         return ConfigError([Problem(file, line, "", message)])
 
     try:
-        text = absolute.read_text(encoding="utf-8")
+        data = absolute.read_bytes()
     except FileNotFoundError:
         raise fail("no such file (start from subscribers.example.yaml)") from None
     except IsADirectoryError:
         raise fail("is a folder, expected a YAML file") from None
-    except UnicodeDecodeError as exc:
-        raise fail(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     except OSError as exc:
         raise fail(f"cannot read the file: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise fail(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
+                   line) from None
     root, problem = compose(text, file)
     if problem is not None:
         raise ConfigError([problem])
@@ -348,10 +352,10 @@ class _People:
         if not isinstance(node, MappingNode):
             term = r.term(node, key, what="a topic (a search term, or a mapping with include:)")
             return Topic(name=term, include=(term,)) if term is not None else None
+        before = len(r.problems)
         entries = r.mapping(node, key, TOPIC_KEYS)
         if entries is None:
             return None
-        before = len(r.problems)
         values: dict[str, Any] = {}
         for name, found in entries.items():
             value = self.topic_readers[name](found.node, f"{key}.{name}")

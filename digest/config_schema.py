@@ -20,7 +20,6 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -352,7 +351,8 @@ class Reader:
         value = self.text(node, key, what='an address like "Paper Digest <digest@example.org>"')
         if value is None:
             return None
-        _, address = parseaddr(value)
+        # "Name <addr>" or a bare address; parseaddr() silently mangles broken ones.
+        address = value[value.rfind("<") + 1:-1] if value.endswith(">") else value
         local, _, domain = address.rpartition("@")
         # digest@localhost is fine for a sender on a test box; email-validator wants a dot.
         check = f"{local}@localhost.localdomain" if domain.lower() == "localhost" else address
