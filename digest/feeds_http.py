@@ -73,12 +73,11 @@ class HttpGetter:
         self.requests = 0
         self._last: float | None = None
 
-    def _pace(self, wait: float = 0.0) -> None:
-        if self._last is not None:
-            wait = max(wait, self.min_interval - (self.clock() - self._last))
-        if wait > 0:
-            self.sleep(wait)
-        self._last = self.clock()
+    def _delay(self, wait: float) -> float:
+        """How long to wait before the next request: ``wait``, or longer to keep the pace."""
+        if self._last is None:
+            return wait
+        return max(wait, self.min_interval - (self.clock() - self._last))
 
     def get(self, url: str, params: dict[str, str]) -> httpx.Response:
         """A 2xx response, or ``FeedError`` naming the full URL."""
@@ -86,9 +85,12 @@ class HttpGetter:
         host = httpx.URL(url).host
         wait, problem = 0.0, ""
         for attempt in range(self.retry.attempts):
+            delay = self._delay(wait)
             if attempt:
-                log.warning("%s: %s; retrying in %.0f s", full, problem, wait)
-            self._pace(wait)
+                log.warning("%s: %s; retrying in %.0f s", full, problem, delay)
+            if delay > 0:
+                self.sleep(delay)
+            self._last = self.clock()
             wait = min(self.retry.backoff * 2 ** attempt, self.retry.max_wait)
             self.requests += 1
             try:

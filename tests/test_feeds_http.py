@@ -181,10 +181,12 @@ def test_arxiv_stops_at_a_short_page() -> None:
     assert len(rec.requests) == 1 and len(result.papers) == 5
 
 
-def test_arxiv_retries_also_keep_the_three_second_pace() -> None:
+def test_arxiv_retries_also_keep_the_three_second_pace(caplog: pytest.LogCaptureFixture) -> None:
     page = (FIXTURES / "arxiv_api.atom.xml").read_bytes()
     answers = iter([httpx.Response(503), httpx.Response(200, content=page)])
-    result, rec, time = fetch(lambda r: next(answers), "arxiv", limit=100)
+    with caplog.at_level(logging.WARNING, logger="digest.feeds"):
+        result, rec, time = fetch(lambda r: next(answers), "arxiv", limit=100)
+    assert "HTTP 503 Service Unavailable; retrying in 3 s" in caplog.text
     assert len(result.papers) == 5
     assert rec.times[1] - rec.times[0] >= ARXIV_INTERVAL  # not the 1 s backoff
 
