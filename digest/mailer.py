@@ -11,7 +11,7 @@ subject into a real header (CVE-2024-6923), and the stock build+serialize costs 
 U+2028/2029/NEL) and then either written as plain folded ASCII or as RFC 2047 encoded words we
 produce ourselves, so no input text can ever start a header line.
 
-Decisions (see docs/delivery notes in the report):
+Decisions:
 - ``Auto-Submitted: auto-generated`` (RFC 3834) so vacation responders stay quiet, plus
   ``X-Auto-Response-Suppress: All`` which Exchange/Outlook honour instead.
 - No ``Precedence: bulk``: RFC 2076 discourages it, RFC 3834 responders already stop at the
@@ -43,6 +43,7 @@ __all__ = [
     "sanitize_header_text",
     "encode_text_header",
     "format_address",
+    "check_address",
 ]
 
 CRLF = "\r\n"
@@ -318,9 +319,13 @@ def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *
         f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"{CRLF}',
         CRLF,
     ]
+    header = "".join(head)
+    if any(len(line) > 998 for line in header.split(CRLF)):  # RFC 5322 2.1.1 hard limit
+        raise DeliveryError("a header line would exceed 998 characters (unsubscribe URL "
+                            "too long?)", recipient=recipient)
     sep = f"--{boundary}\r\n".encode("ascii")
     data = b"".join((
-        "".join(head).encode("ascii"),
+        header.encode("ascii"),
         sep, _part("text/plain", rendered.text),
         sep, _part("text/html", rendered.html),
         f"--{boundary}--\r\n".encode("ascii"),

@@ -22,6 +22,7 @@ we raise passes through ``_Scrubber``.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import logging
 import os
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from digest.errors import DeliveryError, TransportError, UncertainDeliveryError
+from digest.errors import DeliveryError, DigestError, TransportError, UncertainDeliveryError
 from digest.mailer import OutgoingMessage
 from digest.models import Settings, SmtpSettings
 
@@ -146,6 +147,12 @@ def tls_context(smtp: SmtpSettings) -> ssl.SSLContext:
                              f"{exc}") from None
 
 
+@functools.cache
+def _local_hostname() -> str:
+    # smtplib would call getfqdn() (a DNS lookup) for every connection; once is enough.
+    return socket.getfqdn()
+
+
 class SmtpTransport:
     """One SMTP connection reused for many messages (connect on first send, reconnect on the
     next send after a drop). Not thread-safe: a pool makes one per worker."""
@@ -156,7 +163,7 @@ class SmtpTransport:
         self.settings = smtp
         self._password = password
         self._limiter = limiter
-        self._local_hostname = local_hostname
+        self._local_hostname = local_hostname or _local_hostname()
         self._scrub = _Scrubber(smtp.username, password)
         self._conn: smtplib.SMTP | None = None
         # Always verifying (certificate chain and host name); a pool shares one context.
@@ -190,6 +197,8 @@ class SmtpTransport:
                 conn.ehlo()
             if s.username:
                 conn.login(s.username, self._password or "")
+            log.debug("connected to %s (%s%s)", self.where, s.security,
+                      f", as {s.username}" if s.username else "")
             return conn
         except TransportError:
             self._discard(conn)
@@ -258,21 +267,28 @@ class SmtpTransport:
         except _StaleConnection:
             # The server closed our idle reused connection before this message's MAIL FROM:
             # nothing of it was transmitted, so one transparent reconnect is safe.
+            log.debug("%s closed the idle connection; reconnecting", self.where)
             self._conn = self._connect()
             return self._transaction(self._conn, msg, fresh=True)
 
-    def _fail(self, msg: OutgoingMessage, stage: str, code: int, reply: bytes | str) -> DeliveryError:
-        """A DeliveryError for a non-success reply, leaving the connection usable or closed."""
+    def _fail(self, msg: OutgoingMessage, stage: str, code: int, reply: bytes | str) -> DigestError:
+        """The error for a non-success reply, leaving the connection usable or closed."""
         text = self._scrub(_reply_text(reply))
-        if code == 421 or code < 400:  # 421: the server is closing the channel
+        if code == 421 or not 400 <= code < 600:  # 421: the server is closing the channel
             self._drop()
         elif self._conn is not None:
             try:
                 self._conn.rset()
             except (OSError, smtplib.SMTPException):
                 self._drop()
+        if code in (530, 535) or (stage == "MAIL FROM" and code >= 500 and code != 552):
+            # Authentication required, or our sender refused: every message would fail the
+            # same way, so no subscriber's edition should be marked failed for it.
+            self._drop()
+            return TransportError(f"SMTP {self.where}: {stage} {msg.sender} refused: "
+                                  f"{code} {text}")
         return DeliveryError(f"{stage} refused: {text}", recipient=msg.recipient, code=code,
-                             temporary=400 <= code < 500 or code < 400)
+                             temporary=not 500 <= code < 600)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -285,11 +301,11 @@ class SmtpTransport:
         try:
             options = [f"SIZE={len(msg.data)}"] if conn.has_extn("size") else []
             code, reply = conn.mail(msg.sender, options)
-            if code != 250:
+            if not 200 <= code < 300:
                 raise self._fail(msg, stage, code, reply)
             stage = "RCPT TO"
             code, reply = conn.rcpt(msg.recipient)
-            if code not in (250, 251):
+            if not 200 <= code < 300:
                 raise self._fail(msg, stage, code, reply)
             stage = "start of data"
             code, reply = conn.docmd("data")
@@ -298,7 +314,7 @@ class SmtpTransport:
             stage = "end of DATA"
             conn.send(_dot_stuff(msg.data))
             code, reply = conn.getreply()
-            if code != 250:
+            if not 200 <= code < 300:
                 raise self._fail(msg, "message", code, reply)
             return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=code,
                               reply=self._scrub(_reply_text(reply)))

@@ -229,3 +229,8 @@ def test_encode_text_header_plain_ascii_is_left_readable() -> None:
         "Subject: Your papers for Tuesday\r\n")
     folded = encode_text_header("Subject", " ".join(["paper"] * 30))
     assert "=?" not in folded and folded.count("\r\n ") >= 1
+
+
+def test_a_header_line_over_998_characters_is_refused() -> None:
+    with pytest.raises(DeliveryError, match="998"):
+        make(unsubscribe_url="https://example.org/u?t=" + "a" * 1000)

@@ -155,6 +155,24 @@ def test_replies_after_data_map_to_delivery_errors(server: SmtpTestServer, reply
     transport.close()
 
 
+def test_sender_refused_stops_the_run_but_size_and_4xx_are_per_message(
+        server: SmtpTestServer) -> None:
+    transport = smtp_transport(server)
+    server.add_rule("mail", "451 4.7.1 Slow down", times=1)
+    with pytest.raises(DeliveryError) as temp:
+        transport.send(message())
+    assert (temp.value.code, temp.value.temporary) == (451, True)
+    server.add_rule("mail", "552 5.3.4 Message too big", times=1)
+    with pytest.raises(DeliveryError) as big:
+        transport.send(message())
+    assert (big.value.code, big.value.temporary) == (552, False)
+    server.add_rule("mail", "550 5.7.1 Sender domain not allowed", times=1)
+    with pytest.raises(TransportError, match="MAIL FROM digest@example.org refused: 550"):
+        transport.send(message())
+    assert transport.send(message()).code == 250  # a later run can start over
+    transport.close()
+
+
 def test_connection_dropped_mid_data_is_temporary_then_reconnects(
         server: SmtpTestServer) -> None:
     server.add_rule("data", action="drop", times=1)
