@@ -141,9 +141,14 @@ class ServiceSender:
                 self._transport = None
 
     def close_idle(self, idle_seconds: float) -> None:
-        with self._lock:
+        # Never wait behind a send: the caller is the loop that also watches the config.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             if self._transport is not None and time.monotonic() - self._last_used > idle_seconds:
                 self._close_transport()
+        finally:
+            self._lock.release()
 
     def _close(self) -> None:
         self._close_transport()

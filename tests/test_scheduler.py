@@ -392,6 +392,71 @@ def test_fire_without_a_daemon_is_harmless(caplog: pytest.LogCaptureFixture) -> 
     assert "no daemon running" in caplog.text
 
 
+@dataclass
+class Deferring(Recorder):
+    """The server keeps answering 451."""
+
+    def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
+             summaries: Any, settings: Settings, now: datetime) -> Delivery:
+        super().send(subscriber, edition, papers, summaries, settings, now)
+        return Delivery(email=subscriber.email, edition=edition, state="deferred", code=451,
+                        error="451 4.3.0 Try again later")
+
+
+def test_a_deferred_edition_gets_a_retry_job_that_reconcile_keeps(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * * *", "UTC"),
+                                              ("b@example.org", "0 7 * * *", "UTC")])
+    d, fires = start(daemons, path, sender=Deferring())
+    run_time = datetime.now(UTC).replace(second=0, microsecond=0)
+    retry_id = f"b@example.org#retry-{run_time.date().isoformat()}"
+    before = datetime.now(UTC)
+    result = d.fire("b@example.org", run_time)
+    assert result.outcome == "deferred"
+    assert result.detail.startswith("451 4.3.0 Try again later; retrying at ")
+    retry = d.scheduler.get_job(retry_id)
+    assert before + timedelta(minutes=15) <= retry.next_run_time
+    assert retry.next_run_time <= datetime.now(UTC) + timedelta(minutes=15)
+    assert retry.kwargs == {"email": "b@example.org", "run_time": run_time}
+
+    write_config(path, [("a@example.org", "0 7 * * *", "UTC"),
+                        ("b@example.org", "0 7 * * *", "UTC")], catch_up="6h")
+    assert d.reload() is True
+    assert d.scheduler.get_job(retry_id) is not None
+    write_config(path, [("a@example.org", "0 7 * * *", "UTC")])  # b unsubscribed
+    assert d.reload() is True
+    assert sorted(j.id for j in d.scheduler.get_jobs()) == ["a@example.org"]
+
+
+def test_editions_left_deferred_by_an_earlier_process_are_finished_at_start(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * * *", "Asia/Tokyo")])
+    earlier = datetime.now(UTC) - timedelta(hours=3)
+    data = (b"From: digest@example.org\r\nTo: a@example.org\r\nSubject: owed\r\n"
+            b"Message-ID: <owed@example.org>\r\n\r\nThe edition a 451 held back.\r\n")
+    with Ledger(tmp_path / "digest.db") as ledger:
+        ledger.begin("a@example.org", date(2026, 3, 30), message_id="<owed@example.org>",
+                     papers=("2601.00001",), data=data, now=earlier)
+        ledger.mark_deferred("a@example.org", date(2026, 3, 30), now=earlier, code=451,
+                             error="451 busy")
+    _, fires = start(daemons, path)  # the real service and outbox
+    (result,) = fires.wait(1)
+    assert (result.outcome, result.edition) == ("sent", date(2026, 3, 30))
+    (delivered,) = (tmp_path / "outbox" / "new").iterdir()
+    assert b"Subject: owed" in delivered.read_bytes()
+    with Ledger(tmp_path / "digest.db") as ledger:
+        assert [r.state for r in ledger.rows()] == ["sent"]
+
+
+def test_run_reports_an_invalid_config_with_lines_and_exits_1(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * *", "UTC")])
+    result = CliRunner().invoke(main, ["run", "-c", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:11: subscribers[0].schedule:" in result.output
+    assert "expected 5 fields" in result.output
+    assert not (tmp_path / "digest.db.jobs").exists()
+
+
 # --------------------------------------------------------------------------- stop and lock
 
 
