@@ -63,6 +63,8 @@ def test_outbox_writes_atomically_into_a_maildir(tmp_path: Path) -> None:
     subjects = sorted(str(m["Subject"]) for m in box)
     assert subjects == ["Edition 0", "Edition 1", "Edition 2"]
     assert list((tmp_path / "out" / "tmp").iterdir()) == []
+    stored = sorted(p.read_bytes() for p in (tmp_path / "out" / "new").iterdir())
+    assert b"\r" not in b"".join(stored)  # Maildir files use LF line ends
     assert len({r.reply for r in sent}) == 3  # unique file names
     parsed = next(iter(box))
     assert parsed.get_content_type() == "multipart/alternative"
@@ -312,6 +314,15 @@ def test_auth_refused_is_a_transport_error_that_never_shows_the_password(
         assert srv.count == 0
     out, err = capfd.readouterr()
     assert PASSWORD not in str(info.value) + caplog.text + out + err
+
+
+def test_auth_without_tls_is_allowed_to_a_loopback_relay_only() -> None:
+    with SmtpTestServer(auth=("digest", PASSWORD)) as srv:
+        settings = Settings(delivery="smtp", smtp=srv.smtp_settings())
+        transport = open_transport(settings, {"SMTP_TEST_PASSWORD": PASSWORD})()
+        assert transport.send(message()).code == 250
+        transport.close()
+        assert srv.auth_attempts == ["digest"]
 
 
 # --------------------------------------------------------------------------- factory, pool
