@@ -88,7 +88,9 @@ def compose(text: str, file: str) -> tuple[Node | None, Problem | None]:
         message = f"invalid YAML: {exc.problem or exc.context}"
         if exc.context and exc.problem and exc.context_mark is not None:
             message += f" ({exc.context} started at line {exc.context_mark.line + 1})"
-        if "alias" in message:
+        if mark is not None and text[mark.index:mark.index + 1] == "\t":
+            message += "; indent with spaces, YAML does not allow tabs"
+        elif "alias" in message:
             # The usual cause: an unquoted cron expression (`* * * * *`) or term starting with *.
             message += '; quote values that start with * (e.g. schedule: "*/30 * * * *")'
         return None, Problem(file, line, "", message)

@@ -211,6 +211,19 @@ def test_unquoted_star_cron_gets_a_quoting_hint(here: Path) -> None:
              'with * (e.g. schedule: "*/30 * * * *")']
 
 
+def test_tabs_get_a_hint(here: Path) -> None:
+    assert problems(here, "subscribers:\n\t- email: ada@example.org\n") == [
+        "subscribers.yaml:2: invalid YAML: found character that cannot start any token (while "
+        "scanning for the next token started at line 2); indent with spaces, YAML does not "
+        "allow tabs"]
+
+
+def test_one_document_only(here: Path) -> None:
+    assert problems(here, "subscribers: []\n---\nsubscribers: []\n") == [
+        "subscribers.yaml:2: invalid YAML: but found another document (expected a single "
+        "document in the stream started at line 1)"]
+
+
 def test_unknown_keys_name_the_allowed_ones_and_the_close_match(here: Path) -> None:
     assert problems(here, """
         settings:
