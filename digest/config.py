@@ -134,7 +134,9 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
         "database": lambda n, k: r.path(n, k, base, kind="new file"),
         "delivery": lambda n, k: r.choice(n, k, ("outbox", "smtp")),
         "outbox": lambda n, k: r.path(n, k, base, kind="new folder"),
-        "smtp": lambda n, k: _smtp(r, n, k, base),
+        # password_env is checked against env only when mail really goes out by SMTP
+        "smtp": lambda n, k: _smtp(r, n, k, base,
+                                   env if values.get("delivery") == "smtp" else None),
         "feed": lambda n, k: _feed(r, n, k, base),
         "templates": lambda n, k: r.path(n, k, base, kind="folder"),
         "summary_chars": r.integer,
@@ -146,7 +148,8 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
         "list_id": r.list_id,
         "manage_url": lambda n, k: r.url(n, k, schemes=("https", "http")),
     }
-    for name, found in entries.items():
+    # delivery first: the smtp reader needs it (problems are sorted by line in the end)
+    for name, found in sorted(entries.items(), key=lambda item: item[0] != "delivery"):
         if is_null(found.node) and defaults[name] is None:
             continue  # `templates:` left empty means "not set", like leaving it out
         value = readers[name](found.node, f"settings.{name}")
@@ -161,26 +164,17 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
 
 def _cross_check(r: Reader, settings: Settings, entries: dict[str, Entry],
                  env: Mapping[str, str]) -> None:
-    """Rules between keys: what smtp delivery needs, what signed unsubscribe links need."""
-    smtp_entries: dict[str, Entry] = {}
-    if "smtp" in entries and isinstance(entries["smtp"].node, MappingNode):
-        smtp_entries = {k.value: Entry(k.start_mark.line + 1, v)
-                        for k, v in entries["smtp"].node.value if isinstance(k, ScalarNode)}
+    """Rules between keys: smtp delivery needs an smtp server, signed unsubscribe links need
+    the name of the variable holding their key."""
     if settings.delivery == "smtp" and "delivery" in entries:
-        if "smtp" not in entries:
+        if "smtp" not in entries or is_null(entries["smtp"].node):
             r.problem(entries["delivery"].line, "settings.smtp",
                       "missing (delivery is smtp; give at least smtp: {host: ...})")
-        elif settings.smtp is not None and settings.smtp.password_env:
-            name = settings.smtp.password_env
-            if not env.get(name):
-                line = smtp_entries.get("password_env", entries["smtp"]).line
-                r.problem(line, "settings.smtp.password_env",
-                          f"environment variable {name} is not set (delivery is smtp)")
     if settings.unsubscribe_url:
-        line = entries["unsubscribe_url"].line
         secret = settings.unsubscribe_secret_env
-        if "unsubscribe_secret_env" not in entries:
-            r.problem(line, "settings.unsubscribe_secret_env",
+        if not secret:
+            r.problem(entries.get("unsubscribe_secret_env", entries["unsubscribe_url"]).line,
+                      "settings.unsubscribe_secret_env",
                       "missing (unsubscribe_url is set; name the environment variable that "
                       "holds the key signing unsubscribe links)")
         elif secret and not env.get(secret):
@@ -189,7 +183,10 @@ def _cross_check(r: Reader, settings: Settings, entries: dict[str, Entry],
                       "(it signs the links of unsubscribe_url)")
 
 
-def _smtp(r: Reader, node: Node, key: str, base: Path) -> SmtpSettings | None:
+def _smtp(r: Reader, node: Node, key: str, base: Path,
+          env: Mapping[str, str] | None) -> SmtpSettings | None:
+    """The smtp: block; with ``env`` (delivery is smtp) password_env must name a set
+    variable."""
     entries = r.mapping(node, key, SMTP_KEYS, required=("host",),
                         refused={"password": _PASSWORD})
     if entries is None:
@@ -221,6 +218,9 @@ def _smtp(r: Reader, node: Node, key: str, base: Path) -> SmtpSettings | None:
     if smtp.username and not smtp.password_env:
         r.bad(node, f"{key}.password_env", "missing (username is set; name the environment "
               "variable that holds the password)")
+    if env is not None and smtp.password_env and not env.get(smtp.password_env):
+        r.bad(entries["password_env"].node, f"{key}.password_env", f"environment variable "
+              f"{smtp.password_env} is not set (delivery is smtp)")
     return smtp
 
 

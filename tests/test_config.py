@@ -479,6 +479,13 @@ def test_smtp_rules(here: Path) -> None:
              "smtp: {host: ...})"]
     assert problems(here, """
         settings:
+          delivery: smtp
+          smtp:
+        subscribers: []
+    """) == ["subscribers.yaml:2: settings.smtp: missing (delivery is smtp; give at least "
+             "smtp: {host: ...})"]
+    assert problems(here, """
+        settings:
           smtp: {port: 70000, security: ssl}
         subscribers: []
     """) == [
@@ -571,9 +578,11 @@ def test_unsubscribe_url_needs_a_signing_secret(here: Path) -> None:
           {extra}
         subscribers: []
     """
-    assert problems(here, base.format(extra="")) == [
-        "subscribers.yaml:2: settings.unsubscribe_secret_env: missing (unsubscribe_url is set; "
-        "name the environment variable that holds the key signing unsubscribe links)"]
+    missing = ("settings.unsubscribe_secret_env: missing (unsubscribe_url is set; name the "
+               "environment variable that holds the key signing unsubscribe links)")
+    assert problems(here, base.format(extra="")) == [f"subscribers.yaml:2: {missing}"]
+    assert problems(here, base.format(extra="unsubscribe_secret_env:")) == [
+        f"subscribers.yaml:3: {missing}"]
     with_env = base.format(extra="unsubscribe_secret_env: DIGEST_SECRET")
     assert problems(here, with_env) == [
         "subscribers.yaml:3: settings.unsubscribe_secret_env: environment variable "
