@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -160,6 +160,8 @@ class Reader:
     def __init__(self, file: str) -> None:
         self.file = file
         self.problems: list[Problem] = []
+        # id(mapping node) -> its expanded pairs; the nodes live as long as this reader
+        self._expanded: dict[int, list[tuple[str, Node, Node]]] = {}
 
     def problem(self, line: int | None, key: str, message: str) -> None:
         self.problems.append(Problem(self.file, line, key, message))
@@ -200,16 +202,24 @@ class Reader:
                 self.bad(node, f"{key}.{name}" if key else name, "missing")
         return entries
 
-    def _pairs(self, node: MappingNode, key: str) -> Iterator[tuple[str, Node, Node]]:
+    def _pairs(self, node: MappingNode, key: str) -> list[tuple[str, Node, Node]]:
         """(name, key node, value node) in document order, YAML merge keys (``<<: *base``)
-        expanded first so that keys written out override merged ones without a duplicate."""
+        expanded first so that keys written out override merged ones without a duplicate.
+        Each mapping is expanded once (memoized): merges of merges cannot blow up, and a
+        mapping merging itself is reported instead of recursing forever."""
+        done = self._expanded.get(id(node))
+        if done is not None:
+            return done
+        self._expanded[id(node)] = []  # in progress: a merge back into it adds nothing
         merged: list[tuple[str, Node, Node]] = []
         own: list[tuple[str, Node, Node]] = []
         for key_node, value in node.value:
             if key_node.tag == _MERGE:
                 sources = value.value if isinstance(value, SequenceNode) else [value]
                 for source in sources:
-                    if isinstance(source, MappingNode):
+                    if source is node:
+                        self.bad(source, key, "<< merges the mapping into itself")
+                    elif isinstance(source, MappingNode):
                         merged.extend(self._pairs(source, key))
                     else:
                         self.bad(source, key, f"<< merges a mapping, got {describe(source)}")
@@ -220,12 +230,14 @@ class Reader:
                 continue
             own.append((key_node.value, key_node, value))
         names = {name for name, _, _ in own}
-        seen: set[str] = set()
+        pairs: list[tuple[str, Node, Node]] = []
         for item in merged:  # a later merge source does not override an earlier one
-            if item[0] not in names and item[0] not in seen:
-                seen.add(item[0])
-                yield item
-        yield from own
+            if item[0] not in names:
+                names.add(item[0])
+                pairs.append(item)
+        pairs.extend(own)
+        self._expanded[id(node)] = pairs
+        return pairs
 
     def sequence(self, node: Node, key: str, what: str) -> list[Node] | None:
         if isinstance(node, SequenceNode):

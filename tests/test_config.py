@@ -146,6 +146,24 @@ def test_merge_keys_and_x_anchor_holders(here: Path) -> None:
         ("Asia/Tokyo", 3), ("Asia/Tokyo", 5)]
 
 
+def test_merge_into_itself_is_reported_not_recursed(here: Path) -> None:
+    assert problems(here, """
+        x-a: &a
+          email: a@example.org
+          topics: [x]
+          <<: *a
+        subscribers: [*a]
+    """) == ["subscribers.yaml:1: subscribers[0]: << merges the mapping into itself"]
+
+
+def test_nested_merges_expand_once(here: Path) -> None:
+    # 2**40 expansions if each merge were expanded at every use.
+    levels = ["x-m0: &m0 {email: a@example.org, topics: [x]}"]
+    levels += [f"x-m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}]}}" for i in range(1, 41)]
+    config = load(here, "\n".join(levels) + "\nsubscribers: [*m40]\n")
+    assert config.subscribers[0].email == "a@example.org"
+
+
 def test_smtp_password_env_is_only_checked_for_smtp_delivery(here: Path) -> None:
     text = """
         settings:
