@@ -1,0 +1,70 @@
+"""Sentence splitting for cleaned abstracts.
+
+Owns: ``split_sentences(text) -> list[str]``. Pure; imports nothing from the project.
+
+Measured, not assumed (``bench/summarize_eval.py`` prints the table): against the gold sentence
+splits of CSAbstruct (1,668 abstracts) and SciTLDR-A dev (619), this splitter agrees exactly on
+more abstracts than syntok or syntok plus a re-split pass, and is ~8x faster than syntok and
+~35x faster than pysbd; pysbd agrees more often with those gold splits but breaks ``Fig. 1(c)``
+and URLs with ``?v=`` on our seed abstracts and alone would take most of the run's time budget.
+
+A boundary is ``.``/``!``/``?`` (plus an optional closing quote or bracket), whitespace, and a
+capital, digit or opening bracket; or a period glued between two words (``methods.Our``,
+a feed that lost a space). It is *not* a boundary after an abbreviation (``et al.``, ``Fig.``,
+``vs.``, ``e.g.``, ``w.r.t.``), an initial (``J. Smith``, ``U.S.``), or before a number when
+the period follows a number or a short token (``v1. 2``, ``No. 5``). Decimals, version numbers
+(``v1.5``, ``GPT-3.5``) and URLs have no space after the period and never match.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["split_sentences"]
+
+# Lower-cased, dots removed: "e.g." -> "eg", "et al." -> "al", "w.r.t." -> "wrt". Not "etc":
+# in abstracts "etc." ends a sentence more often than not.
+_ABBREVIATIONS = frozenset({
+    "al", "eg", "ie", "cf", "vs", "viz", "wrt", "resp", "approx", "ca", "incl", "esp",
+    "fig", "figs", "eq", "eqs", "sec", "secs", "tab", "tabs", "ref", "refs", "no", "nos",
+    "vol", "pp", "ch", "app", "appx", "thm", "lem", "def", "prop", "alg", "dr", "mr", "mrs",
+    "ms", "prof", "st", "jr", "sr", "inc", "ltd", "co", "corp", "dept", "univ", "est", "cit",
+    "op", "ed", "eds", "tel",
+})
+_CANDIDATE = re.compile(
+    r"""(?:(?<=[.!?])|(?<=[.!?]["'”)\]]))\s+(?=["'“(\[]?[A-Z0-9©†])"""  # ". The", ".) We"
+    r"|(?<=[a-z0-9)]{2}[.!?])(?=[A-Z][a-z]+\b)")  # "methods.Our" (a lost space)
+_LAST_WORD = re.compile(r"(\S+)[.!?]$")
+_DOTTED = re.compile(r"[A-Z]|(?:[A-Za-z]\.)+[A-Za-z]")  # "J", "U.S", "e.g", "w.r.t"
+
+
+def _no_boundary(head: str, following: str) -> bool:
+    match = _LAST_WORD.search(head.rstrip("\"'”)]"))
+    if not match:
+        return False
+    word = match.group(1).lstrip("([\"'“")
+    key = word.replace(".", "")
+    # "VS." or "MoE." is an acronym ending a sentence; "vs." or "Fig." is an abbreviation.
+    if key.lower() in _ABBREVIATIONS and not (key.isupper() and len(key) > 1):
+        return True
+    if _DOTTED.fullmatch(word):
+        return True
+    return following.isdigit() and (word[-1:].isdigit() or len(word) <= 2)
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (already cleaned), in order, each stripped."""
+    parts: list[str] = []
+    start = 0
+    for match in _CANDIDATE.finditer(text):
+        head = text[start:match.start()]
+        if match.start() == match.end():  # glued: not inside a URL, a path or a file name
+            token = head.rsplit(None, 1)[-1] if head.strip() else ""
+            if "/" in token or "@" in token or token.count(".") > 1:
+                continue
+        if _no_boundary(head, text[match.end():match.end() + 1]):
+            continue
+        parts.append(head.strip())
+        start = match.end()
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
