@@ -184,7 +184,7 @@ class SmtpTransport:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout,
                                     local_hostname=self._local_hostname)
             conn.set_debuglevel(0)  # debug output would print AUTH in base64
-            conn.ehlo()
+            conn.ehlo_or_helo_if_needed()  # EHLO, or HELO for an ancient server
             if s.security == "starttls":
                 if not conn.has_extn("starttls"):
                     raise TransportError(f"SMTP {self.where}: the server does not offer STARTTLS "
@@ -194,7 +194,7 @@ class SmtpTransport:
                 if code != 220:
                     raise TransportError(f"SMTP {self.where}: STARTTLS refused: {code} "
                                          f"{_reply_text(reply)}")
-                conn.ehlo()
+                conn.ehlo_or_helo_if_needed()  # STARTTLS forgets the first EHLO
             if s.username:
                 conn.login(s.username, self._password or "")
             log.debug("connected to %s (%s%s)", self.where, s.security,
@@ -301,6 +301,11 @@ class SmtpTransport:
         try:
             options = [f"SIZE={len(msg.data)}"] if conn.has_extn("size") else []
             code, reply = conn.mail(msg.sender, options)
+            if code == 421 and not fresh:
+                # An idle-timeout notice ("421 timeout exceeded") waiting on a reused
+                # connection: nothing of this message was accepted, so start over.
+                self._drop()
+                raise _StaleConnection()
             if not 200 <= code < 300:
                 raise self._fail(msg, stage, code, reply)
             stage = "RCPT TO"

@@ -222,6 +222,20 @@ def test_idle_connection_closed_by_server_is_reopened_transparently(
     assert got[0].peer != got[1].peer
 
 
+def test_idle_timeout_notice_on_a_reused_connection_is_retried_on_a_new_one(
+        server: SmtpTestServer) -> None:
+    transport = smtp_transport(server)
+    transport.send(message(to="a@example.org"))
+    server.add_rule("mail", "421 4.4.2 Error: timeout exceeded", times=1)
+    assert transport.send(message(to="b@example.org")).code == 250
+    server.add_rule("mail", "421 4.4.2 Error: timeout exceeded", times=1)
+    transport.close()
+    with pytest.raises(DeliveryError) as info:  # on a fresh connection a 421 is an answer
+        transport.send(message(to="c@example.org"))
+    assert (info.value.code, info.value.temporary) == (421, True)
+    assert [g.rcpt_tos for g in server.wait_for(2)] == [("a@example.org",), ("b@example.org",)]
+
+
 def test_stalled_server_times_out_within_the_configured_timeout() -> None:
     with SmtpTestServer(stall_seconds=10) as srv:
         srv.add_rule("data", action="stall")
