@@ -28,6 +28,7 @@ import re
 from calendar import monthrange
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -146,6 +147,7 @@ def _parse_field(text: str, field: _Field) -> frozenset[int]:
     return frozenset(values)
 
 
+@lru_cache(maxsize=4096)
 def parse_cron(expr: str) -> CronSpec:
     """Parse a 5-field cron expression (or an ``@daily``-style macro); raise ``ValueError``
     naming the bad field when it is not one."""
@@ -229,11 +231,13 @@ def _join(values: frozenset[int], names: Sequence[str] = ()) -> str:
     return ",".join(names[v] if names else str(v) for v in sorted(values))
 
 
+@lru_cache(maxsize=4096)  # thousands of subscribers share a handful of schedules
 def cron_trigger(expr: str, timezone: str) -> BaseTrigger:
     """The APScheduler trigger for a standard cron expression in an IANA timezone.
 
     Returns a ``WallClockCronTrigger`` (a ``CronTrigger``), or an ``OrTrigger`` of two when
-    both day fields are restricted. Raises ``ValueError`` naming the bad field or zone.
+    both day fields are restricted. Raises ``ValueError`` naming the bad field or zone. The
+    result is cached and shared: triggers are never mutated (APScheduler pickles each job's).
     """
     spec = parse_cron(expr)
     tz = zone(timezone)

@@ -29,6 +29,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
 
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
 from digest.cron import cron_trigger, next_runs
 from digest.errors import ScheduleError
 from digest.models import Config, Settings, Subscriber
@@ -74,6 +77,25 @@ class EditionExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler 
         super()._do_submit_job(fired, run_times)
 
 
+def _sqlite_engine(path: Path) -> Engine:
+    """WAL with ``synchronous=NORMAL``: APScheduler commits every job on its own, and with
+    SQLite's default rollback journal each commit waits for two fsyncs (26 ms a job here: a
+    first start with 10,000 subscribers took minutes). WAL stays consistent on a crash; the
+    worst a power cut can do is forget the last few updates, which the next start reconciles
+    and the ledger makes harmless (a repeated fire sends once)."""
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return engine
+
+
 class DigestScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
     """A ``BackgroundScheduler`` that processes jobs only while RUNNING.
 
@@ -106,7 +128,7 @@ def build_scheduler(jobs_db: Path, *, workers: int = 1) -> BackgroundScheduler:
     """
     jobs_db.parent.mkdir(parents=True, exist_ok=True)
     return DigestScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{jobs_db}")},
+        jobstores={"default": SQLAlchemyJobStore(engine=_sqlite_engine(jobs_db))},
         executors={"default": EditionExecutor(max_workers=workers)},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone="UTC",
@@ -194,7 +216,13 @@ class SubscriberRuns:
 
 def upcoming(subscribers: Iterable[Subscriber], now: datetime, n: int,
              ) -> tuple[SubscriberRuns, ...]:
-    """Each subscriber's next ``n`` send times strictly after ``now`` (pure)."""
-    return tuple(SubscriberRuns(s.email, s.timezone, s.schedule,
-                                tuple(next_runs(s.schedule, s.timezone, now, n)))
-                 for s in subscribers)
+    """Each subscriber's next ``n`` send times strictly after ``now`` (pure). Computed once
+    per distinct (schedule, timezone): a big list shares a few of them."""
+    runs: dict[tuple[str, str], tuple[datetime, ...]] = {}
+    out: list[SubscriberRuns] = []
+    for s in subscribers:
+        key = (s.schedule, s.timezone)
+        if key not in runs:
+            runs[key] = tuple(next_runs(s.schedule, s.timezone, now, n))
+        out.append(SubscriberRuns(s.email, s.timezone, s.schedule, runs[key]))
+    return tuple(out)
