@@ -15,15 +15,17 @@ flagged ``possible_duplicate`` (at most one per connection of the pool can be af
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from digest.errors import DeliveryError, TransportError
+from digest.errors import DeliveryError, DigestError, TransportError
 from digest.ledger import Ledger, LedgerRow, SendLock
 from digest.mailer import OutgoingMessage, build_message, check_address, parse_sender
 from digest.models import Config, Delivery, Digest, Paper, RenderedEmail, Selection, Settings
@@ -196,7 +198,9 @@ class SendReport:
     failed_before: int = 0
     would_send: int = 0  # dry run
     possible_duplicates: int = 0
-    problems: list[Delivery] = field(default_factory=list)
+    problems: list[Delivery] = field(default_factory=list)  # the first MAX_PROBLEMS
+
+    MAX_PROBLEMS = 1000  # a run against a broken server must not hold every failure
 
     def add(self, d: Delivery) -> None:
         detail = d.detail or ""
@@ -204,13 +208,13 @@ class SendReport:
             self.sent += 1
             if detail == POSSIBLE_DUPLICATE:
                 self.possible_duplicates += 1
-                self.problems.append(d)
+                self._note(d)
         elif d.state == "deferred":
             self.deferred += 1
-            self.problems.append(d)
+            self._note(d)
         elif d.state == "failed":
             self.failed += 1
-            self.problems.append(d)
+            self._note(d)
         elif detail.startswith(ALREADY_SENT):
             self.already_sent += 1
         elif detail.startswith(SUPPRESSED):
@@ -221,6 +225,10 @@ class SendReport:
             self.would_send += 1
         else:
             self.nothing_new += 1
+
+    def _note(self, d: Delivery) -> None:
+        if len(self.problems) < self.MAX_PROBLEMS:
+            self.problems.append(d)
 
     @property
     def total(self) -> int:
@@ -253,28 +261,66 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
              progress: Callable[[Delivery], None] | None = None,
              renderer: EmailRenderer | None = None,
              transports: TransportFactory | None = None,
-             retry: RetryPolicy = RetryPolicy(), lock: bool = True) -> SendReport:
+             retry: RetryPolicy = RetryPolicy(), lock: bool = True,
+             processes: int | None = None) -> SendReport:
     """Send the current edition (the subscriber's local date of ``now``) to every subscriber
     (or ``only`` one), after finishing editions left ``sending``/``deferred`` by earlier runs.
 
     Streams: one producer selects subscriber by subscriber into a small bounded queue, a pool
     of ``transports.connections`` workers renders, builds and sends; nothing per subscriber is
-    kept beyond the counts. Raises ``LockedError`` if another process sends with the same
-    database, ``TransportError`` if the transport is unusable (nothing more is sent)."""
+    kept beyond the counts. Big SMTP runs are split over ``processes`` shards (default: one
+    per CPU, up to ``smtp.connections``, from ``PROCESS_THRESHOLD`` subscribers on) because
+    rendering and building are CPU work the GIL would otherwise serialize. ``lock=False`` is
+    for a caller that already holds the database's ``SendLock`` (``digest run``).
+
+    Raises ``LockedError`` if another process sends with the same database, ``TransportError``
+    if the transport is unusable (nothing more is sent)."""
     settings = config.settings
-    env = {} if environ is None else environ
-    secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
     subscribers = due(config, only)
-    ledger = Ledger(settings.database)
     send_lock = SendLock(settings.database) if lock and not dry_run else None
     if send_lock is not None:
         send_lock.acquire()
     try:
-        if renderer is None:
-            from digest.renderer import Renderer  # the heavy MJML import only when sending
-            renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
+        # Checks what can be checked offline (password present, ca_file) before any work.
         factory = None if dry_run else (transports or open_transport(settings, environ))
         paper_list = tuple(papers)
+        shards = processes if processes is not None else _auto_processes(
+            settings, len(subscribers), dry_run)
+        if shards > 1 and transports is None and renderer is None:
+            return _send_sharded(config, subscribers, paper_list, now, shards=shards,
+                                 force=force, environ=environ, progress=progress, retry=retry)
+        return _send_shard(settings, subscribers, paper_list, now, factory=factory,
+                           renderer=renderer, force=force, environ=environ,
+                           progress=progress, retry=retry, dry_run=dry_run)
+    finally:
+        if send_lock is not None:
+            send_lock.release()
+
+
+PROCESS_THRESHOLD = 1000  # below this, starting worker processes costs more than it saves
+
+
+def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
+    if dry_run or settings.delivery != "smtp" or settings.smtp is None \
+            or count < PROCESS_THRESHOLD:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), settings.smtp.connections))
+
+
+def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
+                paper_list: tuple[Paper, ...], now: datetime, *,
+                factory: TransportFactory | None, renderer: EmailRenderer | None, force: bool,
+                environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
+                retry: RetryPolicy, dry_run: bool, stop: _EventLike | None = None
+                ) -> SendReport:
+    """One process's share of a run (all of it, unless sharded)."""
+    env = {} if environ is None else environ
+    secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
+    if renderer is None:
+        from digest.renderer import Renderer  # the heavy MJML import only when sending
+        renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
+    ledger = Ledger(settings.database)
+    try:
         summaries = LazySummaries(paper_list, settings.summary_chars)  # once per paper, on demand
         selector = Selector(paper_list)
         history = ledger.history(include_deferred=True)
@@ -297,11 +343,111 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
 
         return _run(jobs(), factory, ledger=ledger, renderer=renderer, settings=settings,
                     summaries=summaries, paper_list=paper_list, selector=selector, now=now,
-                    force=force, secret=secret, retry=retry, dry_run=dry_run, progress=progress)
+                    force=force, secret=secret, retry=retry, dry_run=dry_run, progress=progress,
+                    stop=stop or threading.Event())
     finally:
         ledger.close()
-        if send_lock is not None:
-            send_lock.release()
+
+
+class _EventLike(Protocol):
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+
+# ---------------------------------------------------------------------- process shards
+
+
+def _shard_settings(settings: Settings, index: int, shards: int) -> Settings:
+    """The SMTP pool and rate limit split over the shards, so the run as a whole keeps to
+    ``smtp.connections`` connections and ``smtp.max_per_second``."""
+    smtp = settings.smtp
+    if smtp is None:
+        return settings
+    total = max(1, smtp.connections)
+    mine = max(1, total // shards + (1 if index < total % shards else 0))
+    rate = smtp.max_per_second / shards if smtp.max_per_second else None
+    return replace(settings, smtp=replace(smtp, connections=mine, max_per_second=rate))
+
+
+def _shard_main(settings: Settings, subscribers: tuple[Subscriber, ...],
+                paper_list: tuple[Paper, ...], now: datetime, force: bool,
+                environ: dict[str, str], retry: RetryPolicy, index: int, shards: int,
+                parent: int, events: Any, stop: Any) -> None:
+    """A worker process: its share of the subscribers, its own ledger connection and SMTP
+    pool; every outcome goes back to the parent, which counts and shows progress."""
+    class _Guard:
+        """Stop when told to, or when the parent (the lock holder) is gone: a shard must
+        never send without the lock held."""
+
+        def is_set(self) -> bool:
+            return bool(stop.is_set()) or os.getppid() != parent
+
+        def set(self) -> None:
+            stop.set()
+
+    mine = _shard_settings(settings, index, shards)
+    try:
+        report = _send_shard(mine, subscribers, paper_list, now,
+                             factory=open_transport(mine, environ), renderer=None, force=force,
+                             environ=environ, progress=lambda d: events.put(("tick", d)),
+                             retry=retry, dry_run=False, stop=_Guard())
+    except TransportError as exc:
+        events.put(("error", "transport", str(exc)))
+    except DigestError as exc:
+        events.put(("error", "digest", str(exc)))
+    except BaseException as exc:  # a bug: say where, the parent re-raises it
+        events.put(("error", "bug", "".join(traceback.format_exception(exc))))
+    else:
+        events.put(("done", report.sent))
+
+
+def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
+                  paper_list: tuple[Paper, ...], now: datetime, *, shards: int, force: bool,
+                  environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
+                  retry: RetryPolicy) -> SendReport:
+    import multiprocessing
+
+    # spawn, not fork: the parent may run threads (a progress bar) and holds SQLite handles.
+    ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
+    stop = ctx.Event()
+    env = dict(os.environ if environ is None else environ)
+    procs = [ctx.Process(target=_shard_main, name=f"digest-shard-{i}", daemon=True, args=(
+        config.settings, subscribers[i::shards], paper_list, now, force, env, retry, i, shards,
+        os.getpid(), events, stop)) for i in range(shards)]
+    for p in procs:
+        p.start()
+    total = SendReport()
+    errors: list[tuple[str, str]] = []
+    running = shards
+    try:
+        while running:
+            try:
+                event = events.get(timeout=1.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    raise DigestError("a sending process died unexpectedly") from None
+                continue
+            if event[0] == "tick":
+                total.add(event[1])
+                if progress is not None:
+                    progress(event[1])
+            elif event[0] == "done":
+                running -= 1  # its outcomes already arrived one by one as ticks
+            else:
+                running -= 1
+                errors.append((event[1], event[2]))
+                stop.set()
+    finally:
+        if errors or running:  # an error, or the parent itself interrupted: stop the others
+            stop.set()
+        for p in procs:
+            p.join(timeout=60)
+    if errors:
+        kind, text = errors[0]
+        raise TransportError(text) if kind == "transport" else DigestError(text)
+    return total
 
 
 _STOP = object()
@@ -311,13 +457,12 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledg
          renderer: EmailRenderer, settings: Settings, summaries: Mapping[str, Summary],
          paper_list: tuple[Paper, ...], selector: Selector, now: datetime, force: bool,
          secret: str | None, retry: RetryPolicy, dry_run: bool,
-         progress: Callable[[Delivery], None] | None) -> SendReport:
+         progress: Callable[[Delivery], None] | None, stop: _EventLike) -> SendReport:
     report = SendReport()
     report_lock = threading.Lock()
     workers = 1 if factory is None else max(1, factory.connections)
     # Bounded: the producer never runs far ahead, so memory does not grow with subscribers.
     work: queue.Queue[object] = queue.Queue(maxsize=workers * 4)
-    stop = threading.Event()
     failure: list[BaseException] = []
     # Open every connection's transport up front: a refused login fails before any row.
     opened: list[Transport | None] = [None if factory is None else factory()

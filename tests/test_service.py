@@ -277,3 +277,31 @@ def test_deliver_edition_alone_is_idempotent(tmp_path: Path) -> None:
     forced = deliver_edition(sub, edition, papers, force=True, **kw)
     assert forced.state == "sent" and forced.message_id == first.message_id
     assert len(list(mailbox.Maildir(settings.outbox, create=False))) == 2
+
+
+def test_process_shards_send_each_once_and_report_progress(tmp_path: Path) -> None:
+    emails = [f"r{i}@example.org" for i in range(8)]
+    with SmtpTestServer() as server:
+        server.add_rule("rcpt", "550 5.1.1 No such user", recipient="r5@example.org")
+        cfg = make_config(tmp_path, emails, server)
+        ticks: list[str] = []
+        report = send_all(cfg, make_papers(), NOW, processes=2, environ={},
+                          retry=RetryPolicy(retries=0), progress=lambda d: ticks.append(d.email))
+        assert (report.sent, report.failed) == (7, 1)
+        assert [d.email for d in report.problems] == ["r5@example.org"]
+        assert sorted(ticks) == sorted(emails)
+        assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted(set(emails) - {
+            "r5@example.org"})
+        again = send_all(cfg, make_papers(), NOW, processes=2, environ={})
+        assert (again.sent, again.already_sent, again.failed_before) == (0, 7, 1)
+        assert server.count == 7
+
+
+def test_process_shards_stop_on_a_transport_error(tmp_path: Path) -> None:
+    with SmtpTestServer(security="starttls", auth=("digest", "right")) as server:
+        cfg = make_config(tmp_path, EMAILS, server)
+        with pytest.raises(TransportError, match="authentication refused"):
+            send_all(cfg, make_papers(), NOW, processes=2,
+                     environ={"SMTP_TEST_PASSWORD": "wrong"})
+        assert server.count == 0
+        assert not any(r.state == "sent" for r in Ledger(cfg.settings.database).rows())
