@@ -35,27 +35,8 @@ from digest.errors import Problem
 
 __all__ = ["Entry", "Reader", "compose", "describe", "is_null", "suggest"]
 
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_Base):  # type: ignore[misc]
-    """The safe loader on libyaml's parser (~10x faster than pure Python, same marks), with
-    plain-scalar tag resolution memoized: a config repeats the same keys and values
-    thousands of times and each resolution runs a handful of regexes."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._tags: dict[tuple[str, tuple[bool, bool]], str] = {}
-
-    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
-        if kind is not ScalarNode:
-            return str(super().resolve(kind, value, implicit))
-        key = (value, implicit)
-        tag = self._tags.get(key)
-        if tag is None:
-            tag = self._tags[key] = str(super().resolve(kind, value, implicit))
-        return tag
-
+# libyaml's parser: ~10x faster than the pure-Python one, with the same marks (line numbers).
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -184,6 +165,9 @@ class Reader:
             return None
         entries: dict[str, Entry] = {}
         for name, key_node, value in self._pairs(node, key):
+            if name in allowed and name not in entries:  # the common case, checked first
+                entries[name] = Entry(int(key_node.start_mark.line) + 1, value)
+                continue
             path = f"{key}.{name}" if key else name
             if free_prefix and name.startswith(free_prefix):
                 continue
@@ -192,51 +176,55 @@ class Reader:
                          "YAML would silently keep only the last one")
             elif refused and name in refused:
                 self.bad(key_node, path, refused[name])
-            elif name not in allowed:
+            else:
                 self.bad(key_node, path, f"unknown key{suggest(name, allowed)}; "
                          f"allowed: {', '.join(allowed)}")
-            else:
-                entries[name] = Entry(line_of(key_node), value)
         for name in required:
             if name not in entries and not (refused and name in refused):
                 self.bad(node, f"{key}.{name}" if key else name, "missing")
         return entries
 
-    def _pairs(self, node: MappingNode, key: str) -> list[tuple[str, Node, Node]]:
+    def _pairs(self, node: MappingNode, key: str, *,
+               source: bool = False) -> list[tuple[str, Node, Node]]:
         """(name, key node, value node) in document order, YAML merge keys (``<<: *base``)
         expanded first so that keys written out override merged ones without a duplicate.
-        Each mapping is expanded once (memoized): merges of merges cannot blow up, and a
-        mapping merging itself is reported instead of recursing forever."""
-        done = self._expanded.get(id(node))
-        if done is not None:
-            return done
-        self._expanded[id(node)] = []  # in progress: a merge back into it adds nothing
+        A merge ``source`` is expanded once (memoized): merges of merges cannot blow up, and
+        a mapping merging itself is reported instead of recursing forever."""
+        if source:
+            done = self._expanded.get(id(node))
+            if done is not None:
+                return done
+            self._expanded[id(node)] = []  # in progress: a merge back into it adds nothing
         merged: list[tuple[str, Node, Node]] = []
         own: list[tuple[str, Node, Node]] = []
         for key_node, value in node.value:
             if key_node.tag == _MERGE:
                 sources = value.value if isinstance(value, SequenceNode) else [value]
-                for source in sources:
-                    if source is node:
-                        self.bad(source, key, "<< merges the mapping into itself")
-                    elif isinstance(source, MappingNode):
-                        merged.extend(self._pairs(source, key))
+                for other in sources:
+                    if other is node:
+                        self.bad(other, key, "<< merges the mapping into itself")
+                    elif isinstance(other, MappingNode):
+                        merged.extend(self._pairs(other, key, source=True))
                     else:
-                        self.bad(source, key, f"<< merges a mapping, got {describe(source)}")
+                        self.bad(other, key, f"<< merges a mapping, got {describe(other)}")
                 continue
             if not isinstance(key_node, ScalarNode) or key_node.tag != _STR:
                 self.bad(key_node, key, f"expected a key name, got {describe(key_node)}"
                          + (_trap(key_node) if isinstance(key_node, ScalarNode) else ""))
                 continue
             own.append((key_node.value, key_node, value))
-        names = {name for name, _, _ in own}
-        pairs: list[tuple[str, Node, Node]] = []
-        for item in merged:  # a later merge source does not override an earlier one
-            if item[0] not in names:
-                names.add(item[0])
-                pairs.append(item)
-        pairs.extend(own)
-        self._expanded[id(node)] = pairs
+        if not merged:
+            pairs = own
+        else:
+            names = {name for name, _, _ in own}
+            pairs = []
+            for item in merged:  # a later merge source does not override an earlier one
+                if item[0] not in names:
+                    names.add(item[0])
+                    pairs.append(item)
+            pairs.extend(own)
+        if source:
+            self._expanded[id(node)] = pairs
         return pairs
 
     def sequence(self, node: Node, key: str, what: str) -> list[Node] | None:
