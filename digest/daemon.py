@@ -305,8 +305,10 @@ class Daemon:
             _current = self
             changes = reconcile(self.scheduler, config)
             self._resume_pending(settings)
-            log.info("digest run: %d subscribers (%s), jobs in %s, catch-up window %s",
-                     len(config.subscribers), changes, jobs_path(settings), settings.catch_up)
+            count = len(config.subscribers)
+            log.info("digest run: %d subscriber%s (%s), jobs in %s, catch-up window %s",
+                     count, "" if count == 1 else "s", changes, jobs_path(settings),
+                     settings.catch_up)
             self.scheduler.resume()
         except BaseException:
             self._shutdown()

@@ -81,7 +81,7 @@ subscribers:
         env.pop("DIGEST_CONFIG", None)
         daemon = Proc("run", "--config", str(config), cwd=tmp_path, env=env)
         try:
-            daemon.wait_for_line("digest run: 1 subscribers")
+            daemon.wait_for_line("digest run: 1 subscriber (1 added")
 
             second = Proc("run", "--config", str(config), cwd=tmp_path, env=env)
             assert second.finish() == 1

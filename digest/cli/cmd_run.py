@@ -29,12 +29,6 @@ def _parse_now(value: str, what: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _load(config_path: Path):  # type: ignore[no-untyped-def]
-    from digest.config import load_config
-
-    return load_config(config_path)
-
-
 @main.command(epilog="""\b
 Examples:
   digest run --config subscribers.yaml
@@ -83,11 +77,12 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def schedule(config_path: Path, count: int, now_text: str | None, as_json: bool) -> None:
     """Show each subscriber's next send times, in their local time and in UTC."""
+    from digest.config import load_config
     from digest.scheduler import upcoming
 
     now = _parse_now(now_text, "--now") if now_text else datetime.now(UTC)
     try:
-        config = _load(config_path)
+        config = load_config(config_path)
         table = upcoming(config.subscribers, now, count)
     except ValueError as exc:  # config validates schedules; this is a belt and braces
         raise DigestError(str(exc)) from None
