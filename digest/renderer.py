@@ -14,6 +14,7 @@ and replace one block.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Sequence
@@ -85,6 +86,22 @@ def short_authors(authors: Sequence[str], keep: int = 3) -> str:
     if len(names) > keep:
         return ", ".join(names[:keep]) + " et al."
     return ", ".join(names)
+
+
+@functools.lru_cache(maxsize=8192)  # the same claims recur in many subscribers' emails
+def wrap(text: str, width: int = 72, indent: int = 0) -> str:
+    """Greedy word wrap for the text part; continuation lines indented by ``indent`` spaces.
+    Words longer than ``width`` (URLs) stay whole. Much cheaper than ``textwrap``."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return ("\n" + " " * indent).join(lines)
 
 
 def day(value: date) -> str:
@@ -239,9 +256,12 @@ class Renderer:
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
+            # a Renderer is one template set: no stat() per include; the preview server builds
+            # a new Renderer when a template changes
+            auto_reload=False,
         )
         env.filters.update(http_url=http_url, short_authors=short_authors, day=day,
-                           long_date=long_date)
+                           long_date=long_date, wrap=wrap)
         env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
         if fast:
             env.filters = {name: guard_filter(f) for name, f in env.filters.items()}
