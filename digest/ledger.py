@@ -198,6 +198,16 @@ class Ledger:
             acc.setdefault(str(email), set()).update(json.loads(str(papers)))
         return {k: frozenset(v) for k, v in acc.items()}
 
+    def history_for(self, email: str, *, include_deferred: bool = False) -> frozenset[str]:
+        """``history()`` for one address, without reading everyone's (one indexed query)."""
+        states = ("sent", "sending", "deferred") if include_deferred else ("sent", "sending")
+        marks = ", ".join("?" for _ in states)
+        found: set[str] = set()
+        for (papers,) in self._read(f"SELECT papers FROM deliveries WHERE email = ? AND state "
+                                    f"IN ({marks})", (email.strip().lower(), *states)):
+            found.update(json.loads(str(papers)))
+        return frozenset(found)
+
     def suppressed(self) -> frozenset[str]:
         """Lower-cased addresses that asked to get nothing."""
         return frozenset(str(r[0]) for r in self._read("SELECT email FROM suppressions"))

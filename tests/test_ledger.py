@@ -72,6 +72,8 @@ def test_state_lifecycle_and_history(tmp_path: Path) -> None:
     row = ledger.get("b@x.org", ED)
     assert row is not None and row.state == "failed" and row.error == "no such user"
     assert ledger.history() == {"a@x.org": frozenset({"p1", "p2"})}
+    assert ledger.history_for("A@x.org") == frozenset({"p1", "p2"})
+    assert ledger.history_for("b@x.org") == frozenset()
     assert [r.email for r in ledger.rows()] == ["a@x.org", "b@x.org"]
     assert [r.email for r in ledger.rows("B@x.org")] == ["b@x.org"]
 
