@@ -105,6 +105,12 @@ class ServiceSender:
         self._ledger = Ledger(settings.database)
         self._settings = settings
 
+    def check(self, settings: Settings) -> None:
+        """Build the renderer and transport factory now, so a missing SMTP password or a
+        broken template stops ``digest run`` at start instead of at the first fire."""
+        with self._lock:
+            self._prepare(settings)
+
     def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
              summaries: Mapping[str, Summary], settings: Settings, now: datetime) -> Delivery:
         from digest.service import deliver_edition
@@ -298,6 +304,9 @@ class Daemon:
             if _current is not None:  # `fire` reaches ONE daemon per process
                 raise RuntimeError("a daemon is already running in this process")
             self._config = config
+            check = getattr(self.sender, "check", None)  # optional: only the real sender has it
+            if check is not None:
+                check(settings)
             self.scheduler = build_scheduler(jobs_path(settings))
             self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
             # Paused until reconciled: a job must not fire from a half-updated store.
@@ -316,7 +325,7 @@ class Daemon:
 
     def _resume_pending(self, settings: Settings) -> None:
         """Editions an earlier process left ``sending`` (crash) or ``deferred``: retry now."""
-        pending = getattr(self.sender, "pending", None)
+        pending = getattr(self.sender, "pending", None)  # optional, like check()
         if pending is None:
             return
         now = self.clock()

@@ -26,7 +26,7 @@ from digest import daemon as daemon_module
 from digest.cli import main
 from digest.config import load_config
 from digest.daemon import Daemon, FireResult
-from digest.errors import LockedError
+from digest.errors import LockedError, TransportError
 from digest.ledger import Ledger
 from digest.models import Config, Delivery, Paper, Settings, Subscriber, Summary
 from digest.scheduler import build_scheduler, job_id, jobs_path, reconcile, upcoming
@@ -446,6 +446,25 @@ def test_editions_left_deferred_by_an_earlier_process_are_finished_at_start(
     assert b"Subject: owed" in delivered.read_bytes()
     with Ledger(tmp_path / "digest.db") as ledger:
         assert [r.state for r in ledger.rows()] == ["sent"]
+
+
+def test_an_unusable_transport_stops_the_start_not_the_first_fire(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * * *", "UTC")])
+    path.write_text(path.read_text().replace("  delivery: outbox\n", (
+        "  delivery: smtp\n  smtp: {host: 127.0.0.1, port: 2525, security: none, "
+        "username: u, password_env: DIGEST_TEST_NO_SUCH_PASSWORD}\n")))
+    # the password variable is checked by the config too; give it there, not to the daemon
+    config = load_config(path, environ={"DIGEST_TEST_NO_SUCH_PASSWORD": "x"})
+    assert config.settings.delivery == "smtp"
+    d = Daemon(path, environ={}, loader=lambda p, environ: config)
+    with pytest.raises(TransportError, match="DIGEST_TEST_NO_SUCH_PASSWORD is not set"):
+        d.start()
+    assert daemon_module._current is None
+    assert not (tmp_path / "digest.db.jobs").exists()
+    # the lock was released: a corrected daemon starts
+    d2 = Daemon(path, environ={"DIGEST_TEST_NO_SUCH_PASSWORD": "x"}, fetch=tiny_feed)
+    d2.start()
+    d2.stop()
 
 
 def test_run_reports_an_invalid_config_with_lines_and_exits_1(tmp_path: Path) -> None:
