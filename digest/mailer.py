@@ -41,6 +41,7 @@ __all__ = [
     "make_message_id",
     "parse_sender",
     "sanitize_header_text",
+    "sanitize_display_name",
     "encode_text_header",
     "format_address",
     "check_address",
@@ -69,13 +70,15 @@ class OutgoingMessage:
 # C0 controls, DEL, C1 controls (incl. NEL U+0085), and the Unicode line/paragraph separators.
 # Any of these in a header value could end or split a header line in some parser.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_SPACES = re.compile(r"\s+")
+_SPACES = re.compile(" {2,}")
 
 
 def sanitize_header_text(value: str) -> str:
-    """A single-line, control-free version of ``value``: every control character, line or
-    paragraph separator becomes a space, runs of whitespace collapse, ends are trimmed."""
-    return _SPACES.sub(" ", _UNSAFE.sub(" ", value)).strip()
+    """A single-line, control-free version of ``value``: every control character (tabs and
+    line breaks included), line or paragraph separator becomes a space, runs of spaces collapse
+    (a fold must never leave a blank continuation line), ends are trimmed. Other Unicode spaces
+    (NBSP, ideographic space) are kept: they break no header and are encoded anyway."""
+    return _SPACES.sub(" ", _UNSAFE.sub(" ", value)).strip(" ")
 
 
 # --------------------------------------------------------------------------- RFC 2047
@@ -169,9 +172,15 @@ def encode_text_header(name: str, value: str) -> str:
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 
 
+def sanitize_display_name(name: str) -> str:
+    """``sanitize_header_text`` plus every Unicode space made a plain one: address parsers
+    (CPython's among them) collapse such spaces in names anyway."""
+    return " ".join(sanitize_header_text(name).split())
+
+
 def _phrase(name: str, header: str) -> list[str]:
     """A display name as RFC 5322 phrase tokens: atoms, one quoted string, or encoded words."""
-    text = sanitize_header_text(name)
+    text = sanitize_display_name(name)
     if not text:
         return []
     if _needs_encoding(text):
@@ -228,11 +237,17 @@ def parse_sender(sender: str) -> tuple[str | None, str]:
 
 def make_message_id(email: str, edition: date, domain: str) -> str:
     """The Message-ID of one subscriber's edition: the same every time it is (re)built, so a
-    resend is recognizable as the same message, and unguessable-ish (no address in clear)."""
-    digest = hashlib.sha256(f"{email.strip().lower()}\0{edition.isoformat()}".encode()).hexdigest()
-    host = sanitize_header_text(domain).strip("[]<>") or "localhost"
-    host = re.sub(r"[^A-Za-z0-9.-]", "-", host.encode("idna").decode("ascii")
-                  if not host.isascii() else host)
+    resend is recognizable as the same message; the address is hashed, not shown, so a
+    forwarded digest does not reveal who it was sent to."""
+    key = f"{email.strip().lower()}\0{edition.isoformat()}".encode()
+    digest = hashlib.sha256(key).hexdigest()
+    host = sanitize_header_text(domain).strip("[]<> ")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            host = ""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", host) or "localhost"
     return f"<digest.{edition.isoformat()}.{digest[:20]}@{host}>"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.header
 import email.policy
+import random
 import re
 from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -16,6 +17,7 @@ from digest.mailer import (
     build_message,
     encode_text_header,
     make_message_id,
+    sanitize_display_name,
     sanitize_header_text,
 )
 from digest.models import Digest, RenderedEmail, Settings, Subscriber
@@ -234,3 +236,38 @@ def test_encode_text_header_plain_ascii_is_left_readable() -> None:
 def test_a_header_line_over_998_characters_is_refused() -> None:
     with pytest.raises(DeliveryError, match="998"):
         make(unsubscribe_url="https://example.org/u?t=" + "a" * 1000)
+
+
+def test_spaces_collapse_but_unicode_spaces_survive() -> None:
+    assert sanitize_header_text("  a \t\r\n  b\xa0c\u3000d  ") == "a b\xa0c\u3000d"
+    msg = parse(make(subject="Fig.\xa01   and\u3000more"))
+    assert msg["Subject"] == "Fig.\xa01 and\u3000more"
+
+
+def test_message_id_host_is_always_a_safe_domain() -> None:
+    assert make_message_id("a@x.org", EDITION, "bücher.example").endswith(
+        "@xn--bcher-kva.example>")
+    assert make_message_id("a@x.org", EDITION, "ex ample>\r\nBcc: y").endswith(
+        "@ex-ample--Bcc--y>")
+    assert make_message_id("a@x.org", EDITION, "").endswith("@localhost>")
+
+
+FUZZ_ROUNDS = 120  # ~1 s; run with more locally after touching the header writer
+
+
+def test_random_hostile_strings_round_trip_without_new_headers() -> None:
+    # A seeded fuzz over the characters that break headers, fold lines or look like encoded
+    # words, mixed with multi-byte text.
+    rng = random.Random(6923)
+    alphabet = list("aZ09 _-=?:;,.<>\"\\()[]@\t\r\n\x00\x0b\x1b\x7f\x85\u2028\u2029\xa0é日🚀")
+    alphabet += ["=?UTF-8?Q?", "?=", "=0A", "=?utf-8?b?", "Bcc: ", "\r\n "]
+    for _ in range(FUZZ_ROUNDS):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120)))
+        data = make(subject=value, name=value[:14], text=value, html=value)
+        assert header_names(data) == EXPECTED_HEADERS, value
+        head = data.split(b"\r\n\r\n", 1)[0]
+        assert all(line.strip() and len(line) <= 78 for line in head.split(b"\r\n")), value
+        msg = parse(data)
+        assert msg["Subject"] == sanitize_header_text(value), value
+        assert msg["To"].addresses[0].display_name == sanitize_display_name(value[:14]), value
+        assert msg["To"].addresses[0].addr_spec == "ana@example.org"
