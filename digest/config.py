@@ -34,9 +34,14 @@ __all__ = ["DEFAULT_MAX_PAPERS", "DEFAULT_SCHEDULE", "load_config"]
 DEFAULT_SCHEDULE = "0 7 * * *"  # every day at 07:00 in the subscriber's timezone
 DEFAULT_MAX_PAPERS = 10
 
-SETTINGS_KEYS = tuple(f.name for f in fields(Settings))
-SMTP_KEYS = tuple(f.name for f in fields(SmtpSettings))
-FEED_KEYS = tuple(f.name for f in fields(FeedSettings))
+# Spelled out (tests check them against models.py): a field added to a model must get its
+# reader here before the file may set it, instead of failing with a KeyError at load time.
+SETTINGS_KEYS = ("sender", "timezone", "database", "delivery", "outbox", "smtp", "feed",
+                 "templates", "summary_chars", "max_email_bytes", "catch_up", "retry_for",
+                 "unsubscribe_url", "unsubscribe_secret_env", "list_id", "manage_url")
+SMTP_KEYS = ("host", "port", "security", "username", "password_env", "ca_file", "timeout",
+             "connections", "max_per_second")
+FEED_KEYS = ("source", "path", "categories", "limit", "timeout")
 SUBSCRIBER_KEYS = ("email", "name", "timezone", "schedule", "max_papers", "topics",
                    "categories", "authors", "min_upvotes")
 TOPIC_KEYS = ("name", "include", "require", "exclude", "categories", "authors", "min_upvotes")

@@ -8,15 +8,25 @@ subscribers.yaml`` prints them.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from digest.config import DEFAULT_MAX_PAPERS, DEFAULT_SCHEDULE, load_config
+from digest.config import (
+    DEFAULT_MAX_PAPERS,
+    DEFAULT_SCHEDULE,
+    FEED_KEYS,
+    SETTINGS_KEYS,
+    SMTP_KEYS,
+    SUBSCRIBER_KEYS,
+    TOPIC_KEYS,
+    load_config,
+)
 from digest.errors import ConfigError, DigestError
-from digest.models import Config, Topic
+from digest.models import Config, FeedSettings, Settings, SmtpSettings, Subscriber, Topic
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "subscribers.yaml"
@@ -49,6 +59,15 @@ def problems(folder: Path, text: str, env: dict[str, str] | None = None) -> list
 
 
 # --------------------------------------------------------------------------- valid files
+
+
+def test_the_schema_covers_the_models() -> None:
+    """Every settings field can be set from the file; subscribers set all but ``line``."""
+    assert SETTINGS_KEYS == tuple(f.name for f in fields(Settings))
+    assert SMTP_KEYS == tuple(f.name for f in fields(SmtpSettings))
+    assert FEED_KEYS == tuple(f.name for f in fields(FeedSettings))
+    assert TOPIC_KEYS == tuple(f.name for f in fields(Topic))
+    assert set(SUBSCRIBER_KEYS) == {f.name for f in fields(Subscriber)} - {"line"}
 
 
 def test_example_file_validates_with_four_subscribers() -> None:
