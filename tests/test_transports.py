@@ -286,6 +286,13 @@ def test_starttls_with_an_untrusted_certificate_is_a_clear_tls_error() -> None:
         assert srv.count == 0
 
 
+def test_starttls_never_falls_back_to_plain_text(server: SmtpTestServer) -> None:
+    transport = smtp_transport(server, security="starttls")  # the server offers no STARTTLS
+    with pytest.raises(TransportError, match="does not offer STARTTLS"):
+        transport.send(message())
+    assert server.count == 0
+
+
 def test_certificate_for_another_host_name_is_refused() -> None:
     with SmtpTestServer(security="starttls", cert_names=("mail.example.org",)) as srv:
         transport = smtp_transport(srv)  # trusted CA, but the name does not match 127.0.0.1
