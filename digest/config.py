@@ -372,5 +372,14 @@ class _People:
         if not terms:
             r.bad(node, key, "needs at least one include or require term")
             return None
+        # A required term that is also excluded makes a topic that can never match.
+        excluded = {term.casefold() for term in values.get("exclude", ())}
+        clash = [term for term in values.get("require", ()) if term.casefold() in excluded]
+        clash += [term for term in values.get("include", ()) if term.casefold() in excluded]
+        if clash:
+            r.bad(entries["exclude"].node, f"{key}.exclude", f"{clash[0]!r} is also in "
+                  f"{'require' if clash[0] in values.get('require', ()) else 'include'}; "
+                  "a paper matching it would be excluded at once")
+            return None
         values.setdefault("name", terms[0])
         return Topic(**values)

@@ -483,10 +483,15 @@ def _zone_names() -> dict[str, str]:
 
 
 def suggest_zone(name: str) -> str:
+    """The zone the user probably meant: same name in another case, a city without its
+    region (``London``, ``new york``), or the closest spelling."""
     names = _zone_names()
-    exact = names.get(name.lower().replace(" ", "_"))
-    if exact:
-        return f" (did you mean {exact!r}?)"
-    match = difflib.get_close_matches(name.lower().replace(" ", "_"), list(names), n=1,
-                                      cutoff=0.75)
-    return f" (did you mean {names[match[0]]!r}?)" if match else ""
+    wanted = name.strip().lower().replace(" ", "_")
+    guess = names.get(wanted)
+    if guess is None:
+        cities = sorted(zone for key, zone in names.items() if key.rsplit("/", 1)[-1] == wanted)
+        guess = cities[0] if cities else None
+    if guess is None:
+        match = difflib.get_close_matches(wanted, list(names), n=1, cutoff=0.75)
+        guess = names[match[0]] if match else None
+    return f" (did you mean {guess!r}?)" if guess else ""

@@ -434,6 +434,7 @@ def test_malformed_topics_and_empty_terms(here: Path) -> None:
               - [diffusion]
               - {name: Same, include: [a]}
               - {name: same, include: [b]}
+              - {include: [gan, Diffusion], exclude: [survey, diffusion]}
           - email: grace@example.org
             topics: diffusion
           - email: linus@example.org
@@ -450,8 +451,10 @@ def test_malformed_topics_and_empty_terms(here: Path) -> None:
         "mapping with include:), got a list",
         "subscribers.yaml:10: subscribers[0].topics[6]: duplicate topic name 'same' (first at "
         "line 9); give each topic its own name:",
-        "subscribers.yaml:12: subscribers[1].topics: expected a list of topics, got 'diffusion'",
-        "subscribers.yaml:13: subscribers[2].topics: missing",
+        "subscribers.yaml:11: subscribers[0].topics[7].exclude: 'Diffusion' is also in "
+        "include; a paper matching it would be excluded at once",
+        "subscribers.yaml:13: subscribers[1].topics: expected a list of topics, got 'diffusion'",
+        "subscribers.yaml:14: subscribers[2].topics: missing",
     ]
 
 
@@ -570,6 +573,20 @@ def test_feed_rules(here: Path) -> None:
               feed: {feed}
             subscribers: []
         """) == [f"subscribers.yaml:2: {message}"], feed
+
+
+@pytest.mark.parametrize(("zone", "guess"), [
+    ("London", "Europe/London"), ("new york", "America/New_York"), ("utc", "UTC"),
+    ("Europe/Londn", "Europe/London")])
+def test_timezone_suggestions(here: Path, zone: str, guess: str) -> None:
+    assert problems(here, f"""
+        subscribers:
+          - email: ada@example.org
+            timezone: {zone}
+            topics: [x]
+    """) == [f"subscribers.yaml:3: subscribers[0].timezone: unknown timezone {zone!r} (did you "
+             f"mean {guess!r}?); use an IANA name such as 'Europe/Berlin' or "
+             "'America/New_York'"]
 
 
 def test_other_settings_rules(here: Path) -> None:
