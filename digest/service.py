@@ -3,14 +3,17 @@
 Owns: ``deliver_edition`` (one subscriber's edition, self-contained and idempotent: the unit a
 queue worker or the scheduler calls unchanged) and ``send_all`` (a whole run: papers, summaries
 and the MJML template once, a pool of transports, streaming so memory stays flat in the number
-of subscribers). May import models, errors, ledger, selector, pipeline, renderer, mailer and
-transports; it is the composition edge of delivery and never prints (the CLI does).
+of subscribers; big SMTP runs split over spawned process shards, each with its own share of the
+pool, while the parent holds the send lock). May import models, errors, ledger, selector,
+pipeline, renderer, mailer and transports; it is the composition edge of delivery and never
+prints (the CLI does).
 
 Per (subscriber, edition) the order is fixed, so a ``kill -9`` at any point is recoverable:
 the ledger row is written ``sending`` (with Message-ID, papers and the message bytes) BEFORE the
 message leaves, and ``sent`` only after the server accepted it. A row found ``sending`` at the
 start of a later run was in flight during a crash: it is re-sent with the same Message-ID and
-flagged ``possible_duplicate`` (at most one per connection of the pool can be affected).
+flagged ``possible_duplicate`` (at most one per connection of the pool can be affected: with
+``smtp.connections: 1`` exactly the one message in flight).
 """
 
 from __future__ import annotations
@@ -412,7 +415,11 @@ def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     stop = ctx.Event()
-    env = dict(os.environ if environ is None else environ)
+    source = os.environ if environ is None else environ
+    # Only the variables the settings name travel to the shards, not the whole environment.
+    smtp = config.settings.smtp
+    names = (smtp.password_env if smtp else None, config.settings.unsubscribe_secret_env)
+    env = {k: source[k] for k in names if k and k in source}
     procs = [ctx.Process(target=_shard_main, name=f"digest-shard-{i}", daemon=True, args=(
         config.settings, subscribers[i::shards], paper_list, now, force, env, retry, i, shards,
         os.getpid(), events, stop)) for i in range(shards)]
@@ -464,7 +471,8 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledg
     # Bounded: the producer never runs far ahead, so memory does not grow with subscribers.
     work: queue.Queue[object] = queue.Queue(maxsize=workers * 4)
     failure: list[BaseException] = []
-    # Open every connection's transport up front: a refused login fails before any row.
+    # One transport per worker thread (SMTP connects on its first send; a refused login then
+    # puts that one row back to ``deferred`` and stops the run).
     opened: list[Transport | None] = [None if factory is None else factory()
                                       for _ in range(workers)]
 

@@ -305,3 +305,20 @@ def test_process_shards_stop_on_a_transport_error(tmp_path: Path) -> None:
                      environ={"SMTP_TEST_PASSWORD": "wrong"})
         assert server.count == 0
         assert not any(r.state == "sent" for r in Ledger(cfg.settings.database).rows())
+
+
+def test_dropped_or_stalled_body_is_retried_and_flagged(tmp_path: Path) -> None:
+    """The connection died (or went silent) after the body: the server may have kept it, so
+    the retry is recorded as a possible duplicate, with the same Message-ID."""
+    with SmtpTestServer(stall_seconds=5) as server:
+        server.add_rule("data", action="drop", recipient="bob@example.org", times=1)
+        server.add_rule("data", action="stall", recipient="cy@example.org", times=1)
+        cfg = make_config(tmp_path, EMAILS, server, timeout=0.5)
+        report = run(cfg)
+        assert (report.sent, report.possible_duplicates, report.deferred) == (3, 2, 0)
+        assert sorted(d.email for d in report.problems) == ["bob@example.org", "cy@example.org"]
+        assert all(len(v) == 1 for v in ids_by_rcpt(server).values())
+    rows = {r.email: r for r in Ledger(cfg.settings.database).rows()}
+    assert [e for e, r in sorted(rows.items()) if r.possible_duplicate] == [
+        "bob@example.org", "cy@example.org"]
+    assert rows["bob@example.org"].attempts == 2
