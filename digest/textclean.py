@@ -40,12 +40,6 @@ def _macro_name(node: Any, l2tobj: Any) -> str:
     return str(getattr(node, "macroname", "") or "")
 
 
-def _last_arg(node: Any, l2tobj: Any) -> str:
-    """``\\href{url}{text}`` -> text, ``\\url{u}`` -> u (pylatexenc wraps them in <>)."""
-    args = [a for a in (node.nodeargd.argnlist if node.nodeargd else ()) if a is not None]
-    return str(l2tobj.nodelist_to_text([args[-1]])) if args else ""
-
-
 def _context() -> LatexContextDb:
     db: LatexContextDb = _l2t.get_default_latex_context_db()
     db = db.filter_context()  # a copy: never mutate pylatexenc's shared default
@@ -57,8 +51,6 @@ def _context() -> LatexContextDb:
               for name in ("cite", "citep", "citet", "citealp", "citeauthor", "citeyear",
                            "ref", "eqref", "autoref", "cref", "Cref", "label", "footnote",
                            "footnotemark", "thanks", "vspace", "hspace")),
-            _l2t.MacroTextSpec("url", simplify_repl=_last_arg),
-            _l2t.MacroTextSpec("href", simplify_repl=_last_arg),
             _l2t.MacroTextSpec("sim", simplify_repl="~"),
             _l2t.MacroTextSpec("approx", simplify_repl="≈"),
         ],
@@ -78,7 +70,7 @@ _BRACED = r"\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}"
 _LATEX_SPAN = re.compile(
     r"\$[^$\s](?:[^$]*[^$\s])?\$"
     rf"|\\[a-zA-Z]+\*?(?:\s*(?:{_BRACED}|\[[^\]]*\]))*"
-    r"|\\[^a-zA-Z\s](?:\{\w*\}|\w)?"
+    r"|\\[^a-zA-Z\s](?:\{\\?\w*\}|\w)?"
     rf"|{_BRACED}")
 _STRAY_BRACE = re.compile(r"[{}]")
 _DASH = {"---": "—", "--": "–"}
@@ -90,6 +82,8 @@ _BARE_AMP = re.compile(r"(?<!\\)&")
 _TIE = re.compile(r"(?<=[^\s(\[{])~(?=\S)")
 # ``https://x/y{red{https://x/y}}``: a \textcolor that lost its backslash around a URL.
 _URL_COLOUR = re.compile(r"(https?://[^\s{}]+)\{\w+\{[^{}\s]*\}\}")
+# pylatexenc's parser does not know \href's two arguments; \url it wraps in <>. Keep the text.
+_LINK = re.compile(r"\\url\{([^{}]*)\}|\\href\{[^{}]*\}\{([^{}]*)\}")
 _GLUED_TIMES = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?times ?(\d+(?:\.\d+)?)\b"
                           r"|(?<![\w.])(\d+(?:\.\d+)?)times\b")
 _CITE_KEY = re.compile(r"\s?~?\b[a-z][a-z-]{2,}(?:19|20)\d\d[a-z]{2,}\b")
@@ -117,6 +111,7 @@ def _span_to_text(match: re.Match[str]) -> str:
 
 def _latex(text: str) -> str:
     text = _URL_COLOUR.sub(r"\1", text)
+    text = _LINK.sub(lambda m: m.group(2) if m.group(2) is not None else m.group(1), text)
     text = _TIE.sub(" ", text)
     # Only the LaTeX spans go through pylatexenc: whole abstracts cost ~10 ms each, spans ~0.1.
     text = _LATEX_SPAN.sub(_span_to_text, text)
