@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (email, edition)
 );
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
+CREATE INDEX IF NOT EXISTS deliveries_edition ON deliveries (edition);
 CREATE TABLE IF NOT EXISTS suppressions (
     email      TEXT PRIMARY KEY,                   -- lower-cased address
     created_at TEXT NOT NULL,
@@ -221,14 +222,16 @@ class Ledger:
                           (email.strip().lower(), edition.isoformat()))
         return _row(rows[0]) if rows else None
 
-    def rows(self, email: str | None = None) -> tuple[LedgerRow, ...]:
-        """Every recorded edition, newest first (one address, or all)."""
+    def rows(self, email: str | None = None, *, limit: int | None = None
+             ) -> tuple[LedgerRow, ...]:
+        """Recorded editions, newest first (one address, or all; at most ``limit``)."""
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
         if email is None:
             found = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries "
-                               "ORDER BY edition DESC, email")
+                               f"ORDER BY edition DESC, email{tail}")
         else:
             found = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = ? "
-                               "ORDER BY edition DESC", (email.strip().lower(),))
+                               f"ORDER BY edition DESC{tail}", (email.strip().lower(),))
         return tuple(_row(r) for r in found)
 
     def pending(self) -> tuple[LedgerRow, ...]:

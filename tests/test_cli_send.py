@@ -82,6 +82,8 @@ def test_history_table_and_json(tmp_path: Path) -> None:
         ("ada@example.org", "2026-11-25", "sent")]
     assert rows[0]["papers"] and rows[0]["message_id"].startswith("<digest.2026-11-25.")
     assert rows[0]["sent_at"] == "2026-11-25T09:00:00+00:00"
+    two = json.loads(digest("history", "-c", str(cfg), "--json", "--limit", "2").output)
+    assert [r["email"] for r in two] == ["ada@example.org", "bob@example.org"]
 
 
 def test_unsubscribe_is_honoured_and_undone(tmp_path: Path) -> None:

@@ -115,14 +115,17 @@ def _ledger(config_path: Path):  # type: ignore[no-untyped-def]
 @main.command("history", epilog="""\b
 Examples:
   digest history
-  digest history ada@example.org --json""")
+  digest history ada@example.org --json
+  digest history --limit 0          # every row""")
 @config_option
 @click.argument("email", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def history(config_path: Path, email: str | None, as_json: bool) -> None:
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Show at most this many rows, newest first (0: all).")
+def history(config_path: Path, email: str | None, as_json: bool, limit: int) -> None:
     """What went out (or is still pending), when, with which papers, newest first."""
     ledger = _ledger(config_path)
-    rows = ledger.rows(email)
+    rows = ledger.rows(email, limit=limit or None)
     suppressed = ledger.suppressed()
     ledger.close()
     if as_json:
