@@ -1,7 +1,7 @@
 """The running ``digest run`` daemon: fires, reload, graceful stop, one instance per database.
 
 Owns: the process-wide daemon (the job function ``fire`` finds it here, because stored jobs
-name a function, never an object), the papers cache shared by fires of the same minute, the
+name a function, never an object), the papers cache shared by fires starting together, the
 config-file watcher, the signal-driven stop and the log line per fire. May import models,
 errors, cron, scheduler, config, feeds, pipeline, ledger, service, transports and renderer: it
 is an edge (clock, files, network through the service), like the CLI that starts it.
@@ -43,6 +43,7 @@ __all__ = ["Daemon", "FireResult", "EditionSender", "ServiceSender", "fire", "sh
 log = logging.getLogger("digest.run")
 
 RETRY_AFTER = timedelta(minutes=15)  # a deferred edition is tried again this much later
+FEED_REUSE = timedelta(seconds=90)  # fires starting this close together share one fetch
 IDLE_CLOSE = 60.0  # seconds; close an idle SMTP connection before the server drops it
 
 
@@ -235,7 +236,7 @@ class Daemon:
         self._stamp: tuple[int, int, int] | None = None
         self._state = threading.Lock()  # guards _config
         self._fetching = threading.Lock()  # one feed fetch at a time, shared by its minute
-        self._cache: tuple[object, tuple[Paper, ...], dict[str, Summary]] | None = None
+        self._cache: tuple[object, datetime, tuple[Paper, ...], dict[str, Summary]] | None = None
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._interrupted: list[tuple[str, datetime]] = []
@@ -419,15 +420,18 @@ class Daemon:
             self.on_fire(result)
         return result
 
-    def _papers(self, settings: Settings, run_time: datetime,
+    def _papers(self, settings: Settings,
                 now: datetime) -> tuple[tuple[Paper, ...], dict[str, Summary]]:
-        """The feed for this minute's fires: fetched once, shared by every subscriber due at
-        the same minute (the feed itself walks back to the latest day that has papers)."""
-        key = (settings.feed, settings.summary_chars,
-               run_time.astimezone(UTC).replace(second=0, microsecond=0))
+        """The feed for the fires starting now: one fetch (and one summarizing pass) is shared
+        by every fire that starts within ``FEED_REUSE`` of it, so subscribers due at the same
+        minute, and a burst of catch-ups after downtime, cost one request to the feed (which
+        itself walks back to the latest day that has papers)."""
+        key = (settings.feed, settings.summary_chars)
         with self._fetching:
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1], self._cache[2]
+            if self._cache is not None:
+                cached_key, fetched_at, papers, summaries = self._cache
+                if cached_key == key and timedelta(0) <= now - fetched_at < FEED_REUSE:
+                    return papers, summaries
             if self._fetch is not None:
                 papers = self._fetch(settings, now)
             else:
@@ -435,7 +439,7 @@ class Daemon:
 
                 papers = papers_for(settings, None, now)
             summaries = summarize_all(papers, settings.summary_chars)
-            self._cache = (key, papers, summaries)
+            self._cache = (key, now, papers, summaries)
             return papers, summaries
 
     def fire(self, email: str, run_time: datetime) -> FireResult:
@@ -452,7 +456,7 @@ class Daemon:
         edition = edition_for(sub, run_time)
         now = self.clock()
         try:
-            papers, summaries = self._papers(config.settings, run_time, now)
+            papers, summaries = self._papers(config.settings, now)
             if not papers:
                 return self._report(FireResult(email, run_time, edition, "skipped",
                                                "the feed has no papers (weekend or holiday?)"))

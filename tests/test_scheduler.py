@@ -358,23 +358,29 @@ def test_an_empty_feed_skips_with_a_reason_and_sends_nothing(tmp_path: Path,
     assert Ledger(tmp_path / "digest.db").rows() == ()
 
 
-def test_subscribers_due_at_the_same_minute_share_one_feed_fetch(
-        tmp_path: Path, daemons: list[Daemon]) -> None:
+def test_fires_close_together_share_one_feed_fetch(tmp_path: Path,
+                                                  daemons: list[Daemon]) -> None:
     fetched: list[datetime] = []
 
     def fetch(settings: Settings, now: datetime) -> tuple[Paper, ...]:
         fetched.append(now)
         return TINY_FEED
 
+    clock = [datetime(2026, 3, 30, 7, 0, 1, tzinfo=UTC)]
     path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * * *", "UTC"),
-                                              ("b@example.org", "0 7 * * *", "UTC")])
-    d, fires = start(daemons, path, sender=Recorder(), fetch=fetch)
+                                              ("b@example.org", "0 7 * * *", "UTC"),
+                                              ("c@example.org", "1 7 * * *", "UTC")])
+    d, fires = start(daemons, path, sender=Recorder(), fetch=fetch, clock=lambda: clock[0])
     seven = datetime(2026, 3, 30, 7, 0, tzinfo=UTC)
-    d.fire("a@example.org", seven)
+    d.fire("a@example.org", seven)  # due at the same minute: one fetch
+    clock[0] += timedelta(seconds=20)
     d.fire("b@example.org", seven)
-    d.fire("a@example.org", seven + timedelta(minutes=1))
-    fires.wait(3)
-    assert len(fetched) == 2
+    d.fire("c@example.org", seven + timedelta(minutes=1))  # a different minute, still fresh
+    clock[0] += timedelta(minutes=5)
+    d.fire("a@example.org", seven + timedelta(days=1))  # later: fetched again
+    fires.wait(4)
+    assert fetched == [datetime(2026, 3, 30, 7, 0, 1, tzinfo=UTC),
+                       datetime(2026, 3, 30, 7, 5, 21, tzinfo=UTC)]
 
 
 def test_a_fire_for_someone_no_longer_subscribed_is_skipped(tmp_path: Path,
