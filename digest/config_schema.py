@@ -317,7 +317,11 @@ class Reader:
             match = _DURATION.fullmatch(node.value.strip().lower())
             if match and any(match.groups()):
                 w, d, h, m, s = (int(g or 0) for g in match.groups())
-                return timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=s)
+                try:
+                    return timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=s)
+                except OverflowError:
+                    self.bad(node, key, f"expected {what}, got {describe(node)} (too long)")
+                    return None
         hint = " (add a unit: m, h or d)" if isinstance(node, ScalarNode) and node.tag == _INT \
             else ""
         self.bad(node, key, f"expected {what}, got {describe(node)}{hint}")

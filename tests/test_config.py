@@ -165,6 +165,19 @@ def test_merge_keys_and_x_anchor_holders(here: Path) -> None:
         ("Asia/Tokyo", 3), ("Asia/Tokyo", 5)]
 
 
+def test_durations(here: Path) -> None:
+    text = "settings:\n  catch_up: {value}\nsubscribers: []\n"
+    for value, expected in [("30s", timedelta(seconds=30)), ("1w", timedelta(weeks=1)),
+                            ("0m", timedelta(0)), ("2D", timedelta(days=2))]:
+        assert load(here, text.format(value=value)).settings.catch_up == expected
+    assert problems(here, text.format(value="9999999999d")) == [
+        "subscribers.yaml:2: settings.catch_up: expected a duration like 90m, 12h, 2d or 1d12h, "
+        "got '9999999999d' (too long)"]
+    assert problems(here, text.format(value="1h 30m")) == [
+        "subscribers.yaml:2: settings.catch_up: expected a duration like 90m, 12h, 2d or 1d12h, "
+        "got '1h 30m'"]
+
+
 def test_merge_into_itself_is_reported_not_recursed(here: Path) -> None:
     assert problems(here, """
         x-a: &a
@@ -723,3 +736,26 @@ def test_email_validator_is_the_authority_for_rejections(here: Path) -> None:
               - email: "{address}"
                 topics: [x]
         """)) == 1, address
+
+
+def test_no_value_anywhere_crashes_the_loader(here: Path) -> None:
+    """Each value of the example replaced by each YAML trap (or the line deleted) gives a
+    Config or a ConfigError, never another exception (which the CLI would show as a
+    traceback)."""
+    lines = (REPO / "subscribers.example.yaml").read_text().splitlines()
+    values = ["no", "{a: [1]}", "~"]  # a boolean, a mapping, nothing (12:30 etc. tested above)
+    checked = 0
+    for index, line in enumerate(lines):
+        key, colon, rest = line.partition(":")
+        if not colon or key.lstrip().startswith("#") or not rest.strip():
+            continue
+        variants = [[*lines[:index], f"{key}: {value}", *lines[index + 1:]] for value in values]
+        variants.append([*lines[:index], *lines[index + 1:]])
+        for variant in variants:
+            (here / NAME).write_text("\n".join(variant) + "\n")
+            try:
+                load_config(Path(NAME), environ={})
+            except ConfigError as exc:
+                assert exc.problems and all(p.file == NAME for p in exc.problems)
+            checked += 1
+    assert checked > 150
