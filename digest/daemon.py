@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.triggers.date import DateTrigger
 
-from digest.errors import ConfigError, DigestError, TransportError
+from digest.errors import ConfigError, DigestError, FeedError, TransportError
 from digest.ledger import Ledger, SendLock
 from digest.models import Config, Delivery, Paper, Settings, Subscriber, Summary
 from digest.pipeline import edition_for, summarize_all
@@ -190,6 +190,8 @@ def shift_clock(start: datetime) -> Callable[[], datetime]:
     return lambda: datetime.now(UTC) + offset
 
 
+_Papers = tuple[tuple[Paper, ...], dict[str, Summary]]
+
 # The daemon running in this process; stored jobs reach it through ``fire``.
 _current: Daemon | None = None
 
@@ -236,7 +238,7 @@ class Daemon:
         self._stamp: tuple[int, int, int] | None = None
         self._state = threading.Lock()  # guards _config
         self._fetching = threading.Lock()  # one feed fetch at a time, shared by its minute
-        self._cache: tuple[object, datetime, tuple[Paper, ...], dict[str, Summary]] | None = None
+        self._cache: tuple[object, datetime, _Papers | FeedError] | None = None
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._interrupted: list[tuple[str, datetime]] = []
@@ -420,8 +422,7 @@ class Daemon:
             self.on_fire(result)
         return result
 
-    def _papers(self, settings: Settings,
-                now: datetime) -> tuple[tuple[Paper, ...], dict[str, Summary]]:
+    def _papers(self, settings: Settings, now: datetime) -> _Papers:
         """The feed for the fires starting now: one fetch (and one summarizing pass) is shared
         by every fire that starts within ``FEED_REUSE`` of it, so subscribers due at the same
         minute, and a burst of catch-ups after downtime, cost one request to the feed (which
@@ -429,18 +430,24 @@ class Daemon:
         key = (settings.feed, settings.summary_chars)
         with self._fetching:
             if self._cache is not None:
-                cached_key, fetched_at, papers, summaries = self._cache
+                cached_key, fetched_at, result = self._cache
                 if cached_key == key and timedelta(0) <= now - fetched_at < FEED_REUSE:
-                    return papers, summaries
-            if self._fetch is not None:
-                papers = self._fetch(settings, now)
-            else:
-                from digest.feeds import papers_for
+                    if isinstance(result, FeedError):
+                        raise result  # a feed that just failed is not asked again at once
+                    return result
+            try:
+                if self._fetch is not None:
+                    papers = self._fetch(settings, now)
+                else:
+                    from digest.feeds import papers_for
 
-                papers = papers_for(settings, None, now)
-            summaries = summarize_all(papers, settings.summary_chars)
-            self._cache = (key, now, papers, summaries)
-            return papers, summaries
+                    papers = papers_for(settings, None, now)
+            except FeedError as exc:
+                self._cache = (key, now, exc)
+                raise
+            fresh = (papers, summarize_all(papers, settings.summary_chars))
+            self._cache = (key, now, fresh)
+            return fresh
 
     def fire(self, email: str, run_time: datetime) -> FireResult:
         """Deliver ``email``'s edition for ``run_time``; never raises (it logs the outcome)."""
@@ -465,6 +472,18 @@ class Daemon:
             self._retry_later(email, run_time, now + RETRY_AFTER)
             return self._report(FireResult(email, run_time, edition, "deferred",
                                            f"{exc}; retrying at {now + RETRY_AFTER:%H:%M} UTC"))
+        except FeedError as exc:
+            # A feed outage must not cost the day's digest, but a retry past the catch-up
+            # window would be as stale as the missed run it stands for.
+            retry_at = now + RETRY_AFTER
+            if retry_at - run_time > config.settings.catch_up:
+                return self._report(FireResult(email, run_time, edition, "failed",
+                                               f"feed unavailable: {exc}; past the catch-up "
+                                               "window, not retried"))
+            self._retry_later(email, run_time, retry_at)
+            return self._report(FireResult(email, run_time, edition, "deferred",
+                                           f"feed unavailable: {exc}; retrying at "
+                                           f"{retry_at:%H:%M} UTC"))
         except DigestError as exc:
             return self._report(FireResult(email, run_time, edition, "failed", str(exc)))
         except Exception as exc:  # a bug must not kill the worker thread silently

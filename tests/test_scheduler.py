@@ -26,7 +26,7 @@ from digest import daemon as daemon_module
 from digest.cli import main
 from digest.config import load_config
 from digest.daemon import Daemon, FireResult
-from digest.errors import LockedError, TransportError
+from digest.errors import FeedError, LockedError, TransportError
 from digest.ledger import Ledger
 from digest.models import Config, Delivery, Paper, Settings, Subscriber, Summary
 from digest.scheduler import build_scheduler, job_id, jobs_path, reconcile, upcoming
@@ -381,6 +381,33 @@ def test_fires_close_together_share_one_feed_fetch(tmp_path: Path,
     fires.wait(4)
     assert fetched == [datetime(2026, 3, 30, 7, 0, 1, tzinfo=UTC),
                        datetime(2026, 3, 30, 7, 5, 21, tzinfo=UTC)]
+
+
+def test_a_feed_outage_is_retried_within_the_catch_up_window_and_asked_once(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    calls: list[datetime] = []
+
+    def down(settings: Settings, now: datetime) -> tuple[Paper, ...]:
+        calls.append(now)
+        raise FeedError("https://huggingface.co/api/daily_papers", "HTTP 503")
+
+    path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * * *", "UTC"),
+                                              ("b@example.org", "0 7 * * *", "UTC")],
+                        catch_up="1h")
+    d, fires = start(daemons, path, sender=Recorder(), fetch=down)
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = d.fire("a@example.org", now)
+    second = d.fire("b@example.org", now)
+    assert len(calls) == 1  # b reused a's fresh failure instead of asking again
+    for result in (first, second):
+        assert result.outcome == "deferred"
+        assert result.detail.startswith("feed unavailable: https://huggingface.co/api/"
+                                        "daily_papers: HTTP 503; retrying at ")
+    assert {j.id for j in d.scheduler.get_jobs() if "#retry-" in j.id} == {
+        f"a@example.org#retry-{now.date()}", f"b@example.org#retry-{now.date()}"}
+    late = d.fire("a@example.org", now - timedelta(minutes=50))
+    assert (late.outcome, late.detail.endswith("past the catch-up window, not retried")) == (
+        "failed", True)
 
 
 def test_a_fire_for_someone_no_longer_subscribed_is_skipped(tmp_path: Path,
