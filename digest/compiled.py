@@ -49,6 +49,15 @@ _STRUCTURAL = re.compile(
     re.S,
 )
 
+# Characters mrml refuses to parse (C0 controls, noncharacters, lone surrogates): feed text can
+# hold them, and one would make the whole email fail to compile.
+_UNPARSABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+
+# Inside an HTML tag, mrml re-escapes attribute values the way Rust's ``escape_debug`` does
+# (``\\`` ``\n`` ``\u{a0}``, combining marks...): only plain printable ASCII is copied verbatim.
+_TAG = re.compile(r"<[A-Za-z][^<>]*>")
+_VERBATIM_IN_ATTRIBUTE = re.compile(r"[\x20-\x5b\x5d-\x7e]*")
+
 Program = tuple[tuple[str, str, int], ...]  # (literal, hole kind "" | h | c | t, hole index)
 
 
@@ -58,6 +67,15 @@ def compile_mjml(source: str, template: str) -> str:
         return mjml2html(source, disable_comments=True, fonts={})
     except ValueError as exc:  # mrml reports no position; the template name is what we have
         raise TemplateError(template, f"MJML does not compile: {exc}") from None
+
+
+def clean_value(value: Any) -> Any:
+    """Every printed value loses the characters mrml cannot parse (``finalize`` of the naive
+    environment; the fast one does the same before recording)."""
+    if isinstance(value, str) and _UNPARSABLE.search(value):
+        cleaned = _UNPARSABLE.sub("", value)
+        return Markup(cleaned) if isinstance(value, Markup) else cleaned
+    return value
 
 
 # --------------------------------------------------------------------------- recording
@@ -85,8 +103,9 @@ def record_finalize(eval_ctx: EvalContext, value: Any) -> Any:
     if value is CARD_MARKUP:
         parts.append([])
         return value
-    if isinstance(value, str) and ("\x02" in value or CARD_MARK in value):
-        return value  # already holds markers (caller(), a captured block): pass it through
+    if isinstance(value, Markup) and ("\x02" in value or CARD_MARK in value):
+        return value  # rendered output holding markers (caller(), a macro): pass it through
+    value = clean_value(value)
     current = parts[-1]
     current.append(escape(value) if eval_ctx.autoescape else str(value))
     n = len(current) - 1
@@ -135,6 +154,7 @@ class _PartPlan:
 
     pieces: tuple[str, ...]
     structural: frozenset[int]
+    in_attribute: frozenset[int]  # markers inside an HTML tag: holes only for plain ASCII
     key: str | None  # None when the marked text is broken (markers out of order)
 
 
@@ -146,11 +166,13 @@ def _plan_part(marked: str, kind: str) -> _PartPlan:
     structural: set[int] = set()
     for span in _STRUCTURAL.finditer(marked):
         structural.update(int(m.group(1)) for m in _VALUE.finditer(span.group(0)))
+    in_attribute = {int(m.group(1)) for span in _TAG.finditer(marked)
+                     for m in _VALUE.finditer(span.group(0))} - structural
     split = _VALUE.split(marked)
     pieces, numbers = tuple(split[0::2]), split[1::2]
     if numbers != [str(i) for i in range(len(numbers))] or any(
-            "\x02" in p or "\x03" in p for p in pieces):
-        return _PartPlan(pieces, frozenset(structural), None)
+            "\x02" in p or "\x03" in p or "zqpd" in p for p in pieces):
+        return _PartPlan(pieces, frozenset(structural), frozenset(in_attribute), None)
     out = [pieces[0]]
     holes = 0
     for i, piece in enumerate(pieces[1:]):
@@ -160,7 +182,8 @@ def _plan_part(marked: str, kind: str) -> _PartPlan:
             out.append(f"zqpd{kind}{holes}qz")
             holes += 1
         out.append(piece)
-    return _PartPlan(pieces, frozenset(structural), "".join(out) if not structural else "")
+    return _PartPlan(pieces, frozenset(structural), frozenset(in_attribute),
+                     "".join(out) if not structural else "")
 
 
 class Shaper:
@@ -186,12 +209,16 @@ class Shaper:
                 plan = self._plans[(kind, text)] = _plan_part(text, kind)
             if plan.key is None or len(plan.pieces) != len(vals) + 1:
                 return None
-            if plan.key and all(map(_is_hole, vals)):
+            if plan.key and all(map(_is_hole, vals)) and all(
+                    _VERBATIM_IN_ATTRIBUTE.fullmatch(vals[n]) for n in plan.in_attribute):
                 out.append(Shaped(plan.key, tuple(vals)))
                 continue
             key, holes = [plan.pieces[0]], list[str]()
             for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
-                if n in plan.structural or not _is_hole(value):
+                if n in plan.structural or not _is_hole(value) or (
+                        n in plan.in_attribute and not _VERBATIM_IN_ATTRIBUTE.fullmatch(value)):
+                    if "zqpd" in value:
+                        return None  # would read as a hole token once compiled
                     key.append(value)
                 else:
                     key.append(f"zqpd{kind}{len(holes)}qz")

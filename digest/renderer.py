@@ -24,7 +24,7 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from jinja2 import (
     BaseLoader,
@@ -40,8 +40,8 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
-from digest.compiled import CARD_MARKUP, Shaper, ShapeCache, compile_mjml, guard_filter, \
-    record_finalize, render_recorded
+from digest.compiled import CARD_MARKUP, Shaper, ShapeCache, clean_value, compile_mjml, \
+    guard_filter, record_finalize, render_recorded
 from digest.errors import TemplateError
 from digest.models import Digest, DigestItem, RenderedEmail
 
@@ -50,6 +50,8 @@ TEXT_TEMPLATE = "digest.txt"
 SUBJECT_TEMPLATE = "subject.txt"
 _ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})$")
 _SPACES = re.compile(r"\s+")
+_URL_ASCII = re.compile(r"[\x21-\x5b\x5d-\x7e]*")
+_URL_SAFE = "!#$%&()*+,-./:;=?@[]^_{|}~"
 
 
 def stock_templates() -> Path:
@@ -77,7 +79,8 @@ def http_url(url: str | None) -> str | None:
         return None
     if any(c in url for c in "\x00\r\n\t \"'<>`"):
         return None
-    return url
+    # IRIs and stray backslashes become percent-escapes: a URL is ASCII on the wire
+    return quote(url, safe=_URL_SAFE) if not _URL_ASCII.fullmatch(url) else url
 
 
 def short_authors(authors: Sequence[str], keep: int = 3) -> str:
@@ -252,7 +255,7 @@ class Renderer:
             loader=loader,
             undefined=StrictUndefined,
             autoescape=select_autoescape(("mjml", "html", "xml"), default_for_string=False),
-            finalize=record_finalize if fast else None,
+            finalize=record_finalize if fast else clean_value,
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,

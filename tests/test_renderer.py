@@ -340,3 +340,40 @@ def test_fast_path_keeps_values_mjml_reads_in_the_shape(tmp_path: Path) -> None:
     fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
     for d in real_digests()[:8]:
         assert fast.render(d).html == full.render(d).html
+
+
+def test_fast_path_equals_full_compile_for_awkward_values() -> None:
+    # values mrml could treat specially (edge whitespace, entities, markup, control and
+    # invisible characters, backslashes, marker look-alikes) in every position a value takes
+    rnd = random.Random(3)
+    alphabet = [" ", "  ", "\n", "\t", "\r", "&", "&amp;", "&nbsp;", "<", ">", '"', "'", "é",
+                "e\u0301", "—", "\u00a0", "\u200b", "\u00ad", "😀", "\\", "x", "word", "\x01",
+                "\x02", "\x03", "zqpd", "zqpdc0qz", "{{", "%", "</mj-text>", "<!--", "]]>"]
+
+    def s(k: int) -> str:
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, k)))
+
+    base = fixed_digest()
+    fast, full = Renderer(), Renderer(fast=False)
+    for _ in range(120):
+        items = []
+        for item in base.items:
+            paper = dataclasses.replace(
+                item.pick.paper, authors=tuple(s(3) for _ in range(rnd.randint(0, 4))),
+                url=rnd.choice([item.pick.paper.url, "https://x.org/" + s(3)]),
+                upvotes=rnd.choice([None, 0, 1, 7]))
+            pick = dataclasses.replace(item.pick, paper=paper, topics=(s(2),), reasons=tuple(
+                Reason(s(2), s(3), "title") for _ in range(rnd.randint(0, 2))))
+            summary = dataclasses.replace(item.summary, title=s(6), headline=s(8),
+                                          results=tuple(s(5) for _ in range(rnd.randint(0, 2))))
+            items.append(DigestItem(pick, summary))
+        d = dataclasses.replace(
+            base, items=tuple(items[:rnd.randint(0, 3)]), more=rnd.randint(0, 2),
+            subscriber=dataclasses.replace(base.subscriber, name=s(3) or None),
+            manage_url=rnd.choice([None, "https://m.example.org/" + s(2)]))
+        assert fast.render(d) == full.render(d)
+
+
+def test_http_url_percent_encodes_non_ascii() -> None:
+    assert http_url("https://x.org/é\\q?a=1&b=ü") == "https://x.org/%C3%A9%5Cq?a=1&b=%C3%BC"
+    assert http_url("https://x.org/plain?a=1&b=2#f") == "https://x.org/plain?a=1&b=2#f"
