@@ -321,10 +321,19 @@ class Daemon:
             log.info("digest run: %d subscriber%s (%s), jobs in %s, catch-up window %s",
                      count, "" if count == 1 else "s", changes, jobs_path(settings),
                      settings.catch_up)
+            self._log_next()
             self.scheduler.resume()
         except BaseException:
             self._shutdown()
             raise
+
+    def _log_next(self) -> None:
+        due = [j for j in self.scheduler.get_jobs() if j.next_run_time is not None]
+        if due:
+            job = min(due, key=lambda j: j.next_run_time)
+            sub = self.config.subscriber(job.id.split(RETRY_MARK, 1)[0])
+            when = job.next_run_time.astimezone(ZoneInfo(sub.timezone) if sub else UTC)
+            log.info("next send: %s at %s", job.id, when.isoformat())
 
     def _resume_pending(self, settings: Settings) -> None:
         """Editions an earlier process left ``sending`` (crash) or ``deferred``: retry now."""

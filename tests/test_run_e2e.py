@@ -22,7 +22,7 @@ from smtp_server import SmtpTestServer
 
 from digest.ledger import Ledger
 
-FAKE_START = "2026-03-30T07:59:55+02:00"  # a Monday; the 08:00 fire comes ~5 s after start
+FAKE_START = "2026-03-30T07:59:53+02:00"  # a Monday; 08:00 comes 7 s in (slack for a busy CI)
 
 
 class Proc:
@@ -82,6 +82,9 @@ subscribers:
         daemon = Proc("run", "--config", str(config), cwd=tmp_path, env=env)
         try:
             daemon.wait_for_line("digest run: 1 subscriber (1 added")
+            # if start-up took longer than the slack, the job would wait for tomorrow: say so
+            assert daemon.wait_for_line("next send: ").endswith(
+                "ada@example.org at 2026-03-30T08:00:00+02:00"), "\n".join(daemon.lines)
 
             second = Proc("run", "--config", str(config), cwd=tmp_path, env=env)
             assert second.finish() == 1
