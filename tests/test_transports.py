@@ -210,6 +210,23 @@ def test_leading_dots_are_stuffed_and_arrive_intact(server: SmtpTestServer) -> N
     assert got.data == data + b"\r\n"  # only the line end the protocol needs was added
 
 
+@pytest.mark.parametrize("bulk_data", [False, True])
+def test_both_sink_data_readers_receive_exact_bytes(bulk_data: bool) -> None:
+    long_lines = (b"a" * 900 + b"\r\n") * 10 + b".\r\n." + (b"b" * 990 + b".\r\n") * 5
+    bodies = [b"", b".", b"x.", b"..\r\n.\r\n.x", long_lines, message(subject="Digest").data]
+    msgs = [OutgoingMessage(sender="a@example.org", recipient="b@example.org",
+                            message_id="<x@example.org>", data=b"Subject: t\r\n\r\n" + body)
+            for body in bodies]
+    with SmtpTestServer(bulk_data=bulk_data) as srv:
+        transport = smtp_transport(srv)
+        for msg in msgs:
+            assert transport.send(msg).code == 250
+        transport.close()
+        got = srv.wait_for(len(msgs))
+    expected = [m.data if m.data.endswith(b"\r\n") else m.data + b"\r\n" for m in msgs]
+    assert [g.data for g in got] == expected
+
+
 def test_idle_connection_closed_by_server_is_reopened_transparently(
         server: SmtpTestServer) -> None:
     transport = smtp_transport(server)
