@@ -58,6 +58,8 @@ _UNPARSABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufdd0-\ufdef\
 _TAG = re.compile(r"<[A-Za-z][^<>]*>")
 _VERBATIM_IN_ATTRIBUTE = re.compile(r"[\x20-\x5b\x5d-\x7e]*")
 
+MAX_SHAPES = 512  # per cache; past it the cache starts over (stock templates need ~20)
+
 Program = tuple[tuple[str, str, int], ...]  # (literal, hole kind "" | h | c | t, hole index)
 
 
@@ -206,6 +208,8 @@ class Shaper:
             kind = "h" if i == 0 else "t" if i == last else "c"
             plan = self._plans.get((kind, text))
             if plan is None:
+                if len(self._plans) >= MAX_SHAPES:  # a template minting shapes per email
+                    self._plans.clear()
                 plan = self._plans[(kind, text)] = _plan_part(text, kind)
             if plan.key is None or len(plan.pieces) != len(vals) + 1:
                 return None
@@ -299,6 +303,8 @@ class ShapeCache:
         head, cards, tail = parts[0], parts[1:-1], parts[-1]
         frame = self.frames.get((head.key, tail.key))
         if frame is None:
+            if len(self.frames) >= MAX_SHAPES:  # keep a long-running daemon's memory bounded
+                self.frames.clear()
             empty = self._compile(head.key + tail.key)
             frame = _Frame(empty, _program(empty, "ht"))
             self.frames[(head.key, tail.key)] = frame
@@ -315,6 +321,8 @@ class ShapeCache:
     def _add_card(self, frame: _Frame, head: Shaped, card: Shaped, tail: Shaped) -> bool:
         if card.key in frame.cards:
             return False  # known not to fit this frame
+        if len(frame.cards) >= MAX_SHAPES:
+            return False  # too many card shapes in one frame: compile the rest in full
         whole = self._compile(head.key + card.key + tail.key)
         grow = len(whole) - len(frame.empty)
         hi = _common_prefix(frame.empty, whole)

@@ -377,3 +377,16 @@ def test_fast_path_equals_full_compile_for_awkward_values() -> None:
 def test_http_url_percent_encodes_non_ascii() -> None:
     assert http_url("https://x.org/é\\q?a=1&b=ü") == "https://x.org/%C3%A9%5Cq?a=1&b=%C3%BC"
     assert http_url("https://x.org/plain?a=1&b=2#f") == "https://x.org/plain?a=1&b=2#f"
+
+
+def test_one_renderer_shared_by_threads() -> None:
+    # the service's sending workers share one Renderer: recording is per thread, the shape
+    # cache is locked
+    from concurrent.futures import ThreadPoolExecutor
+
+    digests = real_digests()
+    expected = [Renderer(fast=False).render(d) for d in digests]
+    shared = Renderer()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(shared.render, digests * 2))
+    assert got == expected * 2
