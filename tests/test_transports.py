@@ -263,7 +263,7 @@ def test_stalled_server_times_out_within_the_configured_timeout() -> None:
         elapsed = time.monotonic() - start
         transport.close()
     assert info.value.temporary is True
-    assert elapsed < 1.5
+    assert elapsed < 3.0  # the server would stall for 10 s: the timeout cut it short
 
 
 def test_silent_server_is_a_transport_error_within_the_timeout() -> None:
@@ -273,7 +273,7 @@ def test_silent_server_is_a_transport_error_within_the_timeout() -> None:
         start = time.monotonic()
         with pytest.raises(TransportError, match="no answer within 0.5 s while connecting"):
             transport.send(message())
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 3.0  # the server never speaks at all
         transport.close()
 
 
@@ -409,7 +409,7 @@ def test_a_pool_of_connections_sends_in_parallel_under_a_shared_rate_limit(
     got = server.wait_for(20)
     assert len({g.peer for g in got}) == 4  # four connections in parallel
     # one bucket for the pool: 20 messages at 50/s take >= 19/50 s whatever the pool size
-    assert 0.37 <= elapsed < 3.0
+    assert elapsed >= 0.37
 
 
 def test_rate_limiter_spaces_acquisitions() -> None:
