@@ -86,6 +86,7 @@ _URL_COLOUR = re.compile(r"(https?://[^\s{}]+)\{\w+\{[^{}\s]*\}\}")
 _LINK = re.compile(r"\\url\{([^{}]*)\}|\\href\{[^{}]*\}\{([^{}]*)\}")
 _GLUED_TIMES = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?times ?(\d+(?:\.\d+)?)\b"
                           r"|(?<![\w.])(\d+(?:\.\d+)?)times\b")
+_GLUED_URL = re.compile(r"(?<=[a-z])(?=https?://)")  # "frameworkhttps://github.com/..."
 _CITE_KEY = re.compile(r"\s?~?\b[a-z][a-z-]{2,}(?:19|20)\d\d[a-z]{2,}\b")
 _CIT_LEFTOVER = re.compile(r"\s*<cit\.>")
 # Only before a closing bracket, or punctuation that ends a clause (``the .NET API`` stays).
@@ -133,6 +134,7 @@ def clean_text(text: str) -> str:
     text = _CIT_LEFTOVER.sub("", text)
     text = _CITE_KEY.sub("", text)
     text = _GLUED_TIMES.sub(_times, text)
+    text = _GLUED_URL.sub(" ", text)
     text = _SPACES.sub(" ", text)
     text = _EMPTY_BRACKETS.sub("", text)
     text = _SPACE_AFTER_OPEN.sub(r"\1", text)
