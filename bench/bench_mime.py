@@ -102,7 +102,7 @@ def stock_build(rendered: RenderedEmail, digest: Digest, settings: Settings) -> 
     msg["List-Id"] = f"<{settings.list_id}>"
     msg["List-Unsubscribe"] = f"<mailto:{sender_addr}?subject=unsubscribe>"
     msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
     return msg.as_bytes()

@@ -13,7 +13,8 @@ produce ourselves, so no input text can ever start a header line.
 
 Decisions:
 - ``Auto-Submitted: auto-generated`` (RFC 3834) so vacation responders stay quiet, plus
-  ``X-Auto-Response-Suppress: All`` which Exchange/Outlook honour instead.
+  ``X-Auto-Response-Suppress: OOF, AutoReply`` which Exchange/Outlook honour instead (not
+  "All": that would also suppress the non-delivery reports that tell us an address is dead).
 - No ``Precedence: bulk``: RFC 2076 discourages it, RFC 3834 responders already stop at the
   ``List-Id``/``Auto-Submitted`` headers, and it adds nothing for Gmail/Outlook filtering.
 - Each body part is quoted-printable when mostly ASCII (readable, small) and base64 when QP would
@@ -330,7 +331,7 @@ def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *
         head.append(f"List-Unsubscribe-Post: List-Unsubscribe=One-Click{CRLF}")
     head += [
         f"Auto-Submitted: auto-generated{CRLF}",
-        f"X-Auto-Response-Suppress: All{CRLF}",
+        f"X-Auto-Response-Suppress: OOF, AutoReply{CRLF}",
         f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"{CRLF}',
         CRLF,
     ]

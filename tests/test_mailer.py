@@ -167,6 +167,7 @@ def test_headers_say_what_they_should() -> None:
     assert msg["List-Unsubscribe"] == "<mailto:digest@example.org?subject=unsubscribe>"
     assert msg["List-Unsubscribe-Post"] is None  # no https URL: no one-click promise
     assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["X-Auto-Response-Suppress"] == "OOF, AutoReply"  # NDRs still come back
     assert msg["Message-ID"] == make_message_id("ana@example.org", EDITION, "example.org")
 
 
