@@ -337,20 +337,29 @@ class ShapeCache:
             frame.cards[card.key] = _Card(whole, 1, 0)  # this card cannot share the frame
             return False
         if point != frame.point:  # a new insertion point: rebuild every unit for it
-            head_prog = _program(frame.empty[:point], "ht")
-            tail_prog = _program(frame.empty[point:], "ht")
-            if head_prog is None or tail_prog is None:
+            before, after = frame.empty[:point], frame.empty[point:]
+            head_prog, tail_prog = _program(before, "ht"), _program(after, "ht")
+            if head_prog is None or tail_prog is None or not _whole_tokens(
+                    frame.empty, before, after):
                 return False
             frame.point, frame.head, frame.tail = point, head_prog, tail_prog
             frame.units.clear()
         for key, known in frame.cards.items():
             if known.lo > known.hi or key in frame.units:
                 continue
-            unit = _program(known.whole[point:point + len(known.whole) - len(frame.empty)], "c")
-            if unit is None:
+            end = point + len(known.whole) - len(frame.empty)
+            text = known.whole[point:end]
+            unit = _program(text, "c")
+            if unit is None or not _whole_tokens(
+                    known.whole, known.whole[:point], text, known.whole[end:]):
                 return False
             frame.units[key] = unit
         return card.key in frame.units
+
+
+def _whole_tokens(text: str, *pieces: str) -> bool:
+    """True when cutting ``text`` into ``pieces`` splits no hole token in two."""
+    return _TOKEN.findall(text) == [t for piece in pieces for t in _TOKEN.findall(piece)]
 
 
 def _fill(program: Program, own: Shaped, head: Shaped, tail: Shaped) -> str:
