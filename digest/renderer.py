@@ -237,12 +237,13 @@ class Renderer:
         self.max_bytes = max_bytes
         self.fast = fast
         stock = FileSystemLoader(stock_templates())
-        loaders: list[BaseLoader] = []
+        # "stock/<name>" always means the stock file, so an override can extend its namesake
+        loaders: list[BaseLoader] = [PrefixLoader({"stock": stock})]
         if templates_dir is not None:
             if not templates_dir.is_dir():
                 raise TemplateError(str(templates_dir), "the templates folder does not exist")
             loaders.append(FileSystemLoader(templates_dir))
-        loaders += [PrefixLoader({"stock": stock}), stock]
+        loaders.append(stock)
         self.env = self._environment(ChoiceLoader(loaders), fast=False)
         self.fast_env = self._environment(self.env.loader, fast=True)
         self.cache = ShapeCache(HTML_TEMPLATE)
