@@ -11,7 +11,7 @@ and URLs with ``?v=`` on our seed abstracts and alone would take most of the run
 A boundary is ``.``/``!``/``?`` (plus an optional closing quote or bracket), whitespace, and a
 capital, digit or opening bracket; or a period glued between two words (``methods.Our``,
 a feed that lost a space). It is *not* a boundary after an abbreviation (``et al.``, ``Fig.``,
-``vs.``, ``e.g.``, ``w.r.t.``), an initial (``J. Smith``, ``U.S.``), or before a number when
+``vs.``, ``e.g.``, ``w.r.t.``), an initial (``John F. Kennedy``, ``U.S.``), or before a number when
 the period follows a number or a short token (``v1. 2``, ``No. 5``). Decimals, version numbers
 (``v1.5``, ``GPT-3.5``) and URLs have no space after the period and never match.
 """
@@ -48,7 +48,12 @@ def _no_boundary(head: str, following: str) -> bool:
     if key.lower() in _ABBREVIATIONS and not (key.isupper() and len(key) > 1):
         return True
     if _DOTTED.fullmatch(word):
-        return True
+        if len(word) > 1:  # "U.S", "e.g", "w.r.t"
+            return True
+        # A lone capital is an initial after a name ("John F. Kennedy"), else a name ending a
+        # sentence ("we call it X. We ..."); abstracts have few personal names.
+        before = head[:match.start()].split()
+        return bool(before) and before[-1][:1].isupper()
     return following.isdigit() and (word[-1:].isdigit() or len(word) <= 2)
 
 

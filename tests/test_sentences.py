@@ -32,8 +32,10 @@ def test_traps_stay_one_sentence(text: str) -> None:
 @pytest.mark.parametrize(("text", "parts"), [
     ("We propose XNet. It is fast! Is it? Yes.",
      ["We propose XNet.", "It is fast!", "Is it?", "Yes."]),
-    # A single capital before a period reads as an initial ("J. Smith"), not an end.
-    ("Work by J. Smith shows it. We agree.", ["Work by J. Smith shows it.", "We agree."]),
+    # A single capital after a name is an initial; after anything else it ends a sentence.
+    ("Work by John F. Kennedy shows it. We agree.",
+     ["Work by John F. Kennedy shows it.", "We agree."]),
+    ("We call it X. It is fast.", ["We call it X.", "It is fast."]),
     # syntok keeps these together: an acronym or a version number before the period.
     ("a framework called QMoE. Specifically, QMoE compresses.",
      ["a framework called QMoE.", "Specifically, QMoE compresses."]),

@@ -28,17 +28,12 @@ from digest.models import Paper
 from digest.summarizer import summarize as summarize_paper
 
 
-def read_papers(lines: Iterable[str], source: str) -> list[Paper]:
+def read_papers(lines: Iterable[bytes | str], source: str) -> list[Paper]:
     """Papers from JSON lines; the first bad line raises ``InputError`` with its number."""
     papers: list[Paper] = []
-    number = 0
-    iterator = iter(lines)
-    while True:
-        number += 1
-        try:
-            line = next(iterator)
-        except StopIteration:
-            break
+    for number, raw in enumerate(lines, start=1):
+        try:  # decoded line by line so a bad byte is reported on its own line
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except UnicodeDecodeError:
             raise InputError(source, "not UTF-8 text", number) from None
         if not line.strip():
@@ -77,19 +72,21 @@ Examples:
   echo '{"id": "1", "abstract": "We propose X. X is 2x faster."}' | digest summarize -
   digest summarize papers.jsonl --budget 280 --output claims.jsonl""")
 @click.argument("source", metavar="[FILE|-]", default="-",
-                type=click.File("r", encoding="utf-8"))
+                type=click.File("rb"))
 @click.option("--budget", type=click.IntRange(min=40), default=350, show_default=True,
               help="Characters for all of a paper's claims together.")
 @click.option("--output", "-o", "output", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="Write here (atomically) instead of stdout.")
-def summarize(source: IO[str], budget: int, output: Path | None) -> None:
+def summarize(source: IO[bytes], budget: int, output: Path | None) -> None:
     """Print each paper's key claims: the headline, then up to two results with numbers.
 
     Reads JSON lines {"id", "abstract", "title"?} from FILE (or stdin for - or no FILE) and
     writes JSON lines {"id", "claims": [...]} in the same order. A malformed line stops the
     command before anything is written, with its line number.
     """
-    name = "<stdin>" if source.name in ("<stdin>", "-") else source.name
+    name = str(getattr(source, "name", "-"))
+    name = "<stdin>" if name in ("<stdin>", "-") or isinstance(getattr(source, "name", None),
+                                                                int) else name
     papers = read_papers(source, name)
     if output is None:
         _write(papers, budget, sys.stdout)
