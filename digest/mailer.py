@@ -28,7 +28,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import format_datetime
 from urllib.parse import quote
@@ -63,7 +63,7 @@ class OutgoingMessage:
     sender: str
     recipient: str
     message_id: str
-    data: bytes
+    data: bytes = field(repr=False)  # ~30 KB: keep it out of logs and tracebacks
 
 
 # --------------------------------------------------------------------------- sanitizing

@@ -243,6 +243,12 @@ class SmtpTransport:
         except OSError:
             pass
 
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:

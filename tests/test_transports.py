@@ -288,11 +288,11 @@ def test_nothing_listening_is_a_transport_error() -> None:
 
 
 def test_starttls_with_a_private_ca_trusted_via_ca_file() -> None:
-    with SmtpTestServer(security="starttls") as srv:
-        transport = smtp_transport(srv)
-        assert transport.send(message()).code == 250
-        transport.close()
+    with SmtpTestServer(security="starttls") as srv, smtp_transport(srv) as transport:
+        msg = message()
+        assert transport.send(msg).code == 250
         assert len(srv.wait_for(1)) == 1
+        assert "data=" not in repr(msg)  # 30 KB of bytes stay out of logs
 
 
 def test_starttls_with_an_untrusted_certificate_is_a_clear_tls_error() -> None:
