@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -69,6 +70,19 @@ def config(n: int, port: int, workdir: Path) -> Config:
                         delivery="smtp", smtp=smtp)
     return Config(path=workdir / "subscribers.yaml", settings=settings,
                   subscribers=subscribers(n))
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and every shard it started and waited for."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds used so far by another process (the sink), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb() -> float:
@@ -170,20 +184,22 @@ def child(mode: str, n: int, port: int, naive: int) -> None:
             out = run_naive(n, port, work, naive)
         else:
             out = run_ceiling(n, port, work)
-    out.update(mode=mode, subscribers=n, rss_mb=_rss_mb())
+    out.update(mode=mode, subscribers=n, rss_mb=_rss_mb(), cpu=_cpu_seconds())
     print(json.dumps(out), flush=True)
 
 
 # --------------------------------------------------------------------------- parent
 
 
-def run_child(mode: str, n: int, port: int, naive: int) -> dict[str, object]:
+def run_child(mode: str, n: int, port: int, naive: int, sink: int) -> dict[str, object]:
+    before = _proc_cpu(sink)
     proc = subprocess.run([sys.executable, __file__, "--child", mode, "--subscribers", str(n),
                            "--port", str(port), "--naive", str(naive)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr}")
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["sink_cpu"] = _proc_cpu(sink) - before
     return result
 
 
@@ -215,7 +231,7 @@ def main() -> None:
         for mode, count in (("ceiling", n), ("ours", n), ("ours-1", n), ("ours", args.small),
                             ("naive", n)):
             print(f"running {mode} x {count} ...", file=sys.stderr, flush=True)
-            rows.append(run_child(mode, count, port, args.naive))
+            rows.append(run_child(mode, count, port, args.naive, sink.pid))
     finally:
         sink.terminate()
         tail = sink.communicate(timeout=30)[0].strip()
@@ -224,7 +240,8 @@ def main() -> None:
 
     print(f"\nbench_send: {n:,} subscribers, 81 sample papers, sink = aiosmtpd in its own "
           f"process (127.0.0.1:{port}), 4 connections, {_cpus()} CPUs\n")
-    head = f"{'path':<22}{'digests':>9}{'seconds':>10}{'msg/s':>9}{'peak RSS MB':>13}  note"
+    head = (f"{'path':<18}{'digests':>8}{'wall s':>8}{'msg/s':>7}{'CPU ms/msg':>12}"
+            f"{'sink CPU ms/msg':>17}{'peak RSS MB':>13}  note")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -240,8 +257,10 @@ def main() -> None:
             note = f"{r['sent']} sent, {r['skipped']} nothing new, {r['failed']} failed"
         label = {"ours": f"ours ({int(str(r['subscribers'])):,})",
                  "ours-1": "ours, 1 process"}.get(str(r["mode"]), str(r["mode"]))
-        print(f"{label:<22}{measured:>9,}{seconds:>10.1f}{rate:>9,.0f}"
-              f"{float(str(r['rss_mb'])):>13.1f}  {note}")
+        cpu = float(str(r["cpu"])) / measured * 1000
+        sink_cpu = float(str(r["sink_cpu"])) / measured * 1000
+        print(f"{label:<18}{measured:>8,}{seconds:>8.1f}{rate:>7,.0f}{cpu:>12.2f}"
+              f"{sink_cpu:>17.2f}{float(str(r['rss_mb'])):>13.1f}  {note}")
     big = next(r for r in rows if r["mode"] == "ours" and r["subscribers"] == n)
     small = next(r for r in rows if r["mode"] == "ours" and r["subscribers"] == args.small)
     growth = float(str(big["rss_mb"])) - float(str(small["rss_mb"]))
@@ -252,13 +271,14 @@ def main() -> None:
     print(f"memory: peak RSS {float(str(small['rss_mb'])):.1f} MB at {args.small:,} vs "
           f"{float(str(big['rss_mb'])):.1f} MB at {n:,} subscribers "
           f"(+{growth:.1f} MB for {n - args.small:,} more)")
+    load = os.getloadavg()[0]
+    print(f"load average at the end: {load:.1f} on {_cpus()} CPUs (other work competes for "
+          "them: compare CPU ms/msg, which load does not inflate)")
     print(f"sink received {received:,} messages, clients reported {expected:,} accepted: "
           f"{'OK' if received == expected else 'MISMATCH'}")
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 
