@@ -1,5 +1,5 @@
 """``digest send``, ``digest history`` and ``digest unsubscribe`` through click, with a real
-YAML config, the bundled sample papers, the real renderer, a real Maildir or aiosmtpd server."""
+YAML config, a small papers file, the real renderer, a real Maildir or aiosmtpd server."""
 
 from __future__ import annotations
 
@@ -27,15 +27,28 @@ subscribers:
 """
 
 
+PAPERS = [
+    {"id": "2611.00001", "title": "Diffusion transformers for video",
+     "abstract": "We scale diffusion transformers to video. They beat U-Nets by 3 FID points."},
+    {"id": "2611.00002", "title": "A small language model that reasons",
+     "abstract": "We train a 1B language model. It matches 7B models on GSM8K (71% vs 70%)."},
+    {"id": "2611.00003", "title": "Sparse attention in every transformer layer",
+     "abstract": "We sparsify transformer attention. Memory drops by 40% at equal accuracy."},
+]
+
+
 def write_config(tmp_path: Path, smtp_port: int | None = None) -> Path:
+    """A real YAML config; a three-paper feed file keeps each send fast (the bundled sample
+    would cost a second of summarizing per run)."""
     delivery = ("delivery: outbox" if smtp_port is None else
                 f"delivery: smtp\n  smtp: {{host: 127.0.0.1, port: {smtp_port}, "
                 "security: none, timeout: 5}")
+    (tmp_path / "papers.json").write_text(json.dumps(PAPERS), encoding="utf-8")
     path = tmp_path / "subscribers.yaml"
     path.write_text(f"""settings:
   sender: "Paper Digest <digest@example.org>"
   {delivery}
-  feed: {{source: sample}}
+  feed: {{source: file, path: papers.json}}
 {SUBSCRIBERS}""", encoding="utf-8")
     return path
 
@@ -119,7 +132,7 @@ def test_a_failure_exits_1_and_names_the_address(tmp_path: Path) -> None:
 
 def test_header_injection_title_cannot_add_a_recipient(tmp_path: Path) -> None:
     """CVE-2024-6923's encoded-word newline through the whole pipeline to a real server."""
-    papers = tmp_path / "papers.json"
+    papers = tmp_path / "evil.json"
     evil = "Diffusion =?UTF-8?Q?=0A?=Bcc: x@evil.example\r\nX-Evil: 1"
     papers.write_text(json.dumps([{"id": "2611.09999", "title": evil,
                                    "abstract": "We study diffusion. It works well."}]))

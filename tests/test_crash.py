@@ -9,6 +9,7 @@ by letting the server stall after receiving a message's body."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -57,12 +58,16 @@ class FreezingServer(SmtpTestServer):
 
 def write_config(tmp_path: Path, port: int) -> Path:
     subs = "".join(f"  - email: {e}\n    topics: [model]\n" for e in EMAILS)
+    papers = [{"id": f"2611.0000{i}", "title": f"A {what} model",
+               "abstract": f"We build a {what} model. It is {i}0% better than before."}
+              for i, what in enumerate(("diffusion", "language", "world"), start=1)]
+    (tmp_path / "papers.json").write_text(json.dumps(papers), encoding="utf-8")
     path = tmp_path / "subscribers.yaml"
     path.write_text(f"""settings:
   sender: "Paper Digest <digest@example.org>"
   delivery: smtp
   smtp: {{host: 127.0.0.1, port: {port}, security: none, timeout: 20, connections: 1}}
-  feed: {{source: sample}}
+  feed: {{source: file, path: papers.json}}
 subscribers:
 {subs}""", encoding="utf-8")
     return path
