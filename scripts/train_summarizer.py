@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "csabstruct_train.jsonl"
 OUT = ROOT / "digest" / "data" / MODEL_FILE
 
-MIN_COUNT = 3  # a feature seen in fewer training sentences has no reliable weight
+MIN_COUNT = 5  # a feature seen in fewer training sentences has no reliable weight
 L2 = 2e-3  # per-sentence L2 strength
 STEPS = 400
 LEARNING_RATE = 0.05
@@ -95,7 +95,7 @@ def train(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         w -= LEARNING_RATE * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
 
     weights = {f: [round(float(x), 3) for x in w[i]] for f, i in index.items()
-               if np.abs(w[i]).max() >= 0.01}
+               if np.abs(w[i]).max() >= 0.05}
     return {"labels": list(ROLES), "trained_on": f"CSAbstruct train, {len(records)} abstracts",
             "features": "digest.summarizer.features", "weights": weights}
 
