@@ -301,7 +301,7 @@ class Renderer:
         template = self._template(self.fast_env, HTML_TEMPLATE)
         try:
             recorded = render_recorded(lambda: template.render(ctx))
-        except JinjaTemplateError as exc:
+        except Exception as exc:  # a template can raise anything (1/0, a bad filter argument)
             raise _wrap(exc, HTML_TEMPLATE) from None
         if recorded is not None:
             with self._lock:
@@ -321,25 +321,40 @@ class Renderer:
         template = self._template(self.env, name)
         try:
             return str(template.render(ctx))
-        except JinjaTemplateError as exc:
+        except Exception as exc:  # a template can raise anything (1/0, a bad filter argument)
             raise _wrap(exc, name) from None
 
     @staticmethod
     def _template(env: Environment, name: str) -> Any:
         try:
             return env.get_template(name)
-        except JinjaTemplateError as exc:
+        except Exception as exc:  # a template can raise anything (1/0, a bad filter argument)
             raise _wrap(exc, name) from None
 
 
-def _wrap(exc: JinjaTemplateError, name: str) -> TemplateError:
-    if isinstance(exc, TemplateSyntaxError):
-        return TemplateError(exc.filename or exc.name or name, exc.message or str(exc), exc.lineno)
+def _wrap(exc: Exception, name: str) -> TemplateError:
+    """Any error raised while loading or rendering a template, as a ``TemplateError`` naming
+    the innermost template file and line."""
+    if isinstance(exc, TemplateError):
+        return exc
     if isinstance(exc, TemplateNotFound):
         return TemplateError(name, f"template not found: {exc.name}")
+    if isinstance(exc, TemplateSyntaxError):
+        where = _display_name(exc.filename) if exc.filename else (exc.name or name)
+        return TemplateError(where, exc.message or str(exc), exc.lineno)
+    if isinstance(exc, JinjaTemplateError):
+        message = exc.message or str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}"
     line = _template_line(exc)
-    return TemplateError(name if line is None else line[0], str(exc.message or exc),
+    return TemplateError(name if line is None else line[0], message,
                          None if line is None else line[1])
+
+
+def _display_name(filename: str) -> str:
+    """Stock templates by their short name; a user's by full path (the file to open)."""
+    path = Path(filename)
+    return path.name if path.parent == stock_templates() else filename
 
 
 def _template_line(exc: BaseException) -> tuple[str, int] | None:
@@ -348,11 +363,9 @@ def _template_line(exc: BaseException) -> tuple[str, int] | None:
     name, a user's by full path (that is the file they must open)."""
     tb = exc.__traceback__
     found: tuple[str, int] | None = None
-    stock = stock_templates()
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.endswith((".mjml", ".txt", ".html")):
-            path = Path(filename)
-            found = (path.name if path.parent == stock else filename, tb.tb_lineno)
+            found = (_display_name(filename), tb.tb_lineno)
         tb = tb.tb_next
     return found

@@ -390,3 +390,9 @@ def test_one_renderer_shared_by_threads() -> None:
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(shared.render, digests * 2))
     assert got == expected * 2
+
+
+def test_any_error_in_a_template_is_a_template_error(tmp_path: Path) -> None:
+    (tmp_path / "subject.txt").write_text("{{ cards|length }}\n{{ 1 // (cards|length - 3) }}\n")
+    with pytest.raises(TemplateError, match=r"subject\.txt:2: ZeroDivisionError"):
+        Renderer(tmp_path).render(fixed_digest())
