@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,10 @@ from digest.textclean import fold
 
 TITLE, ABSTRACT = 0, 1
 _TOKEN = re.compile(r"[^\W_]+")
+_SPLIT = re.compile(r"([^\W_]+)")
+_SHIFT = 20  # a posting is slot << 20 | position: a field's first ~1M tokens are indexed
+_POSITION = (1 << _SHIFT) - 1
+_MAX_TOKENS = 1 << _SHIFT
 # fold() keeps Unicode hyphens (U+2010; NFKD maps the non-breaking U+2011 to it) as they are.
 _HYPHENS = str.maketrans({"\u2010": "-"})
 _VOWELS = frozenset("aeiou")
@@ -96,15 +101,20 @@ def term_regex(term: Term) -> re.Pattern[str] | None:
 
 @dataclass
 class TermHits:
-    """Where one term hit: bit i of a mask is paper i of the index."""
+    """Where one term hit: bit i of a mask is paper i of the index; ``papers`` maps each paper
+    hit to (hit in its title, number of hits in its abstract)."""
 
     title: int = 0
     abstract: int = 0
-    abstract_counts: dict[int, int] = field(default_factory=dict)
+    papers: dict[int, tuple[bool, int]] = field(default_factory=dict)
 
     @property
     def anywhere(self) -> int:
         return self.title | self.abstract
+
+    @property
+    def abstract_counts(self) -> dict[int, int]:
+        return {i: n for i, (_t, n) in self.papers.items() if n}
 
 
 class PaperIndex:
@@ -119,7 +129,8 @@ class PaperIndex:
         self.papers = tuple(papers)
         self._tokens: list[list[str]] = []
         self._joinable: list[list[bool]] = []
-        self._postings: dict[str, list[tuple[int, int]]] = {}
+        # token -> postings, each ``slot << _SHIFT | position`` (a plain int: no tuple each)
+        self._postings: defaultdict[str, list[int]] = defaultdict(list)
         for paper in self.papers:
             for text in (paper.title, paper.abstract):
                 self._add_slot(normalize(text))
@@ -127,25 +138,15 @@ class PaperIndex:
         self._cache: dict[tuple[tuple[str, ...], bool], TermHits] = {}
 
     def _add_slot(self, text: str) -> None:
-        slot = len(self._tokens)
-        tokens: list[str] = []
-        joinable: list[bool] = []
-        end = -1
-        postings = self._postings
-        for m in _TOKEN.finditer(text):
-            if tokens:
-                gap = text[end:m.start()]
-                joinable.append(gap == " " or gap == "-")
-            token = m.group()
-            end = m.end()
-            plist = postings.get(token)
-            if plist is None:
-                postings[token] = [(slot, len(tokens))]
-            else:
-                plist.append((slot, len(tokens)))
-            tokens.append(token)
+        base = len(self._tokens) << _SHIFT
+        # re.split with a group alternates gap, token, gap, ..., token, gap (all in C).
+        parts = _SPLIT.split(text)
+        tokens = parts[1:-1:2][:_MAX_TOKENS]
         self._tokens.append(tokens)
-        self._joinable.append(joinable)
+        self._joinable.append([g == " " or g == "-" for g in parts[2:-1:2]])
+        postings = self._postings
+        for pos, token in enumerate(tokens, base):
+            postings[token].append(pos)
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -189,13 +190,13 @@ class PaperIndex:
                     forms = self._last_forms(glued, wildcard)
                     if forms:
                         yield heads, forms
-                elif glued in self._postings:
+                elif glued in self._postings:  # (`in` never adds to the defaultdict)
                     yield from walk(j, heads + [glued])
 
         yield from walk(0, [])
 
     def _lookup(self, term: Term) -> TermHits:
-        starts: set[tuple[int, int]] = set()  # (slot, first token position)
+        starts: set[int] = set()  # postings codes of each match's first token
         postings = self._postings
         for heads, forms in self._groupings(term.words, term.wildcard):
             k = len(heads)
@@ -206,7 +207,8 @@ class PaperIndex:
                 continue
             # Start from the rarest token of the phrase, then verify the rest in place.
             offset, rarest = min(enumerate(heads), key=lambda e: len(postings[e[1]]))
-            for slot, pos in postings[rarest]:
+            for code in postings[rarest]:
+                slot, pos = code >> _SHIFT, code & _POSITION
                 s = pos - offset
                 if s < 0:
                     continue
@@ -215,15 +217,22 @@ class PaperIndex:
                     continue
                 joinable = self._joinable[slot]
                 if all(tokens[s + i] == heads[i] and joinable[s + i] for i in range(k)):
-                    starts.add((slot, s))
-        hits = TermHits()
-        for slot, _pos in starts:
-            paper, where = divmod(slot, 2)
+                    starts.add(code - offset)
+        in_title: set[int] = set()
+        counts: dict[int, int] = {}
+        for code in starts:
+            paper, where = divmod(code >> _SHIFT, 2)
             if where == TITLE:
-                hits.title |= 1 << paper
+                in_title.add(paper)
             else:
-                hits.abstract |= 1 << paper
-                hits.abstract_counts[paper] = hits.abstract_counts.get(paper, 0) + 1
+                counts[paper] = counts.get(paper, 0) + 1
+        hits = TermHits()
+        for paper in in_title:
+            hits.title |= 1 << paper
+        for paper in counts:
+            hits.abstract |= 1 << paper
+        hits.papers = {paper: (paper in in_title, counts.get(paper, 0))
+                       for paper in in_title | counts.keys()}
         return hits
 
 
