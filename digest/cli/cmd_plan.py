@@ -1,5 +1,148 @@
-"""CLI: the plan command(s). Thin: parse, call one library function, print."""
+"""CLI: ``digest plan``: what each subscriber would get now, with reasons; sends nothing.
+
+Thin: load the config, the papers and the ledger's history, call ``selector.plan``, print a
+table per subscriber (rich) or the stable JSON documented in docs/plan-json.md.
+"""
 
 from __future__ import annotations
 
-from digest.cli._base import main  # noqa: F401
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from digest.cli._base import config_option, main, papers_option
+from digest.config import load_config
+from digest.errors import InputError
+from digest.feeds import papers_for
+from digest.ledger import Ledger
+from digest.models import Pick, Selection
+from digest.selector import plan as plan_selections
+from digest.textclean import clean_text
+
+UNSUBSCRIBED = "unsubscribed: the ledger lists this address as suppressed"
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    try:
+        now = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO date-time: {value!r} (e.g. 2026-11-25T07:00Z)",
+                                 param_hint="--now") from None
+    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+
+
+def pick_json(pick: Pick) -> dict[str, Any]:
+    return {"id": pick.paper.id, "title": clean_text(pick.paper.title),
+            "topics": list(pick.topics), "reasons": [str(r) for r in pick.reasons]}
+
+
+def plan_json(selections: tuple[Selection, ...]) -> dict[str, Any]:
+    """The documented ``--json`` shape (docs/plan-json.md); keep it stable."""
+    return {"subscribers": [
+        {"email": s.subscriber.email,
+         "papers": [pick_json(p) for p in s.picks],
+         "cut": [pick_json(p) for p in s.cut],
+         "skipped_reason": s.skipped_reason}
+        for s in selections]}
+
+
+def _why(pick: Pick) -> str:
+    return "; ".join(f"{r.term} in {r.where}" for r in pick.reasons) or "metadata filters"
+
+
+def _print_human(selections: tuple[Selection, ...], console: Console) -> None:
+    for n, s in enumerate(selections):
+        sub = s.subscriber
+        who = f"{sub.name} <{sub.email}>" if sub.name else sub.email
+        if n:
+            console.print()
+        if s.skipped_reason:
+            console.print(Text.assemble((who, "bold"), "  no email: ", s.skipped_reason))
+            continue
+        total = len(s.picks) + len(s.cut)
+        console.print(Text.assemble(
+            (who, "bold"), f"  {len(s.picks)} of {total} matching "
+            f"{'paper' if total == 1 else 'papers'} (max_papers {sub.max_papers})"))
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("id", no_wrap=True)
+        table.add_column("paper: title, then topics and why it matched")
+        for rank, pick in enumerate(s.picks, 1):
+            cell = Text(clean_text(pick.paper.title))
+            cell.append(f"\n{', '.join(pick.topics)}: {_why(pick)}", style="dim")
+            table.add_row(str(rank), pick.paper.id, cell)
+        console.print(table)
+        if s.cut:
+            console.print("cut by max_papers:")
+            for rank, pick in enumerate(s.cut, len(s.picks) + 1):
+                console.print(Text(f"  {rank:>2}  {pick.paper.id}  {clean_text(pick.paper.title)}"),
+                              overflow="ellipsis", no_wrap=True)
+
+
+@main.command("plan")
+@config_option
+@papers_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the plan as JSON (shape below and in docs/plan-json.md).")
+@click.option("--subscriber", "-s", "emails", multiple=True, metavar="EMAIL",
+              help="Only this subscriber (repeatable; default: everyone).")
+@click.option("--now", "now_text", metavar="ISO",
+              help="Pretend it is this time (default: now); picks the day of a live feed.")
+def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tuple[str, ...],
+         now_text: str | None) -> None:
+    """Show what each subscriber would get now, and why. Sends and records nothing.
+
+    Per subscriber: the picked papers in rank order with the topics and terms that matched
+    (and where: title or abstract), then the matches cut by max_papers; or why they would get
+    no email (nothing matches, everything matching was already sent, unsubscribed). Papers
+    already sent to a subscriber (the ledger in settings.database) are never picked again.
+
+    \b
+    --json prints, in rank order (one "reasons" string per matched term):
+      {"subscribers": [{"email": "ada@example.org",
+                        "papers": [{"id": "2401.00001", "title": "...",
+                                    "topics": ["Quantization"],
+                                    "reasons": ["matched: quantization in title"]}],
+                        "cut": [ same shape as papers ],
+                        "skipped_reason": null}]}
+    skipped_reason is null, "no new papers match your topics", "N matching papers were
+    already sent" or "unsubscribed: ...".
+
+    \b
+    Examples:
+      digest plan --config subscribers.example.yaml
+      digest plan --papers papers.json --subscriber ada@example.org
+      digest plan --json | jq '.subscribers[] | {email, n: (.papers | length)}'
+    """
+    now = _parse_now(now_text)
+    config = load_config(config_path)
+    subscribers = config.subscribers
+    if emails:
+        missing = [e for e in emails if config.subscriber(e) is None]
+        if missing:
+            known = ", ".join(s.email for s in config.subscribers)
+            raise InputError(config.path, f"no subscriber {', '.join(map(repr, missing))}; "
+                                          f"known: {known}")
+        wanted = {e.strip().lower() for e in emails}
+        subscribers = tuple(s for s in subscribers if s.email.lower() in wanted)
+    papers = papers_for(config.settings, papers_path, now)
+    with Ledger(config.settings.database) as ledger:
+        # The same history a send uses: editions still being retried count as sent.
+        history = ledger.history(include_deferred=True)
+        suppressed = ledger.suppressed()
+    selections = tuple(
+        Selection(subscriber=s.subscriber, picks=(), skipped_reason=UNSUBSCRIBED)
+        if s.subscriber.email.lower() in suppressed else s
+        for s in plan_selections(papers, subscribers, history))
+    if as_json:
+        click.echo(json.dumps(plan_json(selections), indent=2, ensure_ascii=False))
+    else:
+        _print_human(selections, Console(highlight=False, soft_wrap=False))
