@@ -206,7 +206,8 @@ _OPENER = re.compile(
     r"consequently|motivated by[^,]{0,40}|inspired by[^,]{0,60}|in summary|overall|finally|"
     r"moreover|furthermore|additionally|in addition|notably|importantly|however|in response|"
     r"for (?:instance|example)|in practice|as a result|empirically|remarkably|surprisingly|"
-    r"in (?:contrast|particular|short|other words|fact)|taken together|to summarize|"
+    r"in (?:contrast|particular|short|other words|fact)|taken together|as such|crucially|"
+    r"to summarize|"
     r"first(?:ly)?|second(?:ly)?|third(?:ly)?|lastly|last|further)\s*,\s*)",
     re.I)
 # "Extensive experiments on X show that ...", "We find that ...": the frame around a result.
@@ -318,7 +319,10 @@ def pick(candidates: Sequence[Scored], budget: int,
     if not claims:
         return None, []
     title_words = content_words(title)
-    headline = max(claims, key=lambda c: headline_score(c.text, c.roles, title_words))
+    ranked_heads = sorted(claims, key=lambda c: -headline_score(c.text, c.roles, title_words))
+    # A whole sentence beats a cut one: the best of the top three that fits, else the best
+    # (cut at a word by the caller).
+    headline = next((c for c in ranked_heads[:3] if len(c.text) <= budget), ranked_heads[0])
     room = budget - min(len(headline.text), budget)
     ranked = sorted(((result_score(c), c) for c in claims if c is not headline),
                     key=lambda sc: -sc[0])

@@ -103,6 +103,16 @@ def test_headline_cut_at_a_word_when_nothing_fits() -> None:
     assert summarize(paper).headline.startswith(s.headline[:-1])
 
 
+def test_a_whole_sentence_that_fits_beats_a_cut_one() -> None:
+    long = ("We propose LongNet, a network for long documents that reads every section, "
+            "every table and every figure caption before it writes a single word of output.")
+    abstract = f"{long} We also propose ShortNet, a small LongNet variant."
+    paper = Paper(id="l", title="LongNet: Reading Every Section, Table and Figure Caption of "
+                  "Long Documents", abstract=abstract)
+    assert summarize(paper).headline == long
+    assert summarize(paper, budget=100).headline == "We also propose ShortNet, a small LongNet variant."
+
+
 # ----------------------------------------------------------------- edges and fields
 
 def test_empty_and_one_sentence_abstracts() -> None:
