@@ -5,15 +5,17 @@ own ceiling, plus a memory-flat check.
     .venv/bin/python bench/bench_send.py [--subscribers 10000] [--small 2000] [--naive 300]
 
 Rows (each in its own child process, so each peak RSS is its own):
+- ceiling: a client sending ONE pre-built digest ``--subscribers`` times over 4 connections
+           as fast as it can: what the sink itself can take.
 - ours:    ``digest.service.send_all`` exactly as ``digest send`` runs it (ledger in a fresh
-           SQLite file, MJML shape cache, a pool of 4 reused SMTP connections, streaming).
+           SQLite file, MJML shape cache, a pool of 4 reused SMTP connections, streaming); on
+           a machine under 4 CPUs that is one process with 4 sending threads.
+- ours at ``--small`` subscribers: peak RSS must match the 10,000 row (memory flat).
+- ours, 2 shards: the same split over two spawned processes (``processes=2``), to show what
+           the shards cost or gain on this machine.
 - naive:   the same per-subscriber unit, but a new SMTP connection per message and MJML
            compiled for every email (``Renderer(fast=False)`` built per email), one at a time;
            run on the first ``--naive`` subscribers (it is slow), rate extrapolated.
-- ceiling: a client sending ONE pre-built digest ``--subscribers`` times over 4 connections
-           as fast as it can: what the sink itself can take.
-- ours, 1 process: the same with the process shards turned off (threads only).
-- ours at ``--small`` subscribers: peak RSS must match the 10,000 row (memory flat).
 Peak RSS is that of the biggest single process of the row (the parent or one shard).
 Subscribers are generated in code (fixed seed) with 1-3 topics of real terms from the bundled
 sample papers, a few time zones and 3-10 papers each. The floor: 10,000 digests under 60 s.
@@ -85,6 +87,11 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _current_rss_mb() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _rss_mb() -> float:
     """The peak RSS of the biggest process involved (this one or a shard it started)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -100,11 +107,12 @@ def run_ours(n: int, port: int, workdir: Path, processes: int | None) -> dict[st
 
     cfg = config(n, port, workdir)
     papers = sample_papers()
+    baseline = _current_rss_mb()  # the input itself: n Subscriber objects already in memory
     t0 = time.perf_counter()
     report = send_all(cfg, papers, NOW, environ={}, processes=processes)
     seconds = time.perf_counter() - t0
     return {"sent": report.sent, "skipped": report.nothing_new, "failed": report.failed,
-            "seconds": seconds, "measured": n}
+            "seconds": seconds, "measured": n, "baseline_mb": baseline}
 
 
 def run_naive(n: int, port: int, workdir: Path, limit: int) -> dict[str, object]:
@@ -180,6 +188,8 @@ def child(mode: str, n: int, port: int, naive: int) -> None:
             out = run_ours(n, port, work, None)
         elif mode == "ours-1":
             out = run_ours(n, port, work, 1)
+        elif mode == "ours-2":
+            out = run_ours(n, port, work, 2)
         elif mode == "naive":
             out = run_naive(n, port, work, naive)
         else:
@@ -209,7 +219,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=2_000)
     ap.add_argument("--naive", type=int, default=300)
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--child", choices=("ours", "ours-1", "naive", "ceiling"))
+    ap.add_argument("--child", choices=("ours", "ours-1", "ours-2", "naive", "ceiling"))
     args = ap.parse_args()
     if args.child:
         child(args.child, args.subscribers, args.port, args.naive)
@@ -228,7 +238,7 @@ def main() -> None:
     n = args.subscribers
     rows = []
     try:
-        for mode, count in (("ceiling", n), ("ours", n), ("ours-1", n), ("ours", args.small),
+        for mode, count in (("ceiling", n), ("ours", n), ("ours", args.small), ("ours-2", n),
                             ("naive", n)):
             print(f"running {mode} x {count} ...", file=sys.stderr, flush=True)
             rows.append(run_child(mode, count, port, args.naive, sink.pid))
@@ -256,7 +266,8 @@ def main() -> None:
         elif str(r["mode"]).startswith("ours"):
             note = f"{r['sent']} sent, {r['skipped']} nothing new, {r['failed']} failed"
         label = {"ours": f"ours ({int(str(r['subscribers'])):,})",
-                 "ours-1": "ours, 1 process"}.get(str(r["mode"]), str(r["mode"]))
+                 "ours-1": "ours, 1 process",
+                 "ours-2": "ours, 2 shards"}.get(str(r["mode"]), str(r["mode"]))
         cpu = float(str(r["cpu"])) / measured * 1000
         sink_cpu = float(str(r["sink_cpu"])) / measured * 1000
         print(f"{label:<18}{measured:>8,}{seconds:>8.1f}{rate:>7,.0f}{cpu:>12.2f}"
@@ -264,13 +275,15 @@ def main() -> None:
     big = next(r for r in rows if r["mode"] == "ours" and r["subscribers"] == n)
     small = next(r for r in rows if r["mode"] == "ours" and r["subscribers"] == args.small)
     growth = float(str(big["rss_mb"])) - float(str(small["rss_mb"]))
+    config_growth = float(str(big["baseline_mb"])) - float(str(small["baseline_mb"]))
     big_s = float(str(big["seconds"]))
     print(f"\nfloor: {n:,} digests in {big_s:.1f} s -> "
           f"{'PASS' if big_s < 60 and n >= 10_000 else 'FAIL' if n >= 10_000 else 'n/a'} "
           f"(< 60 s)")
     print(f"memory: peak RSS {float(str(small['rss_mb'])):.1f} MB at {args.small:,} vs "
           f"{float(str(big['rss_mb'])):.1f} MB at {n:,} subscribers "
-          f"(+{growth:.1f} MB for {n - args.small:,} more)")
+          f"(+{growth:.1f} MB for {n - args.small:,} more, of which the generated config "
+          f"itself, in memory before the send starts: +{config_growth:.1f} MB)")
     load = os.getloadavg()[0]
     print(f"load average at the end: {load:.1f} on {_cpus()} CPUs (other work competes for "
           "them: compare CPU ms/msg, which load does not inflate)")

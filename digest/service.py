@@ -271,8 +271,9 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
 
     Streams: one producer selects subscriber by subscriber into a small bounded queue, a pool
     of ``transports.connections`` workers renders, builds and sends; nothing per subscriber is
-    kept beyond the counts. Big SMTP runs are split over ``processes`` shards (default: one
-    per CPU, up to ``smtp.connections``, from ``PROCESS_THRESHOLD`` subscribers on) because
+    kept beyond the counts. Big SMTP runs on machines with CPUs to spare are split over
+    ``processes`` shards (default: from ``PROCESS_THRESHOLD`` subscribers and
+    ``MIN_CPUS_FOR_SHARDS`` CPUs, one per CPU but one, at most ``smtp.connections``) because
     rendering and building are CPU work the GIL would otherwise serialize. ``lock=False`` is
     for a caller that already holds the database's ``SendLock`` (``digest run``).
 
@@ -300,14 +301,20 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
             send_lock.release()
 
 
-PROCESS_THRESHOLD = 1000  # below this, starting worker processes costs more than it saves
+# Shards pay for themselves only with CPUs to spare: each one starts an interpreter, builds its
+# own index, summaries and templates (bench/bench_send.py on 2 CPUs: 2.8 ms CPU a digest in one
+# process, 4.3 ms over two shards, and slower wall time while the sink needs a core).
+PROCESS_THRESHOLD = 5000  # subscribers
+MIN_CPUS_FOR_SHARDS = 4
 
 
 def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
+    cpus = len(os.sched_getaffinity(0))
     if dry_run or settings.delivery != "smtp" or settings.smtp is None \
-            or count < PROCESS_THRESHOLD:
+            or count < PROCESS_THRESHOLD or cpus < MIN_CPUS_FOR_SHARDS:
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), settings.smtp.connections))
+    # Leave a CPU for everything else (the local relay, SQLite's writer, the parent).
+    return max(1, min(cpus - 1, settings.smtp.connections))
 
 
 def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
