@@ -46,8 +46,8 @@ _NUMBER = re.compile(r"\d")
 _PERCENT = re.compile(r"\d\s?%|per ?cent")
 _FACTOR = re.compile(r"\d(?:\.\d+)?\s?[x×]\b|\d×")
 _COMPARISON = re.compile(
-    r"\b(?:outperform\w*|improv\w*|better|superior|surpass\w*|beat\w*|exceed\w*|faster|"
-    r"state[- ]of[- ]the[- ]art|sota|speed-?ups?|reduc\w*|than|gains?|"
+    r"\b(?:outperform\w*|improv\w*|better|superior|surpass\w*|beat(?:s|ing)?(?!-)|exceed\w*|"
+    r"faster|state[- ]of[- ]the[- ]art|sota|speed-?ups?|reduc\w*|than|gains?|"
     r"achiev\w*|competitive|comparabl\w*|matches|rivals?)\b")
 _URL = re.compile(r"https?://|www\.|github\.com|\bavailable at\b|\bcode (?:is|and)\b", re.I)
 
