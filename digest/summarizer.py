@@ -10,13 +10,19 @@ How (details and numbers in docs/summarizer.md):
 2. A multinomial logistic regression trained on CSAbstruct (``scripts/train_summarizer.py``)
    gives each sentence a probability of being background / objective / method / result / other,
    from position, opener words, vocabulary and evidence cues (numbers, %, 2.3x, "outperforms").
-3. Headline: the sentence most likely to state the contribution (objective, then method);
-   results: sentences whose most likely role is ``result`` and that carry evidence, best two,
-   shown in abstract order. A sentence whose most likely role is background is never a claim
+3. Headline: the non-background sentence that best states the contribution: objective role
+   (a little of method), a "we propose / this paper presents" phrase, and overlap with the
+   title; a sentence opening with "This is ..." is penalized (it does not stand alone).
+   Results: other sentences that are results by role and carry evidence, or that carry
+   quantitative evidence (%, 2.3x, a score) and have some result probability; best two,
+   shown in abstract order. A sentence is background when the model says so and it does not
+   speak of the authors' own work ("We present ..." never is); background is never a claim
    (the only exception: an abstract with no other sentence at all).
-4. Light compression that keeps meaning: "In this paper, we" openers dropped (re-capitalized),
-   parenthetical asides without numbers dropped, then everything fits ``budget`` characters
-   (the headline alone is cut at a word with "…" only if it cannot fit otherwise).
+4. Light compression that keeps meaning: openers such as "In this paper, we" dropped
+   (re-capitalized), parenthetical asides without numbers dropped, and for results the frame
+   ("Experiments show that") and a trailing comment without numbers; everything fits
+   ``budget`` characters (the headline is cut at a word with "…" only when none of the three
+   best candidates fits).
 Extractive: every word shown is the authors' (no generated text).
 """
 
@@ -182,8 +188,7 @@ def headline_score(text: str, roles: dict[str, float], title: frozenset[str]) ->
     a little of its method role, an explicit contribution phrase, and how much of the title
     it covers (Edmundson's title feature: the title names the contribution), less a penalty
     when it opens by pointing back ("This is costly ...": a headline must stand alone). The
-    weights were
-    chosen on the tuning half of SciTLDR dev from a small grid fixed in advance
+    weights were chosen on the tuning half of SciTLDR dev from a small grid fixed in advance
     (docs/summarizer.md); the grid's optimum is flat, these are in its middle."""
     overlap = len(title & content_words(text)) / len(title) if title else 0.0
     return (roles["objective"] + 0.2 * roles["method"]
