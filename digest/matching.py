@@ -12,8 +12,8 @@ The term language (see docs/plan-json.md and the selector's docstring for topics
 - matching is case-insensitive and on ``textclean.fold`` text, so ``Fr\\'echet`` = Fréchet;
 - a term is a whole phrase on word boundaries; words are runs of letters and digits;
 - between two words of a term, any separator (space, hyphen, other punctuation) matches a
-  single space, a single hyphen or nothing in the text ("mixture of experts" finds
-  "Mixture-of-Experts" and "mixtureofexperts");
+  single space, a single hyphen (or en/figure dash glued between the words) or nothing in the
+  text ("mixture of experts" finds "Mixture-of-Experts" and "mixtureofexperts");
 - the last word also finds its simple plural (+s, +es, consonant+y -> ies): "LLM" finds "LLMs";
 - a trailing ``*`` makes the last word a prefix: "unlearn*" finds unlearning, unlearned.
 """
@@ -35,8 +35,11 @@ _SPLIT = re.compile(r"([^\W_]+)")
 _SHIFT = 20  # a posting is slot << 20 | position: a field's first ~1M tokens are indexed
 _POSITION = (1 << _SHIFT) - 1
 _MAX_TOKENS = 1 << _SHIFT
-# fold() keeps Unicode hyphens (U+2010; NFKD maps the non-breaking U+2011 to it) as they are.
-_HYPHENS = str.maketrans({"\u2010": "-"})
+# fold() keeps Unicode hyphens (U+2010; NFKD maps the non-breaking U+2011 to it) and dashes
+# as they are. A hyphen, figure dash or en dash glued between two words joins them like "-"
+# ("Fokker–Planck", and LaTeX "Fokker--Planck" which clean_text turns into an en dash); a
+# spaced dash (" – ") stays a gap no term crosses, and the em dash is punctuation.
+_HYPHENS = str.maketrans({"\u2010": "-", "\u2012": "-", "\u2013": "-"})
 _VOWELS = frozenset("aeiou")
 
 

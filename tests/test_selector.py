@@ -4,6 +4,7 @@ positions in /work/shared/data/seed_papers.json), plus the index against its reg
 from __future__ import annotations
 
 import functools
+import gc
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -358,3 +359,28 @@ def test_index_agrees_with_the_regex_oracle() -> None:
 def test_index_lookups_are_cached_per_term_key(raw: str) -> None:
     index = PaperIndex(PAPERS)
     assert index.hits(compile_term(raw)) is index.hits(compile_term(raw.upper()))
+
+
+def test_dashes_glued_between_words_join_like_hyphens() -> None:
+    # LaTeX "--" becomes an en dash in clean text: "Zeroth--Order" is still zeroth-order, but
+    # seed-07's spaced "algorithms -- Nystr\"om" does not glue "algorithms" to "nystrom".
+    latex = replace(PAPERS[1], id="latex-dash", title="A Zeroth--Order View of Fokker–Planck")
+    papers = (latex, PAPERS[7])
+    assert ids("zeroth-order", papers=papers) == ["latex-dash"]
+    assert ids("fokker planck", papers=papers) == ["latex-dash"]
+    assert " -- Nystr" in PAPERS[7].abstract
+    assert ids("algorithms nystrom", papers=papers) == []
+    assert ids("nystrom", papers=papers) == ["seed-07"]
+
+
+def test_plan_restores_the_garbage_collector_state() -> None:
+    subscriber = sub(Topic(name="q", include=("quantization",)))
+    assert gc.isenabled()
+    plan(PAPERS[:5], [subscriber], {})
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        plan(PAPERS[:5], [subscriber], {})
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
