@@ -160,3 +160,11 @@ def test_help_and_docs_document_the_same_shape(runner: CliRunner) -> None:
     for reason in ("no new papers match your topics", "matching papers were already sent",
                    "unsubscribed"):
         assert reason in doc
+
+
+def test_without_papers_the_configured_feed_is_used(runner: CliRunner) -> None:
+    # The example config's feed is the bundled sample: the same 81 seed papers.
+    from_feed = as_json(runner.invoke(main, ["plan", "--config", "subscribers.example.yaml",
+                                             "--json", "--now", "2026-11-25T07:00Z"]))
+    from_file = as_json(run(runner, "--config", "subscribers.example.yaml", "--json"))
+    assert from_feed == from_file
