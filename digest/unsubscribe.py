@@ -3,9 +3,10 @@
 Owns: the token format (``v1.<base64url(email)>.<base64url(HMAC-SHA256(secret, "v1:"+email))>``,
 lower-cased address, no expiry: an unsubscribe link must keep working in an old email), the
 unsubscribe URL built from ``settings.unsubscribe_url``, and ``handle_unsubscribe`` — the plain
-function a web endpoint will call later. May import models, errors and ledger (the handler
-records the suppression). The token functions are pure; the secret is always passed in, never
-read from the environment here.
+function a web endpoint will call later. May import errors (and ledger, for types only: the
+handler is handed a ledger, so the pure pipeline can use the token functions without pulling
+in SQLite). The token functions are pure; the secret is always passed in, never read from the
+environment here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import binascii
 import hashlib
 import hmac
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from digest.errors import DigestError
-from digest.ledger import Ledger
+
+if TYPE_CHECKING:  # the handler is given a ledger; importing SQLite code here is not needed
+    from digest.ledger import Ledger
 
 _VERSION = "v1"
 
