@@ -91,8 +91,8 @@ def test_human_form_shows_picks_reasons_and_the_cut(runner: CliRunner) -> None:
         assert who in out
     assert "Ada <ada@example.org>  8 of 10 matching papers (max_papers 8)" in out
     assert "Genie: Show Me the Data for Quantization" in out
-    assert "Quantization: quantization in title" in out
-    assert "Mixture of experts: mixture of experts in title; MoE in title" in out
+    assert "Quantization (quantization in title)" in out
+    assert "Mixture of experts (mixture of experts in title, MoE in title)" in out
     assert out.count("cut by max_papers:") == 4
     assert "Traceback" not in result.output
 

@@ -54,8 +54,17 @@ def plan_json(selections: tuple[Selection, ...]) -> dict[str, Any]:
         for s in selections]}
 
 
+def _short(title: str, width: int = 72) -> str:
+    return title if len(title) <= width else title[:width - 1].rstrip() + "…"
+
+
 def _why(pick: Pick) -> str:
-    return "; ".join(f"{r.term} in {r.where}" for r in pick.reasons) or "metadata filters"
+    """Per topic (best first) the terms that matched: "Quantization (LLM in title, ...)"."""
+    parts = []
+    for topic in pick.topics:
+        terms = ", ".join(f"{r.term} in {r.where}" for r in pick.reasons if r.topic == topic)
+        parts.append(f"{topic} ({terms})" if terms else topic)
+    return " · ".join(parts)
 
 
 def _print_human(selections: tuple[Selection, ...], console: Console) -> None:
@@ -74,10 +83,10 @@ def _print_human(selections: tuple[Selection, ...], console: Console) -> None:
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("id", no_wrap=True)
-        table.add_column("paper: title, then topics and why it matched")
+        table.add_column("paper: title, then topics (terms that matched)")
         for rank, pick in enumerate(s.picks, 1):
-            cell = Text(clean_text(pick.paper.title))
-            cell.append(f"\n{', '.join(pick.topics)}: {_why(pick)}", style="dim")
+            cell = Text(_short(clean_text(pick.paper.title)))
+            cell.append(f"\n{_why(pick)}", style="dim")
             table.add_row(str(rank), pick.paper.id, cell)
         console.print(table)
         if s.cut:
