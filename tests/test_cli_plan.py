@@ -92,6 +92,8 @@ def test_human_form_shows_picks_reasons_and_the_cut(runner: CliRunner) -> None:
     assert "Ada <ada@example.org>  8 of 10 matching papers (max_papers 8)" in out
     assert "Genie: Show Me the Data for Quantization" in out
     assert "Quantization (quantization in title)" in out
+    assert "segment anything (segment anything in title) · Quantization (quantization in abstract)" \
+        in out  # TinySAM: two topics, each with its own terms
     assert "Mixture of experts (mixture of experts in title, MoE in title)" in out
     assert out.count("cut by max_papers:") == 4
     assert "Traceback" not in result.output
