@@ -75,7 +75,8 @@ def features(sentences: Sequence[str]) -> list[list[str]]:
     out: list[list[str]] = []
     for i, (text, toks) in enumerate(zip(lowered, words)):
         rel = i / (n - 1) if n > 1 else 0.0
-        feats = ["bias", f"pos={min(int(rel * 5), 4)}", f"len={_bucket(len(toks), (8, 15, 25, 40))}"]
+        feats = ["bias", f"pos={min(int(rel * 5), 4)}",
+                 f"len={_bucket(len(toks), (8, 15, 25, 40))}"]
         if i == 0:
             feats.append("first")
         if i == n - 1:

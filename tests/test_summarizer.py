@@ -110,7 +110,8 @@ def test_a_whole_sentence_that_fits_beats_a_cut_one() -> None:
     paper = Paper(id="l", title="LongNet: Reading Every Section, Table and Figure Caption of "
                   "Long Documents", abstract=abstract)
     assert summarize(paper).headline == long
-    assert summarize(paper, budget=100).headline == "We also propose ShortNet, a small LongNet variant."
+    assert summarize(paper, budget=100).headline == \
+        "We also propose ShortNet, a small LongNet variant."
 
 
 # ----------------------------------------------------------------- edges and fields

@@ -43,7 +43,8 @@ def test_latex_to_unicode(raw: str, clean: str) -> None:
 
 @pytest.mark.parametrize(("raw", "clean"), [
     ("achieving a 20times speedup.", "achieving a 20× speedup."),
-    ("accelerates training by over 46.7times, achieving", "accelerates training by over 46.7×, achieving"),
+    ("accelerates training by over 46.7times, achieving",
+     "accelerates training by over 46.7×, achieving"),
     ("a speedup factor of 2.3times for Stable Diffusion v1.5",
      "a speedup factor of 2.3× for Stable Diffusion v1.5"),
     ("ImageNet at 256 times 256 resolution", "ImageNet at 256×256 resolution"),
@@ -54,7 +55,8 @@ def test_latex_to_unicode(raw: str, clean: str) -> None:
     ("MDMs with 16 times more pre-training time", "MDMs with 16 times more pre-training time"),
     ("by at least 16 times but also", "by at least 16 times but also"),
     ("with multiple times of early exiting", "with multiple times of early exiting"),
-    ("reduces sampling times and inference timesteps", "reduces sampling times and inference timesteps"),
+    ("reduces sampling times and inference timesteps",
+     "reduces sampling times and inference timesteps"),
     ("from arbitrary viewpoints and times, offers", "from arbitrary viewpoints and times, offers"),
 ])
 def test_lost_times_debris(raw: str, clean: str) -> None:
