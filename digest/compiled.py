@@ -278,6 +278,8 @@ class _Card:
 class _Frame:
     empty: str  # compiled with no cards
     bare: Program | None  # ``empty`` as a program, for emails with no cards
+    boundary: int | None  # where a probe between the head and tail parts landed
+    style: str  # the compiled <head>: cards compile alike in frames with the same one
     point: int = -1
     cards: dict[str, _Card] = field(default_factory=dict)
     units: dict[str, Program] = field(default_factory=dict)
@@ -285,13 +287,25 @@ class _Frame:
     tail: Program = ()
 
 
+_PROBE = "zqpdprobeqz"
+
+
 class ShapeCache:
     """Compiled shapes of one template set. Not thread-safe on a miss: use one per thread
-    or guard it (the renderer holds a lock)."""
+    or guard it (the renderer holds a lock).
+
+    A frame is compiled twice: empty, and with a bare ``mj-raw`` probe where the cards go,
+    which pins the exact boundary between the sections before and after the cards. A card
+    shape is then compiled once, inside the first frame that needs it, and its compiled
+    sections are shared by every frame whose compiled ``<head>`` is the same (mrml compiles
+    sections independently; anything a card adds to the head fails the insertion check and
+    makes that card compile in full). Frames where the probe does not land cleanly (cards
+    inside a column, say) fall back to per-frame card units found by comparison."""
 
     def __init__(self, template: str) -> None:
         self.template = template
         self.frames: dict[tuple[str, str], _Frame] = {}
+        self.units: dict[tuple[str, str], Program | None] = {}  # (style, card key)
         self.compiles = 0
 
     def _compile(self, source: str) -> str:
@@ -305,18 +319,62 @@ class ShapeCache:
         if frame is None:
             if len(self.frames) >= MAX_SHAPES:  # keep a long-running daemon's memory bounded
                 self.frames.clear()
-            empty = self._compile(head.key + tail.key)
-            frame = _Frame(empty, _program(empty, "ht"))
+                self.units.clear()
+            frame = self._frame(head, tail)
             self.frames[(head.key, tail.key)] = frame
         if not cards:
             return None if frame.bare is None else _fill(frame.bare, head, head, tail)
+        units: list[Program] = []
         for card in cards:
-            if card.key not in frame.units and not self._add_card(frame, head, card, tail):
+            unit = self._shared_unit(frame, head, card, tail) if frame.boundary is not None \
+                else self._frame_unit(frame, head, card, tail)
+            if unit is None:
                 return None
+            units.append(unit)
         out = [_fill(frame.head, head, head, tail)]
-        out.extend(_fill(frame.units[c.key], c, head, tail) for c in cards)
+        out.extend(_fill(unit, card, head, tail) for unit, card in zip(units, cards))
         out.append(_fill(frame.tail, head, head, tail))
         return "".join(out)
+
+    def _frame(self, head: Shaped, tail: Shaped) -> _Frame:
+        empty = self._compile(head.key + tail.key)
+        frame = _Frame(empty, _program(empty, "ht"), None, empty.partition("</head>")[0])
+        try:
+            probed = self._compile(f"{head.key}<mj-raw>{_PROBE}</mj-raw>{tail.key}")
+        except TemplateError:  # cards inside e.g. mj-navbar, where mj-raw is not allowed
+            probed = ""
+        at = probed.find(_PROBE) if probed else -1
+        if at >= 0 and probed == empty[:at] + _PROBE + empty[at:]:
+            before, after = _program(empty[:at], "ht"), _program(empty[at:], "ht")
+            if before is not None and after is not None and _whole_tokens(
+                    empty, empty[:at], empty[at:]):
+                frame.boundary, frame.head, frame.tail = at, before, after
+        return frame
+
+    def _shared_unit(self, frame: _Frame, head: Shaped, card: Shaped,
+                     tail: Shaped) -> Program | None:
+        key = (frame.style, card.key)
+        if key in self.units:
+            return self.units[key]
+        if len(self.units) >= MAX_SHAPES:
+            self.units.clear()
+        at = frame.boundary
+        assert at is not None
+        whole = self._compile(head.key + card.key + tail.key)
+        end = at + len(whole) - len(frame.empty)
+        text = whole[at:end]
+        unit = None
+        if whole[:at] == frame.empty[:at] and whole[end:] == frame.empty[at:] \
+                and _whole_tokens(whole, whole[:at], text, whole[end:]):
+            unit = _program(text, "c")
+        self.units[key] = unit
+        return unit
+
+    def _frame_unit(self, frame: _Frame, head: Shaped, card: Shaped,
+                    tail: Shaped) -> Program | None:
+        if card.key not in frame.units and not self._add_card(frame, head, card, tail):
+            return None
+        return frame.units[card.key]
 
     def _add_card(self, frame: _Frame, head: Shaped, card: Shaped, tail: Shaped) -> bool:
         if card.key in frame.cards:
