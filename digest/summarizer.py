@@ -169,6 +169,19 @@ _STOPWORDS = frozenset(
     "can using based towards toward into".split())
 
 
+# Prior work as the subject, within the first dozen words, not compared against: the issue's
+# "however, existing methods ..." sentences, which the role model sometimes calls method.
+_PRIOR_WORK = re.compile(
+    r"\b(?:existing|previous|prior|conventional|traditional|current|most)\s+(?:[\w-]+\s+){0,2}?"
+    r"(?:methods?|approaches|works?|studies|models|techniques|systems|solutions|algorithms|"
+    r"frameworks|literature)\b", re.I)
+
+
+def _opens_on_prior_work(sentence: str) -> bool:
+    head = " ".join(sentence.split()[:12])
+    return bool(_PRIOR_WORK.search(head)) and not _COMPARISON.search(head.lower())
+
+
 def is_authorial(text: str) -> bool:
     """About the authors' own work ("we", "our", "this paper")."""
     return bool(_AUTHORIAL.search(text))
@@ -286,8 +299,11 @@ class Scored:
 
     @property
     def background(self) -> bool:
-        """Context or motivation, not a claim of this paper."""
-        return self.role == "background" and not is_authorial(self.sentence)
+        """Context or motivation, not a claim of this paper: the model says so, or the sentence
+        opens on prior work ("..., existing testing methods have been adapted"); either way
+        only when it does not speak of the authors' own work."""
+        return ((self.role == "background" or _opens_on_prior_work(self.sentence))
+                and not is_authorial(self.sentence))
 
 
 # Quantitative evidence: a percentage, a factor ("2.3x", "16×"), or a decimal score ("FID of

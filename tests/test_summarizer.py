@@ -63,6 +63,35 @@ def test_claims_on_real_abstracts(title: str, background: range, headline_has: s
         assert any(result_has in r for r in summary.results), summary.results
 
 
+TESTING_DL = (  # arXiv 2024, from fixtures/arxiv_api_search_testing_m10.atom.xml
+    "Deep Learning (DL) has revolutionized the capabilities of vision-based systems (VBS) in "
+    "critical applications such as autonomous driving, robotic surgery, critical infrastructure "
+    "surveillance, air and maritime traffic control, etc. By analyzing images, voice, videos, or "
+    "any type of complex signals, DL has considerably increased the situation awareness of these "
+    "systems. At the same time, while relying more and more on trained DL models, the "
+    "reliability and robustness of VBS have been challenged and it has become crucial to test "
+    "thoroughly these models to assess their capabilities and potential errors. To discover "
+    "faults in DL models, existing software testing methods have been adapted and refined "
+    "accordingly. In this article, we provide an overview of these software testing methods, "
+    "namely differential, metamorphic, mutation, and combinatorial testing, as well as "
+    "adversarial perturbation testing and review some challenges in their deployment for "
+    "boosting perception systems used in VBS. We also provide a first experimental comparative "
+    "study on a classical benchmark used in VBS and discuss its results.")
+
+
+def test_existing_methods_sentence_is_never_a_claim() -> None:
+    # The role model reads "To discover faults ..., existing software testing methods have
+    # been adapted" as method; it is prior work, as are the three sentences before it.
+    paper = Paper(id="t", abstract=TESTING_DL, title="Testing Deep Learning Models: A First "
+                  "Comparative Study of Multiple Testing Techniques")
+    sentences = sentences_of(paper)
+    assert sentences[3].startswith("To discover faults")
+    claims = summarize(paper).claims
+    assert claims
+    for claim in claims:
+        assert not any(set(words(claim)) <= set(words(s)) for s in sentences[:4]), claim
+
+
 def test_headline_starts_clean_and_results_carry_evidence(
         all_summaries: list[tuple[Paper, Summary]]) -> None:
     for _, s in all_summaries:
