@@ -279,7 +279,7 @@ class _Frame:
     empty: str  # compiled with no cards
     bare: Program | None  # ``empty`` as a program, for emails with no cards
     boundary: int | None  # where a probe between the head and tail parts landed
-    style: str  # the compiled <head>: cards compile alike in frames with the same one
+    style: str  # compiled <head> + head part: cards compile alike in frames with the same
     point: int = -1
     cards: dict[str, _Card] = field(default_factory=dict)
     units: dict[str, Program] = field(default_factory=dict)
@@ -297,9 +297,10 @@ class ShapeCache:
     A frame is compiled twice: empty, and with a bare ``mj-raw`` probe where the cards go,
     which pins the exact boundary between the sections before and after the cards. A card
     shape is then compiled once, inside the first frame that needs it, and its compiled
-    sections are shared by every frame whose compiled ``<head>`` is the same (mrml compiles
-    sections independently; anything a card adds to the head fails the insertion check and
-    makes that card compile in full). Frames where the probe does not land cleanly (cards
+    sections are shared by every frame with the same compiled ``<head>`` and the same MJML
+    before the cards (mrml compiles sections independently; anything a card adds to the head fails the insertion check and
+    makes that card compile in full; the MJML before the cards is part of the key too, as it
+    holds the cards' ancestors). Frames where the probe does not land cleanly (cards
     inside a column, say) fall back to per-frame card units found by comparison."""
 
     def __init__(self, template: str) -> None:
@@ -338,7 +339,10 @@ class ShapeCache:
 
     def _frame(self, head: Shaped, tail: Shaped) -> _Frame:
         empty = self._compile(head.key + tail.key)
-        frame = _Frame(empty, _program(empty, "ht"), None, empty.partition("</head>")[0])
+        # A card compiles the same wherever its ancestors (all in head.key: mj-body width,
+        # wrappers, columns) and the document's <head> CSS are the same
+        style = f"{empty.partition('</head>')[0]}\x00{head.key}"
+        frame = _Frame(empty, _program(empty, "ht"), None, style)
         try:
             probed = self._compile(f"{head.key}<mj-raw>{_PROBE}</mj-raw>{tail.key}")
         except TemplateError:  # cards inside e.g. mj-navbar, where mj-raw is not allowed
