@@ -12,14 +12,16 @@ badly (``20times speedup``, ``256 times 256``, ``~wortsman2021robust``). The rul
    silently eat the rest of the line) and bare ``&`` (an alignment tab it drops); turn ``~``
    into a space when it is a LaTeX tie between two words, but keep it when it means "about"
    (``(~billion``, `` ~10``); drop colour debris glued to URLs.
-2. pylatexenc with our macro table: accents and symbols to Unicode, math to text, citations
+2. pylatexenc, on the LaTeX spans only (whole abstracts cost ~6x more), with our macro
+   table: accents and symbols to Unicode, math to text, citations
    and references dropped, ``\\url``/``\\href`` kept as their text, and an *unknown* macro kept
    as its name (``\\codestar-15B`` -> ``codestar-15B``) instead of vanishing.
 3. Debris of a lost ``\\times``: a number glued to ``times`` (``20times``, ``2.3times``) or
    ``N times M`` between two numbers becomes ``×``. ``3 times faster``, ``16 times more``,
    ``sampling times``, ``multiple times`` are English and stay.
-4. Stray author-year citation keys (``wortsman2021robust``), spaces before punctuation and
-   inside brackets left by dropped citations, runs of whitespace (hard-wrapped feeds).
+4. Stray author-year citation keys (``wortsman2021robust``), a URL glued to the word before
+   it, spaces before punctuation and inside brackets left by dropped citations, runs of
+   whitespace (hard-wrapped feeds).
 """
 
 from __future__ import annotations
