@@ -161,7 +161,9 @@ class _PartPlan:
 
 
 def _is_hole(value: str) -> bool:
-    return bool(value) and not value.isspace() and "<" not in value and ">" not in value and "zqpd" not in value
+    # blank values vanish as whitespace-only text nodes; markup is re-serialized by mrml
+    return (bool(value) and not value.isspace() and "<" not in value and ">" not in value
+            and "zqpd" not in value)
 
 
 def _plan_part(marked: str, kind: str) -> _PartPlan:
@@ -298,10 +300,10 @@ class ShapeCache:
     which pins the exact boundary between the sections before and after the cards. A card
     shape is then compiled once, inside the first frame that needs it, and its compiled
     sections are shared by every frame with the same compiled ``<head>`` and the same MJML
-    before the cards (mrml compiles sections independently; anything a card adds to the head fails the insertion check and
-    makes that card compile in full; the MJML before the cards is part of the key too, as it
-    holds the cards' ancestors). Frames where the probe does not land cleanly (cards
-    inside a column, say) fall back to per-frame card units found by comparison."""
+    before the cards (which holds the cards' ancestors): mrml compiles sections on their own,
+    and a card that changes anything outside its sections fails the insertion check and is
+    compiled in full. Where no probe fits (cards inside ``mj-navbar``, say), card units are
+    found per frame by comparing compiles instead."""
 
     def __init__(self, template: str) -> None:
         self.template = template

@@ -49,7 +49,8 @@ def fixed_digest(**kw: object) -> Digest:
     papers = [
         _paper(1, title="Quantized Attention: 4-bit KV Caches for Long Context",
                authors=("Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra"),
-               pdf_url="https://arxiv.org/pdf/2411.01123", hf_url="https://huggingface.co/papers/2411.01123",
+               pdf_url="https://arxiv.org/pdf/2411.01123",
+               hf_url="https://huggingface.co/papers/2411.01123",
                code_url="https://github.com/example/qattn", upvotes=42),
         _paper(2, title="Sparse Mixture of Experts at Scale", upvotes=0,
                project_url="https://moe.example.org/"),
@@ -61,7 +62,8 @@ def fixed_digest(**kw: object) -> Digest:
             pick=Pick(paper=p, topics=(topic,), score=3.0 - i,
                       reasons=(Reason(topic, term, "title"),)),
             summary=Summary(paper_id=p.id, title=p.title, headline=f"Headline claim {i + 1}.",
-                            results=(f"Result {i + 1} improves accuracy by 3% & more.",) if i < 2 else ()),
+                            results=(f"Result {i + 1} improves accuracy by 3% & more.",)
+                            if i < 2 else ()),
         )
         for i, (p, topic, term) in enumerate(zip(
             papers, ("Quantization", "MoE", "Quantization"),
