@@ -115,3 +115,9 @@ def test_seed_abstracts_come_out_clean_and_stable() -> None:
 def test_fold_for_matching() -> None:
     assert fold(r"Fr\'echet NYSTR\"OM Distance") == "frechet nystrom distance"
     assert fold("Straße") == "strasse"
+
+
+def test_url_glued_to_a_word_gets_its_space() -> None:
+    raw = next(p["abstract"] for p in SEED if p["title"].startswith("ZeroQ"))
+    assert "frameworkhttps://github.com" in raw
+    assert "the ZeroQ framework https://github.com/amirgholami/ZeroQ." in clean_text(raw)
