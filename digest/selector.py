@@ -6,9 +6,14 @@ history (a paper already sent is never picked again) and the ``max_papers`` cut.
 itself lives in ``digest.matching``. May import ``digest.models``, ``digest.matching`` and
 ``digest.textclean``; pure, no I/O.
 
-Speed: ``plan`` builds one ``PaperIndex`` for the run; each distinct term, metadata filter and
-topic is evaluated once as a bitmask over the papers (shared by every subscriber who uses it),
-so a subscriber costs a few integer ANDs plus the work of ranking the papers they match.
+API: ``select(papers, subscriber, history=...)`` for one subscriber; ``plan(papers,
+subscribers, history)`` for a run; ``Selector(papers).select(subscriber, history)`` when a caller
+(the delivery service) selects subscribers one by one against the same papers.
+
+Speed: a ``Selector`` builds one ``PaperIndex``; each distinct term, metadata filter and topic
+is evaluated once as a bitmask over the papers (shared by every subscriber who uses it), and a
+pick made by one term of a topic is built once per (topic name, term, paper) and shared, so a
+subscriber costs a few integer ANDs plus ranking the papers they match.
 
 Ranking, best first: more distinct terms in the title; then more distinct terms anywhere; then
 more occurrences in the abstract (so a passing mention, one abstract hit of one term, comes
