@@ -335,7 +335,9 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
         selector = Selector(paper_list)
         history = ledger.history(include_deferred=True)
         pending = {(r.email, r.edition) for r in ledger.pending()}
-        wanted = {s.email.lower(): s for s in subscribers}
+        owed = {email for email, _edition in pending}
+        # Only subscribers with a pending row are looked up: no per-subscriber map is kept.
+        wanted = {s.email.lower(): s for s in subscribers if s.email.lower() in owed}
 
         def jobs() -> Iterable[_Job]:
             for email, edition in sorted(pending, key=lambda k: (k[1], k[0])):
