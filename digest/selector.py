@@ -327,13 +327,13 @@ def select(papers: Iterable[Paper], subscriber: Subscriber, *,
 def plan(papers: Iterable[Paper], subscribers: Iterable[Subscriber],
          history: Mapping[str, frozenset[str]]) -> tuple[Selection, ...]:
     """Every subscriber's selection against one index; ``history`` keys are lower-cased emails."""
-    selector = Selector(papers)
     # A big plan allocates ~100 acyclic objects per subscriber; CPython's cyclic collector
     # would rescan the growing result over and over (a third of the run time at 10,000
     # subscribers). Nothing here makes cycles, so pause it and restore its previous state.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
+        selector = Selector(papers)
         return tuple(selector.select(s, history.get(s.email.lower(), frozenset()))
                      for s in subscribers)
     finally:
