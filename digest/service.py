@@ -273,7 +273,7 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
     of ``transports.connections`` workers renders, builds and sends; nothing per subscriber is
     kept beyond the counts. Big SMTP runs on machines with CPUs to spare are split over
     ``processes`` shards (default: from ``PROCESS_THRESHOLD`` subscribers and
-    ``MIN_CPUS_FOR_SHARDS`` CPUs, one per CPU but one, at most ``smtp.connections``) because
+    ``MIN_CPUS_FOR_SHARDS`` CPUs on, one per CPU, at most ``smtp.connections``) because
     rendering and building are CPU work the GIL would otherwise serialize. ``lock=False`` is
     for a caller that already holds the database's ``SendLock`` (``digest run``).
 
@@ -301,11 +301,12 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
             send_lock.release()
 
 
-# Shards pay for themselves only with CPUs to spare: each one starts an interpreter, builds its
-# own index, summaries and templates (bench/bench_send.py on 2 CPUs: 2.8 ms CPU a digest in one
-# process, 4.3 ms over two shards, and slower wall time while the sink needs a core).
+# Shards pay for themselves only on big runs: each one starts an interpreter and builds its own
+# index, summaries and templates (~2 s). bench/bench_send.py, 10,000 digests on 2 CPUs with the
+# sink on the same box: one process 39-42 s, two shards 27-33 s (and 54 MB peak RSS per process
+# instead of 68 MB); on a box saturated by other work the shards gain nothing.
 PROCESS_THRESHOLD = 5000  # subscribers
-MIN_CPUS_FOR_SHARDS = 4
+MIN_CPUS_FOR_SHARDS = 2
 
 
 def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
@@ -313,8 +314,7 @@ def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
     if dry_run or settings.delivery != "smtp" or settings.smtp is None \
             or count < PROCESS_THRESHOLD or cpus < MIN_CPUS_FOR_SHARDS:
         return 1
-    # Leave a CPU for everything else (the local relay, SQLite's writer, the parent).
-    return max(1, min(cpus - 1, settings.smtp.connections))
+    return max(1, min(cpus, settings.smtp.connections))
 
 
 def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
