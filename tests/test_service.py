@@ -313,7 +313,7 @@ def test_dropped_or_stalled_body_is_retried_and_flagged(tmp_path: Path) -> None:
     with SmtpTestServer(stall_seconds=5) as server:
         server.add_rule("data", action="drop", recipient="bob@example.org", times=1)
         server.add_rule("data", action="stall", recipient="cy@example.org", times=1)
-        cfg = make_config(tmp_path, EMAILS, server, timeout=0.5)
+        cfg = make_config(tmp_path, EMAILS, server, timeout=1.5)
         report = run(cfg)
         assert (report.sent, report.possible_duplicates, report.deferred) == (3, 2, 0)
         assert sorted(d.email for d in report.problems) == ["bob@example.org", "cy@example.org"]
