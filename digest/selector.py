@@ -10,31 +10,41 @@ API: ``select(papers, subscriber, history=...)`` for one subscriber; ``plan(pape
 subscribers, history)`` for a run; ``Selector(papers).select(subscriber, history)`` when a caller
 (the delivery service) selects subscribers one by one against the same papers.
 
-Speed: a ``Selector`` builds one ``PaperIndex``; each distinct term, metadata filter and topic
-is evaluated once as a bitmask over the papers (shared by every subscriber who uses it), and a
-pick made by one term of a topic is built once per (topic name, term, paper) and shared, so a
-subscriber costs a few integer ANDs plus ranking the papers they match.
-
 Ranking, best first: more distinct terms in the title; then more distinct terms anywhere; then
 more occurrences in the abstract (so a passing mention, one abstract hit of one term, comes
 last among term matches); then upvotes; then paper id, for determinism.
+
+Speed: a ``Selector`` builds one ``PaperIndex`` over the papers in tie-break order (most
+upvotes, then smallest id), so bit ``i`` of every mask is the ``i``-th paper in that order.
+Each distinct term, metadata filter and topic is evaluated once, shared by every subscriber who
+uses it; a compiled topic also keeps its papers split by score into "tiers" (one bitmask per
+distinct score). A subscriber then costs a few integer ORs: the union of their topics' tiers,
+walked from the best score down and, inside a tier, from the lowest bit up, is already in rank
+order. Only papers matched by several of the subscriber's topics are scored one by one. Picks
+are built only for the first ``max_papers``; ``Selection.cut`` is a ``LazyPicks``, a tuple
+whose length is known at once and whose picks are built the first time someone reads them.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from operator import itemgetter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
+from itertools import islice
+from typing import Any, SupportsIndex, overload
 
 from digest.matching import PaperIndex, Term, TermHits, bits, compile_term
 from digest.models import Paper, Pick, Reason, Selection, Subscriber, Topic
 from digest.textclean import fold
 
-__all__ = ["NO_MATCH", "Selector", "already_sent", "category_matches", "plan", "select"]
+__all__ = ["NO_MATCH", "LazyPicks", "Selector", "already_sent", "category_matches", "plan",
+           "select"]
 
 NO_MATCH = "no new papers match your topics"
 
 _TermKey = tuple[tuple[str, ...], bool]
+_Hit = tuple[_TermKey, str, bool, int]  # (term key, term as written, in title, abstract hits)
+_Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that score), any order
 
 
 def already_sent(count: int) -> str:
@@ -53,36 +63,146 @@ def category_matches(wanted: str, category: str) -> bool:
     return c == w or c.startswith(w + ".")
 
 
-_Hit = tuple[_TermKey, str, bool, int]  # (term key, term as written, in title, abstract hits)
-
-
 def _score(title_terms: int, terms: int, abstract_hits: int) -> int:
     # One number (models.Pick.score) that sorts like the tuple: caps keep the tiers apart.
     return min(title_terms, 999) * 1_000_000 + min(terms, 999) * 1_000 + min(abstract_hits, 999)
 
 
-_Ranked = tuple[int, Pick]  # (an int that sorts like (-score, -upvotes, id), the pick)
+def _add_tier(tiers: dict[int, int], score: int, mask: int) -> None:
+    tiers[score] = tiers.get(score, 0) | mask
 
 
-_first = itemgetter(0)
-_second = itemgetter(1)
+class LazyPicks(tuple[Pick, ...]):
+    """A tuple of picks built the first time it is read; ``len`` and ``bool`` never build it.
+
+    Most matches of a big plan are cut by ``max_papers`` and only counted ("N more"), so
+    building a ``Pick`` for each would be most of the work. This is a real ``tuple`` subclass
+    (``isinstance`` and ``Selection.cut``'s type hold) that keeps its items aside, so every
+    tuple operation is overridden to use them; it pickles and copies as a plain tuple.
+    """
+
+    _items: tuple[Pick, ...] | None
+    _source: Callable[[], tuple[Pick, ...]] | None
+    _length: int
+
+    def __new__(cls, picks: Iterable[Pick] = ()) -> LazyPicks:
+        self = super().__new__(cls)
+        self._items = tuple(picks)
+        self._source = None
+        self._length = len(self._items)
+        return self
+
+    @classmethod
+    def deferred(cls, length: int, source: Callable[[], tuple[Pick, ...]]) -> LazyPicks:
+        """``length`` picks that ``source()`` builds (once) when they are first read."""
+        self = super().__new__(cls)
+        self._items, self._source, self._length = None, source, length
+        return self
+
+    @property
+    def built(self) -> bool:
+        return self._items is not None
+
+    def _get(self) -> tuple[Pick, ...]:
+        items = self._items
+        if items is None:
+            assert self._source is not None
+            # Rebuilt from scratch (no generator state): two threads racing here both get
+            # the same picks, so no lock is needed.
+            items = self._items = self._source()
+            self._source = None
+            assert len(items) == self._length, (len(items), self._length)
+        return items
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __bool__(self) -> bool:
+        return self._length > 0
+
+    def __iter__(self) -> Iterator[Pick]:
+        return iter(self._get())
+
+    def __reversed__(self) -> Iterator[Pick]:
+        return reversed(self._get())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._get()
+
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> Pick: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> tuple[Pick, ...]: ...
+
+    def __getitem__(self, key: SupportsIndex | slice) -> Pick | tuple[Pick, ...]:
+        return self._get()[key]
+
+    def index(self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = 2**63 - 1
+              ) -> int:
+        return self._get().index(value, start, stop)
+
+    def count(self, value: Any) -> int:
+        return self._get().count(value)
+
+    def __add__(self, other: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return self._get() + tuple(other)
+
+    def __radd__(self, other: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return tuple(other) + self._get()
+
+    def __mul__(self, n: SupportsIndex) -> tuple[Pick, ...]:
+        return self._get() * n
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: object) -> bool:
+        return self._get() == (tuple(other) if isinstance(other, tuple) else other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __lt__(self, other: tuple[Any, ...]) -> bool:
+        return self._get() < tuple(other)
+
+    def __le__(self, other: tuple[Any, ...]) -> bool:
+        return self._get() <= tuple(other)
+
+    def __gt__(self, other: tuple[Any, ...]) -> bool:
+        return self._get() > tuple(other)
+
+    def __ge__(self, other: tuple[Any, ...]) -> bool:
+        return self._get() >= tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+    def __getnewargs__(self) -> tuple[tuple[Pick, ...]]:
+        return (self._get(),)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[type, tuple[tuple[Pick, ...]]]:
+        return (tuple, (self._get(),))  # pickle/copy as a plain tuple: no selector inside
+
+    def __reduce__(self) -> tuple[type, tuple[tuple[Pick, ...]]]:
+        return (tuple, (self._get(),))
 
 
 class _CompiledTopic:
-    """A topic evaluated against the index, as bitmasks over the papers.
+    """A topic evaluated against the index: ``mask``, the papers it matches; ``tiers``, the
+    same papers split by the score this topic alone gives them; ``terms``, its positive
+    (include and require) terms, one per term key, with their hits."""
 
-    ``mask``: the papers it matches. Most matched papers are hit by exactly one of its
-    positive terms: ``exclusive`` holds, per term, the mask of those papers and the shared
-    table of their picks (a pick made by one term of a topic depends only on the topic's name,
-    the term and the paper, so every topic with that name and term shares it, across
-    subscribers). ``multi``: matched papers hit by several of its terms (or by none: a topic of
-    metadata filters only), merged on demand and cached here.
-    """
-
-    __slots__ = ("name", "mask", "terms", "exclusive", "multi", "_merged")
+    __slots__ = ("name", "mask", "terms", "tiers")
 
     def __init__(self, name: str, mask: int, terms: list[tuple[Term, TermHits]],
-                 tables: Callable[[str, str], dict[int, _Ranked]]) -> None:
+                 term_tiers: Callable[[Term], _Tiers]) -> None:
         self.name = name
         self.mask = mask
         self.terms = terms
@@ -91,10 +211,24 @@ class _CompiledTopic:
             anywhere = hits.anywhere & mask
             twice |= once & anywhere
             once |= anywhere
-        self.exclusive = [(hits.anywhere & mask & ~twice, term.raw, hits, tables(name, term.raw))
-                          for term, hits in terms if hits.anywhere & mask & ~twice]
-        self.multi = mask & ~(once & ~twice)
-        self._merged: dict[int, _Ranked] = {}
+        if len(terms) == 1 and mask == terms[0][1].anywhere:
+            # The common topic, one term and no filter that bites: the term's own tiers.
+            self.tiers = term_tiers(terms[0][0])
+            return
+        tiers: dict[int, int] = {}
+        for term, hits in terms:
+            # Papers hit by this term only: the term's own score, one AND per tier.
+            exclusive = hits.anywhere & mask & ~twice
+            if exclusive:
+                for score, tier in term_tiers(term):
+                    if tier & exclusive:
+                        _add_tier(tiers, score, tier & exclusive)
+        # Papers hit by several terms (or by none: a topic of metadata filters only).
+        for i in bits(mask & ~(once & ~twice)):
+            entries = self.hits(i)
+            _add_tier(tiers, _score(sum(e[2] for e in entries), len(entries),
+                                    sum(e[3] for e in entries)), 1 << i)
+        self.tiers = tuple(tiers.items())
 
     def hits(self, i: int) -> list[_Hit]:
         out = []
@@ -104,12 +238,6 @@ class _CompiledTopic:
                 out.append((term.key, term.raw, hit[0], hit[1]))
         return out
 
-    def merged(self, i: int, selector: Selector) -> _Ranked:
-        found = self._merged.get(i)
-        if found is None:
-            found = self._merged[i] = selector._merge(i, (self,))
-        return found
-
 
 class Selector:
     """Select for many subscribers against one set of papers (build once per run)."""
@@ -118,25 +246,23 @@ class Selector:
         unique: dict[str, Paper] = {}
         for paper in papers:
             unique.setdefault(paper.id, paper)  # the first copy of a repeated id wins
-        self.index = PaperIndex(tuple(unique.values()))
-        self.papers = self.index.papers
-        self._position = {p.id: i for i, p in enumerate(self.papers)}
-        self._all = (1 << len(self.papers)) - 1
+        self.papers = tuple(unique.values())
+        # Bit i of every mask is the i-th paper in tie-break order (more upvotes, then the
+        # smaller id), so walking a mask from its lowest bit up breaks score ties correctly.
+        self.index = PaperIndex(sorted(self.papers, key=lambda p: (-(p.upvotes or 0), p.id)))
+        ranked = self.index.papers
+        self._position = {p.id: i for i, p in enumerate(ranked)}
+        self._all = (1 << len(ranked)) - 1
         self._terms: dict[str, Term] = {}
+        self._term_tiers: dict[_TermKey, _Tiers] = {}
         self._topics: dict[Topic, _CompiledTopic] = {}
         self._meta: dict[tuple[str, tuple[str, ...]], int] = {}
         self._upvote_masks: dict[int, int] = {}
         self._reasons: dict[tuple[str, str, str], Reason] = {}
-        self._tables: dict[tuple[str, str], dict[int, _Ranked]] = {}
-        self._upvotes = [p.upvotes or 0 for p in self.papers]
-        self._categories = [tuple(c.casefold() for c in p.categories) for p in self.papers]
+        self._picks: dict[tuple[str, tuple[str, ...], int], Pick] = {}
+        self._upvotes = [p.upvotes or 0 for p in ranked]
+        self._categories = [tuple(c.casefold() for c in p.categories) for p in ranked]
         self._authors: list[str] | None = None
-        # Ties on score go to more upvotes, then to the smaller id: one precomputed rank.
-        order = sorted(range(len(self.papers)),
-                       key=lambda i: (-self._upvotes[i], self.papers[i].id))
-        self._tie_rank = [0] * len(self.papers)
-        for rank, i in enumerate(order):
-            self._tie_rank[i] = rank
 
     # ------------------------------------------------------------------ filters
 
@@ -148,6 +274,16 @@ class Selector:
 
     def _term_mask(self, term: Term) -> int:
         return self.index.hits(term).anywhere if term.words else 0
+
+    def _tiers_of(self, term: Term) -> _Tiers:
+        """The papers ``term`` hits, split by the score it alone gives them."""
+        found = self._term_tiers.get(term.key)
+        if found is None:
+            tiers: dict[int, int] = {}
+            for i, (in_title, count) in self.index.hits(term).papers.items():
+                _add_tier(tiers, _score(in_title, 1, count), 1 << i)
+            found = self._term_tiers[term.key] = tuple(tiers.items())
+        return found
 
     def _category_mask(self, wanted: tuple[str, ...]) -> int:
         key = ("categories", wanted)
@@ -166,7 +302,8 @@ class Selector:
         if mask is None:
             if self._authors is None:
                 # One folded string per paper; NUL keeps a needle from spanning two names.
-                self._authors = ["\0".join(fold(a) for a in p.authors) for p in self.papers]
+                self._authors = ["\0".join(fold(a) for a in p.authors)
+                                 for p in self.index.papers]
             needles = [n for n in (fold(w).strip() for w in wanted) if n]
             mask = 0
             for i, names in enumerate(self._authors):
@@ -217,10 +354,10 @@ class Selector:
             if term.words:
                 positive.setdefault(term.key, term)
         terms = [(t, self.index.hits(t)) for t in positive.values()]
-        compiled = self._topics[topic] = _CompiledTopic(topic.name, mask, terms, self._table)
+        compiled = self._topics[topic] = _CompiledTopic(topic.name, mask, terms, self._tiers_of)
         return compiled
 
-    # ------------------------------------------------------------------ selection
+    # ------------------------------------------------------------------ picks
 
     def _reason(self, topic: str, term: str, in_title: bool) -> Reason:
         key = (topic, term, "title" if in_title else "abstract")
@@ -229,27 +366,37 @@ class Selector:
             reason = self._reasons[key] = Reason(topic, term, "title" if in_title else "abstract")
         return reason
 
-    def _ranked(self, i: int, pick: Pick) -> _Ranked:
-        return (self._tie_rank[i] - int(pick.score) * len(self.papers), pick)
+    def _topic_pick(self, topic: _CompiledTopic, i: int) -> Pick:
+        """Paper ``i`` picked by one topic alone. It depends only on the topic's name and the
+        terms that hit the paper, so topics sharing those (across subscribers) share it."""
+        entries = topic.hits(i)
+        key = (topic.name, tuple(raw for _k, raw, _t, _c in entries), i)
+        pick = self._picks.get(key)
+        if pick is None:
+            # _merge for one topic, whose term keys are distinct: reasons title first.
+            reasons = [self._reason(topic.name, raw, in_title)
+                       for _k, raw, in_title, _c in entries]
+            if len(reasons) > 1:
+                reasons.sort(key=lambda r: r.where != "title")
+            score = _score(sum(e[2] for e in entries), len(entries), sum(e[3] for e in entries))
+            pick = self._picks[key] = Pick(paper=self.index.papers[i], topics=(topic.name,),
+                                           reasons=tuple(reasons), score=float(score))
+        return pick
 
-    def _table(self, topic: str, term: str) -> dict[int, _Ranked]:
-        table = self._tables.get((topic, term))
-        if table is None:
-            table = self._tables[(topic, term)] = {}
-        return table
+    def _merged_score(self, i: int, topics: Sequence[_CompiledTopic]) -> int:
+        """The score ``_merge`` gives paper ``i``, without building the pick."""
+        seen: set[_TermKey] = set()
+        title_terms = abstract_hits = 0
+        for topic in topics:
+            for key, _raw, in_title, count in topic.hits(i):
+                if key not in seen:
+                    seen.add(key)
+                    title_terms += in_title
+                    abstract_hits += count
+        return _score(title_terms, len(seen), abstract_hits)
 
-    def _one_term(self, table: dict[int, _Ranked], topic: str, raw: str, hits: TermHits,
-                  i: int) -> _Ranked:
-        """Paper ``i`` picked by exactly one term of one topic (the common case)."""
-        in_title, count = hits.papers[i]
-        score = (1_000_000 if in_title else 0) + 1_000 + min(count, 999)  # = _score(t, 1, c)
-        found = table[i] = (self._tie_rank[i] - score * len(self.papers), Pick(
-            paper=self.papers[i], topics=(topic,), reasons=(self._reason(topic, raw, in_title),),
-            score=float(score)))
-        return found
-
-    def _merge(self, i: int, topics: Sequence[_CompiledTopic]) -> _Ranked:
-        """Paper ``i`` picked by several terms or topics (given in the subscriber's order)."""
+    def _merge(self, i: int, topics: Sequence[_CompiledTopic]) -> Pick:
+        """Paper ``i`` picked by ``topics`` (given in the subscriber's order)."""
         seen: dict[_TermKey, Reason] = {}
         title_terms = abstract_hits = 0
         ranked: list[tuple[int, int, str]] = []
@@ -266,8 +413,59 @@ class Selector:
             ranked.append((-_score(t_title, len(entries), t_abstract), order, topic.name))
         names = tuple(dict.fromkeys(name for _s, _o, name in sorted(ranked)))
         reasons = sorted(seen.values(), key=lambda r: r.where != "title")
-        return self._ranked(i, Pick(paper=self.papers[i], topics=names, reasons=tuple(reasons),
-                                    score=float(_score(title_terms, len(seen), abstract_hits))))
+        return Pick(paper=self.index.papers[i], topics=names, reasons=tuple(reasons),
+                    score=float(_score(title_terms, len(seen), abstract_hits)))
+
+    # ------------------------------------------------------------------ selection
+
+    def _ranked(self, topics: Sequence[_CompiledTopic], new: int, several: int
+                ) -> Iterator[Pick]:
+        """The picks for the papers in ``new``, in rank order, built as they are reached."""
+        tiers: dict[int, int] = {}
+        single = new & ~several
+        for topic in topics:
+            mine = topic.mask & single
+            if mine == topic.mask:
+                for score, tier in topic.tiers:
+                    _add_tier(tiers, score, tier)
+            elif mine:
+                for score, tier in topic.tiers:
+                    if tier & mine:
+                        _add_tier(tiers, score, tier & mine)
+        for i in bits(new & several):
+            # Scored now, picked (a merge across topics) only if reached.
+            _add_tier(tiers, self._merged_score(i, [t for t in topics if t.mask >> i & 1]),
+                      1 << i)
+        for _score_, tier in sorted(tiers.items(), reverse=True):
+            while tier:
+                low = tier & -tier
+                i = low.bit_length() - 1
+                tier ^= low
+                if several & low:
+                    yield self._merge(i, [t for t in topics if t.mask & low])
+                else:
+                    for topic in topics:
+                        if topic.mask & low:
+                            yield self._topic_pick(topic, i)
+                            break
+
+    def _cut(self, topics: Sequence[_CompiledTopic], new: int, several: int, skip: int
+             ) -> tuple[Pick, ...]:
+        return tuple(islice(self._ranked(topics, new, several), skip, None))
+
+    def _sent(self, history: frozenset[str]) -> int:
+        sent = 0
+        position = self._position
+        if len(history) <= len(position):
+            for paper_id in history:
+                pos = position.get(paper_id)
+                if pos is not None:
+                    sent |= 1 << pos
+        else:  # a long history: walk today's papers instead
+            for paper_id, pos in position.items():
+                if paper_id in history:
+                    sent |= 1 << pos
+        return sent
 
     def select(self, subscriber: Subscriber, history: frozenset[str] = frozenset()
                ) -> Selection:
@@ -281,41 +479,17 @@ class Selector:
             several |= matched & topic.mask
             matched |= topic.mask
         matched &= allowed
-        sent = 0
-        for paper_id in history:
-            pos = self._position.get(paper_id)
-            if pos is not None:
-                sent |= 1 << pos
-        new = matched & ~sent
+        new = matched & ~self._sent(history) if history else matched
         if not new:
             reason = already_sent(matched.bit_count()) if matched else NO_MATCH
             return Selection(subscriber=subscriber, picks=(), skipped_reason=reason)
-        ranked: list[_Ranked] = []
-        add = ranked.append
-        single = new & ~several
-        if single:
-            for topic in topics:
-                mine = topic.mask & single
-                if not mine:
-                    continue
-                for term_mask, raw, hits, table in topic.exclusive:
-                    # The hot loop (~100 papers per subscriber): set bits walked inline.
-                    m = mine & term_mask
-                    while m:
-                        low = m & -m
-                        i = low.bit_length() - 1
-                        m ^= low
-                        found = table.get(i)
-                        add(found if found is not None
-                            else self._one_term(table, topic.name, raw, hits, i))
-                for i in bits(mine & topic.multi):
-                    ranked.append(topic.merged(i, self))
-        for i in bits(new & several):
-            ranked.append(self._merge(i, [t for t in topics if t.mask >> i & 1]))
-        ranked.sort(key=_first)
-        picks = tuple(map(_second, ranked))
+        several &= new
         limit = max(subscriber.max_papers, 0)
-        return Selection(subscriber=subscriber, picks=picks[:limit], cut=picks[limit:])
+        picks = tuple(islice(self._ranked(topics, new, several), limit))
+        rest = new.bit_count() - len(picks)
+        cut = (LazyPicks.deferred(rest, partial(self._cut, tuple(topics), new, several, limit))
+               if rest else ())
+        return Selection(subscriber=subscriber, picks=picks, cut=cut)
 
 
 def select(papers: Iterable[Paper], subscriber: Subscriber, *,
@@ -327,9 +501,8 @@ def select(papers: Iterable[Paper], subscriber: Subscriber, *,
 def plan(papers: Iterable[Paper], subscribers: Iterable[Subscriber],
          history: Mapping[str, frozenset[str]]) -> tuple[Selection, ...]:
     """Every subscriber's selection against one index; ``history`` keys are lower-cased emails."""
-    # A big plan allocates ~100 acyclic objects per subscriber; CPython's cyclic collector
-    # would rescan the growing result over and over (a third of the run time at 10,000
-    # subscribers). Nothing here makes cycles, so pause it and restore its previous state.
+    # CPython's cyclic collector would rescan the growing result over and over while a big
+    # plan allocates; nothing here makes cycles, so pause it and restore its previous state.
     was_enabled = gc.isenabled()
     gc.disable()
     try:

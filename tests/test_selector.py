@@ -473,3 +473,58 @@ def test_selection_agrees_with_a_reference_on_random_subscribers() -> None:
         assert len(got.picks) == min(len(want), s.max_papers)
         compared += len(want)
     assert compared > 500
+
+
+# --------------------------------------------------------------------------- the lazy cut
+
+
+def _quantization(max_papers: int) -> Any:
+    return Selector(PAPERS).select(sub(Topic(name="q", include=("quantization", "LLM")),
+                                       Topic(name="z", include=("zero-shot",)),
+                                       max_papers=max_papers))
+
+
+def test_cut_is_counted_at_once_and_built_on_first_read() -> None:
+    from digest.selector import LazyPicks
+
+    full = _quantization(1000)
+    assert full.cut == () and len(full.picks) > 20
+    selection = _quantization(3)
+    cut = selection.cut
+    assert isinstance(cut, LazyPicks) and isinstance(cut, tuple)
+    assert len(cut) == len(full.picks) - 3 and bool(cut)
+    assert not cut.built  # len and bool alone never build the picks
+    assert cut == full.picks[3:]
+    assert cut.built
+    assert [p.paper.id for p in cut] == [p.paper.id for p in full.picks[3:]]
+
+
+def test_lazy_cut_behaves_like_a_tuple_everywhere() -> None:
+    import copy
+    import pickle
+
+    want = _quantization(1000).picks[5:]
+    cut = _quantization(5).cut
+    assert hash(cut) == hash(want) and repr(cut) == repr(want)  # hash first: builds it
+    assert want == cut and cut == want and not cut != want and want != cut[1:]
+    assert cut[0] == want[0] and cut[-1] == want[-1] and cut[2:4] == want[2:4]
+    assert tuple(cut) == want and list(cut) == list(want) and [*cut] == list(want)
+    assert list(reversed(cut)) == list(reversed(want))
+    assert want[1] in cut and cut.index(want[1]) == 1 and cut.count(want[1]) == 1
+    assert () + cut == want and cut + () == want and cut * 2 == want * 2 and 2 * cut == want * 2
+    assert cut <= want and cut >= want and not cut < want and not cut > want
+    assert cut < want + (want[0],)
+    for clone in (pickle.loads(pickle.dumps(cut)), copy.copy(cut), copy.deepcopy(cut)):
+        assert type(clone) is tuple and clone == want  # no selector travels along
+    # The Selection holding it compares and hashes like one built eagerly.
+    again = _quantization(5)
+    assert again == _quantization(5) and hash(again) == hash(_quantization(5))
+    assert replace(again, skipped_reason=None).cut is again.cut
+
+
+def test_lazy_cut_built_eagerly_from_any_iterable() -> None:
+    from digest.selector import LazyPicks
+
+    picks = _quantization(1000).picks[:4]
+    eager = LazyPicks(iter(picks))
+    assert eager.built and eager == picks and len(eager) == 4 and LazyPicks() == ()
