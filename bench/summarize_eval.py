@@ -11,7 +11,9 @@
 2. Roles of the picks on CSAbstruct held out (20%, see scripts/train_summarizer.py): the model is
    retrained here on the other 80% (a few seconds, deterministic), so no pick is scored by a
    model that saw its abstract.
-3. Time to summarize the 81 seed papers.
+3. The trade-off curve: the headline's background penalty on a grid fixed in advance, with
+   dev ROUGE-1 (all, tune, check) and held-out CSAbstruct background shares per value.
+4. Sentence splitting against the gold splits, and the time to summarize the 81 seed papers.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import train_summarizer  # noqa: E402
 from digest.models import Paper  # noqa: E402
 from digest.sentences import split_sentences  # noqa: E402
 from digest.summarizer import (  # noqa: E402
+    BACKGROUND_PENALTY,
     RoleModel,
     is_authorial,
     pick,
@@ -149,10 +152,14 @@ def rouge_table() -> None:
     print()
 
 
-def role_table() -> None:
-    records = train_summarizer.load()
-    train_part, held = train_summarizer.split(records)
-    model = RoleModel.from_json(train_summarizer.train(train_part))
+def heldout_model() -> tuple[RoleModel, list[dict[str, Any]], int]:
+    """The role model trained on CSAbstruct minus its held-out 20%, the held-out abstracts,
+    and how many abstracts it was trained on."""
+    train_part, held = train_summarizer.split(train_summarizer.load())
+    return RoleModel.from_json(train_summarizer.train(train_part)), held, len(train_part)
+
+
+def role_table(model: RoleModel, held: list[dict[str, Any]], n_train: int) -> None:
     authorial_bg = 0
     head_roles: Counter[str] = Counter()
     result_roles: Counter[str] = Counter()
@@ -176,7 +183,7 @@ def role_table() -> None:
         return f"{100 * c[role] / total:5.1f}%" if total else "    -"
 
     print(f"Roles of picked sentences, CSAbstruct held out ({len(held)} abstracts, "
-          f"model trained on the other {len(train_part)})")
+          f"model trained on the other {n_train})")
     roles = ("background", "objective", "method", "result", "other")
     header = f"{'picks':28} {'n':>5} " + " ".join(f"{r:>10}" for r in roles)
     print(header)
@@ -192,6 +199,48 @@ def role_table() -> None:
     with_results = sum(1 for r in held if pick(scored(r["sentences"], model), 350)[1])
     print(f"abstracts with at least one result claim: {with_results} of {len(held)} "
           "(CSAbstruct has no titles: the headline here uses roles and the contribution phrase)")
+    print()
+
+
+PENALTIES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5)  # the grid, fixed in advance
+
+
+def tradeoff_table(model: RoleModel, held: list[dict[str, Any]]) -> None:
+    """The headline's background penalty traded against ROUGE: SciTLDR dev R1 (all, tune,
+    check) and the share of background picks on held-out CSAbstruct, one row per value."""
+    scorer = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
+    dev = []
+    for line in SCITLDR.read_text("utf-8").splitlines():
+        r = json.loads(line)
+        dev.append((r, scored(split_sentences(clean_text(r["abstract"])))))
+    cs = [(r, scored(r["sentences"], model)) for r in held]
+    print("Trade-off: headline background penalty (BACKGROUND_PENALTY; shipped: "
+          f"{BACKGROUND_PENALTY}) vs SciTLDR dev ROUGE-1 F and held-out CSAbstruct background")
+    header = (f"{'penalty':>7} {'R1 dev':>7} {'R1 tune':>7} {'R1 check':>8} | "
+              f"{'bg headlines':>12} {'bg all claims':>13} {'n claims':>8}")
+    print(header)
+    print("-" * len(header))
+    for penalty in PENALTIES:
+        tune: list[float] = []
+        check: list[float] = []
+        for r, cands in dev:
+            head, _ = pick(cands, 350, clean_text(r["title"]), background_penalty=penalty)
+            text = head.text if head else ""
+            best = max(scorer.score(ref, text)["rouge1"].fmeasure for ref in r["tldrs"])
+            (tune if is_tune(r["id"]) else check).append(best)
+        bg_heads = bg_all = n_heads = n_all = 0
+        for r, cands in cs:
+            head, results = pick(cands, 350, background_penalty=penalty)
+            picked = ([head] if head else []) + results
+            n_all += len(picked)
+            if head is not None:
+                n_heads += 1
+                bg_heads += r["labels"][head.index] == "background"
+            bg_all += sum(r["labels"][c.index] == "background" for c in picked)
+        mark = "  <- shipped" if penalty == BACKGROUND_PENALTY else ""
+        print(f"{penalty:7.2f} {100 * statistics.fmean(tune + check):7.1f} "
+              f"{100 * statistics.fmean(tune):7.1f} {100 * statistics.fmean(check):8.1f} | "
+              f"{100 * bg_heads / n_heads:11.1f}% {100 * bg_all / n_all:12.1f}% {n_all:8}{mark}")
     print()
 
 
@@ -243,6 +292,8 @@ def timing() -> None:
 
 if __name__ == "__main__":
     rouge_table()
-    role_table()
+    heldout = heldout_model()
+    role_table(*heldout)
+    tradeoff_table(heldout[0], heldout[1])
     splitter_table()
     timing()
