@@ -10,7 +10,18 @@ import pytest
 
 from digest.models import Paper, Summary
 from digest.sentences import split_sentences
-from digest.summarizer import ROLES, compress, features, shipped_model, summarize
+from digest.summarizer import (
+    BACKGROUND_PENALTY,
+    ROLES,
+    compress,
+    content_words,
+    features,
+    headline_score,
+    pick,
+    scored,
+    shipped_model,
+    summarize,
+)
 from digest.textclean import clean_text
 
 SEED: list[dict[str, str]] = json.loads(
@@ -49,6 +60,8 @@ def all_summaries() -> list[tuple[Paper, Summary]]:
     ("MoE++", range(0, 0), "we propose MoE++", "1.1-2.1x expert forward throughput"),
     ("No \"Zero-Shot\" Without Exponential Data", range(0, 2), "", ""),
     ("Improved Distribution Matching Distillation", range(0, 4), "", ""),
+    # The title vouches for the contribution sentence over "we show that ... sensitive".
+    ("ViCrop", range(0, 2), "we propose ViCrop, a general framework", "by 32.23%"),
 ])
 def test_claims_on_real_abstracts(title: str, background: range, headline_has: str,
                                   result_has: str) -> None:
@@ -77,6 +90,36 @@ TESTING_DL = (  # arXiv 2024, from fixtures/arxiv_api_search_testing_m10.atom.xm
     "adversarial perturbation testing and review some challenges in their deployment for "
     "boosting perception systems used in VBS. We also provide a first experimental comparative "
     "study on a classical benchmark used in VBS and discuss its results.")
+
+
+def test_background_penalty_is_lifted_by_the_title() -> None:
+    sentence = "We describe an automated scheduling system for satellite observations."
+    roles = {"background": 0.6, "objective": 0.3, "method": 0.1, "result": 0.0, "other": 0.0}
+    covering = content_words("Automated Scheduling for Satellite Observations")
+    half = content_words("Automated Scheduling for Radio Telescopes")
+    assert 0 < BACKGROUND_PENALTY
+    untitled = headline_score(sentence, roles, frozenset())
+    assert untitled == pytest.approx(
+        headline_score(sentence, roles, frozenset(), background_penalty=0.0)
+        - BACKGROUND_PENALTY * 0.6)
+    # A title that the sentence covers fully cancels the penalty; a half-covered one halves it.
+    assert headline_score(sentence, roles, covering) == pytest.approx(
+        headline_score(sentence, roles, covering, background_penalty=0.0))
+    assert len(half & content_words(sentence)) / len(half) == 0.5
+    assert headline_score(sentence, roles, half) == pytest.approx(
+        headline_score(sentence, roles, half, background_penalty=0.0)
+        - BACKGROUND_PENALTY * 0.6 * 0.5)
+
+
+def test_background_penalty_changes_the_pick() -> None:
+    paper = seed("ViCrop")
+    candidates = scored(sentences_of(paper))
+    title = clean_text(paper.title)
+    first_pass, _ = pick(candidates, 350, title, background_penalty=0.0)
+    shipped, _ = pick(candidates, 350, title)
+    assert first_pass is not None and shipped is not None
+    assert "zero-shot accuracy in answering visual questions" in first_pass.text
+    assert "we propose ViCrop" in shipped.text
 
 
 def test_existing_methods_sentence_is_never_a_claim() -> None:
