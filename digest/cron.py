@@ -29,7 +29,7 @@ from calendar import monthrange
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -277,3 +277,10 @@ def next_runs(expr: str, timezone: str, after: datetime, n: int) -> list[datetim
         out.append(moment)
         previous = now = moment
     return out
+
+
+def fires_on(expr: str, timezone: str, day: date) -> bool:
+    """Whether the schedule has a send on ``day`` (a local calendar date in ``timezone``)."""
+    start = datetime.combine(day, time.min, tzinfo=zone(timezone))
+    runs = next_runs(expr, timezone, start - timedelta(microseconds=1), 1)
+    return bool(runs) and runs[0].date() == day

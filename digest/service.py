@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from digest.errors import DeliveryError, DigestError, TransportError
+from digest.cron import fires_on
+from digest.errors import DeliveryError, DigestError, TransportError, UncertainDeliveryError
 from digest.ledger import Ledger, LedgerRow, SendLock
 from digest.mailer import OutgoingMessage, build_message, check_address, parse_sender
 from digest.models import Config, Delivery, Digest, Paper, RenderedEmail, Selection, Settings
@@ -69,8 +70,8 @@ class RetryPolicy:
 
 def _split_outcome(error: DeliveryError) -> bool:
     """True when the server may have accepted the message although we saw a failure: the
-    connection dropped or timed out while the body was being transmitted (no reply code)."""
-    return error.code is None and "DATA" in str(error)
+    connection dropped or timed out after the whole body was transmitted."""
+    return isinstance(error, UncertainDeliveryError)
 
 
 def _stored_message(row: LedgerRow, ledger: Ledger, settings: Settings) -> OutgoingMessage | None:
@@ -201,6 +202,7 @@ class SendReport:
     failed_before: int = 0
     would_send: int = 0  # dry run
     possible_duplicates: int = 0
+    not_due: int = 0  # subscribers whose schedule has no send today (not in ``total``)
     problems: list[Delivery] = field(default_factory=list)  # the first MAX_PROBLEMS
 
     MAX_PROBLEMS = 1000  # a run against a broken server must not hold every failure
@@ -250,12 +252,19 @@ class _Job:
     selection: Selection | None  # None: replay of a pending row from an earlier edition
 
 
-def due(config: Config, only: str | None = None) -> tuple[Subscriber, ...]:
-    """The subscribers a manual send addresses (all, or the one named by ``only``)."""
-    if only is None:
+def due(config: Config, now: datetime, only: str | None = None, *,
+        ignore_schedule: bool = False) -> tuple[Subscriber, ...]:
+    """The subscribers a manual send addresses: those whose schedule has a send on their local
+    date of ``now`` (a mon-fri subscriber gets no Saturday edition), every subscriber with
+    ``ignore_schedule``, or just the one named by ``only`` (an explicit request wins over the
+    schedule)."""
+    if only is not None:
+        wanted = only.strip().lower()
+        return tuple(s for s in config.subscribers if s.email.lower() == wanted)
+    if ignore_schedule:
         return config.subscribers
-    wanted = only.strip().lower()
-    return tuple(s for s in config.subscribers if s.email.lower() == wanted)
+    return tuple(s for s in config.subscribers
+                 if fires_on(s.schedule, s.timezone, edition_for(s, now)))
 
 
 def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
@@ -265,7 +274,7 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
              renderer: EmailRenderer | None = None,
              transports: TransportFactory | None = None,
              retry: RetryPolicy = RetryPolicy(), lock: bool = True,
-             processes: int | None = None) -> SendReport:
+             processes: int | None = None, ignore_schedule: bool = False) -> SendReport:
     """Send the current edition (the subscriber's local date of ``now``) to every subscriber
     (or ``only`` one), after finishing editions left ``sending``/``deferred`` by earlier runs.
 
@@ -280,7 +289,8 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
     Raises ``LockedError`` if another process sends with the same database, ``TransportError``
     if the transport is unusable (nothing more is sent)."""
     settings = config.settings
-    subscribers = due(config, only)
+    subscribers = due(config, now, only, ignore_schedule=ignore_schedule)
+    not_due = len(config.subscribers) - len(subscribers) if only is None else 0
     send_lock = SendLock(settings.database) if lock and not dry_run else None
     if send_lock is not None:
         send_lock.acquire()
@@ -291,11 +301,14 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
         shards = processes if processes is not None else _auto_processes(
             settings, len(subscribers), dry_run)
         if shards > 1 and transports is None and renderer is None:
-            return _send_sharded(config, subscribers, paper_list, now, shards=shards,
-                                 force=force, environ=environ, progress=progress, retry=retry)
-        return _send_shard(settings, subscribers, paper_list, now, factory=factory,
-                           renderer=renderer, force=force, environ=environ,
-                           progress=progress, retry=retry, dry_run=dry_run)
+            report = _send_sharded(config, subscribers, paper_list, now, shards=shards,
+                                   force=force, environ=environ, progress=progress, retry=retry)
+        else:
+            report = _send_shard(settings, subscribers, paper_list, now, factory=factory,
+                                 renderer=renderer, force=force, environ=environ,
+                                 progress=progress, retry=retry, dry_run=dry_run)
+        report.not_due = not_due
+        return report
     finally:
         if send_lock is not None:
             send_lock.release()

@@ -163,3 +163,30 @@ def test_user_errors(tmp_path: Path) -> None:
                                    "config\n")
     bad_now = CliRunner().invoke(main, ["send", "-c", str(cfg), "--now", "yesterday"])
     assert bad_now.exit_code == 2 and "ISO-8601" in bad_now.output
+
+
+def test_a_manual_send_follows_each_subscribers_schedule(tmp_path: Path) -> None:
+    import re
+
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace(
+        "    name: Ada\n", "    name: Ada\n    schedule: \"0 7 * * mon-fri\"\n"))
+    saturday = "2026-11-28T09:00:00Z"
+
+    def count(output: str, label: str) -> int:
+        match = re.search(rf"│ {re.escape(label)}\s*│\s*(\d+) │", output)
+        assert match, output
+        return int(match.group(1))
+
+    first = digest("send", "-c", str(cfg), "--now", saturday)
+    assert first.exit_code == 0, first.output
+    assert count(first.output, "sent") == 2
+    assert count(first.output, "skipped: not scheduled today") == 1
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    assert sorted(m["To"] for m in box) == ["bob@example.org", "cy@example.org"]
+    # Naming the subscriber, or --ignore-schedule, is an explicit request that wins.
+    named = digest("send", "-c", str(cfg), "--now", saturday, "-s", "ada@example.org")
+    assert count(named.output, "sent") == 1
+    everyone = digest("send", "-c", str(cfg), "--now", saturday, "--ignore-schedule")
+    assert count(everyone.output, "skipped: already sent") == 3
+    assert "not scheduled today" not in everyone.output

@@ -180,3 +180,20 @@ def test_parse_cron_reports_restrictions() -> None:
     assert spec.weekdays == frozenset({0})
     assert spec.weekdays_restricted and not spec.days_restricted
     assert parse_cron("0 */2 * * *").hour_wildcard
+
+
+def test_fires_on_tells_which_local_days_have_a_send() -> None:
+    from datetime import date
+
+    from digest.cron import fires_on
+
+    # 2026-11-28 is a Saturday, 2026-11-30 a Monday.
+    assert not fires_on("0 7 * * mon-fri", "Europe/London", date(2026, 11, 28))
+    assert fires_on("0 7 * * mon-fri", "Europe/London", date(2026, 11, 30))
+    assert fires_on("59 23 * * *", "Pacific/Auckland", date(2026, 11, 28))
+    assert fires_on("0 7 29 2 *", "UTC", date(2028, 2, 29))
+    assert not fires_on("0 7 29 2 *", "UTC", date(2027, 3, 1))
+    # Standard cron ORs restricted day fields: the 1st, or any Friday.
+    assert fires_on("0 7 1 * fri", "UTC", date(2026, 12, 1))  # a Tuesday, but the 1st
+    assert fires_on("0 7 1 * fri", "UTC", date(2026, 12, 4))  # a Friday
+    assert not fires_on("0 7 1 * fri", "UTC", date(2026, 12, 2))

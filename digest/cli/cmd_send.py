@@ -39,6 +39,8 @@ Examples:
   digest send --papers papers.json --force      # re-send today's edition
 
 \b
+Subscribers whose schedule has no send on their local date are skipped (a mon-fri subscriber
+gets no Saturday edition); --ignore-schedule sends to everyone, --subscriber to the one named.
 Each subscriber gets at most one digest per edition (their local date). Re-running sends
 nothing new; temporary failures are retried, then left deferred for the next run (for up to
 settings.retry_for); permanent refusals are reported and not retried. Exit status 1 if any
@@ -53,8 +55,10 @@ digest failed.""")
               help="Send this edition again even to subscribers who already got it.")
 @click.option("--now", "now_text", metavar="ISO-8601", default=None,
               help="Send as if it were this time (no offset means UTC).")
+@click.option("--ignore-schedule", is_flag=True,
+              help="Send to every subscriber, also those whose schedule has no send today.")
 def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run: bool,
-         force: bool, now_text: str | None) -> None:
+         force: bool, now_text: str | None, ignore_schedule: bool) -> None:
     """Send the current edition to every subscriber now (once per edition)."""
     from digest.config import load_config
     from digest.feeds import papers_for
@@ -62,11 +66,11 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
 
     now = _parse_now(now_text)
     config = load_config(config_path, environ=os.environ)
-    if only is not None and not due(config, only):
+    if only is not None and not due(config, now, only):
         raise InputError(config_path, f"no subscriber {only} in this config")
     papers = papers_for(config.settings, papers_path, now)
     err = Console(stderr=True)
-    total = len(due(config, only))
+    total = len(due(config, now, only, ignore_schedule=ignore_schedule))
     with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not err.is_terminal, transient=True) as bar:
         task = bar.add_task("send", total=total)
@@ -75,7 +79,7 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
             bar.advance(task)
 
         report = send_all(config, papers, now, only=only, dry_run=dry_run, force=force,
-                          environ=os.environ, progress=tick)
+                          environ=os.environ, progress=tick, ignore_schedule=ignore_schedule)
 
     out = Console(soft_wrap=True)
     table = Table(title="digest send" + (" (dry run)" if dry_run else ""), title_justify="left")
@@ -89,6 +93,7 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
         ("skipped: already sent", report.already_sent, True),
         ("skipped: nothing new", report.nothing_new, True),
         ("skipped: suppressed", report.suppressed, True),
+        ("skipped: not scheduled today", report.not_due, report.not_due > 0),
         ("skipped: failed earlier", report.failed_before, report.failed_before > 0),
         ("deferred (retried next run)", report.deferred, True),
         ("failed", report.failed, True),
