@@ -109,3 +109,27 @@ def test_real_subprocess_no_traceback(tmp_path: Path) -> None:
     assert bad.stderr.splitlines() == BAD_LINES
     assert "Traceback" not in bad.stderr + bad.stdout
     assert bad.stdout == ""
+
+
+def test_validate_warns_about_unsubscribed_addresses_still_in_the_file(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from click.testing import CliRunner
+
+    from digest.cli import main
+    from digest.ledger import Ledger
+
+    path = tmp_path / "subscribers.yaml"
+    path.write_text("subscribers:\n  - email: ada@example.org\n    topics: [llm]\n"
+                    "  - email: Bob@Example.org\n    topics: [diffusion]\n", encoding="utf-8")
+    clean = CliRunner().invoke(main, ["validate", str(path)])
+    assert clean.exit_code == 0 and "warning" not in clean.output
+    assert not (tmp_path / "digest.db").exists()  # validating never creates the ledger
+    with Ledger(tmp_path / "digest.db") as ledger:
+        ledger.suppress("bob@example.org", now=datetime(2026, 11, 25, tzinfo=UTC))
+    warned = CliRunner().invoke(main, ["validate", str(path)])
+    assert warned.exit_code == 0
+    assert (f"{path}:4: subscribers[1].email: warning: Bob@example.org unsubscribed (recorded in "
+            "digest.db) and gets nothing; remove the entry, or run "
+            "'digest unsubscribe --undo Bob@example.org'") in warned.output
+    assert "ada@example.org" not in warned.output.split("OK")[0]

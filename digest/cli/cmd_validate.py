@@ -53,4 +53,19 @@ def validate(config_path: Path | None) -> None:
         if len(exc.problems) > 1:
             click.echo(f"{path}: {_plural(len(exc.problems), 'problem')}", err=True)
         raise SystemExit(1) from None
+    for warning in suppression_warnings(config, str(path)):
+        click.echo(warning, err=True)
     click.echo(summary(config, str(path)))
+
+
+def suppression_warnings(config: Config, shown: str) -> list[str]:
+    """One warning per subscriber still in the YAML who unsubscribed (recorded in the ledger):
+    they get nothing, and the file should drop them or the suppression be lifted."""
+    from digest.ledger import Ledger
+
+    with Ledger(config.settings.database) as ledger:
+        suppressed = ledger.suppressed()
+    return [f"{shown}:{sub.line}: subscribers[{i}].email: warning: {sub.email} unsubscribed "
+            f"(recorded in {config.settings.database.name}) and gets nothing; remove the entry, "
+            f"or run 'digest unsubscribe --undo {sub.email}'"
+            for i, sub in enumerate(config.subscribers) if sub.email.lower() in suppressed]
