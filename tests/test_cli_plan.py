@@ -18,9 +18,11 @@ from digest.feeds import load_papers
 from digest.ledger import Ledger
 from digest.selector import plan
 
+import shared_data
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "subscribers.example.yaml"
-SEED = Path("/work/shared/data/seed_papers.json")
+SEED = shared_data.SEED
 DOC = REPO / "docs" / "plan-json.md"
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 

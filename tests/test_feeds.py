@@ -23,9 +23,11 @@ from digest.feeds import (
     sample_papers, title_id, write_papers)
 from digest.models import FeedSettings, Paper, Settings
 
+import shared_data
+
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "data" / "fixtures"
-SEED = REPO.parent / "shared" / "data" / "seed_papers.json"
+FIXTURES = shared_data.FIXTURES
+SEED = shared_data.SEED
 OURS = Path(__file__).resolve().parent / "data" / "feeds"
 UTC = timezone.utc
 

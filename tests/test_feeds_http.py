@@ -18,7 +18,9 @@ from digest.feeds_http import (
     ARXIV_INTERVAL, ArxivSource, Fetched, HttpGetter, RetryPolicy, fetch_papers)
 from digest.models import FeedSettings, Settings
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "fixtures"
+import shared_data
+
+FIXTURES = shared_data.FIXTURES
 OURS = Path(__file__).resolve().parent / "data" / "feeds"
 HF = (FIXTURES / "hf_daily_papers.json").read_bytes()
 DAY = date(2026, 6, 12)

@@ -31,7 +31,9 @@ from digest.ledger import Ledger
 from digest.models import Config, Delivery, Paper, Settings, Subscriber, Summary
 from digest.scheduler import build_scheduler, job_id, jobs_path, reconcile, upcoming
 
-SEED = Path("/work/shared/data/seed_papers.json")
+import shared_data
+
+SEED = shared_data.SEED
 
 
 # --------------------------------------------------------------------------- helpers

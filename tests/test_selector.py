@@ -23,8 +23,10 @@ from digest.matching import (
 from digest.models import Paper, Subscriber, Topic
 from digest.selector import Selector, category_matches, plan, select
 
-SEED = Path("/work/shared/data/seed_papers.json")
-HF_FIXTURE = Path("/work/shared/data/fixtures/hf_daily_papers.json")
+import shared_data
+
+SEED = shared_data.SEED
+HF_FIXTURE = shared_data.FIXTURES / "hf_daily_papers.json"
 
 
 def _load_seed() -> tuple[Paper, ...]:
