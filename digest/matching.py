@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -55,10 +55,11 @@ class Term:
     raw: str  # as the user wrote it, for reasons
     words: tuple[str, ...]  # folded words; empty when the term has no letters or digits
     wildcard: bool
+    # Stored, not a property: the selector reads it for every (topic, term) it compiles.
+    key: tuple[tuple[str, ...], bool] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[tuple[str, ...], bool]:
-        return (self.words, self.wildcard)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.words, self.wildcard))
 
 
 def compile_term(raw: str) -> Term:
@@ -102,7 +103,7 @@ def term_regex(term: Term) -> re.Pattern[str] | None:
     return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TermHits:
     """Where one term hit: bit i of a mask is paper i of the index; ``papers`` maps each paper
     hit to (hit in its title, number of hits in its abstract)."""
@@ -110,10 +111,10 @@ class TermHits:
     title: int = 0
     abstract: int = 0
     papers: dict[int, tuple[bool, int]] = field(default_factory=dict)
+    anywhere: int = field(init=False)  # title | abstract, read for every topic using the term
 
-    @property
-    def anywhere(self) -> int:
-        return self.title | self.abstract
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "anywhere", self.title | self.abstract)
 
     @property
     def abstract_counts(self) -> dict[int, int]:
@@ -134,19 +135,22 @@ class PaperIndex:
         self._joinable: list[list[bool]] = []
         # token -> postings, each ``slot << _SHIFT | position`` (a plain int: no tuple each)
         self._postings: defaultdict[str, list[int]] = defaultdict(list)
+        # Feeds repeat text (the same abstract under two ids, cross-lists, a title twice):
+        # fold (LaTeX cleaning: most of the index's cost) and split each distinct text once.
+        seen: dict[str, tuple[list[str], list[bool]]] = {}
         for paper in self.papers:
             for text in (paper.title, paper.abstract):
-                self._add_slot(normalize(text))
+                split = seen.get(text)
+                if split is None:
+                    split = seen[text] = _split(normalize(text))
+                self._add_slot(*split)
         self._vocabulary: list[str] | None = None
         self._cache: dict[tuple[tuple[str, ...], bool], TermHits] = {}
 
-    def _add_slot(self, text: str) -> None:
+    def _add_slot(self, tokens: list[str], joinable: list[bool]) -> None:
         base = len(self._tokens) << _SHIFT
-        # re.split with a group alternates gap, token, gap, ..., token, gap (all in C).
-        parts = _SPLIT.split(text)
-        tokens = parts[1:-1:2][:_MAX_TOKENS]
-        self._tokens.append(tokens)
-        self._joinable.append([g == " " or g == "-" for g in parts[2:-1:2]])
+        self._tokens.append(tokens)  # shared between slots with the same text: read only
+        self._joinable.append(joinable)
         postings = self._postings
         for pos, token in enumerate(tokens, base):
             postings[token].append(pos)
@@ -203,40 +207,48 @@ class PaperIndex:
         postings = self._postings
         for heads, forms in self._groupings(term.words, term.wildcard):
             k = len(heads)
-            last_ok = set(forms)
             if k == 0:
                 for form in forms:
                     starts.update(postings[form])
                 continue
-            # Start from the rarest token of the phrase, then verify the rest in place.
+            # Start from the rarest token of the phrase (its last token counts all its
+            # forms), then verify the rest in place with C-level slice comparisons.
             offset, rarest = min(enumerate(heads), key=lambda e: len(postings[e[1]]))
-            for code in postings[rarest]:
-                slot, pos = code >> _SHIFT, code & _POSITION
-                s = pos - offset
+            candidates: list[int] = postings[rarest]
+            if sum(len(postings[f]) for f in forms) < len(candidates):
+                offset = k
+                candidates = [code for f in forms for code in postings[f]]
+            last_ok = set(forms)
+            all_tokens, all_joinable = self._tokens, self._joinable
+            for code in candidates:
+                s = (code & _POSITION) - offset
                 if s < 0:
                     continue
-                tokens = self._tokens[slot]
-                if s + k >= len(tokens) or tokens[s + k] not in last_ok:
-                    continue
-                joinable = self._joinable[slot]
-                if all(tokens[s + i] == heads[i] and joinable[s + i] for i in range(k)):
+                slot = code >> _SHIFT
+                tokens = all_tokens[slot]
+                if (s + k < len(tokens) and tokens[s + k] in last_ok
+                        and tokens[s:s + k] == heads and all(all_joinable[slot][s:s + k])):
                     starts.add(code - offset)
-        in_title: set[int] = set()
-        counts: dict[int, int] = {}
-        for code in starts:
-            paper, where = divmod(code >> _SHIFT, 2)
-            if where == TITLE:
-                in_title.add(paper)
+        title = abstract = 0
+        papers: dict[int, tuple[bool, int]] = {}
+        # One entry per field hit, not per hit: the counts come from C.
+        for slot, count in sorted(Counter([code >> _SHIFT for code in starts]).items()):
+            paper = slot >> 1
+            if slot & 1 == TITLE:
+                title |= 1 << paper
+                papers[paper] = (True, 0)
             else:
-                counts[paper] = counts.get(paper, 0) + 1
-        hits = TermHits()
-        for paper in in_title:
-            hits.title |= 1 << paper
-        for paper in counts:
-            hits.abstract |= 1 << paper
-        hits.papers = {paper: (paper in in_title, counts.get(paper, 0))
-                       for paper in in_title | counts.keys()}
-        return hits
+                abstract |= 1 << paper
+                papers[paper] = (paper in papers, count)  # its title slot came just before
+        return TermHits(title, abstract, papers)
+
+
+def _split(text: str) -> tuple[list[str], list[bool]]:
+    """A field's tokens and, for each gap between two of them, whether a term may cross it."""
+    # re.split with a group alternates gap, token, gap, ..., token, gap (all in C).
+    parts = _SPLIT.split(text)
+    tokens = parts[1:-1:2][:_MAX_TOKENS]
+    return tokens, [g == " " or g == "-" for g in parts[2:-1:2]]
 
 
 def bits(mask: int) -> Iterator[int]:

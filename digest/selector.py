@@ -65,7 +65,10 @@ def category_matches(wanted: str, category: str) -> bool:
 
 def _score(title_terms: int, terms: int, abstract_hits: int) -> int:
     # One number (models.Pick.score) that sorts like the tuple: caps keep the tiers apart.
-    return min(title_terms, 999) * 1_000_000 + min(terms, 999) * 1_000 + min(abstract_hits, 999)
+    if title_terms > 999 or terms > 999 or abstract_hits > 999:
+        title_terms, terms, abstract_hits = (min(title_terms, 999), min(terms, 999),
+                                             min(abstract_hits, 999))
+    return title_terms * 1_000_000 + terms * 1_000 + abstract_hits
 
 
 def _add_tier(tiers: dict[int, int], score: int, mask: int) -> None:
@@ -197,24 +200,27 @@ class LazyPicks(tuple[Pick, ...]):
 class _CompiledTopic:
     """A topic evaluated against the index: ``mask``, the papers it matches; ``tiers``, the
     same papers split by the score this topic alone gives them; ``terms``, its positive
-    (include and require) terms, one per term key, with their hits."""
+    (include and require) terms, one per term key: (key, term as written, its hits per
+    paper)."""
 
-    __slots__ = ("name", "mask", "terms", "tiers")
+    __slots__ = ("name", "mask", "terms", "tiers", "raws")
 
     def __init__(self, name: str, mask: int, terms: list[tuple[Term, TermHits]],
                  term_tiers: Callable[[Term], _Tiers]) -> None:
         self.name = name
         self.mask = mask
-        self.terms = terms
+        self.terms = [(term.key, term.raw, hits.papers) for term, hits in terms]
+        # With at most one term, every paper it matches is hit by exactly its terms.
+        self.raws = tuple(t.raw for t, _h in terms) if len(terms) <= 1 else None
+        if len(terms) == 1 and mask == terms[0][1].anywhere:
+            # The common topic, one term and no filter that bites: the term's own tiers.
+            self.tiers = term_tiers(terms[0][0])
+            return
         once = twice = 0
         for _term, hits in terms:
             anywhere = hits.anywhere & mask
             twice |= once & anywhere
             once |= anywhere
-        if len(terms) == 1 and mask == terms[0][1].anywhere:
-            # The common topic, one term and no filter that bites: the term's own tiers.
-            self.tiers = term_tiers(terms[0][0])
-            return
         tiers: dict[int, int] = {}
         for term, hits in terms:
             # Papers hit by this term only: the term's own score, one AND per tier.
@@ -232,10 +238,10 @@ class _CompiledTopic:
 
     def hits(self, i: int) -> list[_Hit]:
         out = []
-        for term, hits in self.terms:
-            hit = hits.papers.get(i)
+        for key, raw, papers in self.terms:
+            hit = papers.get(i)
             if hit is not None:
-                out.append((term.key, term.raw, hit[0], hit[1]))
+                out.append((key, raw, hit[0], hit[1]))
         return out
 
 
@@ -369,10 +375,16 @@ class Selector:
     def _topic_pick(self, topic: _CompiledTopic, i: int) -> Pick:
         """Paper ``i`` picked by one topic alone. It depends only on the topic's name and the
         terms that hit the paper, so topics sharing those (across subscribers) share it."""
-        entries = topic.hits(i)
-        key = (topic.name, tuple(raw for _k, raw, _t, _c in entries), i)
+        raws = topic.raws
+        entries = None
+        if raws is None:
+            entries = topic.hits(i)
+            raws = tuple(e[1] for e in entries)
+        key = (topic.name, raws, i)
         pick = self._picks.get(key)
         if pick is None:
+            if entries is None:
+                entries = topic.hits(i)
             # _merge for one topic, whose term keys are distinct: reasons title first.
             reasons = [self._reason(topic.name, raw, in_title)
                        for _k, raw, in_title, _c in entries]
@@ -388,11 +400,12 @@ class Selector:
         seen: set[_TermKey] = set()
         title_terms = abstract_hits = 0
         for topic in topics:
-            for key, _raw, in_title, count in topic.hits(i):
-                if key not in seen:
+            for key, _raw, papers in topic.terms:
+                hit = papers.get(i)
+                if hit is not None and key not in seen:
                     seen.add(key)
-                    title_terms += in_title
-                    abstract_hits += count
+                    title_terms += hit[0]
+                    abstract_hits += hit[1]
         return _score(title_terms, len(seen), abstract_hits)
 
     def _merge(self, i: int, topics: Sequence[_CompiledTopic]) -> Pick:
