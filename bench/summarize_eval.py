@@ -44,6 +44,7 @@ from digest.models import Paper  # noqa: E402
 from digest.sentences import split_sentences  # noqa: E402
 from digest.summarizer import (  # noqa: E402
     BACKGROUND_PENALTY,
+    LENGTH_PENALTY,
     RoleModel,
     is_authorial,
     pick,
@@ -206,41 +207,61 @@ PENALTIES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5)  # the grid, fixed in ad
 
 
 def tradeoff_table(model: RoleModel, held: list[dict[str, Any]]) -> None:
-    """The headline's background penalty traded against ROUGE: SciTLDR dev R1 (all, tune,
-    check) and the share of background picks on held-out CSAbstruct, one row per value."""
+    """The headline's background penalty (with and without the length term) traded against
+    ROUGE: SciTLDR dev R1 (all, tune, check, and without titles), held-out CSAbstruct
+    background shares, and the role model's own estimate of the background share of the picks
+    on SciTLDR dev *with* titles (CSAbstruct has none, so its gold labels cannot tell)."""
     scorer = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
+    cache: dict[tuple[str, str], float] = {}
+
+    def r1(r: dict[str, Any], text: str) -> float:
+        key = (r["id"], text)
+        if key not in cache:
+            cache[key] = max(scorer.score(ref, text)["rouge1"].fmeasure for ref in r["tldrs"])
+        return cache[key]
+
     dev = []
     for line in SCITLDR.read_text("utf-8").splitlines():
         r = json.loads(line)
-        dev.append((r, scored(split_sentences(clean_text(r["abstract"])))))
+        dev.append((r, clean_text(r["title"]), scored(split_sentences(clean_text(r["abstract"])))))
     cs = [(r, scored(r["sentences"], model)) for r in held]
-    print("Trade-off: headline background penalty (BACKGROUND_PENALTY; shipped: "
-          f"{BACKGROUND_PENALTY}) vs SciTLDR dev ROUGE-1 F and held-out CSAbstruct background")
-    header = (f"{'penalty':>7} {'R1 dev':>7} {'R1 tune':>7} {'R1 check':>8} | "
-              f"{'bg headlines':>12} {'bg all claims':>13} {'n claims':>8}")
+    print("Trade-off: headline background penalty (shipped BACKGROUND_PENALTY = "
+          f"{BACKGROUND_PENALTY}, LENGTH_PENALTY = {LENGTH_PENALTY}) vs SciTLDR dev ROUGE-1 F "
+          "and background picks")
+    header = (f"{'penalty':>7} {'length':>6} {'R1 dev':>7} {'tune':>6} {'check':>6} "
+              f"{'no title':>8} | {'CSAbstruct bg: heads':>20} {'all claims':>10} {'n':>4} | "
+              f"{'SciTLDR est. bg':>15}")
     print(header)
     print("-" * len(header))
-    for penalty in PENALTIES:
-        tune: list[float] = []
-        check: list[float] = []
-        for r, cands in dev:
-            head, _ = pick(cands, 350, clean_text(r["title"]), background_penalty=penalty)
-            text = head.text if head else ""
-            best = max(scorer.score(ref, text)["rouge1"].fmeasure for ref in r["tldrs"])
-            (tune if is_tune(r["id"]) else check).append(best)
-        bg_heads = bg_all = n_heads = n_all = 0
-        for r, cands in cs:
-            head, results = pick(cands, 350, background_penalty=penalty)
-            picked = ([head] if head else []) + results
-            n_all += len(picked)
-            if head is not None:
-                n_heads += 1
-                bg_heads += r["labels"][head.index] == "background"
-            bg_all += sum(r["labels"][c.index] == "background" for c in picked)
-        mark = "  <- shipped" if penalty == BACKGROUND_PENALTY else ""
-        print(f"{penalty:7.2f} {100 * statistics.fmean(tune + check):7.1f} "
-              f"{100 * statistics.fmean(tune):7.1f} {100 * statistics.fmean(check):8.1f} | "
-              f"{100 * bg_heads / n_heads:11.1f}% {100 * bg_all / n_all:12.1f}% {n_all:8}{mark}")
+    for length in (0.0, LENGTH_PENALTY):
+        for penalty in PENALTIES:
+            tune: list[float] = []
+            check: list[float] = []
+            untitled: list[float] = []
+            estimated: list[float] = []
+            for r, title, cands in dev:
+                head, results = pick(cands, 350, title, background_penalty=penalty,
+                                     length_penalty=length)
+                (tune if is_tune(r["id"]) else check).append(r1(r, head.text if head else ""))
+                estimated.extend(c.roles["background"] for c in ([head] if head else []) + results)
+                bare, _ = pick(cands, 350, background_penalty=penalty, length_penalty=length)
+                untitled.append(r1(r, bare.text if bare else ""))
+            bg_heads = bg_all = n_heads = n_all = 0
+            for r, cands in cs:
+                head, results = pick(cands, 350, background_penalty=penalty,
+                                     length_penalty=length)
+                picked = ([head] if head else []) + results
+                n_all += len(picked)
+                if head is not None:
+                    n_heads += 1
+                    bg_heads += r["labels"][head.index] == "background"
+                bg_all += sum(r["labels"][c.index] == "background" for c in picked)
+            shipped = penalty == BACKGROUND_PENALTY and length == LENGTH_PENALTY
+            print(f"{penalty:7.2f} {length:6.3f} {100 * statistics.fmean(tune + check):7.1f} "
+                  f"{100 * statistics.fmean(tune):6.1f} {100 * statistics.fmean(check):6.1f} "
+                  f"{100 * statistics.fmean(untitled):8.1f} | {100 * bg_heads / n_heads:19.1f}% "
+                  f"{100 * bg_all / n_all:9.1f}% {n_all:4} | "
+                  f"{100 * statistics.fmean(estimated):14.1f}%{'  <- shipped' if shipped else ''}")
     print()
 
 
