@@ -190,3 +190,11 @@ def test_a_manual_send_follows_each_subscribers_schedule(tmp_path: Path) -> None
     everyone = digest("send", "-c", str(cfg), "--now", saturday, "--ignore-schedule")
     assert count(everyone.output, "skipped: already sent") == 3
     assert "not scheduled today" not in everyone.output
+
+
+def test_an_outbox_send_says_where_the_mail_is(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    result = digest("send", "-c", str(cfg), "--now", NOW)
+    assert f"3 emails written to the Maildir {tmp_path / 'outbox'}" in result.output.replace("\n", " ")
+    again = digest("send", "-c", str(cfg), "--now", NOW)
+    assert "written to the Maildir" not in again.output

@@ -102,6 +102,11 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
         if shown:
             table.add_row(label, str(count))
     out.print(table)
+    if config.settings.delivery == "outbox" and report.sent and not dry_run:
+        box = config.settings.outbox
+        out.print(f"{report.sent} email{'s' if report.sent != 1 else ''} written to the Maildir "
+                  f"{box} (open it with any mail client, e.g. mutt -f {box}); "
+                  "'digest history' lists what went out.", markup=False)
     for d in report.problems:
         what = d.detail if d.state == "sent" else d.state
         out.print(f"{d.email} ({d.edition}): {what}"
