@@ -146,7 +146,7 @@ def test_unknown_subscriber_and_bad_now(runner: CliRunner) -> None:
         in result.stderr
     assert "Traceback" not in result.output
     bad = run(runner, "--config", "one.yaml", "--now", "yesterday")
-    assert bad.exit_code == 2 and "not an ISO date-time" in bad.stderr
+    assert bad.exit_code == 2 and "not an ISO-8601 date-time" in bad.stderr
     missing = run(runner, "--config", "nope.yaml")
     assert missing.exit_code == 1 and "nope.yaml" in missing.stderr
 

@@ -19,8 +19,7 @@ from click.testing import CliRunner
 from digest.cli import main
 from digest.errors import FeedError
 from digest.feeds import (
-    arxiv_id, load_papers, merge_papers, parse_payload, papers_for, papers_to_json,
-    sample_papers, title_id, write_papers)
+    arxiv_id, load_papers, merge_papers, parse_payload, papers_for, sample_papers, title_id, write_papers)
 from digest.models import FeedSettings, Paper, Settings
 
 import shared_data

@@ -104,7 +104,7 @@ def test_cli_errors_are_one_line_exit_1(config: Path, tmp_path: Path) -> None:
     assert "no subscriber 'nobody@example.org'" in result.output
     assert "Traceback" not in result.output
     bad = runner.invoke(main, ["preview", "-c", str(config), "--now", "yesterday"])
-    assert bad.exit_code == 2 and "not an ISO date-time" in bad.output
+    assert bad.exit_code == 2 and "not an ISO-8601 date-time" in bad.output
 
 
 # --------------------------------------------------------------------------- the server

@@ -28,7 +28,7 @@ from digest.config import load_config
 from digest.daemon import Daemon, FireResult
 from digest.errors import FeedError, LockedError, TransportError
 from digest.ledger import Ledger
-from digest.models import Config, Delivery, Paper, Settings, Subscriber, Summary
+from digest.models import Config, Delivery, Paper, Settings, Subscriber
 from digest.scheduler import build_scheduler, job_id, jobs_path, reconcile, upcoming
 
 import shared_data

@@ -7,6 +7,7 @@ and exit 1 (no traceback); click's usage errors exit 2.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,20 @@ papers_option = click.option(
     default=None,
     help="Read papers from this file (our JSON list, HF Daily Papers JSON, arXiv Atom or RSS; "
          "auto-detected) instead of the configured feed.")
+
+
+def parse_now(value: str | None, what: str = "--now") -> datetime | None:
+    """An ISO 8601 time given on the command line (no offset means UTC); None when not given."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 date-time: {value!r} (e.g. 2026-11-25T07:00Z "
+                                 "or 2026-03-29T08:00:00+02:00)", param_hint=what) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def now_from(value: str | None) -> datetime:
+    """``--now`` if given, else the current time."""
+    return parse_now(value) or datetime.now(UTC)

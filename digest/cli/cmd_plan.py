@@ -7,7 +7,6 @@ table per subscriber (rich) or the stable JSON documented in docs/plan-json.md.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from digest.cli._base import config_option, main, papers_option
+from digest.cli._base import now_from, config_option, main, papers_option
 from digest.config import load_config
 from digest.errors import InputError
 from digest.feeds import papers_for
@@ -26,17 +25,6 @@ from digest.selector import plan as plan_selections
 from digest.textclean import clean_text
 
 UNSUBSCRIBED = "unsubscribed: the ledger lists this address as suppressed"
-
-
-def _parse_now(value: str | None) -> datetime:
-    if value is None:
-        return datetime.now(timezone.utc)
-    try:
-        now = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO date-time: {value!r} (e.g. 2026-11-25T07:00Z)",
-                                 param_hint="--now") from None
-    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
 
 def pick_json(pick: Pick) -> dict[str, Any]:
@@ -131,7 +119,7 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
       digest plan --papers papers.json --subscriber ada@example.org
       digest plan --json | jq '.subscribers[] | {email, n: (.papers | length)}'
     """
-    now = _parse_now(now_text)
+    now = now_from(now_text)
     config = load_config(config_path)
     subscribers = config.subscribers
     if emails:

@@ -8,18 +8,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli._base import config_option, main, papers_option
-
-
-def _parse_now(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        now = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO date-time: {value!r} (e.g. 2026-11-25T07:00Z)",
-                                 param_hint="--now") from None
-    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+from digest.cli._base import parse_now, config_option, main, papers_option
 
 
 @main.command("preview")
@@ -56,7 +45,7 @@ def preview(config_path: Path, papers_path: Path | None, emails: tuple[str, ...]
     """
     from digest import preview as lib  # the MJML engine loads only for this command
 
-    now = _parse_now(now_text)
+    now = parse_now(now_text)
     if serve:
         state = lib.PreviewState(config_path, papers_path, now)
         state.refresh()

@@ -9,24 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 import click
 
-from digest.cli._base import config_option, main
+from digest.cli._base import now_from, parse_now, config_option, main
 from digest.errors import ConfigError, DigestError
 
 FAKE_NOW_ENV = "DIGEST_FAKE_NOW"
-
-
-def _parse_now(value: str, what: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 time such as "
-                                 "2026-03-29T08:00:00+02:00", param_hint=what) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @main.command(epilog="""\b
@@ -51,8 +42,9 @@ def run(config_path: Path, verbose: bool) -> None:
     logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.WARNING)
     clock = utc_now
     fake = os.environ.get(FAKE_NOW_ENV)
-    if fake:  # test hook: see digest.daemon.shift_clock
-        clock = shift_clock(_parse_now(fake, FAKE_NOW_ENV))
+    moment = parse_now(fake or None, FAKE_NOW_ENV)
+    if moment is not None:  # test hook: see digest.daemon.shift_clock
+        clock = shift_clock(moment)
         logging.getLogger("digest.run").warning("%s set: the clock reads %s", FAKE_NOW_ENV,
                                                 clock().isoformat())
     daemon = Daemon(config_path, clock=clock)
@@ -80,7 +72,7 @@ def schedule(config_path: Path, count: int, now_text: str | None, as_json: bool)
     from digest.config import load_config
     from digest.scheduler import upcoming
 
-    now = _parse_now(now_text, "--now") if now_text else datetime.now(UTC)
+    now = now_from(now_text)
     try:
         config = load_config(config_path)
         table = upcoming(config.subscribers, now, count)

@@ -16,20 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from digest.cli._base import config_option, main, papers_option
+from digest.cli._base import now_from, config_option, main, papers_option
 from digest.errors import InputError
 from digest.models import Delivery
-
-
-def _parse_now(value: str | None) -> datetime:
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 time such as "
-                                 "2026-03-29T08:00:00+02:00", param_hint="--now") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @main.command("send", epilog="""\b
@@ -64,7 +53,7 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
     from digest.feeds import papers_for
     from digest.service import due, send_all
 
-    now = _parse_now(now_text)
+    now = now_from(now_text)
     config = load_config(config_path, environ=os.environ)
     if only is not None and not due(config, now, only):
         raise InputError(config_path, f"no subscriber {only} in this config")
