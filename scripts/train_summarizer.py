@@ -86,9 +86,9 @@ def train(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         err = (p - y)[row_of]
-        grad = np.stack([np.bincount(cols, weights=err[:, j], minlength=len(vocab))
-                         for j in range(len(ROLES))], axis=1)
-        grad = grad / n + L2 * w
+        counts_by_label = np.stack([np.bincount(cols, weights=err[:, j], minlength=len(vocab))
+                                    for j in range(len(ROLES))], axis=1)
+        grad = counts_by_label / n + L2 * w
         grad[index["bias"]] -= L2 * w[index["bias"]]  # the bias is not regularized
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad**2

@@ -12,6 +12,8 @@ from digest.models import Paper, Summary
 from digest.sentences import split_sentences
 from digest.summarizer import (
     BACKGROUND_PENALTY,
+    HEADLINE_WORDS,
+    LENGTH_PENALTY,
     ROLES,
     compress,
     content_words,
@@ -109,6 +111,17 @@ def test_background_penalty_is_lifted_by_the_title() -> None:
     assert headline_score(sentence, roles, half) == pytest.approx(
         headline_score(sentence, roles, half, background_penalty=0.0)
         - BACKGROUND_PENALTY * 0.6 * 0.5)
+
+
+def test_length_costs_a_little_past_twenty_words() -> None:
+    roles = {"background": 0.0, "objective": 0.5, "method": 0.5, "result": 0.0, "other": 0.0}
+    short = " ".join(["word"] * HEADLINE_WORDS)
+    long = " ".join(["word"] * (HEADLINE_WORDS + 20))
+    assert headline_score(short, roles, frozenset()) == headline_score(
+        short, roles, frozenset(), length_penalty=0.0)
+    assert headline_score(long, roles, frozenset()) == pytest.approx(
+        headline_score(long, roles, frozenset(), length_penalty=0.0) - 20 * LENGTH_PENALTY)
+    assert 20 * LENGTH_PENALTY <= 0.1  # breaks near-ties only, never outweighs a role
 
 
 def test_background_penalty_changes_the_pick() -> None:
