@@ -13,7 +13,8 @@ How (details and numbers in docs/summarizer.md):
 3. Headline: the non-background sentence that best states the contribution: objective role
    (a little of method), a "we propose / this paper presents" phrase, and overlap with the
    title; a sentence opening with "This is ..." is penalized (it does not stand alone), and
-   so is one the role model thinks is background, unless the title vouches for it.
+   so is one the role model thinks is background, unless the title vouches for it (and,
+   a little, every word past twenty).
    Results: other sentences that are results by role and carry evidence, or that carry
    quantitative evidence (%, 2.3x, a score) and have some result probability; best two,
    shown in abstract order. A sentence is background when the model says so and it does not
