@@ -42,9 +42,9 @@ from digest.models import Paper, Summary
 from digest.sentences import split_sentences
 from digest.textclean import clean_text
 
-__all__ = ["BACKGROUND_PENALTY", "HEADLINE_WORDS", "LENGTH_PENALTY", "ROLES", "RoleModel", "Scored", "compress", "content_words", "features",
-           "headline_score", "is_authorial", "pick", "result_score",
-           "scored", "sentence_roles", "shipped_model", "summarize"]
+__all__ = ["BACKGROUND_PENALTY", "HEADLINE_WORDS", "LENGTH_PENALTY", "ROLES", "RoleModel",
+           "Scored", "compress", "content_words", "features", "headline_score", "is_authorial",
+           "pick", "result_score", "scored", "sentence_roles", "shipped_model", "summarize"]
 
 ROLES = ("background", "objective", "method", "result", "other")
 MODEL_FILE = "summarizer_model.json"
