@@ -146,6 +146,7 @@ class PaperIndex:
                 self._add_slot(*split)
         self._vocabulary: list[str] | None = None
         self._cache: dict[tuple[tuple[str, ...], bool], TermHits] = {}
+        self._shapes: dict[tuple[bool, int], tuple[bool, int]] = {(True, 0): (True, 0)}
 
     def _add_slot(self, tokens: list[str], joinable: list[bool]) -> None:
         base = len(self._tokens) << _SHIFT
@@ -231,15 +232,18 @@ class PaperIndex:
                     starts.add(code - offset)
         title = abstract = 0
         papers: dict[int, tuple[bool, int]] = {}
+        shapes = self._shapes
         # One entry per field hit, not per hit: the counts come from C.
         for slot, count in sorted(Counter([code >> _SHIFT for code in starts]).items()):
             paper = slot >> 1
             if slot & 1 == TITLE:
                 title |= 1 << paper
-                papers[paper] = (True, 0)
+                papers[paper] = shapes[True, 0]
             else:
                 abstract |= 1 << paper
-                papers[paper] = (paper in papers, count)  # its title slot came just before
+                # its title slot came just before; one shared tuple per distinct hit
+                hit = (paper in papers, count)
+                papers[paper] = shapes.setdefault(hit, hit)
         return TermHits(title, abstract, papers)
 
 

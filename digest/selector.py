@@ -44,7 +44,7 @@ NO_MATCH = "no new papers match your topics"
 
 _TermKey = tuple[tuple[str, ...], bool]
 _Hit = tuple[_TermKey, str, bool, int]  # (term key, term as written, in title, abstract hits)
-_Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that score), any order
+_Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that score), best first
 
 
 def already_sent(count: int) -> str:
@@ -69,10 +69,6 @@ def _score(title_terms: int, terms: int, abstract_hits: int) -> int:
         title_terms, terms, abstract_hits = (min(title_terms, 999), min(terms, 999),
                                              min(abstract_hits, 999))
     return title_terms * 1_000_000 + terms * 1_000 + abstract_hits
-
-
-def _add_tier(tiers: dict[int, int], score: int, mask: int) -> None:
-    tiers[score] = tiers.get(score, 0) | mask
 
 
 class LazyPicks(tuple[Pick, ...]):
@@ -197,44 +193,60 @@ class LazyPicks(tuple[Pick, ...]):
         return (tuple, (self._get(),))
 
 
+class _CompiledTerm:
+    """One distinct term as written, looked up once: its key, its hits and the ``entry``
+    (key, term as written, hits per paper) that compiled topics scan."""
+
+    __slots__ = ("key", "raw", "anywhere", "entry")
+
+    def __init__(self, term: Term, hits: TermHits | None) -> None:
+        self.key = term.key
+        self.raw = term.raw
+        self.anywhere = hits.anywhere if hits is not None else 0
+        self.entry = (term.key, term.raw, hits.papers if hits is not None else {})
+
+
 class _CompiledTopic:
     """A topic evaluated against the index: ``mask``, the papers it matches; ``tiers``, the
     same papers split by the score this topic alone gives them; ``terms``, its positive
     (include and require) terms, one per term key: (key, term as written, its hits per
     paper)."""
 
-    __slots__ = ("name", "mask", "terms", "tiers", "raws")
+    __slots__ = ("name", "mask", "terms", "tiers", "table")
 
-    def __init__(self, name: str, mask: int, terms: list[tuple[Term, TermHits]],
-                 term_tiers: Callable[[Term], _Tiers]) -> None:
+    def __init__(self, name: str, mask: int, terms: list[_CompiledTerm],
+                 term_tiers: Callable[[_CompiledTerm], _Tiers],
+                 table: Callable[[str, tuple[str, ...]], dict[int, Pick]]) -> None:
         self.name = name
         self.mask = mask
-        self.terms = [(term.key, term.raw, hits.papers) for term, hits in terms]
-        # With at most one term, every paper it matches is hit by exactly its terms.
-        self.raws = tuple(t.raw for t, _h in terms) if len(terms) <= 1 else None
-        if len(terms) == 1 and mask == terms[0][1].anywhere:
+        self.terms = [term.entry for term in terms]
+        # With at most one term, every paper it matches is hit by exactly its terms: its
+        # picks live in one shared table, found without looking at the paper's hits.
+        self.table = table(name, tuple(t.raw for t in terms)) if len(terms) <= 1 else None
+        if len(terms) == 1 and mask == terms[0].anywhere:
             # The common topic, one term and no filter that bites: the term's own tiers.
-            self.tiers = term_tiers(terms[0][0])
+            self.tiers = term_tiers(terms[0])
             return
         once = twice = 0
-        for _term, hits in terms:
-            anywhere = hits.anywhere & mask
+        for term in terms:
+            anywhere = term.anywhere & mask
             twice |= once & anywhere
             once |= anywhere
         tiers: dict[int, int] = {}
-        for term, hits in terms:
+        get = tiers.get
+        for term in terms:
             # Papers hit by this term only: the term's own score, one AND per tier.
-            exclusive = hits.anywhere & mask & ~twice
+            exclusive = term.anywhere & mask & ~twice
             if exclusive:
                 for score, tier in term_tiers(term):
                     if tier & exclusive:
-                        _add_tier(tiers, score, tier & exclusive)
+                        tiers[score] = get(score, 0) | (tier & exclusive)
         # Papers hit by several terms (or by none: a topic of metadata filters only).
         for i in bits(mask & ~(once & ~twice)):
             entries = self.hits(i)
-            _add_tier(tiers, _score(sum(e[2] for e in entries), len(entries),
-                                    sum(e[3] for e in entries)), 1 << i)
-        self.tiers = tuple(tiers.items())
+            score = _score(sum(e[2] for e in entries), len(entries), sum(e[3] for e in entries))
+            tiers[score] = get(score, 0) | 1 << i
+        self.tiers = tuple(sorted(tiers.items(), reverse=True))
 
     def hits(self, i: int) -> list[_Hit]:
         out = []
@@ -259,36 +271,36 @@ class Selector:
         ranked = self.index.papers
         self._position = {p.id: i for i, p in enumerate(ranked)}
         self._all = (1 << len(ranked)) - 1
-        self._terms: dict[str, Term] = {}
+        self._terms: dict[str, _CompiledTerm] = {}
         self._term_tiers: dict[_TermKey, _Tiers] = {}
         self._topics: dict[Topic, _CompiledTopic] = {}
         self._meta: dict[tuple[str, tuple[str, ...]], int] = {}
         self._upvote_masks: dict[int, int] = {}
         self._reasons: dict[tuple[str, str, str], Reason] = {}
-        self._picks: dict[tuple[str, tuple[str, ...], int], Pick] = {}
+        self._tables: dict[tuple[str, tuple[str, ...]], dict[int, Pick]] = {}
         self._upvotes = [p.upvotes or 0 for p in ranked]
         self._categories = [tuple(c.casefold() for c in p.categories) for p in ranked]
         self._authors: list[str] | None = None
 
     # ------------------------------------------------------------------ filters
 
-    def _term(self, raw: str) -> Term:
-        term = self._terms.get(raw)
-        if term is None:
-            term = self._terms[raw] = compile_term(raw)
-        return term
+    def _term(self, raw: str) -> _CompiledTerm:
+        found = self._terms.get(raw)
+        if found is None:
+            term = compile_term(raw)
+            found = self._terms[raw] = _CompiledTerm(
+                term, self.index.hits(term) if term.words else None)
+        return found
 
-    def _term_mask(self, term: Term) -> int:
-        return self.index.hits(term).anywhere if term.words else 0
-
-    def _tiers_of(self, term: Term) -> _Tiers:
+    def _tiers_of(self, term: _CompiledTerm) -> _Tiers:
         """The papers ``term`` hits, split by the score it alone gives them."""
         found = self._term_tiers.get(term.key)
         if found is None:
             tiers: dict[int, int] = {}
-            for i, (in_title, count) in self.index.hits(term).papers.items():
-                _add_tier(tiers, _score(in_title, 1, count), 1 << i)
-            found = self._term_tiers[term.key] = tuple(tiers.items())
+            for i, (in_title, count) in term.entry[2].items():
+                score = _score(in_title, 1, count)
+                tiers[score] = tiers.get(score, 0) | 1 << i
+            found = self._term_tiers[term.key] = tuple(sorted(tiers.items(), reverse=True))
         return found
 
     def _category_mask(self, wanted: tuple[str, ...]) -> int:
@@ -349,18 +361,19 @@ class Selector:
         if include:
             any_of = 0
             for term in include:
-                any_of |= self._term_mask(term)
+                any_of |= term.anywhere
             mask &= any_of
         for term in require:
-            mask &= self._term_mask(term)
+            mask &= term.anywhere
         for raw in topic.exclude:
-            mask &= ~self._term_mask(self._term(raw))
-        positive: dict[_TermKey, Term] = {}
+            mask &= ~self._term(raw).anywhere
+        positive: dict[_TermKey, _CompiledTerm] = {}
         for term in (*include, *require):
-            if term.words:
+            if term.key[0]:  # a term with no letters or digits never matches
                 positive.setdefault(term.key, term)
-        terms = [(t, self.index.hits(t)) for t in positive.values()]
-        compiled = self._topics[topic] = _CompiledTopic(topic.name, mask, terms, self._tiers_of)
+        terms = list(positive.values())
+        compiled = self._topics[topic] = _CompiledTopic(topic.name, mask, terms, self._tiers_of,
+                                                        self._table)
         return compiled
 
     # ------------------------------------------------------------------ picks
@@ -375,25 +388,29 @@ class Selector:
     def _topic_pick(self, topic: _CompiledTopic, i: int) -> Pick:
         """Paper ``i`` picked by one topic alone. It depends only on the topic's name and the
         terms that hit the paper, so topics sharing those (across subscribers) share it."""
-        raws = topic.raws
-        entries = None
-        if raws is None:
-            entries = topic.hits(i)
-            raws = tuple(e[1] for e in entries)
-        key = (topic.name, raws, i)
-        pick = self._picks.get(key)
+        entries = topic.hits(i)
+        raws = tuple(e[1] for e in entries)
+        table = topic.table
+        if table is None:
+            table = self._table(topic.name, raws)
+        pick = table.get(i)
         if pick is None:
-            if entries is None:
-                entries = topic.hits(i)
             # _merge for one topic, whose term keys are distinct: reasons title first.
             reasons = [self._reason(topic.name, raw, in_title)
                        for _k, raw, in_title, _c in entries]
             if len(reasons) > 1:
                 reasons.sort(key=lambda r: r.where != "title")
             score = _score(sum(e[2] for e in entries), len(entries), sum(e[3] for e in entries))
-            pick = self._picks[key] = Pick(paper=self.index.papers[i], topics=(topic.name,),
-                                           reasons=tuple(reasons), score=float(score))
+            pick = table[i] = Pick(paper=self.index.papers[i], topics=(topic.name,),
+                                   reasons=tuple(reasons), score=float(score))
         return pick
+
+    def _table(self, name: str, raws: tuple[str, ...]) -> dict[int, Pick]:
+        """The shared picks of every topic named ``name`` whose terms ``raws`` hit a paper."""
+        table = self._tables.get((name, raws))
+        if table is None:
+            table = self._tables[(name, raws)] = {}
+        return table
 
     def _merged_score(self, i: int, topics: Sequence[_CompiledTopic]) -> int:
         """The score ``_merge`` gives paper ``i``, without building the pick."""
@@ -434,33 +451,41 @@ class Selector:
     def _ranked(self, topics: Sequence[_CompiledTopic], new: int, several: int
                 ) -> Iterator[Pick]:
         """The picks for the papers in ``new``, in rank order, built as they are reached."""
-        tiers: dict[int, int] = {}
         single = new & ~several
-        for topic in topics:
-            mine = topic.mask & single
-            if mine == topic.mask:
-                for score, tier in topic.tiers:
-                    _add_tier(tiers, score, tier)
-            elif mine:
-                for score, tier in topic.tiers:
-                    if tier & mine:
-                        _add_tier(tiers, score, tier & mine)
-        for i in bits(new & several):
-            # Scored now, picked (a merge across topics) only if reached.
-            _add_tier(tiers, self._merged_score(i, [t for t in topics if t.mask >> i & 1]),
-                      1 << i)
-        for _score_, tier in sorted(tiers.items(), reverse=True):
+        order: Iterable[tuple[int, int]]
+        if len(topics) == 1 and topics[0].mask == single:
+            order = topics[0].tiers  # one topic, nothing filtered: already in order
+        else:
+            tiers: dict[int, int] = {}
+            get = tiers.get
+            for topic in topics:
+                mine = topic.mask & single
+                if mine == topic.mask:
+                    for score, tier in topic.tiers:
+                        tiers[score] = get(score, 0) | tier
+                elif mine:
+                    for score, tier in topic.tiers:
+                        if tier & mine:
+                            tiers[score] = get(score, 0) | (tier & mine)
+            for i in bits(several):
+                # Scored now, picked (a merge across topics) only if reached.
+                score = self._merged_score(i, [t for t in topics if t.mask >> i & 1])
+                tiers[score] = get(score, 0) | 1 << i
+            order = sorted(tiers.items(), reverse=True)
+        for _score_, tier in order:
             while tier:
                 low = tier & -tier
                 i = low.bit_length() - 1
                 tier ^= low
                 if several & low:
                     yield self._merge(i, [t for t in topics if t.mask & low])
-                else:
-                    for topic in topics:
-                        if topic.mask & low:
-                            yield self._topic_pick(topic, i)
-                            break
+                    continue
+                for topic in topics:
+                    if topic.mask & low:
+                        table = topic.table
+                        pick = table.get(i) if table is not None else None
+                        yield pick if pick is not None else self._topic_pick(topic, i)
+                        break
 
     def _cut(self, topics: Sequence[_CompiledTopic], new: int, several: int, skip: int
              ) -> tuple[Pick, ...]:
