@@ -530,3 +530,25 @@ def test_lazy_cut_built_eagerly_from_any_iterable() -> None:
     picks = _quantization(1000).picks[:4]
     eager = LazyPicks(iter(picks))
     assert eager.built and eager == picks and len(eager) == 4 and LazyPicks() == ()
+
+
+def test_plan_can_build_every_cut_up_front() -> None:
+    subscribers = [sub(Topic(name="q", include=("quantization", "LLM")), max_papers=2),
+                   sub(Topic(name="d", include=("diffusion model",)), max_papers=1,
+                       email="bob@example.org")]
+    lazy = plan(PAPERS, subscribers, {})
+    built = plan(PAPERS, subscribers, {}, build_cuts=True)
+    assert all(s.cut.built for s in built)  # type: ignore[attr-defined]
+    assert not any(s.cut.built for s in lazy)  # type: ignore[attr-defined]
+    assert built == lazy and all(len(s.cut) > 0 for s in built)
+    assert gc.isenabled()
+
+
+def test_a_history_longer_than_the_papers_gives_the_same_selection() -> None:
+    s = sub(Topic(name="zo", include=("zeroth-order", "quantization")), max_papers=3)
+    short = frozenset({"seed-16", "seed-01"})
+    long = short | {f"old-{n}" for n in range(500)}  # more ids than papers: walked the other way
+    assert len(long) > len(PAPERS)
+    assert selector_for(PAPERS).select(s, long) == selector_for(PAPERS).select(s, short)
+    assert {"seed-16", "seed-01"}.isdisjoint(
+        p.paper.id for p in selector_for(PAPERS).select(s, long).picks)
