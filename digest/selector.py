@@ -17,12 +17,14 @@ last among term matches); then upvotes; then paper id, for determinism.
 Speed: a ``Selector`` builds one ``PaperIndex`` over the papers in tie-break order (most
 upvotes, then smallest id), so bit ``i`` of every mask is the ``i``-th paper in that order.
 Each distinct term, metadata filter and topic is evaluated once, shared by every subscriber who
-uses it; a compiled topic also keeps its papers split by score into "tiers" (one bitmask per
-distinct score). A subscriber then costs a few integer ORs: the union of their topics' tiers,
-walked from the best score down and, inside a tier, from the lowest bit up, is already in rank
-order. Only papers matched by several of the subscriber's topics are scored one by one. Picks
-are built only for the first ``max_papers``; ``Selection.cut`` is a ``LazyPicks``, a tuple
-whose length is known at once and whose picks are built the first time someone reads them.
+uses it; a compiled topic also keeps its papers split by score into "tiers" (bitmasks), each
+part with who builds its picks (mostly a table shared by every topic with the same name and
+term). A subscriber then costs a few integer ORs: the union of their topics' tiers, walked from
+the best score down and, inside a tier, from the lowest bit up, is already in rank order; only
+papers that several of their topics match are scored one by one. Picks are built for the first
+``max_papers`` only: ``Selection.cut`` is a ``LazyPicks``, a tuple whose length is known at
+once and whose picks are built when first read (``plan(..., build_cuts=True)`` builds them all
+up front, for a caller that shows them). bench/bench_select.py measures all of this.
 """
 
 from __future__ import annotations
@@ -216,7 +218,7 @@ class _OneTerm:
     other term of that topic does: they depend on nothing else (the score says title or
     abstract), so every such topic, across subscribers, shares them."""
 
-    __slots__ = ("topics", "papers", "reasons", "picks")
+    __slots__ = ("topics", "papers", "reasons", "picks", "tiers")
 
     def __init__(self, name: str, raw: str, papers: tuple[Paper, ...]) -> None:
         # The tuples every pick of this group holds, built once (fewer objects to allocate
@@ -225,6 +227,7 @@ class _OneTerm:
         self.reasons = ((Reason(name, raw, "abstract"),), (Reason(name, raw, "title"),))
         self.papers = papers
         self.picks: dict[int, Pick] = {}
+        self.tiers: tuple[_Tier, ...] | None = None  # of a topic made of this term alone
 
     def pick(self, i: int, score: int) -> Pick:
         pick = self.picks.get(i)
@@ -267,6 +270,15 @@ class _CompiledTopic:
         self.name = name
         self.mask = mask
         self.terms = [term.entry for term in terms]
+        if len(terms) == 1 and mask == terms[0].anywhere:
+            # The common topic: one term, no filter that bites. Its tiers are the term's own,
+            # shared by every topic with this name and term.
+            group = one_term(name, terms[0].raw)
+            if group.tiers is None:
+                group.tiers = tuple((score, tier, ((tier, group),))
+                                    for score, tier in term_tiers(terms[0]))
+            self.tiers = group.tiers
+            return
         once = twice = 0
         for term in terms:
             anywhere = term.anywhere & mask
