@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from digest.feeds import load_papers  # noqa: E402
 from digest.matching import compile_term, normalize, term_regex  # noqa: E402
 from digest.models import Paper, Selection, Subscriber, Topic  # noqa: E402
-from digest.selector import NO_MATCH, already_sent, category_matches, plan  # noqa: E402
+from digest.selector import NO_MATCH, category_matches, plan  # noqa: E402
 from digest.textclean import fold  # noqa: E402
 
 DATA = Path(os.environ.get("DIGEST_SHARED_DATA", "/work/shared/data"))

@@ -30,11 +30,11 @@ up front, for a caller that shows them). bench/bench_select.py measures all of t
 from __future__ import annotations
 
 import gc
-from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
 from itertools import islice
-from typing import Any, SupportsIndex, TypeAlias, overload
+from typing import Any, Self, SupportsIndex, TypeAlias, overload
 
 from digest.matching import PaperIndex, Term, TermHits, bits, compile_term
 from digest.models import Paper, Pick, Reason, Selection, Subscriber, Topic
@@ -87,7 +87,7 @@ class LazyPicks(tuple[Pick, ...]):
     _source: Callable[[], tuple[Pick, ...]] | None
     _length: int
 
-    def __new__(cls, picks: Iterable[Pick] = ()) -> LazyPicks:
+    def __new__(cls, picks: Iterable[Pick] = ()) -> Self:
         self = super().__new__(cls)
         self._items = tuple(picks)
         self._source = None
@@ -95,7 +95,7 @@ class LazyPicks(tuple[Pick, ...]):
         return self
 
     @classmethod
-    def deferred(cls, length: int, source: Callable[[], tuple[Pick, ...]]) -> LazyPicks:
+    def deferred(cls, length: int, source: Callable[[], tuple[Pick, ...]]) -> Self:
         """``length`` picks that ``source()`` builds (once) when they are first read."""
         self = super().__new__(cls)
         self._items, self._source, self._length = None, source, length
@@ -173,15 +173,23 @@ class LazyPicks(tuple[Pick, ...]):
         return not self == other
 
     def __lt__(self, other: tuple[Any, ...]) -> bool:
+        if not isinstance(other, tuple):
+            return NotImplemented
         return self._get() < tuple(other)
 
     def __le__(self, other: tuple[Any, ...]) -> bool:
+        if not isinstance(other, tuple):
+            return NotImplemented
         return self._get() <= tuple(other)
 
     def __gt__(self, other: tuple[Any, ...]) -> bool:
+        if not isinstance(other, tuple):
+            return NotImplemented
         return self._get() > tuple(other)
 
     def __ge__(self, other: tuple[Any, ...]) -> bool:
+        if not isinstance(other, tuple):
+            return NotImplemented
         return self._get() >= tuple(other)
 
     def __hash__(self) -> int:
@@ -204,7 +212,7 @@ class _CompiledTerm:
     """One distinct term as written, looked up once: its key, its hits and the ``entry``
     (key, term as written, hits per paper) that compiled topics scan."""
 
-    __slots__ = ("key", "raw", "anywhere", "entry")
+    __slots__ = ("anywhere", "entry", "key", "raw")
 
     def __init__(self, term: Term, hits: TermHits | None) -> None:
         self.key = term.key
@@ -218,7 +226,7 @@ class _OneTerm:
     other term of that topic does: they depend on nothing else (the score says title or
     abstract), so every such topic, across subscribers, shares them."""
 
-    __slots__ = ("topics", "papers", "reasons", "picks", "tiers")
+    __slots__ = ("papers", "picks", "reasons", "tiers", "topics")
 
     def __init__(self, name: str, raw: str, papers: tuple[Paper, ...]) -> None:
         # The tuples every pick of this group holds, built once (fewer objects to allocate
@@ -262,7 +270,7 @@ class _CompiledTopic:
     picks; ``terms``, its positive (include and require) terms, one per term key: (key, term
     as written, its hits per paper)."""
 
-    __slots__ = ("name", "mask", "terms", "tiers")
+    __slots__ = ("mask", "name", "terms", "tiers")
 
     def __init__(self, name: str, mask: int, terms: list[_CompiledTerm],
                  term_tiers: Callable[[_CompiledTerm], _Tiers],
