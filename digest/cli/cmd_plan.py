@@ -138,7 +138,7 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
     selections = tuple(
         Selection(subscriber=s.subscriber, picks=(), skipped_reason=UNSUBSCRIBED)
         if s.subscriber.email.lower() in suppressed else s
-        for s in plan_selections(papers, subscribers, history))
+        for s in plan_selections(papers, subscribers, history, build_cuts=True))
     if as_json:
         click.echo(json.dumps(plan_json(selections), indent=2, ensure_ascii=False))
     else:
