@@ -42,7 +42,7 @@ from digest.models import Paper, Selection, Subscriber, Topic  # noqa: E402
 from digest.selector import NO_MATCH, category_matches, plan  # noqa: E402
 from digest.textclean import fold  # noqa: E402
 
-DATA = Path(os.environ.get("DIGEST_SHARED_DATA", "/work/shared/data"))
+DATA = Path(os.environ.get("DIGEST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 STOP = set("a an and are as at be by for from how in is it its of on or the to via with we "
            "our new not no do does your you can all more less up using use".split())
 

@@ -7,7 +7,6 @@ import functools
 import gc
 import json
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
