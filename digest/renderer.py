@@ -40,10 +40,10 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
-from digest.compiled import CARD_MARKUP, Shaper, ShapeCache, clean_value, compile_mjml, \
-    guard_filter, record_finalize, render_recorded
+from digest.compiled import CARD_MARKUP, FastEnvironment, Shaper, ShapeCache, clean_value, \
+    compile_mjml, guard_filter, record_finalize, render_recorded
 from digest.errors import TemplateError
-from digest.models import Digest, DigestItem, RenderedEmail
+from digest.models import Digest, DigestItem, Paper, RenderedEmail
 
 HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
@@ -130,6 +130,45 @@ class Link:
 
 
 @dataclass(frozen=True)
+class _PaperView:
+    """A card's per-paper values, worked out once per paper instead of once per email."""
+
+    url: str | None
+    links: tuple[Link, ...]
+    authors: str
+
+
+def _view(paper: Paper) -> _PaperView:
+    arxiv = f"https://arxiv.org/abs/{paper.id}" if _ARXIV_ID.match(paper.id) else None
+    url = http_url(paper.url) or arxiv or http_url(paper.hf_url) or http_url(paper.pdf_url)
+    links: list[Link] = []
+    seen = {url}
+    for label, raw in (("HF page", paper.hf_url), ("PDF", paper.pdf_url),
+                       ("Code", paper.code_url), ("Project", paper.project_url)):
+        link = http_url(raw)
+        if link and link not in seen:
+            seen.add(link)
+            links.append(Link(label, link))
+    return _PaperView(url, tuple(links), short_authors(paper.authors))
+
+
+# id(paper) -> (paper, view): papers are frozen and shared by every email of a run; holding the
+# paper keeps its id from being reused while the entry lives. Races only compute a view twice.
+_VIEWS: dict[int, tuple[Paper, _PaperView]] = {}
+
+
+def _paper_view(paper: Paper) -> _PaperView:
+    hit = _VIEWS.get(id(paper))
+    if hit is not None and hit[0] is paper:
+        return hit[1]
+    view = _view(paper)
+    if len(_VIEWS) >= 8192:  # a daemon sees new papers every day: keep memory bounded
+        _VIEWS.clear()
+    _VIEWS[id(paper)] = (paper, view)
+    return view
+
+
+@dataclass(frozen=True)
 class Card:
     """What a paper card shows; built from a ``DigestItem``, every link already http(s)-only."""
 
@@ -144,30 +183,19 @@ class Card:
     def title(self) -> str:
         return self.item.summary.title or self.item.pick.paper.title
 
-    @cached_property
+    @property
     def url(self) -> str | None:
         """The title link: the paper's page, else its arXiv abs page, else the HF page."""
-        paper = self.item.pick.paper
-        arxiv = f"https://arxiv.org/abs/{paper.id}" if _ARXIV_ID.match(paper.id) else None
-        return http_url(paper.url) or arxiv or http_url(paper.hf_url) or http_url(paper.pdf_url)
+        return _paper_view(self.item.pick.paper).url
 
-    @cached_property
+    @property
     def links(self) -> tuple[Link, ...]:
         """The secondary links (HF page, PDF, code, project), deduplicated against the title."""
-        paper = self.item.pick.paper
-        out: list[Link] = []
-        seen = {self.url}
-        for label, raw in (("HF page", paper.hf_url), ("PDF", paper.pdf_url),
-                           ("Code", paper.code_url), ("Project", paper.project_url)):
-            url = http_url(raw)
-            if url and url not in seen:
-                seen.add(url)
-                out.append(Link(label, url))
-        return tuple(out)
+        return _paper_view(self.item.pick.paper).links
 
-    @cached_property
+    @property
     def authors(self) -> str:
-        return short_authors(self.item.pick.paper.authors)
+        return _paper_view(self.item.pick.paper).authors
 
     @property
     def claims(self) -> tuple[str, ...]:
@@ -184,6 +212,24 @@ class Card:
     @property
     def upvotes(self) -> int | None:
         return self.item.pick.paper.upvotes
+
+
+# What a memoized card partial may read: per paper (the memo key names the paper and its summary
+# by identity) or per subscriber (their values join the key).
+_PER_PAPER = frozenset({"paper_id", "title", "url", "links", "authors", "claims", "upvotes"})
+_PER_CARD = frozenset({"reasons", "topics", "rank"})
+_CARD_READS = _PER_PAPER | _PER_CARD
+
+
+def _card_key(card: Any, reads: tuple[str, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """The part memo's key for ``card``: the paper and summary by identity (kept alive by
+    the memo so an id is never reused while its entry lives) plus the per-subscriber values
+    the partial reads."""
+    if type(card) is not Card:
+        return None
+    paper, summary = card.item.pick.paper, card.item.summary
+    return (id(paper), id(summary), *(getattr(card, name) for name in reads
+                                      if name in _PER_CARD)), (paper, summary)
 
 
 def _topics(cards: Sequence[Card]) -> tuple[str, ...]:
@@ -252,7 +298,7 @@ class Renderer:
 
     @staticmethod
     def _environment(loader: BaseLoader | None, *, fast: bool) -> Environment:
-        env = Environment(
+        env = (FastEnvironment if fast else Environment)(
             loader=loader,
             undefined=StrictUndefined,
             autoescape=select_autoescape(("mjml", "html", "xml"), default_for_string=False),
@@ -267,8 +313,9 @@ class Renderer:
         env.filters.update(http_url=http_url, short_authors=short_authors, day=day,
                            long_date=long_date, wrap=wrap)
         env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
-        if fast:
+        if isinstance(env, FastEnvironment):
             env.filters = {name: guard_filter(f) for name, f in env.filters.items()}
+            env.setup_memo(_card_key, _CARD_READS)
         return env
 
     # ---------------------------------------------------------------- public
