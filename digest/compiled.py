@@ -544,11 +544,18 @@ class FastEnvironment(Environment):
     def setup_memo(self, key: CardKey, allowed: frozenset[str]) -> None:
         self._memo_key, self._memo_allowed = key, allowed
         self._memo: dict[int, tuple[Template, Any]] = {}
+        self._memo_names: dict[str, Any] = {}
         self._memo_store: dict[Any, tuple[tuple[Any, ...], str, tuple[str, ...]]] = {}
 
     def get_template(self, name: Any, parent: Any = None, globals: Any = None) -> Any:
-        template = super().get_template(name, parent, globals)
         memo = getattr(self, "_memo", None)
+        if memo is not None and parent is None and globals is None and type(name) is str:
+            # auto_reload is off: a name found once maps to the same template (an include
+            # asks for its partial once per card)
+            known = self._memo_names.get(name)
+            if known is not None:
+                return known
+        template = super().get_template(name, parent, globals)
         if memo is None or not isinstance(template, Template) or template.filename is None:
             return template
         known = memo.get(id(template))
@@ -567,4 +574,8 @@ class FastEnvironment(Environment):
         if len(memo) >= MAX_SHAPES:
             memo.clear()
         memo[id(template)] = (template, wrapped)
+        if parent is None and globals is None and type(name) is str and not self.auto_reload:
+            if len(self._memo_names) >= MAX_SHAPES:
+                self._memo_names.clear()
+            self._memo_names[name] = wrapped
         return wrapped

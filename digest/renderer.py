@@ -43,7 +43,7 @@ from markupsafe import Markup
 from digest.compiled import CARD_MARKUP, FastEnvironment, Shaper, ShapeCache, clean_value, \
     compile_mjml, guard_filter, record_finalize, render_recorded
 from digest.errors import TemplateError
-from digest.models import Digest, DigestItem, Paper, RenderedEmail
+from digest.models import Digest, DigestItem, Paper, Reason, RenderedEmail
 
 HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
@@ -157,6 +157,10 @@ def _view(paper: Paper) -> _PaperView:
 _VIEWS: dict[int, tuple[Paper, _PaperView]] = {}
 
 
+# the same for a pick's reasons (the selector shares picks and their reasons across subscribers)
+_REASONS: dict[int, tuple[tuple[Reason, ...], tuple[str, ...]]] = {}
+
+
 def _paper_view(paper: Paper) -> _PaperView:
     hit = _VIEWS.get(id(paper))
     if hit is not None and hit[0] is paper:
@@ -201,9 +205,17 @@ class Card:
     def claims(self) -> tuple[str, ...]:
         return self.item.summary.claims
 
-    @cached_property
+    @property
     def reasons(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(str(r) for r in self.item.pick.reasons))
+        reasons = self.item.pick.reasons
+        hit = _REASONS.get(id(reasons))
+        if hit is not None and hit[0] is reasons:
+            return hit[1]
+        texts = tuple(dict.fromkeys(str(r) for r in reasons))
+        if len(_REASONS) >= 8192:
+            _REASONS.clear()
+        _REASONS[id(reasons)] = (reasons, texts)
+        return texts
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -327,7 +339,9 @@ class Renderer:
         while True:
             ctx = context(digest, keep)
             html = self.html(ctx)
-            if keep == 0 or len(html.encode()) <= self.max_bytes:
+            # at most 4 UTF-8 bytes a character: most emails fit without encoding them
+            if keep == 0 or 4 * len(html) <= self.max_bytes \
+                    or len(html.encode()) <= self.max_bytes:
                 break
             keep -= 1
         return RenderedEmail(
