@@ -543,38 +543,32 @@ class FastEnvironment(Environment):
 
     def setup_memo(self, key: CardKey, allowed: frozenset[str]) -> None:
         self._memo_key, self._memo_allowed = key, allowed
-        self._memo: dict[int, tuple[Template, Any]] = {}
+        self._memo_on = True
         self._memo_names: dict[str, Any] = {}
         self._memo_store: dict[Any, tuple[tuple[Any, ...], str, tuple[str, ...]]] = {}
 
     def get_template(self, name: Any, parent: Any = None, globals: Any = None) -> Any:
-        memo = getattr(self, "_memo", None)
-        if memo is not None and parent is None and globals is None and type(name) is str:
-            # auto_reload is off: a name found once maps to the same template (an include
-            # asks for its partial once per card)
-            known = self._memo_names.get(name)
-            if known is not None:
-                return known
-        template = super().get_template(name, parent, globals)
-        if memo is None or not isinstance(template, Template) or template.filename is None:
-            return template
-        known = memo.get(id(template))
-        if known is not None and known[0] is template:
-            return known[1]
-        reads = None
-        if self.loader is not None and isinstance(name, str):
+        if not getattr(self, "_memo_on", False) or type(name) is not str or globals is not None:
+            return super().get_template(name, parent, globals)
+        if parent is not None:  # what Jinja's own get_template does first
+            name, parent = self.join_path(name, parent), None
+        # auto_reload is off: a name found once is the same template for good (an include asks
+        # for its partial once per card, an extends for its parent once per email)
+        known = self._memo_names.get(name)
+        if known is not None:
+            return known
+        template = super().get_template(name)
+        wrapped: Any = template
+        if isinstance(template, Template) and template.filename is not None \
+                and self.loader is not None:
             try:
                 source = self.loader.get_source(self, name)[0]
             except TemplateNotFound:
                 source = None
-            if source is not None:
-                reads = card_reads(self, source, self._memo_allowed)
-        wrapped = template if reads is None else _MemoTemplate(
-            template, reads, self._memo_key, self._memo_store)
-        if len(memo) >= MAX_SHAPES:
-            memo.clear()
-        memo[id(template)] = (template, wrapped)
-        if parent is None and globals is None and type(name) is str and not self.auto_reload:
+            reads = None if source is None else card_reads(self, source, self._memo_allowed)
+            if reads is not None:
+                wrapped = _MemoTemplate(template, reads, self._memo_key, self._memo_store)
+        if not self.auto_reload:
             if len(self._memo_names) >= MAX_SHAPES:
                 self._memo_names.clear()
             self._memo_names[name] = wrapped
