@@ -442,3 +442,59 @@ def test_fast_path_where_no_probe_fits(tmp_path: Path) -> None:
         assert fast.render(d).html == full.render(d).html
     assert all(f.boundary is None for f in fast.cache.frames.values())
     assert any(f.units for f in fast.cache.frames.values())
+
+
+# --------------------------------------------------------------------------- card part memo
+
+
+@pytest.mark.parametrize(("source", "reads"), [
+    ("{{ card.title }} {{ card.reasons|join('; ') }}", ("reasons", "title")),
+    ("{% if card.upvotes is not none %}{{ card.upvotes }}{% endif %}", ("upvotes",)),
+    ("{{ card.title }} {{ name }}", None),  # another variable: depends on the email
+    ("{{ loop.index }} {{ card.title }}", None),
+    ("{{ card.item.pick.score }}", None),  # not a card value the key covers
+    ("{{ card|string }}", None),  # the whole card escapes into a filter
+    ("{{ card.claims|random }}", None),  # impure
+    ("{{ card.title.upper() }}", None),  # calls
+    ("{% include 'x.mjml' %}", None),
+    ("{{ card.title", None),  # a syntax error: the real render reports it
+])
+def test_card_reads_accepts_only_partials_that_depend_on_the_card(
+        source: str, reads: tuple[str, ...] | None) -> None:
+    from digest.compiled import card_reads
+
+    env = Renderer().fast_env
+    allowed = frozenset({"title", "reasons", "upvotes", "claims", "rank"})
+    assert card_reads(env, source, allowed) == reads
+
+
+def test_stock_card_partial_is_replayed_across_emails() -> None:
+    digests = real_digests()
+    fast, full = Renderer(), Renderer(fast=False)
+    for d in digests:
+        assert fast.render(d) == full.render(d)
+    store = fast.fast_env._memo_store  # type: ignore[attr-defined]
+    cards = sum(len(d.items) for d in digests)
+    assert 0 < len(store) < cards  # one Jinja render per distinct card, not per email
+
+
+def test_card_memo_keys_per_subscriber_values(tmp_path: Path) -> None:
+    # rank and reasons differ per subscriber for the same paper: they join the memo key
+    (tmp_path / "_paper.mjml").write_text(
+        "<mj-section><mj-column><mj-text>{{ card.rank }}. {{ card.title }}"
+        " ({{ card.reasons|join('; ') }}) {{ card.topics|join(', ') }}</mj-text>"
+        "</mj-column></mj-section>\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests():
+        assert fast.render(d).html == full.render(d).html
+    assert fast.fast_env._memo_store  # type: ignore[attr-defined]
+
+
+def test_card_partial_reading_the_email_is_not_memoized(tmp_path: Path) -> None:
+    (tmp_path / "_paper.mjml").write_text(
+        "<mj-section><mj-column><mj-text>{{ card.title }} for {{ subscriber.email }}"
+        "</mj-text></mj-column></mj-section>\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests()[:10]:
+        assert fast.render(d).html == full.render(d).html
+    assert not fast.fast_env._memo_store  # type: ignore[attr-defined]
