@@ -20,7 +20,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -183,7 +182,7 @@ class Card:
     def paper_id(self) -> str:
         return self.item.pick.paper.id
 
-    @cached_property
+    @property
     def title(self) -> str:
         return self.item.summary.title or self.item.pick.paper.title
 
