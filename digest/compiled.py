@@ -74,7 +74,9 @@ def compile_mjml(source: str, template: str) -> str:
 def clean_value(value: Any) -> Any:
     """Every printed value loses the characters mrml cannot parse (``finalize`` of the naive
     environment; the fast one does the same before recording)."""
-    if isinstance(value, str) and _UNPARSABLE.search(value):
+    # printable ASCII (most values) holds none of them: two C-speed checks, no regex scan
+    if isinstance(value, str) and not (value.isascii() and value.isprintable()) \
+            and _UNPARSABLE.search(value):
         cleaned = _UNPARSABLE.sub("", value)
         return Markup(cleaned) if isinstance(value, Markup) else cleaned
     return value
