@@ -21,6 +21,11 @@ for every card shape seen (kept as the intersection of each card's valid range).
 does not fit this model (markers mangled by a filter, an insertion point that no longer exists)
 falls back to compiling that email in full, so the output is always byte-identical to the naive
 path; tests assert it on real digests.
+
+Cards repeat across emails too: a partial that reads nothing but ``card`` values (checked on
+its syntax tree by ``card_reads``) is rendered once per distinct card (the paper and summary by
+identity, plus the per-subscriber values it reads, such as reasons or rank) and its marked text
+and recorded values are replayed for every other email (``FastEnvironment``).
 """
 
 from __future__ import annotations
