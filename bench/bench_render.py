@@ -14,15 +14,19 @@ import dataclasses
 import gc
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 
-from digest.feeds import sample_papers
 from digest.models import Digest, Settings, Subscriber, Topic
 from digest.pipeline import build_digest, summarize_all
 from digest.renderer import Renderer, context
 from digest.selector import plan
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from sample_digests import varied_papers  # noqa: E402  (shared with the renderer tests)
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 TERMS = ["quantization", "language model", "diffusion", "reinforcement learning", "agent",
@@ -32,16 +36,7 @@ TERMS = ["quantization", "language model", "diffusion", "reinforcement learning"
 
 def digests(count: int, seed: int = 1) -> list[Digest]:
     rnd = random.Random(seed)
-    # the seed papers have only titles and abstracts: add what a live feed gives (authors,
-    # links, upvotes), present or not at random, so card shapes vary as they will in use
-    papers = tuple(dataclasses.replace(
-        p, authors=tuple(f"Author {j}" for j in range(rnd.randint(0, 6))),
-        url=rnd.choice([None, f"https://arxiv.org/abs/2411.{i:05d}"]),
-        pdf_url=rnd.choice([None, f"https://arxiv.org/pdf/2411.{i:05d}"]),
-        hf_url=rnd.choice([None, f"https://huggingface.co/papers/2411.{i:05d}"]),
-        code_url=rnd.choice([None, None, f"https://github.com/example/repo{i}"]),
-        upvotes=rnd.choice([None, 0, 1, rnd.randint(2, 300)]))
-        for i, p in enumerate(sample_papers()))
+    papers = varied_papers(rnd)
     subs = [Subscriber(
         email=f"user{i}@example.org", name=rnd.choice([None, "Ada", "Grace Hopper", "Zoë"]),
         timezone="UTC", schedule="0 7 * * *", max_papers=rnd.randint(1, 10),

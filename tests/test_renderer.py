@@ -284,21 +284,12 @@ def real_digests(count: int = 40, seed: int = 7) -> tuple[Digest, ...]:
     """Digests built by the real stages from the bundled seed papers, with varied subscribers
     (names or not, 1-10 papers, unsubscribe URL or mailto, manage URL or not) and papers
     (optional links, authors and upvotes present or not)."""
-    from digest.feeds import sample_papers
     from digest.pipeline import build_digest, summarize_all
     from digest.selector import plan
+    from sample_digests import varied_papers
 
     rnd = random.Random(seed)
-    # the seed papers carry only titles and abstracts: give them the optional parts a live
-    # feed has (authors, links, upvotes), at random, so card shapes vary as they will
-    papers = tuple(dataclasses.replace(
-        p, authors=tuple(f"Author {j}" for j in range(rnd.randint(0, 6))),
-        url=rnd.choice([None, f"https://arxiv.org/abs/2411.{i:05d}"]),
-        pdf_url=rnd.choice([None, f"https://arxiv.org/pdf/2411.{i:05d}"]),
-        hf_url=rnd.choice([None, f"https://huggingface.co/papers/2411.{i:05d}"]),
-        code_url=rnd.choice([None, None, f"https://github.com/example/repo{i}"]),
-        upvotes=rnd.choice([None, 0, 1, rnd.randint(2, 300)]))
-        for i, p in enumerate(sample_papers()))
+    papers = varied_papers(rnd)
     terms = ["quantization", "language model", "diffusion", "reinforcement learning", "agent",
              "vision", "benchmark", "attention", "graph", "speech", "retrieval", "reasoning"]
     subs = [Subscriber(
