@@ -279,6 +279,7 @@ def next_runs(expr: str, timezone: str, after: datetime, n: int) -> list[datetim
     return out
 
 
+@lru_cache(maxsize=4096)  # a send asks it for every subscriber; they share few schedules
 def fires_on(expr: str, timezone: str, day: date) -> bool:
     """Whether the schedule has a send on ``day`` (a local calendar date in ``timezone``)."""
     start = datetime.combine(day, time.min, tzinfo=zone(timezone))
