@@ -30,13 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.mailer import (  # noqa: E402
-    OutgoingMessage,
-    build_message,
-    make_message_id,
-    parse_sender,
-)
-from digest.transports import OUTBOX_WRITERS, MaildirOutbox  # noqa: E402
+from digest.delivery import OutgoingMessage, build_message
+from digest.delivery._message import make_message_id, parse_sender
+from digest.delivery._transports import OUTBOX_WRITERS, MaildirOutbox
 from digest.models import (  # noqa: E402
     Digest,
     RenderedEmail,
@@ -56,10 +52,10 @@ def real_digest() -> tuple[RenderedEmail, Digest, str]:
                      topics=(Topic(name="LLMs", include=("language model", "llm",
                                                          "reasoning", "diffusion")),))
     try:
+        from digest.compose import build_digest, summarize_all
         from digest.feeds import sample_papers
-        from digest.pipeline import build_digest, summarize_all
-        from digest.renderer import Renderer
-        from digest.selector import select
+        from digest.render import Renderer
+        from digest.selection._rank import select
 
         papers = sample_papers()
         selection = select(papers, sub)

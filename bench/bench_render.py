@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from digest.compose import build_digest, summarize_all
 from digest.models import Digest, Settings, Subscriber, Topic
-from digest.pipeline import build_digest, summarize_all
-from digest.renderer import Renderer, context
-from digest.selector import plan
+from digest.render import Renderer
+from digest.render._renderer import context
+from digest.selection import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sample_digests import varied_papers  # noqa: E402  (shared with the renderer tests)
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"(max {max(html_bytes):,}), text mean {statistics.mean(text_bytes):,.0f}")
 
     try:
-        from digest.mailer import build_message
+        from digest.delivery import build_message
     except ImportError:
         print("MIME: digest.mailer not available")
         return

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.models import Config, Settings, Subscriber
-from digest.scheduler import build_scheduler, jobs_path, reconcile, upcoming
+from digest.schedule import upcoming
+from digest.schedule._jobs import build_scheduler, jobs_path, reconcile
 
 ZONES = ("UTC", "Europe/London", "Europe/Berlin", "Europe/Helsinki", "Asia/Kolkata",
          "Asia/Tokyo", "Asia/Shanghai", "Australia/Sydney", "Pacific/Auckland",

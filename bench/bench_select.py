@@ -36,11 +36,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.feeds import load_papers  # noqa: E402
-from digest.matching import compile_term, normalize, term_regex  # noqa: E402
+from digest.feeds import load_papers
 from digest.models import Paper, Selection, Subscriber, Topic  # noqa: E402
-from digest.selector import NO_MATCH, category_matches, plan  # noqa: E402
-from digest.textclean import fold  # noqa: E402
+from digest.selection import plan
+from digest.selection._rank import NO_MATCH, category_matches
+from digest.selection._terms import compile_term, normalize, term_regex
+from digest.text import fold
 
 DATA = Path(os.environ.get("DIGEST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 STOP = set("a an and are as at be by for from how in is it its of on or the to via with we "
@@ -196,7 +197,7 @@ def child(method: str, n_subs: int, n_papers: int, n_naive: int, repeat: int
     subs = bench_subscribers(n_subs, terms)
     before = _rss_kb()
     if method == "selector":
-        from digest.selector import Selector
+        from digest.selection import Selector
 
         # Best of `repeat` runs (as timeit does): the 2 CPUs are shared, a slower run measures
         # the neighbours. Peak RSS is the first run's (later ones reuse its freed memory).

@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.feeds import sample_papers  # noqa: E402
+from digest.feeds import sample_papers
 from digest.models import Config, Settings, SmtpSettings, Subscriber, Topic  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
@@ -106,7 +106,7 @@ def _rss_mb() -> float:
 
 
 def run_ours(n: int, port: int, workdir: Path, processes: int | None) -> dict[str, object]:
-    from digest.service import send_all
+    from digest.delivery import send_all
 
     cfg = config(n, port, workdir)
     papers = sample_papers()
@@ -119,12 +119,12 @@ def run_ours(n: int, port: int, workdir: Path, processes: int | None) -> dict[st
 
 
 def run_naive(n: int, port: int, workdir: Path, limit: int) -> dict[str, object]:
+    from digest.compose import LazySummaries, edition_for
+    from digest.delivery import deliver_edition
+    from digest.delivery._transports import SmtpTransport
     from digest.ledger import Ledger
-    from digest.pipeline import LazySummaries, edition_for
-    from digest.renderer import Renderer
-    from digest.selector import Selector
-    from digest.service import deliver_edition
-    from digest.transports import SmtpTransport
+    from digest.render import Renderer
+    from digest.selection import Selector
 
     cfg = config(n, port, workdir)
     settings = cfg.settings
@@ -148,11 +148,11 @@ def run_naive(n: int, port: int, workdir: Path, limit: int) -> dict[str, object]
 
 
 def run_ceiling(n: int, port: int, workdir: Path) -> dict[str, object]:
-    from digest.mailer import build_message
-    from digest.pipeline import build_digest, edition_for, summarize_all
-    from digest.renderer import Renderer
-    from digest.selector import select
-    from digest.transports import SmtpTransport
+    from digest.compose import build_digest, edition_for, summarize_all
+    from digest.delivery import build_message
+    from digest.delivery._transports import SmtpTransport
+    from digest.render import Renderer
+    from digest.selection._rank import select
 
     cfg = config(1, port, workdir)
     settings = cfg.settings

@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import train_summarizer  # noqa: E402
 
 from digest.models import Paper  # noqa: E402
-from digest.sentences import split_sentences  # noqa: E402
-from digest.summarizer import (  # noqa: E402
+from digest.summarize import summarize
+from digest.summarize._claims import (
     BACKGROUND_PENALTY,
     LENGTH_PENALTY,
     RoleModel,
@@ -50,9 +50,8 @@ from digest.summarizer import (  # noqa: E402
     pick,
     scored,
     shipped_model,
-    summarize,
 )
-from digest.textclean import clean_text  # noqa: E402
+from digest.text import clean_text, split_sentences
 
 DATA = ROOT.parent / "shared" / "data"
 SCITLDR = DATA / "scitldr_a_dev.jsonl"

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from digest.summarizer import MODEL_FILE, ROLES, features
+from digest.summarize._claims import MODEL_FILE, ROLES, features
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "csabstruct_train.jsonl"
@@ -101,7 +101,7 @@ def train(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def accuracy(model_json: dict[str, Any], records: Sequence[dict[str, Any]]) -> float:
-    from digest.summarizer import RoleModel, sentence_roles
+    from digest.summarize._claims import RoleModel, sentence_roles
 
     model = RoleModel.from_json(model_json)
     right = total = 0

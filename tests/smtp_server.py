@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+    syntax,
+)
 
 Stage = Literal["mail", "rcpt", "data"]
 Action = Literal["reply", "drop", "stall"]

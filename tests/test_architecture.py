@@ -1,54 +1,57 @@
-"""The import rules of docs/architecture.md, checked with ast over digest/*.py.
+"""The import rules of docs/architecture.md, checked with ast over every module under digest/.
 
-Stages never import each other; pure stages never import an edge (files, network, SQLite, the
-terminal); nothing but the CLI imports the CLI. Imports under ``if TYPE_CHECKING:`` are type-only
-and do not count.
+The units are the stage packages (``digest/feeds/`` ...) and the few shared top-level modules
+(``models``, ``errors``, ``cron``). A module may import its own unit's private modules; another
+unit only through its public face (``digest.feeds``, never ``digest.feeds._http``) and only if
+the table below allows it; pure units import no I/O library; no import cycle anywhere, lazy
+imports inside functions included. Imports under ``if TYPE_CHECKING:`` are type-only and do not
+count. There are no whitelisted exceptions: a cycle is mended, not allowed.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "digest"
+README = PACKAGE.parent / "README.md"
+EXAMPLE = PACKAGE.parent / "subscribers.example.yaml"
 
 BASE = {"models", "errors"}
-# module -> project modules it may import (besides itself). None = anything but the CLI.
+# unit -> units it may import (besides itself). None = anything but the CLI.
 ALLOWED: dict[str, set[str] | None] = {
     "__init__": set(),
     "__main__": {"cli"},
     "models": set(),
     "errors": set(),
-    "textclean": set(),
-    "sentences": set(),
     "cron": set(),
-    "config_schema": {"errors", "cron"},
-    "config": BASE | {"config_schema", "cron"},
-    "feeds": BASE | {"feeds_http"},
-    "feeds_http": BASE | {"feeds"},
-    "matching": BASE | {"textclean"},
-    "selector": BASE | {"matching", "textclean"},
-    "summarizer": BASE | {"sentences", "textclean"},
-    "unsubscribe": {"errors"},
-    "pipeline": BASE | {"selector", "summarizer", "unsubscribe"},
-    "compiled": BASE,
-    "renderer": BASE | {"compiled"},
-    "mailer": BASE,
-    "transports": BASE | {"mailer"},
+    "text": set(),
+    "config": BASE | {"cron"},
+    "feeds": BASE | {"text"},
+    "selection": BASE | {"text"},
+    "summarize": BASE | {"text"},
+    "compose": BASE | {"summarize"},
+    "render": BASE,
     "ledger": BASE,
-    "scheduler": BASE | {"cron"},
-    "service": None,
-    "daemon": None,
-    "preview": None,
+    "delivery": BASE | {"cron", "ledger", "selection", "summarize", "compose", "render"},
+    "schedule": BASE | {"cron", "config", "feeds", "ledger", "selection", "summarize", "compose",
+                        "render", "delivery"},
+    "preview": BASE | {"config", "feeds", "ledger", "selection", "summarize", "compose", "render",
+                       "delivery"},
+    "cli": None,
 }
 
-# Pure stages: no I/O libraries.
-PURE = {"models", "errors", "textclean", "sentences", "cron", "matching", "selector",
-        "summarizer", "pipeline", "compiled", "renderer", "mailer", "unsubscribe"}
+# Pure units and modules: no I/O libraries.
+PURE = {"models", "errors", "text", "cron", "selection", "summarize", "compose", "render",
+        "delivery._message"}
 IO_LIBS = {"httpx", "sqlite3", "smtplib", "socket", "click", "rich", "subprocess", "urllib.request",
-           "http.server", "sqlalchemy"}
+           "http.server", "sqlalchemy", "psycopg", "celery", "starlette", "uvicorn"}
+
+# Environment variables the product may name: each is documented for users (README or example).
+USER_ENV = {"DIGEST_CONFIG", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET"}
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -58,6 +61,7 @@ def _is_type_checking(node: ast.If) -> bool:
 
 
 def _imports(tree: ast.AST) -> set[str]:
+    """Every module a tree imports at run time (``from digest import x`` counts as digest.x)."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
@@ -79,37 +83,122 @@ def _imports(tree: ast.AST) -> set[str]:
 
 
 def _modules() -> list[Path]:
-    return sorted(PACKAGE.glob("*.py"))
+    return sorted(PACKAGE.rglob("*.py"))
 
 
-def test_every_module_has_a_rule() -> None:
-    missing = [p.stem for p in _modules() if p.stem not in ALLOWED]
-    assert missing == [], f"add these modules to ALLOWED and docs/architecture.md: {missing}"
+def _name(path: Path) -> str:
+    """digest/feeds/_http.py -> feeds._http; digest/feeds/__init__.py -> feeds."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts)
 
 
-@pytest.mark.parametrize("path", _modules(), ids=lambda p: p.stem)
+def _unit(name: str) -> str:
+    return name.split(".")[0]
+
+
+def _project(imported: set[str]) -> set[str]:
+    return {name[len("digest."):] for name in imported if name.startswith("digest.")}
+
+
+def test_every_unit_has_a_rule() -> None:
+    missing = sorted({_unit(_name(p)) for p in _modules()} - set(ALLOWED))
+    assert missing == [], f"add these to ALLOWED and docs/architecture.md: {missing}"
+
+
+def test_every_stage_is_a_package_with_a_public_face() -> None:
+    loose = [p.name for p in PACKAGE.glob("*.py")
+             if p.stem not in {"__init__", "__main__", "models", "errors", "cron"}]
+    assert loose == [], f"put these in a stage package: {loose}"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=_name)
 def test_imports_follow_the_rules(path: Path) -> None:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    imported = _imports(tree)
-    project = {name.split(".")[1] for name in imported if name.startswith("digest.")}
-    project.discard(path.stem)
-    allowed = ALLOWED.get(path.stem, set())
+    me = _name(path)
+    unit = _unit(me)
+    imported = _imports(ast.parse(path.read_text(encoding="utf-8")))
+    others = {name for name in _project(imported) if _unit(name) != unit}
+    insides = sorted(name for name in others if "." in name)
+    assert insides == [], f"{me} reaches inside another stage: {insides} (use its public face)"
+    allowed = ALLOWED[unit]
     if allowed is None:
-        assert "cli" not in project, f"{path.name} imports the CLI"
+        assert "cli" not in others, f"{me} imports the CLI"
     else:
-        assert project <= allowed, f"{path.name} imports {sorted(project - allowed)}"
-    if path.stem in PURE:
+        assert others <= allowed, f"{me} imports {sorted(others - allowed)}"
+    if unit in PURE or me in PURE:
         io = {name for name in imported if name in IO_LIBS or name.split(".")[0] in IO_LIBS}
-        assert io == set(), f"pure stage {path.name} imports I/O libraries {sorted(io)}"
+        assert io == set(), f"pure {me} imports I/O libraries {sorted(io)}"
+
+
+def _graph() -> dict[str, set[str]]:
+    names = {_name(p) for p in _modules()}
+    graph: dict[str, set[str]] = {}
+    for path in _modules():
+        imported = _project(_imports(ast.parse(path.read_text(encoding="utf-8"))))
+        graph[_name(path)] = {name for name in imported if name in names} - {_name(path)}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycle_between_modules() -> None:
+    assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()) or [])
+
+
+def test_no_import_cycle_between_units() -> None:
+    units: dict[str, set[str]] = {}
+    for name, deps in _graph().items():
+        units.setdefault(_unit(name), set()).update(_unit(d) for d in deps if _unit(d) != _unit(name))
+    assert _cycle(units) is None, " -> ".join(_cycle(units) or [])
 
 
 def test_every_module_says_what_it_owns() -> None:
-    undocumented = [p.name for p in _modules()
-                    if p.stem not in {"__main__"} and not ast.get_docstring(ast.parse(p.read_text()))]
+    undocumented = [_name(p) for p in _modules()
+                    if p.stem != "__main__" and not ast.get_docstring(ast.parse(p.read_text()))]
     assert undocumented == []
 
 
-def test_the_rules_catch_a_violation(tmp_path: Path) -> None:
+def test_the_product_reads_no_test_only_environment_variable() -> None:
+    named = set()
+    for path in _modules():
+        named.update(re.findall(r"[\"'](DIGEST_[A-Z_]+)[\"']", path.read_text(encoding="utf-8")))
+    assert named <= USER_ENV, f"not a user setting: {sorted(named - USER_ENV)}"
+    docs = README.read_text(encoding="utf-8") + EXAMPLE.read_text(encoding="utf-8")
+    assert [name for name in sorted(USER_ENV) if name not in docs] == []
+
+
+def test_loggers_are_named_by_module() -> None:
+    fixed = [(_name(p), m) for p in _modules()
+             for m in re.findall(r"getLogger\((\"digest[^\"]*\")\)", p.read_text(encoding="utf-8"))]
+    assert fixed == [], f"use logging.getLogger(__name__): {fixed}"
+
+
+def test_the_rules_catch_a_violation() -> None:
     tree = ast.parse("import sqlite3\nfrom digest import feeds\nfrom typing import TYPE_CHECKING\n"
-                     "if TYPE_CHECKING:\n    from digest.ledger import Ledger\n")
-    assert _imports(tree) == {"sqlite3", "digest", "digest.feeds", "typing"}
+                     "def f():\n    from digest.ledger._sqlite import Ledger\n"
+                     "if TYPE_CHECKING:\n    from digest.render import Renderer\n")
+    assert _imports(tree) == {"sqlite3", "digest", "digest.feeds", "digest.ledger._sqlite",
+                              "typing"}
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None

@@ -26,7 +26,7 @@ def test_wheel_ships_templates_and_data_and_they_are_found(tmp_path: Path) -> No
         for name in TEMPLATES:
             assert f"digest/templates/{name}" in names
         assert "digest/data/sample_papers.json" in names
-        assert "digest/renderer.py" in names and "digest/compiled.py" in names
+        assert "digest/render/__init__.py" in names and "digest/render/_compiled.py" in names
         site = tmp_path / "site"
         zf.extractall(site)
 
@@ -34,7 +34,7 @@ def test_wheel_ships_templates_and_data_and_they_are_found(tmp_path: Path) -> No
         import sys
         from datetime import date, datetime, timezone
         from pathlib import Path
-        import digest, digest.renderer as r
+        import digest, digest.render as r
         from digest.models import (Digest, DigestItem, Paper, Pick, Reason, Subscriber,
                                    Summary, Topic)
         site = Path(sys.argv[1])

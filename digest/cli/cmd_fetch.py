@@ -10,7 +10,13 @@ from rich.console import Console
 
 from digest.cli._base import main
 from digest.feeds import (
-    WALK_BACK_DAYS, load_papers, merge_papers, papers_to_json, sample_papers, write_papers)
+    WALK_BACK_DAYS,
+    load_papers,
+    merge_papers,
+    papers_to_json,
+    sample_papers,
+    write_papers,
+)
 from digest.models import FeedSettings, Paper
 
 SOURCES = ("huggingface", "arxiv", "file", "sample")
@@ -64,7 +70,7 @@ def fetch(source: str | None, day: datetime | None, walk_back: int | None,
     elif source == "sample":
         papers = sample_papers()
     else:
-        from digest.feeds_http import fetch_papers  # httpx only for live sources
+        from digest.feeds import fetch_papers  # httpx only for live sources
 
         wanted: date = day.date() if day else datetime.now(timezone.utc).date()
         back = walk_back if walk_back is not None else (0 if day else WALK_BACK_DAYS)

@@ -15,14 +15,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from digest.cli._base import now_from, config_option, main, papers_option
+from digest.cli._base import config_option, main, now_from, papers_option
 from digest.config import load_config
 from digest.errors import InputError
 from digest.feeds import papers_for
 from digest.ledger import Ledger
 from digest.models import Pick, Selection
-from digest.selector import plan as plan_selections
-from digest.textclean import clean_text
+from digest.selection import plan as plan_selections
+from digest.text import clean_text
 
 UNSUBSCRIBED = "unsubscribed: the ledger lists this address as suppressed"
 

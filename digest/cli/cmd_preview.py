@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli._base import parse_now, config_option, main, papers_option
+from digest.cli._base import config_option, main, papers_option, parse_now
 
 
 @main.command("preview")

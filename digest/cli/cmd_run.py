@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from datetime import UTC
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from digest.cli._base import now_from, parse_now, config_option, main
+from digest.cli._base import config_option, main, now_from
 from digest.errors import ConfigError, DigestError
 
-FAKE_NOW_ENV = "DIGEST_FAKE_NOW"
 
 
 @main.command(epilog="""\b
@@ -35,18 +34,18 @@ in flight is finished first. Only one digest run (or digest send) per database a
 @click.option("--verbose", "-v", is_flag=True, help="Also log APScheduler's own messages.")
 def run(config_path: Path, verbose: bool) -> None:
     """Send each subscriber's digest on their own schedule, in their own timezone."""
-    from digest.daemon import Daemon, shift_clock, utc_now
+    from digest.schedule import utc_now
+
+    run_daemon(config_path, verbose=verbose, clock=utc_now)
+
+
+def run_daemon(config_path: Path, *, verbose: bool, clock: Callable[[], datetime]) -> None:
+    """``digest run`` with its clock given (``utc_now`` in the product)."""
+    from digest.schedule import Daemon
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
     logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.WARNING)
-    clock = utc_now
-    fake = os.environ.get(FAKE_NOW_ENV)
-    moment = parse_now(fake or None, FAKE_NOW_ENV)
-    if moment is not None:  # test hook: see digest.daemon.shift_clock
-        clock = shift_clock(moment)
-        logging.getLogger("digest.run").warning("%s set: the clock reads %s", FAKE_NOW_ENV,
-                                                clock().isoformat())
     daemon = Daemon(config_path, clock=clock)
     try:
         daemon.run_forever()
@@ -70,7 +69,7 @@ Examples:
 def schedule(config_path: Path, count: int, now_text: str | None, as_json: bool) -> None:
     """Show each subscriber's next send times, in their local time and in UTC."""
     from digest.config import load_config
-    from digest.scheduler import upcoming
+    from digest.schedule import upcoming
 
     now = now_from(now_text)
     try:

@@ -13,10 +13,16 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from digest.cli._base import now_from, config_option, main, papers_option
+from digest.cli._base import config_option, main, now_from, papers_option
 from digest.errors import InputError
 from digest.models import Delivery
 
@@ -50,8 +56,8 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
          force: bool, now_text: str | None, ignore_schedule: bool) -> None:
     """Send the current edition to every subscriber now (once per edition)."""
     from digest.config import load_config
+    from digest.delivery import due, send_all
     from digest.feeds import papers_for
-    from digest.service import due, send_all
 
     now = now_from(now_text)
     config = load_config(config_path, environ=os.environ)

@@ -25,7 +25,7 @@ import click
 from digest.cli._base import main
 from digest.errors import InputError
 from digest.models import Paper
-from digest.summarizer import summarize as summarize_paper
+from digest.summarize import summarize as summarize_paper
 
 
 def read_papers(lines: Iterable[bytes | str], source: str) -> list[Paper]:

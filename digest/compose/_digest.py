@@ -13,9 +13,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from digest.models import Digest, DigestItem, Paper, Selection, Settings, Subscriber, Summary
-from digest.summarizer import summarize
-from digest.unsubscribe import unsubscribe_link
+from digest.compose._tokens import unsubscribe_link
+from digest.models import (
+    Digest,
+    DigestItem,
+    Paper,
+    Selection,
+    Settings,
+    Subscriber,
+    Summary,
+)
+from digest.summarize import summarize
 
 
 def edition_for(subscriber: Subscriber, now: datetime) -> date:

@@ -25,9 +25,16 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node
 
-from digest.config_schema import Entry, Reader, compose, is_null
+from digest.config._schema import Entry, Reader, compose, is_null
 from digest.errors import ConfigError, Problem
-from digest.models import Config, FeedSettings, Settings, SmtpSettings, Subscriber, Topic
+from digest.models import (
+    Config,
+    FeedSettings,
+    Settings,
+    SmtpSettings,
+    Subscriber,
+    Topic,
+)
 
 __all__ = ["DEFAULT_MAX_PAPERS", "DEFAULT_SCHEDULE", "load_config"]
 

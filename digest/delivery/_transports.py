@@ -37,8 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from digest.errors import DeliveryError, DigestError, TransportError, UncertainDeliveryError
-from digest.mailer import OutgoingMessage
+from digest.delivery._message import OutgoingMessage
+from digest.errors import (
+    DeliveryError,
+    DigestError,
+    TransportError,
+    UncertainDeliveryError,
+)
 from digest.models import Settings, SmtpSettings
 
 __all__ = [
@@ -52,7 +57,7 @@ __all__ = [
     "tls_context",
 ]
 
-log = logging.getLogger("digest.transports")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

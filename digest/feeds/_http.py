@@ -28,10 +28,10 @@ from typing import Protocol
 import httpx
 
 from digest.errors import FeedError
-from digest.feeds import ATOM, fold_ws, merge_papers, parse_payload
+from digest.feeds._parse import ATOM, fold_ws, merge_papers, parse_payload
 from digest.models import FeedSettings, Paper
 
-log = logging.getLogger("digest.feeds")
+log = logging.getLogger(__name__)
 
 HF_URL = "https://huggingface.co/api/daily_papers"
 ARXIV_URL = "https://export.arxiv.org/api/query"

@@ -23,27 +23,21 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
-import stat
-import tempfile
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest.errors import FeedError
-from digest.models import Paper, Settings
+from digest.models import Paper
 
 if TYPE_CHECKING:
-    import httpx
+    pass
 
-log = logging.getLogger("digest.feeds")
+log = logging.getLogger(__name__)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
@@ -364,22 +358,6 @@ def parse_payload(payload: bytes, source: str, *, listed: date | None = None,
                             "Papers) or XML (arXiv Atom, arXiv RSS)")
 
 
-def load_papers(path: Path) -> tuple[Paper, ...]:
-    """Papers from a file in any supported format (auto-detected from its content)."""
-    try:
-        payload = Path(path).read_bytes()
-    except OSError as exc:
-        raise FeedError(path, f"cannot read: {exc.strerror or exc}") from None
-    return parse_payload(payload, str(path))
-
-
-@lru_cache(maxsize=1)
-def sample_papers() -> tuple[Paper, ...]:
-    """The bundled offline sample (the 81 seed papers), read from inside the package."""
-    ref = resources.files("digest") / "data" / "sample_papers.json"
-    return parse_payload(ref.read_bytes(), "sample_papers.json", default_source="sample")
-
-
 def merge_papers(*groups: Iterable[Paper]) -> tuple[Paper, ...]:
     """Dedupe papers across sources, first-seen order. Same arXiv id -> one record; a paper
     with only a title id merges into the record with an arXiv id and the same normalized title.
@@ -412,84 +390,3 @@ def _merge(a: Paper, b: Paper) -> Paper:
             and base.published.time() == datetime.min.time()):
         filled["published"] = other.published
     return dataclasses.replace(base, **filled)
-
-
-# --------------------------------------------------------------------------- normalized output
-
-
-def paper_to_dict(p: Paper) -> dict[str, Any]:
-    """One paper as our normalized JSON object: every field, ISO 8601 dates, UTC ``Z`` times."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(p):
-        value = getattr(p, f.name)
-        if isinstance(value, datetime):
-            value = value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-        elif isinstance(value, date):
-            value = value.isoformat()
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
-def papers_to_json(papers: Iterable[Paper]) -> str:
-    return json.dumps([paper_to_dict(p) for p in papers], ensure_ascii=False, indent=1) + "\n"
-
-
-def write_papers(papers: Iterable[Paper], path: Path) -> None:
-    """Write our normalized JSON list atomically: a temp file in the same folder, then rename,
-    so a reader never sees half a file and a failure leaves the old file as it was. A target
-    that exists but is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written
-    in place: renaming over a device would replace the device itself."""
-    text = papers_to_json(papers)
-    path = Path(path)
-    try:
-        if path.exists() and not path.is_file():
-            with path.open("w", encoding="utf-8") as fh:
-                fh.write(text)
-            return
-        target = path.resolve() if path.is_symlink() else path  # keep the link, update its file
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise FeedError(path, f"cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        # mkstemp makes 0600 files: give the result the old file's mode, or the umask's
-        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode) if target.exists() else _new_mode())
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise FeedError(path, f"cannot write: {exc.strerror or exc}") from None
-
-
-def _new_mode() -> int:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-# Weekends and holidays leave days with no list; a week covers any of them.
-WALK_BACK_DAYS = 7
-
-
-def papers_for(settings: Settings, papers_path: Path | None, now: datetime,
-               client: httpx.Client | None = None) -> tuple[Paper, ...]:
-    """The run's papers: the ``--papers`` file if given, else the configured feed (the bundled
-    sample, a file, or a live fetch for ``now``'s UTC date walking back over empty days).
-    ``client`` is an optional ``httpx.Client`` for the live sources."""
-    if papers_path is not None:
-        return load_papers(papers_path)
-    feed = settings.feed
-    if feed.source == "sample":
-        return sample_papers()
-    if feed.source == "file":
-        if feed.path is None:
-            raise FeedError("settings.feed", "source 'file' needs a path")
-        return load_papers(feed.path)
-    from digest.feeds_http import fetch_papers  # lazily: httpx is only needed for live feeds
-
-    day = (now if now.tzinfo else now.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
-    return fetch_papers(
-        feed.source, day, client=client, walk_back=WALK_BACK_DAYS, categories=feed.categories,
-        limit=feed.limit, timeout=feed.timeout).papers

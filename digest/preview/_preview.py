@@ -22,15 +22,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
+from digest.compose import LazySummaries, build_digest, edition_for
 from digest.config import load_config
+from digest.delivery import OutgoingMessage, build_message
 from digest.errors import DigestError, InputError
 from digest.feeds import papers_for
 from digest.ledger import Ledger
-from digest.mailer import OutgoingMessage, build_message
 from digest.models import Config, Digest, Paper, RenderedEmail, Subscriber
-from digest.pipeline import LazySummaries, build_digest, edition_for
-from digest.renderer import Renderer, stock_templates
-from digest.selector import plan
+from digest.render import Renderer, stock_templates
+from digest.selection import plan
 
 
 @dataclass(frozen=True)

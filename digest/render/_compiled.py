@@ -37,7 +37,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import Environment, Template, TemplateNotFound, meta, nodes, pass_eval_context
+from jinja2 import (
+    Environment,
+    Template,
+    TemplateNotFound,
+    meta,
+    nodes,
+    pass_eval_context,
+)
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 from mjml import mjml2html

@@ -32,17 +32,28 @@ from jinja2 import (
     FileSystemLoader,
     PrefixLoader,
     StrictUndefined,
-    TemplateError as JinjaTemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
     select_autoescape,
 )
+from jinja2 import (
+    TemplateError as JinjaTemplateError,
+)
 from markupsafe import Markup
 
-from digest.compiled import CARD_MARKUP, FastEnvironment, Shaper, ShapeCache, clean_value, \
-    compile_mjml, guard_filter, record_finalize, render_recorded
 from digest.errors import TemplateError
 from digest.models import Digest, DigestItem, Paper, Reason, RenderedEmail
+from digest.render._compiled import (
+    CARD_MARKUP,
+    FastEnvironment,
+    ShapeCache,
+    Shaper,
+    clean_value,
+    compile_mjml,
+    guard_filter,
+    record_finalize,
+    render_recorded,
+)
 
 HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
@@ -59,7 +70,7 @@ def stock_templates() -> Path:
     packaged = Path(str(resources.files("digest"))) / "templates"
     if (packaged / HTML_TEMPLATE).is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 # --------------------------------------------------------------------------- template values

@@ -30,17 +30,24 @@ from zoneinfo import ZoneInfo
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.triggers.date import DateTrigger
 
+from digest.compose import edition_for, summarize_all
 from digest.errors import ConfigError, DigestError, FeedError, TransportError
 from digest.ledger import Ledger, SendLock
 from digest.models import Config, Delivery, Paper, Settings, Subscriber, Summary
-from digest.pipeline import edition_for, summarize_all
-from digest.scheduler import FIRE_FUNC, RETRY_MARK, EditionExecutor, build_scheduler, job_id
-from digest.scheduler import jobs_path, reconcile
+from digest.schedule._jobs import (
+    FIRE_FUNC,
+    RETRY_MARK,
+    EditionExecutor,
+    build_scheduler,
+    job_id,
+    jobs_path,
+    reconcile,
+)
 
-__all__ = ["Daemon", "FireResult", "EditionSender", "ServiceSender", "fire", "shift_clock",
+__all__ = ["Daemon", "FireResult", "EditionSender", "ServiceSender", "fire",
            "utc_now"]
 
-log = logging.getLogger("digest.run")
+log = logging.getLogger(__name__)
 
 RETRY_AFTER = timedelta(minutes=15)  # a deferred edition is tried again this much later
 FEED_REUSE = timedelta(seconds=90)  # fires starting this close together share one fetch
@@ -98,8 +105,8 @@ class ServiceSender:
         if settings == self._settings:
             return
         self._close()
-        from digest.renderer import Renderer  # the heavy MJML import only when sending
-        from digest.transports import open_transport
+        from digest.delivery import open_transport
+        from digest.render import Renderer  # the heavy MJML import only when sending
 
         self._renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
         self._factory = open_transport(settings, self._environ)
@@ -114,7 +121,7 @@ class ServiceSender:
 
     def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
              summaries: Mapping[str, Summary], settings: Settings, now: datetime) -> Delivery:
-        from digest.service import deliver_edition
+        from digest.delivery import deliver_edition
 
         with self._lock:
             self._prepare(settings)
@@ -167,27 +174,6 @@ class ServiceSender:
     def close(self) -> None:
         with self._lock:
             self._close()
-
-
-def shift_clock(start: datetime) -> Callable[[], datetime]:
-    """Test hook behind ``DIGEST_FAKE_NOW``: make this process's clock read ``start`` now and
-    run on at real speed, for the daemon AND APScheduler (its scheduler loop and misfire check
-    read ``datetime.now`` at module level, so those two names are rebound). Lets an end-to-end
-    test fire a 08:00 schedule two seconds after start instead of waiting for the wall clock.
-    Never used unless the variable is set."""
-    import apscheduler.executors.base as executors_base
-    import apscheduler.schedulers.base as schedulers_base
-
-    offset = start - datetime.now(UTC)
-
-    class _Shifted(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return datetime.now(tz) + offset
-
-    schedulers_base.datetime = _Shifted
-    executors_base.datetime = _Shifted
-    return lambda: datetime.now(UTC) + offset
 
 
 _Papers = tuple[tuple[Paper, ...], dict[str, Summary]]

@@ -28,7 +28,6 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
-
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
@@ -42,7 +41,7 @@ __all__ = [
 ]
 
 # A textual reference, so the job pickles into SQLite and survives restarts and upgrades.
-FIRE_FUNC = "digest.daemon:fire"
+FIRE_FUNC = "digest.schedule:fire"
 # One-off retry jobs (a deferred edition) are "<email>#retry-<date>": not subscriber jobs.
 RETRY_MARK = "#retry-"
 

@@ -36,9 +36,9 @@ from functools import partial
 from itertools import islice
 from typing import Any, Self, SupportsIndex, TypeAlias, overload
 
-from digest.matching import PaperIndex, Term, TermHits, bits, compile_term
 from digest.models import Paper, Pick, Reason, Selection, Subscriber, Topic
-from digest.textclean import fold
+from digest.selection._terms import PaperIndex, Term, TermHits, bits, compile_term
+from digest.text import fold
 
 __all__ = ["NO_MATCH", "LazyPicks", "Selector", "already_sent", "category_matches", "plan",
            "select"]

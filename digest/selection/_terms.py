@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from digest.models import Paper
-from digest.textclean import fold
+from digest.text import fold
 
 TITLE, ABSTRACT = 0, 1
 _TOKEN = re.compile(r"[^\W_]+")

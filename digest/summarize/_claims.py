@@ -39,8 +39,7 @@ from functools import lru_cache
 from importlib import resources
 
 from digest.models import Paper, Summary
-from digest.sentences import split_sentences
-from digest.textclean import clean_text
+from digest.text import clean_text, split_sentences
 
 __all__ = ["BACKGROUND_PENALTY", "HEADLINE_WORDS", "LENGTH_PENALTY", "ROLES", "RoleModel",
            "Scored", "compress", "content_words", "features", "headline_score", "is_authorial",

@@ -1,0 +1,414 @@
+"""A whole run: papers, summaries and the MJML template once, a pool of transports, streaming so
+memory stays flat in the number of subscribers; big SMTP runs split over spawned process shards,
+each with its own share of the pool, while the parent holds the send lock.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from digest.compose import LazySummaries, edition_for
+from digest.cron import fires_on
+from digest.delivery._edition import (
+    ALREADY_SENT,
+    DRY_RUN,
+    FAILED_BEFORE,
+    POSSIBLE_DUPLICATE,
+    SUPPRESSED,
+    EmailRenderer,
+    RetryPolicy,
+    deliver_edition,
+)
+from digest.delivery._transports import Transport, TransportFactory, open_transport
+from digest.errors import (
+    DigestError,
+    TransportError,
+)
+from digest.ledger import Ledger, SendLock
+from digest.models import (
+    Config,
+    Delivery,
+    Paper,
+    Selection,
+    Settings,
+    Subscriber,
+    Summary,
+)
+from digest.selection import Selector
+
+# ---------------------------------------------------------------------- a whole run
+
+
+@dataclass
+class SendReport:
+    """The outcome of a run: counts for the closing table, and the deliveries that need a
+    human's attention (failed, deferred, possible duplicates), never every delivery."""
+
+    sent: int = 0
+    already_sent: int = 0
+    nothing_new: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+    failed: int = 0
+    failed_before: int = 0
+    would_send: int = 0  # dry run
+    possible_duplicates: int = 0
+    not_due: int = 0  # subscribers whose schedule has no send today (not in ``total``)
+    problems: list[Delivery] = field(default_factory=list)  # the first MAX_PROBLEMS
+
+    MAX_PROBLEMS = 1000  # a run against a broken server must not hold every failure
+
+    def add(self, d: Delivery) -> None:
+        detail = d.detail or ""
+        if d.state == "sent":
+            self.sent += 1
+            if detail == POSSIBLE_DUPLICATE:
+                self.possible_duplicates += 1
+                self._note(d)
+        elif d.state == "deferred":
+            self.deferred += 1
+            self._note(d)
+        elif d.state == "failed":
+            self.failed += 1
+            self._note(d)
+        elif detail.startswith(ALREADY_SENT):
+            self.already_sent += 1
+        elif detail.startswith(SUPPRESSED):
+            self.suppressed += 1
+        elif detail.startswith(FAILED_BEFORE):
+            self.failed_before += 1
+        elif detail.startswith(DRY_RUN):
+            self.would_send += 1
+        else:
+            self.nothing_new += 1
+
+    def _note(self, d: Delivery) -> None:
+        if len(self.problems) < self.MAX_PROBLEMS:
+            self.problems.append(d)
+
+    @property
+    def total(self) -> int:
+        return (self.sent + self.already_sent + self.nothing_new + self.suppressed
+                + self.deferred + self.failed + self.failed_before + self.would_send)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+@dataclass(frozen=True)
+class _Job:
+    subscriber: Subscriber
+    edition: date
+    selection: Selection | None  # None: replay of a pending row from an earlier edition
+
+
+def due(config: Config, now: datetime, only: str | None = None, *,
+        ignore_schedule: bool = False) -> tuple[Subscriber, ...]:
+    """The subscribers a manual send addresses: those whose schedule has a send on their local
+    date of ``now`` (a mon-fri subscriber gets no Saturday edition), every subscriber with
+    ``ignore_schedule``, or just the one named by ``only`` (an explicit request wins over the
+    schedule)."""
+    if only is not None:
+        wanted = only.strip().lower()
+        return tuple(s for s in config.subscribers if s.email.lower() == wanted)
+    if ignore_schedule:
+        return config.subscribers
+    return tuple(s for s in config.subscribers
+                 if fires_on(s.schedule, s.timezone, edition_for(s, now)))
+
+
+def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
+             only: str | None = None, dry_run: bool = False, force: bool = False,
+             environ: Mapping[str, str] | None = None,
+             progress: Callable[[Delivery], None] | None = None,
+             renderer: EmailRenderer | None = None,
+             transports: TransportFactory | None = None,
+             retry: RetryPolicy = RetryPolicy(), lock: bool = True,
+             processes: int | None = None, ignore_schedule: bool = False) -> SendReport:
+    """Send the current edition (the subscriber's local date of ``now``) to every subscriber
+    (or ``only`` one), after finishing editions left ``sending``/``deferred`` by earlier runs.
+
+    Streams: one producer selects subscriber by subscriber into a small bounded queue, a pool
+    of ``transports.connections`` workers renders, builds and sends; nothing per subscriber is
+    kept beyond the counts. Big SMTP runs on machines with CPUs to spare are split over
+    ``processes`` shards (default: from ``PROCESS_THRESHOLD`` subscribers and
+    ``MIN_CPUS_FOR_SHARDS`` CPUs on, one per CPU, at most ``smtp.connections``) because
+    rendering and building are CPU work the GIL would otherwise serialize. ``lock=False`` is
+    for a caller that already holds the database's ``SendLock`` (``digest run``).
+
+    Raises ``LockedError`` if another process sends with the same database, ``TransportError``
+    if the transport is unusable (nothing more is sent)."""
+    settings = config.settings
+    subscribers = due(config, now, only, ignore_schedule=ignore_schedule)
+    not_due = len(config.subscribers) - len(subscribers) if only is None else 0
+    send_lock = SendLock(settings.database) if lock and not dry_run else None
+    if send_lock is not None:
+        send_lock.acquire()
+    try:
+        # Checks what can be checked offline (password present, ca_file) before any work.
+        factory = None if dry_run else (transports or open_transport(settings, environ))
+        paper_list = tuple(papers)
+        shards = processes if processes is not None else _auto_processes(
+            settings, len(subscribers), dry_run)
+        if shards > 1 and transports is None and renderer is None:
+            report = _send_sharded(config, subscribers, paper_list, now, shards=shards,
+                                   force=force, environ=environ, progress=progress, retry=retry)
+        else:
+            report = _send_shard(settings, subscribers, paper_list, now, factory=factory,
+                                 renderer=renderer, force=force, environ=environ,
+                                 progress=progress, retry=retry, dry_run=dry_run)
+        report.not_due = not_due
+        return report
+    finally:
+        if send_lock is not None:
+            send_lock.release()
+
+
+# Shards pay for themselves only on big runs: each one starts an interpreter and builds its own
+# index, summaries and templates (~2 s). bench/bench_send.py, 10,000 digests on 2 CPUs with the
+# sink on the same box: one process 39-42 s, two shards 27-33 s (and 54 MB peak RSS per process
+# instead of 68 MB); on a box saturated by other work the shards gain nothing.
+PROCESS_THRESHOLD = 5000  # subscribers
+MIN_CPUS_FOR_SHARDS = 2
+
+
+def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
+    cpus = len(os.sched_getaffinity(0))
+    if dry_run or settings.delivery != "smtp" or settings.smtp is None \
+            or count < PROCESS_THRESHOLD or cpus < MIN_CPUS_FOR_SHARDS:
+        return 1
+    return max(1, min(cpus, settings.smtp.connections))
+
+
+def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
+                paper_list: tuple[Paper, ...], now: datetime, *,
+                factory: TransportFactory | None, renderer: EmailRenderer | None, force: bool,
+                environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
+                retry: RetryPolicy, dry_run: bool, stop: _EventLike | None = None
+                ) -> SendReport:
+    """One process's share of a run (all of it, unless sharded)."""
+    env = {} if environ is None else environ
+    secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
+    if renderer is None:
+        from digest.render import Renderer  # the heavy MJML import only when sending
+        renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
+    ledger = Ledger(settings.database)
+    try:
+        summaries = LazySummaries(paper_list, settings.summary_chars)  # once per paper, on demand
+        selector = Selector(paper_list)
+        history = ledger.history(include_deferred=True)
+        pending = {(r.email, r.edition) for r in ledger.pending()}
+        owed = {email for email, _edition in pending}
+        # Only subscribers with a pending row are looked up: no per-subscriber map is kept.
+        wanted = {s.email.lower(): s for s in subscribers if s.email.lower() in owed}
+
+        def jobs() -> Iterable[_Job]:
+            for email, edition in sorted(pending, key=lambda k: (k[1], k[0])):
+                sub = wanted.get(email)
+                if sub is not None and edition != edition_for(sub, now):
+                    yield _Job(sub, edition, None)  # an earlier edition still owed
+            for sub in subscribers:
+                edition = edition_for(sub, now)
+                email = sub.email.lower()
+                known = history.get(email, frozenset())
+                row = ledger.get(email, edition) if force or (email, edition) in pending else None
+                if row is not None and (force or row.state != "sent"):
+                    known = known - frozenset(row.papers)  # this edition's own papers
+                yield _Job(sub, edition, selector.select(sub, known))
+
+        return _run(jobs(), factory, ledger=ledger, renderer=renderer, settings=settings,
+                    summaries=summaries, paper_list=paper_list, selector=selector, now=now,
+                    force=force, secret=secret, retry=retry, dry_run=dry_run, progress=progress,
+                    stop=stop or threading.Event())
+    finally:
+        ledger.close()
+
+
+class _EventLike(Protocol):
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+
+# ---------------------------------------------------------------------- process shards
+
+
+def _shard_settings(settings: Settings, index: int, shards: int) -> Settings:
+    """The SMTP pool and rate limit split over the shards, so the run as a whole keeps to
+    ``smtp.connections`` connections and ``smtp.max_per_second``."""
+    smtp = settings.smtp
+    if smtp is None:
+        return settings
+    total = max(1, smtp.connections)
+    mine = max(1, total // shards + (1 if index < total % shards else 0))
+    rate = smtp.max_per_second / shards if smtp.max_per_second else None
+    return replace(settings, smtp=replace(smtp, connections=mine, max_per_second=rate))
+
+
+def _shard_main(settings: Settings, subscribers: tuple[Subscriber, ...],
+                paper_list: tuple[Paper, ...], now: datetime, force: bool,
+                environ: dict[str, str], retry: RetryPolicy, index: int, shards: int,
+                parent: int, events: Any, stop: Any) -> None:
+    """A worker process: its share of the subscribers, its own ledger connection and SMTP
+    pool; every outcome goes back to the parent, which counts and shows progress."""
+    class _Guard:
+        """Stop when told to, or when the parent (the lock holder) is gone: a shard must
+        never send without the lock held."""
+
+        def is_set(self) -> bool:
+            return bool(stop.is_set()) or os.getppid() != parent
+
+        def set(self) -> None:
+            stop.set()
+
+    mine = _shard_settings(settings, index, shards)
+    try:
+        report = _send_shard(mine, subscribers, paper_list, now,
+                             factory=open_transport(mine, environ), renderer=None, force=force,
+                             environ=environ, progress=lambda d: events.put(("tick", d)),
+                             retry=retry, dry_run=False, stop=_Guard())
+    except TransportError as exc:
+        events.put(("error", "transport", str(exc)))
+    except DigestError as exc:
+        events.put(("error", "digest", str(exc)))
+    except BaseException as exc:  # a bug: say where, the parent re-raises it
+        events.put(("error", "bug", "".join(traceback.format_exception(exc))))
+    else:
+        events.put(("done", report.sent))
+
+
+def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
+                  paper_list: tuple[Paper, ...], now: datetime, *, shards: int, force: bool,
+                  environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
+                  retry: RetryPolicy) -> SendReport:
+    import multiprocessing
+
+    # spawn, not fork: the parent may run threads (a progress bar) and holds SQLite handles.
+    ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
+    stop = ctx.Event()
+    source = os.environ if environ is None else environ
+    # Only the variables the settings name travel to the shards, not the whole environment.
+    smtp = config.settings.smtp
+    names = (smtp.password_env if smtp else None, config.settings.unsubscribe_secret_env)
+    env = {k: source[k] for k in names if k and k in source}
+    procs = [ctx.Process(target=_shard_main, name=f"digest-shard-{i}", daemon=True, args=(
+        config.settings, subscribers[i::shards], paper_list, now, force, env, retry, i, shards,
+        os.getpid(), events, stop)) for i in range(shards)]
+    for p in procs:
+        p.start()
+    total = SendReport()
+    errors: list[tuple[str, str]] = []
+    running = shards
+    try:
+        while running:
+            try:
+                event = events.get(timeout=1.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    raise DigestError("a sending process died unexpectedly") from None
+                continue
+            if event[0] == "tick":
+                total.add(event[1])
+                if progress is not None:
+                    progress(event[1])
+            elif event[0] == "done":
+                running -= 1  # its outcomes already arrived one by one as ticks
+            else:
+                running -= 1
+                errors.append((event[1], event[2]))
+                stop.set()
+    finally:
+        if errors or running:  # an error, or the parent itself interrupted: stop the others
+            stop.set()
+        for p in procs:
+            p.join(timeout=60)
+    if errors:
+        kind, text = errors[0]
+        raise TransportError(text) if kind == "transport" else DigestError(text)
+    return total
+
+
+_STOP = object()
+
+
+def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledger,
+         renderer: EmailRenderer, settings: Settings, summaries: Mapping[str, Summary],
+         paper_list: tuple[Paper, ...], selector: Selector, now: datetime, force: bool,
+         secret: str | None, retry: RetryPolicy, dry_run: bool,
+         progress: Callable[[Delivery], None] | None, stop: _EventLike) -> SendReport:
+    report = SendReport()
+    report_lock = threading.Lock()
+    workers = 1 if factory is None else max(1, factory.connections)
+    # Bounded: the producer never runs far ahead, so memory does not grow with subscribers.
+    work: queue.Queue[object] = queue.Queue(maxsize=workers * 4)
+    failure: list[BaseException] = []
+    # One transport per worker thread (SMTP connects on its first send; a refused login then
+    # puts that one row back to ``deferred`` and stops the run).
+    opened: list[Transport | None] = [None if factory is None else factory()
+                                      for _ in range(workers)]
+
+    def worker(transport: Transport | None) -> None:
+        try:
+            while True:
+                job = work.get()
+                if job is _STOP or stop.is_set():
+                    return
+                assert isinstance(job, _Job)
+                try:
+                    delivery = deliver_edition(
+                        job.subscriber, job.edition, paper_list, ledger=ledger,
+                        transport=transport, renderer=renderer, settings=settings,
+                        summaries=summaries, now=now, force=force and job.selection is not None,
+                        selection=job.selection, selector=selector, unsubscribe_secret=secret,
+                        retry=retry, dry_run=dry_run)
+                except BaseException as exc:  # TransportError, a template bug, ...: stop all
+                    failure.append(exc)
+                    stop.set()
+                    return
+                with report_lock:
+                    report.add(delivery)
+                    if progress is not None:
+                        progress(delivery)
+        finally:
+            if transport is not None:
+                transport.close()
+
+    threads = [threading.Thread(target=worker, args=(t,), name=f"digest-send-{i}", daemon=True)
+               for i, t in enumerate(opened)]
+    for t in threads:
+        t.start()
+    try:
+        for job in jobs:
+            while not stop.is_set():
+                try:
+                    work.put(job, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                break
+    except BaseException as exc:
+        failure.append(exc)
+        stop.set()
+    finally:
+        for _ in threads:
+            while any(t.is_alive() for t in threads):
+                try:
+                    work.put(_STOP, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        for t in threads:
+            t.join()
+    if failure:
+        raise failure[0]
+    return report

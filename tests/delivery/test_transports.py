@@ -1,0 +1,439 @@
+"""Transports against a real aiosmtpd server on 127.0.0.1 and a real Maildir."""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import threading
+import time
+from dataclasses import replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from digest.delivery import OutgoingMessage, build_message, open_transport
+from digest.delivery._transports import (
+    MaildirOutbox,
+    RateLimiter,
+    SmtpTransport,
+    TransportFactory,
+)
+from digest.errors import DeliveryError, TransportError, UncertainDeliveryError
+from digest.models import Digest, RenderedEmail, Settings, SmtpSettings, Subscriber
+from tests.smtp_server import SmtpTestServer, free_port, silent_server
+
+NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+PASSWORD = "s3cret-Pa55word"
+
+
+def message(to: str = "ana@example.org", subject: str = "Your papers", n: int = 0
+            ) -> OutgoingMessage:
+    sub = Subscriber(email=to, name="Ana", timezone="UTC", schedule="0 7 * * *",
+                     max_papers=5, topics=())
+    digest = Digest(subscriber=sub, edition=date(2026, 11, 25 - n % 20), generated_at=NOW,
+                    items=())
+    rendered = RenderedEmail(subject=subject, html="<p>Hello</p>", text="Hello\n", papers=())
+    return build_message(rendered, digest, Settings(sender="Paper Digest <digest@example.org>"),
+                         now=NOW)
+
+
+def smtp_transport(server: SmtpTestServer, **overrides: object) -> SmtpTransport:
+    settings = server.smtp_settings(**overrides)
+    return SmtpTransport(settings, PASSWORD if settings.username else None)
+
+
+@pytest.fixture
+def server() -> object:
+    with SmtpTestServer() as srv:
+        yield srv
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+def test_outbox_writes_atomically_into_a_maildir(tmp_path: Path) -> None:
+    factory = open_transport(Settings(delivery="outbox", outbox=tmp_path / "out"))
+    outbox = factory()
+    sent = [outbox.send(message(subject=f"Edition {i}", n=i)) for i in range(3)]
+    outbox.close()
+    assert all(r.code == 250 for r in sent)
+    box = mailbox.Maildir(tmp_path / "out", create=False)
+    subjects = sorted(str(m["Subject"]) for m in box)
+    assert subjects == ["Edition 0", "Edition 1", "Edition 2"]
+    assert list((tmp_path / "out" / "tmp").iterdir()) == []
+    stored = sorted(p.read_bytes() for p in (tmp_path / "out" / "new").iterdir())
+    assert b"\r" not in b"".join(stored)  # Maildir files use LF line ends
+    assert len({r.reply for r in sent}) == 3  # unique file names
+    parsed = next(iter(box))
+    assert parsed.get_content_type() == "multipart/alternative"
+
+
+def test_outbox_names_are_unique_across_threads(tmp_path: Path) -> None:
+    outbox = MaildirOutbox(tmp_path)
+    threads = [threading.Thread(target=lambda: [outbox.send(message()) for _ in range(25)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(list((tmp_path / "new").iterdir())) == 100
+
+
+def test_outbox_unwritable_is_a_transport_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(TransportError, match="outbox .*file"):
+        MaildirOutbox(blocker / "box")
+
+
+# --------------------------------------------------------------------------- plain SMTP
+
+
+def test_one_connection_is_reused_and_bytes_arrive_intact(server: SmtpTestServer) -> None:
+    transport = smtp_transport(server)
+    msgs = [message(to=f"r{i}@example.org") for i in range(3)]
+    results = [transport.send(m) for m in msgs]
+    transport.close()
+    got = server.wait_for(3)
+    assert [r.code for r in results] == [250, 250, 250]
+    assert results[0].reply.endswith("queued as Q1")
+    assert [g.data for g in got] == [m.data for m in msgs]
+    assert [g.rcpt_tos for g in got] == [(m.recipient,) for m in msgs]
+    assert {g.mail_from for g in got} == {"digest@example.org"}
+    assert len({g.peer for g in got}) == 1  # one TCP connection for all three
+
+
+def test_cve_2024_6923_title_reaches_the_server_without_a_bcc_header(
+        server: SmtpTestServer) -> None:
+    msg = message(subject="Attention =?UTF-8?Q?=0A?=Bcc: x@evil.example\r\nCc: y@evil.example")
+    transport = smtp_transport(server)
+    transport.send(msg)
+    transport.close()
+    (got,) = server.wait_for(1)
+    names = [line.split(":", 1)[0].lower() for line in got.header_lines()]
+    assert "bcc" not in names and "cc" not in names
+    assert len(names) == len(set(names))  # exactly one of each header
+    assert got.rcpt_tos == ("ana@example.org",)
+    assert got.message["Subject"] == (
+        "Attention =?UTF-8?Q?=0A?=Bcc: x@evil.example Cc: y@evil.example")
+
+
+@pytest.mark.parametrize("reply, temporary", [
+    ("421 4.7.0 Too busy, closing", True),
+    ("451 4.3.0 Try again later", True),
+    ("550 5.1.1 No such user", False),
+])
+def test_rcpt_replies_map_to_delivery_errors(server: SmtpTestServer, reply: str,
+                                             temporary: bool) -> None:
+    server.add_rule("rcpt", reply, recipient="bad@example.org", times=1)
+    transport = smtp_transport(server)
+    with pytest.raises(DeliveryError) as info:
+        transport.send(message(to="bad@example.org"))
+    assert info.value.code == int(reply[:3])
+    assert info.value.temporary is temporary
+    assert info.value.recipient == "bad@example.org"
+    assert reply[4:] in str(info.value)
+    # the same transport carries on (reconnecting after the 421)
+    assert transport.send(message(to="good@example.org")).code == 250
+    transport.close()
+    assert [g.rcpt_tos for g in server.wait_for(1)] == [("good@example.org",)]
+
+
+@pytest.mark.parametrize("reply, temporary", [
+    ("451 4.3.0 Queue full", True),
+    ("421 4.3.2 Shutting down", True),
+    ("554 5.7.1 Rejected as spam", False),
+])
+def test_replies_after_data_map_to_delivery_errors(server: SmtpTestServer, reply: str,
+                                                   temporary: bool) -> None:
+    server.add_rule("data", reply, times=1)
+    transport = smtp_transport(server)
+    with pytest.raises(DeliveryError) as info:
+        transport.send(message())
+    assert (info.value.code, info.value.temporary) == (int(reply[:3]), temporary)
+    assert transport.send(message()).code == 250
+    transport.close()
+
+
+def test_sender_refused_stops_the_run_but_size_and_4xx_are_per_message(
+        server: SmtpTestServer) -> None:
+    transport = smtp_transport(server)
+    server.add_rule("mail", "451 4.7.1 Slow down", times=1)
+    with pytest.raises(DeliveryError) as temp:
+        transport.send(message())
+    assert (temp.value.code, temp.value.temporary) == (451, True)
+    server.add_rule("mail", "552 5.3.4 Message too big", times=1)
+    with pytest.raises(DeliveryError) as big:
+        transport.send(message())
+    assert (big.value.code, big.value.temporary) == (552, False)
+    server.add_rule("mail", "550 5.7.1 Sender domain not allowed", times=1)
+    with pytest.raises(TransportError, match="MAIL FROM digest@example.org refused: 550"):
+        transport.send(message())
+    assert transport.send(message()).code == 250  # a later run can start over
+    transport.close()
+
+
+def test_connection_dropped_mid_data_is_temporary_then_reconnects(
+        server: SmtpTestServer) -> None:
+    server.add_rule("data", action="drop", times=1)
+    transport = smtp_transport(server)
+    with pytest.raises(UncertainDeliveryError, match="may have accepted") as info:
+        transport.send(message())
+    assert info.value.temporary is True and info.value.code is None
+    assert transport.send(message(to="next@example.org")).code == 250
+    transport.close()
+    got = server.wait_for(1)
+    assert len({g.peer for g in got}) == 1 and got[0].rcpt_tos == ("next@example.org",)
+
+
+def test_connection_dropped_before_the_body_is_a_plain_temporary_error(
+        server: SmtpTestServer) -> None:
+    server.add_rule("rcpt", action="drop", times=1)
+    transport = smtp_transport(server)
+    with pytest.raises(DeliveryError, match="during RCPT TO") as info:
+        transport.send(message())
+    assert info.value.temporary is True
+    assert not isinstance(info.value, UncertainDeliveryError)  # nothing was accepted
+    transport.close()
+
+
+def test_leading_dots_are_stuffed_and_arrive_intact(server: SmtpTestServer) -> None:
+    data = b"Subject: dots\r\n\r\n.\r\n..two\r\n.hidden line\r\nend"
+    msg = OutgoingMessage(sender="a@example.org", recipient="b@example.org",
+                          message_id="<x@example.org>", data=data)
+    transport = smtp_transport(server)
+    transport.send(msg)
+    transport.close()
+    (got,) = server.wait_for(1)
+    assert got.data == data + b"\r\n"  # only the line end the protocol needs was added
+
+
+@pytest.mark.parametrize("bulk_data", [False, True])
+def test_both_sink_data_readers_receive_exact_bytes(bulk_data: bool) -> None:
+    long_lines = (b"a" * 900 + b"\r\n") * 10 + b".\r\n." + (b"b" * 990 + b".\r\n") * 5
+    bodies = [b"", b".", b"x.", b"..\r\n.\r\n.x", long_lines, message(subject="Digest").data]
+    msgs = [OutgoingMessage(sender="a@example.org", recipient="b@example.org",
+                            message_id="<x@example.org>", data=b"Subject: t\r\n\r\n" + body)
+            for body in bodies]
+    with SmtpTestServer(bulk_data=bulk_data) as srv:
+        transport = smtp_transport(srv)
+        for msg in msgs:
+            assert transport.send(msg).code == 250
+        transport.close()
+        got = srv.wait_for(len(msgs))
+    expected = [m.data if m.data.endswith(b"\r\n") else m.data + b"\r\n" for m in msgs]
+    assert [g.data for g in got] == expected
+
+
+def test_idle_connection_closed_by_server_is_reopened_transparently(
+        server: SmtpTestServer) -> None:
+    transport = smtp_transport(server)
+    transport.send(message(to="a@example.org"))
+    server.add_rule("mail", action="drop", times=1)  # the server hung up while we were idle
+    assert transport.send(message(to="b@example.org")).code == 250
+    transport.close()
+    got = server.wait_for(2)
+    assert [g.rcpt_tos for g in got] == [("a@example.org",), ("b@example.org",)]
+    assert got[0].peer != got[1].peer
+
+
+def test_idle_timeout_notice_on_a_reused_connection_is_retried_on_a_new_one(
+        server: SmtpTestServer) -> None:
+    transport = smtp_transport(server)
+    transport.send(message(to="a@example.org"))
+    server.add_rule("mail", "421 4.4.2 Error: timeout exceeded", times=1)
+    assert transport.send(message(to="b@example.org")).code == 250
+    server.add_rule("mail", "421 4.4.2 Error: timeout exceeded", times=1)
+    transport.close()
+    with pytest.raises(DeliveryError) as info:  # on a fresh connection a 421 is an answer
+        transport.send(message(to="c@example.org"))
+    assert (info.value.code, info.value.temporary) == (421, True)
+    assert [g.rcpt_tos for g in server.wait_for(2)] == [("a@example.org",), ("b@example.org",)]
+
+
+def test_stalled_server_times_out_within_the_configured_timeout() -> None:
+    with SmtpTestServer(stall_seconds=10) as srv:
+        srv.add_rule("data", action="stall")
+        transport = smtp_transport(srv, timeout=0.5)
+        start = time.monotonic()
+        with pytest.raises(DeliveryError, match=r"no answer within 0.5 s at the end of DATA") as info:
+            transport.send(message())
+        elapsed = time.monotonic() - start
+        transport.close()
+    assert info.value.temporary is True
+    assert elapsed < 3.0  # the server would stall for 10 s: the timeout cut it short
+
+
+def test_silent_server_is_a_transport_error_within_the_timeout() -> None:
+    with silent_server() as port:
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, security="none",
+                                               timeout=0.5))
+        start = time.monotonic()
+        with pytest.raises(TransportError, match="no answer within 0.5 s while connecting"):
+            transport.send(message())
+        assert time.monotonic() - start < 3.0  # the server never speaks at all
+        transport.close()
+
+
+def test_nothing_listening_is_a_transport_error() -> None:
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=free_port(), security="none",
+                                           timeout=1))
+    with pytest.raises(TransportError, match=r"cannot connect"):
+        transport.send(message())
+
+
+# --------------------------------------------------------------------------- TLS and AUTH
+
+
+def test_starttls_with_a_private_ca_trusted_via_ca_file() -> None:
+    with SmtpTestServer(security="starttls") as srv, smtp_transport(srv) as transport:
+        msg = message()
+        assert transport.send(msg).code == 250
+        assert len(srv.wait_for(1)) == 1
+        assert "data=" not in repr(msg)  # 30 KB of bytes stay out of logs
+
+
+def test_starttls_with_an_untrusted_certificate_is_a_clear_tls_error() -> None:
+    with SmtpTestServer(security="starttls") as srv:
+        transport = smtp_transport(srv, ca_file=None)
+        with pytest.raises(TransportError, match=r"TLS certificate not trusted.*ca_file"):
+            transport.send(message())
+        assert srv.count == 0
+
+
+def test_starttls_never_falls_back_to_plain_text(server: SmtpTestServer) -> None:
+    transport = smtp_transport(server, security="starttls")  # the server offers no STARTTLS
+    with pytest.raises(TransportError, match="does not offer STARTTLS"):
+        transport.send(message())
+    assert server.count == 0
+
+
+def test_certificate_for_another_host_name_is_refused() -> None:
+    with SmtpTestServer(security="starttls", cert_names=("mail.example.org",)) as srv:
+        transport = smtp_transport(srv)  # trusted CA, but the name does not match 127.0.0.1
+        with pytest.raises(TransportError, match="TLS certificate not trusted.*mismatch"):
+            transport.send(message())
+        assert srv.count == 0
+
+
+def test_implicit_tls() -> None:
+    with SmtpTestServer(security="tls") as srv:
+        transport = smtp_transport(srv)
+        assert transport.send(message()).code == 250
+        assert transport.send(message(to="b@example.org")).code == 250
+        transport.close()
+        assert len(srv.wait_for(2)) == 2
+
+
+def test_auth_ok_with_the_password_from_the_environment(caplog: pytest.LogCaptureFixture,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    caplog.set_level(logging.DEBUG)
+    with SmtpTestServer(security="starttls", auth=("digest", PASSWORD)) as srv:
+        settings = Settings(delivery="smtp", smtp=srv.smtp_settings())
+        factory = open_transport(settings, {"SMTP_TEST_PASSWORD": PASSWORD})
+        transport = factory()
+        assert transport.send(message()).code == 250
+        transport.close()
+        assert srv.auth_attempts == ["digest"]
+    out, err = capfd.readouterr()
+    assert PASSWORD not in caplog.text + out + err
+
+
+def test_auth_refused_is_a_transport_error_that_never_shows_the_password(
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    caplog.set_level(logging.DEBUG)
+    with SmtpTestServer(security="starttls", auth=("digest", "the-right-one")) as srv:
+        transport = smtp_transport(srv)
+        with pytest.raises(TransportError, match="authentication refused for user 'digest'"
+                           ) as info:
+            transport.send(message())
+        assert srv.count == 0
+    out, err = capfd.readouterr()
+    assert PASSWORD not in str(info.value) + caplog.text + out + err
+
+
+def test_auth_without_tls_is_allowed_to_a_loopback_relay_only() -> None:
+    with SmtpTestServer(auth=("digest", PASSWORD)) as srv:
+        settings = Settings(delivery="smtp", smtp=srv.smtp_settings())
+        transport = open_transport(settings, {"SMTP_TEST_PASSWORD": PASSWORD})()
+        assert transport.send(message()).code == 250
+        transport.close()
+        assert srv.auth_attempts == ["digest"]
+
+
+# --------------------------------------------------------------------------- factory, pool
+
+
+def test_open_transport_checks_the_password_and_plaintext_auth() -> None:
+    smtp = SmtpSettings(host="mail.example.org", username="u", password_env="DIGEST_SMTP_PW")
+    with pytest.raises(TransportError, match="DIGEST_SMTP_PW is not set"):
+        open_transport(Settings(delivery="smtp", smtp=smtp), {})
+    with pytest.raises(TransportError, match="unencrypted"):
+        open_transport(Settings(delivery="smtp", smtp=replace(smtp, security="none")),
+                       {"DIGEST_SMTP_PW": "x"})
+    with pytest.raises(TransportError, match="no smtp settings"):
+        open_transport(Settings(delivery="smtp"), {})
+    factory = open_transport(Settings(delivery="smtp", smtp=replace(smtp, connections=3)),
+                             {"DIGEST_SMTP_PW": "x"})
+    assert isinstance(factory, TransportFactory) and factory.connections == 3
+    assert factory() is not factory()
+
+
+def test_a_pool_of_connections_sends_in_parallel_under_a_shared_rate_limit(
+        server: SmtpTestServer) -> None:
+    settings = Settings(delivery="smtp",
+                        smtp=server.smtp_settings(connections=4, max_per_second=50.0))
+    factory = open_transport(settings, {})
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        transport = factory()
+        try:
+            for i in range(5):
+                transport.send(message(to=f"w{k}-{i}@example.org"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            transport.close()
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(factory.connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    assert errors == []
+    got = server.wait_for(20)
+    assert len({g.peer for g in got}) == 4  # four connections in parallel
+    # one bucket for the pool: 20 messages at 50/s take >= 19/50 s whatever the pool size
+    assert elapsed >= 0.37
+
+
+def test_rate_limiter_spaces_acquisitions() -> None:
+    clock = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock[0] += s
+
+    limiter = RateLimiter(2.0, burst=1, clock=lambda: clock[0], sleep=sleep)
+    waits = [limiter.acquire() for _ in range(4)]
+    assert waits == [0.0, 0.5, 0.5, 0.5]
+    clock[0] += 10  # idle time refills only up to the burst
+    assert [limiter.acquire() for _ in range(2)] == [0.0, 0.5]
+
+
+def test_rate_limiter_is_shared_across_threads() -> None:
+    limiter = RateLimiter(50.0, burst=1)
+    start = time.monotonic()
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(5)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 20 tokens at 50/s with one free: at least 19/50 s, however many threads ask.
+    assert time.monotonic() - start >= 0.37

@@ -1,0 +1,125 @@
+"""The SQLite ledger: real files in tmp_path, states, history, suppressions, the send lock."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from digest.errors import LockedError
+from digest.ledger import Ledger, SendLock
+from digest.ledger._sqlite import LedgerError, send_lock
+
+NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+ED = date(2026, 11, 25)
+
+
+def test_missing_file_reads_empty_and_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "sub" / "digest.db"
+    ledger = Ledger(db)
+    assert ledger.history() == {}
+    assert ledger.suppressed() == frozenset()
+    assert ledger.rows() == ()
+    assert ledger.get("a@x.org", ED) is None
+    assert ledger.unsuppress("a@x.org") is False
+    assert not db.exists() and not db.parent.exists()
+
+
+def test_schema_and_wal_created_on_first_write(tmp_path: Path) -> None:
+    db = tmp_path / "digest.db"
+    with Ledger(db) as ledger:
+        ledger.begin("A@X.org", ED, message_id="<m1@x>", papers=("p1",), data=b"x", now=NOW)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"deliveries", "suppressions"} <= tables
+    conn.close()
+
+
+def test_state_lifecycle_and_history(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "digest.db")
+    ledger.begin("A@X.org", ED, message_id="<m1@x>", papers=("p1", "p2"), data=b"hello",
+                 now=NOW)
+    row = ledger.get("a@x.org", ED)
+    assert row is not None
+    assert (row.email, row.state, row.attempts, row.message_id) == ("a@x.org", "sending", 1,
+                                                                    "<m1@x>")
+    assert row.has_message and ledger.stored_message("a@x.org", ED) == b"hello"
+    # sending counts as possibly sent: a crash must not make the papers come again
+    assert ledger.history() == {"a@x.org": frozenset({"p1", "p2"})}
+
+    ledger.mark_deferred("a@x.org", ED, now=NOW, code=451, error="try later")
+    assert ledger.history() == {}
+    assert ledger.history(include_deferred=True) == {"a@x.org": frozenset({"p1", "p2"})}
+    assert [r.email for r in ledger.pending()] == ["a@x.org"]
+    assert ledger.stored_message("a@x.org", ED) == b"hello"  # kept for the retry
+
+    ledger.begin("a@x.org", ED, message_id="<m1@x>", papers=("p1", "p2"), data=None, now=NOW,
+                 possible_duplicate=True)
+    ledger.mark_sent("a@x.org", ED, now=NOW, code=250, reply="ok")
+    row = ledger.get("a@x.org", ED)
+    assert row is not None
+    assert (row.state, row.attempts, row.code, row.possible_duplicate) == ("sent", 2, 250, True)
+    assert row.sent_at == NOW and not row.has_message
+    assert ledger.pending() == ()
+
+    ledger.begin("b@x.org", ED, message_id="<m2@x>", papers=("p3",), data=b"b", now=NOW)
+    ledger.mark_failed("b@x.org", ED, now=NOW, code=550, error="no such user")
+    row = ledger.get("b@x.org", ED)
+    assert row is not None and row.state == "failed" and row.error == "no such user"
+    assert ledger.history() == {"a@x.org": frozenset({"p1", "p2"})}
+    assert ledger.history_for("A@x.org") == frozenset({"p1", "p2"})
+    assert ledger.history_for("b@x.org") == frozenset()
+    assert [r.email for r in ledger.rows()] == ["a@x.org", "b@x.org"]
+    assert [r.email for r in ledger.rows("B@x.org")] == ["b@x.org"]
+
+
+def test_finish_without_row_is_an_error(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "digest.db")
+    with pytest.raises(LedgerError, match="no delivery row for a@x.org edition 2026-11-25"):
+        ledger.mark_sent("a@x.org", ED, now=NOW)
+
+
+def test_suppressions(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "digest.db")
+    assert ledger.suppress(" Bob@X.org ", now=NOW) is True
+    assert ledger.suppress("bob@x.org", now=NOW) is False
+    assert ledger.suppressed() == frozenset({"bob@x.org"})
+    assert ledger.is_suppressed("BOB@x.org")
+    assert ledger.unsuppress("bob@X.org") is True
+    assert ledger.suppressed() == frozenset()
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    db = tmp_path / "digest.db"
+    db.write_text("this is not sqlite " * 100)
+    with pytest.raises(LedgerError, match="digest.db: not a usable SQLite database"):
+        Ledger(db).history()
+
+
+def test_send_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
+    db = tmp_path / "digest.db"
+    with subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from digest.ledger import SendLock\n"
+         f"l = SendLock(Path({str(db)!r})); l.acquire(); print('held', flush=True); "
+         "sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            with pytest.raises(LockedError) as info:
+                SendLock(db).acquire()
+            assert str(info.value).startswith(
+                f"another digest process (pid {holder.pid}) is sending with digest.db")
+        finally:
+            holder.kill()  # like kill -9: the kernel must drop the lock
+            holder.wait()
+    with send_lock(db):  # free again, no stale lock
+        pass
+    with SendLock(db):
+        pass

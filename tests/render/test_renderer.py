@@ -1,0 +1,493 @@
+"""Renderer: golden files, structural checks, escaping, overrides, size budget, and the
+compile-once fast path checked byte for byte against full compiles of real digests."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import random
+import re
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from digest.errors import TemplateError
+from digest.models import (
+    Digest,
+    DigestItem,
+    Paper,
+    Pick,
+    Reason,
+    RenderedEmail,
+    Settings,
+    Subscriber,
+    Summary,
+    Topic,
+)
+from digest.render import Renderer
+from digest.render._renderer import context, day, http_url, short_authors
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+HOSTILE = '<script>alert("x")</script> & Friends'
+
+
+def _paper(n: int, **kw: object) -> Paper:
+    base: dict[str, object] = dict(
+        id=f"2411.0{n}123", title=f"Paper {n}", abstract="An abstract.",
+        authors=("Ada Lovelace", "Grace Hopper"), url=f"https://arxiv.org/abs/2411.0{n}123")
+    base.update(kw)
+    return Paper(**base)  # type: ignore[arg-type]
+
+
+def fixed_digest(**kw: object) -> Digest:
+    """Three papers covering every optional part of a card, with a fixed clock."""
+    q = Topic(name="Quantization", include=("quantization",))
+    moe = Topic(name="MoE", include=("mixture of experts",))
+    sub = Subscriber(email="ada@example.org", name="Ada", timezone="UTC",
+                     schedule="0 7 * * *", max_papers=10, topics=(q, moe))
+    papers = [
+        _paper(1, title="Quantized Attention: 4-bit KV Caches for Long Context",
+               authors=("Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra"),
+               pdf_url="https://arxiv.org/pdf/2411.01123",
+               hf_url="https://huggingface.co/papers/2411.01123",
+               code_url="https://github.com/example/qattn", upvotes=42),
+        _paper(2, title="Sparse Mixture of Experts at Scale", upvotes=0,
+               project_url="https://moe.example.org/"),
+        _paper(3, title=HOSTILE, url="javascript:alert(1)", id="title-hostile",
+               code_url="ftp://example.org/code", pdf_url="https://example.org/p.pdf?a=1&b=2"),
+    ]
+    items = tuple(
+        DigestItem(
+            pick=Pick(paper=p, topics=(topic,), score=3.0 - i,
+                      reasons=(Reason(topic, term, "title"),)),
+            summary=Summary(paper_id=p.id, title=p.title, headline=f"Headline claim {i + 1}.",
+                            results=(f"Result {i + 1} improves accuracy by 3% & more.",)
+                            if i < 2 else ()),
+        )
+        for i, (p, topic, term) in enumerate(zip(
+            papers, ("Quantization", "MoE", "Quantization"),
+            ("quantization", "mixture of experts", "quantization")))
+    )
+    digest = Digest(subscriber=sub, edition=date(2026, 11, 25), generated_at=NOW, items=items,
+                    more=2, unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe")
+    return dataclasses.replace(digest, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer()
+
+
+@pytest.fixture(scope="module")
+def rendered(renderer: Renderer) -> RenderedEmail:
+    return renderer.render(fixed_digest())
+
+
+def _hrefs(html: str) -> list[str]:
+    return re.findall(r'href="([^"]*)"', html)
+
+
+# --------------------------------------------------------------------------- golden files
+
+
+@pytest.mark.parametrize("part", ["subject.txt", "mjml", "txt", "html"])
+def test_golden(part: str, renderer: Renderer, rendered: RenderedEmail,
+                update_golden: bool) -> None:
+    actual = {
+        "subject.txt": rendered.subject + "\n",
+        "mjml": renderer.mjml(context(fixed_digest())),
+        "txt": rendered.text,
+        "html": rendered.html,
+    }[part]
+    path = GOLDEN / f"digest.{part}"
+    if update_golden:
+        path.write_text(actual, encoding="utf-8")
+    assert path.exists(), f"{path} missing: run pytest --update-golden once and review it"
+    assert actual == path.read_text(encoding="utf-8"), \
+        f"{path.name} changed; if intended, run pytest --update-golden and review the diff"
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_subject_is_short_and_informative(rendered: RenderedEmail) -> None:
+    assert rendered.subject == "3 new papers on Quantization, MoE - Wed 25 Nov"
+    assert day(date(2026, 11, 24)) == "Tue 24 Nov"
+
+
+def test_every_paper_link_is_present(rendered: RenderedEmail) -> None:
+    hrefs = _hrefs(rendered.html)
+    for url in ("https://arxiv.org/abs/2411.01123", "https://arxiv.org/pdf/2411.01123",
+                "https://huggingface.co/papers/2411.01123", "https://github.com/example/qattn",
+                "https://arxiv.org/abs/2411.02123", "https://moe.example.org/",
+                "https://example.org/p.pdf?a=1&amp;b=2"):
+        assert url in hrefs
+    assert rendered.papers == ("2411.01123", "2411.02123", "title-hostile")
+    assert "42 upvotes" in rendered.html and "0 upvotes" in rendered.html
+    assert "Ada Lovelace, Grace Hopper, Alan Turing et al." in rendered.html
+    assert "matched: mixture of experts in title" in rendered.html
+    assert "Headline claim 1." in rendered.text and "Result 2 improves" in rendered.text
+
+
+def test_exactly_one_unsubscribe_link(renderer: Renderer, rendered: RenderedEmail) -> None:
+    assert _hrefs(rendered.html).count("mailto:digest@example.org?subject=unsubscribe") == 1
+    assert len(re.findall(r">Unsubscribe<", rendered.html)) == 1
+    https = renderer.render(fixed_digest(unsubscribe_url="https://digest.example.org/u/tok"))
+    hrefs = _hrefs(https.html)
+    assert hrefs.count("https://digest.example.org/u/tok") == 1
+    assert not [h for h in hrefs if h.startswith("mailto:")]
+    assert "Unsubscribe: https://digest.example.org/u/tok" in https.text
+
+
+def test_footer_says_why_and_how_to_change_topics(renderer: Renderer,
+                                                  rendered: RenderedEmail) -> None:
+    assert "ada@example.org subscribed to paper-digest for Quantization, MoE" in rendered.html
+    assert "reply to this email" in rendered.html
+    managed = renderer.render(fixed_digest(manage_url="https://digest.example.org/topics"))
+    assert 'href="https://digest.example.org/topics"' in managed.html
+    assert "reply to this email" not in managed.html
+
+
+def test_no_template_syntax_left(rendered: RenderedEmail) -> None:
+    for part in (rendered.subject, rendered.html, rendered.text):
+        assert "{{" not in part and "{%" not in part and "}}" not in part
+
+
+def test_untrusted_values_escaped_in_html_not_in_text(rendered: RenderedEmail) -> None:
+    assert "<script>" not in rendered.html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Friends" in rendered.html
+    assert HOSTILE in rendered.text  # the text part is not HTML: no entities there
+
+
+def test_hostile_subscriber_name_escaped(renderer: Renderer) -> None:
+    d = fixed_digest()
+    d = dataclasses.replace(d, subscriber=dataclasses.replace(d.subscriber, name="<b>Eve</b>"))
+    html = renderer.render(d).html
+    assert "<b>Eve</b>" not in html and "&lt;b&gt;Eve&lt;/b&gt;, your paper digest" in html
+
+
+def test_only_http_links(rendered: RenderedEmail) -> None:
+    assert "javascript:" not in rendered.html and "ftp:" not in rendered.html
+    assert "javascript:" not in rendered.text
+    schemes = {h.split(":", 1)[0] for h in _hrefs(rendered.html)}
+    assert schemes == {"https", "mailto"}
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://arxiv.org/abs/1", True), ("HTTP://x.org", True), ("javascript:alert(1)", False),
+    (" JavaScript:alert(1)", False), ("data:text/html,x", False), ("//x.org/a", False),
+    ("https://", False), ("https://x.org/a b", False), ('https://x.org/"onmouseover', False),
+    (None, False), ("", False)])
+def test_http_url(url: str | None, ok: bool) -> None:
+    assert (http_url(url) is not None) is ok
+
+
+def test_short_authors() -> None:
+    assert short_authors(["A", "B", "C", "D"]) == "A, B, C et al."
+    assert short_authors(["A", "B", "C"]) == "A, B, C"
+    assert short_authors([]) == ""
+
+
+def test_accessibility_basics(rendered: RenderedEmail) -> None:
+    html = rendered.html
+    assert '<html lang="en"' in html
+    assert "<title>Paper digest - Wed 25 Nov</title>" in html
+    assert 'name="color-scheme" content="light dark"' in html
+    assert "prefers-color-scheme: dark" in html
+    assert "Headline claim 1." in html.split("<body", 1)[1][:600]  # the preheader comes first
+    assert all(' alt="' in tag for tag in re.findall(r"<img\b[^>]*>", html))
+    assert "fonts.googleapis" not in html  # no remote fonts: nothing loads from outside
+
+
+def test_empty_digest(renderer: Renderer) -> None:
+    r = renderer.render(fixed_digest(items=(), more=0))
+    assert r.subject == "No new papers - Wed 25 Nov"
+    assert r.papers == () and "No new papers matched your topics" in r.html
+    assert r.html == Renderer(fast=False).render(fixed_digest(items=(), more=0)).html
+
+
+# --------------------------------------------------------------------------- size budget
+
+
+def test_size_budget_drops_lowest_ranked_cards_whole() -> None:
+    full = Renderer().render(fixed_digest())
+    budget = len(full.html.encode()) - 200
+    r = Renderer(max_bytes=budget).render(fixed_digest())
+    assert len(r.html.encode()) <= budget
+    assert r.dropped == 1 and r.papers == ("2411.01123", "2411.02123")
+    assert "&lt;script&gt;" not in r.html  # the third card is gone whole, not cut
+    assert "Sparse Mixture of Experts at Scale" in r.html and "Result 2 improves" in r.html
+    assert "3 more matched; see them in the next digest." in r.html  # 2 cut + 1 dropped
+    assert r.subject.startswith("2 new papers")
+    assert "3 more matched" in r.text and HOSTILE not in r.text
+
+
+def test_size_budget_can_drop_everything() -> None:
+    r = Renderer(max_bytes=1000).render(fixed_digest())
+    assert r.papers == () and r.dropped == 3
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def test_override_extends_stock_and_replaces_one_block(tmp_path: Path) -> None:
+    (tmp_path / "digest.mjml").write_text(
+        '{% extends "stock/digest.mjml" %}\n{% block footer %}\n'
+        '<mj-text>Custom footer for {{ subscriber.email }}: '
+        '<a href="{{ unsubscribe_url }}">Leave</a></mj-text>\n{% endblock %}\n')
+    r = Renderer(tmp_path).render(fixed_digest())
+    assert "Custom footer for ada@example.org" in r.html
+    assert "Quantized Attention" in r.html  # the rest of the stock template still renders
+    assert "reply to this email" not in r.html
+    assert r.html == Renderer(tmp_path, fast=False).render(fixed_digest()).html
+
+
+def test_override_of_the_paper_partial_is_used(tmp_path: Path) -> None:
+    (tmp_path / "_paper.mjml").write_text(
+        "<mj-section><mj-column><mj-text>CARD {{ card.rank }}: {{ card.title }}"
+        "</mj-text></mj-column></mj-section>\n")
+    r = Renderer(tmp_path).render(fixed_digest())
+    assert "CARD 1: Quantized Attention" in r.html and "CARD 3: &lt;script&gt;" in r.html
+
+
+def test_typo_fails_loudly_with_template_name_and_line(tmp_path: Path) -> None:
+    (tmp_path / "_paper.mjml").write_text(
+        "<mj-section><mj-column>\n<mj-text>{{ card.titel }}</mj-text>\n"
+        "</mj-column></mj-section>\n")
+    with pytest.raises(TemplateError, match=r"template .*_paper\.mjml:2: .*titel"):
+        Renderer(tmp_path).render(fixed_digest())
+
+
+def test_syntax_error_names_template_and_line(tmp_path: Path) -> None:
+    (tmp_path / "subject.txt").write_text("line one\n{% if cards %}unclosed\n")
+    with pytest.raises(TemplateError, match=r"subject\.txt:\d+: "):
+        Renderer(tmp_path).render(fixed_digest())
+
+
+def test_mjml_error_is_wrapped(tmp_path: Path) -> None:
+    (tmp_path / "digest.mjml").write_text("<mjml><mj-body><mj-section></mjml>\n")
+    with pytest.raises(TemplateError, match=r"template digest\.mjml: MJML does not compile"):
+        Renderer(tmp_path).render(fixed_digest())
+
+
+def test_missing_templates_folder(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="does not exist"):
+        Renderer(tmp_path / "nope")
+
+
+# --------------------------------------------------------------------------- fast path
+
+
+@functools.lru_cache(maxsize=None)
+def real_digests(count: int = 40, seed: int = 7) -> tuple[Digest, ...]:
+    """Digests built by the real stages from the bundled seed papers, with varied subscribers
+    (names or not, 1-10 papers, unsubscribe URL or mailto, manage URL or not) and papers
+    (optional links, authors and upvotes present or not)."""
+    from sample_digests import varied_papers
+
+    from digest.compose import build_digest, summarize_all
+    from digest.selection import plan
+
+    rnd = random.Random(seed)
+    papers = varied_papers(rnd)
+    terms = ["quantization", "language model", "diffusion", "reinforcement learning", "agent",
+             "vision", "benchmark", "attention", "graph", "speech", "retrieval", "reasoning"]
+    subs = [Subscriber(
+        email=f"user{i}@example.org", name=rnd.choice([None, "Ada", "Grace <Hopper>", "Zoë"]),
+        timezone="UTC", schedule="0 7 * * *", max_papers=rnd.randint(1, 10),
+        topics=tuple(Topic(name=t.title(), include=(t,)) for t in rnd.sample(terms, 3)))
+        for i in range(count)]
+    summaries = summarize_all(papers, 350)
+    out = []
+    for i, sel in enumerate(plan(papers, subs, {})):
+        d = build_digest(sel, summaries, NOW.date(), NOW, Settings(sender="D <d@example.org>"))
+        if i % 3 == 0:
+            d = dataclasses.replace(d, unsubscribe_url=f"https://example.org/u/{i}?t=a&b",
+                                    manage_url="https://example.org/topics")
+        out.append(d)
+    return tuple(out)
+
+
+def test_fast_path_equals_full_compile_on_real_digests() -> None:
+    digests = real_digests()
+    assert len({len(d.items) for d in digests}) >= 5  # varied paper counts
+    fast, full = Renderer(), Renderer(fast=False)
+    for d in digests:
+        a, b = fast.render(d), full.render(d)
+        assert a == b, d.subscriber.email
+    # MJML compiles do not grow with the number of emails: two per frame (the part around the
+    # cards), one per card shape, and a paper's card has one shape whoever gets it
+    papers = {item.pick.paper.id for d in digests for item in d.items}
+    assert fast.cache.compiles <= 2 * len(fast.cache.frames) + len(papers)
+    assert len(fast.cache.frames) <= 8
+    before = fast.cache.compiles
+    for d in digests:
+        fast.render(d)
+    assert fast.cache.compiles == before  # everything is cached now
+
+
+def test_fast_path_survives_templates_that_rewrite_markers(tmp_path: Path) -> None:
+    # a filter over a block sees markers, not values: the renderer must notice and compile
+    # those emails in full rather than emit wrong HTML
+    (tmp_path / "_paper.mjml").write_text(
+        "<mj-section><mj-column><mj-text>{% filter upper %}{{ card.title }}{% endfilter %}"
+        " <a href=\"{{ card.url }}\">x</a></mj-text></mj-column></mj-section>\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests()[:8]:
+        assert fast.render(d).html == full.render(d).html
+
+
+def test_fast_path_keeps_values_mjml_reads_in_the_shape(tmp_path: Path) -> None:
+    # a value inside an <mj-*> attribute is read by mrml (colours, widths): it must be compiled
+    (tmp_path / "_paper.mjml").write_text(
+        '<mj-section padding="{{ card.rank * 3 }}px"><mj-column>'
+        '<mj-text color="{{ "#ff0000" if card.rank == 1 else "#00ff00" }}"> {{ card.title }}'
+        "</mj-text></mj-column></mj-section>\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests()[:8]:
+        assert fast.render(d).html == full.render(d).html
+
+
+def test_fast_path_equals_full_compile_for_awkward_values() -> None:
+    # values mrml could treat specially (edge whitespace, entities, markup, control and
+    # invisible characters, backslashes, marker look-alikes) in every position a value takes
+    rnd = random.Random(3)
+    alphabet = [" ", "  ", "\n", "\t", "\r", "&", "&amp;", "&nbsp;", "<", ">", '"', "'", "é",
+                "e\u0301", "—", "\u00a0", "\u200b", "\u00ad", "😀", "\\", "x", "word", "\x01",
+                "\x02", "\x03", "zqpd", "zqpdc0qz", "{{", "%", "</mj-text>", "<!--", "]]>"]
+
+    def s(k: int) -> str:
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, k)))
+
+    base = fixed_digest()
+    fast, full = Renderer(), Renderer(fast=False)
+    for _ in range(120):
+        items = []
+        for item in base.items:
+            paper = dataclasses.replace(
+                item.pick.paper, authors=tuple(s(3) for _ in range(rnd.randint(0, 4))),
+                url=rnd.choice([item.pick.paper.url, "https://x.org/" + s(3)]),
+                upvotes=rnd.choice([None, 0, 1, 7]))
+            pick = dataclasses.replace(item.pick, paper=paper, topics=(s(2),), reasons=tuple(
+                Reason(s(2), s(3), "title") for _ in range(rnd.randint(0, 2))))
+            summary = dataclasses.replace(item.summary, title=s(6), headline=s(8),
+                                          results=tuple(s(5) for _ in range(rnd.randint(0, 2))))
+            items.append(DigestItem(pick, summary))
+        d = dataclasses.replace(
+            base, items=tuple(items[:rnd.randint(0, 3)]), more=rnd.randint(0, 2),
+            subscriber=dataclasses.replace(base.subscriber, name=s(3) or None),
+            manage_url=rnd.choice([None, "https://m.example.org/" + s(2)]))
+        assert fast.render(d) == full.render(d)
+
+
+def test_http_url_percent_encodes_non_ascii() -> None:
+    assert http_url("https://x.org/é\\q?a=1&b=ü") == "https://x.org/%C3%A9%5Cq?a=1&b=%C3%BC"
+    assert http_url("https://x.org/plain?a=1&b=2#f") == "https://x.org/plain?a=1&b=2#f"
+
+
+def test_one_renderer_shared_by_threads() -> None:
+    # the service's sending workers share one Renderer: recording is per thread, the shape
+    # cache is locked
+    from concurrent.futures import ThreadPoolExecutor
+
+    digests = real_digests()
+    expected = [Renderer(fast=False).render(d) for d in digests]
+    shared = Renderer()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(shared.render, digests * 2))
+    assert got == expected * 2
+
+
+def test_any_error_in_a_template_is_a_template_error(tmp_path: Path) -> None:
+    (tmp_path / "subject.txt").write_text("{{ cards|length }}\n{{ 1 // (cards|length - 3) }}\n")
+    with pytest.raises(TemplateError, match=r"subject\.txt:2: ZeroDivisionError"):
+        Renderer(tmp_path).render(fixed_digest())
+
+
+def test_fast_path_with_cards_inside_one_column(tmp_path: Path) -> None:
+    # cards as mj-text elements in a single column: the probe lands between them too
+    (tmp_path / "digest.mjml").write_text(
+        '{% extends "stock/digest.mjml" %}{% block cards %}<mj-section><mj-column>'
+        "{% for card in cards %}{{ card_marker }}{% include '_paper.mjml' %}{% endfor %}"
+        "{{ card_marker }}</mj-column></mj-section>{% endblock %}")
+    (tmp_path / "_paper.mjml").write_text(
+        '<mj-text css-class="card"><b>{{ card.title }}</b>{% for c in card.claims %}'
+        "<br>{{ c }}{% endfor %}</mj-text><mj-divider />\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests():
+        assert fast.render(d).html == full.render(d).html
+    assert fast.cache.compiles < len(real_digests())
+
+
+def test_fast_path_where_no_probe_fits(tmp_path: Path) -> None:
+    # cards as links of an mj-navbar, where mj-raw is not allowed: the probe fails and the
+    # renderer finds card units per frame by comparing compiles
+    (tmp_path / "digest.mjml").write_text(
+        '{% extends "stock/digest.mjml" %}{% block cards %}<mj-section><mj-column><mj-navbar>'
+        "{% for card in cards %}{{ card_marker }}{% include '_paper.mjml' %}{% endfor %}"
+        "{{ card_marker }}</mj-navbar></mj-column></mj-section>{% endblock %}")
+    (tmp_path / "_paper.mjml").write_text(
+        '<mj-navbar-link href="https://example.org/">{{ card.title }}</mj-navbar-link>\n')
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests():
+        assert fast.render(d).html == full.render(d).html
+    assert all(f.boundary is None for f in fast.cache.frames.values())
+    assert any(f.units for f in fast.cache.frames.values())
+
+
+# --------------------------------------------------------------------------- card part memo
+
+
+@pytest.mark.parametrize(("source", "reads"), [
+    ("{{ card.title }} {{ card.reasons|join('; ') }}", ("reasons", "title")),
+    ("{% if card.upvotes is not none %}{{ card.upvotes }}{% endif %}", ("upvotes",)),
+    ("{{ card.title }} {{ name }}", None),  # another variable: depends on the email
+    ("{{ loop.index }} {{ card.title }}", None),
+    ("{{ card.item.pick.score }}", None),  # not a card value the key covers
+    ("{{ card|string }}", None),  # the whole card escapes into a filter
+    ("{{ card.claims|random }}", None),  # impure
+    ("{{ card.title.upper() }}", None),  # calls
+    ("{% include 'x.mjml' %}", None),
+    ("{{ card.title", None),  # a syntax error: the real render reports it
+])
+def test_card_reads_accepts_only_partials_that_depend_on_the_card(
+        source: str, reads: tuple[str, ...] | None) -> None:
+    from digest.render._compiled import card_reads
+
+    env = Renderer().fast_env
+    allowed = frozenset({"title", "reasons", "upvotes", "claims", "rank"})
+    assert card_reads(env, source, allowed) == reads
+
+
+def test_stock_card_partial_is_replayed_across_emails() -> None:
+    digests = real_digests()
+    fast, full = Renderer(), Renderer(fast=False)
+    for d in digests:
+        assert fast.render(d) == full.render(d)
+    store = fast.fast_env._memo_store  # type: ignore[attr-defined]
+    cards = sum(len(d.items) for d in digests)
+    assert 0 < len(store) < cards  # one Jinja render per distinct card, not per email
+
+
+def test_card_memo_keys_per_subscriber_values(tmp_path: Path) -> None:
+    # rank and reasons differ per subscriber for the same paper: they join the memo key
+    (tmp_path / "_paper.mjml").write_text(
+        "<mj-section><mj-column><mj-text>{{ card.rank }}. {{ card.title }}"
+        " ({{ card.reasons|join('; ') }}) {{ card.topics|join(', ') }}</mj-text>"
+        "</mj-column></mj-section>\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests():
+        assert fast.render(d).html == full.render(d).html
+    assert fast.fast_env._memo_store  # type: ignore[attr-defined]
+
+
+def test_card_partial_reading_the_email_is_not_memoized(tmp_path: Path) -> None:
+    (tmp_path / "_paper.mjml").write_text(
+        "<mj-section><mj-column><mj-text>{{ card.title }} for {{ subscriber.email }}"
+        "</mj-text></mj-column></mj-section>\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests()[:10]:
+        assert fast.render(d).html == full.render(d).html
+    assert not fast.fast_env._memo_store  # type: ignore[attr-defined]
