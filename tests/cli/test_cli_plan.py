@@ -166,8 +166,11 @@ def test_help_and_docs_document_the_same_shape(runner: CliRunner) -> None:
 
 
 def test_without_papers_the_configured_feed_is_used(runner: CliRunner) -> None:
-    # The example config's feed is the bundled sample: the same 81 seed papers.
-    from_feed = as_json(runner.invoke(main, ["plan", "--config", "subscribers.example.yaml",
-                                             "--json", "--now", "2026-11-25T07:00Z"]))
-    from_file = as_json(run(runner, "--config", "subscribers.example.yaml", "--json"))
+    # The example config's feed is the bundled sample: the 81 seed papers with their arXiv ids.
+    args = ["plan", "--config", "subscribers.example.yaml", "--json", "--now", "2026-11-25T07:00Z"]
+    from_feed = as_json(runner.invoke(main, args))
+    bundled = REPO / "digest" / "data" / "sample_papers.json"
+    from_file = as_json(runner.invoke(main, [*args, "--papers", str(bundled)]))
     assert from_feed == from_file
+    ids = [p["id"] for s in from_feed["subscribers"] for p in s["papers"]]
+    assert ids and all(re.fullmatch(r"\d{4}\.\d{4,5}", i) for i in ids), ids

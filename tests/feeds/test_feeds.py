@@ -329,11 +329,18 @@ def test_write_papers_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
     assert link.is_symlink() and len(load_papers(real)) == 2
 
 
-def test_bundled_sample_is_the_seed_list() -> None:
+def test_bundled_sample_is_the_seed_list_with_real_ids_links_and_authors() -> None:
     sample = sample_papers()
     seed = load_papers(SEED)
-    assert [p.id for p in sample] == [p.id for p in seed] and len(sample) == 81
-    assert {p.source for p in sample} == {"sample"}
+    assert [(p.title, p.abstract) for p in sample] == [(p.title, p.abstract) for p in seed]
+    assert len(sample) == 81 and {p.source for p in sample} == {"sample"}
+    for p in sample:
+        assert re.fullmatch(r"\d{4}\.\d{4,5}", p.id), p.id
+        assert p.url == f"https://arxiv.org/abs/{p.id}" and p.pdf_url == f"https://arxiv.org/pdf/{p.id}"
+        assert p.hf_url == f"https://huggingface.co/papers/{p.id}"
+        assert p.authors, p.id
+    assert sum(p.published is not None for p in sample) >= 50
+    assert sum(bool(p.categories) for p in sample) >= 30
 
 
 def test_papers_for_files_and_sample(tmp_path: Path) -> None:
