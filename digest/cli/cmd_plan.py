@@ -133,7 +133,7 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
     papers = papers_for(config.settings, papers_path, now)
     with Ledger(config.settings.database) as ledger:
         # The same history a send uses: editions still being retried count as sent.
-        history = ledger.history(include_deferred=True)
+        history = ledger.history()
         suppressed = ledger.suppressed()
     selections = tuple(
         Selection(subscriber=s.subscriber, picks=(), skipped_reason=UNSUBSCRIBED)

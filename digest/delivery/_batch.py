@@ -204,7 +204,7 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
     try:
         summaries = LazySummaries(paper_list, settings.summary_chars)  # once per paper, on demand
         selector = Selector(paper_list)
-        history = ledger.history(include_deferred=True)
+        history = ledger.history()
         pending = {(r.email, r.edition) for r in ledger.pending()}
         owed = {email for email, _edition in pending}
         # Only subscribers with a pending row are looked up: no per-subscriber map is kept.

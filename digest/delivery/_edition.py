@@ -137,7 +137,7 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
         papers_sent = row.papers
     if msg is None:
         if selection is None:
-            known = ledger.history_for(email, include_deferred=True) \
+            known = ledger.history_for(email) \
                 if history is None else history
             if row is not None:  # re-building this edition: its own papers are not "history"
                 known = known - frozenset(row.papers)

@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS suppressions (
 """
 
 
+# Editions whose papers a new selection leaves out (see ``Ledger.history``).
+HISTORY_STATES = ("sent", "sending", "deferred")
+
 class LedgerError(DigestError):
     """The ledger file is unreadable or not a paper-digest database."""
 
@@ -187,11 +190,12 @@ class Ledger:
 
     # ------------------------------------------------------------------ reading
 
-    def history(self, *, include_deferred: bool = False) -> dict[str, frozenset[str]]:
-        """Lower-cased email -> ids of papers in editions that went out (``sent``) or may have
-        (``sending``: in flight during a crash). ``include_deferred`` adds editions still being
-        retried, so a new edition does not repeat papers a pending one will deliver."""
-        states = ("sent", "sending", "deferred") if include_deferred else ("sent", "sending")
+    def history(self) -> dict[str, frozenset[str]]:
+        """Lower-cased email -> ids of the papers a new selection must leave out: those in
+        editions that went out (``sent``), may have (``sending``: in flight during a crash) or
+        will (``deferred``: still being retried, with their papers fixed). The one rule of what
+        counts as already sent: send, plan, preview and the daemon all read it here."""
+        states = HISTORY_STATES
         marks = ", ".join("?" for _ in states)
         acc: dict[str, set[str]] = {}
         for email, papers in self._read(
@@ -199,9 +203,9 @@ class Ledger:
             acc.setdefault(str(email), set()).update(json.loads(str(papers)))
         return {k: frozenset(v) for k, v in acc.items()}
 
-    def history_for(self, email: str, *, include_deferred: bool = False) -> frozenset[str]:
+    def history_for(self, email: str) -> frozenset[str]:
         """``history()`` for one address, without reading everyone's (one indexed query)."""
-        states = ("sent", "sending", "deferred") if include_deferred else ("sent", "sending")
+        states = HISTORY_STATES
         marks = ", ".join("?" for _ in states)
         found: set[str] = set()
         for (papers,) in self._read(f"SELECT papers FROM deliveries WHERE email = ? AND state "

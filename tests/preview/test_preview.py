@@ -91,6 +91,21 @@ def test_preview_leaves_out_papers_already_sent(config: Path, tmp_path: Path) ->
     assert first[2] in again
 
 
+def test_preview_leaves_out_papers_of_an_edition_still_being_retried(
+        config: Path, tmp_path: Path) -> None:
+    # A deferred edition will still deliver its papers: a send leaves them out of a new
+    # selection, and so must the preview (it once showed them again).
+    first = load_previews(config, None, NOW, ["ada@example.org"])[0].rendered.papers
+    with Ledger(tmp_path / "digest.db") as ledger:
+        ledger.begin("ada@example.org", date(2026, 11, 24), message_id="<a@b>",
+                     papers=first[:2], data=None, now=NOW - timedelta(days=1))
+        ledger.mark_deferred("ada@example.org", date(2026, 11, 24), now=NOW - timedelta(days=1),
+                             code=451, error="try later")
+    again = load_previews(config, None, NOW, ["ada@example.org"])[0].rendered.papers
+    assert not set(first[:2]) & set(again)
+    assert first[2] in again
+
+
 def test_cli_writes_and_prints_paths(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["preview", "-c", str(config), "--out", str(out),
