@@ -18,7 +18,6 @@ from digest.cli._base import config_option, main, now_from
 from digest.errors import ConfigError, DigestError
 
 
-
 @main.command(epilog="""\b
 Examples:
   digest run --config subscribers.yaml

@@ -13,9 +13,7 @@ created or touched (it is written to a temporary file next to it and renamed at 
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -24,6 +22,7 @@ import click
 
 from digest.cli._base import main
 from digest.errors import InputError
+from digest.files import atomic_writer
 from digest.models import Paper
 from digest.summarize import summarize as summarize_paper
 
@@ -92,13 +91,7 @@ def summarize(source: IO[bytes], budget: int, output: Path | None) -> None:
         _write(papers, budget, sys.stdout)
         return
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    except OSError as exc:
-        raise InputError(output, f"cannot write here: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        with atomic_writer(output) as out:
             _write(papers, budget, out)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise InputError(output, f"cannot write here: {exc.strerror or exc}") from None

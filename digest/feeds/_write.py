@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import stat
-import tempfile
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest.errors import FeedError
+from digest.files import atomic_write
 from digest.models import Paper
 
 if TYPE_CHECKING:
@@ -45,33 +43,9 @@ def papers_to_json(papers: Iterable[Paper]) -> str:
 
 
 def write_papers(papers: Iterable[Paper], path: Path) -> None:
-    """Write our normalized JSON list atomically: a temp file in the same folder, then rename,
-    so a reader never sees half a file and a failure leaves the old file as it was. A target
-    that exists but is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written
-    in place: renaming over a device would replace the device itself."""
-    text = papers_to_json(papers)
-    path = Path(path)
+    """Write our normalized JSON list atomically (``digest.files``: a reader never sees half a
+    file, devices such as ``/dev/stdout`` are written in place, permissions as ``open`` gives)."""
     try:
-        if path.exists() and not path.is_file():
-            with path.open("w", encoding="utf-8") as fh:
-                fh.write(text)
-            return
-        target = path.resolve() if path.is_symlink() else path  # keep the link, update its file
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        atomic_write(Path(path), papers_to_json(papers))
     except OSError as exc:
         raise FeedError(path, f"cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        # mkstemp makes 0600 files: give the result the old file's mode, or the umask's
-        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode) if target.exists() else _new_mode())
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise FeedError(path, f"cannot write: {exc.strerror or exc}") from None
-
-
-def _new_mode() -> int:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask

@@ -27,6 +27,7 @@ from digest.config import load_config
 from digest.delivery import OutgoingMessage, build_message
 from digest.errors import DigestError, InputError
 from digest.feeds import papers_for
+from digest.files import atomic_write
 from digest.ledger import Ledger
 from digest.models import Config, Digest, Paper, RenderedEmail, Subscriber
 from digest.render import Renderer, stock_templates
@@ -114,7 +115,7 @@ def write_previews(previews: Sequence[Preview], out_dir: Path) -> list[Path]:
                              (".txt", p.rendered.text.encode()),
                              (".eml", p.message.data)):
             path = stem.with_name(stem.name + suffix)
-            path.write_bytes(data)
+            atomic_write(path, data)
             paths.append(path)
     return paths
 
