@@ -8,6 +8,7 @@ values stay frozen and hashable.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -220,6 +221,24 @@ class RenderedEmail:
 # --------------------------------------------------------------------------- delivery
 
 
+class Outcome(enum.Enum):
+    """What one delivery call did (the ledger state says where the row stands)."""
+
+    SENT = "sent"
+    POSSIBLE_DUPLICATE = "possible duplicate"  # sent again after a crash mid-send
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    ALREADY_SENT = "already sent"
+    NOTHING_NEW = "nothing new"
+    SUPPRESSED = "suppressed"
+    FAILED_BEFORE = "failed earlier, not retried"
+    WOULD_SEND = "dry run"
+
+
+_STATE_OUTCOME = {"sent": Outcome.SENT, "deferred": Outcome.DEFERRED, "failed": Outcome.FAILED,
+                  "sending": Outcome.DEFERRED}
+
+
 @dataclass(frozen=True)
 class Delivery:
     """The outcome of one (subscriber, edition) send, as recorded in the ledger."""
@@ -231,4 +250,12 @@ class Delivery:
     papers: tuple[str, ...] = ()
     code: int | None = None  # last SMTP reply code
     error: str | None = None
-    detail: str | None = None  # e.g. "already sent", "nothing new", "possible duplicate"
+    detail: str | None = None  # prose for people, e.g. "nothing new: no paper matches"
+    outcome: Outcome | None = None  # what happened, for counting; derived from state if None
+
+    def __post_init__(self) -> None:
+        if self.outcome is None:
+            derived = _STATE_OUTCOME.get(self.state)
+            if derived is None:
+                raise ValueError(f"a {self.state!r} delivery needs its outcome")
+            object.__setattr__(self, "outcome", derived)

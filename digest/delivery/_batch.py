@@ -17,11 +17,6 @@ from typing import Any, Protocol
 from digest.compose import LazySummaries, edition_for
 from digest.cron import fires_on
 from digest.delivery._edition import (
-    ALREADY_SENT,
-    DRY_RUN,
-    FAILED_BEFORE,
-    POSSIBLE_DUPLICATE,
-    SUPPRESSED,
     EmailRenderer,
     RetryPolicy,
     deliver_edition,
@@ -35,6 +30,7 @@ from digest.ledger import Ledger, SendLock
 from digest.models import (
     Config,
     Delivery,
+    Outcome,
     Paper,
     Selection,
     Settings,
@@ -44,6 +40,12 @@ from digest.models import (
 from digest.selection import Selector
 
 # ---------------------------------------------------------------------- a whole run
+
+
+_COUNTER = {Outcome.DEFERRED: "deferred", Outcome.FAILED: "failed",
+            Outcome.ALREADY_SENT: "already_sent", Outcome.NOTHING_NEW: "nothing_new",
+            Outcome.SUPPRESSED: "suppressed", Outcome.FAILED_BEFORE: "failed_before",
+            Outcome.WOULD_SEND: "would_send"}
 
 
 @dataclass
@@ -66,28 +68,17 @@ class SendReport:
     MAX_PROBLEMS = 1000  # a run against a broken server must not hold every failure
 
     def add(self, d: Delivery) -> None:
-        detail = d.detail or ""
-        if d.state == "sent":
+        outcome = d.outcome
+        assert outcome is not None  # set by Delivery.__post_init__
+        if outcome in (Outcome.SENT, Outcome.POSSIBLE_DUPLICATE):
             self.sent += 1
-            if detail == POSSIBLE_DUPLICATE:
+            if outcome is Outcome.POSSIBLE_DUPLICATE:
                 self.possible_duplicates += 1
                 self._note(d)
-        elif d.state == "deferred":
-            self.deferred += 1
+            return
+        if outcome in (Outcome.DEFERRED, Outcome.FAILED):
             self._note(d)
-        elif d.state == "failed":
-            self.failed += 1
-            self._note(d)
-        elif detail.startswith(ALREADY_SENT):
-            self.already_sent += 1
-        elif detail.startswith(SUPPRESSED):
-            self.suppressed += 1
-        elif detail.startswith(FAILED_BEFORE):
-            self.failed_before += 1
-        elif detail.startswith(DRY_RUN):
-            self.would_send += 1
-        else:
-            self.nothing_new += 1
+        setattr(self, _COUNTER[outcome], getattr(self, _COUNTER[outcome]) + 1)
 
     def _note(self, d: Delivery) -> None:
         if len(self.problems) < self.MAX_PROBLEMS:

@@ -41,6 +41,7 @@ from digest.ledger import Ledger, LedgerRow
 from digest.models import (
     Delivery,
     Digest,
+    Outcome,
     Paper,
     RenderedEmail,
     Selection,
@@ -51,16 +52,10 @@ from digest.models import (
 from digest.selection import Selector
 
 __all__ = ["deliver_edition", "RetryPolicy",
-           "ALREADY_SENT", "NOTHING_NEW", "SUPPRESSED", "FAILED_BEFORE", "DRY_RUN",
-           "POSSIBLE_DUPLICATE"]
+]
 
 # ``Delivery.detail`` prefixes, so reports can count skips without parsing prose.
-ALREADY_SENT = "already sent"
-NOTHING_NEW = "nothing new"
-SUPPRESSED = "suppressed"
-FAILED_BEFORE = "failed earlier, not retried"
-DRY_RUN = "dry run"
-POSSIBLE_DUPLICATE = "possible duplicate"
+_NOTHING_NEW = Outcome.NOTHING_NEW.value
 
 
 class EmailRenderer(Protocol):
@@ -110,9 +105,9 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
     per-recipient problem becomes the returned ``Delivery`` instead.
     """
     email = subscriber.email.strip().lower()
-    skip = Delivery(email=email, edition=edition, state="skipped")
+    skip = Delivery(email=email, edition=edition, state="skipped", outcome=Outcome.NOTHING_NEW)
     if ledger.is_suppressed(email):
-        return replace(skip, detail=SUPPRESSED)
+        return replace(skip, outcome=Outcome.SUPPRESSED, detail=Outcome.SUPPRESSED.value)
     row = ledger.get(email, edition)
     possible_duplicate = False
     msg: OutgoingMessage | None = None
@@ -120,10 +115,11 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
     if row is not None and not force:
         if row.state == "sent":
             return replace(skip, message_id=row.message_id, papers=row.papers,
-                           detail=ALREADY_SENT)
+                           outcome=Outcome.ALREADY_SENT, detail=Outcome.ALREADY_SENT.value)
         if row.state == "failed":
             return replace(skip, message_id=row.message_id, papers=row.papers, code=row.code,
-                           error=row.error, detail=FAILED_BEFORE)
+                           error=row.error, outcome=Outcome.FAILED_BEFORE,
+                           detail=Outcome.FAILED_BEFORE.value)
         # sending (in flight at a crash) or deferred: finish it, with the very same bytes.
         if now - row.created > settings.retry_for:
             if not dry_run:
@@ -143,13 +139,15 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
                 known = known - frozenset(row.papers)
             selection = (selector or Selector(papers)).select(subscriber, known)
         if not selection.picks:
-            return replace(skip, detail=f"{NOTHING_NEW}: {selection.skipped_reason}"
-                           if selection.skipped_reason else NOTHING_NEW)
+            return replace(skip, outcome=Outcome.NOTHING_NEW,
+                           detail=f"{_NOTHING_NEW}: {selection.skipped_reason}"
+                           if selection.skipped_reason else _NOTHING_NEW)
         digest = build_digest(selection, summaries, edition, now, settings,
                               unsubscribe_secret=unsubscribe_secret)
         rendered = renderer.render(digest)
         if not rendered.papers:
-            return replace(skip, detail=f"{NOTHING_NEW}: no paper fits the size budget")
+            return replace(skip, outcome=Outcome.NOTHING_NEW,
+                           detail=f"{_NOTHING_NEW}: no paper fits the size budget")
         try:
             msg = build_message(rendered, digest, settings, now=now)
         except DeliveryError as exc:  # an address that cannot be written safely
@@ -158,7 +156,8 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
         papers_sent = rendered.papers
     if dry_run:
         return replace(skip, message_id=msg.message_id, papers=papers_sent,
-                       detail=f"{DRY_RUN}: would send {len(papers_sent)} papers")
+                       outcome=Outcome.WOULD_SEND,
+                       detail=f"{Outcome.WOULD_SEND.value}: would send {len(papers_sent)} papers")
     if transport is None:
         raise ValueError("deliver_edition needs a transport unless dry_run")
     return _send(msg, email, edition, papers_sent, possible_duplicate, ledger=ledger,
@@ -184,14 +183,17 @@ def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ..
         except DeliveryError as exc:
             if not exc.temporary:
                 ledger.mark_failed(email, edition, now=now, code=exc.code, error=str(exc))
-                return replace(done, state="failed", code=exc.code, error=str(exc))
+                return replace(done, state="failed", outcome=Outcome.FAILED, code=exc.code,
+                               error=str(exc))
             possible_duplicate = possible_duplicate or _split_outcome(exc)
             if attempt < retry.retries:
                 retry.sleep(retry.backoff * 2 ** attempt)
                 continue
             ledger.mark_deferred(email, edition, now=now, code=exc.code, error=str(exc))
-            return replace(done, state="deferred", code=exc.code, error=str(exc))
+            return replace(done, state="deferred", outcome=Outcome.DEFERRED, code=exc.code,
+                           error=str(exc))
         ledger.mark_sent(email, edition, now=now, code=result.code, reply=result.reply)
         return replace(done, code=result.code,
-                       detail=POSSIBLE_DUPLICATE if possible_duplicate else None)
+                       detail=Outcome.POSSIBLE_DUPLICATE.value if possible_duplicate else None,
+                    outcome=Outcome.POSSIBLE_DUPLICATE if possible_duplicate else Outcome.SENT)
     raise AssertionError("unreachable")  # the loop always returns or raises
