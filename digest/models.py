@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 FeedSource = Literal["sample", "huggingface", "arxiv", "file"]
 DeliveryMode = Literal["outbox", "smtp"]
@@ -148,21 +148,33 @@ class Reason:
         return f"matched: {self.term} in {self.where}"
 
 
+class Rank(NamedTuple):
+    """How well a paper matches, compared as a tuple (bigger ranks first; ties go to the
+    paper listed first)."""
+
+    title_terms: int  # distinct terms found in the title
+    terms: int  # distinct terms found anywhere
+    abstract_hits: int  # mentions in the abstract
+
+
 @dataclass(frozen=True)
 class Pick:
     paper: Paper
     topics: tuple[str, ...]  # names of the topics it matched, best first
     reasons: tuple[Reason, ...]
-    score: float
+    rank: Rank
 
 
 @dataclass(frozen=True)
 class Selection:
     """What one subscriber would get now: ``picks`` in rank order (at most ``max_papers``),
-    ``cut`` the matches dropped by ``max_papers``, ``skipped_reason`` set when nothing is new."""
+    ``more`` how many further matches ``max_papers`` dropped, ``cut`` those matches (built only
+    when asked for: ``Selector.select(..., with_cut=True)``, ``plan(..., build_cuts=True)``),
+    ``skipped_reason`` set when nothing is new."""
 
     subscriber: Subscriber
     picks: tuple[Pick, ...]
+    more: int = 0
     cut: tuple[Pick, ...] = ()
     skipped_reason: str | None = None
 

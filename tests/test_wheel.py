@@ -35,13 +35,13 @@ def test_wheel_ships_templates_and_data_and_they_are_found(tmp_path: Path) -> No
         from datetime import date, datetime, timezone
         from pathlib import Path
         import digest, digest.render as r
-        from digest.models import (Digest, DigestItem, Paper, Pick, Reason, Subscriber,
+        from digest.models import (Digest, DigestItem, Paper, Pick, Rank, Reason, Subscriber,
                                    Summary, Topic)
         site = Path(sys.argv[1])
         assert Path(digest.__file__).is_relative_to(site), digest.__file__
         assert r.stock_templates() == site / "digest" / "templates", r.stock_templates()
         paper = Paper(id="2411.01234", title="Packaged Paper", abstract="x")
-        item = DigestItem(Pick(paper, ("T",), (Reason("T", "packaged", "title"),), 1.0),
+        item = DigestItem(Pick(paper, ("T",), (Reason("T", "packaged", "title"),), Rank(1, 1, 0)),
                           Summary(paper.id, paper.title, "It works."))
         sub = Subscriber("a@example.org", None, "UTC", "0 7 * * *", 5, (Topic("T"),))
         d = Digest(sub, date(2026, 11, 25), datetime(2026, 11, 25, tzinfo=timezone.utc),

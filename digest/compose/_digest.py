@@ -82,7 +82,7 @@ def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition
         edition=edition,
         generated_at=now,
         items=items,
-        more=len(selection.cut),
+        more=selection.more,
         unsubscribe_url=(unsubscribe_link(settings.unsubscribe_url, selection.subscriber.email,
                                           unsubscribe_secret)
                          if settings.unsubscribe_url and unsubscribe_secret else None),

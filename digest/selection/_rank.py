@@ -22,8 +22,8 @@ part with who builds its picks (mostly a table shared by every topic with the sa
 term). A subscriber then costs a few integer ORs: the union of their topics' tiers, walked from
 the best score down and, inside a tier, from the lowest bit up, is already in rank order; only
 papers that several of their topics match are scored one by one. Picks are built for the first
-``max_papers`` only: ``Selection.cut`` is a ``LazyPicks``, a tuple whose length is known at
-once and whose picks are built when first read (``plan(..., build_cuts=True)`` builds them all
+``max_papers`` only: ``Selection.more`` counts the rest, whose picks are built only when asked
+for (``select(..., with_cut=True)``; ``plan(..., build_cuts=True)`` builds them all
 up front, for a caller that shows them). bench/bench_select.py measures all of this.
 """
 
@@ -32,15 +32,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import partial
 from itertools import islice
-from typing import Any, Self, SupportsIndex, TypeAlias, overload
+from typing import TypeAlias
 
-from digest.models import Paper, Pick, Reason, Selection, Subscriber, Topic
+from digest.models import Paper, Pick, Rank, Reason, Selection, Subscriber, Topic
 from digest.selection._terms import PaperIndex, Term, TermHits, bits, compile_term
 from digest.text import fold
 
-__all__ = ["NO_MATCH", "LazyPicks", "Selector", "already_sent", "category_matches", "plan",
+__all__ = ["NO_MATCH", "Selector", "already_sent", "category_matches", "plan",
            "select"]
 
 NO_MATCH = "no new papers match your topics"
@@ -74,138 +73,8 @@ def _score(title_terms: int, terms: int, abstract_hits: int) -> int:
     return title_terms * 1_000_000 + terms * 1_000 + abstract_hits
 
 
-class LazyPicks(tuple[Pick, ...]):
-    """A tuple of picks built the first time it is read; ``len`` and ``bool`` never build it.
-
-    Most matches of a big plan are cut by ``max_papers`` and only counted ("N more"), so
-    building a ``Pick`` for each would be most of the work. This is a real ``tuple`` subclass
-    (``isinstance`` and ``Selection.cut``'s type hold) that keeps its items aside, so every
-    tuple operation is overridden to use them; it pickles and copies as a plain tuple.
-    """
-
-    _items: tuple[Pick, ...] | None
-    _source: Callable[[], tuple[Pick, ...]] | None
-    _length: int
-
-    def __new__(cls, picks: Iterable[Pick] = ()) -> Self:
-        self = super().__new__(cls)
-        self._items = tuple(picks)
-        self._source = None
-        self._length = len(self._items)
-        return self
-
-    @classmethod
-    def deferred(cls, length: int, source: Callable[[], tuple[Pick, ...]]) -> Self:
-        """``length`` picks that ``source()`` builds (once) when they are first read."""
-        self = super().__new__(cls)
-        self._items, self._source, self._length = None, source, length
-        return self
-
-    @property
-    def built(self) -> bool:
-        return self._items is not None
-
-    def build(self) -> None:
-        """Build the picks now (reading them does it too)."""
-        self._get()
-
-    def _get(self) -> tuple[Pick, ...]:
-        items = self._items
-        if items is None:
-            assert self._source is not None
-            # Rebuilt from scratch (no generator state): two threads racing here both get
-            # the same picks, so no lock is needed.
-            items = self._items = self._source()
-            self._source = None
-            assert len(items) == self._length, (len(items), self._length)
-        return items
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __bool__(self) -> bool:
-        return self._length > 0
-
-    def __iter__(self) -> Iterator[Pick]:
-        return iter(self._get())
-
-    def __reversed__(self) -> Iterator[Pick]:
-        return reversed(self._get())
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._get()
-
-    @overload
-    def __getitem__(self, key: SupportsIndex) -> Pick: ...
-
-    @overload
-    def __getitem__(self, key: slice) -> tuple[Pick, ...]: ...
-
-    def __getitem__(self, key: SupportsIndex | slice) -> Pick | tuple[Pick, ...]:
-        return self._get()[key]
-
-    def index(self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = 2**63 - 1
-              ) -> int:
-        return self._get().index(value, start, stop)
-
-    def count(self, value: Any) -> int:
-        return self._get().count(value)
-
-    def __add__(self, other: tuple[Any, ...]) -> tuple[Any, ...]:
-        if not isinstance(other, tuple):
-            return NotImplemented
-        return self._get() + tuple(other)
-
-    def __radd__(self, other: tuple[Any, ...]) -> tuple[Any, ...]:
-        if not isinstance(other, tuple):
-            return NotImplemented
-        return tuple(other) + self._get()
-
-    def __mul__(self, n: SupportsIndex) -> tuple[Pick, ...]:
-        return self._get() * n
-
-    __rmul__ = __mul__
-
-    def __eq__(self, other: object) -> bool:
-        return self._get() == (tuple(other) if isinstance(other, tuple) else other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    def __lt__(self, other: tuple[Any, ...]) -> bool:
-        if not isinstance(other, tuple):
-            return NotImplemented
-        return self._get() < tuple(other)
-
-    def __le__(self, other: tuple[Any, ...]) -> bool:
-        if not isinstance(other, tuple):
-            return NotImplemented
-        return self._get() <= tuple(other)
-
-    def __gt__(self, other: tuple[Any, ...]) -> bool:
-        if not isinstance(other, tuple):
-            return NotImplemented
-        return self._get() > tuple(other)
-
-    def __ge__(self, other: tuple[Any, ...]) -> bool:
-        if not isinstance(other, tuple):
-            return NotImplemented
-        return self._get() >= tuple(other)
-
-    def __hash__(self) -> int:
-        return hash(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get())
-
-    def __getnewargs__(self) -> tuple[tuple[Pick, ...]]:
-        return (self._get(),)
-
-    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[type, tuple[tuple[Pick, ...]]]:
-        return (tuple, (self._get(),))  # pickle/copy as a plain tuple: no selector inside
-
-    def __reduce__(self) -> tuple[type, tuple[tuple[Pick, ...]]]:
-        return (tuple, (self._get(),))
+def _rank(score: int) -> Rank:
+    return Rank(score // 1_000_000, score // 1_000 % 1_000, score % 1_000)
 
 
 class _CompiledTerm:
@@ -242,7 +111,7 @@ class _OneTerm:
         if pick is None:
             pick = self.picks[i] = Pick(paper=self.papers[i], topics=self.topics,
                                         reasons=self.reasons[score >= 1_000_000],
-                                        score=float(score))
+                                        rank=_rank(score))
         return pick
 
 
@@ -468,7 +337,7 @@ class Selector:
             reasons.sort(key=lambda r: r.where != "title")
             score = _score(sum(e[2] for e in entries), len(entries), sum(e[3] for e in entries))
             pick = self._picks[key] = Pick(paper=self.index.papers[i], topics=(topic.name,),
-                                           reasons=tuple(reasons), score=float(score))
+                                           reasons=tuple(reasons), rank=_rank(score))
         return pick
 
     def _merged_score(self, i: int, topics: Sequence[_CompiledTopic]) -> int:
@@ -503,7 +372,7 @@ class Selector:
         names = tuple(dict.fromkeys(name for _s, _o, name in sorted(ranked)))
         reasons = sorted(seen.values(), key=lambda r: r.where != "title")
         return Pick(paper=self.index.papers[i], topics=names, reasons=tuple(reasons),
-                    score=float(_score(title_terms, len(seen), abstract_hits)))
+                    rank=_rank(_score(title_terms, len(seen), abstract_hits)))
 
     # ------------------------------------------------------------------ selection
 
@@ -569,10 +438,11 @@ class Selector:
                     sent |= 1 << pos
         return sent
 
-    def select(self, subscriber: Subscriber, history: frozenset[str] = frozenset()
-               ) -> Selection:
+    def select(self, subscriber: Subscriber, history: frozenset[str] = frozenset(), *,
+               with_cut: bool = False) -> Selection:
         """``subscriber``'s picks in rank order, cut at ``max_papers``; never a paper whose id
-        is in ``history``; when nothing is new, no picks and the reason why."""
+        is in ``history``; when nothing is new, no picks and the reason why. The matches past
+        ``max_papers`` are counted (``more``); ``with_cut`` also builds their picks (``cut``)."""
         topics = [self._compile_topic(t) for t in subscriber.topics]
         allowed = self._metadata_mask(subscriber.categories, subscriber.authors,
                                       subscriber.min_upvotes)
@@ -588,10 +458,9 @@ class Selector:
         several &= new
         limit = max(subscriber.max_papers, 0)
         picks = tuple(islice(self._ranked(topics, new, several), limit))
-        rest = new.bit_count() - len(picks)
-        cut = (LazyPicks.deferred(rest, partial(self._cut, tuple(topics), new, several, limit))
-               if rest else ())
-        return Selection(subscriber=subscriber, picks=picks, cut=cut)
+        more = new.bit_count() - len(picks)
+        cut = self._cut(topics, new, several, limit) if with_cut and more else ()
+        return Selection(subscriber=subscriber, picks=picks, more=more, cut=cut)
 
 
 def select(papers: Iterable[Paper], subscriber: Subscriber, *,
@@ -618,16 +487,11 @@ def plan(papers: Iterable[Paper], subscribers: Iterable[Subscriber],
          ) -> tuple[Selection, ...]:
     """Every subscriber's selection against one index; ``history`` keys are lower-cased emails.
 
-    Cuts are lazy (``LazyPicks``): a send only counts them. A caller that shows every cut
+    A send only counts the cuts (``Selection.more``). A caller that shows every cut
     (``digest plan``) passes ``build_cuts=True``: they are built here, with the collector
-    paused, instead of one by one later (where its full passes over a big plan cost more
-    than building the picks: 2 s for 900,000 cut picks on this machine)."""
+    paused (its full passes over a big plan cost more than building the picks: 2 s for
+    900,000 cut picks on this machine)."""
     with _gc_paused():
         selector = Selector(papers)
-        selections = tuple(selector.select(s, history.get(s.email.lower(), frozenset()))
-                           for s in subscribers)
-        if build_cuts:
-            for selection in selections:
-                if isinstance(selection.cut, LazyPicks):
-                    selection.cut.build()
-        return selections
+        return tuple(selector.select(s, history.get(s.email.lower(), frozenset()),
+                                     with_cut=build_cuts) for s in subscribers)

@@ -18,6 +18,7 @@ from digest.models import (
     DigestItem,
     Paper,
     Pick,
+    Rank,
     Reason,
     RenderedEmail,
     Settings,
@@ -60,7 +61,7 @@ def fixed_digest(**kw: object) -> Digest:
     ]
     items = tuple(
         DigestItem(
-            pick=Pick(paper=p, topics=(topic,), score=3.0 - i,
+            pick=Pick(paper=p, topics=(topic,), rank=Rank(1, 1, 3 - i),
                       reasons=(Reason(topic, term, "title"),)),
             summary=Summary(paper_id=p.id, title=p.title, headline=f"Headline claim {i + 1}.",
                             results=(f"Result {i + 1} improves accuracy by 3% & more.",)
@@ -445,7 +446,7 @@ def test_fast_path_where_no_probe_fits(tmp_path: Path) -> None:
     ("{% if card.upvotes is not none %}{{ card.upvotes }}{% endif %}", ("upvotes",)),
     ("{{ card.title }} {{ name }}", None),  # another variable: depends on the email
     ("{{ loop.index }} {{ card.title }}", None),
-    ("{{ card.item.pick.score }}", None),  # not a card value the key covers
+    ("{{ card.item.pick.rank }}", None),  # not a card value the key covers
     ("{{ card|string }}", None),  # the whole card escapes into a filter
     ("{{ card.claims|random }}", None),  # impure
     ("{{ card.title.upper() }}", None),  # calls

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import paths
 
-from digest.models import Paper, Subscriber, Topic
+from digest.models import Paper, Rank, Subscriber, Topic
 from digest.selection import Selector, plan
 from digest.selection._rank import category_matches, select
 from digest.selection._terms import (
@@ -300,9 +300,10 @@ def test_skipped_reason_says_which() -> None:
 
 def test_max_papers_cuts_in_rank_order() -> None:
     full = selector_for(PAPERS).select(sub(Topic(name="q", include=("quantization",))))
-    cut = selector_for(PAPERS).select(sub(Topic(name="q", include=("quantization",)), max_papers=3))
+    cut = selector_for(PAPERS).select(sub(Topic(name="q", include=("quantization",)), max_papers=3),
+                                      with_cut=True)
     assert cut.picks == full.picks[:3]
-    assert cut.cut == full.picks[3:] and len(cut.cut) > 0
+    assert cut.cut == full.picks[3:] and len(cut.cut) == cut.more > 0
 
 
 def test_plan_matches_select_and_keys_history_by_lowercase_email() -> None:
@@ -468,67 +469,42 @@ def test_selection_agrees_with_a_reference_on_random_subscribers() -> None:
     compared = 0
     for s, got in zip(subscribers, selections, strict=True):
         want = _reference(papers, s, history.get(s.email, frozenset()))
-        mine = [(p.paper.id, p.score, tuple(sorted(r.term for r in p.reasons)))
-                for p in got.picks + got.cut]
+        mine = [(p.paper.id, _packed(p.rank), tuple(sorted(r.term for r in p.reasons)))
+                for p in got.picks + selector_cut(papers, s, history)]
         assert mine == want, s
         assert len(got.picks) == min(len(want), s.max_papers)
         compared += len(want)
     assert compared > 500
 
 
-# --------------------------------------------------------------------------- the lazy cut
+# --------------------------------------------------------------------------- the cut
 
 
-def _quantization(max_papers: int) -> Any:
+def _packed(rank: Rank) -> float:
+    # the reference scores as one number that sorts like the rank tuple
+    return float(rank.title_terms * 1_000_000 + rank.terms * 1_000 + rank.abstract_hits)
+
+
+def selector_cut(papers: Any, s: Subscriber, history: dict[str, frozenset[str]]) -> Any:
+    return Selector(papers).select(s, history.get(s.email, frozenset()), with_cut=True).cut
+
+
+def _quantization(max_papers: int, *, with_cut: bool = False) -> Any:
     return Selector(PAPERS).select(sub(Topic(name="q", include=("quantization", "LLM")),
                                        Topic(name="z", include=("zero-shot",)),
-                                       max_papers=max_papers))
+                                       max_papers=max_papers), with_cut=with_cut)
 
 
-def test_cut_is_counted_at_once_and_built_on_first_read() -> None:
-    from digest.selection._rank import LazyPicks
-
+def test_the_cut_is_counted_and_its_picks_built_only_on_request() -> None:
     full = _quantization(1000)
-    assert full.cut == () and len(full.picks) > 20
-    selection = _quantization(3)
-    cut = selection.cut
-    assert isinstance(cut, LazyPicks) and isinstance(cut, tuple)
-    assert len(cut) == len(full.picks) - 3 and bool(cut)
-    assert not cut.built  # len and bool alone never build the picks
-    assert cut == full.picks[3:]
-    assert cut.built
-    assert [p.paper.id for p in cut] == [p.paper.id for p in full.picks[3:]]
-
-
-def test_lazy_cut_behaves_like_a_tuple_everywhere() -> None:
-    import copy
-    import pickle
-
-    want = _quantization(1000).picks[5:]
-    cut = _quantization(5).cut
-    assert hash(cut) == hash(want) and repr(cut) == repr(want)  # hash first: builds it
-    assert want == cut and cut == want and not cut != want and want != cut[1:]
-    assert cut[0] == want[0] and cut[-1] == want[-1] and cut[2:4] == want[2:4]
-    assert tuple(cut) == want and list(cut) == list(want) and [*cut] == list(want)
-    assert list(reversed(cut)) == list(reversed(want))
-    assert want[1] in cut and cut.index(want[1]) == 1 and cut.count(want[1]) == 1
-    assert () + cut == want and cut + () == want and cut * 2 == want * 2 and 2 * cut == want * 2
-    assert cut <= want and cut >= want and not cut < want and not cut > want
-    assert cut < want + (want[0],)
-    for clone in (pickle.loads(pickle.dumps(cut)), copy.copy(cut), copy.deepcopy(cut)):
-        assert type(clone) is tuple and clone == want  # no selector travels along
-    # The Selection holding it compares and hashes like one built eagerly.
-    again = _quantization(5)
-    assert again == _quantization(5) and hash(again) == hash(_quantization(5))
-    assert replace(again, skipped_reason=None).cut is again.cut
-
-
-def test_lazy_cut_built_eagerly_from_any_iterable() -> None:
-    from digest.selection._rank import LazyPicks
-
-    picks = _quantization(1000).picks[:4]
-    eager = LazyPicks(iter(picks))
-    assert eager.built and eager == picks and len(eager) == 4 and LazyPicks() == ()
+    assert full.more == 0 and full.cut == () and len(full.picks) > 20
+    counted = _quantization(3)
+    assert counted.more == len(full.picks) - 3 and counted.cut == ()
+    built = _quantization(3, with_cut=True)
+    assert built.more == counted.more and built.cut == full.picks[3:]
+    assert built.picks == counted.picks == full.picks[:3]
+    assert all(isinstance(p.rank, Rank) for p in full.picks)
+    assert [p.rank for p in full.picks] == sorted((p.rank for p in full.picks), reverse=True)
 
 
 def test_plan_can_build_every_cut_up_front() -> None:
@@ -537,9 +513,9 @@ def test_plan_can_build_every_cut_up_front() -> None:
                        email="bob@example.org")]
     lazy = plan(PAPERS, subscribers, {})
     built = plan(PAPERS, subscribers, {}, build_cuts=True)
-    assert all(s.cut.built for s in built)  # type: ignore[attr-defined]
-    assert not any(s.cut.built for s in lazy)  # type: ignore[attr-defined]
-    assert built == lazy and all(len(s.cut) > 0 for s in built)
+    assert all(s.cut == () and s.more > 0 for s in lazy)
+    assert all(len(s.cut) == s.more > 0 for s in built)
+    assert [s.picks for s in built] == [s.picks for s in lazy]
     assert gc.isenabled()
 
 
