@@ -40,10 +40,11 @@ from digest.feeds import load_papers
 from digest.models import Paper, Selection, Subscriber, Topic  # noqa: E402
 from digest.selection import plan
 from digest.selection._rank import NO_MATCH, category_matches
-from digest.selection._terms import compile_term, normalize, term_regex
+from digest.selection._terms import bits, compile_term, normalize, term_regex
 from digest.text import fold
 
-DATA = Path(os.environ.get("DIGEST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# Real papers and recorded feeds, from the checkout (tests/fixtures: provenance in its README).
+FIXTURES = ROOT / "tests" / "fixtures"
 STOP = set("a an and are as at be by for from how in is it its of on or the to via with we "
            "our new not no do does your you can all more less up using use".split())
 
@@ -52,10 +53,10 @@ STOP = set("a an and are as at be by for from how in is it its of on or the to v
 
 
 def real_papers() -> list[Paper]:
-    raw = json.loads((DATA / "seed_papers.json").read_text(encoding="utf-8"))
+    raw = json.loads((FIXTURES / "seed_papers.json").read_text(encoding="utf-8"))
     papers = [Paper(id=f"seed-{i:02d}", title=p["title"], abstract=p["abstract"])
               for i, p in enumerate(raw)]
-    for path in sorted((DATA / "fixtures").iterdir()):
+    for path in sorted((FIXTURES / "recorded").iterdir()):
         if path.suffix in (".json", ".xml"):
             try:
                 papers.extend(load_papers(path))
@@ -79,7 +80,7 @@ def bench_papers(n: int) -> tuple[Paper, ...]:
 def real_terms(papers: list[Paper]) -> list[str]:
     """Phrases a person would subscribe to, mined from real titles and HF keywords."""
     terms: dict[str, None] = {}
-    for item in json.loads((DATA / "fixtures" / "hf_daily_papers.json").read_text()):
+    for item in json.loads((FIXTURES / "recorded" / "hf_daily_papers.json").read_text()):
         for kw in item["paper"].get("ai_keywords") or []:
             terms[kw] = None
     for p in papers:
@@ -173,6 +174,59 @@ def naive_plan(papers: tuple[Paper, ...], subscribers: list[Subscriber]
     return out
 
 
+def index_sort_plan(papers: tuple[Paper, ...], subscribers: list[Subscriber]
+                    ) -> list[tuple[list[str], list[str]]]:
+    """The plain alternative to the selector's tiers: the same inverted index (one lookup per
+    term, cached), then per subscriber every matched paper scored and the list sorted."""
+    from digest.selection._terms import PaperIndex
+
+    index = PaperIndex(papers)
+    hits_of: dict[str, Any] = {}
+
+    def hits(raw: str) -> Any:
+        found = hits_of.get(raw)
+        if found is None:
+            found = hits_of[raw] = index.hits(compile_term(raw))
+        return found
+
+    out = []
+    for s in subscribers:
+        per_paper: dict[int, dict[tuple[tuple[str, ...], bool], tuple[bool, int]]] = {}
+        for topic in s.topics:
+            include = [hits(t) for t in topic.include]
+            mask = 0
+            for h in include:
+                mask |= h.anywhere
+            if not topic.include:
+                mask = (1 << len(papers)) - 1
+            for t in topic.require:
+                mask &= hits(t).anywhere
+            for t in topic.exclude:
+                mask &= ~hits(t).anywhere
+            for i in bits(mask):
+                p = papers[i]
+                if not (_naive_meta(p, s.categories, s.authors, s.min_upvotes)
+                        and _naive_meta(p, topic.categories, topic.authors, topic.min_upvotes)):
+                    continue
+                found = per_paper.setdefault(i, {})
+                for raw in topic.include + topic.require:
+                    h = hits(raw)
+                    where = h.papers.get(i)
+                    key = compile_term(raw).key
+                    if where is not None and key not in found:
+                        found[key] = where
+        scored = []
+        for i, found in per_paper.items():
+            t = sum(1 for a, _ in found.values() if a)
+            score = min(t, 999) * 1e6 + min(len(found), 999) * 1e3 + min(
+                sum(c for _, c in found.values()), 999)
+            scored.append((-score, -(papers[i].upvotes or 0), papers[i].id))
+        scored.sort()
+        ranked = [pid for _s, _u, pid in scored]
+        out.append((ranked[:s.max_papers], ranked[s.max_papers:]))
+    return out
+
+
 def _naive_meta(p: Paper, categories: tuple[str, ...], authors: tuple[str, ...],
                 min_upvotes: int | None) -> bool:
     if categories and not any(category_matches(w, c) for w in categories for c in p.categories):
@@ -212,18 +266,8 @@ def child(method: str, n_subs: int, n_papers: int, n_naive: int, repeat: int
             plan_peak = plan_peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         extra: dict[str, Any] = {
             "picks": sum(len(s.picks) for s in selections),
-            "cut": sum(len(s.cut) for s in selections),  # len() of a lazy cut builds nothing
+            "cut": sum(s.more for s in selections),  # counted, not built
             "skipped": sum(1 for s in selections if s.skipped_reason == NO_MATCH)}
-        # Reading every cut afterwards, one selection at a time (lazy cuts built on read).
-        start, cpu = time.perf_counter(), time.process_time()
-        built = sum(len(tuple(s.cut)) for s in selections)
-        extra["cut_cpu"] = time.process_time() - cpu
-        extra["cut_wall"] = time.perf_counter() - start
-        assert built == extra["cut"]
-        extra["cut_peak_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        extra["cut_delta_kb"] = max(extra["cut_peak_kb"] - before, 0)
-        result = [([p.paper.id for p in s.picks], [p.paper.id for p in s.cut])
-                  for s in selections[:n_naive]]
         del selections
         start, cpu = time.perf_counter(), time.process_time()
         selections = plan(papers, subs, {}, build_cuts=True)
@@ -231,7 +275,20 @@ def child(method: str, n_subs: int, n_papers: int, n_naive: int, repeat: int
         extra["built_wall"] = time.perf_counter() - start
         extra["built_peak_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         extra["built_delta_kb"] = max(extra["built_peak_kb"] - before, 0)
+        assert sum(len(s.cut) for s in selections) == extra["cut"]
+        result = [([p.paper.id for p in s.picks], [p.paper.id for p in s.cut])
+                  for s in selections[:n_naive]]
+        full = [([p.paper.id for p in s.picks], [p.paper.id for p in s.cut]) for s in selections]
         del selections
+        # The plain alternative: the same index, then score and sort every match.
+        gc.disable()
+        start, cpu = time.perf_counter(), time.process_time()
+        plain = index_sort_plan(papers, subs)
+        extra["sort_cpu"] = time.process_time() - cpu
+        extra["sort_wall"] = time.perf_counter() - start
+        gc.enable()
+        extra["sort_agrees"] = plain == full
+        del plain, full
         # The index alone, measured after the plan so its garbage cannot inflate plan's peak,
         # with the collector paused as plan() pauses it.
         gc.disable()
@@ -297,11 +354,12 @@ def main() -> None:
          None, None, "measured once more, alone"),
         ("  index when no text repeats (a real feed)", fast["index_distinct_wall"],
          fast["index_distinct"], None, None, "every abstract distinct: folded 1,000 times"),
-        ("  + then reading every cut, one by one", fast["cut_wall"], fast["cut_cpu"],
-         fast["cut_peak_kb"], fast["cut_delta_kb"],
-         f"{fast['cut']:,} cut picks built on read; RSS: plan + cuts"),
         ("selector.plan(build_cuts=True)", fast["built_wall"], fast["built_cpu"],
-         fast["built_peak_kb"], fast["built_delta_kb"], "every cut built inside (digest plan)"),
+         fast["built_peak_kb"], fast["built_delta_kb"],
+         f"every cut built ({fast['cut']:,} cut picks; digest plan)"),
+        ("index + sort (no tiers), ids only", fast["sort_wall"], fast["sort_cpu"], None, None,
+         "same index; every match scored, sorted; "
+         + ("agrees with build_cuts" if fast["sort_agrees"] else "DISAGREES")),
         ("naive: one regex per (term, paper)", float(naive["seconds"]) * scale,
          float(naive["cpu"]) * scale, naive["peak_kb"], naive["delta_kb"],
          f"ran {args.naive:,} subscribers ({float(naive['seconds']):.1f} s), extrapolated "
@@ -312,7 +370,7 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     for name, wall, cpu, peak, delta, note in rows:
-        rate = f"{pairs / float(cpu):,.0f}" if name[0] in "sn" else ""
+        rate = f"{pairs / float(cpu):,.0f}" if name[0] in "sni" else ""
         mem = f"{int(peak) / 1024:.0f} MB" if peak is not None else ""
         dmem = f"{int(delta) / 1024:.0f} MB" if delta is not None else ""
         print(f"{name:<44} | {float(wall):>8.2f} | {float(cpu):>7.2f} | {rate:>13} | {mem:>8} | "
@@ -324,7 +382,7 @@ def main() -> None:
           f"subscribers' picks and cuts: {'yes' if agree else 'NO'}\n"
           f"(wall > cpu means other processes shared the 2 CPUs: load average "
           f"{os.getloadavg()[0]:.1f})")
-    if not agree:
+    if not agree or not fast["sort_agrees"]:
         sys.exit(1)
 
 
