@@ -120,7 +120,7 @@ def run_ours(n: int, port: int, workdir: Path, processes: int | None) -> dict[st
 
 def run_naive(n: int, port: int, workdir: Path, limit: int) -> dict[str, object]:
     from digest.compose import LazySummaries, edition_for
-    from digest.delivery import deliver_edition
+    from digest.delivery import EditionRun, deliver_edition
     from digest.delivery._transports import SmtpTransport
     from digest.ledger import Ledger
     from digest.render import Renderer
@@ -138,9 +138,9 @@ def run_naive(n: int, port: int, workdir: Path, limit: int) -> dict[str, object]
     for sub in cfg.subscribers[:limit]:
         transport = SmtpTransport(settings.smtp)  # a new connection for every message
         renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes, fast=False)
-        d = deliver_edition(sub, edition_for(sub, NOW), papers, ledger=ledger,
-                            transport=transport, renderer=renderer, settings=settings,
-                            summaries=summaries, now=NOW, selector=selector)
+        run = EditionRun(ledger=ledger, renderer=renderer, settings=settings,
+                         summaries=summaries, now=NOW, selector=selector)
+        d = deliver_edition(sub, edition_for(sub, NOW), papers, run, transport=transport)
         transport.close()
         sent += d.state == "sent"
     seconds = time.perf_counter() - t0

@@ -8,8 +8,9 @@ Edge (SMTP, files). May import: models, errors, cron, ledger, selection, summari
 from __future__ import annotations
 
 from digest.delivery._batch import due, send_all
-from digest.delivery._edition import deliver_edition
+from digest.delivery._edition import EditionRun, RetryPolicy, deliver_edition
 from digest.delivery._message import OutgoingMessage, build_message
 from digest.delivery._transports import open_transport
 
-__all__ = ["OutgoingMessage", "build_message", "deliver_edition", "due", "open_transport", "send_all"]
+__all__ = ["EditionRun", "OutgoingMessage", "RetryPolicy", "build_message", "deliver_edition",
+           "due", "open_transport", "send_all"]

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from digest.compose import LazySummaries, edition_for
 from digest.cron import fires_on
 from digest.delivery._edition import (
+    EditionRun,
     EmailRenderer,
     RetryPolicy,
     deliver_edition,
@@ -347,6 +348,10 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledg
     opened: list[Transport | None] = [None if factory is None else factory()
                                       for _ in range(workers)]
 
+    shared = EditionRun(ledger=ledger, renderer=renderer, settings=settings, summaries=summaries,
+                        now=now, selector=selector, unsubscribe_secret=secret, retry=retry,
+                        dry_run=dry_run)
+
     def worker(transport: Transport | None) -> None:
         try:
             while True:
@@ -356,11 +361,8 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledg
                 assert isinstance(job, _Job)
                 try:
                     delivery = deliver_edition(
-                        job.subscriber, job.edition, paper_list, ledger=ledger,
-                        transport=transport, renderer=renderer, settings=settings,
-                        summaries=summaries, now=now, force=force and job.selection is not None,
-                        selection=job.selection, selector=selector, unsubscribe_secret=secret,
-                        retry=retry, dry_run=dry_run)
+                        job.subscriber, job.edition, paper_list, shared, transport=transport,
+                        force=force and job.selection is not None, selection=job.selection)
                 except BaseException as exc:  # TransportError, a template bug, ...: stop all
                     failure.append(exc)
                     stop.set()

@@ -51,7 +51,7 @@ from digest.models import (
 )
 from digest.selection import Selector
 
-__all__ = ["deliver_edition", "RetryPolicy",
+__all__ = ["deliver_edition", "EditionRun", "RetryPolicy",
 ]
 
 # ``Delivery.detail`` prefixes, so reports can count skips without parsing prose.
@@ -90,20 +90,39 @@ def _stored_message(row: LedgerRow, ledger: Ledger, settings: Settings) -> Outgo
                            message_id=row.message_id, data=data)
 
 
-def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Paper], *,
-                    ledger: Ledger, transport: Transport | None, renderer: EmailRenderer,
-                    settings: Settings, summaries: Mapping[str, Summary], now: datetime,
-                    force: bool = False, history: frozenset[str] | None = None,
-                    selection: Selection | None = None, selector: Selector | None = None,
-                    unsubscribe_secret: str | None = None, retry: RetryPolicy = RetryPolicy(),
-                    dry_run: bool = False) -> Delivery:
+@dataclass(frozen=True)
+class EditionRun:
+    """What every delivery of one run shares: the ledger (the truth), how to render, the
+    settings, the papers' summaries (computed once per run), the run's clock reading, and
+    optionally a selector over the run's papers (built once instead of per subscriber), the
+    unsubscribe secret, the retry policy, and whether this is a dry run."""
+
+    ledger: Ledger
+    renderer: EmailRenderer
+    settings: Settings
+    summaries: Mapping[str, Summary]
+    now: datetime
+    selector: Selector | None = None
+    unsubscribe_secret: str | None = None
+    retry: RetryPolicy = RetryPolicy()
+    dry_run: bool = False
+
+
+def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Paper],
+                    run: EditionRun, *, transport: Transport | None, force: bool = False,
+                    history: frozenset[str] | None = None,
+                    selection: Selection | None = None) -> Delivery:
     """Deliver ONE subscriber's ``edition``; safe to call again at any time (the ledger
-    decides). ``history`` defaults to the ledger's; ``selection``/``selector`` let a run share
-    work across subscribers. ``transport`` may be None only for ``dry_run``.
+    decides). ``history`` defaults to the ledger's; ``selection`` lets a run share work across
+    subscribers. ``transport`` may be None only for ``run.dry_run``.
 
     Raises ``TransportError`` (the row is left ``deferred``, never ``sending``); every
     per-recipient problem becomes the returned ``Delivery`` instead.
     """
+    ledger, renderer, settings, summaries, now = (run.ledger, run.renderer, run.settings,
+                                                  run.summaries, run.now)
+    selector, unsubscribe_secret, retry, dry_run = (run.selector, run.unsubscribe_secret,
+                                                    run.retry, run.dry_run)
     email = subscriber.email.strip().lower()
     skip = Delivery(email=email, edition=edition, state="skipped", outcome=Outcome.NOTHING_NEW)
     if ledger.is_suppressed(email):

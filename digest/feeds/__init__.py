@@ -12,4 +12,5 @@ from digest.feeds._parse import merge_papers
 from digest.feeds._sources import WALK_BACK_DAYS, load_papers, papers_for, sample_papers
 from digest.feeds._write import papers_to_json, write_papers
 
-__all__ = ["WALK_BACK_DAYS", "fetch_papers", "load_papers", "merge_papers", "papers_for", "papers_to_json", "sample_papers", "write_papers"]
+__all__ = ["WALK_BACK_DAYS", "fetch_papers", "load_papers", "merge_papers", "papers_for",
+           "papers_to_json", "sample_papers", "write_papers"]

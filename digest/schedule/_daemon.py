@@ -121,7 +121,7 @@ class ServiceSender:
 
     def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
              summaries: Mapping[str, Summary], settings: Settings, now: datetime) -> Delivery:
-        from digest.delivery import deliver_edition
+        from digest.delivery import EditionRun, deliver_edition
 
         with self._lock:
             self._prepare(settings)
@@ -131,10 +131,10 @@ class ServiceSender:
             secret = (self._environ.get(settings.unsubscribe_secret_env)
                       if settings.unsubscribe_secret_env else None)
             try:
-                return deliver_edition(subscriber, edition, papers, ledger=self._ledger,
-                                       transport=self._transport, renderer=self._renderer,
-                                       settings=settings, summaries=summaries, now=now,
-                                       unsubscribe_secret=secret)
+                run = EditionRun(ledger=self._ledger, renderer=self._renderer, settings=settings,
+                                 summaries=summaries, now=now, unsubscribe_secret=secret)
+                return deliver_edition(subscriber, edition, papers, run,
+                                       transport=self._transport)
             except TransportError:
                 self._close_transport()  # reconnect from scratch next time
                 raise

@@ -9,8 +9,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
 import paths
+import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli import main

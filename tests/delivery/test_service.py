@@ -14,7 +14,7 @@ from smtp_server import SmtpTestServer
 
 from digest.compose import edition_for
 from digest.compose._tokens import verify_token
-from digest.delivery import deliver_edition, send_all
+from digest.delivery import EditionRun, deliver_edition, send_all
 from digest.delivery._edition import RetryPolicy
 from digest.errors import LockedError, TransportError
 from digest.ledger import Ledger, SendLock
@@ -276,14 +276,15 @@ def test_deliver_edition_alone_is_idempotent(tmp_path: Path) -> None:
     outbox = MaildirOutbox(settings.outbox)
     from digest.compose import summarize_all
     papers = make_papers()
-    kw: dict[str, Any] = dict(ledger=ledger, transport=outbox, renderer=TinyRenderer(),
-                              settings=settings, summaries=summarize_all(papers, 350), now=NOW)
+    run = EditionRun(ledger=ledger, renderer=TinyRenderer(), settings=settings,
+                     summaries=summarize_all(papers, 350), now=NOW)
+    kw: dict[str, Any] = dict(transport=outbox)
     edition = edition_for(sub, NOW)
-    first = deliver_edition(sub, edition, papers, **kw)
-    second = deliver_edition(sub, edition, papers, **kw)
+    first = deliver_edition(sub, edition, papers, run, **kw)
+    second = deliver_edition(sub, edition, papers, run, **kw)
     assert (first.state, second.state, second.detail) == ("sent", "skipped", "already sent")
     assert first.papers == ("2611.00001", "2611.00002", "2611.00003")
-    forced = deliver_edition(sub, edition, papers, force=True, **kw)
+    forced = deliver_edition(sub, edition, papers, run, force=True, **kw)
     assert forced.state == "sent" and forced.message_id == first.message_id
     assert len(list(mailbox.Maildir(settings.outbox, create=False))) == 2
 

@@ -13,8 +13,8 @@ import threading
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import pytest
 import paths
+import pytest
 from click.testing import CliRunner
 
 from digest.cli import main

@@ -9,8 +9,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 import paths
+import pytest
 
 from digest.errors import FeedError
 from digest.feeds import fetch_papers, load_papers, merge_papers, papers_for

@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 import paths
+import pytest
 from click.testing import CliRunner
 
-from digest.schedule import _daemon as daemon_module
 from digest.cli import main
 from digest.config import load_config
 from digest.errors import FeedError, LockedError, TransportError
 from digest.ledger import Ledger
 from digest.models import Config, Delivery, Paper, Settings, Subscriber
 from digest.schedule import Daemon, upcoming
+from digest.schedule import _daemon as daemon_module
 from digest.schedule._daemon import FireResult
 from digest.schedule._jobs import build_scheduler, job_id, jobs_path, reconcile
 

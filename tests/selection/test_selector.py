@@ -9,8 +9,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
-import pytest
 import paths
+import pytest
 
 from digest.models import Paper, Rank, Subscriber, Topic
 from digest.selection import Selector, plan
