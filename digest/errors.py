@@ -2,8 +2,22 @@
 
 Owns: every error the CLI reports to a user. Each class carries its context (file, line, key;
 template; recipient and SMTP code) and formats its own message, so the CLI only prints
-``str(error)`` and exits 1. Third-party errors are wrapped here, never shown raw. Imports nothing
-from the project.
+``str(error)`` and exits 1. Third-party errors are wrapped in these, never shown raw. Imports
+nothing from the project. (Two private signals never leave their module: ``feeds._parse``'s
+skipped item and ``delivery._transports``' stale pooled connection.)
+
+    DigestError                     base: the CLI prints it and exits 1
+    ├── ConfigError                 every Problem (file:line: key: message) of a config at once
+    ├── InputError                  a bad input file or line (papers JSON, summarize input)
+    ├── FeedError                   a feed that cannot be read or fetched
+    ├── TemplateError               a template that fails to load, render or compile
+    ├── DeliveryError               one recipient's message not delivered (SMTP code, temporary?)
+    │   └── UncertainDeliveryError  sent, but the final reply never came: maybe accepted
+    ├── TransportError              the transport as a whole is unusable: the run stops
+    ├── LockedError                 another process holds the database's send lock
+    ├── LedgerError                 the ledger file is unreadable or not ours
+    ├── ScheduleError               a schedule that cannot be computed, a scheduler that fails
+    └── TokenError                  a malformed or forged unsubscribe token
 """
 
 from __future__ import annotations
@@ -97,3 +111,15 @@ class LockedError(DigestError):
 
 class ScheduleError(DigestError):
     """A schedule could not be computed or the scheduler could not start."""
+
+
+class LedgerError(DigestError):
+    """The ledger file is unreadable or not a paper-digest database."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class TokenError(DigestError):
+    """An unsubscribe token is malformed or its signature does not match."""

@@ -203,3 +203,21 @@ def test_the_rules_catch_a_violation() -> None:
                               "typing"}
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_user_facing_exception_lives_in_errors_and_in_its_tree() -> None:
+    errors = (PACKAGE / "errors.py").read_text(encoding="utf-8")
+    elsewhere = []
+    for path in _modules():
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and any(
+                    isinstance(b, ast.Name) and (b.id.endswith("Error") or b.id == "Exception")
+                    for b in node.bases):
+                elsewhere.append(f"{_name(path)}.{node.name}")
+    assert elsewhere == [], f"move these to digest/errors.py: {elsewhere}"
+    tree = ast.get_docstring(ast.parse(errors)) or ""
+    defined = [n.name for n in ast.parse(errors).body if isinstance(n, ast.ClassDef)
+               and n.name.endswith("Error")]
+    assert [name for name in defined if f" {name} " not in tree] == []

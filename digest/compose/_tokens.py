@@ -19,16 +19,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from digest.errors import DigestError
+from digest.errors import TokenError
 
 if TYPE_CHECKING:  # the handler is given a ledger; importing SQLite code here is not needed
     from digest.ledger import Ledger
 
 _VERSION = "v1"
-
-
-class TokenError(DigestError):
-    """An unsubscribe token is malformed or its signature does not match."""
 
 
 def _b64(raw: bytes) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import cast
 
-from digest.errors import DigestError, LockedError
+from digest.errors import LedgerError, LockedError
 from digest.models import DeliveryState
 
 SCHEMA_VERSION = 1
@@ -63,14 +63,6 @@ CREATE TABLE IF NOT EXISTS suppressions (
 
 # Editions whose papers a new selection leaves out (see ``Ledger.history``).
 HISTORY_STATES = ("sent", "sending", "deferred")
-
-class LedgerError(DigestError):
-    """The ledger file is unreadable or not a paper-digest database."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        self.path = path
-        super().__init__(f"{path}: {message}")
-
 
 @dataclass(frozen=True)
 class LedgerRow:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import LockedError
+from digest.errors import LedgerError, LockedError
 from digest.ledger import Ledger, SendLock
-from digest.ledger._sqlite import LedgerError, send_lock
+from digest.ledger._sqlite import send_lock
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 ED = date(2026, 11, 25)
