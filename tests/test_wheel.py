@@ -26,7 +26,7 @@ def test_wheel_ships_templates_and_data_and_they_are_found(tmp_path: Path) -> No
         for name in TEMPLATES:
             assert f"digest/templates/{name}" in names
         assert "digest/data/sample_papers.json" in names
-        assert "digest/render/__init__.py" in names and "digest/render/_compiled.py" in names
+        assert "digest/render/__init__.py" in names and "digest/render/_shapes.py" in names
         site = tmp_path / "site"
         zf.extractall(site)
 

@@ -43,17 +43,16 @@ from markupsafe import Markup
 
 from digest.errors import TemplateError
 from digest.models import Digest, DigestItem, Paper, Reason, RenderedEmail
-from digest.render._compiled import (
+from digest.render._memo import FastEnvironment
+from digest.render._record import (
     CARD_MARKUP,
-    FastEnvironment,
-    ShapeCache,
-    Shaper,
     clean_value,
     compile_mjml,
     guard_filter,
     record_finalize,
     render_recorded,
 )
+from digest.render._shapes import ShapeCache, Shaper
 
 HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"

@@ -455,7 +455,7 @@ def test_fast_path_where_no_probe_fits(tmp_path: Path) -> None:
 ])
 def test_card_reads_accepts_only_partials_that_depend_on_the_card(
         source: str, reads: tuple[str, ...] | None) -> None:
-    from digest.render._compiled import card_reads
+    from digest.render._memo import card_reads
 
     env = Renderer().fast_env
     allowed = frozenset({"title", "reasons", "upvotes", "claims", "rank"})

@@ -1,0 +1,149 @@
+"""Card partials rendered once per distinct card, replayed for every other email.
+
+``card_reads`` proves on a partial's syntax tree that it reads only ``card`` values;
+``FastEnvironment`` memoizes such partials (docs/render.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from jinja2 import Environment, Template, TemplateNotFound, meta, nodes
+
+from digest.render._record import _RECORDER, MAX_SHAPES
+
+# --------------------------------------------------------------------------- included parts
+
+# Card key: (hashable key, objects the key names by identity). The renderer supplies it, since
+# it knows which of a card's attributes are per paper and which are per subscriber.
+CardKey = Callable[[Any, tuple[str, ...]], "tuple[tuple[Any, ...], tuple[Any, ...]] | None"]
+_IMPURE = frozenset({"random", "shuffle"})
+_OPAQUE = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Block,
+           nodes.Macro, nodes.CallBlock, nodes.Call, nodes.Scope, nodes.ScopedEvalContextModifier,
+           nodes.EvalContextModifier, nodes.ContextReference, nodes.DerivedContextReference)
+
+
+def card_reads(env: Environment, source: str, allowed: frozenset[str]) -> tuple[str, ...] | None:
+    """The ``card`` attributes a partial reads, or None when its output may depend on anything
+    else (other variables, ``loop``, calls, includes, blocks, impure filters): only such a
+    partial is replayed from the part memo."""
+    try:
+        ast = env.parse(source)
+    except Exception:  # a syntax error surfaces, with its line, from the real render
+        return None
+    if meta.find_undeclared_variables(ast) - {"card"}:
+        return None
+    if any(True for _ in ast.find_all(_OPAQUE)):
+        return None
+    if any(f.name in _IMPURE for f in ast.find_all(nodes.Filter)):
+        return None
+    read: set[str] = set()
+    owned: set[int] = set()
+    for node in ast.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.name == "card":
+            if node.attr not in allowed:
+                return None
+            read.add(node.attr)
+            owned.add(id(node.node))
+    for name in ast.find_all(nodes.Name):
+        if name.name == "card" and (name.ctx != "load" or id(name) not in owned):
+            return None  # the whole card escapes (a filter argument, a test, an assignment)
+    return tuple(sorted(read))
+
+
+class _Pending:
+    """What ``new_context`` was given, kept until a memo miss needs a real context."""
+
+    __slots__ = ("vars", "shared", "locals")
+
+    def __init__(self, vars: Any, shared: bool, locals: Any) -> None:
+        self.vars, self.shared, self.locals = vars, shared, locals
+
+
+class _MemoTemplate:
+    """A partial whose recorded output (marked text and values) depends only on the card it
+    is included for: rendered once per distinct card key and marker offset, replayed after.
+    Anything but an ``include`` (``render``, ``extends``) goes to the real template."""
+
+    def __init__(self, template: Template, reads: tuple[str, ...], key: CardKey,
+                 store: dict[Any, tuple[tuple[Any, ...], str, tuple[str, ...]]]) -> None:
+        self._template, self._reads, self._key, self._store = template, reads, key, store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._template, name)
+
+    def new_context(self, vars: Any = None, shared: bool = False, locals: Any = None) -> Any:
+        return _Pending(vars, shared, locals)
+
+    def root_render_func(self, context: Any) -> Any:
+        if not isinstance(context, _Pending):
+            return self._template.root_render_func(context)
+        return self._render(context)
+
+    def _render(self, pending: _Pending) -> Any:
+        template = self._template
+        parts = _RECORDER.parts
+        card = pending.locals.get("card") if pending.locals else None
+        found = None if parts is None or card is None else self._key(card, self._reads)
+        if found is None or parts is None:
+            yield from template.root_render_func(
+                template.new_context(pending.vars, pending.shared, pending.locals))
+            return
+        key, anchors = found
+        current = parts[-1]
+        full = (id(template), len(current), key)
+        hit = self._store.get(full)
+        if hit is not None and len(hit[0]) == len(anchors) and all(
+                a is b for a, b in zip(hit[0], anchors)):
+            current.extend(hit[2])
+            yield hit[1]
+            return
+        start, count = len(current), len(parts)
+        events: list[str] = []
+        for event in template.root_render_func(
+                template.new_context(pending.vars, pending.shared, pending.locals)):
+            events.append(event)
+            yield event
+        if not _RECORDER.tainted and _RECORDER.parts is parts and len(parts) == count:
+            if len(self._store) >= 8 * MAX_SHAPES:
+                self._store.clear()
+            self._store[full] = (anchors, "".join(events), tuple(current[start:]))
+
+
+class FastEnvironment(Environment):
+    """The fast path's Jinja environment: partials that only read per-card values
+    (``card_reads``) are replayed from a memo instead of rendered for every email."""
+
+    def setup_memo(self, key: CardKey, allowed: frozenset[str]) -> None:
+        self._memo_key, self._memo_allowed = key, allowed
+        self._memo_on = True
+        self._memo_names: dict[str, Any] = {}
+        self._memo_store: dict[Any, tuple[tuple[Any, ...], str, tuple[str, ...]]] = {}
+
+    def get_template(self, name: Any, parent: Any = None, globals: Any = None) -> Any:
+        if not getattr(self, "_memo_on", False) or type(name) is not str or globals is not None:
+            return super().get_template(name, parent, globals)
+        if parent is not None:  # what Jinja's own get_template does first
+            name, parent = self.join_path(name, parent), None
+        # auto_reload is off: a name found once is the same template for good (an include asks
+        # for its partial once per card, an extends for its parent once per email)
+        known = self._memo_names.get(name)
+        if known is not None:
+            return known
+        template = super().get_template(name)
+        wrapped: Any = template
+        if isinstance(template, Template) and template.filename is not None \
+                and self.loader is not None:
+            try:
+                source = self.loader.get_source(self, name)[0]
+            except TemplateNotFound:
+                source = None
+            reads = None if source is None else card_reads(self, source, self._memo_allowed)
+            if reads is not None:
+                wrapped = _MemoTemplate(template, reads, self._memo_key, self._memo_store)
+        if not self.auto_reload:
+            if len(self._memo_names) >= MAX_SHAPES:
+                self._memo_names.clear()
+            self._memo_names[name] = wrapped
+        return wrapped

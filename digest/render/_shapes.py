@@ -1,0 +1,321 @@
+"""Email shapes: one mjml-python compile per shape, an email its shape's chunks joined with
+its own values (docs/render.md). ``Shaper`` plans the holes, ``ShapeCache`` keeps compiled
+frames and card units and falls back to a full compile whenever the model does not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from digest.errors import TemplateError
+from digest.render._record import (
+    _STRUCTURAL,
+    _TAG,
+    _TOKEN,
+    _VALUE,
+    _VERBATIM_IN_ATTRIBUTE,
+    CARD_MARK,
+    MAX_SHAPES,
+    Program,
+    compile_mjml,
+)
+
+# --------------------------------------------------------------------------- shapes
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """One part of a marked MJML source: its shape (holes as tokens) and its hole values."""
+
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _PartPlan:
+    """What the marked text of one part says, whatever its values: the text between markers,
+    which markers mrml would read (shape), and the key when every other value is a hole."""
+
+    pieces: tuple[str, ...]
+    structural: frozenset[int]
+    in_attribute: frozenset[int]  # markers inside an HTML tag: holes only for plain ASCII
+    key: str | None  # None when the marked text is broken (markers out of order)
+
+
+def _is_hole(value: str) -> bool:
+    # blank values vanish as whitespace-only text nodes; markup is re-serialized by mrml
+    return (bool(value) and not value.isspace() and "<" not in value and ">" not in value
+            and "zqpd" not in value)
+
+
+def _plan_part(marked: str, kind: str) -> _PartPlan:
+    structural: set[int] = set()
+    for span in _STRUCTURAL.finditer(marked):
+        structural.update(int(m.group(1)) for m in _VALUE.finditer(span.group(0)))
+    in_attribute = {int(m.group(1)) for span in _TAG.finditer(marked)
+                     for m in _VALUE.finditer(span.group(0))} - structural
+    split = _VALUE.split(marked)
+    pieces, numbers = tuple(split[0::2]), split[1::2]
+    if numbers != [str(i) for i in range(len(numbers))] or any(
+            "\x02" in p or "\x03" in p or "zqpd" in p for p in pieces):
+        return _PartPlan(pieces, frozenset(structural), frozenset(in_attribute), None)
+    out = [pieces[0]]
+    holes = 0
+    for i, piece in enumerate(pieces[1:]):
+        if i in structural:
+            out.append("\x02")  # never a valid key: such parts always take the slow branch
+        else:
+            out.append(f"zqpd{kind}{holes}qz")
+            holes += 1
+        out.append(piece)
+    return _PartPlan(pieces, frozenset(structural), frozenset(in_attribute),
+                     "".join(out) if not structural else "")
+
+
+class Shaper:
+    """Turns a marked render into ``Shaped`` parts, caching what each part's marked text means
+    (card parts repeat across emails, so their plans are shared)."""
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[str, str], _PartPlan] = {}
+
+    def parts(self, marked: str, values: list[list[str]]) -> list[Shaped] | None:
+        """None when the markers are not intact (a filter rewrote them): compile in full."""
+        texts = marked.split(CARD_MARK)
+        if len(texts) != len(values):
+            return None
+        if len(texts) == 1:  # a template without card markers: one frame, no cards
+            texts, values = [marked, ""], [values[0], []]
+        last = len(texts) - 1
+        out: list[Shaped] = []
+        for i, (text, vals) in enumerate(zip(texts, values)):
+            kind = "h" if i == 0 else "t" if i == last else "c"
+            plan = self._plans.get((kind, text))
+            if plan is None:
+                if len(self._plans) >= MAX_SHAPES:  # a template minting shapes per email
+                    self._plans.clear()
+                plan = self._plans[(kind, text)] = _plan_part(text, kind)
+            if plan.key is None or len(plan.pieces) != len(vals) + 1:
+                return None
+            if plan.key and all(map(_is_hole, vals)) and all(
+                    _VERBATIM_IN_ATTRIBUTE.fullmatch(vals[n]) for n in plan.in_attribute):
+                out.append(Shaped(plan.key, tuple(vals)))
+                continue
+            key, holes = [plan.pieces[0]], list[str]()
+            for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
+                if n in plan.structural or not _is_hole(value) or (
+                        n in plan.in_attribute and not _VERBATIM_IN_ATTRIBUTE.fullmatch(value)):
+                    if "zqpd" in value:
+                        return None  # would read as a hole token once compiled
+                    key.append(value)
+                else:
+                    key.append(f"zqpd{kind}{len(holes)}qz")
+                    holes.append(value)
+                key.append(piece)
+            out.append(Shaped("".join(key), tuple(holes)))
+        return out
+
+
+def _program(html: str, kinds: str) -> Program | None:
+    out: list[tuple[str, str, int]] = []
+    pos = 0
+    for m in _TOKEN.finditer(html):
+        if m.group(1) not in kinds:
+            return None
+        out.append((html[pos:m.start()], m.group(1), int(m.group(2))))
+        pos = m.end()
+    out.append((html[pos:], "", -1))
+    return tuple(out)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    lo, hi = 0, n
+    while lo < hi:  # binary search on slices: C-speed compares instead of a Python loop
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    lo, hi = 0, min(len(a), len(b), limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@dataclass
+class _Card:
+    whole: str  # the frame compiled with this card alone
+    lo: int  # valid insertion points in the empty frame: lo..hi
+    hi: int
+
+
+@dataclass
+class _Frame:
+    empty: str  # compiled with no cards
+    bare: Program | None  # ``empty`` as a program, for emails with no cards
+    boundary: int | None  # where a probe between the head and tail parts landed
+    style: str  # compiled <head> + head part: cards compile alike in frames with the same
+    point: int = -1
+    cards: dict[str, _Card] = field(default_factory=dict)
+    units: dict[str, Program] = field(default_factory=dict)
+    head: Program = ()
+    tail: Program = ()
+
+
+_PROBE = "zqpdprobeqz"
+
+
+class ShapeCache:
+    """Compiled shapes of one template set. Not thread-safe on a miss: use one per thread
+    or guard it (the renderer holds a lock).
+
+    A frame is compiled twice: empty, and with a bare ``mj-raw`` probe where the cards go,
+    which pins the exact boundary between the sections before and after the cards. A card
+    shape is then compiled once, inside the first frame that needs it, and its compiled
+    sections are shared by every frame with the same compiled ``<head>`` and the same MJML
+    before the cards (which holds the cards' ancestors): mrml compiles sections on their own,
+    and a card that changes anything outside its sections fails the insertion check and is
+    compiled in full. Where no probe fits (cards inside ``mj-navbar``, say), card units are
+    found per frame by comparing compiles instead."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.frames: dict[tuple[str, str], _Frame] = {}
+        self.units: dict[tuple[str, str], Program | None] = {}  # (style, card key)
+        self.compiles = 0
+
+    def _compile(self, source: str) -> str:
+        self.compiles += 1
+        return compile_mjml(source, self.template)
+
+    def html(self, parts: list[Shaped]) -> str | None:
+        """The compiled email for these parts, or None when the fast path cannot vouch."""
+        head, cards, tail = parts[0], parts[1:-1], parts[-1]
+        frame = self.frames.get((head.key, tail.key))
+        if frame is None:
+            if len(self.frames) >= MAX_SHAPES:  # keep a long-running daemon's memory bounded
+                self.frames.clear()
+                self.units.clear()
+            frame = self._frame(head, tail)
+            self.frames[(head.key, tail.key)] = frame
+        if not cards:
+            return None if frame.bare is None else _fill(frame.bare, head, head, tail)
+        units: list[Program] = []
+        for card in cards:
+            unit = self._shared_unit(frame, head, card, tail) if frame.boundary is not None \
+                else self._frame_unit(frame, head, card, tail)
+            if unit is None:
+                return None
+            units.append(unit)
+        out = [_fill(frame.head, head, head, tail)]
+        out.extend(_fill(unit, card, head, tail) for unit, card in zip(units, cards))
+        out.append(_fill(frame.tail, head, head, tail))
+        return "".join(out)
+
+    def _frame(self, head: Shaped, tail: Shaped) -> _Frame:
+        empty = self._compile(head.key + tail.key)
+        # A card compiles the same wherever its ancestors (all in head.key: mj-body width,
+        # wrappers, columns) and the document's <head> CSS are the same
+        style = f"{empty.partition('</head>')[0]}\x00{head.key}"
+        frame = _Frame(empty, _program(empty, "ht"), None, style)
+        try:
+            probed = self._compile(f"{head.key}<mj-raw>{_PROBE}</mj-raw>{tail.key}")
+        except TemplateError:  # cards inside e.g. mj-navbar, where mj-raw is not allowed
+            probed = ""
+        at = probed.find(_PROBE) if probed else -1
+        if at >= 0 and probed == empty[:at] + _PROBE + empty[at:]:
+            before, after = _program(empty[:at], "ht"), _program(empty[at:], "ht")
+            if before is not None and after is not None and _whole_tokens(
+                    empty, empty[:at], empty[at:]):
+                frame.boundary, frame.head, frame.tail = at, before, after
+        return frame
+
+    def _shared_unit(self, frame: _Frame, head: Shaped, card: Shaped,
+                     tail: Shaped) -> Program | None:
+        key = (frame.style, card.key)
+        if key in self.units:
+            return self.units[key]
+        if len(self.units) >= MAX_SHAPES:
+            self.units.clear()
+        at = frame.boundary
+        assert at is not None
+        whole = self._compile(head.key + card.key + tail.key)
+        end = at + len(whole) - len(frame.empty)
+        text = whole[at:end]
+        unit = None
+        if whole[:at] == frame.empty[:at] and whole[end:] == frame.empty[at:] \
+                and _whole_tokens(whole, whole[:at], text, whole[end:]):
+            unit = _program(text, "c")
+        self.units[key] = unit
+        return unit
+
+    def _frame_unit(self, frame: _Frame, head: Shaped, card: Shaped,
+                    tail: Shaped) -> Program | None:
+        if card.key not in frame.units and not self._add_card(frame, head, card, tail):
+            return None
+        return frame.units[card.key]
+
+    def _add_card(self, frame: _Frame, head: Shaped, card: Shaped, tail: Shaped) -> bool:
+        if card.key in frame.cards:
+            return False  # known not to fit this frame
+        if len(frame.cards) >= MAX_SHAPES:
+            return False  # too many card shapes in one frame: compile the rest in full
+        whole = self._compile(head.key + card.key + tail.key)
+        grow = len(whole) - len(frame.empty)
+        hi = _common_prefix(frame.empty, whole)
+        if grow <= 0 or whole[hi + grow:] != frame.empty[hi:]:
+            frame.cards[card.key] = _Card(whole, 1, 0)
+            return False
+        lo = hi - _common_suffix(frame.empty[:hi], whole[:hi + grow], grow)
+        frame.cards[card.key] = _Card(whole, lo, hi)
+        points = [(c.lo, c.hi) for c in frame.cards.values() if c.lo <= c.hi]
+        point = max(p[0] for p in points)
+        if point > min(p[1] for p in points):
+            frame.cards[card.key] = _Card(whole, 1, 0)  # this card cannot share the frame
+            return False
+        if point != frame.point:  # a new insertion point: rebuild every unit for it
+            before, after = frame.empty[:point], frame.empty[point:]
+            head_prog, tail_prog = _program(before, "ht"), _program(after, "ht")
+            if head_prog is None or tail_prog is None or not _whole_tokens(
+                    frame.empty, before, after):
+                return False
+            frame.point, frame.head, frame.tail = point, head_prog, tail_prog
+            frame.units.clear()
+        for key, known in frame.cards.items():
+            if known.lo > known.hi or key in frame.units:
+                continue
+            end = point + len(known.whole) - len(frame.empty)
+            text = known.whole[point:end]
+            unit = _program(text, "c")
+            if unit is None or not _whole_tokens(
+                    known.whole, known.whole[:point], text, known.whole[end:]):
+                return False
+            frame.units[key] = unit
+        return card.key in frame.units
+
+
+def _whole_tokens(text: str, *pieces: str) -> bool:
+    """True when cutting ``text`` into ``pieces`` splits no hole token in two."""
+    return _TOKEN.findall(text) == [t for piece in pieces for t in _TOKEN.findall(piece)]
+
+
+def _fill(program: Program, own: Shaped, head: Shaped, tail: Shaped) -> str:
+    out: list[str] = []
+    for literal, kind, index in program:
+        out.append(literal)
+        if kind == "h":
+            out.append(head.values[index])
+        elif kind == "t":
+            out.append(tail.values[index])
+        elif kind == "c":
+            out.append(own.values[index])
+    return "".join(out)
