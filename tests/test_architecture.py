@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "cron": set(),
     "files": set(),
     "text": set(),
-    "config": BASE | {"cron"},
+    "config": BASE | {"cron", "text"},
     "feeds": BASE | {"text", "files"},
     "selection": BASE | {"text"},
     "summarize": BASE | {"text"},

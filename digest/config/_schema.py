@@ -32,6 +32,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from digest.cron import cron_trigger
 from digest.errors import Problem
+from digest.text import term_problem
 
 __all__ = ["Entry", "Reader", "compose", "describe", "is_null", "suggest"]
 
@@ -55,7 +56,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # arXiv categories: archive (cs, stat, q-bio, hep-th, astro-ph) and optional subject class.
 _CATEGORY = re.compile(r"[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?")
 _LIST_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")  # RFC 2919: label.namespace
-_WORD = re.compile(r"\w")
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
@@ -432,8 +432,9 @@ class Reader:
 
     def term(self, node: Node, key: str, what: str = "a search term") -> str | None:
         value = self.text(node, key, what=what)
-        if value is not None and not _WORD.search(value):
-            self.bad(node, key, f"expected a search term with letters or digits, got {value!r}")
+        problem = None if value is None else term_problem(value)
+        if problem is not None:
+            self.bad(node, key, problem)
             return None
         return value
 

@@ -6,7 +6,7 @@ index token -> positions that answers "which papers does this term hit, where, h
 with dictionary look-ups instead of a regex per (term, paper). ``term_regex`` spells the same
 language as one regular expression: the naive baseline the benchmark compares against, and
 the oracle the tests check the index against. May import ``digest.models`` and
-``digest.textclean`` only; pure, no I/O.
+``digest.text`` only; pure, no I/O.
 
 The term language (see docs/plan-json.md and the selector's docstring for topics):
 - matching is case-insensitive and on ``textclean.fold`` text, so ``Fr\\'echet`` = Fréchet;
@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from digest.models import Paper
-from digest.text import fold
+from digest.text import normalize, term_words
 
 TITLE, ABSTRACT = 0, 1
 _TOKEN = re.compile(r"[^\W_]+")
@@ -35,17 +35,7 @@ _SPLIT = re.compile(r"([^\W_]+)")
 _SHIFT = 20  # a posting is slot << 20 | position: a field's first ~1M tokens are indexed
 _POSITION = (1 << _SHIFT) - 1
 _MAX_TOKENS = 1 << _SHIFT
-# fold() keeps Unicode hyphens (U+2010; NFKD maps the non-breaking U+2011 to it) and dashes
-# as they are. A hyphen, figure dash or en dash glued between two words joins them like "-"
-# ("Fokker–Planck", and LaTeX "Fokker--Planck" which clean_text turns into an en dash); a
-# spaced dash (" – ") stays a gap no term crosses, and the em dash is punctuation.
-_HYPHENS = str.maketrans({"\u2010": "-", "\u2012": "-", "\u2013": "-"})
 _VOWELS = frozenset("aeiou")
-
-
-def normalize(text: str) -> str:
-    """The exact text terms are matched against: folded, with Unicode hyphens made ASCII."""
-    return fold(text).translate(_HYPHENS)
 
 
 @dataclass(frozen=True)
@@ -63,22 +53,8 @@ class Term:
 
 
 def compile_term(raw: str) -> Term:
-    text = raw.strip()
-    wildcard = text.endswith("*")
-    words = tuple(_TOKEN.findall(normalize(text.rstrip("*"))))
-    return Term(raw=text, words=words, wildcard=wildcard)
-
-
-def term_problem(raw: str) -> str | None:
-    """Why a term can never match (for config validation), or None when it is usable."""
-    text = raw.strip()
-    if not text:
-        return "empty term"
-    if not compile_term(text).words:
-        return f"term {text!r} has no letters or digits, so it can never match"
-    if "*" in text.rstrip("*"):
-        return f"term {text!r}: '*' is only a wildcard at the end of a term"
-    return None
+    words, wildcard = term_words(raw)
+    return Term(raw=raw.strip(), words=words, wildcard=wildcard)
 
 
 def plural_forms(word: str) -> tuple[str, ...]:

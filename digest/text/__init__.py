@@ -1,4 +1,5 @@
-"""Text shared by the stages: LaTeX/accent cleaning, folding for matching, sentence splitting.
+"""Text shared by the stages: LaTeX/accent cleaning, folding for matching, sentence splitting,
+the syntax of a topic term.
 
 Pure; imports nothing of the project.
 """
@@ -7,5 +8,6 @@ from __future__ import annotations
 
 from digest.text._clean import clean_text, fold
 from digest.text._sentences import split_sentences
+from digest.text._terms import normalize, term_problem, term_words
 
-__all__ = ["clean_text", "fold", "split_sentences"]
+__all__ = ["clean_text", "fold", "normalize", "split_sentences", "term_problem", "term_words"]

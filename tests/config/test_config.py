@@ -442,6 +442,23 @@ def test_duplicate_keys_pyyaml_would_drop(here: Path) -> None:
     ]
 
 
+def test_validate_refuses_every_term_matching_would_refuse(here: Path) -> None:
+    # The one term rule (digest.text.term_problem): these once passed validate and failed later.
+    assert problems(here, """
+        subscribers:
+          - email: ada@example.org
+            topics:
+              - {include: ["zero*shot"]}
+              - {include: ["__"]}
+              - "graph*"
+    """) == [
+        "subscribers.yaml:4: subscribers[0].topics[0].include[0]: term 'zero*shot': '*' is only "
+        "a wildcard at the end of a term",
+        "subscribers.yaml:5: subscribers[0].topics[1].include[0]: term '__' has no letters or "
+        "digits, so it can never match",
+    ]
+
+
 def test_malformed_topics_and_empty_terms(here: Path) -> None:
     assert problems(here, """
         subscribers:
@@ -465,8 +482,8 @@ def test_malformed_topics_and_empty_terms(here: Path) -> None:
         "term",
         "subscribers.yaml:6: subscribers[0].topics[2].include[1]: expected a search term, "
         "got an empty string",
-        "subscribers.yaml:7: subscribers[0].topics[3].include[0]: expected a search term with "
-        "letters or digits, got '---'",
+        "subscribers.yaml:7: subscribers[0].topics[3].include[0]: term '---' has no letters or "
+        "digits, so it can never match",
         "subscribers.yaml:8: subscribers[0].topics[4]: expected a topic (a search term, or a "
         "mapping with include:), got a list",
         "subscribers.yaml:10: subscribers[0].topics[6]: duplicate topic name 'same' (first at "

@@ -15,14 +15,8 @@ import pytest
 from digest.models import Paper, Rank, Subscriber, Topic
 from digest.selection import Selector, plan
 from digest.selection._rank import category_matches, select
-from digest.selection._terms import (
-    PaperIndex,
-    compile_term,
-    normalize,
-    plural_forms,
-    term_problem,
-    term_regex,
-)
+from digest.selection._terms import PaperIndex, compile_term, plural_forms, term_regex
+from digest.text import normalize, term_problem
 
 SEED = paths.SEED
 HF_FIXTURE = paths.FIXTURES / "hf_daily_papers.json"
