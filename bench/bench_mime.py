@@ -55,10 +55,10 @@ def real_digest() -> tuple[RenderedEmail, Digest, str]:
         from digest.compose import build_digest, summarize_all
         from digest.feeds import sample_papers
         from digest.render import Renderer
-        from digest.selection._rank import select
+        from digest.selection import Selector
 
         papers = sample_papers()
-        selection = select(papers, sub)
+        selection = Selector(papers).select(sub)
         summaries = summarize_all([p.paper for p in selection.picks], SETTINGS.summary_chars)
         digest = build_digest(selection, summaries, date(2026, 11, 25), NOW, SETTINGS)
         return Renderer().render(digest), digest, f"real digest ({len(digest.items)} papers)"

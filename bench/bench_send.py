@@ -152,7 +152,7 @@ def run_ceiling(n: int, port: int, workdir: Path) -> dict[str, object]:
     from digest.delivery import build_message
     from digest.delivery._transports import SmtpTransport
     from digest.render import Renderer
-    from digest.selection._rank import select
+    from digest.selection import Selector
 
     cfg = config(1, port, workdir)
     settings = cfg.settings
@@ -160,7 +160,7 @@ def run_ceiling(n: int, port: int, workdir: Path) -> dict[str, object]:
     sub = replace(cfg.subscribers[0], topics=(Topic(name="all", include=("model",)),),
                   max_papers=8)
     papers = sample_papers()
-    selection = select(papers, sub)
+    selection = Selector(papers).select(sub)
     digest = build_digest(selection, summarize_all(papers, 350), edition_for(sub, NOW), NOW,
                           settings)
     msg = build_message(Renderer().render(digest), digest, settings, now=NOW)

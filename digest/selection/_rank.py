@@ -3,12 +3,12 @@
 Owns: topic semantics (include any / require all / exclude none, plus the metadata filters
 ``categories``, ``authors``, ``min_upvotes`` per topic and per subscriber), ranking, reasons,
 history (a paper already sent is never picked again) and the ``max_papers`` cut. Term matching
-itself lives in ``digest.matching``. May import ``digest.models``, ``digest.matching`` and
-``digest.textclean``; pure, no I/O.
+itself lives in ``_terms``. May import ``digest.models``, ``digest.text`` and ``_terms``;
+pure, no I/O.
 
-API: ``select(papers, subscriber, history=...)`` for one subscriber; ``plan(papers,
-subscribers, history)`` for a run; ``Selector(papers).select(subscriber, history)`` when a caller
-(the delivery service) selects subscribers one by one against the same papers.
+API: ``plan(papers, subscribers, history)`` for a run; ``Selector(papers).select(subscriber,
+history)`` when a caller (the delivery service) selects subscribers one by one against the same
+papers.
 
 Ranking, best first: more distinct terms in the title; then more distinct terms anywhere; then
 more occurrences in the abstract (so a passing mention, one abstract hit of one term, comes
@@ -39,8 +39,7 @@ from digest.models import Paper, Pick, Rank, Reason, Selection, Subscriber, Topi
 from digest.selection._terms import PaperIndex, Term, TermHits, bits, compile_term
 from digest.text import fold
 
-__all__ = ["NO_MATCH", "Selector", "already_sent", "category_matches", "plan",
-           "select"]
+__all__ = ["NO_MATCH", "Selector", "already_sent", "category_matches", "plan"]
 
 NO_MATCH = "no new papers match your topics"
 
@@ -461,12 +460,6 @@ class Selector:
         more = new.bit_count() - len(picks)
         cut = self._cut(topics, new, several, limit) if with_cut and more else ()
         return Selection(subscriber=subscriber, picks=picks, more=more, cut=cut)
-
-
-def select(papers: Iterable[Paper], subscriber: Subscriber, *,
-           history: frozenset[str] = frozenset()) -> Selection:
-    """One subscriber's selection: ranked picks (at most ``max_papers``), the cut, or why not."""
-    return Selector(papers).select(subscriber, history)
 
 
 @contextmanager

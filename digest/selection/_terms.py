@@ -92,10 +92,6 @@ class TermHits:
     def __post_init__(self) -> None:
         object.__setattr__(self, "anywhere", self.title | self.abstract)
 
-    @property
-    def abstract_counts(self) -> dict[int, int]:
-        return {i: n for i, (_t, n) in self.papers.items() if n}
-
 
 class PaperIndex:
     """Papers tokenized once, with an inverted index; ``hits(term)`` is cached per term key.
@@ -134,10 +130,6 @@ class PaperIndex:
 
     def __len__(self) -> int:
         return len(self.papers)
-
-    @property
-    def vocabulary_size(self) -> int:
-        return len(self._postings)
 
     def hits(self, term: Term) -> TermHits:
         key = term.key
