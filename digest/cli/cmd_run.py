@@ -1,6 +1,6 @@
 """CLI: ``digest run`` (the scheduler daemon) and ``digest schedule`` (next send times).
 
-Thin: parse, call ``digest.daemon.Daemon`` / ``digest.scheduler.upcoming``, print. ``run`` logs
+Thin: parse, call ``digest.schedule.Daemon`` / ``digest.schedule.upcoming``, print. ``run`` logs
 one line per fire to stderr; ``schedule`` prints a table or JSON on stdout.
 """
 

@@ -1,6 +1,6 @@
 """CLI: ``digest send``, ``digest history`` and ``digest unsubscribe``.
 
-Thin: parse, call ``digest.service.send_all`` / the ``digest.ledger.Ledger``, print. Progress
+Thin: parse, call ``digest.delivery.send_all`` / the ``digest.ledger.Ledger``, print. Progress
 goes to stderr (only on a terminal); the closing table and history go to stdout.
 """
 

@@ -8,7 +8,7 @@ path the caller gave (``str(path)``), so ``digest validate subscribers.yaml`` pr
 ``subscribers.yaml:14: ...``. Secrets are never read from the YAML, only the names of the
 environment variables that hold them; the variables are checked in ``environ``.
 
-May import: the standard library, PyYAML, ``digest.config_schema`` (the node readers, which
+May import: the standard library, PyYAML, ``digest.config._schema`` (the node readers, which
 bring email-validator and ``digest.cron``), ``digest.models``, ``digest.errors``. Touches the
 file system only to read the YAML and check that referenced files and folders exist.
 """

@@ -59,7 +59,7 @@ _NOTHING_NEW = Outcome.NOTHING_NEW.value
 
 
 class EmailRenderer(Protocol):
-    """What the service needs from ``digest.renderer.Renderer``."""
+    """What the service needs from ``digest.render.Renderer``."""
 
     def render(self, digest: Digest) -> RenderedEmail: ...
 

@@ -9,7 +9,7 @@ id without version, keeping the richer record), the normalized JSON writer (atom
 offline sample, and ``papers_for`` — the one call commands make to get the run's papers.
 
 May import: ``digest.models``, ``digest.errors`` and the standard library. Live HTTP lives in
-``digest.feeds_http`` (imported lazily by ``papers_for`` so file-only commands never load httpx).
+``digest.feeds._http`` (imported lazily by ``papers_for`` so file-only commands never load httpx).
 
 Text is kept as the feed gave it, with whitespace folded (hard-wrapped titles unwrapped);
 LaTeX and accents are the summarizer's business. One bad item is skipped with a warning on the

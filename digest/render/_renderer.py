@@ -2,8 +2,8 @@
 
 Owns: the Jinja environments (stock templates plus a user override folder), the values templates
 see (``Card`` views, shortened authors, http(s)-only links), the HTML size budget and the choice
-between the compile-once fast path (``digest.compiled``) and a full compile. May import
-``digest.models``, ``digest.errors``, ``digest.compiled``, jinja2 and markupsafe; pure (reads
+between the compile-once fast path (``digest.render._shapes``) and a full compile. May import
+``digest.models``, ``digest.errors``, ``digest.render._shapes``, jinja2 and markupsafe; pure (reads
 template files only, through the Jinja loader).
 
 Templates: ``digest.mjml`` (Jinja producing MJML, extends ``_base.mjml``; each paper is

@@ -7,7 +7,7 @@ errors, cron, scheduler, config, feeds, pipeline, ledger, service, transports an
 is an edge (clock, files, network through the service), like the CLI that starts it.
 
 A fire delivers the subscriber's edition for the LOCAL date of its *scheduled* time through
-``digest.service.deliver_edition``; the ledger makes a double fire (the 01:30 job on the
+``digest.delivery.deliver_edition``; the ledger makes a double fire (the 01:30 job on the
 autumn DST night, a restart racing a catch-up) send once. A deferred delivery gets a one-off
 retry job; rows left ``sending``/``deferred`` by an earlier process are finished at start.
 """
@@ -76,7 +76,7 @@ class FireResult:
 
 
 class EditionSender(Protocol):
-    """Delivers one edition (the seam between the daemon and ``digest.service``)."""
+    """Delivers one edition (the seam between the daemon and ``digest.delivery``)."""
 
     def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
              summaries: Mapping[str, Summary], settings: Settings, now: datetime) -> Delivery: ...
@@ -183,7 +183,7 @@ _current: Daemon | None = None
 
 
 def fire(email: str, run_time: datetime | None = None) -> None:
-    """The job function every stored job names (``digest.daemon:fire``)."""
+    """The job function every stored job names (``digest.schedule:fire``)."""
     daemon = _current
     if daemon is None:  # a job run outside ``digest run``: nothing to deliver with
         log.warning("fire %s: no daemon running in this process; ignored", email)

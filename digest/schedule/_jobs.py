@@ -5,7 +5,7 @@ Owns: the job store location (``<database>.jobs``, a SQLite file next to the led
 ledger's schema and WAL stay the ledger's alone), job ids and names, the job defaults that
 make catch-up work (``misfire_grace_time = settings.catch_up``, ``coalesce``, one instance),
 the executor that hands each fire its scheduled time, and ``reconcile``. May import models,
-errors and cron; the running daemon (signals, reload, delivery) lives in ``digest.daemon``.
+errors and cron; the running daemon (signals, reload, delivery) lives in ``digest.schedule``.
 
 Why reconcile instead of ``add_job(replace_existing=True)``: replacing a job recomputes its
 next run time from *now*, so a run missed while the daemon was down would be silently dropped.
