@@ -17,6 +17,7 @@ from rich.text import Text
 
 from digest.cli._base import config_option, main, now_from, papers_option
 from digest.config import load_config
+from digest.delivery import selection_histories
 from digest.errors import InputError
 from digest.feeds import papers_for
 from digest.ledger import Ledger
@@ -132,8 +133,7 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
         subscribers = tuple(s for s in subscribers if s.email.lower() in wanted)
     papers = papers_for(config.settings, papers_path, now)
     with Ledger(config.settings.database) as ledger:
-        # The same history a send uses: editions still being retried count as sent.
-        history = ledger.history()
+        history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
     selections = tuple(
         Selection(subscriber=s.subscriber, picks=(), skipped_reason=UNSUBSCRIBED)

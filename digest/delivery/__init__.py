@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from digest.delivery._batch import due, send_all
 from digest.delivery._edition import EditionRun, RetryPolicy, deliver_edition
+from digest.delivery._history import selection_histories
 from digest.delivery._message import OutgoingMessage, build_message
 from digest.delivery._transports import open_transport
 
 __all__ = ["EditionRun", "OutgoingMessage", "RetryPolicy", "build_message", "deliver_edition",
-           "due", "open_transport", "send_all"]
+           "due", "open_transport", "selection_histories", "send_all"]

@@ -22,6 +22,7 @@ from digest.delivery._edition import (
     RetryPolicy,
     deliver_edition,
 )
+from digest.delivery._history import edition_history
 from digest.delivery._transports import Transport, TransportFactory, open_transport
 from digest.errors import (
     DigestError,
@@ -210,10 +211,8 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
             for sub in subscribers:
                 edition = edition_for(sub, now)
                 email = sub.email.lower()
-                known = history.get(email, frozenset())
                 row = ledger.get(email, edition) if force or (email, edition) in pending else None
-                if row is not None and (force or row.state != "sent"):
-                    known = known - frozenset(row.papers)  # this edition's own papers
+                known = edition_history(history.get(email, frozenset()), row, force=force)
                 yield _Job(sub, edition, selector.select(sub, known))
 
         return _run(jobs(), factory, ledger=ledger, renderer=renderer, settings=settings,

@@ -25,6 +25,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from digest.compose import build_digest
+from digest.delivery._history import edition_history
 from digest.delivery._message import (
     OutgoingMessage,
     build_message,
@@ -152,10 +153,8 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
         papers_sent = row.papers
     if msg is None:
         if selection is None:
-            known = ledger.history_for(email) \
-                if history is None else history
-            if row is not None:  # re-building this edition: its own papers are not "history"
-                known = known - frozenset(row.papers)
+            known = edition_history(ledger.history_for(email) if history is None else history,
+                                    row, force=force)
             selection = (selector or Selector(papers)).select(subscriber, known)
         if not selection.picks:
             return replace(skip, outcome=Outcome.NOTHING_NEW,

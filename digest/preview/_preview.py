@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 from digest.compose import LazySummaries, build_digest, edition_for
 from digest.config import load_config
-from digest.delivery import OutgoingMessage, build_message
+from digest.delivery import OutgoingMessage, build_message, selection_histories
 from digest.errors import DigestError, InputError
 from digest.feeds import papers_for
 from digest.files import atomic_write
@@ -75,7 +75,7 @@ def build_previews(config: Config, papers: Sequence[Paper], now: datetime,
     secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
     renderer = renderer or Renderer(settings.templates, max_bytes=settings.max_email_bytes)
     with Ledger(settings.database) as ledger:
-        history = ledger.history()
+        history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
     summaries = LazySummaries(papers, settings.summary_chars)
     out: list[Preview] = []
