@@ -17,7 +17,6 @@ from rich.text import Text
 
 from digest.cli._base import config_option, main, now_from, papers_option
 from digest.config import load_config
-from digest.delivery import selection_histories
 from digest.errors import InputError
 from digest.feeds import papers_for
 from digest.ledger import Ledger
@@ -132,6 +131,8 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
         wanted = {e.strip().lower() for e in emails}
         subscribers = tuple(s for s in subscribers if s.email.lower() in wanted)
     papers = papers_for(config.settings, papers_path, now)
+    from digest.delivery import selection_histories  # the delivery stage only when planning
+
     with Ledger(config.settings.database) as ledger:
         history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()

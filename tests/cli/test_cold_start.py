@@ -1,0 +1,23 @@
+"""``digest --help`` and file-only commands never load the heavy edges (httpx, smtplib, MJML):
+a stage's public face must keep its lazy imports lazy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_importing_the_cli_loads_no_network_or_mjml_library() -> None:
+    code = ("import sys, digest.cli\n"
+            "print(sorted(m for m in ('httpx', 'smtplib', 'mjml', 'celery', 'psycopg')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_fetch_papers_is_still_reachable_through_the_feeds_face() -> None:
+    import digest.feeds as feeds
+
+    assert callable(feeds.fetch_papers)
+    assert "fetch_papers" in feeds.__all__
