@@ -6,6 +6,7 @@ and exit 1 (no traceback); click's usage errors exit 2.
 
 from __future__ import annotations
 
+import importlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,39 @@ from digest.errors import DigestError
 
 
 class DigestGroup(click.Group):
+    """The ``digest`` group: commands load lazily from ``commands.COMMANDS``; a
+    ``DigestError`` is one line on stderr and exit 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from digest.cli.commands import COMMANDS
+
+        return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from digest.cli.commands import COMMANDS
+
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(COMMANDS[cmd_name][0])  # registers it on this group
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from digest.cli.commands import COMMANDS
+
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            if loaded is not None:
+                rows.append((name, loaded.get_short_help_str(limit)))
+            else:
+                stub = click.Command(name, help=COMMANDS[name][1])  # shortened as click would
+                rows.append((name, stub.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

@@ -16,6 +16,17 @@ def test_importing_the_cli_loads_no_network_or_mjml_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_help_loads_no_command_module() -> None:
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom digest.cli import main\n"
+            "result = CliRunner().invoke(main, ['--help'])\n"
+            "assert result.exit_code == 0 and 'validate' in result.output, result.output\n"
+            "print(sorted(m for m in sys.modules if m.startswith('digest.cli.cmd_')"
+            " or m in ('yaml', 'rich', 'sqlite3', 'apscheduler')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
 def test_fetch_papers_is_still_reachable_through_the_feeds_face() -> None:
     import digest.feeds as feeds
 

@@ -16,7 +16,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def commands(group: click.Group = main, prefix: tuple[str, ...] = ()
              ) -> dict[str, click.Command]:
     out: dict[str, click.Command] = {}
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         if isinstance(cmd, click.Group):
             out.update(commands(cmd, (*prefix, name)))
         else:
@@ -54,3 +57,14 @@ def test_rows_name_the_real_options_and_arguments() -> None:
         for p in cmd.params:
             if isinstance(p, click.Argument):
                 assert p.name is not None and p.name.upper() in cell, (name, p.name)
+
+
+def test_the_lazy_table_holds_each_commands_own_one_line_help() -> None:
+    from digest.cli.commands import COMMANDS
+
+    ctx = click.Context(main)
+    for name, (module, short) in COMMANDS.items():
+        cmd = main.get_command(ctx, name)
+        assert cmd is not None and cmd.callback is not None, name
+        assert cmd.callback.__module__ == module, name
+        assert cmd.get_short_help_str(limit=1000) == short, name
