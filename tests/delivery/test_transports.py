@@ -437,3 +437,20 @@ def test_rate_limiter_is_shared_across_threads() -> None:
         t.join()
     # 20 tokens at 50/s with one free: at least 19/50 s, however many threads ask.
     assert time.monotonic() - start >= 0.37
+
+
+def test_dot_stuffing_doubles_every_leading_dot_like_the_rfc_rule() -> None:
+    import random
+    import re
+
+    from digest.delivery._transports import _dot_stuff
+
+    rule = re.compile(rb"(?m)^\.")
+    rng = random.Random(5)
+    cases = [b"", b".", b"..\r\n", b"a\r\n.\r\n.b", b"\r\n.\r\n", b"x.y\r\n. z"]
+    cases += [bytes(rng.choice(b".a\r\n ") for _ in range(rng.randrange(0, 40)))
+              for _ in range(2000)]
+    for data in cases:
+        want = rule.sub(b"..", data)
+        want += b"" if want.endswith(b"\r\n") else b"\r\n"
+        assert _dot_stuff(data) == want + b".\r\n", data
