@@ -269,6 +269,7 @@ class Outcome(enum.Enum):
     ALREADY_SENT = "already sent"
     NOTHING_NEW = "nothing new"
     SUPPRESSED = "suppressed"
+    PAUSED = "paused"  # on the preferences page of digest serve
     FAILED_BEFORE = "failed earlier, not retried"
     WOULD_SEND = "dry run"
 
