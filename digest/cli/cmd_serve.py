@@ -3,25 +3,14 @@ ledger, print."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 
 import click
 
-from digest.cli._base import config_option, main
+from digest.cli._base import config_option, is_loopback, main
 from digest.config import load_config
 from digest.ledger import Ledger
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.1, ::1, localhost: reachable from this machine only."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @main.command("serve", epilog="""\b
