@@ -27,7 +27,7 @@ HOST = "digest.test"
 BASE_URL = f"https://{HOST}/news"
 SECRET = "s" * 40
 ENV = {"DIGEST_UNSUBSCRIBE_SECRET": SECRET}
-PEOPLE = ("ada", "bob", "cy", "dee", "eve", "fay")
+PEOPLE = ("ada", "bob", "cy", "dee", "eve", "fay", "gil")
 
 CONFIG = f"""\
 settings:

@@ -40,6 +40,8 @@ def serve(config_path: Path, host: str, port: int) -> None:
     click.echo(f"Serving {state.base_url} on http://{host}:{port}/ (Ctrl-C to stop)")
     try:
         web.serve(state, host, port)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn already shut down gracefully
+        pass
     finally:
         state.close()
 

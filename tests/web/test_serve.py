@@ -262,6 +262,7 @@ def test_an_admin_suppression_is_not_undone_from_the_web(site: Site, http: httpx
 def test_prefs_export_lists_what_subscribers_changed(site: Site, http: httpx.Client) -> None:
     url = site.local(site.links("bob").preferences)
     assert http.post(url, data={"action": "max_papers", "max_papers": "7"}).status_code == 303
+    assert http.post(site.local(site.links("fay").unsubscribe), data=ONE_CLICK).status_code == 200
     result = CliRunner().invoke(main, ["prefs", "export", "--config", str(site.config)],
                                 env=ENV)
     assert result.exit_code == 0, result.output
@@ -269,9 +270,35 @@ def test_prefs_export_lists_what_subscribers_changed(site: Site, http: httpx.Cli
     assert lines["bob@example.org"]["max_papers"] == 7
     assert lines["bob@example.org"]["yaml_max_papers"] == 3
     assert "paused_until" not in lines["bob@example.org"]
-    assert lines["ada@example.org"]["unsubscribed"] is True  # one-click, earlier in the module
-    assert "cy@example.org" not in lines  # back to the YAML's values: nothing to report
+    assert lines["fay@example.org"]["unsubscribed"] is True
+    assert "gil@example.org" not in lines  # changed nothing
     assert "max_papers: 3" in site.config.read_text()  # the YAML is untouched
+    assert http.post(url, data={"action": "max_papers_default"}).status_code == 303
+
+
+def test_plan_shows_the_preferences_laid_over_the_yaml(site: Site) -> None:
+    def plan() -> dict[str, object]:
+        result = CliRunner().invoke(main, ["plan", "--json", "-c", str(site.config), "-s",
+                                           "gil@example.org", "--now", NOW.isoformat()],
+                                    env=ENV)
+        assert result.exit_code == 0, result.output
+        [entry] = json.loads(result.output)["subscribers"]
+        return dict(entry)
+
+    assert len(plan()["papers"]) == 3  # type: ignore[arg-type]  # the YAML's max_papers
+    with ledger(site) as db:
+        db.set_preferences("gil@example.org", paused_until=None, max_papers=1, now=NOW)
+    try:
+        assert len(plan()["papers"]) == 1  # type: ignore[arg-type]
+        with ledger(site) as db:
+            db.set_preferences("gil@example.org", paused_until=NOW.date() + timedelta(days=2),
+                               max_papers=1, now=NOW)
+        entry = plan()
+        assert entry["skipped_reason"] == \
+            f"paused until {NOW.date() + timedelta(days=2)} (preferences page)"
+    finally:
+        with ledger(site) as db:
+            db.set_preferences("gil@example.org", paused_until=None, max_papers=None, now=NOW)
 
 
 # --------------------------------------------------------------------------- archive and feed
@@ -321,3 +348,42 @@ def test_serve_refuses_a_config_without_base_url(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "digest serve needs settings.base_url" in result.output
 
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_the_digest_serve_command_serves_and_stops_cleanly(tmp_path: Path, stop: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from web_site import free_port
+
+    config = make_site(tmp_path)
+    port = free_port()
+    env = {**os.environ, **ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "digest", "serve", "--config", str(config),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    links = links_for(BASE_URL, "ada@example.org", SECRET)
+    url = links.unsubscribe.replace(f"https://{HOST}", f"http://127.0.0.1:{port}")
+    try:
+        with httpx.Client(headers={"Host": HOST}, timeout=5) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    got = client.post(url, data=ONE_CLICK)
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+                    time.sleep(0.1)
+            assert got.status_code == 200
+    finally:
+        proc.send_signal(getattr(signal, stop))
+        out, err = proc.communicate(timeout=20)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit says why (-15)
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Application shutdown complete" in err
+    assert f"Serving {BASE_URL} on http://127.0.0.1:{port}/" in out
+    assert "Traceback" not in err and "warning" not in err
+    assert Ledger(tmp_path / "digest.db").is_suppressed("ada@example.org")
