@@ -79,6 +79,9 @@ def build_previews(config: Config, papers: Sequence[Paper], now: datetime,
     with Ledger(settings.database) as ledger:
         history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
+        chosen = {p.email: p for p in ledger.all_preferences()}  # digest serve's, over the YAML
+    subscribers = [chosen[s.email.lower()].apply(s) if s.email.lower() in chosen else s
+                   for s in subscribers]
     summaries = LazySummaries(papers, settings.summary_chars)
     out: list[Preview] = []
     for selection in plan(papers, subscribers, history):
@@ -87,8 +90,11 @@ def build_previews(config: Config, papers: Sequence[Paper], now: datetime,
                               unsubscribe_secret=secret)
         rendered = renderer.render(digest)
         note = None
+        paused = chosen.get(sub.email.lower())
         if sub.email.lower() in suppressed:
             note = "unsubscribed: nothing would be sent"
+        elif paused is not None and paused.paused_on(digest.edition):
+            note = f"paused until {paused.paused_until}: nothing would be sent"
         elif not rendered.papers:
             note = "nothing new: nothing would be sent" + (
                 f" ({selection.skipped_reason})" if selection.skipped_reason else "")

@@ -235,3 +235,13 @@ def test_cli_warns_when_not_bound_to_loopback(config: Path) -> None:
     assert result.exit_code == 1
     assert "warning: --host 192.0.2.1 shows every subscriber's email" in result.output
     assert "cannot listen on 192.0.2.1:8025" in result.output
+
+
+def test_preview_lays_the_preferences_page_over_the_yaml(config: Path) -> None:
+    with Ledger(config.parent / "digest.db") as ledger:
+        ledger.set_preferences("ada@example.org", paused_until=None, max_papers=1, now=NOW)
+        ledger.set_preferences("grace@example.org", paused_until=date(2026, 12, 1),
+                               max_papers=None, now=NOW)
+    ada, grace = load_previews(config, None, NOW)
+    assert len(ada.rendered.papers) == 1 and ada.note is None  # the YAML says 3
+    assert grace.note == "paused until 2026-12-01: nothing would be sent"
