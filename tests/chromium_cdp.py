@@ -105,9 +105,10 @@ class Browser:
         self.wait_for(f"document.readyState === 'complete' && location.href === {url!r}")
 
     def click(self, selector: str) -> None:
-        """A real mouse click in the middle of the element (as a person would)."""
+        """A real mouse click in the middle of the element's first box (a link that wraps has
+        one box per line; the middle of their union may be in neither)."""
         box = self.eval(f"(() => {{ const r = document.querySelector({selector!r})"
-                        ".getBoundingClientRect(); return [r.x + r.width / 2, "
+                        ".getClientRects()[0]; return [r.x + r.width / 2, "
                         "r.y + r.height / 2]; })()")
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", session=self.session, type=kind, x=box[0],

@@ -117,3 +117,21 @@ def test_preferences_page_changes_papers_and_pauses(site: Site, browser: Browser
     browser.wait_for("location.search === '?done=resumed'")
     chosen = ledger(site).preferences("bob@example.org")
     assert chosen is not None and chosen.paused_until is None and chosen.max_papers == 2
+
+
+def test_view_in_browser_shows_the_sent_email(site: Site, browser: Browser,
+                                              tmp_path: Path) -> None:
+    links = site.links("cy")
+    set_width(browser, 375)
+    browser.open(url(site, links.edition(NOW.date())))
+    browser.screenshot(tmp_path / "edition-375.png")
+    text = browser.eval("document.body.innerText")
+    assert "View in browser" in text and "Unsubscribe" in text
+    assert browser.eval("document.documentElement.scrollWidth") <= 375
+    # the email's own styles apply under the page's CSP (style-src 'unsafe-inline')
+    assert browser.eval("document.styleSheets.length") >= 1
+    browser.open(url(site, links.archive))
+    browser.screenshot(tmp_path / "archive-375.png")
+    assert browser.eval("document.querySelectorAll('li a').length") == 1
+    browser.click("li a")
+    browser.wait_for(f"location.pathname.endsWith('/{NOW.date()}')")
