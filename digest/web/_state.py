@@ -23,7 +23,9 @@ from digest.models import Config, Subscriber
 
 log = logging.getLogger(__name__)
 
-_REINDEX_SECONDS = 2.0  # an unknown token re-reads the ledger's addresses at most this often
+_REINDEX_SECONDS = 60.0  # an unknown token re-reads the ledger's addresses at most this often
+# (a config edit re-reads them at once; this only catches another process's new rows, and
+# keeps a flood of forged tokens from scanning the deliveries table more than once a minute)
 
 
 @dataclass(frozen=True)
