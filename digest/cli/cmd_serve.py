@@ -37,12 +37,18 @@ def serve(config_path: Path, host: str, port: int) -> None:
     if not is_loopback(host):
         click.echo(f"warning: listening on {host}, not only this machine: digest serve is "
                    "meant to sit behind an HTTPS reverse proxy on 127.0.0.1", err=True)
+    try:
+        sock = web.listen(host, port)
+    except OSError as exc:
+        state.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"Serving {state.base_url} on http://{host}:{port}/ (Ctrl-C to stop)")
     try:
-        web.serve(state, host, port)
+        web.serve(state, sock)
     except KeyboardInterrupt:  # Ctrl-C: uvicorn already shut down gracefully
         pass
     finally:
+        sock.close()
         state.close()
 
 

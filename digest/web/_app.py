@@ -14,6 +14,7 @@ May import starlette, uvicorn and the web stage's own modules.
 from __future__ import annotations
 
 import logging
+import socket
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -298,12 +299,31 @@ def create_app(state: WebState) -> Starlette:
         exception_handlers={404: not_found})
 
 
-def serve(state: WebState, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the app with uvicorn until interrupted (no access log: paths carry tokens)."""
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts so a bad address is an ``OSError``
+    the CLI can word (uvicorn itself would log it and exit 3)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(state: WebState, sock: socket.socket) -> None:
+    """Run the app with uvicorn on ``sock`` until interrupted (no access log: paths carry
+    tokens)."""
     import uvicorn
 
-    uvicorn.run(create_app(state), host=host, port=port, log_level="info", access_log=False,
-                server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(create_app(state), host=host, port=port, log_level="info",
+                            access_log=False, server_header=False, proxy_headers=True,
+                            forwarded_allow_ips="127.0.0.1")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def utc_now() -> datetime:

@@ -387,3 +387,23 @@ def test_the_digest_serve_command_serves_and_stops_cleanly(tmp_path: Path, stop:
     assert f"Serving {BASE_URL} on http://127.0.0.1:{port}/" in out
     assert "Traceback" not in err and "warning" not in err
     assert Ledger(tmp_path / "digest.db").is_suppressed("ada@example.org")
+
+
+def test_serve_warns_when_not_bound_to_loopback(tmp_path: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface here: the warning shows, then binding fails
+    config = tmp_path / "subscribers.yaml"
+    config.write_text(CONFIG_FOR_CLI)
+    result = CliRunner().invoke(main, ["serve", "-c", str(config), "--host", "192.0.2.1",
+                                       "--port", "8080"], env=ENV)
+    assert result.exit_code == 1
+    assert "warning: listening on 192.0.2.1, not only this machine" in result.output
+    assert "cannot listen on 192.0.2.1:8080: Cannot assign requested address" in result.output
+    assert "Traceback" not in result.output
+
+
+CONFIG_FOR_CLI = f"""\
+settings:
+  base_url: {BASE_URL}
+  unsubscribe_secret_env: DIGEST_UNSUBSCRIBE_SECRET
+subscribers: []
+"""
