@@ -5,11 +5,13 @@ Enough to open a page, click what a person clicks, read the DOM and take a scree
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,12 +33,13 @@ class Browser:
         assert exe, "chromium is not installed"
         to_child, self._w = os.pipe()
         self._r, from_child = os.pipe()
+        # Chromium reads fd 3 and writes fd 4. A tiny Python trampoline moves the pipe ends
+        # there and execs Chromium (no preexec_fn, which is unsafe with the server threads
+        # running); from fds >= 10 first, so neither move can clobber the other end.
+        high_in, high_out = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child))
+        os.close(to_child)
+        os.close(from_child)
         rules = ",".join(f"MAP {name} 127.0.0.1" for name in resolve)
-
-        def wire() -> None:  # in the child: the pipe ends become fds 3 and 4
-            a, b = os.dup(to_child), os.dup(from_child)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
 
         args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update",
@@ -44,11 +47,13 @@ class Browser:
                 f"--window-size={width},{height}", "--remote-debugging-pipe"]
         if rules:
             args.append(f"--host-resolver-rules={rules}")
-        self.proc = subprocess.Popen([*args, "about:blank"], preexec_fn=wire,
-                                     pass_fds=(to_child, from_child, 3, 4),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_child)
-        os.close(from_child)
+        script = (f"import os, sys; os.dup2({high_in}, 3); os.dup2({high_out}, 4); "
+                  f"os.close({high_in}); os.close({high_out}); os.execv(sys.argv[1], sys.argv[1:])")
+        self.proc = subprocess.Popen([sys.executable, "-c", script, *args, "about:blank"],
+                                     pass_fds=(high_in, high_out), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(high_in)
+        os.close(high_out)
         self._buf = b""
         self._id = 0
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
