@@ -126,6 +126,7 @@ class Settings:
     list_id: str = "paper-digest.localhost"
     manage_url: str | None = None  # where subscribers change their topics
     base_url: str | None = None  # https root of ``digest serve`` (unsubscribe, preferences, archive)
+    archive_for: timedelta = timedelta(days=180)  # sent editions kept for the web view (base_url)
 
 
 @dataclass(frozen=True)

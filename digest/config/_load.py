@@ -47,7 +47,8 @@ DEFAULT_MAX_PAPERS = 10
 # reader here before the file may set it, instead of failing with a KeyError at load time.
 SETTINGS_KEYS = ("sender", "timezone", "database", "delivery", "outbox", "smtp", "feed",
                  "templates", "summary_chars", "max_email_bytes", "catch_up", "retry_for",
-                 "unsubscribe_url", "unsubscribe_secret_env", "list_id", "manage_url", "base_url")
+                 "unsubscribe_url", "unsubscribe_secret_env", "list_id", "manage_url", "base_url",
+                 "archive_for")
 SMTP_KEYS = ("host", "port", "security", "username", "password_env", "ca_file", "timeout",
              "connections", "max_per_second")
 FEED_KEYS = ("source", "path", "categories", "limit", "timeout")
@@ -162,6 +163,7 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
         "list_id": r.list_id,
         "manage_url": lambda n, k: r.url(n, k, schemes=("https", "http")),
         "base_url": lambda n, k: _base_url(r, n, k),
+        "archive_for": r.duration,
     }
     # delivery first: the smtp reader needs it (problems are sorted by line in the end)
     for name, found in sorted(entries.items(), key=lambda item: item[0] != "delivery"):

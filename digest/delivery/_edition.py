@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from digest.compose import build_digest
@@ -185,12 +185,13 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
     if transport is None:
         raise ValueError("deliver_edition needs a transport unless dry_run")
     return _send(msg, email, edition, papers_sent, possible_duplicate, ledger=ledger,
-                 transport=transport, now=now, retry=retry, archive=settings.base_url is not None)
+                 transport=transport, now=now, retry=retry,
+                 archive=settings.archive_for if settings.base_url else None)
 
 
 def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
           possible_duplicate: bool, *, ledger: Ledger, transport: Transport, now: datetime,
-          retry: RetryPolicy, archive: bool) -> Delivery:
+          retry: RetryPolicy, archive: timedelta | None) -> Delivery:
     done = Delivery(email=email, edition=edition, state="sent", message_id=msg.message_id,
                     papers=papers)
     data: bytes | None = msg.data

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import cast
@@ -297,16 +297,19 @@ class Ledger:
              _ts(now), _ts(now), int(possible_duplicate), blob))
 
     def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
-                  reply: str | None = None, archive: bool = False) -> None:
-        """The server accepted the message: the stored bytes are no longer needed for a retry;
-        with ``archive`` they move to the archive table in the same transaction (for the
-        browser view and the feed of ``digest serve``)."""
+                  reply: str | None = None, archive: timedelta | None = None) -> None:
+        """The server accepted the message: the stored bytes are no longer needed for a retry.
+        With ``archive`` (how long to keep them) they move to the archive table in the same
+        transaction, for the browser view and the feed of ``digest serve``, and this
+        subscriber's archived editions sent longer ago than that are dropped."""
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                if archive:
+                if archive is not None:
+                    conn.execute("DELETE FROM archive WHERE email = ? AND sent_at < ?",
+                                 (email.strip().lower(), _ts(now - archive)))
                     conn.execute(
                         "INSERT OR REPLACE INTO archive (email, edition, message_id, sent_at, "
                         "message) SELECT email, edition, message_id, ?, message FROM deliveries "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -130,7 +130,7 @@ def test_send_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
 
 def test_sent_bytes_are_archived_only_when_asked(tmp_path: Path) -> None:
     with Ledger(tmp_path / "digest.db") as ledger:
-        for who, archive in (("a@x.org", True), ("b@x.org", False)):
+        for who, archive in (("a@x.org", timedelta(days=30)), ("b@x.org", None)):
             ledger.begin(who, ED, message_id=f"<{who}>", papers=("p1",), data=b"the bytes",
                          now=NOW)
             ledger.mark_sent(who, ED, now=NOW, archive=archive)
@@ -145,10 +145,23 @@ def test_mark_sent_of_a_missing_row_archives_nothing(tmp_path: Path) -> None:
     with Ledger(tmp_path / "digest.db") as ledger:
         ledger.suppress("z@x.org", now=NOW)  # creates the file
         with pytest.raises(LedgerError, match="no delivery row"):
-            ledger.mark_sent("a@x.org", ED, now=NOW, archive=True)
+            ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=1))
         assert ledger.archived("a@x.org") == ()
         ledger.begin("a@x.org", ED, message_id="<m>", papers=(), data=b"x", now=NOW)
-        ledger.mark_sent("a@x.org", ED, now=NOW, archive=True)  # the connection still works
+        ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=1))  # still works
+
+
+def test_the_archive_keeps_each_subscriber_archive_for(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "digest.db") as ledger:
+        for day in range(10):
+            when = NOW + timedelta(days=day)
+            for who in ("a@x.org", "b@x.org"):
+                ledger.begin(who, when.date(), message_id=f"<{day}{who}>", papers=(),
+                             data=b"x", now=when)
+                if who == "a@x.org" or day < 3:  # b's last send is on day 2
+                    ledger.mark_sent(who, when.date(), now=when, archive=timedelta(days=3))
+        assert [e.edition.day for e in ledger.archived("a@x.org")] == [4, 3, 2, 1]
+        assert len(ledger.archived("b@x.org")) == 3  # pruned only when b gets mail
 
 
 def test_preferences_round_trip_and_an_empty_choice_is_no_row(tmp_path: Path) -> None:
