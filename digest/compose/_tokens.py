@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from digest.errors import TokenError
 from digest.models import MIN_SECRET_BYTES
+
 _ID_BYTES = 12
 _TAG_BYTES = 16
 
