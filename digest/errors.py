@@ -122,4 +122,4 @@ class LedgerError(DigestError):
 
 
 class TokenError(DigestError):
-    """An unsubscribe token is malformed or its signature does not match."""
+    """A link token is malformed, unknown, or its signature does not match."""

@@ -9,7 +9,7 @@ values stay frozen and hashable.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -104,6 +104,9 @@ class FeedSettings:
     timeout: float = 30.0
 
 
+MIN_SECRET_BYTES = 32  # the shortest key settings.unsubscribe_secret_env may name
+
+
 @dataclass(frozen=True)
 class Settings:
     sender: str = "Paper Digest <digest@localhost>"
@@ -122,6 +125,8 @@ class Settings:
     unsubscribe_secret_env: str | None = None  # env var holding the HMAC key for tokens
     list_id: str = "paper-digest.localhost"
     manage_url: str | None = None  # where subscribers change their topics
+    base_url: str | None = None  # https root of ``digest serve`` (unsubscribe, preferences, archive)
+    archive_for: timedelta = timedelta(days=180)  # sent editions kept for the web view (base_url)
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,26 @@ class Config:
     def subscriber(self, email: str) -> Subscriber | None:
         wanted = email.strip().lower()
         return next((s for s in self.subscribers if s.email.lower() == wanted), None)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What a subscriber chose on the preferences page (``digest serve``), kept in the ledger
+    and laid over their YAML entry, which stays the admin's: ``None`` means "as the YAML says"."""
+
+    email: str  # lower-cased address
+    paused_until: date | None = None  # no edition dated before this day
+    max_papers: int | None = None
+    updated: datetime | None = None
+
+    def paused_on(self, edition: date) -> bool:
+        return self.paused_until is not None and edition < self.paused_until
+
+    def apply(self, subscriber: Subscriber) -> Subscriber:
+        """``subscriber`` with these choices laid over it."""
+        if self.max_papers is None or self.max_papers == subscriber.max_papers:
+            return subscriber
+        return replace(subscriber, max_papers=self.max_papers)
 
 
 # --------------------------------------------------------------------------- selector
@@ -216,6 +241,8 @@ class Digest:
     unsubscribe_url: str | None = None  # https one-click URL when configured
     unsubscribe_mailto: str | None = None
     manage_url: str | None = None
+    view_url: str | None = None  # this edition in a browser ("View in browser"), with base_url
+    preferences_url: str | None = None  # the subscriber's preferences page, with base_url
 
 
 # --------------------------------------------------------------------------- renderer
@@ -243,6 +270,7 @@ class Outcome(enum.Enum):
     ALREADY_SENT = "already sent"
     NOTHING_NEW = "nothing new"
     SUPPRESSED = "suppressed"
+    PAUSED = "paused"  # on the preferences page of digest serve
     FAILED_BEFORE = "failed earlier, not retried"
     WOULD_SEND = "dry run"
 

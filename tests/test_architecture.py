@@ -42,6 +42,8 @@ ALLOWED: dict[str, set[str] | None] = {
                         "render", "delivery"},
     "preview": BASE | {"config", "feeds", "ledger", "selection", "summarize", "compose", "render",
                        "delivery", "files"},
+    # digest serve: tokens and links from compose, preferences and the archive in the ledger
+    "web": BASE | {"config", "ledger", "compose"},
     "cli": None,
 }
 

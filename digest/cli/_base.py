@@ -7,6 +7,7 @@ and exit 1 (no traceback); click's usage errors exit 2.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,3 +104,13 @@ def parse_now(value: str | None, what: str = "--now") -> datetime | None:
 def now_from(value: str | None) -> datetime:
     """``--now`` if given, else the current time."""
     return parse_now(value) or datetime.now(UTC)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.1, ::1, localhost: reachable from this machine only (servers warn otherwise)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

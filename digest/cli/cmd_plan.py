@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from digest.cli._base import config_option, main, now_from, papers_option
+from digest.compose import edition_for
 from digest.config import load_config
 from digest.errors import InputError
 from digest.feeds import papers_for
@@ -111,7 +112,7 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
                         "cut": [ same shape as papers ],
                         "skipped_reason": null}]}
     skipped_reason is null, "no new papers match your topics", "N matching papers were
-    already sent" or "unsubscribed: ...".
+    already sent", "unsubscribed: ..." or "paused until YYYY-MM-DD (preferences page)".
 
     \b
     Examples:
@@ -136,10 +137,22 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
     with Ledger(config.settings.database) as ledger:
         history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
-    selections = tuple(
-        Selection(subscriber=s.subscriber, picks=(), skipped_reason=UNSUBSCRIBED)
-        if s.subscriber.email.lower() in suppressed else s
-        for s in plan_selections(papers, subscribers, history, build_cuts=True))
+        chosen = {p.email: p for p in ledger.all_preferences()}  # digest serve's, over the YAML
+    subscribers = tuple(chosen[s.email.lower()].apply(s) if s.email.lower() in chosen else s
+                        for s in subscribers)
+
+    def skipped(s: Selection) -> Selection:
+        email = s.subscriber.email.lower()
+        if email in suppressed:
+            return Selection(subscriber=s.subscriber, picks=(), skipped_reason=UNSUBSCRIBED)
+        p = chosen.get(email)
+        if p is not None and p.paused_on(edition_for(s.subscriber, now)):
+            return Selection(subscriber=s.subscriber, picks=(),
+                             skipped_reason=f"paused until {p.paused_until} (preferences page)")
+        return s
+
+    selections = tuple(skipped(s) for s in plan_selections(papers, subscribers, history,
+                                                           build_cuts=True))
     if as_json:
         click.echo(json.dumps(plan_json(selections), indent=2, ensure_ascii=False))
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli._base import config_option, main, papers_option, parse_now
+from digest.cli._base import config_option, is_loopback, main, papers_option, parse_now
 
 
 @main.command("preview")
@@ -51,6 +51,10 @@ def preview(config_path: Path, papers_path: Path | None, emails: tuple[str, ...]
         state.refresh()
         if state.error is not None:
             click.echo(f"warning: {state.error}", err=True)
+        if not is_loopback(host):
+            click.echo(f"warning: --host {host} shows every subscriber's email to anyone who "
+                       "can reach this machine; only requests naming an IP address or this "
+                       "machine's name are answered", err=True)
         try:
             server = lib.PreviewServer(state, host, port)
         except OSError as exc:

@@ -88,6 +88,7 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
         ("skipped: already sent", report.already_sent, True),
         ("skipped: nothing new", report.nothing_new, True),
         ("skipped: suppressed", report.suppressed, True),
+        ("skipped: paused", report.paused, report.paused > 0),
         ("skipped: not scheduled today", report.not_due, report.not_due > 0),
         ("skipped: failed earlier", report.failed_before, report.failed_before > 0),
         ("deferred (retried next run)", report.deferred, True),

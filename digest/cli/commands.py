@@ -27,4 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
             "Send each subscriber's digest on their own schedule, in their own timezone."),
     "schedule": ("digest.cli.cmd_run",
                  "Show each subscriber's next send times, in their local time and in UTC."),
+    "serve": ("digest.cli.cmd_serve",
+              "Serve the web pages behind the links in every email, at settings.base_url."),
+    "prefs": ("digest.cli.cmd_serve",
+              "What subscribers chose on the preferences page of digest serve."),
 }

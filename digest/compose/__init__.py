@@ -1,5 +1,5 @@
 """The compose stage: a subscriber's selection and the summaries become one ``Digest``
-(edition date, items, unsubscribe link).
+(edition date, items, the signed links), and the opaque tokens those links carry.
 
 Pure. May import: models, errors, summarize.
 """
@@ -12,5 +12,18 @@ from digest.compose._digest import (
     edition_for,
     summarize_all,
 )
+from digest.compose._tokens import (
+    ARCHIVE_PATH,
+    EDITION_PATH,
+    FEED_PATH,
+    PREFERENCES_PATH,
+    UNSUBSCRIBE_PATH,
+    Links,
+    TokenIndex,
+    links_for,
+    make_token,
+)
 
-__all__ = ["LazySummaries", "build_digest", "edition_for", "summarize_all"]
+__all__ = ["ARCHIVE_PATH", "EDITION_PATH", "FEED_PATH", "PREFERENCES_PATH", "UNSUBSCRIBE_PATH",
+           "LazySummaries", "Links", "TokenIndex", "build_digest", "edition_for",
+           "links_for", "make_token", "summarize_all"]

@@ -1,7 +1,7 @@
 """Pure composition of the stages into one subscriber's digest.
 
 Owns: turning a selection plus the run's summaries into a ``Digest`` value. May import models,
-selector, summarizer and unsubscribe (its pure token signing); does no I/O: the unsubscribe
+summarize and ``_tokens`` (the pure link signing); does no I/O: the unsubscribe
 secret is passed in, never read from the environment here. Summaries are computed once per
 paper per run (``summarize_all``), never once per subscriber.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from digest.compose._tokens import unsubscribe_link
+from digest.compose._tokens import links_for, unsubscribe_link
 from digest.models import (
     Digest,
     DigestItem,
@@ -73,19 +73,29 @@ class LazySummaries(Mapping[str, Summary]):
 def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition: date,
                  now: datetime, settings: Settings, *,
                  unsubscribe_secret: str | None = None) -> Digest:
-    """One subscriber's edition. With ``settings.unsubscribe_url`` and the HMAC secret, the
-    digest carries a signed one-click unsubscribe URL for that address."""
+    """One subscriber's edition. With the HMAC secret and ``settings.base_url``, the digest
+    carries the signed links of ``digest serve`` (one-click unsubscribe, preferences, this
+    edition in a browser); with ``settings.unsubscribe_url`` instead, a signed
+    link to the admin's own unsubscribe handler."""
     items = tuple(DigestItem(pick=p, summary=summaries[p.paper.id]) for p in selection.picks)
     sender_addr = settings.sender.rsplit("<", 1)[-1].rstrip(">").strip()
+    email = selection.subscriber.email
+    unsubscribe_url = view_url = preferences_url = None
+    if settings.base_url and unsubscribe_secret:
+        links = links_for(settings.base_url, email, unsubscribe_secret)
+        unsubscribe_url, view_url = links.unsubscribe, links.edition(edition)
+        preferences_url = links.preferences
+    elif settings.unsubscribe_url and unsubscribe_secret:
+        unsubscribe_url = unsubscribe_link(settings.unsubscribe_url, email, unsubscribe_secret)
     return Digest(
         subscriber=selection.subscriber,
         edition=edition,
         generated_at=now,
         items=items,
         more=selection.more,
-        unsubscribe_url=(unsubscribe_link(settings.unsubscribe_url, selection.subscriber.email,
-                                          unsubscribe_secret)
-                         if settings.unsubscribe_url and unsubscribe_secret else None),
+        unsubscribe_url=unsubscribe_url,
         unsubscribe_mailto=f"mailto:{sender_addr}?subject=unsubscribe",
         manage_url=settings.manage_url,
+        view_url=view_url,
+        preferences_url=preferences_url,
     )

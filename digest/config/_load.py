@@ -22,12 +22,14 @@ from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from yaml.nodes import MappingNode, Node
 
 from digest.config._schema import Entry, Reader, compose, is_null
 from digest.errors import ConfigError, Problem
 from digest.models import (
+    MIN_SECRET_BYTES,
     Config,
     FeedSettings,
     Settings,
@@ -45,7 +47,8 @@ DEFAULT_MAX_PAPERS = 10
 # reader here before the file may set it, instead of failing with a KeyError at load time.
 SETTINGS_KEYS = ("sender", "timezone", "database", "delivery", "outbox", "smtp", "feed",
                  "templates", "summary_chars", "max_email_bytes", "catch_up", "retry_for",
-                 "unsubscribe_url", "unsubscribe_secret_env", "list_id", "manage_url")
+                 "unsubscribe_url", "unsubscribe_secret_env", "list_id", "manage_url", "base_url",
+                 "archive_for")
 SMTP_KEYS = ("host", "port", "security", "username", "password_env", "ca_file", "timeout",
              "connections", "max_per_second")
 FEED_KEYS = ("source", "path", "categories", "limit", "timeout")
@@ -159,6 +162,8 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
         "unsubscribe_secret_env": r.env_name,
         "list_id": r.list_id,
         "manage_url": lambda n, k: r.url(n, k, schemes=("https", "http")),
+        "base_url": lambda n, k: _base_url(r, n, k),
+        "archive_for": r.duration,
     }
     # delivery first: the smtp reader needs it (problems are sorted by line in the end)
     for name, found in sorted(entries.items(), key=lambda item: item[0] != "delivery"):
@@ -182,17 +187,43 @@ def _cross_check(r: Reader, settings: Settings, entries: dict[str, Entry],
         if "smtp" not in entries or is_null(entries["smtp"].node):
             r.problem(entries["delivery"].line, "settings.smtp",
                       "missing (delivery is smtp; give at least smtp: {host: ...})")
-    if settings.unsubscribe_url:
+    signed = "base_url" if settings.base_url else "unsubscribe_url" \
+        if settings.unsubscribe_url else None
+    if settings.base_url and settings.unsubscribe_url:
+        r.problem(entries["unsubscribe_url"].line, "settings.unsubscribe_url",
+                  "remove it: with base_url set, digest serve answers the one-click unsubscribe "
+                  "itself (at base_url/u/<token>)")
+    if signed:
         secret = settings.unsubscribe_secret_env
+        value = env.get(secret) if secret else None
         if not secret:
-            r.problem(entries.get("unsubscribe_secret_env", entries["unsubscribe_url"]).line,
+            r.problem(entries.get("unsubscribe_secret_env", entries[signed]).line,
                       "settings.unsubscribe_secret_env",
-                      "missing (unsubscribe_url is set; name the environment variable that "
+                      f"missing ({signed} is set; name the environment variable that "
                       "holds the key signing unsubscribe links)")
-        elif secret and not env.get(secret):
+        elif not value:
             r.problem(entries["unsubscribe_secret_env"].line, "settings.unsubscribe_secret_env",
                       f"environment variable {secret} is not set "
-                      "(it signs the links of unsubscribe_url)")
+                      f"(it signs the links of {signed})")
+        elif len(value.encode("utf-8")) < MIN_SECRET_BYTES:
+            # Never echo the value; its length is enough to act on.
+            r.problem(entries["unsubscribe_secret_env"].line, "settings.unsubscribe_secret_env",
+                      f"the secret in {secret} is {len(value.encode('utf-8'))} bytes; use at "
+                      f"least {MIN_SECRET_BYTES} random bytes (e.g. the output of "
+                      "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+
+
+def _base_url(r: Reader, node: Node, key: str) -> str | None:
+    """The https root ``digest serve`` answers at: a host and an optional path, nothing else."""
+    value = r.url(node, key, schemes=("https",))
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or "@" in parts.netloc or not parts.hostname:
+        r.bad(node, key, f"expected https://host[/path] with no query, fragment or user, "
+              f"got {value!r}")
+        return None
+    return value.rstrip("/")
 
 
 def _smtp(r: Reader, node: Node, key: str, base: Path,

@@ -46,7 +46,8 @@ from digest.selection import Selector
 
 _COUNTER = {Outcome.DEFERRED: "deferred", Outcome.FAILED: "failed",
             Outcome.ALREADY_SENT: "already_sent", Outcome.NOTHING_NEW: "nothing_new",
-            Outcome.SUPPRESSED: "suppressed", Outcome.FAILED_BEFORE: "failed_before",
+            Outcome.SUPPRESSED: "suppressed", Outcome.PAUSED: "paused",
+            Outcome.FAILED_BEFORE: "failed_before",
             Outcome.WOULD_SEND: "would_send"}
 
 
@@ -59,6 +60,7 @@ class SendReport:
     already_sent: int = 0
     nothing_new: int = 0
     suppressed: int = 0
+    paused: int = 0  # paused on the preferences page of digest serve
     deferred: int = 0
     failed: int = 0
     failed_before: int = 0
@@ -88,7 +90,7 @@ class SendReport:
 
     @property
     def total(self) -> int:
-        return (self.sent + self.already_sent + self.nothing_new + self.suppressed
+        return (self.sent + self.already_sent + self.nothing_new + self.suppressed + self.paused
                 + self.deferred + self.failed + self.failed_before + self.would_send)
 
     @property
@@ -202,6 +204,7 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
         owed = {email for email, _edition in pending}
         # Only subscribers with a pending row are looked up: no per-subscriber map is kept.
         wanted = {s.email.lower(): s for s in subscribers if s.email.lower() in owed}
+        chosen = {p.email: p for p in ledger.all_preferences()}  # few: only who changed any
 
         def jobs() -> Iterable[_Job]:
             for email, edition in sorted(pending, key=lambda k: (k[1], k[0])):
@@ -213,6 +216,8 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
                 email = sub.email.lower()
                 row = ledger.get(email, edition) if force or (email, edition) in pending else None
                 known = edition_history(history.get(email, frozenset()), row, force=force)
+                if email in chosen:  # laid over the YAML (deliver_edition checks the pause)
+                    sub = chosen[email].apply(sub)
                 yield _Job(sub, edition, selector.select(sub, known))
 
         return _run(jobs(), factory, ledger=ledger, renderer=renderer, settings=settings,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from digest.compose import build_digest
@@ -128,6 +128,12 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
     skip = Delivery(email=email, edition=edition, state="skipped", outcome=Outcome.NOTHING_NEW)
     if ledger.is_suppressed(email):
         return replace(skip, outcome=Outcome.SUPPRESSED, detail=Outcome.SUPPRESSED.value)
+    chosen = ledger.preferences(email)  # digest serve's preferences page, over the YAML
+    if chosen is not None:
+        if chosen.paused_on(edition):
+            return replace(skip, outcome=Outcome.PAUSED,
+                           detail=f"{Outcome.PAUSED.value} until {chosen.paused_until}")
+        subscriber = chosen.apply(subscriber)
     row = ledger.get(email, edition)
     possible_duplicate = False
     msg: OutgoingMessage | None = None
@@ -179,12 +185,13 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
     if transport is None:
         raise ValueError("deliver_edition needs a transport unless dry_run")
     return _send(msg, email, edition, papers_sent, possible_duplicate, ledger=ledger,
-                 transport=transport, now=now, retry=retry)
+                 transport=transport, now=now, retry=retry,
+                 archive=settings.archive_for if settings.base_url else None)
 
 
 def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
           possible_duplicate: bool, *, ledger: Ledger, transport: Transport, now: datetime,
-          retry: RetryPolicy) -> Delivery:
+          retry: RetryPolicy, archive: timedelta | None) -> Delivery:
     done = Delivery(email=email, edition=edition, state="sent", message_id=msg.message_id,
                     papers=papers)
     data: bytes | None = msg.data
@@ -210,7 +217,8 @@ def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ..
             ledger.mark_deferred(email, edition, now=now, code=exc.code, error=str(exc))
             return replace(done, state="deferred", outcome=Outcome.DEFERRED, code=exc.code,
                            error=str(exc))
-        ledger.mark_sent(email, edition, now=now, code=result.code, reply=result.reply)
+        ledger.mark_sent(email, edition, now=now, code=result.code, reply=result.reply,
+                         archive=archive)  # with base_url: kept for digest serve's archive
         return replace(done, code=result.code,
                        detail=Outcome.POSSIBLE_DUPLICATE.value if possible_duplicate else None,
                     outcome=Outcome.POSSIBLE_DUPLICATE if possible_duplicate else Outcome.SENT)

@@ -1,10 +1,11 @@
-"""The ledger stage: what went out, once per (subscriber, edition); suppressions; the send lock.
+"""The ledger stage: what went out, once per (subscriber, edition); suppressions; subscribers' preferences;
+the archive of sent editions; the send lock.
 
 Edge (SQLite). May import: models, errors.
 """
 
 from __future__ import annotations
 
-from digest.ledger._sqlite import Ledger, LedgerRow, SendLock
+from digest.ledger._sqlite import ArchivedEdition, Ledger, LedgerRow, SendLock
 
-__all__ = ["Ledger", "LedgerRow", "SendLock"]
+__all__ = ["ArchivedEdition", "Ledger", "LedgerRow", "SendLock"]

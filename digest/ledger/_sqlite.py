@@ -3,8 +3,10 @@
 Owns: the SQLite file in ``settings.database`` (one row per (subscriber, edition) with its state
 ``sending -> sent | deferred | failed``, Message-ID, papers, attempts, timestamps, last SMTP
 reply, possible-duplicate flag and, while the message is not yet accepted, its compressed bytes
-so a retry or a post-crash re-send replays exactly the same message), the suppression list, and
-the one-sender-per-database lock (``SendLock``). May import models and errors only; it is an
+so a retry or a post-crash re-send replays exactly the same message), the suppression list,
+what subscribers chose on ``digest serve``'s preferences page (``preferences``: laid over the
+YAML, never written into it), the archive of sent messages the web view renders (``archive``:
+filled by ``mark_sent(archive=True)``), and the one-sender-per-database lock (``SendLock``). May import models and errors only; it is an
 I/O edge (files), never a pure stage.
 
 Timestamps are the caller's ``now`` (ISO 8601, aware), so runs with ``--now`` stay consistent.
@@ -23,13 +25,13 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import cast
 
 from digest.errors import LedgerError, LockedError
-from digest.models import DeliveryState
+from digest.models import DeliveryState, Preferences
 
 SCHEMA_VERSION = 1
 
@@ -58,6 +60,20 @@ CREATE TABLE IF NOT EXISTS suppressions (
     created_at TEXT NOT NULL,
     source     TEXT NOT NULL                       -- 'cli' | 'token' | ...
 );
+CREATE TABLE IF NOT EXISTS preferences (          -- chosen on digest serve's page
+    email        TEXT PRIMARY KEY,                 -- lower-cased address
+    paused_until TEXT,                             -- ISO date: no edition before it
+    max_papers   INTEGER,                          -- NULL: as the YAML says
+    updated_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS archive (              -- sent editions, for digest serve
+    email      TEXT NOT NULL,
+    edition    TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sent_at    TEXT NOT NULL,
+    message    BLOB NOT NULL,                      -- zlib(the exact RFC 5322 bytes sent)
+    PRIMARY KEY (email, edition)
+);
 """
 
 
@@ -81,6 +97,23 @@ class LedgerRow:
     error: str | None
     possible_duplicate: bool
     has_message: bool  # the bytes are stored, so a retry replays them exactly
+
+
+@dataclass(frozen=True)
+class ArchivedEdition:
+    """One sent edition kept for the browser view (its bytes via ``archived_message``)."""
+
+    email: str
+    edition: date
+    message_id: str
+    sent_at: datetime
+
+
+def _preferences(r: tuple[object, ...]) -> Preferences:
+    return Preferences(email=str(r[0]),
+                       paused_until=None if r[1] is None else date.fromisoformat(str(r[1])),
+                       max_papers=None if r[2] is None else int(cast(int, r[2])),
+                       updated=datetime.fromisoformat(str(r[3])))
 
 
 _ROW_COLUMNS = ("email, edition, state, message_id, papers, attempts, created_at, updated_at, "
@@ -264,10 +297,32 @@ class Ledger:
              _ts(now), _ts(now), int(possible_duplicate), blob))
 
     def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
-                  reply: str | None = None) -> None:
-        """The server accepted the message: the stored bytes are no longer needed."""
-        self._finish(email, edition, "sent", now=now, code=code, error=reply, keep_message=False,
-                     sent=True)
+                  reply: str | None = None, archive: timedelta | None = None) -> None:
+        """The server accepted the message: the stored bytes are no longer needed for a retry.
+        With ``archive`` (how long to keep them) they move to the archive table in the same
+        transaction, for the browser view and the feed of ``digest serve``, and this
+        subscriber's archived editions sent longer ago than that are dropped."""
+        with self._mutex:
+            conn = self._connect(create=True)
+            assert conn is not None
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                if archive is not None:
+                    conn.execute("DELETE FROM archive WHERE email = ? AND sent_at < ?",
+                                 (email.strip().lower(), _ts(now - archive)))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO archive (email, edition, message_id, sent_at, "
+                        "message) SELECT email, edition, message_id, ?, message FROM deliveries "
+                        "WHERE email = ? AND edition = ? AND message IS NOT NULL "
+                        "AND message_id IS NOT NULL",
+                        (_ts(now), email.strip().lower(), edition.isoformat()))
+                self._finish(email, edition, "sent", now=now, code=code, error=reply,
+                             keep_message=False, sent=True)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def mark_deferred(self, email: str, edition: date, *, now: datetime, code: int | None,
                       error: str) -> None:
@@ -305,6 +360,62 @@ class Ledger:
             return False
         return self._write("DELETE FROM suppressions WHERE email = ?",
                            (email.strip().lower(),)) == 1
+
+    def suppression_source(self, email: str) -> str | None:
+        """Who recorded the suppression of ``email`` ('cli', 'token', 'web', ...), if any."""
+        rows = self._read("SELECT source FROM suppressions WHERE email = ?",
+                          (email.strip().lower(),))
+        return str(rows[0][0]) if rows else None
+
+    # ------------------------------------------------------------------ digest serve
+
+    def known_addresses(self) -> frozenset[str]:
+        """Every address the ledger has a row for: the web server resolves tokens of people
+        who got mail even after the YAML dropped them."""
+        return frozenset(str(r[0]) for r in self._read(
+            "SELECT email FROM deliveries UNION SELECT email FROM suppressions "
+            "UNION SELECT email FROM preferences"))
+
+    def preferences(self, email: str) -> Preferences | None:
+        rows = self._read("SELECT email, paused_until, max_papers, updated_at FROM preferences "
+                          "WHERE email = ?", (email.strip().lower(),))
+        return _preferences(rows[0]) if rows else None
+
+    def all_preferences(self) -> tuple[Preferences, ...]:
+        """Every subscriber's choices, by address."""
+        return tuple(_preferences(r) for r in self._read(
+            "SELECT email, paused_until, max_papers, updated_at FROM preferences ORDER BY email"))
+
+    def set_preferences(self, email: str, *, paused_until: date | None,
+                        max_papers: int | None, now: datetime) -> None:
+        """Replace ``email``'s choices (``None`` = as the YAML says); a row of nothing but
+        ``None`` is removed, so the export lists only real changes."""
+        address = email.strip().lower()
+        if paused_until is None and max_papers is None:
+            self._write("DELETE FROM preferences WHERE email = ?", (address,))
+            return
+        self._write(
+            "INSERT INTO preferences (email, paused_until, max_papers, updated_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET "
+            "paused_until = excluded.paused_until, max_papers = excluded.max_papers, "
+            "updated_at = excluded.updated_at",
+            (address, None if paused_until is None else paused_until.isoformat(), max_papers,
+             _ts(now)))
+
+    def archived(self, email: str) -> tuple[ArchivedEdition, ...]:
+        """``email``'s archived editions, newest first (without their bytes)."""
+        return tuple(
+            ArchivedEdition(email=str(r[0]), edition=date.fromisoformat(str(r[1])),
+                            message_id=str(r[2]), sent_at=datetime.fromisoformat(str(r[3])))
+            for r in self._read("SELECT email, edition, message_id, sent_at FROM archive "
+                                "WHERE email = ? ORDER BY edition DESC",
+                                (email.strip().lower(),)))
+
+    def archived_message(self, email: str, edition: date) -> bytes | None:
+        """The exact bytes sent for that edition, if archived."""
+        rows = self._read("SELECT message FROM archive WHERE email = ? AND edition = ?",
+                          (email.strip().lower(), edition.isoformat()))
+        return zlib.decompress(cast(bytes, rows[0][0])) if rows else None
 
 
 # ---------------------------------------------------------------------- the send lock

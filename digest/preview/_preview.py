@@ -11,8 +11,10 @@ the service it is an edge that composes stages, and it never sends or records an
 from __future__ import annotations
 
 import html
+import ipaddress
 import os
 import re
+import socket
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +79,9 @@ def build_previews(config: Config, papers: Sequence[Paper], now: datetime,
     with Ledger(settings.database) as ledger:
         history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
+        chosen = {p.email: p for p in ledger.all_preferences()}  # digest serve's, over the YAML
+    subscribers = [chosen[s.email.lower()].apply(s) if s.email.lower() in chosen else s
+                   for s in subscribers]
     summaries = LazySummaries(papers, settings.summary_chars)
     out: list[Preview] = []
     for selection in plan(papers, subscribers, history):
@@ -85,8 +90,11 @@ def build_previews(config: Config, papers: Sequence[Paper], now: datetime,
                               unsubscribe_secret=secret)
         rendered = renderer.render(digest)
         note = None
+        paused = chosen.get(sub.email.lower())
         if sub.email.lower() in suppressed:
             note = "unsubscribed: nothing would be sent"
+        elif paused is not None and paused.paused_on(digest.edition):
+            note = f"paused until {paused.paused_until}: nothing would be sent"
         elif not rendered.papers:
             note = "nothing new: nothing would be sent" + (
                 f" ({selection.skipped_reason})" if selection.skipped_reason else "")
@@ -215,10 +223,31 @@ def _page(title: str, body: str) -> str:
             f"padding:0 1rem}}pre{{white-space:pre-wrap}}</style></head><body>{body}</body></html>")
 
 
+def host_allowed(header: str | None, names: frozenset[str]) -> bool:
+    """Whether a request's ``Host`` names this server: an IP address (DNS rebinding needs a
+    domain name of the attacker's, never a literal address) or one of ``names`` (lower-case),
+    with any port."""
+    if not header:
+        return False
+    host = header.strip().lower()
+    if host.startswith("["):  # [::1]:8025
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return host.rstrip(".") in names
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: PreviewServer
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if not host_allowed(self.headers.get("Host"), self.server.host_names):
+            # Another name resolving to us is a DNS-rebinding page reading subscribers' mail.
+            return self._send(HTTPStatus.BAD_REQUEST, "text/plain", b"unknown Host header\n")
         state = self.server.state
         state.refresh()
         path = unquote(self.path.split("?", 1)[0])
@@ -258,6 +287,10 @@ class PreviewServer(ThreadingHTTPServer):
 
     def __init__(self, state: PreviewState, host: str = "127.0.0.1", port: int = 8025) -> None:
         self.state = state
+        names = {"localhost", host.lower()}
+        if host in ("0.0.0.0", "::", ""):  # every interface: this machine's own names too
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        self.host_names = frozenset(names)  # besides IP addresses, which are always fine
         super().__init__((host, port), _Handler)
 
     @property

@@ -288,6 +288,8 @@ def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
         "title": f"Paper digest - {day(digest.edition)}",
         "unsubscribe_url": unsubscribe,
         "manage_url": http_url(digest.manage_url),
+        "view_url": http_url(digest.view_url),  # with base_url: digest serve's pages
+        "preferences_url": http_url(digest.preferences_url),
     }
 
 

@@ -141,7 +141,7 @@ def test_settings_values_and_paths_relative_to_the_file(here: Path) -> None:
           feed: {source: file, path: ../papers.json, limit: 20}
         subscribers: []
     """))
-    config = load_config(Path("conf/c.yaml"), environ={"DIGEST_PW": "s", "DIGEST_SECRET": "k"})
+    config = load_config(Path("conf/c.yaml"), environ={"DIGEST_PW": "s", "DIGEST_SECRET": "k" * 32})
     s = config.settings
     assert s.database == here / "conf" / "state" / "digest.db"
     assert s.outbox == here / "mail"
@@ -294,7 +294,7 @@ def test_unknown_keys_name_the_allowed_ones_and_the_close_match(here: Path) -> N
         "subscribers.yaml:2: settings.timzone: unknown key (did you mean 'timezone'?); "
         "allowed: sender, timezone, database, delivery, outbox, smtp, feed, templates, "
         "summary_chars, max_email_bytes, catch_up, retry_for, unsubscribe_url, "
-        "unsubscribe_secret_env, list_id, manage_url",
+        "unsubscribe_secret_env, list_id, manage_url, base_url, archive_for",
         "subscribers.yaml:5: subscribers[0].topics[0].includes: unknown key (did you mean "
         "'include'?); allowed: name, include, require, exclude, categories, authors, "
         "min_upvotes",
@@ -678,8 +678,41 @@ def test_unsubscribe_url_needs_a_signing_secret(here: Path) -> None:
     assert problems(here, with_env) == [
         "subscribers.yaml:3: settings.unsubscribe_secret_env: environment variable "
         "DIGEST_SECRET is not set (it signs the links of unsubscribe_url)"]
-    assert load(here, with_env, env={"DIGEST_SECRET": "k"}).settings.unsubscribe_secret_env \
+    assert load(here, with_env, env={"DIGEST_SECRET": "k" * 32}).settings.unsubscribe_secret_env \
         == "DIGEST_SECRET"
+
+
+def test_base_url_needs_a_long_secret_and_replaces_unsubscribe_url(here: Path) -> None:
+    base = """
+        settings:
+          base_url: https://digest.example.org/news/
+          unsubscribe_secret_env: DIGEST_SECRET
+          {extra}
+        subscribers: []
+    """
+    assert problems(here, base.format(extra=""), env={"DIGEST_SECRET": "k" * 31}) == [
+        "subscribers.yaml:3: settings.unsubscribe_secret_env: the secret in DIGEST_SECRET is 31 "
+        "bytes; use at least 32 random bytes (e.g. the output of python3 -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))')"]
+    assert problems(here, base.format(extra="unsubscribe_url: https://x.example.org/u"),
+                    env={"DIGEST_SECRET": "k" * 32}) == [
+        "subscribers.yaml:4: settings.unsubscribe_url: remove it: with base_url set, digest "
+        "serve answers the one-click unsubscribe itself (at base_url/u/<token>)"]
+    settings = load(here, base.format(extra=""), env={"DIGEST_SECRET": "k" * 32}).settings
+    assert settings.base_url == "https://digest.example.org/news"
+
+
+@pytest.mark.parametrize("url", ["http://digest.example.org", "https://digest.example.org/?a=1",
+                                 "https://me@digest.example.org", "digest.example.org"])
+def test_base_url_is_a_plain_https_root(here: Path, url: str) -> None:
+    text = f"""
+        settings:
+          base_url: {url}
+          unsubscribe_secret_env: DIGEST_SECRET
+        subscribers: []
+    """
+    [problem] = problems(here, text, env={"DIGEST_SECRET": "k" * 32})
+    assert problem.startswith("subscribers.yaml:2: settings.base_url: expected")
 
 
 @pytest.mark.parametrize(("content", "message"), [

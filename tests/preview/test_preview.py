@@ -198,3 +198,50 @@ def test_server_shows_template_errors(server: PreviewServer, config: Path) -> No
     _touch_later(broken)
     status, page = _get(server.url + "ada@example.org.html")
     assert status == 500 and "_paper.mjml:1" in page and "nope" in page
+
+
+# --------------------------------------------------------------------------- the Host check
+
+
+def _get_as(url: str, host: str | None) -> int:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        conn.putrequest("GET", "/", skip_host=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_server_answers_only_its_own_names(server: PreviewServer) -> None:
+    port = server.server_address[1]
+    # a DNS-rebinding page: the attacker's name resolving to 127.0.0.1
+    for bad in ("evil.example", f"evil.example:{port}", "localhost.evil.example", None):
+        assert _get_as(server.url, bad) == 400, bad
+    for good in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}"):
+        assert _get_as(server.url, good) == 200, good
+
+
+def test_cli_warns_when_not_bound_to_loopback(config: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface here: the warning shows, then binding fails
+    result = CliRunner().invoke(main, ["preview", "-c", str(config), "--serve", "--host",
+                                       "192.0.2.1", "--port", "8025"])
+    assert result.exit_code == 1
+    assert "warning: --host 192.0.2.1 shows every subscriber's email" in result.output
+    assert "cannot listen on 192.0.2.1:8025" in result.output
+
+
+def test_preview_lays_the_preferences_page_over_the_yaml(config: Path) -> None:
+    with Ledger(config.parent / "digest.db") as ledger:
+        ledger.set_preferences("ada@example.org", paused_until=None, max_papers=1, now=NOW)
+        ledger.set_preferences("grace@example.org", paused_until=date(2026, 12, 1),
+                               max_papers=None, now=NOW)
+    ada, grace = load_previews(config, None, NOW)
+    assert len(ada.rendered.papers) == 1 and ada.note is None  # the YAML says 3
+    assert grace.note == "paused until 2026-12-01: nothing would be sent"

@@ -1,0 +1,179 @@
+"""The HTML pages of ``digest serve``: the unsubscribe confirm page, the preferences page, the
+archive list and the error pages. Pure: values in, an HTML string out; every value is escaped.
+
+Forms post back to the page's own URL (``action=""``): the signed token in the path is the
+only credential (no cookie, no login, no JavaScript), which is also what makes them CSRF-safe:
+another site cannot know the token. May import models and the ledger's row types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from html import escape
+
+from digest.ledger import ArchivedEdition
+from digest.models import Preferences
+
+MAX_PAPERS_LIMIT = 50  # the most papers a subscriber may ask for on the preferences page
+
+_STYLE = """
+:root{color-scheme:light dark;--fg:#1f2328;--muted:#57606a;--bg:#fff;--card:#f6f8fa;
+--line:#d0d7de;--accent:#0969da;--danger:#cf222e}
+@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9198a1;--bg:#0d1117;
+--card:#161b22;--line:#30363d;--accent:#4493f8;--danger:#f85149}}
+*{box-sizing:border-box}
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
+background:var(--bg);max-width:40rem;margin:0 auto;padding:1.5rem 1rem}
+h1{font-size:1.5rem;margin:0 0 .5rem}h2{font-size:1.1rem;margin:0 0 .5rem}
+p{margin:.5rem 0}.muted{color:var(--muted)}
+section{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem;
+margin:1rem 0}
+form{margin:.5rem 0;display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}
+label{font-weight:600}
+input{font:inherit;min-height:44px;padding:.4rem .6rem;border:1px solid var(--line);
+border-radius:6px;background:var(--bg);color:var(--fg)}
+input[type=number]{width:6rem}
+button{font:inherit;min-height:44px;min-width:44px;padding:.5rem 1rem;border-radius:6px;
+border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer}
+button.secondary{background:transparent;color:var(--accent)}
+button.danger{border-color:var(--danger);background:var(--danger)}
+.notice{border-left:4px solid var(--accent);padding:.5rem 1rem;background:var(--card)}
+.error{border-left:4px solid var(--danger);padding:.5rem 1rem;background:var(--card)}
+a{color:var(--accent)}ul{padding-left:1.2rem}li{margin:.3rem 0}
+"""
+
+
+def page(title: str, body: str, *, feed_url: str | None = None) -> str:
+    """A whole HTML document around ``body`` (already escaped HTML)."""
+    feed = (f'<link rel="alternate" type="application/atom+xml" title="Your digests" '
+            f'href="{escape(feed_url)}">' if feed_url else "")
+    return ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<meta name="robots" content="noindex, nofollow">'
+            f"<title>{escape(title)}</title>{feed}<style>{_STYLE}</style></head>"
+            f"<body><main>{body}</main></body></html>")
+
+
+def not_found() -> str:
+    return page("Link not valid", "<h1>This link is not valid</h1><p>It may be incomplete: "
+                "open it again from the email, or reply to the email to reach us.</p>")
+
+
+def bad_request(message: str) -> str:
+    return page("Not understood", f"<h1>Not understood</h1><p>{escape(message)}</p>")
+
+
+def _one_click_form(label: str) -> str:
+    # The hidden field makes the browser's POST the very request RFC 8058 describes.
+    return ('<form method="post" action="">'
+            '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+            f'<button type="submit" class="danger">{escape(label)}</button></form>')
+
+
+def confirm_unsubscribe(email: str, list_name: str, preferences_url: str,
+                        already: bool) -> str:
+    """GET of the List-Unsubscribe URL: a question and a button, never an unsubscribe."""
+    if already:
+        return page("Unsubscribed", f"<h1>You are unsubscribed</h1><p>{escape(email)} gets no "
+                    f"more digests from {escape(list_name)}.</p><p><a href=\""
+                    f"{escape(preferences_url)}\">Your preferences</a></p>")
+    return page(f"Unsubscribe from {list_name}?",
+                f"<h1>Unsubscribe from {escape(list_name)}?</h1>"
+                f"<p>{escape(email)} will get no more digests.</p>"
+                f"{_one_click_form('Unsubscribe')}"
+                f'<p class="muted">Only want fewer? <a href="{escape(preferences_url)}">Pause '
+                "your digest or change how many papers it has</a>.</p>")
+
+
+def unsubscribed(email: str, list_name: str, preferences_url: str) -> str:
+    """The answer to the one-click POST (a mail client or the confirm page's button)."""
+    return page("Unsubscribed", f"<h1>You are unsubscribed</h1><p>{escape(email)} gets no more "
+                f"digests from {escape(list_name)}.</p><p class=\"muted\">Changed your mind? "
+                f'<a href="{escape(preferences_url)}">Subscribe again</a>.</p>')
+
+
+@dataclass(frozen=True)
+class PreferencesView:
+    """What the preferences page shows for one subscriber."""
+
+    email: str
+    list_name: str
+    yaml_max_papers: int | None  # None: the YAML no longer lists this address
+    chosen: Preferences | None
+    today: date  # in the subscriber's timezone
+    suppressed_by: str | None  # 'web', 'cli', ... when unsubscribed
+    archive_url: str
+    feed_url: str
+    notice: str | None = None
+    error: str | None = None
+
+
+def _button(action: str, label: str, cls: str = "") -> str:
+    css = f' class="{cls}"' if cls else ""
+    return (f'<form method="post" action=""><input type="hidden" name="action" value="{action}">'
+            f"<button type=\"submit\"{css}>{escape(label)}</button></form>")
+
+
+def preferences(v: PreferencesView) -> str:
+    parts = [f"<h1>Your {escape(v.list_name)}</h1><p class=\"muted\">for {escape(v.email)}</p>"]
+    if v.notice:
+        parts.append(f'<p class="notice" role="status">{escape(v.notice)}</p>')
+    if v.error:
+        parts.append(f'<p class="error" role="alert">{escape(v.error)}</p>')
+    if v.suppressed_by is not None:
+        again = (_button("resubscribe", "Subscribe again") if v.suppressed_by == "web" else
+                 "<p>To get digests again, reply to any of them.</p>")
+        parts.append(f"<section><h2>You are unsubscribed</h2><p>No digests are sent to this "
+                     f"address.</p>{again}</section>")
+    elif v.yaml_max_papers is None:
+        parts.append("<section><h2>Not subscribed</h2><p>This address is no longer on the list."
+                     "</p></section>")
+    else:
+        chosen = v.chosen or Preferences(email=v.email)
+        paused = chosen.paused_until if chosen.paused_on(v.today) else None
+        if paused is not None:
+            parts.append(f"<section><h2>Paused</h2><p>Your next digest comes on or after "
+                         f"<strong>{paused.isoformat()}</strong>.</p>"
+                         f"{_button('resume', 'Resume now')}</section>")
+        else:
+            first = date.fromordinal(v.today.toordinal() + 1).isoformat()
+            last = date.fromordinal(v.today.toordinal() + 366).isoformat()
+            parts.append(
+                '<section><h2>Pause</h2><form method="post" action="">'
+                '<input type="hidden" name="action" value="pause">'
+                '<label for="until">No digests until</label>'
+                f'<input type="date" id="until" name="until" required min="{first}" '
+                f'max="{last}"><button type="submit">Pause</button></form></section>')
+        count = chosen.max_papers or v.yaml_max_papers
+        reset = (_button("max_papers_default", f"Back to the default ({v.yaml_max_papers})",
+                         "secondary") if chosen.max_papers is not None else "")
+        parts.append(
+            '<section><h2>Papers per digest</h2><form method="post" action="">'
+            '<input type="hidden" name="action" value="max_papers">'
+            '<label for="max_papers">At most</label>'
+            f'<input type="number" id="max_papers" name="max_papers" min="1" '
+            f'max="{MAX_PAPERS_LIMIT}" value="{count}" required>'
+            f'<button type="submit">Save</button></form>{reset}</section>')
+        parts.append(f"<section><h2>Unsubscribe</h2><p>Stop all digests to this address.</p>"
+                     f"{_button('unsubscribe', 'Unsubscribe', 'danger')}</section>")
+    parts.append(f'<p><a href="{escape(v.archive_url)}">Past digests</a> · '
+                 f'<a href="{escape(v.feed_url)}">Atom feed</a></p>')
+    return page(f"Your {v.list_name}", "".join(parts), feed_url=v.feed_url)
+
+
+def archive(email: str, list_name: str, editions: Sequence[tuple[ArchivedEdition, str, str]],
+            feed_url: str, preferences_url: str) -> str:
+    """The list of past digests: (edition, subject, its URL) newest first."""
+    if editions:
+        items = "".join(f'<li><a href="{escape(url)}">{escape(subject)}</a> '
+                        f'<span class="muted">{e.edition.isoformat()}</span></li>'
+                        for e, subject, url in editions)
+        body = f"<ul>{items}</ul>"
+    else:
+        body = "<p>No digest has been archived yet.</p>"
+    return page(f"Past digests - {list_name}",
+                f"<h1>Past digests</h1><p class=\"muted\">for {escape(email)}</p>{body}"
+                f'<p><a href="{escape(feed_url)}">Atom feed</a> · '
+                f'<a href="{escape(preferences_url)}">Preferences</a></p>', feed_url=feed_url)
