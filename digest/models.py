@@ -14,7 +14,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-FeedSource = Literal["sample", "huggingface", "arxiv", "file"]
+FeedSource = Literal["sample", "huggingface", "arxiv", "arxiv_rss", "biorxiv", "medrxiv", "file"]
+FeedState = Literal["ok", "empty", "down"]
 DeliveryMode = Literal["outbox", "smtp"]
 Security = Literal["starttls", "tls", "none"]
 Where = Literal["title", "abstract"]
@@ -47,6 +48,7 @@ class Paper:
     ai_summary: str | None = None  # the feed's own one-line summary (HF ai_summary)
     ai_keywords: tuple[str, ...] = ()
     comments: int | None = None
+    feeds: tuple[str, ...] = ()  # names of the configured feeds that listed it (settings.feeds)
 
 
 # --------------------------------------------------------------------------- config
@@ -80,6 +82,7 @@ class Subscriber:
     authors: tuple[str, ...] = ()
     min_upvotes: int | None = None
     line: int = 0  # line of this entry in the config file, for messages
+    feeds: tuple[str, ...] = ()  # names of the feeds this subscriber reads; empty = all
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,36 @@ class SmtpSettings:
 class FeedSettings:
     source: FeedSource = "sample"
     path: Path | None = None  # for source "file"
-    categories: tuple[str, ...] = ("cs.LG", "cs.CL", "cs.CV", "cs.AI")  # for source "arxiv"
+    # arXiv categories (sources arxiv, arxiv_rss) or bioRxiv/medRxiv subjects (empty = all)
+    categories: tuple[str, ...] = ("cs.LG", "cs.CL", "cs.CV", "cs.AI")
     limit: int = 100
     timeout: float = 30.0
+    name: str = ""  # how subscribers' feeds: and the reports name it; "" = the source's name
+    cross: bool = False  # arxiv_rss: also the day's cross-lists from other archives
+    revisions: bool = False  # biorxiv/medrxiv: also new versions of older preprints
+
+    @property
+    def label(self) -> str:
+        return self.name or self.source
+
+
+@dataclass(frozen=True)
+class FeedReport:
+    """How one feed did for one run: ``ok`` with its papers and the day they were listed,
+    ``empty`` with why (weekend, holiday, not yet announced), or ``down`` with the error."""
+
+    name: str
+    source: str
+    state: FeedState
+    papers: int = 0
+    day: date | None = None  # the listing day the papers come from (or that was asked for)
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.state == "ok":
+            return f"{self.name}: {self.papers} papers ({self.day})"
+        return f"{self.name}: {self.state} ({self.reason})" if self.reason else \
+            f"{self.name}: {self.state}"
 
 
 MIN_SECRET_BYTES = 32  # the shortest key settings.unsubscribe_secret_env may name
@@ -116,6 +146,8 @@ class Settings:
     outbox: Path = Path("outbox")  # absolute after loading
     smtp: SmtpSettings | None = None
     feed: FeedSettings = field(default_factory=FeedSettings)
+    # several feeds, merged (settings.feeds:); empty = just ``feed``
+    feeds: tuple[FeedSettings, ...] = ()
     templates: Path | None = None  # a folder that overrides the stock templates
     summary_chars: int = 350  # character budget for each paper's claims
     max_email_bytes: int = 90_000  # HTML budget (Gmail clips at ~102 KB)
@@ -127,6 +159,11 @@ class Settings:
     manage_url: str | None = None  # where subscribers change their topics
     base_url: str | None = None  # https root of ``digest serve`` (unsubscribe, preferences, archive)
     archive_for: timedelta = timedelta(days=180)  # sent editions kept for the web view (base_url)
+
+    @property
+    def feed_list(self) -> tuple[FeedSettings, ...]:
+        """The configured feeds: ``feeds`` when given, else the single ``feed``."""
+        return self.feeds or (self.feed,)
 
 
 @dataclass(frozen=True)

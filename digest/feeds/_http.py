@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
 HF_URL = "https://huggingface.co/api/daily_papers"
 ARXIV_URL = "https://export.arxiv.org/api/query"
 ARXIV_INTERVAL = 3.0  # seconds between arXiv API requests, per arXiv's terms of use
-try:  # identify ourselves politely; both services ask clients to
-    USER_AGENT = f"paper-digest/{metadata.version('paper-digest')}"
+try:  # identify ourselves politely; arXiv's terms ask for a descriptive User-Agent
+    _VERSION = metadata.version("paper-digest")
 except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    USER_AGENT = "paper-digest"
+    _VERSION = "dev"
+USER_AGENT = (f"paper-digest/{_VERSION} (self-hosted daily paper email digests; "
+              "one fetch per feed per day)")
 _CATEGORY = re.compile(r"^[a-z-]+(\.[A-Za-z-]+)?$")
 
 Sleep = Callable[[float], None]
@@ -79,8 +81,11 @@ class HttpGetter:
             return wait
         return max(wait, self.min_interval - (self.clock() - self._last))
 
-    def get(self, url: str, params: dict[str, str]) -> httpx.Response:
-        """A 2xx response, or ``FeedError`` naming the full URL."""
+    def get(self, url: str, params: dict[str, str],
+            headers: dict[str, str] | None = None) -> httpx.Response:
+        """A 2xx (or, for a conditional request, 304) response, or ``FeedError`` naming the
+        full URL. An HTML page where a feed was expected (a proxy's or portal's error page,
+        often served with 200) is retried like a 503."""
         full = display_url(url, params)
         host = httpx.URL(url).host
         wait, problem = 0.0, ""
@@ -94,21 +99,39 @@ class HttpGetter:
             wait = min(self.retry.backoff * 2 ** attempt, self.retry.max_wait)
             self.requests += 1
             try:
-                response = self.client.get(url, params=params)
+                response = self.client.get(url, params=params, headers=headers)
             except httpx.TransportError as exc:  # DNS, refused, TLS, timeouts
                 detail = fold_ws(str(exc)) or type(exc).__name__
                 problem = f"cannot reach {host}: {detail}"
                 continue
             except httpx.HTTPError as exc:
                 raise FeedError(full, f"request failed: {fold_ws(str(exc))}") from None
-            if response.is_success:
+            if response.status_code == 304 and headers:
                 return response
+            if response.is_success:
+                page = _html_title(response)
+                if page is None:
+                    return response
+                problem = f"HTTP {response.status_code} but an HTML page ({page}), not the feed"
+                continue
             problem = f"HTTP {response.status_code} {response.reason_phrase}".strip()
             if response.status_code == 429 or response.status_code >= 500:
                 wait = max(wait, min(_retry_after(response), self.retry.max_wait))
                 continue
             _raise_http_error(response, full, problem)
         raise FeedError(full, f"{problem} (gave up after {self.retry.attempts} attempts)")
+
+
+def _html_title(response: httpx.Response) -> str | None:
+    """``"title: ..."`` if the body is an HTML page, else None."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().casefold()
+    head = response.content[:512].lstrip().lower()
+    if kind not in ("text/html", "application/xhtml+xml") and not head.startswith(
+            (b"<!doctype html", b"<html")):
+        return None
+    match = re.search(rb"<title>(.*?)</title>", response.content[:4096], re.I | re.S)
+    title = fold_ws(match.group(1).decode("utf-8", "replace")) if match else ""
+    return f"title: {title}" if title else "untitled"
 
 
 def display_url(url: str, params: dict[str, str]) -> str:
@@ -160,14 +183,14 @@ class HuggingFaceSource:
 
     name = "huggingface"
 
-    def __init__(self, http: HttpGetter, *, limit: int = 100) -> None:
-        self.http, self.limit = http, limit
+    def __init__(self, http: HttpGetter, *, limit: int = 100, url: str = HF_URL) -> None:
+        self.http, self.limit, self.url = http, limit, url
 
     def fetch(self, day: date) -> tuple[Paper, ...]:
         params = {"date": day.isoformat(), "limit": str(self.limit)}
-        response = self.http.get(HF_URL, params)
+        response = self.http.get(self.url, params)
         # the 2024 shape has no submittedOnDailyAt: the day we asked for is the list's day
-        return parse_payload(response.content, display_url(HF_URL, params), listed=day)
+        return parse_payload(response.content, display_url(self.url, params), listed=day)
 
 
 class ArxivSource:
@@ -177,13 +200,13 @@ class ArxivSource:
     name = "arxiv"
 
     def __init__(self, http: HttpGetter, categories: Sequence[str], *, limit: int = 100,
-                 page_size: int = 200) -> None:
+                 page_size: int = 200, url: str = ARXIV_URL) -> None:
         bad = [c for c in categories if not _CATEGORY.match(c)]
         if bad or not categories:
             listed = ", ".join(bad) or "(none)"
             raise FeedError("feed.categories", f"not arXiv categories: {listed}")
         self.http, self.categories = http, tuple(categories)
-        self.limit, self.page_size = limit, page_size
+        self.limit, self.page_size, self.url = limit, page_size, url
 
     def fetch(self, day: date) -> tuple[Paper, ...]:
         stamp = day.strftime("%Y%m%d")
@@ -195,8 +218,8 @@ class ArxivSource:
             size = min(self.page_size, self.limit - start)
             params = {"search_query": query, "start": str(start), "max_results": str(size),
                       "sortBy": "submittedDate", "sortOrder": "descending"}
-            response = self.http.get(ARXIV_URL, params)
-            page = parse_payload(response.content, display_url(ARXIV_URL, params))
+            response = self.http.get(self.url, params)
+            page = parse_payload(response.content, display_url(self.url, params))
             papers.extend(page)
             start += size
             if len(page) < size:  # the last page (a skipped bad entry may end paging early)

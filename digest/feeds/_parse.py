@@ -32,6 +32,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from digest.errors import FeedError
+from digest.feeds._rxiv import latest, parse_details
 from digest.models import Paper
 
 if TYPE_CHECKING:
@@ -177,7 +178,8 @@ def _ours(item: Any, default_source: str) -> Paper:
         source=_opt(item, "source", str) or default_source, pdf_url=_opt(item, "pdf_url", str),
         hf_url=_opt(item, "hf_url", str), code_url=_opt(item, "code_url", str),
         project_url=_opt(item, "project_url", str), ai_summary=_opt(item, "ai_summary", str),
-        ai_keywords=_str_list(item, "ai_keywords"), comments=_opt(item, "comments", int))
+        ai_keywords=_str_list(item, "ai_keywords"), comments=_opt(item, "comments", int),
+        feeds=_str_list(item, "feeds"))
 
 
 def _huggingface(item: Any, listed_default: date | None) -> Paper:
@@ -237,6 +239,9 @@ def parse_json(data: Any, source: str, *, listed: date | None = None,
             raise FeedError(source, f"the feed returned an error: {data['error']}")
         if isinstance(data.get("data"), list) and "total" in data:
             return _items(source, data["data"], _semantic_scholar)
+        if isinstance(data.get("collection"), list) and isinstance(data.get("messages"), list):
+            # a saved bioRxiv/medRxiv details answer: one paper per DOI, latest version
+            return latest(parse_details(data, source).records)
         if isinstance(data.get("papers"), list):
             data = data["papers"]
         else:
@@ -305,6 +310,14 @@ def _rss_item(item: ET.Element) -> Paper:
         url=_abs_url(pid) or link or None, listed=listed,
         categories=tuple(dict.fromkeys(fold_ws(_text(c)) for c in item.findall("category"))),
         source="arxiv-rss", pdf_url=_pdf_url(pid))
+
+
+def rss_item(item: ET.Element) -> Paper:
+    """One arXiv RSS ``<item>`` as a paper (``ValueError`` when it cannot be used)."""
+    try:
+        return _rss_item(item)
+    except _BadItem as exc:
+        raise ValueError(str(exc)) from None
 
 
 def parse_xml(payload: bytes, source: str) -> tuple[Paper, ...]:
@@ -389,4 +402,7 @@ def _merge(a: Paper, b: Paper) -> Paper:
     if (other.published and base.published and other.published.date() == base.published.date()
             and base.published.time() == datetime.min.time()):
         filled["published"] = other.published
+    # the same paper in two configured feeds is read by the subscribers of either
+    if other.feeds and other.feeds != base.feeds:
+        filled["feeds"] = tuple(dict.fromkeys(base.feeds + other.feeds))
     return dataclasses.replace(base, **filled)

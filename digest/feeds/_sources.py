@@ -4,17 +4,20 @@ live feed (``_http``, imported lazily so file-only commands never load httpx).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from digest.errors import FeedError
-from digest.models import Paper, Settings
+from digest.feeds._gather import Gathered, fetch_day, gather
+from digest.models import FeedReport, FeedState, Paper, Settings
 
 if TYPE_CHECKING:
     import httpx
+
+    from digest.feeds._live import Endpoints
 
 from digest.feeds._parse import parse_payload
 
@@ -35,29 +38,25 @@ def sample_papers() -> tuple[Paper, ...]:
     return parse_payload(ref.read_bytes(), "sample_papers.json", default_source="sample")
 
 
-# Weekends and holidays leave days with no list; a week covers any of them.
-WALK_BACK_DAYS = 7
+def gather_for(settings: Settings, papers_path: Path | None, now: datetime, *,
+               client: httpx.Client | None = None, endpoints: Endpoints | None = None,
+               **options: Any) -> Gathered:
+    """The run's papers and a report per feed: the ``--papers`` file if given, else every
+    configured feed (see ``_gather``). ``client``/``endpoints`` reach the live services (a
+    test points them at a local server); ``options`` go to ``gather``."""
+    day = fetch_day(now)
+    if papers_path is not None:
+        papers = load_papers(papers_path)
+        state: FeedState = "ok" if papers else "empty"
+        return Gathered(papers, (FeedReport(str(papers_path), "file", state, len(papers),
+                                            day),), day)
+    return gather(settings, now, load=load_papers, sample=sample_papers, client=client,
+                  endpoints=endpoints, **options)
 
 
 def papers_for(settings: Settings, papers_path: Path | None, now: datetime,
                client: httpx.Client | None = None) -> tuple[Paper, ...]:
-    """The run's papers: the ``--papers`` file if given, else the configured feed (the bundled
-    sample, a file, or a live fetch for ``now``'s UTC date walking back over empty days).
-    ``client`` is an optional ``httpx.Client`` for the live sources."""
-    if papers_path is not None:
-        return load_papers(papers_path)
-    feed = settings.feed
-    if feed.source == "sample":
-        return sample_papers()
-    if feed.source == "file":
-        if feed.path is None:
-            raise FeedError("settings.feed", "source 'file' needs a path")
-        return load_papers(feed.path)
-    from digest.feeds._http import (
-        fetch_papers,  # lazily: httpx is only needed for live feeds
-    )
-
-    day = (now if now.tzinfo else now.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
-    return fetch_papers(
-        feed.source, day, client=client, walk_back=WALK_BACK_DAYS, categories=feed.categories,
-        limit=feed.limit, timeout=feed.timeout).papers
+    """The run's papers: the ``--papers`` file if given, else the configured feeds (the
+    bundled sample, a file, or live fetches for ``now``'s UTC date, walking back over empty
+    days), merged. ``client`` is an optional ``httpx.Client`` for the live sources."""
+    return gather_for(settings, papers_path, now, client=client).papers

@@ -47,6 +47,8 @@ PAPER_FIXTURES = {
     "arxiv_rss_cs.LG.xml": 3,
     "semantic_scholar_search.json": 5,
     "semantic_scholar_batch.json": 2,  # 3 withheld abstracts and one null are skipped
+    "biorxiv_details_doi_10.1101_2022.09.11.507474.json": 1,  # two versions, one paper
+    "medrxiv_details_2026-09-15.json": 3,
 }
 
 
@@ -56,7 +58,8 @@ def by_id(papers: tuple[Paper, ...]) -> dict[str, Paper]:
 
 def test_the_fixture_list_covers_every_recorded_file() -> None:
     recorded = {p.name for p in FIXTURES.iterdir() if p.suffix in (".json", ".xml")}
-    errors = {"arxiv_api_empty.atom.xml", "arxiv_api_error_400.atom.xml"}
+    errors = {"arxiv_api_empty.atom.xml", "arxiv_api_error_400.atom.xml",
+              "arxiv_rss_physics_2025-12-31_empty.xml", "biorxiv_details_no_posts_found.json"}
     assert recorded == set(PAPER_FIXTURES) | errors
 
 
