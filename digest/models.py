@@ -24,6 +24,17 @@ DeliveryState = Literal["sending", "sent", "deferred", "failed"]
 
 # --------------------------------------------------------------------------- feeds
 
+# bioRxiv's 27 subject collections, as the details API spells them in ``category``. Its own
+# ``?category=`` filter silently falls back to every subject for a name it does not know, so the
+# config checks names against this list (medRxiv's ~50 are checked for shape only).
+BIORXIV_SUBJECTS = frozenset({
+    "animal behavior and cognition", "biochemistry", "bioengineering", "bioinformatics",
+    "biophysics", "cancer biology", "cell biology", "clinical trials", "developmental biology",
+    "ecology", "epidemiology", "evolutionary biology", "genetics", "genomics", "immunology",
+    "microbiology", "molecular biology", "neuroscience", "paleontology", "pathology",
+    "pharmacology and toxicology", "physiology", "plant biology",
+    "scientific communication and education", "synthetic biology", "systems biology", "zoology"})
+
 
 @dataclass(frozen=True)
 class Paper:

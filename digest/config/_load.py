@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, SequenceNode
 
-from digest.config._schema import Entry, Reader, compose, is_null
+from digest.config._schema import Entry, Reader, compose, is_null, suggest
 from digest.errors import ConfigError, Problem
 from digest.models import (
+    BIORXIV_SUBJECTS,
     MIN_SECRET_BYTES,
     Config,
     FeedSettings,
@@ -40,20 +42,22 @@ from digest.models import (
 
 __all__ = ["DEFAULT_MAX_PAPERS", "DEFAULT_SCHEDULE", "load_config"]
 
+_FEED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 DEFAULT_SCHEDULE = "0 7 * * *"  # every day at 07:00 in the subscriber's timezone
 DEFAULT_MAX_PAPERS = 10
 
 # Spelled out (tests check them against models.py): a field added to a model must get its
 # reader here before the file may set it, instead of failing with a KeyError at load time.
 SETTINGS_KEYS = ("sender", "timezone", "database", "delivery", "outbox", "smtp", "feed",
-                 "templates", "summary_chars", "max_email_bytes", "catch_up", "retry_for",
-                 "unsubscribe_url", "unsubscribe_secret_env", "list_id", "manage_url", "base_url",
-                 "archive_for")
+                 "feeds", "templates", "summary_chars", "max_email_bytes", "catch_up",
+                 "retry_for", "unsubscribe_url", "unsubscribe_secret_env", "list_id",
+                 "manage_url", "base_url", "archive_for")
 SMTP_KEYS = ("host", "port", "security", "username", "password_env", "ca_file", "timeout",
              "connections", "max_per_second")
-FEED_KEYS = ("source", "path", "categories", "limit", "timeout")
+FEED_KEYS = ("source", "path", "categories", "limit", "timeout", "name", "cross", "revisions")
+FEED_SOURCES = ("sample", "huggingface", "arxiv", "arxiv_rss", "biorxiv", "medrxiv", "file")
 SUBSCRIBER_KEYS = ("email", "name", "timezone", "schedule", "max_papers", "topics",
-                   "categories", "authors", "min_upvotes")
+                   "categories", "authors", "min_upvotes", "feeds")
 TOPIC_KEYS = ("name", "include", "require", "exclude", "categories", "authors", "min_upvotes")
 
 _SECRET = ("never put secrets in the YAML: remove it, put the {what} in an environment variable "
@@ -100,7 +104,10 @@ def _load(path: Path, env: Mapping[str, str]) -> Config:
     settings = _settings(reader, top.get("settings"), absolute.parent, env)
     subscribers: tuple[Subscriber, ...] = ()
     if "subscribers" in top:
-        subscribers = _People(reader, settings).all(top["subscribers"].node)
+        people = _People(reader, settings)
+        if any(p.key.startswith("settings.feed") for p in reader.problems):
+            people.feed_names = None
+        subscribers = people.all(top["subscribers"].node)
     if reader.problems:
         raise ConfigError(sorted(reader.problems, key=lambda p: p.line or 0))
     return Config(path=absolute, settings=settings, subscribers=subscribers)
@@ -153,6 +160,7 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
         "smtp": lambda n, k: _smtp(r, n, k, base,
                                    env if values.get("delivery") == "smtp" else None),
         "feed": lambda n, k: _feed(r, n, k, base),
+        "feeds": lambda n, k: _feeds(r, n, k, base),
         "templates": lambda n, k: r.path(n, k, base, kind="folder"),
         "summary_chars": r.integer,
         "max_email_bytes": r.integer,
@@ -174,6 +182,10 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
             values[name] = value
     values.setdefault("database", base / "digest.db")
     values.setdefault("outbox", base / "outbox")
+    if "feed" in entries and "feeds" in entries:
+        r.problem(entries["feeds"].line, "settings.feeds",
+                  f"give either feed: (one feed) or feeds: (several), not both (feed: is at "
+                  f"line {entries['feed'].line})")
     settings = Settings(**values)
     _cross_check(r, settings, entries, env)
     return settings
@@ -273,26 +285,80 @@ def _feed(r: Reader, node: Node, key: str, base: Path) -> FeedSettings | None:
         return None
     before = len(r.problems)
     values: dict[str, Any] = {}
+    source = entries.get("source")
+    kind = r.choice(source.node, f"{key}.source", FEED_SOURCES) if source else "sample"
+    if kind is None:
+        return None
+    values["source"] = kind
+    rxiv = kind in ("biorxiv", "medrxiv")
     readers: dict[str, Callable[[Node, str], Any]] = {
-        "source": lambda n, k: r.choice(n, k, ("sample", "huggingface", "arxiv", "file")),
         "path": lambda n, k: r.path(n, k, base, kind="file"),
-        "categories": r.categories,
+        "categories": (lambda n, k: r.subjects(n, k, BIORXIV_SUBJECTS if kind == "biorxiv"
+                                               else None, kind)) if rxiv else r.categories,
         "limit": r.integer,
         "timeout": r.number,
+        "name": lambda n, k: _feed_name(r, n, k),
+        "cross": r.boolean,
+        "revisions": r.boolean,
     }
+    only = {"cross": ("arxiv_rss",), "revisions": ("biorxiv", "medrxiv"), "path": ("file",)}
     for name, found in entries.items():
+        if name == "source":
+            continue
+        if name in only and kind not in only[name]:
+            r.bad(found.node, f"{key}.{name}", f"only for source: {' or '.join(only[name])} "
+                  f"(this feed is source: {kind})")
+            continue
         value = readers[name](found.node, f"{key}.{name}")
         if value is not None:
             values[name] = value
     if len(r.problems) > before:
         return None
+    if rxiv:
+        values.setdefault("categories", ())  # every subject
     feed = FeedSettings(**values)
     if feed.source == "file" and feed.path is None:
         r.bad(node, f"{key}.path", "missing (source: file reads papers from this file)")
-    if feed.source == "arxiv" and not feed.categories:
+    if feed.source in ("arxiv", "arxiv_rss") and not feed.categories:
         r.bad(entries["categories"].node, f"{key}.categories",
-              "expected at least one arXiv category for source: arxiv, got an empty list")
+              f"expected at least one arXiv category for source: {feed.source}, got an empty "
+              "list")
     return feed
+
+
+def _feed_name(r: Reader, node: Node, key: str) -> str | None:
+    name = r.text(node, key, what="a feed name")
+    if name is not None and not _FEED_NAME.fullmatch(name):
+        r.bad(node, key, f"expected a short name of letters, digits, - and _ (e.g. biorxiv or "
+              f"ml-rss), got {name!r}")
+        return None
+    return name
+
+
+def _feeds(r: Reader, node: Node, key: str, base: Path) -> tuple[FeedSettings, ...] | None:
+    """``feeds:``: a list of feed mappings, each with its own name (default: its source)."""
+    items = r.sequence(node, key, "a list of feeds (each a mapping with source:)")
+    if items is None:
+        return None
+    if not items:
+        r.bad(node, key, "expected at least one feed, got an empty list")
+        return None
+    feeds: list[FeedSettings] = []
+    seen: dict[str, int] = {}
+    ok = True
+    for index, item in enumerate(items):
+        feed = _feed(r, item, f"{key}[{index}]", base)
+        if feed is None:
+            ok = False
+            continue
+        line = int(item.start_mark.line) + 1
+        if feed.label in seen:
+            r.bad(item, f"{key}[{index}].name", f"duplicate feed name {feed.label!r} (first at "
+                  f"line {seen[feed.label]}); give each feed its own name:")
+            ok = False
+        seen.setdefault(feed.label, line)
+        feeds.append(feed)
+    return tuple(feeds) if ok else None
 
 
 # --------------------------------------------------------------------------- subscribers
@@ -318,7 +384,10 @@ class _People:
             "categories": r.categories,
             "authors": r.strings,
             "min_upvotes": upvotes,
+            "feeds": self.feeds,
         }
+        # None: settings.feeds has problems of its own, so names cannot be checked against it
+        self.feed_names: tuple[str, ...] | None = tuple(f.label for f in settings.feed_list)
         self.topic_readers: dict[str, Callable[[Node, str], Any]] = {
             "name": lambda n, k: r.text(n, k, what="a topic name"),
             "include": r.terms,
@@ -364,6 +433,22 @@ class _People:
         if len(r.problems) > before or "email" not in values or "topics" not in values:
             return None
         return Subscriber(**values)
+
+    def feeds(self, node: Node, key: str) -> tuple[str, ...] | None:
+        """The names of the feeds this subscriber reads; each must be a configured feed."""
+        names = self.r.strings(node, key, what="a list of feed names", item="a feed name")
+        if names is None:
+            return None
+        ok = True
+        known = self.feed_names
+        for index, name in enumerate(names):
+            if known is not None and name not in known:
+                where = node.value[index] if isinstance(node, SequenceNode) else node
+                self.r.bad(where, f"{key}[{index}]", f"unknown feed {name!r}"
+                           f"{suggest(name, known)}; the feeds are: "
+                           f"{', '.join(known)} (settings.feeds names them)")
+                ok = False
+        return tuple(dict.fromkeys(names)) if ok else None
 
     def topics(self, node: Node, key: str) -> tuple[Topic, ...] | None:
         items = self.r.sequence(node, key, "a list of topics")

@@ -32,6 +32,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from digest.cron import cron_trigger
 from digest.errors import Problem
+from digest.models import BIORXIV_SUBJECTS
 from digest.text import term_problem
 
 __all__ = ["Entry", "Reader", "compose", "describe", "is_null", "suggest"]
@@ -54,7 +55,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # arXiv categories: archive (cs, stat, q-bio, hep-th, astro-ph) and optional subject class.
-_CATEGORY = re.compile(r"[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?")
+# bioRxiv/medRxiv subjects as papers carry them: cell_biology.
+_CATEGORY = re.compile(r"[a-z][a-z_-]*(\.[A-Za-z][A-Za-z-]*)?")
+_SUBJECT = re.compile(r"[a-z][a-z_]*")
 _LIST_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")  # RFC 2919: label.namespace
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -457,10 +460,43 @@ class Reader:
         for index, value in enumerate(values):
             if not _CATEGORY.fullmatch(value):
                 where = node.value[index] if isinstance(node, SequenceNode) else node
+                plain = " ".join(value.casefold().split())
+                hint = (f" (bioRxiv subjects are written with underscores: "
+                        f"{plain.replace(' ', '_')!r})" if plain in BIORXIV_SUBJECTS else "")
                 self.bad(where, f"{key}[{index}]",
-                         f"expected an arXiv category like cs.LG or stat.ML, got {value!r}")
+                         f"expected an arXiv category like cs.LG or stat.ML, got {value!r}{hint}")
                 ok = False
         return values if ok else None
+
+    def boolean(self, node: Node, key: str) -> bool | None:
+        if isinstance(node, ScalarNode) and node.tag == _BOOL:
+            return bool(_CONSTRUCTOR.construct_yaml_bool(node))
+        self.bad(node, key, f"expected true or false, got {describe(node)}")
+        return None
+
+    def subjects(self, node: Node, key: str, known: frozenset[str] | None,
+                 server: str) -> tuple[str, ...] | None:
+        """bioRxiv/medRxiv subject names (any case, spaces or underscores) as ``cell_biology``;
+        with ``known``, each must be one of them."""
+        values = self.strings(node, key, what=f"a list of {server} subjects",
+                              item=f"a {server} subject")
+        if values is None:
+            return None
+        slugs: list[str] = []
+        ok = True
+        for index, value in enumerate(values):
+            slug = "_".join(value.replace("_", " ").casefold().split())
+            where = node.value[index] if isinstance(node, SequenceNode) else node
+            plain = slug.replace("_", " ")
+            if not _SUBJECT.fullmatch(slug) or (known is not None and plain not in known):
+                names = sorted(s.replace(" ", "_") for s in known) if known else []
+                hint = suggest(slug, names) if names else ""
+                listing = f"; the subjects are: {', '.join(names)}" if known and not hint else ""
+                self.bad(where, f"{key}[{index}]",
+                         f"unknown {server} subject {value!r}{hint}{listing}")
+                ok = False
+            slugs.append(slug)
+        return tuple(slugs) if ok else None
 
 
 @lru_cache(maxsize=4096)

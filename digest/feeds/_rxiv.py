@@ -20,21 +20,11 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from digest.errors import FeedError
-from digest.models import Paper
+from digest.models import BIORXIV_SUBJECTS, Paper
 
 log = logging.getLogger(__name__)
 
 SERVERS = ("biorxiv", "medrxiv")
-# bioRxiv's 27 subject collections, as the API spells them in ``category``. The API's own
-# ``?category=`` filter silently falls back to every subject for a name it does not know, so
-# a typo must be caught in the config, and the records are filtered here as well.
-BIORXIV_SUBJECTS = frozenset({
-    "animal behavior and cognition", "biochemistry", "bioengineering", "bioinformatics",
-    "biophysics", "cancer biology", "cell biology", "clinical trials", "developmental biology",
-    "ecology", "epidemiology", "evolutionary biology", "genetics", "genomics", "immunology",
-    "microbiology", "molecular biology", "neuroscience", "paleontology", "pathology",
-    "pharmacology and toxicology", "physiology", "plant biology",
-    "scientific communication and education", "synthetic biology", "systems biology", "zoology"})
 NO_POSTS = "no posts found"
 _DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 
@@ -43,6 +33,15 @@ def subject_key(name: str) -> str:
     """A subject as the API's ``category`` spells it: ``cell_biology`` and ``Cell Biology``
     are ``cell biology``."""
     return " ".join(name.replace("_", " ").casefold().split())
+
+
+def subject_slug(name: str) -> str:
+    """A subject as papers carry it and filters name it: ``cell_biology``."""
+    return subject_key(name).replace(" ", "_")
+
+
+__all__ = ["BIORXIV_SUBJECTS", "NO_POSTS", "SERVERS", "DetailsPage", "Record", "latest",
+           "parse_day", "parse_details", "subject_key", "subject_slug"]
 
 
 def parse_day(value: str) -> date:
@@ -106,7 +105,7 @@ def _record(item: Any, server: str | None) -> Record:
         id=doi, title=title, abstract=abstract, authors=authors, url=url,
         pdf_url=f"{url}.full.pdf", published=datetime(day.year, day.month, day.day,
                                                       tzinfo=timezone.utc),
-        listed=day, categories=(category,) if category else (), source=where)
+        listed=day, categories=(subject_slug(category),) if category else (), source=where)
     return Record(paper, version, day)
 
 

@@ -292,14 +292,14 @@ def test_unknown_keys_name_the_allowed_ones_and_the_close_match(here: Path) -> N
         extra: 1
     """) == [
         "subscribers.yaml:2: settings.timzone: unknown key (did you mean 'timezone'?); "
-        "allowed: sender, timezone, database, delivery, outbox, smtp, feed, templates, "
+        "allowed: sender, timezone, database, delivery, outbox, smtp, feed, feeds, templates, "
         "summary_chars, max_email_bytes, catch_up, retry_for, unsubscribe_url, "
         "unsubscribe_secret_env, list_id, manage_url, base_url, archive_for",
         "subscribers.yaml:5: subscribers[0].topics[0].includes: unknown key (did you mean "
         "'include'?); allowed: name, include, require, exclude, categories, authors, "
         "min_upvotes",
         "subscribers.yaml:6: subscribers[0].frobnicate: unknown key; allowed: email, name, "
-        "timezone, schedule, max_papers, topics, categories, authors, min_upvotes",
+        "timezone, schedule, max_papers, topics, categories, authors, min_upvotes, feeds",
         "subscribers.yaml:7: extra: unknown key; allowed: settings, subscribers",
     ]
 
@@ -328,7 +328,7 @@ def test_every_problem_at_once_in_line_order(here: Path) -> None:
         "subscribers.yaml:2: settings.delivery: expected one of outbox, smtp, got 'smpt' "
         "(did you mean 'smtp'?)",
         "subscribers.yaml:3: settings.feed.source: expected one of sample, huggingface, arxiv, "
-        "file, got 'rss'",
+        "arxiv_rss, biorxiv, medrxiv, file, got 'rss'",
         "subscribers.yaml:5: subscribers[0].email: missing",
         "subscribers.yaml:7: subscribers[1].email: invalid email address 'ada@@example.org': "
         "The part after the @-sign contains invalid characters: '@'",
@@ -591,7 +591,7 @@ def test_feed_rules(here: Path) -> None:
     (here / "dir").mkdir()
     cases = {
         "{source: rss}": "settings.feed.source: expected one of sample, huggingface, arxiv, "
-                         "file, got 'rss'",
+                         "arxiv_rss, biorxiv, medrxiv, file, got 'rss'",
         "{source: file}": "settings.feed.path: missing (source: file reads papers from this "
                           "file)",
         "{source: file, path: nope.json}": f"settings.feed.path: no such file: "
