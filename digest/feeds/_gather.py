@@ -89,6 +89,9 @@ def gather(settings: Settings, now: datetime, *,
     today = day
     feeds = settings.feed_list
     folder = cache_dir(Path(settings.database))
+    # A loaded config's database is absolute; Settings built in code with the relative
+    # default (a library caller, a test) get no cache rather than one in the working folder.
+    use_cache = use_cache and Path(settings.database).is_absolute()
     days = DayCache(folder) if use_cache else None
     results: list[tuple[tuple[Paper, ...], FeedReport]] = []
     live = [f for f in feeds if f.source not in ("sample", "file")]

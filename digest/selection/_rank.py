@@ -212,6 +212,7 @@ class Selector:
         self._picks: dict[tuple[str, tuple[str, ...], int], Pick] = {}
         self._upvotes = [p.upvotes or 0 for p in ranked]
         self._categories = [tuple(c.casefold() for c in p.categories) for p in ranked]
+        self._feeds = [p.feeds for p in ranked]
         self._authors: list[str] | None = None
 
     # ------------------------------------------------------------------ filters
@@ -258,6 +259,21 @@ class Selector:
             mask = 0
             for i, names in enumerate(self._authors):
                 if any(n in names for n in needles):
+                    mask |= 1 << i
+            self._meta[key] = mask
+        return mask
+
+    def _feed_mask(self, wanted: tuple[str, ...]) -> int:
+        """The papers listed by any of the feeds ``wanted`` (a subscriber's ``feeds:``). A
+        paper from a run without named feeds (one ``feed:``, a ``--papers`` file) is in
+        every subscriber's: there is nothing to pick between."""
+        key = ("feeds", wanted)
+        mask = self._meta.get(key)
+        if mask is None:
+            names = set(wanted)
+            mask = 0
+            for i, feeds in enumerate(self._feeds):
+                if not feeds or names.intersection(feeds):
                     mask |= 1 << i
             self._meta[key] = mask
         return mask
@@ -445,6 +461,8 @@ class Selector:
         topics = [self._compile_topic(t) for t in subscriber.topics]
         allowed = self._metadata_mask(subscriber.categories, subscriber.authors,
                                       subscriber.min_upvotes)
+        if subscriber.feeds:
+            allowed &= self._feed_mask(subscriber.feeds)
         matched = several = 0
         for topic in topics:
             several |= matched & topic.mask
