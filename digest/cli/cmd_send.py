@@ -10,6 +10,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -24,7 +25,10 @@ from rich.table import Table
 
 from digest.cli._base import config_option, main, now_from, papers_option
 from digest.errors import InputError
-from digest.models import Delivery
+from digest.models import Config, Delivery, FeedReport
+
+if TYPE_CHECKING:
+    from digest.ledger import LedgerRow, SkipRow
 
 
 @main.command("send", epilog="""\b
@@ -118,40 +122,85 @@ def _ledger(config_path: Path):  # type: ignore[no-untyped-def]
     return Ledger(load_config(config_path, environ=os.environ).settings.database)
 
 
+def _why(config: Config, skip: SkipRow) -> tuple[str, list[FeedReport]]:
+    """Why ``skip``'s edition sent nothing: the selection's reason, and what the feeds that
+    subscriber reads said that day (empty, down, or how many papers)."""
+    from digest.feeds import describe_reports, fetch_day, reports_for_day
+
+    sub = config.subscriber(skip.email)
+    names = sub.feeds if sub is not None else ()
+    reports = [r for r in reports_for_day(config.settings.database, fetch_day(skip.at))
+               if not names or r.name in names]
+    feeds = describe_reports(reports)
+    return (f"{skip.reason}; {feeds}" if feeds else skip.reason), reports
+
+
 @main.command("history", epilog="""\b
 Examples:
   digest history
   digest history ada@example.org --json
-  digest history --limit 0          # every row""")
+  digest history --limit 0          # every row
+
+\b
+An edition that sent nothing is listed as skipped, with why: what matched but was already
+sent, or that nothing matched, and what each feed the subscriber reads said that day
+(empty: weekend, holiday, not yet announced; down: the error; or how many papers).""")
 @config_option
 @click.argument("email", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--limit", "-n", type=click.IntRange(min=0), default=100, show_default=True,
               help="Show at most this many rows, newest first (0: all).")
 def history(config_path: Path, email: str | None, as_json: bool, limit: int) -> None:
-    """What went out (or is still pending), when, with which papers, newest first."""
-    ledger = _ledger(config_path)
+    """What went out (or is still pending, or why nothing did), when, newest first."""
+    from digest.config import load_config
+    from digest.ledger import Ledger, SkipRow
+
+    config = load_config(config_path, environ=os.environ)
+    ledger = Ledger(config.settings.database)
     rows = ledger.rows(email, limit=limit or None)
+    skips = ledger.skips(email, limit=limit or None)
     suppressed = ledger.suppressed()
     ledger.close()
+    merged: list[LedgerRow | SkipRow] = sorted([*rows, *skips], key=lambda r: r.email)
+    merged.sort(key=lambda r: r.edition, reverse=True)  # newest first, addresses A-Z within
+    if limit:
+        merged = merged[:limit]
     if as_json:
-        click.echo(json.dumps([{
-            "email": r.email, "edition": r.edition.isoformat(), "state": r.state,
-            "message_id": r.message_id, "papers": list(r.papers), "attempts": r.attempts,
-            "created": r.created.isoformat(), "updated": r.updated.isoformat(),
-            "sent_at": r.sent_at.isoformat() if r.sent_at else None, "code": r.code,
-            "error": r.error, "possible_duplicate": r.possible_duplicate,
-            "suppressed": r.email in suppressed} for r in rows], indent=2))
+        out_rows = []
+        for r in merged:
+            if isinstance(r, SkipRow):
+                why, reports = _why(config, r)
+                out_rows.append({
+                    "email": r.email, "edition": r.edition.isoformat(), "state": "skipped",
+                    "reason": why, "updated": r.at.isoformat(),
+                    "feeds": [{"name": f.name, "source": f.source, "state": f.state,
+                               "papers": f.papers, "day": f.day.isoformat() if f.day else None,
+                               "reason": f.reason} for f in reports],
+                    "suppressed": r.email in suppressed})
+                continue
+            out_rows.append({
+                "email": r.email, "edition": r.edition.isoformat(), "state": r.state,
+                "message_id": r.message_id, "papers": list(r.papers), "attempts": r.attempts,
+                "created": r.created.isoformat(), "updated": r.updated.isoformat(),
+                "sent_at": r.sent_at.isoformat() if r.sent_at else None, "code": r.code,
+                "error": r.error, "possible_duplicate": r.possible_duplicate,
+                "suppressed": r.email in suppressed})
+        click.echo(json.dumps(out_rows, indent=2))
         return
     out = Console(soft_wrap=True)
-    if not rows:
+    if not merged:
         out.print("nothing sent yet" + (f" to {email}" if email else "")
                   + f" ({ledger.path})", markup=False)
         return
     table = Table(title=f"history ({ledger.path})", title_justify="left")
     for col in ("edition", "email", "state", "when (UTC)", "papers", "note"):
         table.add_column(col)
-    for r in rows:
+    for r in merged:
+        if isinstance(r, SkipRow):
+            when = r.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+            why, _reports = _why(config, r)
+            table.add_row(r.edition.isoformat(), r.email, "skipped", when, "0", why)
+            continue
         when = (r.sent_at or r.updated).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
         notes = [n for n in (
             "possible duplicate" if r.possible_duplicate else None,

@@ -163,9 +163,11 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
                                     row, force=force)
             selection = (selector or Selector(papers)).select(subscriber, known)
         if not selection.picks:
-            return replace(skip, outcome=Outcome.NOTHING_NEW,
-                           detail=f"{_NOTHING_NEW}: {selection.skipped_reason}"
-                           if selection.skipped_reason else _NOTHING_NEW)
+            why = f"{_NOTHING_NEW}: {selection.skipped_reason}" \
+                if selection.skipped_reason else _NOTHING_NEW
+            if not dry_run:  # for `digest history`: why no email that day
+                ledger.note_skip(email, edition, why, now=now)
+            return replace(skip, outcome=Outcome.NOTHING_NEW, detail=why)
         digest = build_digest(selection, summaries, edition, now, settings,
                               unsubscribe_secret=unsubscribe_secret)
         rendered = renderer.render(digest)

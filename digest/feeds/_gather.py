@@ -50,6 +50,17 @@ class Gathered:
     day: date  # the fetch day
 
 
+def describe_reports(reports: tuple[FeedReport, ...] | list[FeedReport],
+                     names: tuple[str, ...] = ()) -> str:
+    """``"feeds: hf: empty (weekend ...); bio: down (...); ml: 12 papers (2026-09-24)"``, for
+    the feeds in ``names`` (all when empty); "" when there is nothing to say."""
+    shown = [r for r in reports if not names or r.name in names]
+    if not shown:
+        return ""
+    return "feeds: " + "; ".join(str(r) + (f", {r.reason}" if r.state == "ok" and r.reason
+                                           else "") for r in shown)
+
+
 def reports_for_day(database: Path, day: date) -> tuple[FeedReport, ...]:
     """What each feed said on fetch day ``day`` (empty if nothing was fetched then)."""
     return DayCache(cache_dir(Path(database))).reports(day)

@@ -6,6 +6,6 @@ Edge (SQLite). May import: models, errors.
 
 from __future__ import annotations
 
-from digest.ledger._sqlite import ArchivedEdition, Ledger, LedgerRow, SendLock
+from digest.ledger._sqlite import ArchivedEdition, Ledger, LedgerRow, SendLock, SkipRow
 
-__all__ = ["ArchivedEdition", "Ledger", "LedgerRow", "SendLock"]
+__all__ = ["ArchivedEdition", "Ledger", "LedgerRow", "SendLock", "SkipRow"]

@@ -55,6 +55,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
 CREATE INDEX IF NOT EXISTS deliveries_edition ON deliveries (edition);
+-- editions that sent nothing, and why ("nothing new: 3 matching papers were already sent"),
+-- so `digest history` can answer "why no email today?"; a later send of the edition wins
+CREATE TABLE IF NOT EXISTS skips (
+    email      TEXT NOT NULL,                      -- lower-cased address
+    edition    TEXT NOT NULL,                      -- ISO date, the subscriber's local day
+    reason     TEXT NOT NULL,
+    at         TEXT NOT NULL,                      -- when it was decided (UTC)
+    PRIMARY KEY (email, edition)
+);
 CREATE TABLE IF NOT EXISTS suppressions (
     email      TEXT PRIMARY KEY,                   -- lower-cased address
     created_at TEXT NOT NULL,
@@ -107,6 +116,16 @@ class ArchivedEdition:
     edition: date
     message_id: str
     sent_at: datetime
+
+
+@dataclass(frozen=True)
+class SkipRow:
+    """An edition that sent nothing, and why."""
+
+    email: str
+    edition: date
+    reason: str
+    at: datetime
 
 
 def _preferences(r: tuple[object, ...]) -> Preferences:
@@ -262,6 +281,28 @@ class Ledger:
             found = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = ? "
                                f"ORDER BY edition DESC{tail}", (email.strip().lower(),))
         return tuple(_row(r) for r in found)
+
+    def note_skip(self, email: str, edition: date, reason: str, *, now: datetime) -> None:
+        """Record that ``edition`` sent ``email`` nothing, and why (the latest reason wins)."""
+        self._write("INSERT INTO skips (email, edition, reason, at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (email, edition) DO UPDATE SET reason = excluded.reason, "
+                    "at = excluded.at",
+                    (email.strip().lower(), edition.isoformat(), reason, _ts(now)))
+
+    def skips(self, email: str | None = None, *, limit: int | None = None
+              ) -> tuple[SkipRow, ...]:
+        """Editions that sent nothing and have no delivery row, newest first."""
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        where = "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.email = s.email AND " \
+                "d.edition = s.edition)"
+        params: tuple[object, ...] = ()
+        if email is not None:
+            where += " AND s.email = ?"
+            params = (email.strip().lower(),)
+        found = self._read(f"SELECT s.email, s.edition, s.reason, s.at FROM skips s {where} "
+                           f"ORDER BY s.edition DESC, s.email{tail}", params)
+        return tuple(SkipRow(str(r[0]), date.fromisoformat(str(r[1])), str(r[2]),
+                             datetime.fromisoformat(str(r[3]))) for r in found)
 
     def pending(self) -> tuple[LedgerRow, ...]:
         """Rows a run must finish: ``sending`` (in flight at a crash) and ``deferred``."""

@@ -33,7 +33,7 @@ from apscheduler.triggers.date import DateTrigger
 from digest.compose import edition_for, summarize_all
 from digest.errors import ConfigError, DigestError, FeedError, TransportError
 from digest.ledger import Ledger, SendLock
-from digest.models import Config, Delivery, Paper, Settings, Subscriber, Summary
+from digest.models import Config, Delivery, FeedReport, Paper, Settings, Subscriber, Summary
 from digest.schedule._jobs import (
     FIRE_FUNC,
     RETRY_MARK,
@@ -225,6 +225,7 @@ class Daemon:
         self._state = threading.Lock()  # guards _config
         self._fetching = threading.Lock()  # one feed fetch at a time, shared by its minute
         self._cache: tuple[object, datetime, _Papers | FeedError] | None = None
+        self._reports: tuple[FeedReport, ...] = ()  # what each feed said at the last fetch
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._interrupted: list[tuple[str, datetime]] = []
@@ -422,7 +423,7 @@ class Daemon:
         by every fire that starts within ``FEED_REUSE`` of it, so subscribers due at the same
         minute, and a burst of catch-ups after downtime, cost one request to the feed (which
         itself walks back to the latest day that has papers)."""
-        key = (settings.feed, settings.summary_chars)
+        key = (settings.feed_list, settings.summary_chars)
         with self._fetching:
             if self._cache is not None:
                 cached_key, fetched_at, result = self._cache
@@ -433,10 +434,12 @@ class Daemon:
             try:
                 if self._fetch is not None:
                     papers = self._fetch(settings, now)
+                    self._reports = ()
                 else:
-                    from digest.feeds import papers_for
+                    from digest.feeds import gather_for
 
-                    papers = papers_for(settings, None, now)
+                    got = gather_for(settings, None, now)
+                    papers, self._reports = got.papers, got.reports
             except FeedError as exc:
                 self._cache = (key, now, exc)
                 raise
@@ -460,9 +463,21 @@ class Daemon:
         try:
             papers, summaries = self._papers(config.settings, now)
             if not papers:
+                from digest.feeds import describe_reports
+
+                # several named feeds say each why; one feed keeps the one-line guess
+                why = describe_reports(self._reports, sub.feeds) if config.settings.feeds \
+                    else ""
                 return self._report(FireResult(email, run_time, edition, "skipped",
+                                               f"no papers: {why}" if why else
                                                "the feed has no papers (weekend or holiday?)"))
             delivery = self.sender.send(sub, edition, papers, summaries, config.settings, now)
+            if delivery.state == "skipped" and self._reports and (
+                    delivery.detail or "").startswith("nothing new"):
+                from digest.feeds import describe_reports
+
+                why = describe_reports(self._reports, sub.feeds)
+                delivery = replace(delivery, detail=f"{delivery.detail}; {why}")
         except TransportError as exc:
             self._retry_later(email, run_time, now + RETRY_AFTER)
             return self._report(FireResult(email, run_time, edition, "deferred",
