@@ -5,7 +5,9 @@ date), each tagged with its name (``Paper.feeds``) so a subscriber's ``feeds:`` 
 merged: the same paper from two feeds is one paper carrying both feeds, both sets of links and
 the Hugging Face upvotes. A day's answer is stored beside the database and reused: a feed is
 fetched once per fetch day once its listing is out (``final``), and at most once per
-``RECHECK`` while it is not (today's arXiv list before the announcement). A feed that fails is
+``RECHECK`` while it is not (today's arXiv list before the announcement); a failure is shared
+by the runs of the next ``DOWN_RECHECK`` (a burst of fires asks a failing service once). A
+feed that fails is
 reported ``down`` and the others still make the run; only when every feed of several fails
 (or the only feed) does the run fail with ``FeedError``, as it did with one feed.
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECHECK = timedelta(hours=1)  # a listing not out yet is asked again after this long
+DOWN_RECHECK = timedelta(minutes=5)  # a feed that failed: runs this close share the failure
 WALK_BACK_DAYS = 7  # weekends and holidays leave days with no list; a week covers any of them
 
 
@@ -114,8 +117,10 @@ def gather(settings: Settings, now: datetime, *,
                 results.append(_local(feed, day, load, sample))
                 continue
             held = days.get(day, feed.label) if days is not None else None
-            if held is not None and (held.final or now - held.fetched_at < RECHECK) \
-                    and held.report.state != "down":
+            age = now - held.fetched_at if held is not None else RECHECK
+            if held is not None and timedelta(0) <= age and (
+                    age < DOWN_RECHECK if held.report.state == "down"
+                    else held.final or age < RECHECK):
                 papers = parse_json(held.papers, f"{folder}/day-{day}.json") \
                     if held.papers else ()
                 results.append((papers, held.report))
@@ -127,7 +132,7 @@ def gather(settings: Settings, now: datetime, *,
             papers, report, final = fetch_feed(
                 feed, day, today, getters, endpoints=endpoints or Endpoints(),
                 walk_back=WALK_BACK_DAYS, http_cache=HttpCache(folder) if use_cache else None)
-            if days is not None and (report.state != "down"):
+            if days is not None:  # a down feed too: `digest history` tells why, later
                 days.put(day, DayEntry(report, [paper_to_dict(p) for p in papers], now, final))
             results.append((papers, report))
     finally:
