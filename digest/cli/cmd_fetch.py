@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import cast
 
 import click
 from rich.console import Console
@@ -17,9 +18,10 @@ from digest.feeds import (
     sample_papers,
     write_papers,
 )
-from digest.models import FeedSettings, Paper
+from digest.models import FeedSettings, FeedSource, Paper
 
-SOURCES = ("huggingface", "arxiv", "file", "sample")
+SOURCES = ("huggingface", "arxiv", "arxiv_rss", "biorxiv", "medrxiv", "file", "sample")
+LISTINGS = ("arxiv_rss", "biorxiv", "medrxiv")
 
 
 @main.command("fetch")
@@ -35,14 +37,18 @@ SOURCES = ("huggingface", "arxiv", "file", "sample")
               type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A papers file for --source file (any supported format; repeat to merge).")
 @click.option("--category", "categories", multiple=True, metavar="CAT",
-              help="arXiv category for --source arxiv (repeatable). "
-                   f"Default: {' '.join(FeedSettings().categories)}.")
+              help="arXiv category for --source arxiv or arxiv_rss, or a bioRxiv/medRxiv "
+                   "subject such as cell_biology (repeatable). Default for arXiv: "
+                   f"{' '.join(FeedSettings().categories)}; for bioRxiv/medRxiv: all.")
+@click.option("--cross", is_flag=True,
+              help="With --source arxiv_rss: also the day's cross-lists from other archives.")
 @click.option("--limit", type=click.IntRange(min=1, max=2000), default=100, show_default=True,
               help="At most this many papers from a live source.")
 @click.option("--out", "-o", default="-", show_default=True, metavar="FILE|-",
               help="Write the JSON list here (atomically), or '-' for standard output.")
 def fetch(source: str | None, day: datetime | None, walk_back: int | None,
-          paths: tuple[Path, ...], categories: tuple[str, ...], limit: int, out: str) -> None:
+          paths: tuple[Path, ...], categories: tuple[str, ...], cross: bool, limit: int,
+          out: str) -> None:
     """Fetch papers and save them as our normalized JSON list.
 
     The output is one JSON object per paper with every field (id, title, abstract, authors,
@@ -54,6 +60,8 @@ def fetch(source: str | None, day: datetime | None, walk_back: int | None,
     Examples:
       digest fetch --out papers.json                 # today's Hugging Face list
       digest fetch --source arxiv --date 2026-06-11 --category cs.CL
+      digest fetch --source arxiv_rss --category cs.LG --category stat.ML --cross
+      digest fetch --source biorxiv --category neuroscience --date 2026-06-30
       digest fetch --path hf.json --path arxiv.xml --out -   # convert and merge files
     """
     source = source or ("file" if paths else "huggingface")
@@ -69,6 +77,20 @@ def fetch(source: str | None, day: datetime | None, walk_back: int | None,
         where = ", ".join(str(p) for p in paths)
     elif source == "sample":
         papers = sample_papers()
+    elif source in LISTINGS:
+        from digest.feeds import fetch_one  # httpx only for live sources
+
+        asked = day.date() if day else datetime.now(timezone.utc).date()
+        back = walk_back if walk_back is not None else (0 if day else WALK_BACK_DAYS)
+        cats = tuple(categories) or (FeedSettings().categories if source == "arxiv_rss" else ())
+        feed = FeedSettings(source=cast(FeedSource, source), categories=cats, cross=cross,
+                            limit=limit)
+        with err.status(f"fetching {source} papers for {asked.isoformat()}..."):
+            papers, report = fetch_one(feed, asked, walk_back=0 if source == "arxiv_rss"
+                                       else back)
+        where = f"{source} for {report.day.isoformat() if report.day else asked.isoformat()}"
+        if report.reason:
+            where += f" ({report.reason})"
     else:
         from digest.feeds import fetch_papers  # httpx only for live sources
 

@@ -153,6 +153,26 @@ def gather(settings: Settings, now: datetime, *,
     return Gathered(papers, reports, day)
 
 
+def fetch_one(feed: FeedSettings, day: date, *, walk_back: int = 0,
+              client: httpx.Client | None = None, endpoints: Endpoints | None = None
+              ) -> tuple[tuple[Paper, ...], FeedReport]:
+    """One live feed for ``day``, uncached (``digest fetch``); a ``down`` feed raises
+    ``FeedError``, an empty one is zero papers with the report saying why."""
+    from digest.feeds._live import Endpoints, fetch_feed
+
+    getters, owned = _getters((feed,), client, None, time.sleep, time.monotonic)
+    try:
+        papers, report, _final = fetch_feed(feed, day, fetch_day(datetime.now(timezone.utc)),
+                                            getters, endpoints=endpoints or Endpoints(),
+                                            walk_back=walk_back)
+    finally:
+        if owned is not None:
+            owned.close()
+    if report.state == "down":
+        raise FeedError(*_split(report))
+    return papers, report
+
+
 def _split(report: FeedReport) -> tuple[str, str]:
     """A down report's ``"<url>: <message>"`` back into FeedError's two parts."""
     where, sep, message = report.reason.partition(": ")

@@ -316,3 +316,21 @@ def test_an_html_page_with_status_200_is_not_a_feed(server: FeedServer, tmp_path
     assert "HTTP 200 but an HTML page (title: 503 Service Temporarily Unavailable)" in \
         down.reason
     assert len(server.requests("/rss/")) == 3  # retried like a 503, then given up
+
+
+def test_fetch_one_is_digest_fetch_for_a_listing(server: FeedServer) -> None:
+    from datetime import date
+
+    from digest.feeds import fetch_one
+
+    server.route("/details/medrxiv/2026-09-15/2026-09-15/0/json", Reply(MEDRXIV, headers=JSON))
+    feed = FeedSettings(source="medrxiv", categories=("neurology",))
+    with httpx.Client(timeout=5) as client:
+        papers, report = fetch_one(feed, date(2026, 9, 15), client=client,
+                                   endpoints=Endpoints.at(server.url))
+        assert [p.id for p in papers] == ["10.64898/2026.09.14.26363001"]
+        assert report.state == "ok" and report.papers == 1
+        server.route("/details/medrxiv/2026-09-15/2026-09-15/0/json", Reply(b"", 200))
+        with pytest.raises(FeedError, match="an empty answer"):
+            fetch_one(feed, date(2026, 9, 15), client=client,
+                      endpoints=Endpoints.at(server.url))
