@@ -73,7 +73,8 @@ class ArxivRssSource:
         self.http, self.cross, self.cache, self.limit = http, cross, cache, limit
         self.url = f"{base.rstrip('/')}/{'+'.join(categories)}"
 
-    def fetch_listing(self) -> Fetched:
+    def fetch_listing(self, day: date) -> Fetched:
+        """The latest announcement (``day`` stands in if the channel has no date)."""
         headers: dict[str, str] = {}
         held = self.cache.get(self.url) if self.cache is not None else None
         if held is not None:
@@ -82,18 +83,16 @@ class ArxivRssSource:
             if held.last_modified:
                 headers["If-Modified-Since"] = held.last_modified
         response = self.http.get(self.url, {}, headers or None)
-        if response.status_code == 304 and held is not None:
-            body = held.body
+        unchanged = response.status_code == 304 and held is not None
+        body = held.body if unchanged and held is not None else response.content
+        if unchanged:
             log.info("%s: not modified since the last fetch", self.url)
-        else:
-            body = response.content
         listing = parse_listing(body, self.url, cross=self.cross)
-        if self.cache is not None and body is not (held.body if held else None):
+        if self.cache is not None and not unchanged:
             # only a body that parsed is kept: a cut-off answer must not become "not modified"
             self.cache.put(self.url, response.headers.get("ETag"),
                            response.headers.get("Last-Modified"), body)
-        day = listing.day or date.today()
-        return Fetched(listing.papers[: self.limit], day, self.name)
+        return Fetched(listing.papers[: self.limit], listing.day or day, self.name)
 
 
 class RxivSource:
@@ -172,7 +171,7 @@ def fetch_feed(feed: FeedSettings, day: date, today: date, getters: Getters, *,
             rss = ArxivRssSource(getters.for_("arxiv", ARXIV_INTERVAL), feed.categories,
                                  cross=feed.cross, base=endpoints.arxiv_rss, cache=http_cache,
                                  limit=feed.limit)
-            fetched = rss.fetch_listing()
+            fetched = rss.fetch_listing(day)
         else:
             if feed.source == "huggingface":
                 source = HuggingFaceSource(getters.for_("huggingface", 0.0), limit=feed.limit,
