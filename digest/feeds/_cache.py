@@ -7,10 +7,10 @@
   are fetched once however many subscribers and runs read them, and ``digest history`` can say
   afterwards which feeds were empty or down.
 
-Files are written atomically (temp file, then rename); a missing or unreadable file is an empty
+Files are written atomically (``digest.files``); a missing or unreadable file is an empty
 cache, never an error: the feed is simply fetched again. Old day files are pruned.
 
-May import: ``digest.models`` and the standard library.
+May import: ``digest.models``, ``digest.files`` (the one atomic writer) and the standard library.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from digest.files import atomic_write
 from digest.models import FeedReport, FeedState
 
 log = logging.getLogger(__name__)
@@ -38,14 +37,7 @@ def cache_dir(database: Path) -> Path:
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def _read_json(path: Path) -> Any:

@@ -33,7 +33,16 @@ from apscheduler.triggers.date import DateTrigger
 from digest.compose import edition_for, summarize_all
 from digest.errors import ConfigError, DigestError, FeedError, TransportError
 from digest.ledger import Ledger, SendLock
-from digest.models import Config, Delivery, FeedReport, Paper, Settings, Subscriber, Summary
+from digest.models import (
+    Config,
+    Delivery,
+    FeedReport,
+    Outcome,
+    Paper,
+    Settings,
+    Subscriber,
+    Summary,
+)
 from digest.schedule._jobs import (
     FIRE_FUNC,
     RETRY_MARK,
@@ -472,8 +481,7 @@ class Daemon:
                                                f"no papers: {why}" if why else
                                                "the feed has no papers (weekend or holiday?)"))
             delivery = self.sender.send(sub, edition, papers, summaries, config.settings, now)
-            if delivery.state == "skipped" and self._reports and (
-                    delivery.detail or "").startswith("nothing new"):
+            if delivery.outcome is Outcome.NOTHING_NEW and self._reports:
                 from digest.feeds import describe_reports
 
                 why = describe_reports(self._reports, sub.feeds)

@@ -75,8 +75,8 @@ def run(server: FeedServer, tmp_path: Path, feeds: tuple[FeedSettings, ...], now
 
 
 def rss(name: str = "ml", cats: tuple[str, ...] = ("cs.LG", "cs.AI", "cs.CL", "stat.ML"),
-        **kw: object) -> FeedSettings:
-    return FeedSettings(source="arxiv_rss", name=name, categories=cats, **kw)  # type: ignore[arg-type]
+        cross: bool = False) -> FeedSettings:
+    return FeedSettings(source="arxiv_rss", name=name, categories=cats, cross=cross)
 
 
 # --------------------------------------------------------------------------- arXiv RSS
