@@ -41,7 +41,8 @@ LISTINGS = ("arxiv_rss", "biorxiv", "medrxiv")
                    "subject such as cell_biology (repeatable). Default for arXiv: "
                    f"{' '.join(FeedSettings().categories)}; for bioRxiv/medRxiv: all.")
 @click.option("--cross", is_flag=True,
-              help="With --source arxiv_rss: also the day's cross-lists from other archives.")
+              help="With --source arxiv_rss (always the latest announcement, whatever --date "
+                   "says): also the day's cross-lists from other archives.")
 @click.option("--limit", type=click.IntRange(min=1, max=2000), default=100, show_default=True,
               help="At most this many papers from a live source.")
 @click.option("--out", "-o", default="-", show_default=True, metavar="FILE|-",

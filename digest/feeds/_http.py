@@ -123,11 +123,10 @@ class HttpGetter:
 
 
 def _html_title(response: httpx.Response) -> str | None:
-    """``"title: ..."`` if the body is an HTML page, else None."""
-    kind = response.headers.get("Content-Type", "").split(";")[0].strip().casefold()
-    head = response.content[:512].lstrip().lower()
-    if kind not in ("text/html", "application/xhtml+xml") and not head.startswith(
-            (b"<!doctype html", b"<html")):
+    """``"title: ..."`` if the body is an HTML page, else None. Judged by the body, not the
+    Content-Type: some APIs label their JSON text/html."""
+    head = response.content[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not head.startswith((b"<!doctype html", b"<html")):
         return None
     match = re.search(rb"<title>(.*?)</title>", response.content[:4096], re.I | re.S)
     title = fold_ws(match.group(1).decode("utf-8", "replace")) if match else ""

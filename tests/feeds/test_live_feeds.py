@@ -334,3 +334,11 @@ def test_fetch_one_is_digest_fetch_for_a_listing(server: FeedServer) -> None:
         with pytest.raises(FeedError, match="an empty answer"):
             fetch_one(feed, date(2026, 9, 15), client=client,
                       endpoints=Endpoints.at(server.url))
+
+
+def test_json_labelled_text_html_is_still_the_feed(server: FeedServer, tmp_path: Path) -> None:
+    """An HTML page is told by its body: an API that labels its JSON text/html still works."""
+    server.route("/details/medrxiv/2026-09-15/2026-09-15/0/json", Reply(MEDRXIV, headers=HTML))
+    got = run(server, tmp_path, (FeedSettings(source="medrxiv", categories=()),),
+              datetime(2026, 9, 15, 20, tzinfo=UTC))
+    assert got.reports[0].state == "ok" and len(got.papers) == 3
