@@ -54,7 +54,7 @@ def fetch(source: str | None, day: datetime | None, walk_back: int | None,
 
     The output is one JSON object per paper with every field (id, title, abstract, authors,
     url, published, listed, categories, upvotes, source, pdf_url, hf_url, code_url,
-    project_url, ai_summary, ai_keywords, comments); dates are ISO 8601. Any command's
+    project_url, ai_summary, ai_keywords, comments, feeds); dates are ISO 8601. Any command's
     --papers option reads it back. Papers seen in several inputs appear once (same arXiv id).
 
     \b
