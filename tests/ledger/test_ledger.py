@@ -184,3 +184,21 @@ def test_known_addresses_span_deliveries_suppressions_and_preferences(tmp_path: 
         assert ledger.known_addresses() == {"a@x.org", "b@x.org", "c@x.org"}
         assert ledger.suppression_source("b@x.org") == "web"
         assert ledger.suppression_source("a@x.org") is None
+
+
+def test_skips_say_why_until_the_edition_is_sent(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "digest.db")
+    at = datetime(2026, 9, 24, 9, tzinfo=timezone.utc)
+    day = date(2026, 9, 24)
+    ledger.note_skip("Ada@Example.org", day, "nothing new: no new papers match your topics",
+                     now=at)
+    ledger.note_skip("ada@example.org", day, "nothing new: 1 matching paper was already sent",
+                     now=at)  # the latest reason wins
+    (skip,) = ledger.skips("ada@example.org")
+    assert (skip.email, skip.edition, skip.at) == ("ada@example.org", day, at)
+    assert skip.reason == "nothing new: 1 matching paper was already sent"
+    assert ledger.skips("bob@example.org") == ()
+    ledger.begin("ada@example.org", day, message_id="<m@x>", papers=("2609.26811",),
+                 data=b"x", now=at)
+    assert ledger.skips() == ()  # a delivery row for the edition wins over the skip
+    ledger.close()
