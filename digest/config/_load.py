@@ -43,6 +43,12 @@ from digest.models import (
 __all__ = ["DEFAULT_MAX_PAPERS", "DEFAULT_SCHEDULE", "load_config"]
 
 _FEED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# arXiv's archives; in these the subject class is upper case (cs.LG, math.AG, q-bio.NC), and
+# arXiv answers a wrongly cased one (cs.lg) with an empty listing rather than an error.
+ARXIV_ARCHIVES = ("astro-ph", "cond-mat", "cs", "econ", "eess", "gr-qc", "hep-ex", "hep-lat",
+                  "hep-ph", "hep-th", "math", "math-ph", "nlin", "nucl-ex", "nucl-th",
+                  "physics", "q-bio", "q-fin", "quant-ph", "stat")
+_UPPER_SUBJECTS = ("astro-ph", "cs", "econ", "eess", "math", "nlin", "q-bio", "q-fin", "stat")
 DEFAULT_SCHEDULE = "0 7 * * *"  # every day at 07:00 in the subscriber's timezone
 DEFAULT_MAX_PAPERS = 10
 
@@ -319,11 +325,29 @@ def _feed(r: Reader, node: Node, key: str, base: Path) -> FeedSettings | None:
     feed = FeedSettings(**values)
     if feed.source == "file" and feed.path is None:
         r.bad(node, f"{key}.path", "missing (source: file reads papers from this file)")
+    if feed.source in ("arxiv", "arxiv_rss") and "categories" in entries:
+        _arxiv_listing_categories(r, entries["categories"].node, f"{key}.categories",
+                                  feed.categories)
     if feed.source in ("arxiv", "arxiv_rss") and not feed.categories:
         r.bad(entries["categories"].node, f"{key}.categories",
               f"expected at least one arXiv category for source: {feed.source}, got an empty "
               "list")
     return feed
+
+
+def _arxiv_listing_categories(r: Reader, node: Node, key: str,
+                              categories: tuple[str, ...]) -> None:
+    """A feed asks arXiv for these: each must be a real archive, its subject class cased as
+    arXiv spells it (a subscriber's filter is case-insensitive; a request is not)."""
+    for index, category in enumerate(categories):
+        where = node.value[index] if isinstance(node, SequenceNode) else node
+        archive, dot, subject = category.partition(".")
+        if archive not in ARXIV_ARCHIVES:
+            r.bad(where, f"{key}[{index}]", f"unknown arXiv archive {archive!r} in "
+                  f"{category!r}{suggest(archive, ARXIV_ARCHIVES)}")
+        elif dot and archive in _UPPER_SUBJECTS and subject != subject.upper():
+            r.bad(where, f"{key}[{index}]", f"arXiv spells it {archive}.{subject.upper()}, "
+                  f"got {category!r} (arXiv answers a wrongly cased category with nothing)")
 
 
 def _feed_name(r: Reader, node: Node, key: str) -> str | None:

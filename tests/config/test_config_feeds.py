@@ -139,3 +139,19 @@ def test_a_subscriber_may_filter_on_biorxiv_subjects(here: Path) -> None:
           - {email: a@example.org, topics: [x], categories: [cell_biology]}
     """)
     assert config.subscribers[0].categories == ("cell_biology",)
+
+
+def test_arxiv_categories_a_feed_asks_for_must_exist_as_spelled(here: Path) -> None:
+    assert problems(here, """
+        settings:
+          feeds:
+            - {name: ml, source: arxiv_rss, categories: [cs.lg, physics.optics, stat.ML]}
+            - {name: api, source: arxiv, categories: [maths.AG]}
+        subscribers:
+          - {email: a@example.org, topics: [x], categories: [cs.lg]}
+    """) == [
+        "subscribers.yaml:3: settings.feeds[0].categories[0]: arXiv spells it cs.LG, got "
+        "'cs.lg' (arXiv answers a wrongly cased category with nothing)",
+        "subscribers.yaml:4: settings.feeds[1].categories[0]: unknown arXiv archive "
+        "'maths' in 'maths.AG' (did you mean 'math'?)",
+    ]
