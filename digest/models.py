@@ -115,7 +115,7 @@ class FeedSettings:
     path: Path | None = None  # for source "file"
     # arXiv categories (sources arxiv, arxiv_rss) or bioRxiv/medRxiv subjects (empty = all)
     categories: tuple[str, ...] = ("cs.LG", "cs.CL", "cs.CV", "cs.AI")
-    limit: int = 100
+    limit: int = 100  # at most this many papers (config default 2000 for arxiv_rss/biorxiv/medrxiv)
     timeout: float = 30.0
     name: str = ""  # how subscribers' feeds: and the reports name it; "" = the source's name
     cross: bool = False  # arxiv_rss: also the day's cross-lists from other archives

@@ -43,12 +43,13 @@ LISTINGS = ("arxiv_rss", "biorxiv", "medrxiv")
 @click.option("--cross", is_flag=True,
               help="With --source arxiv_rss (always the latest announcement, whatever --date "
                    "says): also the day's cross-lists from other archives.")
-@click.option("--limit", type=click.IntRange(min=1, max=2000), default=100, show_default=True,
-              help="At most this many papers from a live source.")
+@click.option("--limit", type=click.IntRange(min=1, max=2000), default=None,
+              help="At most this many papers from a live source. Default: 100, or 2000 for a "
+                   "day's listing (arxiv_rss, biorxiv, medrxiv).")
 @click.option("--out", "-o", default="-", show_default=True, metavar="FILE|-",
               help="Write the JSON list here (atomically), or '-' for standard output.")
 def fetch(source: str | None, day: datetime | None, walk_back: int | None,
-          paths: tuple[Path, ...], categories: tuple[str, ...], cross: bool, limit: int,
+          paths: tuple[Path, ...], categories: tuple[str, ...], cross: bool, limit: int | None,
           out: str) -> None:
     """Fetch papers and save them as our normalized JSON list.
 
@@ -85,7 +86,7 @@ def fetch(source: str | None, day: datetime | None, walk_back: int | None,
         back = walk_back if walk_back is not None else (0 if day else WALK_BACK_DAYS)
         cats = tuple(categories) or (FeedSettings().categories if source == "arxiv_rss" else ())
         feed = FeedSettings(source=cast(FeedSource, source), categories=cats, cross=cross,
-                            limit=limit)
+                            limit=limit or 2000)
         with err.status(f"fetching {source} papers for {asked.isoformat()}..."):
             papers, report = fetch_one(feed, asked, walk_back=0 if source == "arxiv_rss"
                                        else back)
@@ -98,7 +99,7 @@ def fetch(source: str | None, day: datetime | None, walk_back: int | None,
         wanted: date = day.date() if day else datetime.now(timezone.utc).date()
         back = walk_back if walk_back is not None else (0 if day else WALK_BACK_DAYS)
         with err.status(f"fetching {source} papers for {wanted.isoformat()}..."):
-            fetched = fetch_papers(source, wanted, walk_back=back, limit=limit,
+            fetched = fetch_papers(source, wanted, walk_back=back, limit=limit or 100,
                                    categories=categories or FeedSettings().categories)
         papers = fetched.papers
         where = f"{source} for {fetched.day.isoformat()}"

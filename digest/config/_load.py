@@ -62,6 +62,8 @@ SMTP_KEYS = ("host", "port", "security", "username", "password_env", "ca_file", 
              "connections", "max_per_second")
 FEED_KEYS = ("source", "path", "categories", "limit", "timeout", "name", "cross", "revisions")
 FEED_SOURCES = ("sample", "huggingface", "arxiv", "arxiv_rss", "biorxiv", "medrxiv", "file")
+LISTINGS = ("arxiv_rss", "biorxiv", "medrxiv")  # a day's whole listing, not a ranked top
+LISTING_LIMIT = 2000
 SUBSCRIBER_KEYS = ("email", "name", "timezone", "schedule", "max_papers", "topics",
                    "categories", "authors", "min_upvotes", "feeds")
 TOPIC_KEYS = ("name", "include", "require", "exclude", "categories", "authors", "min_upvotes")
@@ -322,6 +324,8 @@ def _feed(r: Reader, node: Node, key: str, base: Path) -> FeedSettings | None:
         return None
     if rxiv:
         values.setdefault("categories", ())  # every subject
+    if kind in LISTINGS:  # a day's whole listing: arXiv RSS caps one answer at 2000 items
+        values.setdefault("limit", LISTING_LIMIT)
     feed = FeedSettings(**values)
     if feed.source == "file" and feed.path is None:
         r.bad(node, f"{key}.path", "missing (source: file reads papers from this file)")

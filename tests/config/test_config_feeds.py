@@ -50,7 +50,8 @@ def test_several_named_feeds_and_who_reads_which(here: Path) -> None:
     hf, ml, bio, med = config.settings.feed_list
     assert (hf.label, ml.label, bio.label, med.label) == ("hf", "ml", "bio", "medrxiv")
     assert ml == FeedSettings(source="arxiv_rss", name="ml", categories=("cs.LG", "stat.ML"),
-                              cross=True)
+                              cross=True, limit=2000)  # a whole day's listing by default
+    assert hf.limit == 100
     assert bio.categories == ("neuroscience", "cell_biology")  # one spelling, the API's
     assert med.categories == () and med.revisions  # every subject
     assert [s.feeds for s in config.subscribers] == [("bio", "medrxiv"), ()]
@@ -65,7 +66,7 @@ def test_the_single_feed_setting_still_works(here: Path) -> None:
     """)
     assert config.settings.feeds == ()
     assert config.settings.feed_list == (FeedSettings(source="arxiv_rss",
-                                                      categories=("cs.CL",)),)
+                                                      categories=("cs.CL",), limit=2000),)
     assert config.subscribers[0].feeds == ("arxiv_rss",)
 
 
