@@ -151,7 +151,8 @@ sent, or that nothing matched, and what each feed the subscriber reads said that
 @click.option("--limit", "-n", type=click.IntRange(min=0), default=100, show_default=True,
               help="Show at most this many rows, newest first (0: all).")
 def history(config_path: Path, email: str | None, as_json: bool, limit: int) -> None:
-    """What went out (or is still pending, or why nothing did), when, newest first."""
+    """What went out (or is pending, or why nothing did), when, with which papers, newest
+    first."""
     from digest.config import load_config
     from digest.ledger import Ledger, SkipRow
 

@@ -19,8 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "and the full .eml message."),
     "send": ("digest.cli.cmd_send",
              "Send the current edition to every subscriber now (once per edition)."),
-    "history": ("digest.cli.cmd_send", "What went out (or is still pending), when, with which "
-                "papers, newest first."),
+    "history": ("digest.cli.cmd_send", "What went out (or is pending, or why nothing did), "
+                "when, with which papers, newest first."),
     "unsubscribe": ("digest.cli.cmd_send",
                     "Stop sending to EMAIL (recorded in the ledger; wins over the YAML)."),
     "run": ("digest.cli.cmd_run",
