@@ -477,6 +477,13 @@ class Daemon:
                 # several named feeds say each why; one feed keeps the one-line guess
                 why = describe_reports(self._reports, sub.feeds) if config.settings.feeds \
                     else ""
+                if why:  # `digest history` shows the day too (it reads the feeds' reports)
+                    ledger = Ledger(config.settings.database)
+                    try:
+                        ledger.note_skip(email, edition, "nothing new: the feeds have no papers",
+                                         now=now)
+                    finally:
+                        ledger.close()
                 return self._report(FireResult(email, run_time, edition, "skipped",
                                                f"no papers: {why}" if why else
                                                "the feed has no papers (weekend or holiday?)"))

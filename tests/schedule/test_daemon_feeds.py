@@ -17,6 +17,7 @@ from feed_server import Reply, feed_server
 from digest.config import load_config
 from digest.feeds import Endpoints, gather_for
 from digest.feeds._http import RetryPolicy
+from digest.ledger import Ledger
 from digest.schedule import Daemon
 from digest.schedule._daemon import FireResult
 
@@ -68,3 +69,5 @@ subscribers:
                              "2025-12-31)); hf: down (" + result.detail.split("hf: down (")[1])
     assert "HTTP 503" in result.detail
     assert any("phys: empty (holiday" in r.getMessage() for r in caplog.records)
+    (skip,) = Ledger(tmp_path / "digest.db").skips()  # digest history lists the day too
+    assert (skip.email, skip.reason) == ("a@example.org", "nothing new: the feeds have no papers")
