@@ -291,6 +291,9 @@ class Digest:
     manage_url: str | None = None
     view_url: str | None = None  # this edition in a browser ("View in browser"), with base_url
     preferences_url: str | None = None  # the subscriber's preferences page, with base_url
+    publisher: str | None = None  # the sender's display name: the masthead and footer
+    sender_address: str | None = None  # the From address, named in the footer
+    more_url: str | None = None  # where the matches beyond max_papers can be seen (web archive)
 
 
 # --------------------------------------------------------------------------- renderer

@@ -42,7 +42,7 @@ from jinja2 import (
 from markupsafe import Markup
 
 from digest.errors import TemplateError
-from digest.models import Digest, DigestItem, Paper, Reason, RenderedEmail
+from digest.models import Digest, DigestItem, Paper, Reason, RenderedEmail, Where
 from digest.render._memo import FastEnvironment
 from digest.render._record import (
     CARD_MARKUP,
@@ -116,6 +116,15 @@ def wrap(text: str, width: int = 72, indent: int = 0) -> str:
     return ("\n" + " " * indent).join(lines)
 
 
+def link_line(label: str, url: str, indent: int = 0, width: int = 78) -> str:
+    """``label url`` on one line of the text part when it fits ``width``, else the label and
+    then the URL alone on the next line (a URL is never wrapped, and nothing is glued to it)."""
+    pad = " " * indent
+    if len(pad) + len(label) + 1 + len(url) <= width:
+        return f"{pad}{label} {url}"
+    return f"{pad}{label}\n{pad if len(pad) + len(url) <= width else ''}{url}"
+
+
 def day(value: date) -> str:
     """``Tue 25 Nov`` (C-locale names, so emails do not depend on the server's locale)."""
     return f"{_DAYS[value.weekday()]} {value.day} {_MONTHS[value.month - 1]}"
@@ -167,7 +176,7 @@ _VIEWS: dict[int, tuple[Paper, _PaperView]] = {}
 
 
 # the same for a pick's reasons (the selector shares picks and their reasons across subscribers)
-_REASONS: dict[int, tuple[tuple[Reason, ...], tuple[str, ...]]] = {}
+_REASONS: dict[int, tuple[tuple[Reason, ...], "_ReasonView"]] = {}
 
 
 def _paper_view(paper: Paper) -> _PaperView:
@@ -182,11 +191,46 @@ def _paper_view(paper: Paper) -> _PaperView:
 
 
 @dataclass(frozen=True)
+class _ReasonView:
+    """A pick's reasons as the templates show them, worked out once per pick."""
+
+    texts: tuple[str, ...]  # "matched: x in title", one per distinct reason
+    tags: tuple[str, ...]  # "Quantization · in title", one per topic
+    matched: str  # "matched: llm, agents in title; diffusion in abstract"
+
+
+def _term_key(term: str) -> str:
+    """Terms a reader would call the same: case and a plural ``s`` ignored (LLM, LLMs)."""
+    folded = term.casefold().rstrip("*")
+    return folded[:-1] if len(folded) > 3 and folded.endswith("s") else folded
+
+
+def _reason_view(reasons: tuple[Reason, ...]) -> _ReasonView:
+    best: dict[str, Where] = {}  # topic -> where its best hit is (title beats abstract)
+    terms: dict[str, tuple[str, Where]] = {}  # term key -> (term as first written, where)
+    for r in reasons:
+        if best.get(r.topic) != "title":
+            best[r.topic] = r.where
+        key = _term_key(r.term)
+        if key not in terms or (r.where == "title" and terms[key][1] != "title"):
+            terms[key] = (terms[key][0] if key in terms else r.term, r.where)
+    groups = [(where, [t for t, w in terms.values() if w == where])
+              for where in ("title", "abstract")]
+    matched = "; ".join(f"{', '.join(found)} in {where}" for where, found in groups if found)
+    return _ReasonView(texts=tuple(dict.fromkeys(str(r) for r in reasons)),
+                       tags=tuple(f"{topic} \u00b7 in {where}" for topic, where in best.items()),
+                       matched=f"matched: {matched}" if matched else "")
+
+
+@dataclass(frozen=True)
 class Card:
-    """What a paper card shows; built from a ``DigestItem``, every link already http(s)-only."""
+    """What a paper card shows; built from a ``DigestItem``, every link already http(s)-only.
+    ``rank`` is the card's number in the email; ``section`` is the topic heading to show
+    before it (set on the first card of each topic when the email has several)."""
 
     item: DigestItem
     rank: int
+    section: str | None = None
 
     @property
     def paper_id(self) -> str:
@@ -214,17 +258,32 @@ class Card:
     def claims(self) -> tuple[str, ...]:
         return self.item.summary.claims
 
-    @property
-    def reasons(self) -> tuple[str, ...]:
+    def _reasons(self) -> _ReasonView:
         reasons = self.item.pick.reasons
         hit = _REASONS.get(id(reasons))
         if hit is not None and hit[0] is reasons:
             return hit[1]
-        texts = tuple(dict.fromkeys(str(r) for r in reasons))
+        view = _reason_view(reasons)
         if len(_REASONS) >= 8192:
             _REASONS.clear()
-        _REASONS[id(reasons)] = (reasons, texts)
-        return texts
+        _REASONS[id(reasons)] = (reasons, view)
+        return view
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Every distinct reason, as "matched: x in title"."""
+        return self._reasons().texts
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """One short tag per matched topic: "Quantization · in title"."""
+        return self._reasons().tags
+
+    @property
+    def matched(self) -> str:
+        """The reasons on one line, each term once (singular and plural are one term):
+        "matched: llm, agents in title; diffusion in abstract"."""
+        return self._reasons().matched
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -238,7 +297,7 @@ class Card:
 # What a memoized card partial may read: per paper (the memo key names the paper and its summary
 # by identity) or per subscriber (their values join the key).
 _PER_PAPER = frozenset({"paper_id", "title", "url", "links", "authors", "claims", "upvotes"})
-_PER_CARD = frozenset({"reasons", "topics", "rank"})
+_PER_CARD = frozenset({"reasons", "tags", "matched", "topics", "rank", "section"})
 _CARD_READS = _PER_PAPER | _PER_CARD
 
 
@@ -262,10 +321,27 @@ def _topics(cards: Sequence[Card]) -> tuple[str, ...]:
     return tuple(sorted(count, key=lambda t: -count[t]))  # sorted() is stable: rank breaks ties
 
 
+def _cards(items: Sequence[DigestItem]) -> tuple[Card, ...]:
+    """Numbered cards; with several lead topics, grouped under one heading per topic (topics
+    in the order of their best card, cards by rank within), numbered in reading order."""
+    lead = [item.pick.topics[0] if item.pick.topics else "" for item in items]
+    order = {topic: n for n, topic in enumerate(dict.fromkeys(lead))}
+    if len(order) < 2:
+        return tuple(Card(item, rank) for rank, item in enumerate(items, 1))
+    shown = sorted(range(len(items)), key=lambda i: order[lead[i]])  # stable: rank within
+    return tuple(
+        Card(items[i], n, section=(lead[i] or "More") if n == 1 or lead[shown[n - 2]] != lead[i]
+             else None)
+        for n, i in enumerate(shown, 1))
+
+
+DEFAULT_PUBLISHER = "Paper Digest"
+
+
 def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
     """Everything the templates see. ``keep`` cuts the cards to the best ``keep``."""
     items = digest.items if keep is None else digest.items[:keep]
-    cards = tuple(Card(item, rank) for rank, item in enumerate(items, 1))
+    cards = _cards(items)
     dropped = len(digest.items) - len(cards)
     sub = digest.subscriber
     unsubscribe = http_url(digest.unsubscribe_url)
@@ -283,9 +359,12 @@ def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
         "all_topics": tuple(t.name for t in sub.topics),
         "dropped": dropped,
         "more": digest.more + dropped,
+        "more_url": http_url(digest.more_url),
         "preheader": cards[0].claims[0] if cards and cards[0].claims else
         (cards[0].title if cards else "No new papers matched your topics this time."),
         "title": f"Paper digest - {day(digest.edition)}",
+        "publisher": (digest.publisher or "").strip() or DEFAULT_PUBLISHER,
+        "sender_address": digest.sender_address,
         "unsubscribe_url": unsubscribe,
         "manage_url": http_url(digest.manage_url),
         "view_url": http_url(digest.view_url),  # with base_url: digest serve's pages
@@ -334,7 +413,8 @@ class Renderer:
             auto_reload=False,
         )
         env.filters.update(http_url=http_url, short_authors=short_authors, day=day,
-                           long_date=long_date, wrap=wrap)
+                           long_date=long_date, wrap=wrap,
+                           link_line=link_line)
         env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
         if isinstance(env, FastEnvironment):
             env.filters = {name: guard_filter(f) for name, f in env.filters.items()}

@@ -72,7 +72,8 @@ def fixed_digest(**kw: object) -> Digest:
             ("quantization", "mixture of experts", "quantization")))
     )
     digest = Digest(subscriber=sub, edition=date(2026, 11, 25), generated_at=NOW, items=items,
-                    more=2, unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe")
+                    more=2, unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
+                    publisher="Paper Digest", sender_address="digest@example.org")
     return dataclasses.replace(digest, **kw)  # type: ignore[arg-type]
 
 
@@ -125,10 +126,12 @@ def test_every_paper_link_is_present(rendered: RenderedEmail) -> None:
                 "https://arxiv.org/abs/2411.02123", "https://moe.example.org/",
                 "https://example.org/p.pdf?a=1&amp;b=2"):
         assert url in hrefs
-    assert rendered.papers == ("2411.01123", "2411.02123", "title-hostile")
+    # grouped by topic: both Quantization papers first, then the MoE one
+    assert rendered.papers == ("2411.01123", "title-hostile", "2411.02123")
     assert "42 upvotes" in rendered.html and "0 upvotes" in rendered.html
     assert "Ada Lovelace, Grace Hopper, Alan Turing et al." in rendered.html
-    assert "matched: mixture of experts in title" in rendered.html
+    assert "MoE \u00b7 in title" in rendered.html
+    assert "matched: mixture of experts in title" in rendered.text
     assert "Headline claim 1." in rendered.text and "Result 2 improves" in rendered.text
 
 
@@ -250,7 +253,7 @@ def test_override_of_the_paper_partial_is_used(tmp_path: Path) -> None:
         "<mj-section><mj-column><mj-text>CARD {{ card.rank }}: {{ card.title }}"
         "</mj-text></mj-column></mj-section>\n")
     r = Renderer(tmp_path).render(fixed_digest())
-    assert "CARD 1: Quantized Attention" in r.html and "CARD 3: &lt;script&gt;" in r.html
+    assert "CARD 1: Quantized Attention" in r.html and "CARD 2: &lt;script&gt;" in r.html  # grouped under its topic
 
 
 def test_typo_fails_loudly_with_template_name_and_line(tmp_path: Path) -> None:
@@ -492,3 +495,94 @@ def test_card_partial_reading_the_email_is_not_memoized(tmp_path: Path) -> None:
     for d in real_digests()[:10]:
         assert fast.render(d).html == full.render(d).html
     assert not fast.fast_env._memo_store  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- the design (issue 13)
+
+
+def _reasoned(reasons: tuple[Reason, ...], topics: tuple[str, ...]) -> Digest:
+    d = fixed_digest()
+    first = d.items[0]
+    pick = dataclasses.replace(first.pick, reasons=reasons, topics=topics)
+    return dataclasses.replace(d, items=(dataclasses.replace(first, pick=pick),))
+
+
+def test_cards_are_numbered_and_grouped_under_topic_headings(rendered: RenderedEmail) -> None:
+    html = rendered.html
+    headings = re.findall(r'<h2 class="section"[^>]*>([^<]*)</h2>', html)
+    assert headings == ["Quantization", "MoE"]
+    ranks = re.findall(r'<span class="badge"[^>]*>(\d+)</span>', html)
+    assert ranks == ["1", "2", "3"]
+    # reading order: heading, its cards, next heading
+    assert html.index(">Quantization</h2>") < html.index("Quantized Attention") \
+        < html.index("&lt;script&gt;") < html.index(">MoE</h2>") < html.index("Sparse Mixture")
+    assert "== Quantization ==" in rendered.text and "\n 3. Sparse Mixture" in rendered.text
+
+
+def test_one_topic_gets_no_heading(renderer: Renderer) -> None:
+    d = fixed_digest()
+    items = tuple(i for i in d.items if i.pick.topics == ("Quantization",))
+    r = renderer.render(dataclasses.replace(d, items=items))
+    assert 'class="section"' not in r.html and "==" not in r.text
+
+
+def test_reason_is_a_short_tag_and_the_matched_line_names_each_term_once(
+        renderer: Renderer) -> None:
+    reasons = (Reason("LLM", "LLM", "title"), Reason("LLM", "LLMs", "title"),
+               Reason("LLM", "llms", "abstract"), Reason("LLM", "large language model", "abstract"),
+               Reason("Agents", "agent", "abstract"), Reason("Agents", "agents", "abstract"))
+    r = renderer.render(_reasoned(reasons, ("LLM", "Agents")))
+    assert "LLM \u00b7 in title, Agents \u00b7 in abstract" in r.html
+    assert "matched: LLM in title; large language model, agent in abstract" in r.text
+    assert "matched:" not in r.html  # the HTML shows tags, not the debug-style line
+
+
+def test_more_matched_links_to_the_archive_only_when_there_is_one(renderer: Renderer) -> None:
+    url = "https://digest.example.org/a/tok"
+    linked = renderer.render(fixed_digest(more_url=url))
+    assert _hrefs(linked.html).count(url) == 1
+    assert re.search(r'class="button"[^>]*>2 more matched: see them all</a>', linked.html)
+    assert f"2 more matched; see them all: {url}\n" in linked.text
+    assert url not in renderer.render(fixed_digest()).html
+
+
+def test_masthead_and_footer_name_the_sender(rendered: RenderedEmail) -> None:
+    body = rendered.html.split("<body", 1)[1]
+    assert body.index("Paper Digest") < body.index("Ada, your paper digest")  # the masthead
+    assert "<strong>Paper Digest</strong> \u00b7 digest@example.org" in body  # the footer
+    assert rendered.text.startswith("PAPER DIGEST - Wednesday 25 November 2026\n")
+    assert "\n-- \nPaper Digest <digest@example.org>\n" in rendered.text
+
+
+def test_preheader_is_hidden_without_a_colour_of_its_own(rendered: RenderedEmail) -> None:
+    # white-on-white hidden text is SpamAssassin's HTML_FONT_LOW_CONTRAST
+    tag = re.search(r'<div class="preheader" style="([^"]*)">Headline claim 1\.</div>',
+                    rendered.html)
+    assert tag and "display:none" in tag.group(1) and "color" not in tag.group(1)
+    assert "#ffffff;line-height:1px" not in rendered.html  # mj-preview's white text is gone
+
+
+_URL = re.compile(r"https?://\S+|mailto:\S+")
+
+
+@pytest.mark.parametrize("which", ["fixed", "real"])
+def test_text_part_fits_78_columns_and_keeps_urls_clean(renderer: Renderer, which: str) -> None:
+    digests = [fixed_digest(more_url="https://digest.example.org/a/" + "t" * 38,
+                            manage_url="https://example.org/topics")] \
+        if which == "fixed" else list(real_digests())
+    for d in digests:
+        text = renderer.render(d).text
+        for line in text.splitlines():
+            # only a URL on a line of its own may be longer: a URL is never broken
+            assert len(line) <= 78 or _URL.fullmatch(line.strip()), line
+        assert text.count("\n-- \n") == 1  # the RFC 3676 separator, with its space
+        for m in _URL.finditer(text):
+            assert not re.search(r"[.,;:!?)\]>]$", m.group(0)), m.group(0)
+            assert m.end() == len(text) or text[m.end()] in " \n"
+
+
+def test_a_long_digest_stays_far_below_gmail_clipping(renderer: Renderer) -> None:
+    longest = max(real_digests(), key=lambda d: len(d.items))
+    r = renderer.render(longest)
+    assert len(longest.items) == 10 and r.dropped == 0
+    assert len(r.html.encode()) < 60_000  # Gmail clips past 102 KB

@@ -178,3 +178,67 @@ def test_no_horizontal_overflow_on_a_phone(email_file: Path) -> None:
     assert match, out[-500:]
     assert int(match.group(2)) == 375  # the probe really laid the email out at phone width
     assert int(match.group(1)) <= 375
+
+
+# --------------------------------------------------------------------------- tap targets, no <style>
+
+
+def _strip_style(html: str) -> str:
+    """The email as Gmail shows it for a non-Google account: every <style> block removed."""
+    return re.sub(r"<style\b[^>]*>.*?</style>", "", html, flags=re.S | re.I)
+
+
+def _phone_probe(folder: Path, name: str, html: str) -> dict[str, object]:
+    """Lay ``html`` out at 375 px in Chromium and measure it: the scroll width, and every
+    link that must be a tap target (card buttons, titles, the "more" link) smaller than
+    24x24 CSS px (WCAG 2.2, 2.5.8)."""
+    probe = folder / f"{name}.html"
+    probe.write_text(
+        '<!doctype html><html><body style="margin:0">'
+        f'<iframe id="phone" style="width:375px;height:800px;border:0" srcdoc="{escape(html)}">'
+        "</iframe><script>document.getElementById('phone').onload = function () {"
+        "var doc = this.contentDocument, small = [], links = doc.querySelectorAll("
+        "'a.button, a.title');"
+        "for (var i = 0; i < links.length; i++) { var r = links[i].getBoundingClientRect();"
+        "if (r.width < 24 || r.height < 24) small.push(links[i].textContent + ' ' +"
+        " Math.round(r.width) + 'x' + Math.round(r.height)); }"
+        "document.body.setAttribute('data-result', JSON.stringify({targets: links.length,"
+        " small: small, scroll: doc.documentElement.scrollWidth})); };</script>"
+        "</body></html>", encoding="utf-8")
+    out = subprocess.run(
+        _chromium(folder / f"profile-{name}", "--window-size=800,900",
+                  "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()),
+        capture_output=True, timeout=90, check=True).stdout.decode()
+    match = re.search(r'data-result="([^"]*)"', out)
+    assert match, out[-500:]
+    import json
+    from html import unescape
+    result: dict[str, object] = json.loads(unescape(match.group(1)))
+    return result
+
+
+@pytest.mark.parametrize("styled", [True, False], ids=["styled", "style-stripped"])
+def test_links_are_tap_sized_on_a_phone(email_file: Path, styled: bool) -> None:
+    html = email_file.read_text(encoding="utf-8")
+    html = html if styled else _strip_style(html)
+    result = _phone_probe(email_file.parent, f"targets-{styled}", html)
+    assert isinstance(result["targets"], int) and result["targets"] >= 10
+    assert result["small"] == []
+    assert isinstance(result["scroll"], int) and result["scroll"] <= 375
+
+
+def test_style_stripped_email_keeps_cards_and_colours(email_file: Path) -> None:
+    """Without the <style> block the cards still have their box, border and colours inline."""
+    html = _strip_style(email_file.read_text(encoding="utf-8"))
+    body = html.split("<body", 1)[1]
+    assert "<style" not in html
+    assert body.count("border:1px solid #d8dee4") >= 10  # one bordered box per card
+    assert "color:#0a58ca" in body and "background-color:#ffffff" in body
+    png = email_file.parent / "stripped-375.png"
+    stripped = email_file.parent / "stripped.html"
+    stripped.write_text(html, encoding="utf-8")
+    subprocess.run(_chromium(email_file.parent / "profile-stripped", "--window-size=375,1400",
+                             *_scheme(False), f"--screenshot={png}", stripped.as_uri()),
+                   capture_output=True, timeout=90, check=True)
+    width, colours, luminance = pixel_stats(png)
+    assert width == 375 and colours > 50 and luminance > 180
