@@ -18,6 +18,7 @@ FeedSource = Literal["sample", "huggingface", "arxiv", "arxiv_rss", "biorxiv", "
 FeedState = Literal["ok", "empty", "down"]
 DeliveryMode = Literal["outbox", "smtp"]
 Security = Literal["starttls", "tls", "none"]
+DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
 Where = Literal["title", "abstract"]
 DeliveryState = Literal["sending", "sent", "deferred", "failed"]
 
@@ -107,6 +108,27 @@ class SmtpSettings:
     timeout: float = 30.0
     connections: int = 4
     max_per_second: float | None = None
+    helo: str | None = None  # the EHLO/HELO name; None = this host's FQDN
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """One DKIM signing key, read from ``path`` and checked by the config stage (RSA of at
+    least 2048 bits as PEM; Ed25519 as the base64 32-byte seed)."""
+
+    algorithm: DkimAlgorithm
+    selector: str
+    path: Path
+    private_key: bytes = field(repr=False)  # never in logs or tracebacks
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    """``settings.dkim``: every message is signed once per key (RSA, then the optional
+    Ed25519) with ``d=domain``."""
+
+    domain: str
+    keys: tuple[DkimKey, ...]
 
 
 @dataclass(frozen=True)
@@ -170,6 +192,7 @@ class Settings:
     manage_url: str | None = None  # where subscribers change their topics
     base_url: str | None = None  # https root of ``digest serve`` (unsubscribe, preferences, archive)
     archive_for: timedelta = timedelta(days=180)  # sent editions kept for the web view (base_url)
+    dkim: DkimSettings | None = None  # sign every message (settings.dkim)
 
     @property
     def feed_list(self) -> tuple[FeedSettings, ...]:

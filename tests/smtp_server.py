@@ -70,6 +70,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes  # raw DATA content (CRLF line ends, dot-unstuffed)
     peer: Any = None
+    helo: str | None = None  # the name the client gave in EHLO/HELO
 
     @functools.cached_property
     def message(self) -> EmailMessage:
@@ -267,7 +268,8 @@ class SmtpTestServer:
             if self.keep:
                 self.messages.append(Received(
                     mail_from=str(envelope.mail_from), rcpt_tos=tuple(envelope.rcpt_tos),
-                    data=bytes(envelope.original_content or b""), peer=session.peer))
+                    data=bytes(envelope.original_content or b""), peer=session.peer,
+                    helo=session.host_name))
         return f"250 2.0.0 OK queued as Q{n}"
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,

@@ -53,7 +53,7 @@ def validate(config_path: Path | None) -> None:
         if len(exc.problems) > 1:
             click.echo(f"{path}: {_plural(len(exc.problems), 'problem')}", err=True)
         raise SystemExit(1) from None
-    for warning in suppression_warnings(config, str(path)):
+    for warning in suppression_warnings(config, str(path)) + helo_warnings(config, str(path)):
         click.echo(warning, err=True)
     click.echo(summary(config, str(path)))
 
@@ -69,3 +69,15 @@ def suppression_warnings(config: Config, shown: str) -> list[str]:
             f"(recorded in {config.settings.database.name}) and gets nothing; remove the entry, "
             f"or run 'digest unsubscribe --undo {sub.email}'"
             for i, sub in enumerate(config.subscribers) if sub.email.lower() in suppressed]
+
+
+def helo_warnings(config: Config, shown: str) -> list[str]:
+    """A warning when mail goes out by SMTP and the greeting name (``smtp.helo``, else this
+    host's FQDN) is ``localhost`` or a bare name while the server is not on this machine."""
+    from digest.delivery import helo_name, helo_problem
+
+    smtp = config.settings.smtp
+    if config.settings.delivery != "smtp" or smtp is None:
+        return []
+    problem = helo_problem(helo_name(smtp), smtp.host)
+    return [f"{shown}: settings.smtp.helo: warning: {problem}"] if problem else []

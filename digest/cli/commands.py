@@ -31,4 +31,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Serve the web pages behind the links in every email, at settings.base_url."),
     "prefs": ("digest.cli.cmd_serve",
               "What subscribers chose on the preferences page of digest serve."),
+    "dkim": ("digest.cli.cmd_dkim", "DKIM signing keys (settings.dkim)."),
 }

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from digest.config._dkim import check_alignment, read_dkim, read_helo
 from digest.config._schema import Entry, Reader, compose, is_null, suggest
 from digest.errors import ConfigError, Problem
 from digest.models import (
@@ -57,9 +58,9 @@ DEFAULT_MAX_PAPERS = 10
 SETTINGS_KEYS = ("sender", "timezone", "database", "delivery", "outbox", "smtp", "feed",
                  "feeds", "templates", "summary_chars", "max_email_bytes", "catch_up",
                  "retry_for", "unsubscribe_url", "unsubscribe_secret_env", "list_id",
-                 "manage_url", "base_url", "archive_for")
+                 "manage_url", "base_url", "archive_for", "dkim")
 SMTP_KEYS = ("host", "port", "security", "username", "password_env", "ca_file", "timeout",
-             "connections", "max_per_second")
+             "connections", "max_per_second", "helo")
 FEED_KEYS = ("source", "path", "categories", "limit", "timeout", "name", "cross", "revisions")
 FEED_SOURCES = ("sample", "huggingface", "arxiv", "arxiv_rss", "biorxiv", "medrxiv", "file")
 LISTINGS = ("arxiv_rss", "biorxiv", "medrxiv")  # a day's whole listing, not a ranked top
@@ -180,6 +181,7 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
         "manage_url": lambda n, k: r.url(n, k, schemes=("https", "http")),
         "base_url": lambda n, k: _base_url(r, n, k),
         "archive_for": r.duration,
+        "dkim": lambda n, k: read_dkim(r, n, k, base),
     }
     # delivery first: the smtp reader needs it (problems are sorted by line in the end)
     for name, found in sorted(entries.items(), key=lambda item: item[0] != "delivery"):
@@ -207,6 +209,10 @@ def _cross_check(r: Reader, settings: Settings, entries: dict[str, Entry],
         if "smtp" not in entries or is_null(entries["smtp"].node):
             r.problem(entries["delivery"].line, "settings.smtp",
                       "missing (delivery is smtp; give at least smtp: {host: ...})")
+    if settings.dkim is not None:
+        problem = check_alignment(settings.dkim, settings.sender.rpartition("<")[2].rstrip("> "))
+        if problem is not None:
+            r.problem(entries["dkim"].line, "settings.dkim.domain", problem)
     signed = "base_url" if settings.base_url else "unsubscribe_url" \
         if settings.unsubscribe_url else None
     if settings.base_url and settings.unsubscribe_url:
@@ -266,6 +272,7 @@ def _smtp(r: Reader, node: Node, key: str, base: Path,
         "timeout": r.number,
         "connections": r.integer,
         "max_per_second": lambda n, k: r.number(n, k, optional=True),
+        "helo": lambda n, k: read_helo(r, n, k),
     }
     for name, found in entries.items():
         value = readers[name](found.node, f"{key}.{name}")

@@ -1,8 +1,9 @@
 """Turn a rendered email into the exact bytes that go on the wire.
 
 Owns: ``build_message`` (one subscriber's edition -> ``OutgoingMessage``), the stable
-``make_message_id``, and the small header/body writer behind them. May import ``models`` and
-``errors`` only; pure (no I/O, ``now`` is a parameter).
+``make_message_id``, and the small header/body writer behind them. May import ``models``,
+``errors`` and ``_dkim`` (the signature over the finished bytes, when ``settings.dkim`` is set);
+pure (no I/O, ``now`` is a parameter).
 
 Why a hand-written writer instead of ``email.message.EmailMessage``: the stdlib folder in this
 machine's Python 3.11.7 turns a literal encoded word such as ``=?UTF-8?Q?=0A?=Bcc: x@evil`` in a
@@ -33,6 +34,7 @@ from datetime import date, datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
+from digest.delivery._dkim import sign_message
 from digest.errors import DeliveryError
 from digest.models import Digest, RenderedEmail, Settings
 
@@ -346,4 +348,8 @@ def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *
         sep, _part("text/html", rendered.html),
         f"--{boundary}--\r\n".encode("ascii"),
     ))
+    if settings.dkim is not None:
+        # Signed here, over the finished bytes: the ledger stores exactly these, so a retry or
+        # a post-crash re-send replays the same signature.
+        data = sign_message(data, settings.dkim.domain, settings.dkim.keys, now=now)
     return OutgoingMessage(sender=sender_addr, recipient=recipient, message_id=mid, data=data)

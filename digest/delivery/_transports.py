@@ -167,7 +167,7 @@ class SmtpTransport:
         self.settings = smtp
         self._password = password
         self._limiter = limiter
-        self._local_hostname = local_hostname or _local_hostname()
+        self._local_hostname = local_hostname or smtp.helo or _local_hostname()
         self._scrub = _Scrubber(smtp.username, password)
         self._conn: smtplib.SMTP | None = None
         # Always verifying (certificate chain and host name); a pool shares one context.
