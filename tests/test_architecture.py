@@ -37,7 +37,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "compose": BASE | {"summarize"},
     "render": BASE,
     "ledger": BASE,
-    "delivery": BASE | {"cron", "ledger", "selection", "summarize", "compose", "render"},
+    "delivery": BASE | {"cron", "files", "ledger", "selection", "summarize", "compose", "render"},
     "schedule": BASE | {"cron", "config", "feeds", "ledger", "selection", "summarize", "compose",
                         "render", "delivery"},
     "preview": BASE | {"config", "feeds", "ledger", "selection", "summarize", "compose", "render",

@@ -2,7 +2,8 @@
 worker runs unchanged), a whole run over a transport pool (``send_all``), message building and
 the transports (SMTP, Maildir).
 
-Edge (SMTP, files). May import: models, errors, cron, ledger, selection, summarize, compose, render.
+Edge (SMTP, files). May import: models, errors, cron, files, ledger, selection, summarize, compose,
+render.
 """
 
 from __future__ import annotations
