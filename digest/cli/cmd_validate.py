@@ -53,7 +53,8 @@ def validate(config_path: Path | None) -> None:
         if len(exc.problems) > 1:
             click.echo(f"{path}: {_plural(len(exc.problems), 'problem')}", err=True)
         raise SystemExit(1) from None
-    for warning in suppression_warnings(config, str(path)) + helo_warnings(config, str(path)):
+    for warning in (suppression_warnings(config, str(path)) + helo_warnings(config, str(path))
+                    + dkim_key_warnings(config, str(path))):
         click.echo(warning, err=True)
     click.echo(summary(config, str(path)))
 
@@ -81,3 +82,26 @@ def helo_warnings(config: Config, shown: str) -> list[str]:
         return []
     problem = helo_problem(helo_name(smtp), smtp.host)
     return [f"{shown}: settings.smtp.helo: warning: {problem}"] if problem else []
+
+
+def dkim_key_warnings(config: Config, shown: str) -> list[str]:
+    """A warning per DKIM private key file that others on this machine can read: whoever
+    reads it can sign mail as the domain."""
+    import stat
+
+    dkim = config.settings.dkim
+    out: list[str] = []
+    if dkim is None:
+        return out
+    for key in dkim.keys:
+        try:
+            mode = stat.S_IMODE(key.path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            where = "settings.dkim.ed25519" if key.algorithm == "ed25519-sha256" \
+                else "settings.dkim"
+            out.append(f"{shown}: {where}.private_key_file: warning: {key.path} is readable "
+                       f"by others (mode {mode:04o}); anyone who reads it can sign mail as "
+                       f"{dkim.domain}: chmod 600 {key.path}")
+    return out

@@ -235,6 +235,21 @@ def test_config_reads_both_keys(tmp_path: Path) -> None:
     assert verify(message(settings), 0) and verify(message(settings), 1)
 
 
+def test_validate_warns_about_a_key_others_can_read(tmp_path: Path) -> None:
+    key = tmp_path / "s.private"
+    key.write_bytes(keys()[0].private_key)
+    key.chmod(0o644)
+    path = write_config(tmp_path, "domain: example.org\nselector: s1\n"
+                                  "private_key_file: s.private\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0
+    assert (f"{path}: settings.dkim.private_key_file: warning: {key} is readable by others "
+            f"(mode 0644); anyone who reads it can sign mail as example.org: chmod 600 {key}"
+            ) in result.stderr
+    key.chmod(0o600)
+    assert "warning" not in CliRunner().invoke(main, ["validate", str(path)]).stderr
+
+
 def test_missing_key_file_and_bad_names_are_reported_with_lines(tmp_path: Path) -> None:
     path = write_config(tmp_path, """\
         domain: "not a domain"

@@ -38,7 +38,9 @@ def _report(message: bytes, home: Path) -> tuple[float, dict[str, float], str]:
     text = out.decode("utf-8", "replace")
     details = text.split("Content analysis details:", 1)
     assert len(details) == 2, text[-2000:]
-    score = float(re.match(r"\s*\((-?\d+(?:\.\d+)?) points", details[1]).group(1))  # type: ignore[union-attr]
+    found = re.match(r"\s*\((-?\d+(?:\.\d+)?) points", details[1])
+    assert found, details[1][:500]
+    score = float(found.group(1))
     rules = {name: float(points) for points, name in _RULE.findall(details[1])}
     return score, rules, details[1]
 

@@ -253,7 +253,8 @@ def test_override_of_the_paper_partial_is_used(tmp_path: Path) -> None:
         "<mj-section><mj-column><mj-text>CARD {{ card.rank }}: {{ card.title }}"
         "</mj-text></mj-column></mj-section>\n")
     r = Renderer(tmp_path).render(fixed_digest())
-    assert "CARD 1: Quantized Attention" in r.html and "CARD 2: &lt;script&gt;" in r.html  # grouped under its topic
+    # the hostile paper is second: grouped under its topic, Quantization
+    assert "CARD 1: Quantized Attention" in r.html and "CARD 2: &lt;script&gt;" in r.html
 
 
 def test_typo_fails_loudly_with_template_name_and_line(tmp_path: Path) -> None:

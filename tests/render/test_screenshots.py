@@ -180,7 +180,7 @@ def test_no_horizontal_overflow_on_a_phone(email_file: Path) -> None:
     assert int(match.group(1)) <= 375
 
 
-# --------------------------------------------------------------------------- tap targets, no <style>
+# ------------------------------------------------------------------- tap targets, no <style>
 
 
 def _strip_style(html: str) -> str:
