@@ -10,7 +10,6 @@ from typing import Literal
 import click
 
 from digest.cli._base import main
-from digest.delivery import generate_key, write_key_pair
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
@@ -50,6 +49,8 @@ def keygen(domain: str, selector: str, kind: Literal["rsa", "ed25519"], bits: in
            folder: Path, force: bool) -> None:
     """Make a DKIM key pair: FOLDER/SELECTOR.private (readable by you only) and
     FOLDER/SELECTOR.txt, the DNS TXT record to publish (also printed)."""
+    from digest.delivery import generate_key, write_key_pair  # not at start-up: it loads smtplib
+
     domain = _labels(domain, "a domain name such as example.org", dots=True)
     selector = _labels(selector, "a selector (letters, digits, hyphens)", dots=False)
     files = write_key_pair(folder, selector, domain, generate_key(kind, bits), force=force)
