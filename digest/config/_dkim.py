@@ -6,8 +6,8 @@ PEM, Ed25519 as the base64 32-byte seed dkimpy uses), ``check_alignment`` (the D
 align with the From domain, or DMARC fails although the signature verifies) and ``read_helo``
 (a host name or an address literal). Problems are recorded on the ``Reader``, never raised.
 
-May import: the standard library, dkimpy's key parser (the same one that signs, so a key that
-passes here signs later), PyNaCl, ``digest.models``, ``digest.errors`` and the node readers.
+May import: the standard library, cryptography's key parser (the same one that signs, so a
+key that passes here signs later), ``digest.models``, ``digest.errors`` and the node readers.
 """
 
 from __future__ import annotations
@@ -94,19 +94,23 @@ def _key(r: Reader, entries: dict[str, Entry], key: str, base: Path,
 
 
 def check_rsa_key(data: bytes) -> str | None:
-    """Why ``data`` cannot sign as a DKIM RSA key, or None."""
-    from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+    """Why ``data`` cannot sign as a DKIM RSA key, or None. Read with the parser that signs
+    (cryptography's, PKCS#1 or PKCS#8 PEM)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     try:
-        key = parse_pem_private_key(data.replace(b"\r\n", b"\n"))
-    except (UnparsableKeyError, binascii.Error, ValueError, IndexError, TypeError):
-        if b"OPENSSH PRIVATE KEY" in data or b"ENCRYPTED" in data:
-            return ("not an unencrypted RSA private key in PEM form (OpenSSH and "
-                    f"passphrase-protected keys cannot be used); {_KEYGEN}")
-        return f"not an RSA private key in PEM form; {_KEYGEN}"
-    bits = int(key["modulus"]).bit_length()
-    if bits < MIN_RSA_BITS:
-        return (f"the RSA key has {bits} bits; DKIM needs at least {MIN_RSA_BITS} "
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # "Password was not given but private key is encrypted"
+        return f"the key is protected by a passphrase, which cannot be given; {_KEYGEN}"
+    except (ValueError, UnsupportedAlgorithm):
+        return f"not a private key in PEM form; {_KEYGEN}"
+    if not isinstance(key, rsa.RSAPrivateKey):
+        kind = type(key).__name__.removeprefix("_").removesuffix("PrivateKey")
+        return f"not an RSA key ({kind or 'another kind'}); {_KEYGEN}"
+    if key.key_size < MIN_RSA_BITS:
+        return (f"the RSA key has {key.key_size} bits; DKIM needs at least {MIN_RSA_BITS} "
                 f"(receivers ignore or distrust shorter keys); {_KEYGEN}")
     return None
 

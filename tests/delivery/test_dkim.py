@@ -6,7 +6,9 @@ name (``smtp.helo``) and the warning ``digest validate`` gives for a bad one."""
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import mailbox
 import re
 import stat
@@ -24,6 +26,7 @@ from test_service import EDITION, NOW, make_config, run
 from digest.cli import main
 from digest.config import load_config
 from digest.delivery import KeyPair, build_message, dns_record, generate_key, helo_problem
+from digest.delivery._dkim import SIGNED_HEADERS, sign_message
 from digest.errors import ConfigError
 from digest.ledger import Ledger
 from digest.models import (
@@ -107,6 +110,39 @@ def test_both_signatures_verify_and_cover_the_one_click_headers() -> None:
                  "list-id", "list-unsubscribe", "list-unsubscribe-post"):
         assert signed.count(name) == 2, name  # present once, oversigned once
     assert all(len(line) <= 78 for line in data.split(b"\r\n\r\n")[0].split(b"\r\n"))
+
+
+def dkimpy_signed(data: bytes, key: DkimKey) -> bytes:
+    """The same signature made by dkimpy alone (its pure-Python RSA, through ``gen_header``,
+    where ``dkim.sign`` ends), with our tags: what ``sign_message`` must reproduce."""
+    import nacl.encoding
+    import nacl.signing
+    from dkim.canonicalization import CanonicalizationPolicy
+    from dkim.crypto import parse_pem_private_key
+
+    algorithm = key.algorithm.encode()
+    signer = dkim.DKIM(data, signature_algorithm=algorithm, linesep=b"\r\n")
+    policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+    present = {name.lower() for name, _ in signer.headers}
+    signed = [h.encode() for h in SIGNED_HEADERS if h.encode() in present]
+    include = signed + signed
+    signer.hasher = hashlib.sha256
+    body_hash = base64.b64encode(hashlib.sha256(policy.canonicalize_body(signer.body)).digest())
+    fields = [(b"v", b"1"), (b"a", algorithm), (b"c", b"relaxed/relaxed"),
+              (b"d", DOMAIN.encode()), (b"s", key.selector.encode()),
+              (b"t", str(int(NOW.timestamp())).encode()), (b"h", b" : ".join(include)),
+              (b"bh", body_hash), (b"b", b"0" * 60)]
+    pk = nacl.signing.SigningKey(key.private_key.strip(), encoder=nacl.encoding.Base64Encoder) \
+        if key.algorithm == "ed25519-sha256" else parse_pem_private_key(key.private_key)
+    return b"DKIM-Signature: " + signer.gen_header(fields, include, policy, b"DKIM-Signature",
+                                                   pk) + data
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["rsa", "ed25519"])
+def test_signatures_are_the_bytes_dkimpy_itself_would_write(index: int) -> None:
+    key = dkim_settings().keys[index]
+    unsigned = message(replace(SIGNED, dkim=None))
+    assert sign_message(unsigned, DOMAIN, (key,), now=NOW) == dkimpy_signed(unsigned, key)
 
 
 def test_the_same_edition_builds_the_same_bytes() -> None:
@@ -295,10 +331,32 @@ def test_a_file_that_is_not_a_key_and_a_bad_ed25519_key(tmp_path: Path) -> None:
         """)
     junk = tmp_path / "junk.private"
     assert problems(path) == [
-        f"{path}:6: settings.dkim.private_key_file: {junk}: not an RSA private key in PEM "
-        "form; make one with: digest dkim keygen",
+        f"{path}:6: settings.dkim.private_key_file: {junk}: not a private key in PEM form; "
+        "make one with: digest dkim keygen",
         f"{path}:7: settings.dkim.ed25519.private_key_file: {junk}: not an Ed25519 key "
         "(expected the base64 32-byte seed that 'digest dkim keygen --type ed25519' writes)"]
+
+
+def test_an_encrypted_key_and_a_non_rsa_pem_key_are_refused(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    pem = serialization.Encoding.PEM
+    (tmp_path / "locked.private").write_bytes(rsa.generate_private_key(
+        public_exponent=65537, key_size=2048).private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")))
+    (tmp_path / "ed.pem").write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    locked = write_config(tmp_path, "domain: example.org\nselector: s1\n"
+                                    "private_key_file: locked.private\n")
+    assert problems(locked) == [
+        f"{locked}:6: settings.dkim.private_key_file: {tmp_path / 'locked.private'}: the key "
+        "is protected by a passphrase, which cannot be given; make one with: digest dkim keygen"]
+    wrong = write_config(tmp_path, "domain: example.org\nselector: s1\n"
+                                   "private_key_file: ed.pem\n")
+    assert problems(wrong) == [
+        f"{wrong}:6: settings.dkim.private_key_file: {tmp_path / 'ed.pem'}: not an RSA key "
+        "(Ed25519); make one with: digest dkim keygen"]
 
 
 def test_a_signing_domain_that_does_not_align_with_from_is_refused(tmp_path: Path) -> None:
