@@ -316,7 +316,7 @@ class Digest:
     preferences_url: str | None = None  # the subscriber's preferences page, with base_url
     publisher: str | None = None  # the sender's display name: the masthead and footer
     sender_address: str | None = None  # the From address, named in the footer
-    more_url: str | None = None  # where the matches beyond max_papers can be seen (web archive)
+    archive_url: str | None = None  # the subscriber's past digests on digest serve, with base_url
 
 
 # --------------------------------------------------------------------------- renderer

@@ -80,11 +80,11 @@ def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition
     items = tuple(DigestItem(pick=p, summary=summaries[p.paper.id]) for p in selection.picks)
     sender_addr = settings.sender.rsplit("<", 1)[-1].rstrip(">").strip()
     email = selection.subscriber.email
-    unsubscribe_url = view_url = preferences_url = more_url = None
+    unsubscribe_url = view_url = preferences_url = archive_url = None
     if settings.base_url and unsubscribe_secret:
         links = links_for(settings.base_url, email, unsubscribe_secret)
         unsubscribe_url, view_url = links.unsubscribe, links.edition(edition)
-        preferences_url, more_url = links.preferences, links.archive
+        preferences_url, archive_url = links.preferences, links.archive
     elif settings.unsubscribe_url and unsubscribe_secret:
         unsubscribe_url = unsubscribe_link(settings.unsubscribe_url, email, unsubscribe_secret)
     publisher = settings.sender.rpartition("<")[0].strip().strip('"').strip() \
@@ -102,5 +102,5 @@ def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition
         preferences_url=preferences_url,
         publisher=publisher or None,
         sender_address=sender_addr,
-        more_url=more_url,
+        archive_url=archive_url,
     )

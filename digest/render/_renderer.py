@@ -359,7 +359,7 @@ def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
         "all_topics": tuple(t.name for t in sub.topics),
         "dropped": dropped,
         "more": digest.more + dropped,
-        "more_url": http_url(digest.more_url),
+        "archive_url": http_url(digest.archive_url),
         "preheader": cards[0].claims[0] if cards and cards[0].claims else
         (cards[0].title if cards else "No new papers matched your topics this time."),
         "title": f"Paper digest - {day(digest.edition)}",

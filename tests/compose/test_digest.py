@@ -22,4 +22,4 @@ SUB = Subscriber(email="ada@example.org", name="Ada", timezone="UTC", schedule="
 def test_the_digest_names_its_sender(sender: str, publisher: str | None, address: str) -> None:
     d = build_digest(Selection(SUB, ()), {}, NOW.date(), NOW, Settings(sender=sender))
     assert (d.publisher, d.sender_address) == (publisher, address)
-    assert d.more_url is None  # no archive to link to without a web server
+    assert d.archive_url is None  # no archive to link to without base_url

@@ -538,13 +538,21 @@ def test_reason_is_a_short_tag_and_the_matched_line_names_each_term_once(
     assert "matched:" not in r.html  # the HTML shows tags, not the debug-style line
 
 
-def test_more_matched_links_to_the_archive_only_when_there_is_one(renderer: Renderer) -> None:
-    url = "https://digest.example.org/a/tok"
-    linked = renderer.render(fixed_digest(more_url=url))
-    assert _hrefs(linked.html).count(url) == 1
-    assert re.search(r'class="button"[^>]*>2 more matched: see them all</a>', linked.html)
-    assert f"2 more matched; see them all: {url}\n" in linked.text
-    assert url not in renderer.render(fixed_digest()).html
+def test_the_footer_links_the_web_pages_when_there_are_some(renderer: Renderer) -> None:
+    base = "https://digest.example.org"
+    web = renderer.render(fixed_digest(view_url=f"{base}/a/tok/2026-11-25",
+                                       archive_url=f"{base}/a/tok",
+                                       preferences_url=f"{base}/p/tok"))
+    hrefs = _hrefs(web.html)
+    for url in (f"{base}/a/tok/2026-11-25", f"{base}/a/tok", f"{base}/p/tok"):
+        assert hrefs.count(url) == 1, url
+    assert ">Past digests</a>" in web.html
+    assert f"\nPast digests: {base}/a/tok\n" in web.text
+    # "N more matched" promises nothing the archive does not show: it is not a link
+    assert "2 more matched; see them in the next digest." in web.html
+    assert "2 more matched; see them in the next digest.\n" in web.text
+    plain = renderer.render(fixed_digest())
+    assert base not in plain.html and "Past digests" not in plain.text
 
 
 def test_masthead_and_footer_name_the_sender(rendered: RenderedEmail) -> None:
@@ -568,7 +576,7 @@ _URL = re.compile(r"https?://\S+|mailto:\S+")
 
 @pytest.mark.parametrize("which", ["fixed", "real"])
 def test_text_part_fits_78_columns_and_keeps_urls_clean(renderer: Renderer, which: str) -> None:
-    digests = [fixed_digest(more_url="https://digest.example.org/a/" + "t" * 38,
+    digests = [fixed_digest(archive_url="https://digest.example.org/a/" + "t" * 38,
                             manage_url="https://example.org/topics")] \
         if which == "fixed" else list(real_digests())
     for d in digests:
