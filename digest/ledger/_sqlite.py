@@ -310,6 +310,12 @@ class Ledger:
             f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE state IN ('sending', 'deferred') "
             "ORDER BY edition, email"))
 
+    def recorded_since(self, first: date) -> frozenset[tuple[str, date]]:
+        """Every (email, edition) with a row, in any state, for editions from ``first`` on:
+        what a restarted daemon must not send again (one indexed range query)."""
+        return frozenset((str(e), date.fromisoformat(str(d))) for e, d in self._read(
+            "SELECT email, edition FROM deliveries WHERE edition >= ?", (first.isoformat(),)))
+
     def stored_message(self, email: str, edition: date) -> bytes | None:
         """The exact bytes recorded by ``begin``, while the row is not yet accepted."""
         rows = self._read("SELECT message FROM deliveries WHERE email = ? AND edition = ?",

@@ -47,9 +47,11 @@ from digest.schedule._jobs import (
     FIRE_FUNC,
     RETRY_MARK,
     EditionExecutor,
+    Reconciled,
     build_scheduler,
     job_id,
     jobs_path,
+    latest_run,
     reconcile,
 )
 
@@ -59,6 +61,10 @@ __all__ = ["Daemon", "FireResult", "EditionSender", "ServiceSender", "fire",
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = timedelta(minutes=15)  # a deferred edition is tried again this much later
+OWED_EVERY = timedelta(minutes=1)  # how often the schedules and the ledger are compared
+# A send scheduled less than this ago is APScheduler's to fire (it queues it on time): only
+# older ones with neither a ledger row nor a fire queued in this process are owed.
+OWED_GRACE = timedelta(minutes=1)
 FEED_REUSE = timedelta(seconds=90)  # fires starting this close together share one fetch
 IDLE_CLOSE = 60.0  # seconds; close an idle SMTP connection before the server drops it
 
@@ -156,6 +162,12 @@ class ServiceSender:
             assert self._ledger is not None
             return tuple((r.email, r.edition) for r in self._ledger.pending())
 
+    def recorded(self, settings: Settings, first: date) -> frozenset[tuple[str, date]]:
+        with self._lock:
+            self._prepare(settings)
+            assert self._ledger is not None
+            return self._ledger.recorded_since(first)
+
     def _close_transport(self) -> None:
         if self._transport is not None:
             try:
@@ -240,6 +252,12 @@ class Daemon:
         self._interrupted: list[tuple[str, datetime]] = []
         self._lock: SendLock | None = None
         self.scheduler: Any = None
+        # (email, edition) of every fire queued in this process, and since when this process
+        # has known each subscriber's current schedule (None: from before it started): the
+        # owed-sends check needs both, the job store's next run times cannot tell.
+        self._submitted: set[tuple[str, date]] = set()
+        self._known_since: dict[str, datetime] = {}
+        self._owed_checked: datetime | None = None
 
     # ------------------------------------------------------------------ config
 
@@ -285,8 +303,16 @@ class Daemon:
             return False
         with self._state:
             self._config = config
+            self._note_schedules(changes, self.clock())
         log.info("reloaded %s: %s", self.config_path, changes)
         return True
+
+    def _note_schedules(self, changes: Reconciled, now: datetime) -> None:
+        """A subscriber added, or whose schedule changed, is owed nothing scheduled before."""
+        for email in (*changes.added, *changes.changed):
+            self._known_since[email] = now
+        for email in changes.removed:
+            self._known_since.pop(email, None)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -306,13 +332,15 @@ class Daemon:
             check = getattr(self.sender, "check", None)  # optional: only the real sender has it
             if check is not None:
                 check(settings)
-            self.scheduler = build_scheduler(jobs_path(settings))
+            self.scheduler = build_scheduler(jobs_path(settings), on_submit=self._on_submit)
             self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
             # Paused until reconciled: a job must not fire from a half-updated store.
             self.scheduler.start(paused=True)
             _current = self
             changes = reconcile(self.scheduler, config)
+            self._note_schedules(changes, self.clock())
             self._resume_pending(settings)
+            self._catch_up_owed(settings, at_start=True)
             count = len(config.subscribers)
             log.info("digest run: %d subscriber%s (%s), jobs in %s, catch-up window %s",
                      count, "" if count == 1 else "s", changes, jobs_path(settings),
@@ -345,6 +373,62 @@ class Daemon:
             run_time = datetime.combine(edition, datetime.min.time().replace(hour=12),
                                         ZoneInfo(sub.timezone))
             self._retry_later(email, run_time, now)
+
+    def _on_submit(self, email: str, run_time: datetime) -> None:
+        sub = self.config.subscriber(email)
+        if sub is not None:
+            with self._state:
+                self._submitted.add((job_id(email), edition_for(sub, run_time)))
+
+    def _catch_up_owed(self, settings: Settings, *, at_start: bool = False) -> int:
+        """Queue every subscriber's latest scheduled send within ``catch_up`` that the ledger
+        has no row for and no fire in this process has taken: what a crash (or anything else)
+        left undone. The schedules and the ledger decide, never the job store. Returns how
+        many were queued."""
+        recorded_fn = getattr(self.sender, "recorded", None)  # optional, like pending()
+        if recorded_fn is None:
+            return 0
+        now = self.clock()
+        self._owed_checked = now
+        config = self.config
+        window = settings.catch_up
+        due_now: set[str] = set()
+        if at_start:  # jobs still due in the store are fired by APScheduler's own catch-up
+            due_now = {j.id for j in self.scheduler.get_jobs()
+                       if j.next_run_time is not None and j.next_run_time <= now}
+        latest: dict[tuple[str, str], datetime | None] = {}
+        owed: list[tuple[Subscriber, datetime]] = []
+        for sub in config.subscribers:
+            key = (sub.schedule, sub.timezone)
+            if key not in latest:
+                latest[key] = latest_run(sub.schedule, sub.timezone, now, window)
+            when = latest[key]
+            jid = job_id(sub.email)
+            if when is None or jid in due_now or (not at_start and now - when < OWED_GRACE):
+                continue
+            since = self._known_since.get(jid)
+            if since is not None and when < since:
+                continue
+            owed.append((sub, when))
+        if not owed:
+            return 0
+        first = min(edition_for(sub, when) for sub, when in owed)
+        recorded = recorded_fn(settings, first)
+        with self._state:
+            self._submitted = {k for k in self._submitted if k[1] >= first - timedelta(days=2)}
+            submitted = set(self._submitted)
+        queued = 0
+        for sub, when in owed:
+            owed_key = (job_id(sub.email), edition_for(sub, when))
+            if owed_key in recorded or owed_key in submitted:
+                continue
+            self._retry_later(sub.email, when, now)
+            queued += 1
+        if queued:
+            log.warning("%d subscriber%s owed their edition (scheduled within the catch-up "
+                        "window, nothing in the ledger): sending now", queued,
+                        "" if queued == 1 else "s")
+        return queued
 
     def _retry_later(self, email: str, run_time: datetime, when: datetime) -> None:
         retry_id = f"{job_id(email)}{RETRY_MARK}{run_time.date().isoformat()}"
@@ -402,6 +486,9 @@ class Daemon:
                 while not self._stop_requested.wait(self.poll):
                     self.reload()
                     self.sender.close_idle(IDLE_CLOSE)
+                    if self._owed_checked is None or \
+                            self.clock() - self._owed_checked >= OWED_EVERY:
+                        self._catch_up_owed(self.config.settings)
             finally:
                 self.stop()
             log.info("digest run stopped")

@@ -16,9 +16,9 @@ Here a job is only touched when its schedule or timezone really changed (the job
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,15 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from digest.cron import cron_trigger, next_runs
+from digest.cron import cron_trigger, next_runs, zone
 from digest.errors import ScheduleError
 from digest.models import Config, Settings, Subscriber
 
 __all__ = [
     "FIRE_FUNC", "RETRY_MARK", "DigestScheduler", "EditionExecutor", "Reconciled", "SubscriberRuns", "build_scheduler",
-    "job_id", "job_name", "jobs_path", "reconcile", "upcoming",
+    "job_id", "job_name", "jobs_path", "latest_run", "reconcile", "upcoming",
 ]
 
 # A textual reference, so the job pickles into SQLite and survives restarts and upgrades.
@@ -69,10 +70,16 @@ class EditionExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler 
     back to the job store, which keeps the stored kwargs clean.
     """
 
+    #: Told ``(email, run_time)`` of every fire handed to the pool, before it runs: APScheduler
+    #: has already moved the job's next run time on, so this is the only trace of a queued fire.
+    on_submit: Callable[[str, datetime], None] | None = None
+
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         fired = copy.copy(job)
         fired.kwargs = {"run_time": run_times[-1], **job.kwargs}  # a retry job pins its own
         fired._jobstore_alias = getattr(job, "_jobstore_alias", None)
+        if self.on_submit is not None:
+            self.on_submit(str(fired.kwargs["email"]), fired.kwargs["run_time"])
         super()._do_submit_job(fired, run_times)
 
 
@@ -118,17 +125,39 @@ class DigestScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler
         wait: float | None = super()._process_jobs()
         return wait
 
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        """Start, with a broken job store reported as a ``ScheduleError`` naming the file."""
+        try:
+            super().start(*args, **kwargs)
+        except SQLAlchemyError as exc:
+            raise job_store_error(self, exc) from None
 
-def build_scheduler(jobs_db: Path, *, workers: int = 1) -> BackgroundScheduler:
+
+def job_store_error(scheduler: BackgroundScheduler, exc: Exception) -> ScheduleError:
+    """A clean message for a job store SQLAlchemy cannot use (a corrupt or foreign file)."""
+    store = scheduler._jobstores.get("default")
+    url = getattr(getattr(store, "engine", None), "url", None)
+    where = str(url.database) if url is not None and url.database else "the job store"
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return ScheduleError(f"{where}: not a usable job store ({reason}); move it away and start "
+                         "digest run again: it rebuilds the jobs from the config, and the "
+                         "ledger tells what is still owed")
+
+
+def build_scheduler(jobs_db: Path, *, workers: int = 1,
+                    on_submit: Callable[[str, datetime], None] | None = None
+                    ) -> BackgroundScheduler:
     """A scheduler on the SQLite job store at ``jobs_db`` (created on first use).
 
     One worker by default: fires due at the same minute run one after another through one
     transport, which keeps SQLite, SMTP connection reuse and graceful stop simple.
     """
     jobs_db.parent.mkdir(parents=True, exist_ok=True)
+    executor = EditionExecutor(max_workers=workers)
+    executor.on_submit = on_submit
     return DigestScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=_sqlite_engine(jobs_db))},
-        executors={"default": EditionExecutor(max_workers=workers)},
+        executors={"default": executor},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone="UTC",
     )
@@ -225,3 +254,21 @@ def upcoming(subscribers: Iterable[Subscriber], now: datetime, n: int,
             runs[key] = tuple(next_runs(s.schedule, s.timezone, now, n))
         out.append(SubscriberRuns(s.email, s.timezone, s.schedule, runs[key]))
     return tuple(out)
+
+
+def latest_run(expr: str, timezone: str, now: datetime, window: timedelta) -> datetime | None:
+    """The latest scheduled send at or before ``now`` and less than ``window`` ago (pure), in
+    the zone's local time; None when the schedule has none in that window. What a daemon
+    restarted after a crash owes, whatever its job store says (APScheduler moves a job's next
+    run time on when it queues the fire, so a crash loses queued fires from the store)."""
+    trigger = cron_trigger(expr, timezone)
+    latest: datetime | None = None
+    previous: datetime | None = None
+    cursor = now - window + timedelta(microseconds=1)
+    while True:  # a few steps for daily schedules; at most one a minute of the window
+        moment: datetime | None = trigger.get_next_fire_time(previous, cursor)
+        if moment is None or moment > now:
+            break
+        latest = previous = moment
+        cursor = moment + timedelta(microseconds=1)
+    return None if latest is None else latest.astimezone(zone(timezone))

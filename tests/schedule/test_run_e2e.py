@@ -125,3 +125,74 @@ subscribers:
     assert [(r.email, r.edition, r.state) for r in rows] == [
         ("ada@example.org", date(2026, 3, 30), "sent")]
     assert rows[0].message_id and rows[0].message_id in received.data.decode()
+
+
+BURST = [f"reader{i:02d}@example.org" for i in range(1, 13)]
+
+
+def _burst_config(tmp_path: Path, port: int) -> Path:
+    subs = "".join(f"""  - email: {e}
+    timezone: Europe/Berlin
+    schedule: "0 8 * * mon-fri"
+    topics: [diffusion, language model, quantization]
+""" for e in BURST)
+    config = tmp_path / "subscribers.yaml"
+    config.write_text(f"""\
+settings:
+  sender: "Paper Digest <digest@example.org>"
+  database: digest.db
+  delivery: smtp
+  smtp: {{host: 127.0.0.1, port: {port}, security: none, timeout: 10, connections: 1}}
+  feed: {{source: sample}}
+subscribers:
+{subs}""")
+    return config
+
+
+def test_kill_9_mid_burst_then_restart_inside_catch_up_delivers_every_edition(
+        tmp_path: Path) -> None:
+    """APScheduler moves every due job's next run time to tomorrow when it hands the burst to
+    the executor; a kill -9 then loses the queued fires. What is owed must come from the
+    schedules and the ledger: after the restart, two minutes later, everyone is delivered and
+    only the message in flight at the kill may arrive twice."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("DIGEST_CONFIG", None)
+    with SmtpTestServer(stall_seconds=30.0) as server:
+        stall = server.add_rule("data", "451 4.3.0 stalled", action="stall",
+                                recipient=BURST[4], times=1)
+        config = _burst_config(tmp_path, server.port)
+        first = Proc("--config", str(config), cwd=tmp_path, env=env, start=FAKE_START)
+        try:
+            deadline = time.monotonic() + 25
+            while stall.fired == 0:
+                assert time.monotonic() < deadline, "\n".join(first.lines)
+                assert first.popen.poll() is None, "\n".join(first.lines)
+                time.sleep(0.02)
+        finally:
+            first.popen.send_signal(signal.SIGKILL)
+            first.finish()
+        assert server.count == 4
+        server.clear_rules()
+
+        later = "2026-03-30T08:02:00+02:00"  # two minutes on, well inside catch_up (12 h)
+        second = Proc("--config", str(config), cwd=tmp_path, env=env, start=later)
+        try:
+            deadline = time.monotonic() + 25
+            while server.count < len(BURST):
+                assert time.monotonic() < deadline, "\n".join(second.lines)
+                assert second.popen.poll() is None, "\n".join(second.lines)
+                time.sleep(0.05)
+            second.wait_for_line(f"fire {BURST[-1]} edition 2026-03-30")
+            second.popen.send_signal(signal.SIGTERM)
+            assert second.finish() == 0, "\n".join(second.lines)
+        finally:
+            if second.popen.poll() is None:
+                second.popen.kill()
+                second.popen.wait()
+        copies = {e: sum(1 for m in server.messages if m.rcpt_tos == (e,)) for e in BURST}
+    assert set(copies.values()) == {1}, copies
+    assert "Traceback" not in "\n".join(second.lines)
+    with Ledger(tmp_path / "digest.db") as ledger:
+        rows = ledger.rows()
+    assert sorted((r.email, r.state) for r in rows) == [(e, "sent") for e in BURST]
+    assert [r.email for r in rows if r.possible_duplicate] == [BURST[4]]

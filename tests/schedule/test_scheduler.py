@@ -575,3 +575,18 @@ def test_schedule_command_json_and_table(tmp_path: Path) -> None:
     assert "Sun 2026-03-29 01:30" in table.output  # the same instant in UTC
     bad = runner.invoke(main, ["schedule", "-c", str(path), "--now", "tomorrow"])
     assert bad.exit_code == 2 and "ISO-8601" in bad.output
+
+
+def test_latest_run_is_the_last_scheduled_send_inside_the_window() -> None:
+    from digest.schedule._jobs import latest_run
+
+    now = datetime(2026, 3, 30, 6, 2, tzinfo=UTC)  # 08:02 in Berlin, a Monday
+    window = timedelta(hours=12)
+    assert latest_run("0 8 * * mon-fri", "Europe/Berlin", now, window) == datetime(
+        2026, 3, 30, 8, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    # Sunday's 08:00 is 24 h back: outside a 12 h window, so nothing is owed
+    assert latest_run("0 8 * * sun", "Europe/Berlin", now, window) is None
+    # a send exactly now counts; one a minute on does not yet
+    assert latest_run("2 8 * * *", "Europe/Berlin", now, window) == now
+    assert latest_run("3 8 * * *", "Europe/Berlin", now, window) is None  # yesterday: 24 h
+    assert latest_run("* * * * *", "UTC", now, window) == now
