@@ -20,7 +20,9 @@ DeliveryMode = Literal["outbox", "smtp"]
 Security = Literal["starttls", "tls", "none"]
 DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
 Where = Literal["title", "abstract"]
-DeliveryState = Literal["sending", "sent", "deferred", "failed"]
+# "uncertain": the server may have accepted it (no reply to the final "." twice, or a crash
+# mid-send after a re-send): held for the admin, never sent again automatically.
+DeliveryState = Literal["sending", "sent", "deferred", "failed", "uncertain"]
 
 
 # --------------------------------------------------------------------------- feeds
@@ -105,7 +107,10 @@ class SmtpSettings:
     username: str | None = None
     password_env: str | None = None  # the NAME of an environment variable, never the secret
     ca_file: Path | None = None
-    timeout: float = 30.0
+    timeout: float = 30.0  # seconds: connecting and each command
+    # seconds for the reply to the final "." (RFC 5321 4.5.3.2: 10 minutes): a server may
+    # take long to store the message, and giving up earlier makes the outcome unknown
+    data_timeout: float = 600.0
     connections: int = 4
     max_per_second: float | None = None
     helo: str | None = None  # the EHLO/HELO name; None = this host's FQDN
@@ -347,10 +352,11 @@ class Outcome(enum.Enum):
     PAUSED = "paused"  # on the preferences page of digest serve
     FAILED_BEFORE = "failed earlier, not retried"
     WOULD_SEND = "dry run"
+    UNCERTAIN = "uncertain"  # held: the server may have accepted it; the admin resolves it
 
 
 _STATE_OUTCOME = {"sent": Outcome.SENT, "deferred": Outcome.DEFERRED, "failed": Outcome.FAILED,
-                  "sending": Outcome.DEFERRED}
+                  "sending": Outcome.DEFERRED, "uncertain": Outcome.UNCERTAIN}
 
 
 @dataclass(frozen=True)

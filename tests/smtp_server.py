@@ -49,7 +49,7 @@ from aiosmtpd.smtp import (
 )
 
 Stage = Literal["mail", "rcpt", "data"]
-Action = Literal["reply", "drop", "stall"]
+Action = Literal["reply", "drop", "stall", "late"]
 
 # aiosmtpd logs every command line at INFO (AUTH lines included): keep test logs quiet.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -89,7 +89,9 @@ class Rule:
     """What the server does at ``stage`` (for ``recipient`` if given, else any), at most
     ``times`` times (None: always). ``reply`` is a full SMTP reply such as
     ``"451 4.3.0 Try again later"``; ``drop`` closes the connection without a reply; ``stall``
-    answers nothing until the stall ends (``SmtpTestServer.stall_seconds``) or the server stops.
+    answers nothing until the stall ends (``SmtpTestServer.stall_seconds``) or the server stops;
+    ``late`` (at ``data``) stores the message, then stalls, then answers ``reply`` (a server that
+    accepted the message but answers the final "." after the client stopped waiting).
     At ``data`` the whole message has been received when the rule fires."""
 
     stage: Stage
@@ -120,7 +122,7 @@ class _Handler:
             assert isinstance(transport, asyncio.Transport)
             transport.abort()
             return "421 4.4.2 dropped"  # written into a closed transport: never arrives
-        if rule.action == "stall":
+        if rule.action in ("stall", "late"):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.server._release.wait(), self.server.stall_seconds)
         return rule.reply
@@ -143,6 +145,11 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        rule = self.server._peek("data", tuple(envelope.rcpt_tos))
+        if rule is not None and rule.action == "late":
+            accepted = self.server._accept(envelope, session)
+            await self._apply(server, "data", tuple(envelope.rcpt_tos))
+            return accepted if rule.reply.startswith("250") else rule.reply
         reply = await self._apply(server, "data", tuple(envelope.rcpt_tos))
         if reply is not None:
             return reply
@@ -249,7 +256,8 @@ class SmtpTestServer:
         with self._lock:
             self.rules.clear()
 
-    def _match(self, stage: Stage, recipients: tuple[str, ...]) -> Rule | None:
+    def _match(self, stage: Stage, recipients: tuple[str, ...], *,
+               count: bool = True) -> Rule | None:
         wanted = {r.lower() for r in recipients}
         with self._lock:
             for rule in self.rules:
@@ -257,9 +265,13 @@ class SmtpTestServer:
                     continue
                 if rule.recipient is not None and rule.recipient.lower() not in wanted:
                     continue
-                rule.fired += 1
+                if count:
+                    rule.fired += 1
                 return rule
         return None
+
+    def _peek(self, stage: Stage, recipients: tuple[str, ...]) -> Rule | None:
+        return self._match(stage, recipients, count=False)
 
     def _accept(self, envelope: Envelope, session: Session) -> str:
         with self._lock:

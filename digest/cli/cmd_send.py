@@ -96,6 +96,7 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
         ("skipped: not scheduled today", report.not_due, report.not_due > 0),
         ("skipped: failed earlier", report.failed_before, report.failed_before > 0),
         ("deferred (retried next run)", report.deferred, True),
+        ("held: uncertain (digest resolve)", report.uncertain, report.uncertain > 0),
         ("failed", report.failed, True),
     ]
     for label, count, shown in rows:
@@ -111,6 +112,10 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
         what = d.detail if d.state == "sent" else d.state
         out.print(f"{d.email} ({d.edition}): {what}"
                   + (f": {d.error}" if d.error and d.state != "sent" else ""), markup=False)
+        if d.state == "uncertain":
+            out.print(f"  the server may have accepted it; nothing re-sends it until you run "
+                      f"digest resolve {d.email} {d.edition} --sent (it arrived) or --resend",
+                      markup=False)
     if not report.ok:
         raise SystemExit(1)
 
@@ -207,11 +212,47 @@ def history(config_path: Path, email: str | None, as_json: bool, limit: int) -> 
             "possible duplicate" if r.possible_duplicate else None,
             f"{r.attempts} attempts" if r.attempts > 1 else None,
             f"{r.code} {r.error}" if r.state in ("deferred", "failed") and r.error else None,
+            "may have arrived" if r.state == "uncertain" else None,
             "unsubscribed" if r.email in suppressed else None) if n]
         # One address: its paper ids; everyone: just how many (ids are in --json).
         papers = " ".join(r.papers) if email else str(len(r.papers))
         table.add_row(r.edition.isoformat(), r.email, r.state, when, papers, "; ".join(notes))
     out.print(table)
+    held = [r for r in rows if r.state == "uncertain"]
+    for r in held:
+        out.print(f"{r.email} {r.edition}: uncertain ({r.error}); the server may have accepted "
+                  f"it: digest resolve {r.email} {r.edition} --sent (it arrived) or --resend",
+                  markup=False)
+
+
+@main.command("resolve", epilog="""\b
+Examples:
+  digest resolve ada@example.org 2026-11-25 --sent      # it did arrive: done
+  digest resolve ada@example.org 2026-11-25 --resend    # it did not: send it again
+
+\b
+An edition is held "uncertain" when the server may have accepted it but never said so (no
+reply to the final "." twice, or in flight at a crash and again unclear when re-sent):
+nothing re-sends it automatically, so no subscriber gets it three times. Ask the subscriber
+or check the server's log, then tell paper-digest which it was.""")
+@config_option
+@click.argument("email")
+@click.argument("edition", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--sent", "outcome", flag_value="sent", help="It arrived: record it as sent.")
+@click.option("--resend", "outcome", flag_value="resend",
+              help="It did not arrive: the next run sends it again (the same message).")
+def resolve(config_path: Path, email: str, edition: datetime, outcome: str | None) -> None:
+    """Settle an edition held "uncertain": it arrived (--sent) or send it again (--resend)."""
+    if outcome is None:
+        raise click.UsageError("say which: --sent (it arrived) or --resend (send it again)")
+    ledger = _ledger(config_path)
+    try:
+        row = ledger.resolve(email, edition.date(), sent=outcome == "sent",
+                             now=datetime.now(UTC))
+    finally:
+        ledger.close()
+    click.echo(f"{row.email} edition {row.edition}: " + (
+        "recorded as sent" if outcome == "sent" else "will be sent again by the next run"))
 
 
 @main.command("unsubscribe", epilog="""\b

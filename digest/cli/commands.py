@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Send the current edition to every subscriber now (once per edition)."),
     "history": ("digest.cli.cmd_send", "What went out (or is pending, or why nothing did), "
                 "when, with which papers, newest first."),
+    "resolve": ("digest.cli.cmd_send", 'Settle an edition held "uncertain": it arrived (--sent) '
+                "or send it again (--resend)."),
     "unsubscribe": ("digest.cli.cmd_send",
                     "Stop sending to EMAIL (recorded in the ledger; wins over the YAML)."),
     "run": ("digest.cli.cmd_run",

@@ -60,7 +60,7 @@ SETTINGS_KEYS = ("sender", "timezone", "database", "delivery", "outbox", "smtp",
                  "retry_for", "unsubscribe_url", "unsubscribe_secret_env", "list_id",
                  "manage_url", "base_url", "archive_for", "dkim")
 SMTP_KEYS = ("host", "port", "security", "username", "password_env", "ca_file", "timeout",
-             "connections", "max_per_second", "helo")
+             "data_timeout", "connections", "max_per_second", "helo")
 FEED_KEYS = ("source", "path", "categories", "limit", "timeout", "name", "cross", "revisions")
 FEED_SOURCES = ("sample", "huggingface", "arxiv", "arxiv_rss", "biorxiv", "medrxiv", "file")
 LISTINGS = ("arxiv_rss", "biorxiv", "medrxiv")  # a day's whole listing, not a ranked top
@@ -270,6 +270,7 @@ def _smtp(r: Reader, node: Node, key: str, base: Path,
         "password_env": r.env_name,
         "ca_file": lambda n, k: r.path(n, k, base, kind="file"),
         "timeout": r.number,
+        "data_timeout": r.number,
         "connections": r.integer,
         "max_per_second": lambda n, k: r.number(n, k, optional=True),
         "helo": lambda n, k: read_helo(r, n, k),

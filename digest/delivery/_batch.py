@@ -48,7 +48,7 @@ _COUNTER = {Outcome.DEFERRED: "deferred", Outcome.FAILED: "failed",
             Outcome.ALREADY_SENT: "already_sent", Outcome.NOTHING_NEW: "nothing_new",
             Outcome.SUPPRESSED: "suppressed", Outcome.PAUSED: "paused",
             Outcome.FAILED_BEFORE: "failed_before",
-            Outcome.WOULD_SEND: "would_send"}
+            Outcome.WOULD_SEND: "would_send", Outcome.UNCERTAIN: "uncertain"}
 
 
 @dataclass
@@ -66,6 +66,7 @@ class SendReport:
     failed_before: int = 0
     would_send: int = 0  # dry run
     possible_duplicates: int = 0
+    uncertain: int = 0  # held: the server may have accepted it; the admin resolves it
     not_due: int = 0  # subscribers whose schedule has no send today (not in ``total``)
     problems: list[Delivery] = field(default_factory=list)  # the first MAX_PROBLEMS
 
@@ -80,7 +81,7 @@ class SendReport:
                 self.possible_duplicates += 1
                 self._note(d)
             return
-        if outcome in (Outcome.DEFERRED, Outcome.FAILED):
+        if outcome in (Outcome.DEFERRED, Outcome.FAILED, Outcome.UNCERTAIN):
             self._note(d)
         setattr(self, _COUNTER[outcome], getattr(self, _COUNTER[outcome]) + 1)
 
@@ -91,11 +92,13 @@ class SendReport:
     @property
     def total(self) -> int:
         return (self.sent + self.already_sent + self.nothing_new + self.suppressed + self.paused
-                + self.deferred + self.failed + self.failed_before + self.would_send)
+                + self.deferred + self.failed + self.failed_before + self.would_send
+                + self.uncertain)
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        """Nothing failed and nothing waits for the admin's word."""
+        return self.failed == 0 and self.uncertain == 0
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,12 @@ from digest.models import (
 from digest.selection import Selector
 
 __all__ = ["deliver_edition", "EditionRun", "RetryPolicy",
-]
+           "HELD_UNCERTAIN"]
 
 # ``Delivery.detail`` prefixes, so reports can count skips without parsing prose.
 _NOTHING_NEW = Outcome.NOTHING_NEW.value
+HELD_UNCERTAIN = ("held: the server may have accepted it; nothing re-sends it until "
+                  "'digest resolve EMAIL EDITION --sent|--resend'")
 
 
 class EmailRenderer(Protocol):
@@ -74,12 +76,6 @@ class RetryPolicy:
     retries: int = 2
     backoff: float = 0.5
     sleep: Callable[[float], None] = time.sleep
-
-
-def _split_outcome(error: DeliveryError) -> bool:
-    """True when the server may have accepted the message although we saw a failure: the
-    connection dropped or timed out after the whole body was transmitted."""
-    return isinstance(error, UncertainDeliveryError)
 
 
 def _stored_message(row: LedgerRow, ledger: Ledger, settings: Settings) -> OutgoingMessage | None:
@@ -146,7 +142,17 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
             return replace(skip, message_id=row.message_id, papers=row.papers, code=row.code,
                            error=row.error, outcome=Outcome.FAILED_BEFORE,
                            detail=Outcome.FAILED_BEFORE.value)
-        # sending (in flight at a crash) or deferred: finish it, with the very same bytes.
+        if row.state == "sending" and not dry_run:
+            # In flight when an earlier run died: whether it arrived is unknown. Re-sent once
+            # (same bytes); if that too ends unknown, the ledger holds it "uncertain".
+            state = ledger.mark_ambiguous(email, edition, now=now,
+                                          error="in flight when an earlier run stopped")
+            row = replace(row, state=state, possible_duplicate=True)
+        if row.state == "uncertain":
+            return Delivery(email=email, edition=edition, state="uncertain",
+                            message_id=row.message_id, papers=row.papers, error=row.error,
+                            detail=HELD_UNCERTAIN)
+        # deferred (or sending, in a dry run): finish it, with the very same bytes.
         if now - row.created > settings.retry_for:
             if not dry_run:
                 ledger.mark_failed(email, edition, now=now, code=row.code,
@@ -207,12 +213,18 @@ def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ..
         except TransportError as exc:
             ledger.mark_deferred(email, edition, now=now, code=None, error=str(exc))
             raise
+        except UncertainDeliveryError as exc:
+            # The server may have accepted it: never retried within the run; the ledger allows
+            # one re-send ever (a later run), then holds it for the admin.
+            state = ledger.mark_ambiguous(email, edition, now=now, error=str(exc))
+            return replace(done, state=state, error=str(exc),
+                           outcome=Outcome.UNCERTAIN if state == "uncertain" else Outcome.DEFERRED,
+                           detail=HELD_UNCERTAIN if state == "uncertain" else None)
         except DeliveryError as exc:
             if not exc.temporary:
                 ledger.mark_failed(email, edition, now=now, code=exc.code, error=str(exc))
                 return replace(done, state="failed", outcome=Outcome.FAILED, code=exc.code,
                                error=str(exc))
-            possible_duplicate = possible_duplicate or _split_outcome(exc)
             if attempt < retry.retries:
                 retry.sleep(retry.backoff * 2 ** attempt)
                 continue
@@ -223,5 +235,5 @@ def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ..
                          archive=archive)  # with base_url: kept for digest serve's archive
         return replace(done, code=result.code,
                        detail=Outcome.POSSIBLE_DUPLICATE.value if possible_duplicate else None,
-                    outcome=Outcome.POSSIBLE_DUPLICATE if possible_duplicate else Outcome.SENT)
+                       outcome=Outcome.POSSIBLE_DUPLICATE if possible_duplicate else Outcome.SENT)
     raise AssertionError("unreachable")  # the loop always returns or raises

@@ -328,7 +328,14 @@ class SmtpTransport:
                 raise self._fail(msg, stage, code, reply)
             stage = "end of DATA"
             conn.send(_dot_stuff(msg.data))
-            code, reply = conn.getreply()
+            # The reply to the final "." gets its own, long timeout (RFC 5321 4.5.3.2: 10
+            # minutes): the server may be storing the message, and giving up on it early
+            # leaves us not knowing whether it was accepted.
+            _settimeout(conn, self.settings.data_timeout)
+            try:
+                code, reply = conn.getreply()
+            finally:
+                _settimeout(conn, self.settings.timeout)
             if not 200 <= code < 300:
                 raise self._fail(msg, "message", code, reply)
             return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=code,
@@ -339,7 +346,9 @@ class SmtpTransport:
             timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
             if not timed_out and stage == "MAIL FROM" and not fresh:
                 raise _StaleConnection() from None
-            what = (f"no answer within {self.settings.timeout:g} s" if timed_out
+            waited = self.settings.data_timeout if stage == "end of DATA" \
+                else self.settings.timeout
+            what = (f"no answer within {waited:g} s" if timed_out
                     else self._scrub(f"connection lost ({exc})"))
             if stage == "end of DATA":
                 raise UncertainDeliveryError(
@@ -347,6 +356,12 @@ class SmtpTransport:
                     "the server may have accepted it", recipient=msg.recipient) from None
             raise DeliveryError(f"{what} during {stage}", recipient=msg.recipient,
                                 temporary=True) from None
+
+
+def _settimeout(conn: smtplib.SMTP, seconds: float) -> None:
+    sock = conn.sock
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 def _dot_stuff(data: bytes) -> bytes:

@@ -1,7 +1,7 @@
 """The delivery ledger: what went out, to whom, once per edition.
 
 Owns: the SQLite file in ``settings.database`` (one row per (subscriber, edition) with its state
-``sending -> sent | deferred | failed``, Message-ID, papers, attempts, timestamps, last SMTP
+``sending -> sent | deferred | failed | uncertain``, Message-ID, papers, attempts, timestamps, last SMTP
 reply, possible-duplicate flag and, while the message is not yet accepted, its compressed bytes
 so a retry or a post-crash re-send replays exactly the same message), the suppression list,
 what subscribers chose on ``digest serve``'s preferences page (``preferences``: laid over the
@@ -33,14 +33,20 @@ from typing import cast
 from digest.errors import LedgerError, LockedError
 from digest.models import DeliveryState, Preferences
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: state 'uncertain', column ambiguous
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
+# How many attempts may end not knowing whether the server accepted the message (no reply to
+# the final ".", or in flight at a crash) before the row is held ``uncertain``: the first is
+# re-sent once, with the same bytes and Message-ID; after the second nothing is sent again
+# until the admin says (``resolve``).
+AMBIGUOUS_LIMIT = 2
+
+_DELIVERIES = """
+CREATE TABLE IF NOT EXISTS {name} (
     email              TEXT NOT NULL,              -- lower-cased address
     edition            TEXT NOT NULL,              -- ISO date, the subscriber's local day
     state              TEXT NOT NULL
-                       CHECK (state IN ('sending', 'sent', 'deferred', 'failed')),
+                       CHECK (state IN ('sending', 'sent', 'deferred', 'failed', 'uncertain')),
     message_id         TEXT,
     papers             TEXT NOT NULL DEFAULT '[]', -- JSON list of paper ids it carried
     attempts           INTEGER NOT NULL DEFAULT 0,
@@ -51,8 +57,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error         TEXT,
     possible_duplicate INTEGER NOT NULL DEFAULT 0,
     message            BLOB,                       -- zlib(RFC 5322 bytes) until accepted
+    ambiguous          INTEGER NOT NULL DEFAULT 0, -- attempts whose outcome is unknown
     PRIMARY KEY (email, edition)
 );
+"""
+_V1_COLUMNS = ("email, edition, state, message_id, papers, attempts, created_at, updated_at, "
+               "sent_at, last_code, last_error, possible_duplicate, message")
+_SCHEMA = _DELIVERIES.format(name="deliveries") + """
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
 CREATE INDEX IF NOT EXISTS deliveries_edition ON deliveries (edition);
 -- editions that sent nothing, and why ("nothing new: 3 matching papers were already sent"),
@@ -87,7 +98,8 @@ CREATE TABLE IF NOT EXISTS archive (              -- sent editions, for digest s
 
 
 # Editions whose papers a new selection leaves out (see ``Ledger.history``).
-HISTORY_STATES = ("sent", "sending", "deferred")
+HISTORY_STATES = ("sent", "sending", "deferred", "uncertain")
+
 
 @dataclass(frozen=True)
 class LedgerRow:
@@ -106,6 +118,7 @@ class LedgerRow:
     error: str | None
     possible_duplicate: bool
     has_message: bool  # the bytes are stored, so a retry replays them exactly
+    ambiguous: int = 0  # attempts that ended not knowing whether the server accepted
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,7 @@ def _preferences(r: tuple[object, ...]) -> Preferences:
 
 
 _ROW_COLUMNS = ("email, edition, state, message_id, papers, attempts, created_at, updated_at, "
-                "sent_at, last_code, last_error, possible_duplicate, message IS NOT NULL")
+                "sent_at, last_code, last_error, possible_duplicate, message IS NOT NULL, ambiguous")
 
 
 def _row(r: tuple[object, ...]) -> LedgerRow:
@@ -149,7 +162,23 @@ def _row(r: tuple[object, ...]) -> LedgerRow:
         sent_at=None if r[8] is None else datetime.fromisoformat(str(r[8])),
         code=None if r[9] is None else int(cast(int, r[9])),
         error=None if r[10] is None else str(r[10]),
-        possible_duplicate=bool(r[11]), has_message=bool(r[12]))
+        possible_duplicate=bool(r[11]), has_message=bool(r[12]), ambiguous=int(cast(int, r[13])))
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2 in one transaction: SQLite cannot widen a CHECK, so the table is copied."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_DELIVERIES.format(name="deliveries_v2"))
+        conn.execute(f"INSERT INTO deliveries_v2 ({_V1_COLUMNS}) "
+                     f"SELECT {_V1_COLUMNS} FROM deliveries")
+        conn.execute("DROP TABLE deliveries")
+        conn.execute("ALTER TABLE deliveries_v2 RENAME TO deliveries")
+        conn.execute("PRAGMA user_version=2")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _ts(now: datetime) -> str:
@@ -179,8 +208,14 @@ class Ledger:
         if not create and not self.path.exists():
             return None
         try:
-            if create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and self.path.is_file() and self.path.stat().st_size == 0:
+                # SQLite would take it as a new, empty ledger and every edition would go out
+                # again: an emptied file is a lost ledger, not a fresh start.
+                raise LedgerError(self.path, "is empty (0 bytes), so it is not a ledger: "
+                                  "restore it from a backup; to start over on purpose, delete "
+                                  "it and run with --new-ledger (every edition is sent again)")
+            if create and not self.path.exists():
+                self._create_file()
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -192,13 +227,42 @@ class Ledger:
             if version > SCHEMA_VERSION:
                 raise LedgerError(self.path, f"written by a newer paper-digest "
                                   f"(schema {version}, this one knows {SCHEMA_VERSION})")
+            if version == 1:
+                _migrate_v1(conn)
             conn.executescript(_SCHEMA)
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise LedgerError(self.path, f"not a usable SQLite database ({exc})") from exc
+        except OSError as exc:
+            raise LedgerError(self.path, f"cannot create the ledger: {exc.strerror or exc} "
+                              f"(the folder {self.path.parent} must be writable)") from None
         self._conn = conn
         return conn
+
+    def _create_file(self) -> None:
+        """A new ledger appears whole: built under a temporary name, then linked into place
+        (never over an existing file), so a ledger file of 0 bytes is always a lost one and
+        a concurrent reader never sees a half-made file. Mode 0600: it holds addresses and
+        pending message bodies (SQLite gives its -wal and -shm files the same mode)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        finally:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                leftover.unlink(missing_ok=True)
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._mutex:
@@ -216,6 +280,15 @@ class Ledger:
             assert conn is not None
             try:
                 return conn.execute(sql, params).rowcount
+            except sqlite3.DatabaseError as exc:
+                raise LedgerError(self.path, str(exc)) from exc
+
+    def _write_returning(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._mutex:
+            conn = self._connect(create=True)
+            assert conn is not None
+            try:
+                return conn.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:
                 raise LedgerError(self.path, str(exc)) from exc
 
@@ -376,6 +449,45 @@ class Ledger:
         """A temporary failure: a later run retries the stored message."""
         self._finish(email, edition, "deferred", now=now, code=code, error=error,
                      keep_message=True)
+
+    def mark_ambiguous(self, email: str, edition: date, *, now: datetime,
+                       error: str) -> DeliveryState:
+        """An attempt ended without knowing whether the server accepted the message (no reply
+        to the final ".", or found ``sending`` after a crash). The first time the row is left
+        ``deferred`` (re-sent once, same bytes); at ``AMBIGUOUS_LIMIT`` it is held
+        ``uncertain``, which nothing re-sends. Returns the new state."""
+        rows = self._write_returning(
+            "UPDATE deliveries SET ambiguous = ambiguous + 1, updated_at = ?, last_code = NULL, "
+            "last_error = ?, possible_duplicate = 1, "
+            "state = CASE WHEN ambiguous + 1 >= ? THEN 'uncertain' ELSE 'deferred' END "
+            "WHERE email = ? AND edition = ? RETURNING state",
+            (_ts(now), error, AMBIGUOUS_LIMIT, email.strip().lower(), edition.isoformat()))
+        if len(rows) != 1:
+            raise LedgerError(self.path, f"no delivery row for {email} edition {edition}")
+        return cast(DeliveryState, rows[0][0])
+
+    def resolve(self, email: str, edition: date, *, sent: bool, now: datetime) -> LedgerRow:
+        """The admin's word on an ``uncertain`` row: ``sent`` (it arrived: done) or not (send
+        it again: ``deferred``, one more unknown outcome holds it again, and ``retry_for``
+        counts from now). Raises ``LedgerError`` if the row is not uncertain."""
+        row = self.get(email, edition)
+        if row is None or row.state != "uncertain":
+            state = "no such row" if row is None else f"it is {row.state}"
+            raise LedgerError(self.path, f"{email} edition {edition} is not uncertain "
+                              f"({state}); only uncertain rows are resolved")
+        if sent:
+            self._finish(email, edition, "sent", now=now, code=None,
+                         error="resolved by the admin: it arrived", keep_message=False, sent=True)
+        else:
+            self._write("UPDATE deliveries SET state = 'deferred', ambiguous = ?, "
+                        "created_at = ?, updated_at = ?, last_error = ? "
+                        "WHERE email = ? AND edition = ?",
+                        (AMBIGUOUS_LIMIT - 1, _ts(now), _ts(now),
+                         "resolved by the admin: send it again", email.strip().lower(),
+                         edition.isoformat()))
+        resolved = self.get(email, edition)
+        assert resolved is not None
+        return resolved
 
     def mark_failed(self, email: str, edition: date, *, now: datetime, code: int | None,
                     error: str) -> None:

@@ -75,7 +75,8 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class FireResult:
-    """What one fire did: ``outcome`` is sent, skipped, deferred or failed."""
+    """What one fire did: ``outcome`` is sent, skipped, deferred, failed or held (uncertain:
+    the server may have accepted it; nothing re-sends it until ``digest resolve``)."""
 
     email: str
     run_time: datetime
@@ -508,7 +509,8 @@ class Daemon:
                                     f"internal error: {event.exception!r}"))
 
     def _report(self, result: FireResult) -> FireResult:
-        level = logging.WARNING if result.outcome in ("failed", "deferred") else logging.INFO
+        level = logging.WARNING if result.outcome in ("failed", "deferred", "held") \
+            else logging.INFO
         log.log(level, "%s", result)
         if self.on_fire is not None:
             self.on_fire(result)
@@ -616,4 +618,7 @@ class Daemon:
         if d.state == "failed":
             return FireResult(d.email, run_time, d.edition, "failed",
                               d.error or d.detail or "unknown error")
+        if d.state == "uncertain":  # never retried: the admin resolves it
+            return FireResult(d.email, run_time, d.edition, "held",
+                              f"{d.error}; {d.detail}" if d.error else d.detail or "")
         return FireResult(d.email, run_time, d.edition, "skipped", d.detail or "")

@@ -317,15 +317,20 @@ def test_process_shards_stop_on_a_transport_error(tmp_path: Path) -> None:
         assert not any(r.state == "sent" for r in Ledger(cfg.settings.database).rows())
 
 
-def test_dropped_or_stalled_body_is_retried_and_flagged(tmp_path: Path) -> None:
-    """The connection died (or went silent) after the body: the server may have kept it, so
-    the retry is recorded as a possible duplicate, with the same Message-ID."""
+def test_dropped_or_stalled_body_is_resent_once_by_a_later_run_and_flagged(
+        tmp_path: Path) -> None:
+    """The connection died (or the final reply did not come within ``data_timeout``) after
+    the body: the server may have kept it, so it is not retried within the run; the next run
+    re-sends it once, recorded as a possible duplicate, with the same Message-ID."""
     with SmtpTestServer(stall_seconds=5) as server:
         server.add_rule("data", action="drop", recipient="bob@example.org", times=1)
         server.add_rule("data", action="stall", recipient="cy@example.org", times=1)
-        cfg = make_config(tmp_path, EMAILS, server, timeout=1.5)
+        cfg = make_config(tmp_path, EMAILS, server, timeout=1.5, data_timeout=1.5)
         report = run(cfg)
-        assert (report.sent, report.possible_duplicates, report.deferred) == (3, 2, 0)
+        assert (report.sent, report.possible_duplicates, report.deferred) == (1, 0, 2)
+        assert server.count == 1
+        report = run(cfg)
+        assert (report.sent, report.possible_duplicates, report.deferred) == (2, 2, 0)
         assert sorted(d.email for d in report.problems) == ["bob@example.org", "cy@example.org"]
         assert all(len(v) == 1 for v in ids_by_rcpt(server).values())
     rows = {r.email: r for r in Ledger(cfg.settings.database).rows()}

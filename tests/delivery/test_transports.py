@@ -252,12 +252,12 @@ def test_idle_timeout_notice_on_a_reused_connection_is_retried_on_a_new_one(
     assert [g.rcpt_tos for g in server.wait_for(2)] == [("a@example.org",), ("b@example.org",)]
 
 
-def test_stalled_server_times_out_within_the_configured_timeout() -> None:
+def test_stalled_server_times_out_within_the_configured_data_timeout() -> None:
     with SmtpTestServer(stall_seconds=10) as srv:
         srv.add_rule("data", action="stall")
-        transport = smtp_transport(srv, timeout=0.5)
+        transport = smtp_transport(srv, timeout=0.3, data_timeout=0.8)
         start = time.monotonic()
-        with pytest.raises(DeliveryError, match=r"no answer within 0.5 s at the end of DATA") as info:
+        with pytest.raises(DeliveryError, match=r"no answer within 0.8 s at the end of DATA") as info:
             transport.send(message())
         elapsed = time.monotonic() - start
         transport.close()

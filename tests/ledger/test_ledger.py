@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 import subprocess
 import sys
 from datetime import date, datetime, timedelta, timezone
@@ -33,12 +34,81 @@ def test_schema_and_wal_created_on_first_write(tmp_path: Path) -> None:
     db = tmp_path / "digest.db"
     with Ledger(db) as ledger:
         ledger.begin("A@X.org", ED, message_id="<m1@x>", papers=("p1",), data=b"x", now=NOW)
+        wal_mode = stat.S_IMODE(Path(f"{db}-wal").stat().st_mode)
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"deliveries", "suppressions"} <= tables
     conn.close()
+    # addresses and message bodies: the owner's only, the WAL beside it too
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert wal_mode == 0o600
+    assert not list(tmp_path.glob(".digest.db.new-*"))
+
+
+V1_SCHEMA = """
+CREATE TABLE deliveries (
+    email TEXT NOT NULL, edition TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'deferred', 'failed')),
+    message_id TEXT, papers TEXT NOT NULL DEFAULT '[]', attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sent_at TEXT, last_code INTEGER,
+    last_error TEXT, possible_duplicate INTEGER NOT NULL DEFAULT 0, message BLOB,
+    PRIMARY KEY (email, edition));
+CREATE TABLE suppressions (email TEXT PRIMARY KEY, created_at TEXT NOT NULL,
+                           source TEXT NOT NULL);
+INSERT INTO deliveries (email, edition, state, message_id, papers, attempts, created_at,
+                        updated_at) VALUES ('a@x.org', '2026-11-25', 'sending', '<m@x>',
+                        '["p1"]', 1, '2026-11-25T09:00:00+00:00', '2026-11-25T09:00:00+00:00');
+PRAGMA user_version=1;
+"""
+
+
+def test_a_schema_1_ledger_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "digest.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(V1_SCHEMA)
+    conn.close()
+    with Ledger(db) as ledger:
+        (row,) = ledger.rows()
+        assert (row.email, row.state, row.papers, row.ambiguous) == ("a@x.org", "sending",
+                                                                      ("p1",), 0)
+        assert ledger.mark_ambiguous("a@x.org", ED, now=NOW, error="crash") == "deferred"
+        assert ledger.mark_ambiguous("a@x.org", ED, now=NOW, error="late") == "uncertain"
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+
+
+def test_an_empty_ledger_file_is_refused_as_lost_not_taken_as_new(tmp_path: Path) -> None:
+    db = tmp_path / "digest.db"
+    db.write_bytes(b"")
+    with pytest.raises(LedgerError, match=r"is empty \(0 bytes\), so it is not a ledger"):
+        Ledger(db).rows()
+    with pytest.raises(LedgerError, match="--new-ledger"):
+        Ledger(db).begin("a@x.org", ED, message_id="<m@x>", papers=(), data=b"x", now=NOW)
+    assert db.stat().st_size == 0  # left as found
+
+
+def test_ambiguous_outcomes_resend_once_then_hold_until_resolved(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "digest.db") as ledger:
+        for email in ("a@x.org", "b@x.org"):
+            ledger.begin(email, ED, message_id=f"<{email}>", papers=("p1",), data=b"body",
+                         now=NOW)
+            assert ledger.mark_ambiguous(email, ED, now=NOW, error="no reply") == "deferred"
+            assert ledger.stored_message(email, ED) == b"body"  # the re-send replays it
+            ledger.begin(email, ED, message_id=f"<{email}>", papers=("p1",), data=None,
+                         now=NOW)
+            assert ledger.mark_ambiguous(email, ED, now=NOW, error="no reply") == "uncertain"
+        assert ledger.pending() == ()  # nothing re-sends an uncertain row
+        assert ledger.history() == {"a@x.org": frozenset({"p1"}), "b@x.org": frozenset({"p1"})}
+        assert ledger.resolve("a@x.org", ED, sent=True, now=NOW).state == "sent"
+        again = ledger.resolve("b@x.org", ED, sent=False, now=NOW)
+        assert (again.state, again.has_message, again.ambiguous) == ("deferred", True, 1)
+        ledger.begin("b@x.org", ED, message_id="<b@x.org>", papers=("p1",), data=None, now=NOW)
+        assert ledger.mark_ambiguous("b@x.org", ED, now=NOW, error="no reply") == "uncertain"
+        with pytest.raises(LedgerError, match="is not uncertain"):
+            ledger.resolve("a@x.org", ED, sent=True, now=NOW)
 
 
 def test_state_lifecycle_and_history(tmp_path: Path) -> None:
