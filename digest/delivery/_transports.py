@@ -31,7 +31,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +53,7 @@ __all__ = [
     "SmtpTransport",
     "MaildirOutbox",
     "RateLimiter",
+    "ServerGate",
     "open_transport",
     "tls_context",
 ]
@@ -115,6 +117,69 @@ class RateLimiter:
         return wait
 
 
+# --------------------------------------------------------------------------- circuit breaker
+
+
+class ServerGate:
+    """The circuit breaker of one SMTP server under one configuration, shared by every
+    connection made from it (a pool, a daemon's fires).
+
+    A refusal that every message would meet (AUTH refused, our EHLO or MAIL FROM refused with
+    a 5xx) opens it: every connection then fails at once without touching the server, until
+    ``BACKOFF`` seconds have passed; then one connection probes, and a new refusal doubles the
+    pause (up to ``MAX_BACKOFF``). A wrong password thus costs one failed login per pause, not
+    one per subscriber (an account lockout). Until a login has succeeded, logins are taken one
+    at a time, so a pool's first connections do not all fail together. A config change makes a
+    new gate (``open_transport`` is called again), so a corrected password is tried at once.
+    """
+
+    BACKOFF = 15 * 60.0
+    MAX_BACKOFF = 24 * 3600.0
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._mutex = threading.Lock()
+        self._login = threading.Lock()
+        self._open_until: float | None = None
+        self._failures = 0
+        self._reason = ""
+        self._proven = False
+
+    def check(self, where: str) -> None:
+        """Raise ``TransportError`` while the gate is open."""
+        with self._mutex:
+            if self._open_until is None or self._clock() >= self._open_until:
+                return
+            wait = self._open_until - self._clock()
+            reason = self._reason
+        raise TransportError(f"SMTP {where}: sending to this server is paused for {wait / 60:.0f} "
+                             f"more minutes after: {reason} (fix the settings; a changed "
+                             "config is tried at once)")
+
+    def trip(self, reason: str) -> None:
+        """A refusal of ours: pause the server, twice as long as the last time."""
+        with self._mutex:
+            self._failures += 1
+            pause = min(self.BACKOFF * 2 ** (self._failures - 1), self.MAX_BACKOFF)
+            self._open_until = self._clock() + pause
+            self._reason = reason
+
+    def passed(self) -> None:
+        """The server accepted our login (or sender): close the gate."""
+        with self._mutex:
+            self._failures, self._open_until, self._proven = 0, None, True
+
+    @contextmanager
+    def login_slot(self, where: str) -> Iterator[None]:
+        """Hold while logging in: one login at a time until one has succeeded."""
+        if self._proven:
+            yield
+            return
+        with self._login:
+            self.check(where)  # a login that failed while we waited: do not repeat it
+            yield
+
+
 # --------------------------------------------------------------------------- SMTP
 
 
@@ -163,7 +228,7 @@ class SmtpTransport:
 
     def __init__(self, smtp: SmtpSettings, password: str | None = None, *,
                  limiter: RateLimiter | None = None, local_hostname: str | None = None,
-                 context: ssl.SSLContext | None = None) -> None:
+                 context: ssl.SSLContext | None = None, gate: ServerGate | None = None) -> None:
         self.settings = smtp
         self._password = password
         self._limiter = limiter
@@ -173,12 +238,14 @@ class SmtpTransport:
         # Always verifying (certificate chain and host name); a pool shares one context.
         self._context = context or tls_context(smtp)
         self.where = f"{smtp.host}:{smtp.port}"
+        self._gate = gate or ServerGate()
 
     # -- connection
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
         conn: smtplib.SMTP | None = None
+        self._gate.check(self.where)
         try:
             if s.security == "tls":
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
@@ -200,7 +267,9 @@ class SmtpTransport:
                                          f"{_reply_text(reply)}")
                 conn.ehlo_or_helo_if_needed()  # STARTTLS forgets the first EHLO
             if s.username:
-                conn.login(s.username, self._password or "")
+                with self._gate.login_slot(self.where):
+                    self._login(conn)
+                self._gate.passed()
             log.debug("connected to %s (%s%s)", self.where, s.security,
                       f", as {s.username}" if s.username else "")
             return conn
@@ -218,18 +287,23 @@ class SmtpTransport:
                                  f"{exc.reason or exc}") from None
         except smtplib.SMTPAuthenticationError as exc:
             self._discard(conn)
-            raise TransportError(self._scrub(
-                f"SMTP {self.where}: authentication refused for user {s.username!r}: "
-                f"{exc.smtp_code} {_reply_text(exc.smtp_error)}")) from None
+            text = self._scrub(f"authentication refused for user {s.username!r}: "
+                               f"{exc.smtp_code} {_reply_text(exc.smtp_error)}")
+            self._gate.trip(text)
+            raise TransportError(f"SMTP {self.where}: {text}") from None
         except smtplib.SMTPNotSupportedError:
             self._discard(conn)
             raise TransportError(f"SMTP {self.where}: the server offers no AUTH mechanism "
                                  "we can use") from None
         except smtplib.SMTPResponseException as exc:  # greeting refused (e.g. 421 busy)
             self._discard(conn)
-            raise TransportError(self._scrub(
-                f"SMTP {self.where}: refused the session: {exc.smtp_code} "
-                f"{_reply_text(exc.smtp_error)}")) from None
+            text = self._scrub(f"refused the session: {exc.smtp_code} "
+                               f"{_reply_text(exc.smtp_error)}")
+            if isinstance(exc, smtplib.SMTPHeloError) and 500 <= exc.smtp_code < 600:
+                # our EHLO/HELO refused for good: every connection would be, pause the server
+                text = f"{text} (our EHLO/HELO name is refused: check smtp settings)"
+                self._gate.trip(text)
+            raise TransportError(f"SMTP {self.where}: {text}") from None
         except (OSError, smtplib.SMTPException) as exc:
             # smtplib reports a socket timeout as SMTPServerDisconnected; the cause tells.
             self._discard(conn)
@@ -237,6 +311,18 @@ class SmtpTransport:
                 raise TransportError(f"SMTP {self.where}: no answer within "
                                      f"{s.timeout:g} s while connecting") from None
             raise TransportError(self._scrub(f"SMTP {self.where}: cannot connect: {exc}")) from None
+
+    def _login(self, conn: smtplib.SMTP) -> None:
+        """AUTH with ONE mechanism, the first the server offers of smtplib's preference order:
+        ``SMTP.login`` would try the next one after a refusal, two failed logins per
+        connection for one wrong password."""
+        offered = conn.esmtp_features.get("auth", "").upper().split()
+        mechanism = next((m for m in ("CRAM-MD5", "PLAIN", "LOGIN") if m in offered), None)
+        if mechanism is None:
+            raise smtplib.SMTPNotSupportedError("no usable AUTH mechanism")
+        conn.user, conn.password = self.settings.username or "", self._password or ""
+        authobject = getattr(conn, "auth_" + mechanism.lower().replace("-", "_"))
+        conn.auth(mechanism, authobject)
 
     @staticmethod
     def _discard(conn: smtplib.SMTP | None) -> None:
@@ -293,12 +379,18 @@ class SmtpTransport:
                 self._drop()
         if code in (530, 535) or (stage == "MAIL FROM" and code >= 500 and code != 552):
             # Authentication required, or our sender refused: every message would fail the
-            # same way, so no subscriber's edition should be marked failed for it.
+            # same way, so no subscriber's edition should be marked failed for it, and the
+            # server is paused (the next connection would only be refused again).
             self._drop()
+            self._gate.trip(f"{stage} {msg.sender} refused: {code} {text}")
             return TransportError(f"SMTP {self.where}: {stage} {msg.sender} refused: "
-                                  f"{code} {text}")
+                                  f"{code} {text} (a problem with our sending, not with the "
+                                  "recipients: their editions stay deferred)")
+        # 552 to RCPT is "mailbox full / over quota", which RFC 5321 4.5.3.1.10 says clients
+        # should treat as temporary (the old 452).
+        temporary = not 500 <= code < 600 or (stage == "RCPT TO" and code == 552)
         return DeliveryError(f"{stage} refused: {text}", recipient=msg.recipient, code=code,
-                             temporary=not 500 <= code < 600)
+                             temporary=temporary)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -489,7 +581,8 @@ def open_transport(settings: Settings, environ: Mapping[str, str] | None = None)
     # burst=1: messages are spaced 1/rate apart, so no one-second window ever exceeds the quota.
     limiter = RateLimiter(smtp.max_per_second) if smtp.max_per_second else None
     context = tls_context(smtp) if smtp.security != "none" else None
+    gate = ServerGate()  # one per configuration: a config change starts closed
     return TransportFactory(
-        make=lambda: SmtpTransport(smtp, password, limiter=limiter, context=context),
+        make=lambda: SmtpTransport(smtp, password, limiter=limiter, context=context, gate=gate),
         connections=max(1, smtp.connections),
         description=f"smtp {smtp.security} {smtp.host}:{smtp.port}")

@@ -14,6 +14,7 @@ import pytest
 
 from digest.delivery import OutgoingMessage, build_message, open_transport
 from digest.delivery._transports import (
+    ServerGate,
     MaildirOutbox,
     RateLimiter,
     SmtpTransport,
@@ -170,7 +171,11 @@ def test_sender_refused_stops_the_run_but_size_and_4xx_are_per_message(
     server.add_rule("mail", "550 5.7.1 Sender domain not allowed", times=1)
     with pytest.raises(TransportError, match="MAIL FROM digest@example.org refused: 550"):
         transport.send(message())
-    assert transport.send(message()).code == 250  # a later run can start over
+    with pytest.raises(TransportError, match="paused"):  # every connection would be refused
+        transport.send(message())
+    later = smtp_transport(server)  # a later run (a new gate) can start over
+    assert later.send(message()).code == 250
+    later.close()
     transport.close()
 
 
@@ -454,3 +459,63 @@ def test_dot_stuffing_doubles_every_leading_dot_like_the_rfc_rule() -> None:
         want = rule.sub(b"..", data)
         want += b"" if want.endswith(b"\r\n") else b"\r\n"
         assert _dot_stuff(data) == want + b".\r\n", data
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_refused_login_pauses_every_connection_to_that_server_with_backoff() -> None:
+    """One wrong password must not become a burst of failed logins (an account lockout): one
+    mechanism per connection, then the whole server is paused, probed again after a backoff
+    that doubles, and a new config (a new gate) tries at once."""
+    with SmtpTestServer(security="starttls", auth=("digest", "the-right-one")) as srv:
+        clock = FakeClock()
+        gate = ServerGate(clock=clock)
+        settings = srv.smtp_settings()
+        pool = [SmtpTransport(settings, "wrong", gate=gate) for _ in range(3)]
+        with pytest.raises(TransportError, match="authentication refused"):
+            pool[0].send(message())
+        assert srv.auth_attempts == ["digest"]  # one mechanism tried, not PLAIN then LOGIN
+        for transport in pool[1:]:
+            with pytest.raises(TransportError, match="sending to .* is paused"):
+                transport.send(message())
+        assert len(srv.auth_attempts) == 1
+        clock.now += ServerGate.BACKOFF + 1  # the backoff passed: one probe login
+        with pytest.raises(TransportError, match="authentication refused"):
+            pool[1].send(message())
+        with pytest.raises(TransportError, match="paused"):
+            pool[2].send(message())
+        clock.now += ServerGate.BACKOFF + 1  # the backoff doubled: still paused
+        with pytest.raises(TransportError, match="paused"):
+            pool[2].send(message())
+        assert len(srv.auth_attempts) == 2
+        fresh = SmtpTransport(settings, "the-right-one", gate=ServerGate(clock=clock))
+        fresh.send(message())  # a config change (a new gate) is tried at once
+        fresh.close()
+        assert len(srv.auth_attempts) == 3 and srv.count == 1
+
+
+def test_a_pool_with_a_wrong_password_logs_in_once(tmp_path: Path) -> None:
+    from digest.delivery import send_all
+    from digest.models import Config, Topic
+
+    with SmtpTestServer(security="starttls", auth=("digest", "the-right-one")) as srv:
+        settings = Settings(sender="Paper Digest <digest@example.org>",
+                            database=tmp_path / "digest.db", delivery="smtp",
+                            smtp=srv.smtp_settings(connections=4))
+        subs = tuple(Subscriber(email=f"r{i}@example.org", name=None, timezone="UTC",
+                                schedule="0 7 * * *", max_papers=5,
+                                topics=(Topic(name="m", include=("model",)),))
+                     for i in range(8))
+        config = Config(path=tmp_path / "s.yaml", settings=settings, subscribers=subs)
+        from digest.models import Paper
+
+        papers = (Paper(id="2611.00001", title="A model", abstract="We build a model."),)
+        with pytest.raises(TransportError, match="authentication refused"):
+            send_all(config, papers, NOW, environ={"SMTP_TEST_PASSWORD": "wrong"})
+        assert srv.auth_attempts == ["digest"]
