@@ -105,6 +105,16 @@ class TransportError(DigestError):
     the run stops and nothing is marked sent."""
 
 
+class SenderRefusedError(TransportError):
+    """Many different recipients in a row refused with the same 5xx: a problem of ours (relay
+    permission, a blocklisted sender), not of theirs. ``deferred`` are the (email, edition)
+    rows put back to deferred, so a later run sends them once it is fixed."""
+
+    def __init__(self, message: str, deferred: tuple[tuple[str, object], ...] = ()) -> None:
+        self.deferred = deferred
+        super().__init__(message)
+
+
 class LockedError(DigestError):
     """Another paper-digest process holds the database's send lock."""
 

@@ -48,7 +48,7 @@ from aiosmtpd.smtp import (
     syntax,
 )
 
-Stage = Literal["mail", "rcpt", "data"]
+Stage = Literal["helo", "mail", "rcpt", "data"]
 Action = Literal["reply", "drop", "stall", "late"]
 
 # aiosmtpd logs every command line at INFO (AUTH lines included): keep test logs quiet.
@@ -126,6 +126,22 @@ class _Handler:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.server._release.wait(), self.server.stall_seconds)
         return rule.reply
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        reply = await self._apply(server, "helo", ())
+        if reply is not None:
+            return [reply]
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str) -> str:
+        reply = await self._apply(server, "helo", ())
+        if reply is not None:
+            return reply
+        session.host_name = hostname
+        return f"250 {server.hostname}"
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from digest.delivery._batch import due, send_all
 from digest.delivery._dkim import KeyPair, dns_record, generate_key
-from digest.delivery._edition import EditionRun, RetryPolicy, deliver_edition
+from digest.delivery._edition import EditionRun, RefusalStreak, RetryPolicy, deliver_edition
 from digest.delivery._helo import helo_name, helo_problem
 from digest.delivery._history import selection_histories
 from digest.delivery._keyfiles import KeyFiles, write_key_pair
 from digest.delivery._message import OutgoingMessage, build_message
 from digest.delivery._transports import open_transport
 
-__all__ = ["EditionRun", "KeyFiles", "KeyPair", "OutgoingMessage", "RetryPolicy", "build_message",
+__all__ = ["EditionRun", "KeyFiles", "KeyPair", "OutgoingMessage", "RefusalStreak",
+           "RetryPolicy", "build_message",
            "deliver_edition", "dns_record", "due", "generate_key", "helo_name", "helo_problem",
            "open_transport", "selection_histories", "send_all", "write_key_pair"]

@@ -19,6 +19,7 @@ from digest.cron import fires_on
 from digest.delivery._edition import (
     EditionRun,
     EmailRenderer,
+    RefusalStreak,
     RetryPolicy,
     deliver_edition,
 )
@@ -346,6 +347,7 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledg
          progress: Callable[[Delivery], None] | None, stop: _EventLike) -> SendReport:
     report = SendReport()
     report_lock = threading.Lock()
+    streak = RefusalStreak()  # one per shard: a shard's run sees its own recipients in a row
     workers = 1 if factory is None else max(1, factory.connections)
     # Bounded: the producer never runs far ahead, so memory does not grow with subscribers.
     work: queue.Queue[object] = queue.Queue(maxsize=workers * 4)
@@ -357,7 +359,7 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledg
 
     shared = EditionRun(ledger=ledger, renderer=renderer, settings=settings, summaries=summaries,
                         now=now, selector=selector, unsubscribe_secret=secret, retry=retry,
-                        dry_run=dry_run)
+                        dry_run=dry_run, streak=streak)
 
     def worker(transport: Transport | None) -> None:
         try:

@@ -18,6 +18,8 @@ flagged ``possible_duplicate`` (at most one per connection of the pool can be af
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -36,6 +38,7 @@ from digest.delivery._transports import Transport
 from digest.errors import (
     DeliveryError,
     TransportError,
+    SenderRefusedError,
     UncertainDeliveryError,
 )
 from digest.ledger import Ledger, LedgerRow
@@ -52,13 +55,61 @@ from digest.models import (
 )
 from digest.selection import Selector
 
-__all__ = ["deliver_edition", "EditionRun", "RetryPolicy",
+__all__ = ["deliver_edition", "EditionRun", "RetryPolicy", "RefusalStreak", "SAME_REFUSALS",
            "HELD_UNCERTAIN"]
 
 # ``Delivery.detail`` prefixes, so reports can count skips without parsing prose.
 _NOTHING_NEW = Outcome.NOTHING_NEW.value
 HELD_UNCERTAIN = ("held: the server may have accepted it; nothing re-sends it until "
                   "'digest resolve EMAIL EDITION --sent|--resend'")
+
+
+# This many different recipients in a row refused with the same 5xx reply means the refusal is
+# about us (relay denied, our sender or IP blocklisted), not about them (listmonk likewise
+# pauses a campaign past an error threshold).
+SAME_REFUSALS = 10
+_ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+class RefusalStreak:
+    """Permanent refusals in a row across a run (or a daemon's fires), thread-safe. Each is
+    recorded ``failed`` as it comes; when ``limit`` different recipients in a row are refused
+    with the same code (and enhanced status), the streak's rows are put back to ``deferred``
+    and ``SenderRefusedError`` stops the run. Any acceptance, or another reply, resets it."""
+
+    def __init__(self, limit: int = SAME_REFUSALS) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._key: tuple[int | None, str | None] | None = None
+        self._rows: list[tuple[str, date]] = []
+        self._tripped = False  # until an acceptance: later refusals are deferred at once
+
+    def accepted(self) -> None:
+        with self._lock:
+            self._key, self._rows, self._tripped = None, [], False
+
+    def refused(self, email: str, edition: date, error: DeliveryError, *, ledger: Ledger,
+                now: datetime) -> None:
+        enhanced = _ENHANCED.search(str(error))
+        key = (error.code, enhanced.group(1) if enhanced else None)
+        with self._lock:
+            if key != self._key:
+                self._key, self._rows = key, []
+            if (email, edition) not in self._rows:
+                self._rows.append((email, edition))
+            if not self._tripped and len({e for e, _ in self._rows}) < self.limit:
+                return
+            rows, self._key, self._rows, self._tripped = tuple(self._rows), None, [], True
+        note = (f"{error} (kept deferred: {len(rows)} recipients in a row were refused alike, "
+                "which is a problem with our sending)")
+        for row_email, row_edition in rows:
+            ledger.mark_deferred(row_email, row_edition, now=now, code=error.code, error=note)
+        what = f"{error.code} {key[1]}" if key[1] else f"{error.code}"
+        raise SenderRefusedError(
+            f"{len(rows)} recipients in a row refused with {what} ({error}): a problem with "
+            "our sending (relay permission, sender or IP blocklisted), not with the "
+            "recipients; the run stopped and their editions stay deferred for a later run",
+            deferred=rows)
 
 
 class EmailRenderer(Protocol):
@@ -92,7 +143,7 @@ class EditionRun:
     """What every delivery of one run shares: the ledger (the truth), how to render, the
     settings, the papers' summaries (computed once per run), the run's clock reading, and
     optionally a selector over the run's papers (built once instead of per subscriber), the
-    unsubscribe secret, the retry policy, and whether this is a dry run."""
+    unsubscribe secret, the retry policy, whether this is a dry run, and the refusal streak."""
 
     ledger: Ledger
     renderer: EmailRenderer
@@ -103,6 +154,8 @@ class EditionRun:
     unsubscribe_secret: str | None = None
     retry: RetryPolicy = RetryPolicy()
     dry_run: bool = False
+    # permanent refusals in a row across the run (or a daemon's fires): many alike stop it
+    streak: RefusalStreak | None = None
 
 
 def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Paper],
@@ -192,9 +245,17 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
                        detail=f"{Outcome.WOULD_SEND.value}: would send {len(papers_sent)} papers")
     if transport is None:
         raise ValueError("deliver_edition needs a transport unless dry_run")
-    return _send(msg, email, edition, papers_sent, possible_duplicate, ledger=ledger,
-                 transport=transport, now=now, retry=retry,
-                 archive=settings.archive_for if settings.base_url else None)
+    delivery = _send(msg, email, edition, papers_sent, possible_duplicate, ledger=ledger,
+                     transport=transport, now=now, retry=retry,
+                     archive=settings.archive_for if settings.base_url else None)
+    if run.streak is not None:
+        if delivery.state == "sent":
+            run.streak.accepted()
+        elif delivery.state == "failed" and delivery.code is not None:
+            run.streak.refused(email, edition,
+                               DeliveryError(delivery.error or "", code=delivery.code),
+                               ledger=ledger, now=now)
+    return delivery
 
 
 def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],

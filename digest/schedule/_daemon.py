@@ -31,7 +31,8 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.triggers.date import DateTrigger
 
 from digest.compose import edition_for, summarize_all
-from digest.errors import ConfigError, DigestError, FeedError, TransportError
+from digest.errors import ConfigError, DigestError, FeedError, SenderRefusedError
+from digest.errors import TransportError
 from digest.ledger import Ledger, SendLock
 from digest.models import (
     Config,
@@ -116,6 +117,7 @@ class ServiceSender:
         self._factory: Callable[[], Any] | None = None
         self._transport: Any = None
         self._last_used = 0.0
+        self._streak: Any = None
 
     def _prepare(self, settings: Settings) -> None:
         if settings == self._settings:
@@ -124,7 +126,10 @@ class ServiceSender:
         from digest.delivery import open_transport
         from digest.render import Renderer  # the heavy MJML import only when sending
 
+        from digest.delivery import RefusalStreak
+
         self._renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
+        self._streak = RefusalStreak()  # refusals in a row across fires, like a batch run
         self._factory = open_transport(settings, self._environ)
         self._ledger = Ledger(settings.database)
         self._settings = settings
@@ -148,7 +153,8 @@ class ServiceSender:
                       if settings.unsubscribe_secret_env else None)
             try:
                 run = EditionRun(ledger=self._ledger, renderer=self._renderer, settings=settings,
-                                 summaries=summaries, now=now, unsubscribe_secret=secret)
+                                 summaries=summaries, now=now, unsubscribe_secret=secret,
+                                 streak=self._streak)
                 return deliver_edition(subscriber, edition, papers, run,
                                        transport=self._transport)
             except TransportError:
@@ -584,6 +590,14 @@ class Daemon:
                 delivery = replace(delivery, detail=f"{delivery.detail}; {why}")
         except TransportError as exc:
             self._retry_later(email, run_time, now + RETRY_AFTER)
+            if isinstance(exc, SenderRefusedError):  # the streak's rows went back to deferred
+                for other, other_edition in exc.deferred:
+                    other_sub = config.subscriber(other)
+                    if other_sub is not None and isinstance(other_edition, date) \
+                            and other_sub.email.lower() != email.lower():
+                        noon = datetime.combine(other_edition, datetime.min.time().replace(
+                            hour=12), ZoneInfo(other_sub.timezone))
+                        self._retry_later(other, noon, now + RETRY_AFTER)
             return self._report(FireResult(email, run_time, edition, "deferred",
                                            f"{exc}; retrying at {now + RETRY_AFTER:%H:%M} UTC"))
         except FeedError as exc:

@@ -337,3 +337,49 @@ def test_dropped_or_stalled_body_is_resent_once_by_a_later_run_and_flagged(
     assert [e for e, r in sorted(rows.items()) if r.possible_duplicate] == [
         "bob@example.org", "cy@example.org"]
     assert rows["bob@example.org"].attempts == 2
+
+
+MANY = [f"reader{i:02d}@example.org" for i in range(1, 15)]
+
+
+def test_the_same_5xx_for_many_recipients_in_a_row_is_our_problem(tmp_path: Path) -> None:
+    """A relay that refuses every recipient alike (554 relay denied, a blocklisted sender)
+    would burn every subscriber's edition: after ``SAME_REFUSALS`` in a row the run stops and
+    their rows stay deferred, to be sent by a later run once it is fixed."""
+    from digest.delivery._edition import SAME_REFUSALS
+
+    with SmtpTestServer() as server:
+        server.add_rule("rcpt", "554 5.7.1 Relay access denied")
+        cfg = make_config(tmp_path, MANY, server)
+        with pytest.raises(TransportError, match=rf"{SAME_REFUSALS} recipients in a row refused"
+                           r" with 554 5\.7\.1.*stay deferred"):
+            run(cfg)
+        rows = Ledger(cfg.settings.database).rows()
+        assert SAME_REFUSALS <= len(rows) < len(MANY)
+        assert {r.state for r in rows} == {"deferred"}
+        server.clear_rules()
+        report = run(cfg)  # fixed: everyone gets their edition
+        assert (report.sent, report.failed) == (len(MANY), 0)
+
+
+def test_different_refusals_or_a_success_between_them_are_per_recipient(tmp_path: Path) -> None:
+    with SmtpTestServer() as server:
+        for e in MANY[::2]:
+            server.add_rule("rcpt", "550 5.1.1 No such user", recipient=e)
+        cfg = make_config(tmp_path, MANY, server)
+        report = run(cfg)
+        assert (report.sent, report.failed) == (len(MANY) // 2, len(MANY) // 2)
+
+
+def test_552_to_rcpt_is_temporary_and_ehlo_refused_stops_the_run(tmp_path: Path) -> None:
+    with SmtpTestServer() as server:
+        server.add_rule("rcpt", "552 5.2.2 Mailbox full", recipient=EMAILS[0])
+        cfg = make_config(tmp_path, EMAILS, server)
+        report = run(cfg)
+        assert (report.sent, report.deferred, report.failed) == (2, 1, 0)
+    with SmtpTestServer() as server:
+        server.add_rule("helo", "550 5.7.1 Your HELO name is refused")
+        cfg = make_config(tmp_path / "b", EMAILS, server)
+        with pytest.raises(TransportError, match="refused the session: 550"):
+            run(cfg)
+        assert {r.state for r in Ledger(cfg.settings.database).rows()} == {"deferred"}
