@@ -268,7 +268,11 @@ class SmtpTransport:
                 conn.ehlo_or_helo_if_needed()  # STARTTLS forgets the first EHLO
             if s.username:
                 with self._gate.login_slot(self.where):
-                    self._login(conn)
+                    try:
+                        self._login(conn)
+                    except smtplib.SMTPAuthenticationError as exc:
+                        self._gate.trip(self._auth_refused(exc))  # before the next login
+                        raise
                 self._gate.passed()
             log.debug("connected to %s (%s%s)", self.where, s.security,
                       f", as {s.username}" if s.username else "")
@@ -287,10 +291,7 @@ class SmtpTransport:
                                  f"{exc.reason or exc}") from None
         except smtplib.SMTPAuthenticationError as exc:
             self._discard(conn)
-            text = self._scrub(f"authentication refused for user {s.username!r}: "
-                               f"{exc.smtp_code} {_reply_text(exc.smtp_error)}")
-            self._gate.trip(text)
-            raise TransportError(f"SMTP {self.where}: {text}") from None
+            raise TransportError(f"SMTP {self.where}: {self._auth_refused(exc)}") from None
         except smtplib.SMTPNotSupportedError:
             self._discard(conn)
             raise TransportError(f"SMTP {self.where}: the server offers no AUTH mechanism "
@@ -311,6 +312,10 @@ class SmtpTransport:
                 raise TransportError(f"SMTP {self.where}: no answer within "
                                      f"{s.timeout:g} s while connecting") from None
             raise TransportError(self._scrub(f"SMTP {self.where}: cannot connect: {exc}")) from None
+
+    def _auth_refused(self, exc: smtplib.SMTPResponseException) -> str:
+        return self._scrub(f"authentication refused for user {self.settings.username!r}: "
+                           f"{exc.smtp_code} {_reply_text(exc.smtp_error)}")
 
     def _login(self, conn: smtplib.SMTP) -> None:
         """AUTH with ONE mechanism, the first the server offers of smtplib's preference order:
