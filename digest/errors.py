@@ -14,6 +14,7 @@ skipped item and ``delivery._transports``' stale pooled connection.)
     ├── DeliveryError               one recipient's message not delivered (SMTP code, temporary?)
     │   └── UncertainDeliveryError  sent, but the final reply never came: maybe accepted
     ├── TransportError              the transport as a whole is unusable: the run stops
+    │   └── SenderRefusedError      many recipients in a row refused alike: our problem
     ├── LockedError                 another process holds the database's send lock
     ├── LedgerError                 the ledger file is unreadable or not ours
     ├── ScheduleError               a schedule that cannot be computed, a scheduler that fails

@@ -31,21 +31,25 @@ Edit the YAML while it runs: the schedule follows within seconds; an invalid edi
 in flight is finished first. Only one digest run (or digest send) per database at a time.""")
 @config_option
 @click.option("--verbose", "-v", is_flag=True, help="Also log APScheduler's own messages.")
-def run(config_path: Path, verbose: bool) -> None:
+@click.option("--new-ledger", is_flag=True,
+              help="Start a new ledger although earlier runs left their mark (an outbox with "
+                   "messages, <database>.jobs): editions are sent again.")
+def run(config_path: Path, verbose: bool, new_ledger: bool) -> None:
     """Send each subscriber's digest on their own schedule, in their own timezone."""
     from digest.schedule import utc_now
 
-    run_daemon(config_path, verbose=verbose, clock=utc_now)
+    run_daemon(config_path, verbose=verbose, clock=utc_now, new_ledger=new_ledger)
 
 
-def run_daemon(config_path: Path, *, verbose: bool, clock: Callable[[], datetime]) -> None:
+def run_daemon(config_path: Path, *, verbose: bool, clock: Callable[[], datetime],
+               new_ledger: bool = False) -> None:
     """``digest run`` with its clock given (``utc_now`` in the product)."""
     from digest.schedule import Daemon
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
     logging.getLogger("apscheduler").setLevel(logging.INFO if verbose else logging.WARNING)
-    daemon = Daemon(config_path, clock=clock)
+    daemon = Daemon(config_path, clock=clock, new_ledger=new_ledger)
     try:
         daemon.run_forever()
     except ConfigError as exc:

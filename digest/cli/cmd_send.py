@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,8 +62,11 @@ digest failed.""")
               help="Send as if it were this time (no offset means UTC).")
 @click.option("--ignore-schedule", is_flag=True,
               help="Send to every subscriber, also those whose schedule has no send today.")
+@click.option("--new-ledger", is_flag=True,
+              help="Start a new ledger although earlier runs left their mark (an outbox with "
+                   "messages, <database>.jobs): every edition is sent again.")
 def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run: bool,
-         force: bool, now_text: str | None, ignore_schedule: bool) -> None:
+         force: bool, now_text: str | None, ignore_schedule: bool, new_ledger: bool) -> None:
     """Send the current edition to every subscriber now (once per edition)."""
     from digest.config import load_config
     from digest.delivery import due, send_all
@@ -77,8 +86,10 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
         def tick(_d: Delivery) -> None:
             bar.advance(task)
 
-        report = send_all(config, papers, now, only=only, dry_run=dry_run, force=force,
-                          environ=os.environ, progress=tick, ignore_schedule=ignore_schedule)
+        with graceful_stop() as stop:
+            report = send_all(config, papers, now, only=only, dry_run=dry_run, force=force,
+                              environ=os.environ, progress=tick,
+                              ignore_schedule=ignore_schedule, new_ledger=new_ledger, stop=stop)
 
     out = Console(soft_wrap=True)
     table = Table(title="digest send" + (" (dry run)" if dry_run else ""), title_justify="left")
@@ -116,8 +127,45 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
             out.print(f"  the server may have accepted it; nothing re-sends it until you run "
                       f"digest resolve {d.email} {d.edition} --sent (it arrived) or --resend",
                       markup=False)
-    if not report.ok:
+    if report.stopped:
+        click.echo(f"stopped by {stop.signal_name}: the messages in flight were finished, "
+                   "the rest not started; run digest send again to finish", err=True)
+    if not report.ok or report.stopped:
         raise SystemExit(1)
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT; ``send_all`` polls it between messages."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name = ""
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self._event.set()
+
+
+@contextmanager
+def graceful_stop() -> Iterator[_Stop]:
+    """SIGTERM and SIGINT finish the messages in flight instead of killing them (a killed
+    send leaves rows ``sending``, re-sent next time as possible duplicates)."""
+    stop = _Stop()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, stop.on_signal)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _ledger(config_path: Path):  # type: ignore[no-untyped-def]

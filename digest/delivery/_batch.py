@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,7 +30,7 @@ from digest.errors import (
     DigestError,
     TransportError,
 )
-from digest.ledger import Ledger, SendLock
+from digest.ledger import Ledger, SendLock, check_new_ledger
 from digest.models import (
     Config,
     Delivery,
@@ -69,6 +70,7 @@ class SendReport:
     possible_duplicates: int = 0
     uncertain: int = 0  # held: the server may have accepted it; the admin resolves it
     not_due: int = 0  # subscribers whose schedule has no send today (not in ``total``)
+    stopped: bool = False  # a graceful stop (SIGTERM) ended the run before everyone was reached
     problems: list[Delivery] = field(default_factory=list)  # the first MAX_PROBLEMS
 
     MAX_PROBLEMS = 1000  # a run against a broken server must not hold every failure
@@ -131,7 +133,8 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
              renderer: EmailRenderer | None = None,
              transports: TransportFactory | None = None,
              retry: RetryPolicy = RetryPolicy(), lock: bool = True,
-             processes: int | None = None, ignore_schedule: bool = False) -> SendReport:
+             processes: int | None = None, ignore_schedule: bool = False,
+             new_ledger: bool = False, stop: _EventLike | None = None) -> SendReport:
     """Send the current edition (the subscriber's local date of ``now``) to every subscriber
     (or ``only`` one), after finishing editions left ``sending``/``deferred`` by earlier runs.
 
@@ -142,6 +145,9 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
     ``MIN_CPUS_FOR_SHARDS`` CPUs on, one per CPU, at most ``smtp.connections``) because
     rendering and building are CPU work the GIL would otherwise serialize. ``lock=False`` is
     for a caller that already holds the database's ``SendLock`` (``digest run``).
+    ``stop`` (set from a signal handler) ends the run gracefully: the messages in flight are
+    finished and recorded, nothing new is started, and the report says ``stopped``.
+    ``new_ledger`` allows creating a ledger where earlier runs left their mark.
 
     Raises ``LockedError`` if another process sends with the same database, ``TransportError``
     if the transport is unusable (nothing more is sent)."""
@@ -152,6 +158,9 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
     if send_lock is not None:
         send_lock.acquire()
     try:
+        if not dry_run:
+            check_new_ledger(settings.database, allow_new=new_ledger,
+                             outbox=settings.outbox if settings.delivery == "outbox" else None)
         # Checks what can be checked offline (password present, ca_file) before any work.
         factory = None if dry_run else (transports or open_transport(settings, environ))
         paper_list = tuple(papers)
@@ -159,12 +168,14 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
             settings, len(subscribers), dry_run)
         if shards > 1 and transports is None and renderer is None:
             report = _send_sharded(config, subscribers, paper_list, now, shards=shards,
-                                   force=force, environ=environ, progress=progress, retry=retry)
+                                   force=force, environ=environ, progress=progress, retry=retry,
+                                   outer_stop=stop)
         else:
             report = _send_shard(settings, subscribers, paper_list, now, factory=factory,
                                  renderer=renderer, force=force, environ=environ,
-                                 progress=progress, retry=retry, dry_run=dry_run)
+                                 progress=progress, retry=retry, dry_run=dry_run, stop=stop)
         report.not_due = not_due
+        report.stopped = stop is not None and stop.is_set()
         return report
     finally:
         if send_lock is not None:
@@ -269,6 +280,10 @@ def _shard_main(settings: Settings, subscribers: tuple[Subscriber, ...],
         def set(self) -> None:
             stop.set()
 
+    # A signal to the whole process group must not kill a shard mid-message: the parent
+    # decides, and tells the shards through ``stop``.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     mine = _shard_settings(settings, index, shards)
     try:
         report = _send_shard(mine, subscribers, paper_list, now,
@@ -288,7 +303,7 @@ def _shard_main(settings: Settings, subscribers: tuple[Subscriber, ...],
 def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
                   paper_list: tuple[Paper, ...], now: datetime, *, shards: int, force: bool,
                   environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
-                  retry: RetryPolicy) -> SendReport:
+                  retry: RetryPolicy, outer_stop: _EventLike | None = None) -> SendReport:
     import multiprocessing
 
     # spawn, not fork: the parent may run threads (a progress bar) and holds SQLite handles.
@@ -310,8 +325,10 @@ def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
     running = shards
     try:
         while running:
+            if outer_stop is not None and outer_stop.is_set():
+                stop.set()  # the shards finish their messages in flight, then report done
             try:
-                event = events.get(timeout=1.0)
+                event = events.get(timeout=0.2)
             except queue.Empty:
                 if not any(p.is_alive() for p in procs):
                     raise DigestError("a sending process died unexpectedly") from None

@@ -6,6 +6,13 @@ Edge (SQLite). May import: models, errors.
 
 from __future__ import annotations
 
-from digest.ledger._sqlite import ArchivedEdition, Ledger, LedgerRow, SendLock, SkipRow
+from digest.ledger._sqlite import (
+    ArchivedEdition,
+    Ledger,
+    LedgerRow,
+    SendLock,
+    SkipRow,
+    check_new_ledger,
+)
 
-__all__ = ["ArchivedEdition", "Ledger", "LedgerRow", "SendLock", "SkipRow"]
+__all__ = ["ArchivedEdition", "Ledger", "LedgerRow", "SendLock", "SkipRow", "check_new_ledger"]

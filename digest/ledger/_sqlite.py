@@ -292,6 +292,12 @@ class Ledger:
             except sqlite3.DatabaseError as exc:
                 raise LedgerError(self.path, str(exc)) from exc
 
+    def create(self) -> None:
+        """Make the file and its schema now if missing (``digest run`` at start, so its job
+        store never exists without a ledger beside it)."""
+        with self._mutex:
+            self._connect(create=True)
+
     def close(self) -> None:
         with self._mutex:
             if self._conn is not None:
@@ -587,12 +593,20 @@ class SendLock:
 
     def __init__(self, database: Path) -> None:
         self.database = Path(database)
-        self.path = self.database.with_name(self.database.name + ".lock")
+        # Keyed on the file itself: a symlink to the database (or to its folder) is the same
+        # ledger, and must meet the same lock.
+        resolved = Path(os.path.realpath(self.database))
+        self.path = resolved.with_name(resolved.name + ".lock")
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise LedgerError(self.database, f"cannot create the send lock {self.path}: "
+                              f"{exc.strerror or exc} (the database's folder must be "
+                              "writable)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -619,6 +633,34 @@ class SendLock:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def check_new_ledger(database: Path, *, outbox: Path | None = None,
+                     allow_new: bool = False) -> None:
+    """Before a run that sends: a ledger that does not exist yet, where earlier runs left their
+    mark (``<database>.jobs``, or messages in the Maildir ``outbox``), is a LOST ledger, and a
+    new one would send every edition again. Refuse unless ``allow_new`` (``--new-ledger``).
+    (A 0-byte ledger is refused by ``Ledger`` itself.)"""
+    if allow_new or Path(database).exists():
+        return
+    signs: list[str] = []
+    jobs = Path(database).with_name(Path(database).name + ".jobs")
+    if jobs.exists():
+        signs.append(str(jobs))
+    if outbox is not None:
+        count = 0
+        for sub in ("new", "cur"):
+            try:
+                count += sum(1 for entry in os.scandir(Path(outbox) / sub) if entry.is_file())
+            except OSError:
+                continue
+        if count:
+            signs.append(f"the outbox {outbox} ({count} message{'s' if count != 1 else ''})")
+    if signs:
+        raise LedgerError(Path(database), "does not exist, but " + " and ".join(signs)
+                          + " show that digest sent from here before: a new ledger would send "
+                          "every edition again. Restore the ledger from a backup, or run again "
+                          "with --new-ledger to start a new one on purpose")
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from apscheduler.triggers.date import DateTrigger
 from digest.compose import edition_for, summarize_all
 from digest.errors import ConfigError, DigestError, FeedError, SenderRefusedError
 from digest.errors import TransportError
-from digest.ledger import Ledger, SendLock
+from digest.ledger import Ledger, SendLock, check_new_ledger
 from digest.models import (
     Config,
     Delivery,
@@ -239,8 +239,10 @@ class Daemon:
                  sender: EditionSender | None = None,
                  loader: Callable[..., Config] | None = None,
                  fetch: Callable[[Settings, datetime], tuple[Paper, ...]] | None = None,
-                 on_fire: Callable[[FireResult], None] | None = None) -> None:
+                 on_fire: Callable[[FireResult], None] | None = None,
+                 new_ledger: bool = False) -> None:
         self.config_path = Path(config_path)
+        self.new_ledger = new_ledger
         self.environ: Mapping[str, str] = dict(os.environ) if environ is None else environ
         self.poll = poll
         self.clock = clock
@@ -333,6 +335,10 @@ class Daemon:
         self._lock = SendLock(settings.database)
         self._lock.acquire()  # a second `digest run` (or a `digest send`) stops here
         try:
+            check_new_ledger(settings.database, allow_new=self.new_ledger,
+                             outbox=settings.outbox if settings.delivery == "outbox" else None)
+            with Ledger(settings.database) as ledger:
+                ledger.create()  # so the job store never exists without its ledger
             if _current is not None:  # `fire` reaches ONE daemon per process
                 raise RuntimeError("a daemon is already running in this process")
             self._config = config

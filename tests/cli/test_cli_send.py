@@ -198,3 +198,34 @@ def test_an_outbox_send_says_where_the_mail_is(tmp_path: Path) -> None:
     assert f"3 emails written to the Maildir {tmp_path / 'outbox'}" in result.output.replace("\n", " ")
     again = digest("send", "-c", str(cfg), "--now", NOW)
     assert "written to the Maildir" not in again.output
+
+
+def test_a_lost_ledger_is_not_silently_replaced(tmp_path: Path) -> None:
+    """An emptied digest.db is refused as corrupt, and a missing one where earlier runs left
+    their mark (a non-empty outbox, <db>.jobs) needs --new-ledger: otherwise every edition
+    would be sent again without a word."""
+    cfg = write_config(tmp_path)
+    assert digest("send", "-c", str(cfg), "--now", NOW).exit_code == 0
+    box = tmp_path / "outbox"
+    sent = len(mailbox.Maildir(box))
+    assert sent == 3
+    db = tmp_path / "digest.db"
+    db.write_bytes(b"")  # emptied (a bad restore, a full disk, a truncating editor)
+    result = digest("send", "-c", str(cfg), "--now", NOW)
+    assert result.exit_code == 1 and "is empty (0 bytes)" in result.output, result.output
+    db.unlink()
+    result = digest("send", "-c", str(cfg), "--now", NOW)
+    assert result.exit_code == 1, result.output
+    assert "--new-ledger" in result.output and "outbox" in result.output
+    assert len(mailbox.Maildir(box)) == sent  # nothing sent again
+    result = digest("send", "-c", str(cfg), "--now", NOW, "--new-ledger")
+    assert result.exit_code == 0, result.output
+    assert len(mailbox.Maildir(box)) == 2 * sent  # on purpose: the operator said so
+
+
+def test_a_missing_ledger_beside_a_job_store_needs_new_ledger(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    (tmp_path / "digest.db.jobs").write_bytes(b"")
+    result = digest("send", "-c", str(cfg), "--now", NOW)
+    assert result.exit_code == 1 and "digest.db.jobs" in result.output, result.output
+    assert not (tmp_path / "digest.db").exists()

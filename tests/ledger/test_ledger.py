@@ -272,3 +272,16 @@ def test_skips_say_why_until_the_edition_is_sent(tmp_path: Path) -> None:
                  data=b"x", now=at)
     assert ledger.skips() == ()  # a delivery row for the edition wins over the skip
     ledger.close()
+
+
+def test_the_send_lock_is_keyed_on_the_resolved_database_file(tmp_path: Path) -> None:
+    """A symlink to the database (or to its folder) is the same ledger: a second sender
+    through it must be refused, not allowed to send every edition again."""
+    db = tmp_path / "data" / "digest.db"
+    db.parent.mkdir()
+    (tmp_path / "link.db").symlink_to(db)
+    (tmp_path / "alias").symlink_to(db.parent, target_is_directory=True)
+    with SendLock(db):
+        for other in (tmp_path / "link.db", tmp_path / "alias" / "digest.db"):
+            with pytest.raises(LockedError, match="another digest process"):
+                SendLock(other).acquire()

@@ -58,7 +58,9 @@ def at_minute(moment: datetime) -> tuple[str, datetime]:
 
 
 def seed_store(config: Config, next_runs: dict[str, datetime]) -> None:
-    """What an earlier ``digest run`` leaves behind: stored jobs, some now overdue."""
+    """What an earlier ``digest run`` leaves behind: its ledger and stored jobs, some now
+    overdue."""
+    Ledger(config.settings.database).create()
     scheduler = build_scheduler(jobs_path(config.settings))
     scheduler.start(paused=True)
     try:
