@@ -25,6 +25,7 @@ from digest.errors import InputError
 from digest.files import atomic_writer
 from digest.models import Paper
 from digest.summarize import summarize as summarize_paper
+from digest.text import scrub_surrogates
 
 
 def read_papers(lines: Iterable[bytes | str], source: str) -> list[Paper]:
@@ -42,6 +43,8 @@ def read_papers(lines: Iterable[bytes | str], source: str) -> list[Paper]:
         except json.JSONDecodeError as exc:
             raise InputError(source, f"not valid JSON ({exc.msg}, column {exc.colno})",
                              number) from None
+        except RecursionError:
+            raise InputError(source, "not valid JSON (nested too deeply)", number) from None
         if not isinstance(item, dict):
             raise InputError(source, f"expected a JSON object, got {type(item).__name__}", number)
         paper_id = item.get("id")
@@ -55,7 +58,10 @@ def read_papers(lines: Iterable[bytes | str], source: str) -> list[Paper]:
             if key in item and not isinstance(item[key], str):
                 raise InputError(source, f"{key}: expected a string, got "
                                  f"{type(item[key]).__name__}", number)
-        papers.append(Paper(id=paper_id, title=item.get("title", ""), abstract=item["abstract"]))
+        # an escaped half surrogate pair ("\ud800") would make the output unwritable
+        papers.append(Paper(id=scrub_surrogates(paper_id),
+                            title=scrub_surrogates(item.get("title", "")),
+                            abstract=scrub_surrogates(item["abstract"])))
     return papers
 
 

@@ -157,7 +157,7 @@ def _service_message(body: bytes) -> str | None:
         data = json.loads(body)
         return fold_ws(data["error"]) if isinstance(data, dict) and isinstance(
             data.get("error"), str) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         root = ET.fromstring(body)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from digest.errors import FeedError
 from digest.feeds._rxiv import latest, parse_details
 from digest.models import Paper
+from digest.text import scrub_surrogates
 
 if TYPE_CHECKING:
     pass
@@ -60,6 +61,34 @@ class _BadItem(Exception):
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+# JSON can escape half of a surrogate pair ("\ud800"); Python then holds a str that no
+# encoder accepts (a title without an id would crash hashing it into the id, an email
+# building it). Only such escapes can bring one in: raw bytes are decoded as strict UTF-8.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _without_surrogates(data: Any) -> Any:
+    """``data`` (parsed JSON) with every lone surrogate in its strings, keys included, made
+    U+FFFD; iterative, so a deep document cannot exhaust the stack."""
+    def fix(value: Any) -> Any:
+        return scrub_surrogates(value) if isinstance(value, str) else value
+
+    root = [fix(data)]
+    stack: list[Any] = [root[0]]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                node[i] = fix(item)
+                stack.append(node[i])
+        elif isinstance(node, dict):
+            for key in list(node):
+                value = fix(node.pop(key))
+                node[fix(key)] = value
+                stack.append(value)
+    return root[0]
 
 
 def fold_ws(text: str) -> str:
@@ -361,6 +390,11 @@ def parse_payload(payload: bytes, source: str, *, listed: date | None = None,
                                     f"{exc.msg}") from None
         except UnicodeDecodeError as exc:
             raise FeedError(source, f"not UTF-8 text: {exc.reason}") from None
+        except RecursionError:
+            raise FeedError(source, "malformed JSON: nested too deeply (no feed nests its "
+                                    "papers more than a few levels)") from None
+        if _ESCAPED_SURROGATE.search(payload):
+            data = _without_surrogates(data)
         return parse_json(data, source, listed=listed, default_source=default_source)
     if head == b"<":
         return parse_xml(payload, source)

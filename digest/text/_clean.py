@@ -33,7 +33,17 @@ from typing import Any
 from pylatexenc import latex2text as _l2t
 from pylatexenc.macrospec import LatexContextDb
 
-__all__ = ["clean_text", "fold"]
+__all__ = ["clean_text", "fold", "scrub_surrogates"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def scrub_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate (which no encoder accepts: JSON can carry one as an
+    escaped half pair) replaced by U+FFFD; the identity, cheaply, on text without one."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _macro_name(node: Any, l2tobj: Any) -> str:

@@ -229,3 +229,17 @@ def test_a_missing_ledger_beside_a_job_store_needs_new_ledger(tmp_path: Path) ->
     result = digest("send", "-c", str(cfg), "--now", NOW)
     assert result.exit_code == 1 and "digest.db.jobs" in result.output, result.output
     assert not (tmp_path / "digest.db").exists()
+
+
+def test_an_unwritable_database_folder_is_a_clean_error(tmp_path: Path) -> None:
+    """As root a chmod'ed folder stays writable, so the folder here is a plain file: the same
+    OSError path (the lock, then the ledger) a read-only folder takes."""
+    cfg = write_config(tmp_path)
+    (tmp_path / "ro").write_text("not a folder", encoding="utf-8")
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace(
+        "settings:\n", "settings:\n  database: ro/digest.db\n"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["send", "-c", str(cfg), "--now", NOW])
+    assert result.exit_code == 1, result.output
+    assert "error: " in result.output and "digest.db" in result.output
+    assert "must be writable" in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

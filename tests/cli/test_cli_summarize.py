@@ -131,3 +131,12 @@ def test_not_utf8(tmp_path: Path) -> None:
 def test_help_has_an_example() -> None:
     code, out, _ = run("--help")
     assert code == 0 and "digest summarize papers.jsonl" in out
+
+
+def test_deeply_nested_json_line_is_a_clean_error() -> None:
+    code, out, err = run("-", stdin='{"id": "x", "abstract": ' + "[" * 100_000 + "\n")
+    assert code == 1 and "nested too deeply" in err and "Traceback" not in err, err
+    line = json.dumps({"id": "x", "title": "Lone \ud800", "abstract": "We test \udfff it."})
+    code, out, err = run("-", stdin=line + "\n")
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["id"] == "x"

@@ -406,3 +406,23 @@ def test_cli_fetch_path_with_a_live_source_is_a_usage_error() -> None:
 def test_cli_fetch_help_has_an_example() -> None:
     result = CliRunner().invoke(main, ["fetch", "--help"])
     assert result.exit_code == 0 and "digest fetch --source arxiv --date" in result.stdout
+
+
+def test_a_lone_surrogate_in_a_title_without_id_does_not_abort_the_feed() -> None:
+    """JSON may escape half of a surrogate pair ("\\ud800"): Python then holds a string that
+    cannot be encoded. The paper is kept (with U+FFFD in its place), its id derived."""
+    payload = json.dumps([
+        {"title": "Broken \ud800 title", "abstract": "We study \udfff things."},
+        {"id": "2611.00002", "title": "Fine", "abstract": "We are fine."}]).encode("ascii")
+    papers = by_id(parse_payload(payload, "s.json"))
+    (derived,) = [p for pid, p in papers.items() if pid.startswith("t-")]
+    assert derived.title == "Broken \ufffd title" and "\ufffd" in derived.abstract
+    derived.title.encode("utf-8")  # never raises downstream
+    assert derived.id == title_id("Broken \ufffd title")
+    assert "2611.00002" in papers
+
+
+def test_deeply_nested_json_is_a_feed_error_not_a_recursion_error() -> None:
+    payload = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(FeedError, match="nested too deeply"):
+        parse_payload(payload, "deep.json")

@@ -592,3 +592,14 @@ def test_latest_run_is_the_last_scheduled_send_inside_the_window() -> None:
     assert latest_run("2 8 * * *", "Europe/Berlin", now, window) == now
     assert latest_run("3 8 * * *", "Europe/Berlin", now, window) is None  # yesterday: 24 h
     assert latest_run("* * * * *", "UTC", now, window) == now
+
+
+def test_a_corrupt_job_store_is_a_clean_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * * *", "UTC")])
+    Ledger(tmp_path / "digest.db").create()
+    (tmp_path / "digest.db.jobs").write_bytes(b"this is not SQLite" * 100)
+    result = CliRunner().invoke(main, ["run", "--config", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "digest.db.jobs: not a usable job store" in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
