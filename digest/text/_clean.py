@@ -119,12 +119,49 @@ def _times(match: re.Match[str]) -> str:
     return f"{match.group(1)}×{match.group(2)}"
 
 
-def _span_to_text(match: re.Match[str]) -> str:
-    span = _BARE_AMP.sub(r"\\&", _BARE_PERCENT.sub(r"\\%", match.group(0)))
+# The work cap per field: pylatexenc costs ~0.2 ms a span, so a hostile abstract of 50,000
+# spans (``$a$ `` repeated: 200 KB) took 12 s. Equal spans are converted once (a memo per
+# field); past ``MAX_LATEX_SPANS`` distinct ones, or for a span longer than
+# ``MAX_SPAN_CHARS``, a plain regex strip stands in, so a field costs linear time whatever
+# it holds (bench/bench_textclean.py).
+MAX_LATEX_SPANS = 200
+MAX_SPAN_CHARS = 2000
+_MARKUP_MACRO = re.compile(r"\\[a-zA-Z]+\*?(?=\s*[{\[])")  # \textbf{x} -> {x}
+_ANY_MACRO = re.compile(r"\\([a-zA-Z]+)\*?")  # \alpha -> alpha (a name beats nothing)
+_ESCAPED = re.compile(r"\\([^a-zA-Z\s])")  # \% -> %
+
+
+def _span_to_text(span: str) -> str:
+    escaped = _BARE_AMP.sub(r"\\&", _BARE_PERCENT.sub(r"\\%", span))
     try:
-        return str(_L2T.latex_to_text(span))
+        return str(_L2T.latex_to_text(escaped))
     except Exception:  # pylatexenc raises on some malformed input; raw text beats nothing
-        return match.group(0)
+        return span
+
+
+def _plain_span(span: str) -> str:
+    """The cheap stand-in past the work cap: markup macros dropped, other macros kept as
+    their names, escapes unescaped, math dollars and braces removed."""
+    text = span[1:-1] if span.startswith("$") else span
+    text = _ESCAPED.sub(r"\1", _ANY_MACRO.sub(r"\1", _MARKUP_MACRO.sub("", text)))
+    return text.replace("{", "").replace("}", "")
+
+
+def _spans_to_text(text: str) -> str:
+    memo: dict[str, str] = {}
+
+    def convert(match: re.Match[str]) -> str:
+        span = match.group(0)
+        done = memo.get(span)
+        if done is None:
+            if len(memo) < MAX_LATEX_SPANS and len(span) <= MAX_SPAN_CHARS:
+                done = _span_to_text(span)
+            else:
+                done = _plain_span(span)
+            memo[span] = done
+        return done
+
+    return _LATEX_SPAN.sub(convert, text)
 
 
 def _latex(text: str) -> str:
@@ -132,7 +169,7 @@ def _latex(text: str) -> str:
     text = _LINK.sub(lambda m: m.group(2) if m.group(2) is not None else m.group(1), text)
     text = _TIE.sub(" ", text)
     # Only the LaTeX spans go through pylatexenc: whole abstracts cost ~10 ms each, spans ~0.1.
-    text = _LATEX_SPAN.sub(_span_to_text, text)
+    text = _spans_to_text(text)
     text = _STRAY_BRACE.sub("", text)  # what is left of unbalanced groups is debris
     if "``" in text:
         text = text.replace("``", "“").replace("''", "”")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from importlib import resources
 
 import pytest
@@ -121,3 +122,24 @@ def test_url_glued_to_a_word_gets_its_space() -> None:
     raw = next(p["abstract"] for p in SEED if p["title"].startswith("ZeroQ"))
     assert "frameworkhttps://github.com" in raw
     assert "the ZeroQ framework https://github.com/amirgholami/ZeroQ." in clean_text(raw)
+
+
+def _timed(text: str) -> tuple[str, float]:
+    start = time.perf_counter()
+    out = clean_text(text)
+    return out, time.perf_counter() - start
+
+
+def test_hostile_latex_costs_linear_time_with_a_cap_per_field() -> None:
+    """Campaign inputs: 200 KB of ``$a$ `` took 12.4 s, ``\\textbf{x}`` x 20,000 6.4 s (each
+    span through pylatexenc). Equal spans are converted once, distinct ones past the cap by a
+    plain strip. Bounds are generous: a shared 2-core box, ~50x under the old times."""
+    out, took = _timed("$a$ " * 50_000)
+    assert out == " ".join(["a"] * 50_000) and took < 2.0, took
+    out, took = _timed(r"\textbf{x}" * 20_000)
+    assert out == "x" * 20_000 and took < 2.0, took
+    distinct = " ".join(f"$a_{{{i}}}$ \\textbf{{w{i}}}" for i in range(20_000))
+    out, took = _timed(distinct)
+    assert took < 4.0, took
+    assert out.startswith("a_0 w0 a_1 w1") and out.endswith("a_19999 w19999")
+    assert "\\" not in out and "$" not in out
