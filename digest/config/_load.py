@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from digest.config._dkim import check_alignment, read_dkim, read_helo
-from digest.config._schema import Entry, Reader, compose, is_null, suggest
+from digest.config._schema import Entry, ItemSink, Reader, compose, is_null, line_of, suggest
 from digest.errors import ConfigError, Problem
 from digest.models import (
     BIORXIV_SUBJECTS,
@@ -105,27 +105,69 @@ def _no_gc() -> Iterator[None]:
 def _load(path: Path, env: Mapping[str, str]) -> Config:
     file = str(path)
     absolute = Path(os.path.abspath(path))
-    root = _compose(absolute, file)
     reader = Reader(file)
+    streamed: list[Subscriber] = []
+    early: list[Settings] = []
+
+    def sink(top_so_far: MappingNode) -> Callable[[Node, int], None] | None:
+        """``settings:`` came before ``subscribers:`` (the usual order): read it now and each
+        subscriber as it is parsed, so the file's node tree is never held whole."""
+        keys = [k.value for k, _ in top_so_far.value if isinstance(k, ScalarNode)]
+        if "<<" in keys or "subscribers" in keys:
+            return None
+        entry = next((Entry(line_of(k), v) for k, v in top_so_far.value
+                      if isinstance(k, ScalarNode) and k.value == "settings"), None)
+        if entry is None:  # settings may still follow (their defaults apply to everyone)
+            return None
+        early.append(_settings(reader, entry, absolute.parent, env))
+        people = _people(reader, early[0])
+
+        def consume(node: Node, index: int) -> None:
+            found = people.subscriber(node, index)
+            if found is not None:
+                streamed.append(found)
+
+        return consume
+
+    root = _compose(absolute, file, sink)
     top = reader.mapping(root, "", ("settings", "subscribers"), required=("subscribers",),
                          what="a mapping with settings: and subscribers:",
                          free_prefix="x-") or {}
-    settings = _settings(reader, top.get("settings"), absolute.parent, env)
+    settings = early[0] if early else _settings(reader, top.get("settings"), absolute.parent, env)
     subscribers: tuple[Subscriber, ...] = ()
-    if "subscribers" in top:
-        people = _People(reader, settings)
-        if any(p.key.startswith("settings.feed") for p in reader.problems):
-            people.feed_names = None
-        subscribers = people.all(top["subscribers"].node)
+    if early:
+        subscribers = tuple(streamed)
+    elif "subscribers" in top:
+        subscribers = _people(reader, settings).all(top["subscribers"].node)
     if reader.problems:
         raise ConfigError(sorted(reader.problems, key=lambda p: p.line or 0))
     return Config(path=absolute, settings=settings, subscribers=subscribers)
 
 
-def _compose(absolute: Path, file: str) -> Node:
+# A subscribers file past this size is refused before it is read (about 600,000 subscribers of
+# the example's shape): a clear message beats a process swapping itself to death.
+MAX_CONFIG_BYTES = 64 * 2**20
+
+
+def _people(reader: Reader, settings: Settings) -> _People:
+    people = _People(reader, settings)
+    if any(p.key.startswith("settings.feed") for p in reader.problems):
+        people.feed_names = None  # the feeds are broken: do not also blame every subscriber
+    return people
+
+
+def _compose(absolute: Path, file: str, sink: ItemSink | None = None) -> Node:
     def fail(message: str, line: int | None = None) -> ConfigError:
         return ConfigError([Problem(file, line, "", message)])
 
+    try:
+        size = absolute.stat().st_size
+    except OSError:
+        size = 0  # reported by the read below
+    if size > MAX_CONFIG_BYTES:
+        raise fail(f"{size / 2**20:.0f} MB is more than paper-digest reads "
+                   f"({MAX_CONFIG_BYTES // 2**20} MB, about 600,000 subscribers); split the "
+                   "subscribers over several files (each with its own database)")
     try:
         data = absolute.read_bytes()
     except FileNotFoundError:
@@ -140,7 +182,7 @@ def _compose(absolute: Path, file: str) -> Node:
         line = data.count(b"\n", 0, exc.start) + 1
         raise fail(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
                    line) from None
-    root, problem = compose(text, file)
+    root, problem = compose(text, file, sink)
     if problem is not None:
         raise ConfigError([problem])
     if root is None:
@@ -408,6 +450,7 @@ class _People:
         self.r = r
         self.settings = settings
         self.seen: dict[str, tuple[int, int]] = {}  # case-folded address -> (index, line)
+        self.shared: dict[object, Any] = {}
         upvotes: Callable[[Node, str], int | None] = \
             lambda n, k: None if is_null(n) else r.integer(n, k, minimum=0)
         self.subscriber_readers: dict[str, Callable[[Node, str], Any]] = {
@@ -468,6 +511,12 @@ class _People:
                 self.seen[folded] = (index, entries["email"].line)
         if len(r.problems) > before or "email" not in values or "topics" not in values:
             return None
+        # Thousands of subscribers share a few zones, schedules and topic lists: keep one copy
+        # of each (equal frozen values), so a big file costs memory per subscriber, not per
+        # topic term.
+        for name in ("timezone", "schedule", "topics", "categories", "authors"):
+            if name in values:
+                values[name] = self.shared.setdefault(values[name], values[name])
         return Subscriber(**values)
 
     def feeds(self, node: Node, key: str) -> tuple[str, ...] | None:
