@@ -462,9 +462,15 @@ class Reader:
         if value is None:
             return None
         try:
-            return str(validate_email(value, check_deliverability=False).normalized)
+            # No SMTPUTF8: the mailer writes ASCII envelopes and headers, so a non-ASCII local
+            # part (jösé@...) would fail every send; refuse it here, with the line.
+            return str(validate_email(value, check_deliverability=False,
+                                      allow_smtputf8=False).normalized)
         except EmailNotValidError as exc:
             hint = " (put the display name in name:)" if "<" in value else ""
+            if not value.partition("@")[0].isascii():
+                hint = (" (paper-digest sends without SMTPUTF8, so every send to it would "
+                        "fail; use the subscriber's ASCII address)")
             self.bad(node, key, f"invalid email address {value!r}: {str(exc).rstrip('.')}{hint}")
             return None
 

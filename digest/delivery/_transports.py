@@ -472,6 +472,18 @@ def _dot_stuff(data: bytes) -> bytes:
     return body + b".\r\n"
 
 
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is not ours to signal
+        return True
+    return True
+
+
 class _StaleConnection(Exception):
     """Internal: the reused connection was already closed when the transaction began."""
 
@@ -495,6 +507,40 @@ class MaildirOutbox:
         except OSError as exc:
             raise TransportError(f"outbox {self.path}: cannot create the Maildir: "
                                  f"{exc.strerror or exc}") from None
+        self.cleaned = self._clean_tmp()
+
+    # A file in tmp/ is a message whose writer died before the rename into new/ (the ledger
+    # still says sending, so it is sent again). The Maildir convention clears tmp/ files
+    # untouched for 36 hours; ours also name the writer (host and pid), so a file of a writer
+    # on this host that is no longer running is cleared at once.
+    STALE_TMP_SECONDS = 36 * 3600
+    _OWN_NAME = re.compile(r"^\d+\.M\d+P(\d+)Q\d+\.(.+)$")
+
+    def _clean_tmp(self) -> int:
+        """Remove stale files from ``tmp/``; returns how many."""
+        removed = 0
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.path / "tmp"))
+        except OSError:
+            return 0
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > self.STALE_TMP_SECONDS
+                own = self._OWN_NAME.match(entry.name)
+                if not stale and own is not None and own.group(2) == self._host:
+                    stale = not _running(int(own.group(1)))
+                if stale:
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:
+                continue  # another cleaner got there first, or no permission: leave it
+        if removed:
+            log.info("outbox %s: removed %d stale file%s from tmp/", self.path, removed,
+                     "" if removed == 1 else "s")
+        return removed
 
     def _unique(self) -> str:
         # The Maildir naming scheme: time, then a per-process-unique part, then the host.

@@ -16,6 +16,7 @@ Here a job is only touched when its schedule or timezone really changed (the job
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -153,6 +154,9 @@ def build_scheduler(jobs_db: Path, *, workers: int = 1,
     transport, which keeps SQLite, SMTP connection reuse and graceful stop simple.
     """
     jobs_db.parent.mkdir(parents=True, exist_ok=True)
+    # the jobs name every subscriber: the owner's only, like the ledger (SQLite gives the
+    # -wal and -shm files the same mode)
+    os.close(os.open(jobs_db, os.O_WRONLY | os.O_CREAT, 0o600))
     executor = EditionExecutor(max_workers=workers)
     executor.on_submit = on_submit
     return DigestScheduler(

@@ -519,3 +519,28 @@ def test_a_pool_with_a_wrong_password_logs_in_once(tmp_path: Path) -> None:
         with pytest.raises(TransportError, match="authentication refused"):
             send_all(config, papers, NOW, environ={"SMTP_TEST_PASSWORD": "wrong"})
         assert srv.auth_attempts == ["digest"]
+
+
+def test_stale_maildir_tmp_files_are_cleaned_when_the_outbox_opens(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    box = tmp_path / "outbox"
+    MaildirOutbox(box)  # creates tmp/, new/, cur/
+    host = MaildirOutbox._host
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    crashed = box / "tmp" / f"1764633600.M1P{dead_pid}Q0.{host}"  # its writer is gone
+    ancient = box / "tmp" / "1600000000.M1P1Q0.elsewhere"  # another host, 36 h untouched
+    live = box / "tmp" / f"1764633600.M2P{os.getpid()}Q1.{host}"  # being written right now
+    fresh_foreign = box / "tmp" / "1764633600.M3P1Q0.elsewhere"
+    for f in (crashed, ancient, live, fresh_foreign):
+        f.write_bytes(b"Subject: half\n\n")
+    old = time.time() - 37 * 3600
+    os.utime(ancient, (old, old))
+    outbox = MaildirOutbox(box)
+    assert outbox.cleaned == 2
+    assert sorted(p.name for p in (box / "tmp").iterdir()) == sorted([live.name,
+                                                                      fresh_foreign.name])

@@ -603,3 +603,12 @@ def test_a_corrupt_job_store_is_a_clean_error(tmp_path: Path) -> None:
     assert "digest.db.jobs: not a usable job store" in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_job_store_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    scheduler = build_scheduler(tmp_path / "digest.db.jobs")
+    scheduler.start(paused=True)
+    scheduler.shutdown(wait=False)
+    assert stat.S_IMODE((tmp_path / "digest.db.jobs").stat().st_mode) == 0o600
