@@ -169,11 +169,20 @@ class ServiceSender:
             assert self._ledger is not None
             return tuple((r.email, r.edition) for r in self._ledger.pending())
 
-    def recorded(self, settings: Settings, first: date) -> frozenset[tuple[str, date]]:
-        with self._lock:
-            self._prepare(settings)
-            assert self._ledger is not None
-            return self._ledger.recorded_since(first)
+    def recorded(self, settings: Settings, first: date) -> frozenset[tuple[str, date]] | None:
+        """The ledger's (email, edition) rows from ``first`` on; None when a send holds the
+        sender under other settings (the caller asks again later). Never waits behind a send:
+        the caller is the loop that also watches the config."""
+        ledger: Ledger | None
+        if self._lock.acquire(blocking=False):
+            try:
+                self._prepare(settings)
+                ledger = self._ledger
+            finally:
+                self._lock.release()
+        else:  # the ledger is thread-safe; only building it needs the lock
+            ledger = self._ledger if settings == self._settings else None
+        return None if ledger is None else ledger.recorded_since(first)
 
     def _close_transport(self) -> None:
         if self._transport is not None:
@@ -427,6 +436,9 @@ class Daemon:
             return 0
         first = min(edition_for(sub, when) for sub, when in owed)
         recorded = recorded_fn(settings, first)
+        if recorded is None:
+            self._owed_checked = None  # busy: look again at the next poll
+            return 0
         with self._state:
             self._submitted = {k for k in self._submitted if k[1] >= first - timedelta(days=2)}
             submitted = set(self._submitted)

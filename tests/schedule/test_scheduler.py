@@ -612,3 +612,41 @@ def test_the_job_store_is_created_readable_by_its_owner_only(tmp_path: Path) -> 
     scheduler.start(paused=True)
     scheduler.shutdown(wait=False)
     assert stat.S_IMODE((tmp_path / "digest.db.jobs").stat().st_mode) == 0o600
+
+
+@dataclass
+class LedgerRecorder(Recorder):
+    """A Recorder whose sends are the ledger (what ``recorded`` reports)."""
+
+    rows: set[tuple[str, date]] = field(default_factory=set)
+
+    def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
+             summaries: Any, settings: Settings, now: datetime) -> Delivery:
+        self.rows.add((subscriber.email, edition))
+        return super().send(subscriber, edition, papers, summaries, settings, now)
+
+    def recorded(self, settings: Settings, first: date) -> frozenset[tuple[str, date]]:
+        return frozenset(r for r in self.rows if r[1] >= first)
+
+
+def test_owed_sends_come_from_the_schedules_and_the_ledger_not_the_job_store(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    """The store says tomorrow for all three (the burst was queued, then the process died):
+    the one the ledger knows is not sent again, the two it does not are sent once; a later
+    check sends nothing more, and a subscriber added after its send time is owed nothing."""
+    schedule, missed = at_minute(datetime.now(UTC) - timedelta(hours=1))
+    subs = [(e, schedule, "UTC") for e in ("a@example.org", "b@example.org", "c@example.org")]
+    path = write_config(tmp_path / "s.yaml", subs)
+    seed_store(load_config(path), {e: missed + timedelta(days=1) for e, _, _ in subs})
+    recorder = LedgerRecorder()
+    recorder.rows.add(("a@example.org", missed.date()))
+    d, fires = start(daemons, path, sender=recorder)
+    fires.wait(2)
+    time.sleep(0.3)
+    assert sorted(recorder.calls) == [("b@example.org", missed.date()),
+                                      ("c@example.org", missed.date())]
+    assert d._catch_up_owed(d.config.settings) == 0  # nothing owed any more
+    write_config(path, [*subs, ("new@example.org", schedule, "UTC")])
+    assert d.reload() is True
+    assert d._catch_up_owed(d.config.settings) == 0  # added after its send time
+    assert len(recorder.calls) == 2
