@@ -26,6 +26,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 import smtplib
 import socket
 import ssl
