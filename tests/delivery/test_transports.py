@@ -544,3 +544,17 @@ def test_stale_maildir_tmp_files_are_cleaned_when_the_outbox_opens(tmp_path: Pat
     assert outbox.cleaned == 2
     assert sorted(p.name for p in (box / "tmp").iterdir()) == sorted([live.name,
                                                                       fresh_foreign.name])
+
+
+def test_our_ehlo_refused_pauses_the_server_for_the_daemons_next_fires() -> None:
+    with SmtpTestServer() as srv:
+        rule = srv.add_rule("helo", "550 5.7.1 Your HELO name is refused")
+        gate = ServerGate()
+        first = SmtpTransport(srv.smtp_settings(), None, gate=gate)
+        with pytest.raises(TransportError, match="our EHLO/HELO name is refused"):
+            first.send(message())
+        tried = rule.fired  # EHLO, then smtplib's HELO fallback
+        later = SmtpTransport(srv.smtp_settings(), None, gate=gate)  # the next fire
+        with pytest.raises(TransportError, match="paused"):
+            later.send(message())
+        assert rule.fired == tried  # the server was not asked again
