@@ -260,6 +260,9 @@ class Ledger:
                 os.link(tmp, self.path)
             except FileExistsError:
                 pass  # another process made it first: use theirs
+            except OSError:  # a file system without hard links: rename, unless one appeared
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
         finally:
             for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
                 leftover.unlink(missing_ok=True)
