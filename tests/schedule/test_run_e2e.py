@@ -149,6 +149,28 @@ subscribers:
     return config
 
 
+def _seed_burst_due_at_eight(config: Path) -> None:
+    """What the previous ``digest run`` left: its ledger, and every job due at 08:00 (so the
+    test need not wait for a clock to reach 08:00)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from digest.config import load_config
+    from digest.schedule._jobs import build_scheduler, jobs_path, reconcile
+
+    loaded = load_config(config)
+    Ledger(loaded.settings.database).create()
+    scheduler = build_scheduler(jobs_path(loaded.settings))
+    scheduler.start(paused=True)
+    try:
+        reconcile(scheduler, loaded)
+        eight = datetime(2026, 3, 30, 8, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+        for job in scheduler.get_jobs():
+            scheduler.modify_job(job.id, next_run_time=eight)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
 def test_kill_9_mid_burst_then_restart_inside_catch_up_delivers_every_edition(
         tmp_path: Path) -> None:
     """APScheduler moves every due job's next run time to tomorrow when it hands the burst to
@@ -161,7 +183,9 @@ def test_kill_9_mid_burst_then_restart_inside_catch_up_delivers_every_edition(
         stall = server.add_rule("data", "451 4.3.0 stalled", action="stall",
                                 recipient=BURST[4], times=1)
         config = _burst_config(tmp_path, server.port)
-        first = Proc("--config", str(config), cwd=tmp_path, env=env, start=FAKE_START)
+        _seed_burst_due_at_eight(config)  # the first process starts with the burst due
+        first = Proc("--config", str(config), cwd=tmp_path, env=env,
+                     start="2026-03-30T08:00:20+02:00")
         try:
             deadline = time.monotonic() + 25
             while stall.fired == 0:
