@@ -841,9 +841,12 @@ def test_memory_per_subscriber_stays_small_for_big_files(tmp_path: Path) -> None
     are kept once."""
     import tracemalloc
 
-    n = 2000
+    from digest.config._load import STREAM_ABOVE_BYTES
+
+    n = 1200
     path = tmp_path / "big.yaml"
     path.write_text(_big_config(n), encoding="utf-8")
+    assert path.stat().st_size > STREAM_ABOVE_BYTES
     tracemalloc.start()
     try:
         config = load_config(path)
