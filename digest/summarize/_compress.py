@@ -81,10 +81,14 @@ def compress(sentence: str, *, result: bool = False) -> str:
 
 
 def fit(text: str, limit: int) -> str:
-    """``text`` cut at a word with "…" when longer than ``limit`` characters."""
+    """``text`` cut at a word with "…" when longer than ``limit`` characters (before a
+    bracket the cut would leave open)."""
     if len(text) <= limit:
         return text
-    cut = text[: max(limit - 1, 0)].rsplit(" ", 1)[0].rstrip(",;:")
+    cut = text[: max(limit - 1, 0)].rsplit(" ", 1)[0]
+    if cut.count("(") > cut.count(")"):
+        cut = cut[:cut.rfind("(")]
+    cut = cut.rstrip(" ,;:")
     return f"{cut}…" if cut else ""
 
 
@@ -120,9 +124,13 @@ def _clauses(text: str) -> list[str]:
     return [p for p in out if p.strip()]
 
 
+_ENUMERATION = re.compile(r"^\s*(?:\(\w{1,3}\)|\w{1,3}\))\s+")  # "(2) ", "ii) "
+
+
 def _close(text: str) -> str:
     text = re.sub(r"[\s,;:]*(?:\band|\bor|\bbut)?[\s,;:]*$", "", text.rstrip(". "))
-    return _capitalize(text.strip()) + "." if text.strip() else ""
+    text = _ENUMERATION.sub("", text.strip())
+    return _capitalize(text) + "." if text else ""
 
 
 _LEADING_AND = re.compile(r"^\s*(?:and|but|or|while|whereas|although|though|thereby)\s+", re.I)
@@ -189,7 +197,10 @@ def number_clause(sentence: str, limit: int) -> str:
             return form
     strongest = number_strength(text)
     cut = fit(forms[-1], limit)
-    return cut if strongest and number_strength(cut.rstrip("…")) == strongest else ""
+    # A cut keeps a quantity (not a digit in a name such as "W4A16") and a few words round it.
+    if strongest >= 2 and number_strength(cut) == strongest and len(cut.split()) >= 6:
+        return cut
+    return ""
 
 
 # ------------------------------------------------------------------ claims that stand alone
@@ -197,7 +208,8 @@ def number_clause(sentence: str, limit: int) -> str:
 # "By optimizing these expressions, we show ...": a leading clause that points back, before
 # the authors' own "we": the claim after it stands alone.
 _POINTING_LEAD = re.compile(
-    r"^[^,]{0,80}?\b(?:this|these|those|such|that|it|them)\b[^,]{0,60},\s+(?=we\b)", re.I)
+    r"^[^,]{0,80}?\b(?:this|these|those|such|that|it|them|the latter|the former|the above)\b"
+    r"[^,]{0,60},\s+(?=we\b)", re.I)
 _CONNECTIVE = re.compile(r"^(?:thus|therefore|hence|consequently|accordingly|as a result|"
                          r"as such|in doing so|by doing so|this way|in this way|to this end|"
                          r"to that end|to do so|to do this)\b,?\s+", re.I)
@@ -208,8 +220,8 @@ _TRAILING_PURPOSE = re.compile(
 _THE_METHOD = re.compile(
     r"^(?:(?:this|the proposed|our proposed|such an?|the resulting|the new|this new) "
     r"(?:(?:\w+[- ]){1,3}?)?(?:method|approach|framework|model|system|technique|algorithm|"
-    r"architecture|network|scheme|strategy|procedure|pipeline|tool|library|module|design|formulation|"
-    r"estimator|loss|objective|regularizer|benchmark|dataset|agent|policy)|it)\b(?! is (?:"
+    r"architecture|network|scheme|strategy|procedure|pipeline|tool|library|module|design|"
+    r"formulation|estimator|loss|objective|regularizer|benchmark|dataset|agent|policy)|it)\b(?! is (?:"
     r"\w+ )?(?:well|widely|known|believed|common|hard|difficult|challenging|important|"
     r"unclear|crucial|essential|necessary|possible|natural))", re.I)
 
@@ -220,9 +232,9 @@ def standalone(text: str, name: str = "") -> str | None:
     address this" and a leading connective ("Thus we …") dropped; a leading clause that
     points back ("By optimizing these expressions, we show …") dropped down to the authors'
     "we"; and, when the paper has a ``name``, "This method …"/"It …" becomes "<name> …"."""
-    text = _TRAILING_PURPOSE.sub("", text)
-    if text and text[-1] not in ".!?":
-        text += "."
+    trimmed = _TRAILING_PURPOSE.sub("", text)
+    if trimmed != text:
+        text = trimmed if trimmed[-1:] in (".", "!", "?") else trimmed + "."
     for _ in range(2):
         if not DANGLING.match(text) and not _POINTING_LEAD.match(text):
             return text
@@ -248,6 +260,8 @@ def standalone(text: str, name: str = "") -> str | None:
 
 
 def is_dangling(text: str) -> bool:
-    """Whether a shown claim opens by pointing at something before it ("These scores …",
-    "It …", "Thus …", "To address this, …")."""
-    return bool(DANGLING.match(text) or _POINTING_LEAD.match(text))
+    """Whether a shown claim leans on something before it: it opens by pointing back
+    ("These scores …", "It …", "Thus …", "To address this, …") or ends so ("… to address
+    this.")."""
+    return bool(DANGLING.match(text) or _POINTING_LEAD.match(text)
+                or _TRAILING_PURPOSE.search(text))
