@@ -55,6 +55,13 @@ HEADLINE_TRIM_CHARS = 200
 # propose ViCrop, …"), so that close calls go its way (on the tune half of SciTLDR-A dev:
 # 0, 0.5 and 1 are within 0.05 ROUGE-1; few of its titles name the method).
 NAMED_BONUS = 0.5
+# Without a title the ranker is off its training data (every SciTLDR paper has one) and has no
+# evidence that "We describe X" at the top is the contribution rather than its context, so the
+# role model's background probability counts against a headline, times this. The smallest
+# value on the grid {0, 1, 2, 3, 4} that keeps held-out CSAbstruct background claims under 10%
+# (bench/summarize_eval.py); with a title it is 0 (the best on the tune half of SciTLDR dev).
+BACKGROUND_PENALTY = 0.0
+UNTITLED_BACKGROUND_PENALTY = 3.0
 
 
 @dataclass(frozen=True)
@@ -200,12 +207,17 @@ def _headline_options(claims: Sequence[Scored], title: str, name: str) -> list[S
     good: list[Scored] = []
     fallback: list[Scored] = []
     named = _named(name) if name else None
+    penalty = BACKGROUND_PENALTY if title_words else UNTITLED_BACKGROUND_PENALTY
 
     def rank(c: Scored) -> float:
         # The title vouches for the sentence that presents the paper's named contribution
-        # ("We propose ViCrop, ..."): close calls go its way.
-        return c.score + NAMED_BONUS * bool(named and c.cues.contribution and
-                                            named.search(c.text))
+        # ("We propose ViCrop, ..."): close calls go its way. Without the title's backing,
+        # what the role model calls background counts against a headline.
+        overlap = len(title_words & content_words(c.text)) / len(title_words) \
+            if title_words else 0.0
+        return (c.score + NAMED_BONUS * bool(named and c.cues.contribution
+                                             and named.search(c.text))
+                - penalty * c.roles["background"] * (1.0 - overlap))
 
     for c in sorted(claims, key=lambda c: -rank(c)):
         text = standalone(c.text, name)
