@@ -213,11 +213,14 @@ def _headline_options(claims: Sequence[Scored], title: str, name: str) -> list[S
         # The title vouches for the sentence that presents the paper's named contribution
         # ("We propose ViCrop, ..."): close calls go its way. Without the title's backing,
         # what the role model calls background counts against a headline.
-        overlap = len(title_words & content_words(c.text)) / len(title_words) \
-            if title_words else 0.0
-        return (c.score + NAMED_BONUS * bool(named and c.cues.contribution
-                                             and named.search(c.text))
-                - penalty * c.roles["background"] * (1.0 - overlap))
+        score = c.score
+        if named and c.cues.contribution and named.search(c.text):
+            score += NAMED_BONUS
+        if penalty:
+            overlap = len(title_words & content_words(c.text)) / len(title_words) \
+                if title_words else 0.0
+            score -= penalty * c.roles["background"] * (1.0 - overlap)
+        return score
 
     for c in sorted(claims, key=lambda c: -rank(c)):
         text = standalone(c.text, name)

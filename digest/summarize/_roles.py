@@ -92,7 +92,7 @@ def sentence_roles(sentences: Sequence[str], model: RoleModel) -> list[dict[str,
     out: list[dict[str, float]] = []
     for feats in role_features(sentences):
         rows = [w for w in map(get, feats) if w is not None]
-        logits = [sum(col) for col in zip(*rows)] if rows else [0.0] * len(labels)
+        logits = list(map(sum, zip(*rows))) if rows else [0.0] * len(labels)
         top = max(logits)
         exps = [math.exp(x - top) for x in logits]
         total = sum(exps)
