@@ -134,8 +134,8 @@ def scored(sentences: Sequence[str], title: str = "", name: str = "",
     out = []
     for i, s, t, r, cue, sc in zip(keep, kept, texts, kept_roles, found, scores):
         own = cue.authorial or bool(named and named.search(s))
-        role = max(r, key=r.__getitem__)
-        background = (role == "background" or _opens_on_prior_work(s)) and not own
+        background = not own and (max(r, key=r.__getitem__) == "background"
+                                  or _opens_on_prior_work(s))
         out.append(Scored(i, s, t, r, cue, sc, background))
     return out
 

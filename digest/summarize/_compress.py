@@ -48,6 +48,7 @@ _TRAILING_COMMENT = re.compile(
     r"opening|underscoring|indicating|suggesting|confirming|validating|offering|providing|"
     r"enabling|establishing|shedding)\b[^,;]*[.!?]?$")
 _ASIDE = re.compile(r"\s*\((?:[^()]|\([^()]*\))*\)")
+_SPACE_BEFORE = re.compile(r"\s+([,.;:])")
 _ASIDE_START = re.compile(r"^\((?:e\.g\.|i\.e\.|see|cf\.|such as|for example|namely)", re.I)
 
 
@@ -75,8 +76,9 @@ def compress(sentence: str, *, result: bool = False) -> str:
         if tail and not NUMBER.search(tail.group(0)) and not COMPARISON.search(
                 tail.group(0).lower()):
             text = text[:tail.start()] + "."
-    text = _ASIDE.sub(_drop_aside, text)
-    text = re.sub(r"\s+([,.;:])", r"\1", text).strip()
+    if "(" in text:
+        text = _SPACE_BEFORE.sub(r"\1", _ASIDE.sub(_drop_aside, text))
+    text = text.strip()
     return text[:1].upper() + text[1:] if text else text
 
 

@@ -104,6 +104,8 @@ def number_strength(text: str) -> int:
     return 2 if QUANT.search(low) else 1
 
 
+_CONTRIBUTION_VERBS = ("propose", "present", "introduce", "develop", "show", "demonstrate",
+                       "describe", "design")
 _MODAL_HINTS = ("could", "might", "may", "would", "potential", "possibl", "perhaps")
 
 
@@ -129,7 +131,8 @@ def cues(text: str) -> Cues:
         strength=strength,
         quant=strength >= 2 and (strength == 2 or bool(QUANT.search(low))),
         comparison=bool(COMPARISON.search(low)),
-        contribution=we and bool(CONTRIBUTION.search(low)),
+        contribution=we and any(v in low for v in _CONTRIBUTION_VERBS) and bool(
+            CONTRIBUTION.search(low)),
         authorial=we and bool(AUTHORIAL.search(low)),
         modal=any(h in low for h in _MODAL_HINTS) and bool(MODAL.search(low)),
         hedge_opener=bool(HEDGE_OPENER.match(text)),
