@@ -187,6 +187,10 @@ def paper_name(title: str, abstract: str) -> str:
     head = title.split(":")[0].strip() if ":" in title else ""
     if head and len(head.split()) <= 3 and _named(head).search(abstract):
         return head
+    if head:  # "Visual AutoRegressive modeling (VAR)" for "Visual Autoregressive Modeling: …"
+        short = re.search(rf"{re.escape(head)}\s+\(([A-Z][\w+-]{{1,15}})\)", abstract, re.I)
+        if short and any(ch.isupper() for ch in short.group(1)[1:]):
+            return short.group(1)
     for token in map(str, _NAME_TOKEN.findall(title)):
         # "ZeroQ", "GMem", "MoE++": capitals inside a word; not an acronym ("LLM", "BF16").
         caps = sum(ch.isupper() or ch.isdigit() for ch in token)
@@ -233,18 +237,28 @@ def _headline_options(claims: Sequence[Scored], title: str, name: str) -> list[S
     return good or fallback
 
 
-def _result_text(c: Scored, room: int, name: str, shown: set[int]) -> str:
-    """``c`` as a result claim in at most ``room`` characters, standing alone: "" if not."""
+def _result_text(c: Scored, room: int, name: str, shown: set[int],
+                 before: Scored | None = None, *, first: bool = False) -> tuple[str, bool]:
+    """``c`` as a result claim in at most ``room`` characters, standing alone ("" if it
+    cannot), and whether it is joined to the sentence before it.
+    Only the ``first`` (the strongest number) may be cut at a word to keep its number. A claim
+    that leans on the sentence before it is shown right after that one, or joined to it
+    (``before``, when that is a claim too and both fit), or not at all."""
     text = compress(c.sentence, result=True)
     if len(text) > room:
-        text = number_clause(c.sentence, room) if number_strength(c.sentence) else ""
+        text = number_clause(c.sentence, room, cut=first) if c.cues.strength else ""
     if not text:
-        return ""
+        return "", False
     alone = standalone(text, name)
     if alone is not None and len(alone) <= room:
-        return alone
-    # It leans on the sentence before: fine when that one is shown just before it.
-    return text if c.index - 1 in shown else ""
+        return alone, False
+    if c.index - 1 in shown:
+        return text, False
+    if before is not None and before.index == c.index - 1 and not before.background:
+        lead = standalone(before.text, name)
+        if lead is not None and len(lead) + 1 + len(text) <= room:
+            return f"{lead} {text}", True
+    return "", False
 
 
 def pick(candidates: Sequence[Scored], budget: int, title: str = "",
@@ -262,6 +276,7 @@ def pick(candidates: Sequence[Scored], budget: int, title: str = "",
                      key=lambda c: (-result_score(c), -c.score))
     results: list[Scored] = []
     shown = {headline.index}
+    by_index = {c.index: c for c in claims}
 
     def room() -> int:
         used = min(len(headline.text), budget) + sum(len(r.text) + 1 for r in results)
@@ -270,9 +285,13 @@ def pick(candidates: Sequence[Scored], budget: int, title: str = "",
     def add_number() -> None:
         # The strongest number comes first, shortened to fit rather than left out.
         for c in numeric:
-            if c.index not in shown and (text := _result_text(c, room(), name, shown)):
+            if c.index in shown:
+                continue
+            text, joined = _result_text(c, room(), name, shown, by_index.get(c.index - 1),
+                                        first=True)
+            if text:
                 results.append(c.shown_as(text))
-                shown.add(c.index)
+                shown.update((c.index, c.index - 1) if joined else (c.index,))
                 return
 
     if numeric and number_strength(headline.text) < 3:
@@ -292,9 +311,10 @@ def pick(candidates: Sequence[Scored], budget: int, title: str = "",
             break
         if len(results) == 2:
             break
-        if text := _result_text(c, room(), name, shown):
+        text, joined = _result_text(c, room(), name, shown, by_index.get(c.index - 1))
+        if text:
             results.append(c.shown_as(text))
-            shown.add(c.index)
+            shown.update((c.index, c.index - 1) if joined else (c.index,))
     if numeric and len(results) < 2 and not any(number_strength(x.text) >= 3 for x in results):
         add_number()  # "These scores mark a 3.5× …" may stand now that its antecedent is shown
     results.sort(key=lambda c: c.index)
