@@ -55,6 +55,17 @@ def test_leading_context_and_bare_parentheticals_go_first() -> None:
         "FID of 2.1 in 4 steps.")
 
 
+def test_the_subject_clause_is_never_dropped() -> None:
+    # Dropping "Our method achieves ..." would leave the fragment "With an FID score of 3.56".
+    sentence = ("Our method achieves state-of-the-art generation quality, with an FID score of "
+                "3.56 without classifier-free guidance on ImageNet 256×256.")
+    assert number_clause(sentence, 60) == ""
+    # A whole clause before a semicolon may go.
+    assert number_clause("Applying it improves all three matchers; with 50 hours of video, the "
+                         "relative zero-shot performance improves by 8.4%-18.1%.", 80) == (
+        "The relative zero-shot performance improves by 8.4%-18.1%.")
+
+
 def test_no_number_no_clause() -> None:
     assert number_clause("Our method works well on every benchmark we tried so far.", 20) == ""
     # A digit inside a name ("W4A16") is not a quantity to cut around.
@@ -106,6 +117,26 @@ def test_a_dangling_result_is_shown_only_right_after_what_it_points_at() -> None
             i = next(k for k, s in enumerate(sentences) if s.startswith(claim[:30]))
             assert sentences[i - 1].startswith(before[:30]), (before, claim)
     assert not any(c.startswith("These scores") for c in claims[:1])
+
+
+def test_a_dangling_number_is_joined_to_what_it_points_at() -> None:
+    abstract = (
+        "Segmentation networks are large and slow on edge devices. "
+        "We study the use of knowledge distillation to compress the U-net architecture. "
+        "We show that standard distillation alone is not sufficient and combine it with a "
+        "regularization of the feature maps. "
+        "This allows us to compress a U-net by over 1000x, at a negligible decrease in "
+        "performance.")
+    s = summarize(Paper(id="u", title="Distilling U-Nets", abstract=abstract))
+    assert s.headline == "We study the use of knowledge distillation to compress the U-net " \
+        "architecture."
+    assert s.results == (
+        "We show that standard distillation alone is not sufficient and combine it with a "
+        "regularization of the feature maps. This allows us to compress a U-net by over 1000x, "
+        "at a negligible decrease in performance.",)
+    # With no room for both, it is skipped rather than shown leaning on nothing.
+    tight = summarize(Paper(id="u", title="Distilling U-Nets", abstract=abstract), budget=200)
+    assert not any(c.startswith("This allows") for c in tight.claims), tight.claims
 
 
 def test_no_seed_claim_opens_by_pointing_back() -> None:
