@@ -56,7 +56,6 @@ from digest.summarize import summarize  # noqa: E402
 from digest.summarize._claims import (  # noqa: E402
     Scored,
     SummarizerModel,
-    _headline_options,
     _opens_on_prior_work,
     paper_name,
     pick,
@@ -380,16 +379,20 @@ def timing(seed: list[dict[str, Any]], repeats: int = 7) -> None:
     header = f"{'method':44} {'min':>6} {'median':>6} {'max':>6}"
     print(header)
     print("-" * len(header))
-    for m, fn in (("ours: summarize()", run_ours),
-                  ("  of which cleaning and splitting", run_text),
-                  ("  of which candidates: roles, ranker", run_scored),
-                  ("before's rules on the same candidates", run_before)):
-        times = []
-        for _ in range(repeats):
+    rows: dict[str, Callable[[], None]] = {
+        "ours: summarize()": run_ours,
+        "  of which cleaning and splitting": run_text,
+        "  of which candidates: roles, ranker": run_scored,
+        "before's rules on the same candidates": run_before,
+    }
+    times: dict[str, list[float]] = {m: [] for m in rows}
+    for _ in range(repeats):  # interleaved, so a burst of load hits every row alike
+        for m, fn in rows.items():
             t = time.process_time()
             fn()
-            times.append(1000 * (time.process_time() - t) / len(papers))
-        print(f"{m:44} {min(times):6.3f} {statistics.median(times):6.3f} {max(times):6.3f}")
+            times[m].append(1000 * (time.process_time() - t) / len(papers))
+    for m, ts in times.items():
+        print(f"{m:44} {min(ts):6.3f} {statistics.median(ts):6.3f} {max(ts):6.3f}")
     print("(the last row needs our candidates, ranker included: it is not the previous "
           "release's total; CPU time is inflated when other processes share the cores)")
 

@@ -13,8 +13,11 @@ the stage's private modules, and reads its weights ``digest/data/summarizer_mode
 4. Results: if the headline carries no strong number (a %, a factor, "N times faster") and
    another claim does, the one with the strongest number comes first, shortened to the clause
    that carries it when it does not fit (``number_clause``), never dropped for length alone;
-   then the best other result claim that fits. Shown in abstract order, each standing alone.
-Extractive: every word shown is the authors' (the paper's own name may replace "This method").
+   then the best other result claim that fits. Shown in abstract order, each standing alone
+   (a claim that points back at the sentence before it is shown right after it, joined to
+   it, or not at all).
+Extractive: every word shown is the authors', except the paper's own name or "Our" in place of
+"This method" (``standalone``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from digest.models import Paper, Summary
 from digest.summarize import summarize
-from digest.summarize._claims import scored, shipped_model
+from digest.summarize._claims import shipped_model
 from digest.summarize._compress import compress
 from digest.summarize._roles import ROLES, role_features
 from digest.text import clean_text, split_sentences
