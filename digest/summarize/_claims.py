@@ -127,9 +127,12 @@ def scored(sentences: Sequence[str], title: str = "", name: str = "",
         return []
     model = model or shipped_model()
     roles = sentence_roles(sentences, model.roles)
-    keep = [i for i, s in enumerate(sentences) if len(s.split()) >= 4 and not is_link(s)]
+    shown = {i: compress(s) for i, s in enumerate(sentences)
+             if len(s.split()) >= 4 and not is_link(s)}
+    # A sentence that is all aside ("(Keywords; Trust; Internet)") compresses to nothing.
+    keep = [i for i, t in shown.items() if len(t.split()) >= 4]
     kept = [sentences[i] for i in keep]
-    texts = [compress(s) for s in kept]
+    texts = [shown[i] for i in keep]
     found = [cues(s) for s in kept]
     kept_roles = [roles[i] for i in keep]
     scores = model.ranker.scores(rank_features(found, texts, kept_roles, title))
@@ -249,7 +252,7 @@ def _result_text(c: Scored, room: int, name: str, shown: set[int],
     (``before``, when that is a claim too and both fit), or not at all."""
     text = compress(c.sentence, result=True)
     if len(text) > room:
-        text = number_clause(c.sentence, room, cut=first) if c.cues.strength else ""
+        text = number_clause(c.sentence, room, cut=first) if c.cues.strength >= 2 else ""
     if not text:
         return "", False
     alone = standalone(text, name)

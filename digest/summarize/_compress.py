@@ -208,13 +208,13 @@ def number_clause(sentence: str, limit: int, *, cut: bool = True) -> str:
     the longest of ``_shorter``'s forms that fits; else (when ``cut``) the shortest cut at a
     word with "…", if a quantity is before the cut; else ""."""
     text = compress(sentence, result=True)
-    forms = _shorter(text)
+    forms = [f for f in _shorter(text) if len(f.split()) >= 5]  # never a stub like "FP6."
     for form in forms:
         if len(form) <= limit:
             return form
     if not cut:
         return ""
-    shortened = fit(forms[-1], limit)
+    shortened = fit(forms[-1] if forms else text, limit)
     # A cut keeps a quantity (not a digit in a name such as "W4A16") and a few words round it.
     return shortened if number_strength(shortened) >= 2 and len(shortened.split()) >= 6 else ""
 

@@ -73,6 +73,21 @@ def test_no_number_no_clause() -> None:
                          "deployments on mid-tier GPUs.", 30) == ""
 
 
+def test_no_stub_claims() -> None:
+    # A digit in a name is not a number to shorten around: "FP6." alone is not a claim.
+    assert number_clause("Our results show that FP6, even with a coarse-grain quantization "
+                         "scheme, performs robustly across various algorithms and tasks.",
+                         40) == ""
+    # A "sentence" that is all aside compresses to nothing and is never a candidate.
+    abstract = ("This paper surveys our progress in understanding online feedback mechanisms. "
+                "It discusses how they differ from word-of-mouth networks. "
+                "(Reputation Mechanisms; Online Feedback; Electronic Markets; Trust)")
+    for budget in (350, 60):
+        s = summarize(Paper(id="k", title="", abstract=abstract), budget=budget)
+        assert s.headline.startswith("This paper surveys"), s.claims
+        assert all(len(c.split()) >= 4 for c in s.claims)
+
+
 def test_number_strength() -> None:
     assert number_strength("improves by 3.5×") == 3
     assert number_strength("reduces latency by 95%") == 3
