@@ -50,11 +50,12 @@ def role_features(sentences: Sequence[str]) -> list[list[str]]:
         feats.append("o3=" + " ".join(toks[:3]))
         feats.append(f"prev_o1={openers[i - 1] if i else '<s>'}")
         feats.append(f"next_o1={openers[i + 1] if i + 1 < n else '</s>'}")
-        if NUMBER.search(text):
+        number = NUMBER.search(text) is not None
+        if number:
             feats.append("has_number")
-        if PERCENT.search(text):
+        if (number or "cent" in text) and PERCENT.search(text):  # "5%", "per cent"
             feats.append("has_percent")
-        if FACTOR.search(text):
+        if number and FACTOR.search(text):
             feats.append("has_factor")
         if COMPARISON.search(text):
             feats.append("has_comparison")
