@@ -34,15 +34,16 @@ _ABBREVIATIONS = frozenset({
 _CANDIDATE = re.compile(
     r"""(?:(?<=[.!?])|(?<=[.!?]["'”)\]]))\s+(?=["'“(\[]?[A-Z0-9©†])"""  # ". The", ".) We"
     r"|(?<=[a-z0-9)]{2}[.!?])(?=[A-Z][a-z]+\b)")  # "methods.Our" (a lost space)
-_LAST_WORD = re.compile(r"(\S+)[.!?]$")
 _DOTTED = re.compile(r"[A-Z]|(?:[A-Za-z]\.)+[A-Za-z]")  # "J", "U.S", "e.g", "w.r.t"
 
 
 def _no_boundary(head: str, following: str) -> bool:
-    match = _LAST_WORD.search(head.rstrip("\"'”)]"))
-    if not match:
+    # The last word before the stop: what ``(\S+)[.!?]$`` finds, without a scan of the head.
+    stripped = head.rstrip("\"'”)]")
+    last = stripped.rsplit(None, 1)[-1] if stripped else ""
+    if len(last) < 2 or last[-1] not in ".!?":
         return False
-    word = match.group(1).lstrip("([\"'“")
+    word = last[:-1].lstrip("([\"'“")
     key = word.replace(".", "")
     # "VS." or "MoE." is an acronym ending a sentence; "vs." or "Fig." is an abbreviation.
     if key.lower() in _ABBREVIATIONS and not (key.isupper() and len(key) > 1):
@@ -52,7 +53,7 @@ def _no_boundary(head: str, following: str) -> bool:
             return True
         # A lone capital is an initial after a name ("John F. Kennedy"), else a name ending a
         # sentence ("we call it X. We ..."); abstracts have few personal names.
-        before = head[:match.start()].split()
+        before = stripped[:len(stripped) - len(last)].split()
         return bool(before) and before[-1][:1].isupper()
     return following.isdigit() and (word[-1:].isdigit() or len(word) <= 2)
 
