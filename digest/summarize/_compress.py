@@ -248,13 +248,14 @@ def standalone(text: str, name: str = "") -> str | None:
     address this" and a leading connective ("Thus we …") dropped; a leading clause that
     points back ("By optimizing these expressions, we show …") dropped down to the authors'
     "we"; and, when the paper has a ``name``, "This method …"/"It …" becomes "<name> …"."""
-    trimmed = _TRAILING_PURPOSE.sub("", text)
-    if trimmed != text:
-        text = trimmed if trimmed[-1:] in (".", "!", "?") else trimmed + "."
+    if "to " in text.lower():  # cheap necessary conditions first: most claims pass them
+        trimmed = _TRAILING_PURPOSE.sub("", text)
+        if trimmed != text:
+            text = trimmed if trimmed[-1:] in (".", "!", "?") else trimmed + "."
     for _ in range(2):
-        if not DANGLING.match(text) and not _POINTING_LEAD.match(text):
+        lead = _pointing_lead(text)
+        if not lead and not DANGLING.match(text):
             return text
-        lead = _POINTING_LEAD.match(text)
         if lead:
             text = _capitalize(text[lead.end():])
             continue
@@ -275,9 +276,13 @@ def standalone(text: str, name: str = "") -> str | None:
     return None
 
 
+def _pointing_lead(text: str) -> re.Match[str] | None:
+    return _POINTING_LEAD.match(text) if "," in text and "we" in text.lower() else None
+
+
 def is_dangling(text: str) -> bool:
     """Whether a shown claim leans on something before it: it opens by pointing back
     ("These scores …", "It …", "Thus …", "To address this, …") or ends so ("… to address
     this.")."""
-    return bool(DANGLING.match(text) or _POINTING_LEAD.match(text)
+    return bool(DANGLING.match(text) or _pointing_lead(text)
                 or _TRAILING_PURPOSE.search(text))
