@@ -4,8 +4,8 @@ Owns: ``split_sentences(text) -> list[str]``. Pure; imports nothing from the pro
 
 Measured, not assumed (``bench/summarize_eval.py`` prints the table): against the gold sentence
 splits of CSAbstruct (1,668 abstracts) and SciTLDR-A dev (619), this splitter agrees exactly on
-more abstracts than syntok or syntok plus a re-split pass, and is ~8x faster than syntok and
-~35x faster than pysbd; pysbd agrees more often with those gold splits but breaks ``Fig. 1(c)``
+more abstracts than syntok or syntok plus a re-split pass, and is ~10x faster than syntok and
+~100x faster than pysbd; pysbd agrees more often with those gold splits but breaks ``Fig. 1(c)``
 and URLs with ``?v=`` on our seed abstracts and alone would take most of the run's time budget.
 
 A boundary is ``.``/``!``/``?`` (plus an optional closing quote or bracket), whitespace, and a
