@@ -208,3 +208,21 @@ def test_asides_and_hedges_never_win_the_headline() -> None:
         "improvements in value alignment across model families.")
     s = summarize(Paper(id="c", title="Constitutional Content at Midtraining", abstract=abstract))
     assert s.headline.startswith("We study what midtraining")
+
+
+BALLISTIC = (  # SciTLDR-A dev (Apache 2.0, see tests/fixtures/datasets/README.md), LaTeX dropped
+    "This paper presents the ballistic graph neural network. Ballistic graph neural network "
+    "tackles the weight distribution from a transportation perspective and has many different "
+    "properties comparing to the traditional graph neural network pipeline. The ballistic graph "
+    "neural network does not require to calculate any eigenvalue. We use a perturbed coin "
+    "operator to perturb and optimize the diffusion rate. Our results show that by selecting "
+    "the diffusion speed, the network can reach a similar accuracy with fewer parameters. We "
+    "also show the perturbed filters act as better representations comparing to pure ballistic "
+    "ones. We provide a new perspective of training graph neural network, by adjusting the "
+    "diffusion rate, the neural network's performance can be improved.")
+
+
+def test_a_bare_restatement_of_the_title_is_not_the_headline() -> None:
+    s = summarize(Paper(id="b", title="Beyond Classical Diffusion: Ballistic Graph Neural "
+                        "Network", abstract=BALLISTIC))
+    assert s.headline and not s.headline.startswith("This paper presents"), s.headline
