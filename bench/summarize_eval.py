@@ -1,31 +1,42 @@
 """Summarizer benchmark: one command, prints tables.
 
-    .venv/bin/python bench/summarize_eval.py
+    .venv/bin/python bench/summarize_eval.py [--data DIR]    # or DIGEST_DATA=DIR
 
-1. Headline vs SciTLDR-A dev TLDRs (rouge-score, stemming): per paper the reference with the best
-   ROUGE-1 F, then its R2/RL F and R1 recall; averaged. Ours next to baselines (first sentence, a
-   cue-phrase pick, sumy LexRank, our role model without compression) and the single-sentence
-   oracle. Every method sees the same cleaned, split sentences. Shown on all of dev and on its
-   two fixed halves: "tune" (sha1(id) even, the half used to choose among headline rules) and
-   "check" (the other half, never looked at while choosing).
-2. Roles of the picks on CSAbstruct held out (20%, see scripts/train_summarizer.py): the model is
-   retrained here on the other 80% (a few seconds, deterministic), so no pick is scored by a
-   model that saw its abstract.
-3. The trade-off curve: the headline's background penalty on a grid fixed in advance, with
-   dev ROUGE-1 (all, tune, check) and held-out CSAbstruct background shares per value.
-4. Sentence splitting against the gold splits, and the time to summarize the 81 seed papers.
+DIR (default ``../shared/data`` beside the checkout) must hold ``scitldr_a_dev.jsonl``,
+``csabstruct_train.jsonl`` and ``seed_papers.json``. There is no test split here, by design.
+
+"before" is the previous release's method, re-implemented here on the same role model (its
+weights are unchanged): the hand-weighted headline formula of issue 3 and its result rule.
+
+1. Headline vs SciTLDR-A dev TLDRs (rouge-score, stemming): per paper the reference with the
+   best ROUGE-1 F, then its R2/RL F; averaged. Ours next to baselines (first sentence, a
+   cue-phrase pick, sumy LexRank, before, the ranker alone without the headline rules) and the
+   single-sentence oracle. Every method sees the same cleaned, split sentences. Shown on all of
+   dev and on its two fixed halves: "tune" (sha1(id) even, the half used to choose among
+   settings) and "check" (the other half, the honest estimate for unseen abstracts).
+2. Claims that carry the key result and stand alone, on SciTLDR dev + the 81 seed papers: the
+   share of numeric-result abstracts (a sentence that is not background states a %, a factor
+   or "N times faster") whose claims carry no quantity; the share of claims that lean on a
+   sentence not shown just before them ("These scores …", "… to address this.").
+3. Roles of the claims on CSAbstruct held out (20%, see scripts/train_summarizer.py): the role
+   model is retrained here on the other 80% (deterministic), so no claim is judged by a model
+   that saw its abstract. CSAbstruct has no titles.
+4. Sentence splitting against the gold splits; time per abstract on the seed papers.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import os
 import re
 import statistics
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +52,28 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import train_summarizer  # noqa: E402
 
 from digest.models import Paper  # noqa: E402
-from digest.summarize import summarize
-from digest.summarize._claims import (
-    BACKGROUND_PENALTY,
-    LENGTH_PENALTY,
-    RoleModel,
-    is_authorial,
+from digest.summarize import summarize  # noqa: E402
+from digest.summarize._claims import (  # noqa: E402
+    Scored,
+    SummarizerModel,
+    _opens_on_prior_work,
+    paper_name,
     pick,
+    result_score,
     scored,
     shipped_model,
 )
-from digest.text import clean_text, split_sentences
-
-DATA = ROOT.parent / "shared" / "data"
-SCITLDR = DATA / "scitldr_a_dev.jsonl"
-SEED = DATA / "seed_papers.json"
+from digest.summarize._compress import compress, fit, is_dangling  # noqa: E402
+from digest.summarize._cues import (  # noqa: E402
+    ANAPHORIC,
+    CONTRIBUTION,
+    STRONG,
+    content_words,
+    is_authorial,
+    number_strength,
+)
+from digest.summarize._roles import RoleModel  # noqa: E402
+from digest.text import clean_text, split_sentences  # noqa: E402
 
 _CUE = re.compile(r"\b(?:we|this (?:paper|work|study)|in this (?:paper|work))\b.{0,60}?\b(?:"
                   r"propose|present|introduce|develop|show|demonstrate|describe|design)", re.I)
@@ -88,183 +106,218 @@ def cue_phrase(sentences: Sequence[str]) -> str:
     return next((s for s in sentences if _CUE.search(s)), sentences[0] if sentences else "")
 
 
-def ours_uncompressed(sentences: Sequence[str], title: str) -> str:
-    """Our pick shown as the authors wrote it (what compression adds is the difference)."""
-    head, _ = pick(scored(sentences), 10_000, title)
-    return sentences[head.index] if head else ""
-
-
-def ours_no_title(sentences: Sequence[str]) -> str:
-    """Our pick without the title-overlap feature (roles and contribution phrase only)."""
-    head, _ = pick(scored(sentences), 10_000)
-    return head.text if head else ""
-
-
 def is_tune(paper_id: str) -> bool:
     return int(hashlib.sha1(paper_id.encode()).hexdigest(), 16) % 2 == 0
 
 
-def rouge_table() -> None:
+# --------------------------------------------------------------------------- before
+
+
+@dataclass(frozen=True)
+class Claims:
+    headline: str
+    results: tuple[tuple[int, str], ...]  # (sentence index, text)
+    head_index: int | None
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return ((self.headline,) if self.headline else ()) + tuple(t for _, t in self.results)
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return ((self.head_index,) if self.head_index is not None else ()) + tuple(
+            i for i, _ in self.results)
+
+
+def _before_background(c: Scored) -> bool:
+    return (c.role == "background" or _opens_on_prior_work(c.sentence)) and not is_authorial(
+        c.sentence)
+
+
+def before(cands: Sequence[Scored], title: str, budget: int = 350) -> Claims:
+    """The previous release: headline by the hand-weighted formula (its weights chosen on the
+    tune half, as documented then), the best two result sentences that fit whole."""
+    claims = [c for c in cands if not _before_background(c)] or list(cands[:1])
+    if not claims:
+        return Claims("", (), None)
+    tw = content_words(title)
+
+    def head_score(c: Scored) -> float:
+        overlap = len(tw & content_words(c.text)) / len(tw) if tw else 0.0
+        r = c.roles
+        return (r["objective"] + 0.2 * r["method"] + 0.25 * bool(CONTRIBUTION.search(
+            c.text.lower())) + overlap - 0.5 * bool(ANAPHORIC.search(c.text))
+            - 0.005 * max(0, len(c.text.split()) - 20)
+            - 0.75 * r["background"] * (1.0 - overlap))
+
+    ranked = sorted(claims, key=lambda c: -head_score(c))
+    head = next((c for c in ranked[:3] if len(c.text) <= budget), ranked[0])
+    room = budget - min(len(head.text), budget)
+    results: list[tuple[int, str]] = []
+    for score, c in sorted(((result_score(c), c) for c in claims if c is not head),
+                           key=lambda sc: -sc[0]):
+        if score <= 0 or len(results) == 2:
+            break
+        text = compress(c.sentence, result=True)
+        if len(text) + 1 <= room:
+            results.append((c.index, text))
+            room -= len(text) + 1
+    return Claims(fit(head.text, budget), tuple(sorted(results)), head.index)
+
+
+def ours(cands: Sequence[Scored], title: str, name: str, budget: int = 350) -> Claims:
+    head, results = pick(cands, budget, title, name)
+    if head is None:
+        return Claims("", (), None)
+    return Claims(fit(head.text, budget), tuple((r.index, r.text) for r in results), head.index)
+
+
+def ranker_only(cands: Sequence[Scored]) -> str:
+    claims = [c for c in cands if not c.background] or list(cands[:1])
+    return max(claims, key=lambda c: c.score).text if claims else ""
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def rouge_table(dev: list[dict[str, Any]]) -> None:
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    records = [json.loads(line) for line in SCITLDR.read_text("utf-8").splitlines() if line]
-
-    def ours(r: dict[str, Any], sentences: Sequence[str]) -> str:
-        return summarize(Paper(id=r["id"], title=r["title"], abstract=r["abstract"])).headline
-
-    methods: dict[str, Callable[[dict[str, Any], Sequence[str]], str]] = {
-        "first sentence": lambda r, s: s[0] if s else "",
-        "cue phrase": lambda r, s: cue_phrase(s),
-        "sumy LexRank": lambda r, s: lexrank(s),
-        "ours without title overlap": lambda r, s: ours_no_title(s),
-        "ours uncompressed": lambda r, s: ours_uncompressed(s, clean_text(r["title"])),
-        "ours (summarize headline)": ours,
+    methods: dict[str, Callable[[dict[str, Any], list[str], list[Scored], str, str], str]] = {
+        "first sentence": lambda r, s, c, t, n: s[0] if s else "",
+        "cue phrase": lambda r, s, c, t, n: cue_phrase(s),
+        "sumy LexRank": lambda r, s, c, t, n: lexrank(s),
+        "before (rules, issue 3)": lambda r, s, c, t, n: before(c, t).headline,
+        "ranker alone (no rules)": lambda r, s, c, t, n: ranker_only(c),
+        "ours (summarize headline)": lambda r, s, c, t, n: summarize(
+            Paper(id=r["id"], title=r["title"], abstract=r["abstract"])).headline,
+        "ours without the title": lambda r, s, c, t, n: summarize(
+            Paper(id=r["id"], title="", abstract=r["abstract"])).headline,
     }
-    rows: dict[str, list[tuple[bool, float, float, float, float, int]]] = {m: [] for m in methods}
+    rows: dict[str, list[tuple[bool, float, float, float, int]]] = {m: [] for m in methods}
     rows["oracle (best sentence)"] = []
-    for r in records:
-        sentences = split_sentences(clean_text(r["abstract"]))
+    for r in dev:
+        title = clean_text(r["title"])
+        abstract = clean_text(r["abstract"])
+        sentences = split_sentences(abstract)
+        name = paper_name(title, abstract)
+        cands = scored(sentences, title, name)
         tune = is_tune(r["id"])
 
-        def score(text: str) -> tuple[bool, float, float, float, float, int]:
+        def score(text: str) -> tuple[bool, float, float, float, int]:
             results = [scorer.score(ref, text) for ref in r["tldrs"]]
             best = max(results, key=lambda x: x["rouge1"].fmeasure)
             return (tune, best["rouge1"].fmeasure, best["rouge2"].fmeasure,
-                    best["rougeL"].fmeasure, best["rouge1"].recall, len(text.split()))
+                    best["rougeL"].fmeasure, len(text.split()))
 
-        for name, fn in methods.items():
-            rows[name].append(score(fn(r, sentences)))
+        for m, fn in methods.items():
+            rows[m].append(score(fn(r, sentences, cands, title, name)))
         rows["oracle (best sentence)"].append(
             max((score(s) for s in sentences), key=lambda x: x[1], default=score("")))
 
-    print(f"Headline vs SciTLDR-A dev TLDRs ({len(records)} papers; "
-          f"tune half {sum(is_tune(r['id']) for r in records)}), ROUGE x100")
-    header = (f"{'method':28} {'R1 F':>6} {'R2 F':>6} {'RL F':>6} {'R1 rec':>6} {'words':>6}"
-              f" | {'R1 tune':>7} {'R1 check':>8}")
+    n_tune = sum(is_tune(r["id"]) for r in dev)
+    print(f"Headline vs SciTLDR-A dev TLDRs ({len(dev)} papers: tune {n_tune}, check "
+          f"{len(dev) - n_tune}), ROUGE F x100")
+    header = (f"{'method':27} {'R1':>5} {'R2':>5} {'RL':>5} {'words':>5} | {'R1 tune':>7} "
+              f"{'R1 check':>8} {'R2 check':>8} {'RL check':>8}")
     print(header)
     print("-" * len(header))
-    for name, vals in rows.items():
+    for m, vals in rows.items():
         def mean(i: int, part: bool | None = None) -> float:
-            pool = [v[i] for v in vals if part is None or v[0] == part]
-            return statistics.fmean(pool)
-        print(f"{name:28} {100 * mean(1):6.1f} {100 * mean(2):6.1f} {100 * mean(3):6.1f} "
-              f"{100 * mean(4):6.1f} {mean(5):6.1f} | {100 * mean(1, True):7.1f} "
-              f"{100 * mean(1, False):8.1f}")
+            return statistics.fmean(v[i] for v in vals if part is None or v[0] == part)
+        print(f"{m:27} {100 * mean(1):5.1f} {100 * mean(2):5.1f} {100 * mean(3):5.1f} "
+              f"{mean(4):5.1f} | {100 * mean(1, True):7.1f} {100 * mean(1, False):8.1f} "
+              f"{100 * mean(2, False):8.1f} {100 * mean(3, False):8.1f}")
     print()
 
 
-def heldout_model() -> tuple[RoleModel, list[dict[str, Any]], int]:
-    """The role model trained on CSAbstruct minus its held-out 20%, the held-out abstracts,
-    and how many abstracts it was trained on."""
-    train_part, held = train_summarizer.split(train_summarizer.load())
-    return RoleModel.from_json(train_summarizer.train(train_part)), held, len(train_part)
+def _leans(claims: Claims, sentences: Sequence[str]) -> int:
+    """Claims that lean on a sentence not shown just before them."""
+    count = 0
+    shown = claims.indices
+    for k, text in enumerate(claims.texts):
+        if is_dangling(text) and not (k and shown[k] - 1 == shown[k - 1]):
+            count += 1
+    return count
 
 
-def role_table(model: RoleModel, held: list[dict[str, Any]], n_train: int) -> None:
-    authorial_bg = 0
-    head_roles: Counter[str] = Counter()
-    result_roles: Counter[str] = Counter()
-    first_roles: Counter[str] = Counter()
-    cue_roles: Counter[str] = Counter()
+def claims_table(dev: list[dict[str, Any]], seed: list[dict[str, Any]]) -> None:
+    papers = [(r["title"], r["abstract"]) for r in dev] + [
+        (p["title"], p["abstract"]) for p in seed]
+    stats = {m: Counter[str]() for m in ("before", "ours")}
+    for title_raw, abstract_raw in papers:
+        title = clean_text(title_raw)
+        abstract = clean_text(abstract_raw)
+        sentences = split_sentences(abstract)
+        name = paper_name(title, abstract)
+        cands = scored(sentences, title, name)
+        numeric = any(STRONG.search(c.sentence.lower()) and not c.background for c in cands)
+        loose = any(STRONG.search(s.lower()) for s in sentences)
+        for m, claims in (("before", before(cands, title)), ("ours", ours(cands, title, name))):
+            s = stats[m]
+            has = any(number_strength(t) >= 2 for t in claims.texts)
+            s["numeric"] += numeric
+            s["numeric none"] += numeric and not has
+            s["any strong"] += loose
+            s["any strong none"] += loose and not has
+            s["claims"] += len(claims.texts)
+            s["leaning"] += _leans(claims, sentences)
+            s["results"] += len(claims.results)
+            roles = {c.index: c.roles["background"] for c in cands}
+            s["est bg"] += sum(roles.get(i, 0.0) for i in claims.indices)
+            s["chars"] += sum(len(t) for t in claims.texts)
+    print(f"Claims on SciTLDR-A dev + seed papers ({len(papers)} abstracts; budget 350)")
+    header = (f"{'method':10} {'numeric-result abstracts':>24} {'no quantity':>12} | "
+              f"{'any strong number':>17} {'no quantity':>12} | {'claims':>6} "
+              f"{'leaning on unshown':>18} | {'results':>7} {'est. bg':>7}")
+    print(header)
+    print("-" * len(header))
+    for m, s in stats.items():
+        print(f"{m:10} {s['numeric']:24} {100 * s['numeric none'] / s['numeric']:11.1f}% | "
+              f"{s['any strong']:17} {100 * s['any strong none'] / s['any strong']:11.1f}% | "
+              f"{s['claims']:6} {100 * s['leaning'] / s['claims']:17.1f}% | {s['results']:7} "
+              f"{100 * s['est bg'] / s['claims']:6.1f}%")
+    print("numeric-result: a sentence not background by our rule states a %, a factor or \"N "
+          "times faster\"; any strong number: any sentence does (background included).\n"
+          "no quantity: no claim has a %, a factor or a decimal score. leaning: opens with "
+          "This/These/It/Such/Thus/To address this/... or ends \"to address this\", and the "
+          "sentence before it is not the claim shown just before it. est. bg: the role "
+          "model's mean background probability of the claims (with titles; CSAbstruct, below, "
+          "has none).")
+    print()
+
+
+def role_table(data: Path) -> None:
+    train_part, held = train_summarizer.split(train_summarizer.load(data / "csabstruct_train.jsonl"))
+    roles = RoleModel.from_json(train_summarizer.train_roles(train_part))
+    model = SummarizerModel(roles=roles, ranker=shipped_model().ranker)
+    counts = {m: Counter[str]() for m in ("before", "ours")}
+    heads = {m: Counter[str]() for m in ("before", "ours")}
     for r in held:
         sentences, labels = r["sentences"], r["labels"]
-        head, results = pick(scored(sentences, model), 350)
-        if head is not None:
-            head_roles[labels[head.index]] += 1
-        result_roles.update(labels[c.index] for c in results)
-        authorial_bg += sum(labels[c.index] == "background" and is_authorial(c.text)
-                            for c in ([head] if head else []) + results)
-        first_roles[labels[0]] += 1
-        cue = cue_phrase(sentences)
-        cue_roles[labels[sentences.index(cue)]] += 1
-    picks = head_roles + result_roles
-
-    def share(c: Counter[str], role: str) -> str:
-        total = sum(c.values())
-        return f"{100 * c[role] / total:5.1f}%" if total else "    -"
-
-    print(f"Roles of picked sentences, CSAbstruct held out ({len(held)} abstracts, "
-          f"model trained on the other {n_train})")
-    roles = ("background", "objective", "method", "result", "other")
-    header = f"{'picks':28} {'n':>5} " + " ".join(f"{r:>10}" for r in roles)
+        cands = scored(sentences, model=model)
+        for m, claims in (("before", before(cands, "")), ("ours", ours(cands, "", ""))):
+            counts[m].update(labels[i] for i in claims.indices)
+            if claims.head_index is not None:
+                heads[m][labels[claims.head_index]] += 1
+    print(f"Roles of the claims, CSAbstruct held out ({len(held)} abstracts, role model "
+          f"trained on the other {len(train_part)}; no titles)")
+    names = ("background", "objective", "method", "result", "other")
+    header = f"{'claims':22} {'n':>5} " + " ".join(f"{x:>10}" for x in names)
     print(header)
     print("-" * len(header))
-    for name, c in (("headline (ours)", head_roles), ("result claims (ours)", result_roles),
-                    ("all claims (ours)", picks), ("first sentence", first_roles),
-                    ("cue phrase", cue_roles)):
-        print(f"{name:28} {sum(c.values()):5} " + " ".join(f"{share(c, r):>10}" for r in roles))
-    n_bg = head_roles["background"] + result_roles["background"]
-    print(f"of the {n_bg} background picks, {authorial_bg} state the paper's own work "
-          f"(\"We present ...\", \"This paper describes ...\"); without them background is "
-          f"{100 * (n_bg - authorial_bg) / max(sum(picks.values()), 1):.1f}% of all claims")
-    with_results = sum(1 for r in held if pick(scored(r["sentences"], model), 350)[1])
-    print(f"abstracts with at least one result claim: {with_results} of {len(held)} "
-          "(CSAbstruct has no titles: the headline here uses roles and the contribution phrase)")
+    for m in ("before", "ours"):
+        for label, c in ((f"{m}: headlines", heads[m]), (f"{m}: all claims", counts[m])):
+            total = sum(c.values())
+            print(f"{label:22} {total:5} " + " ".join(
+                f"{100 * c[x] / total:9.1f}%" for x in names))
     print()
 
 
-PENALTIES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5)  # the grid, fixed in advance
-
-
-def tradeoff_table(model: RoleModel, held: list[dict[str, Any]]) -> None:
-    """The headline's background penalty (with and without the length term) traded against
-    ROUGE: SciTLDR dev R1 (all, tune, check, and without titles), held-out CSAbstruct
-    background shares, and the role model's own estimate of the background share of the picks
-    on SciTLDR dev *with* titles (CSAbstruct has none, so its gold labels cannot tell)."""
-    scorer = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
-    cache: dict[tuple[str, str], float] = {}
-
-    def r1(r: dict[str, Any], text: str) -> float:
-        key = (r["id"], text)
-        if key not in cache:
-            cache[key] = max(scorer.score(ref, text)["rouge1"].fmeasure for ref in r["tldrs"])
-        return cache[key]
-
-    dev = []
-    for line in SCITLDR.read_text("utf-8").splitlines():
-        r = json.loads(line)
-        dev.append((r, clean_text(r["title"]), scored(split_sentences(clean_text(r["abstract"])))))
-    cs = [(r, scored(r["sentences"], model)) for r in held]
-    print("Trade-off: headline background penalty (shipped BACKGROUND_PENALTY = "
-          f"{BACKGROUND_PENALTY}, LENGTH_PENALTY = {LENGTH_PENALTY}) vs SciTLDR dev ROUGE-1 F "
-          "and background picks")
-    header = (f"{'penalty':>7} {'length':>6} {'R1 dev':>7} {'tune':>6} {'check':>6} "
-              f"{'no title':>8} | {'CSAbstruct bg: heads':>20} {'all claims':>10} {'n':>4} | "
-              f"{'SciTLDR est. bg':>15}")
-    print(header)
-    print("-" * len(header))
-    for length in (0.0, LENGTH_PENALTY):
-        for penalty in PENALTIES:
-            tune: list[float] = []
-            check: list[float] = []
-            untitled: list[float] = []
-            estimated: list[float] = []
-            for r, title, cands in dev:
-                head, results = pick(cands, 350, title, background_penalty=penalty,
-                                     length_penalty=length)
-                (tune if is_tune(r["id"]) else check).append(r1(r, head.text if head else ""))
-                estimated.extend(c.roles["background"] for c in ([head] if head else []) + results)
-                bare, _ = pick(cands, 350, background_penalty=penalty, length_penalty=length)
-                untitled.append(r1(r, bare.text if bare else ""))
-            bg_heads = bg_all = n_heads = n_all = 0
-            for r, cands in cs:
-                head, results = pick(cands, 350, background_penalty=penalty,
-                                     length_penalty=length)
-                picked = ([head] if head else []) + results
-                n_all += len(picked)
-                if head is not None:
-                    n_heads += 1
-                    bg_heads += r["labels"][head.index] == "background"
-                bg_all += sum(r["labels"][c.index] == "background" for c in picked)
-            shipped = penalty == BACKGROUND_PENALTY and length == LENGTH_PENALTY
-            print(f"{penalty:7.2f} {length:6.3f} {100 * statistics.fmean(tune + check):7.1f} "
-                  f"{100 * statistics.fmean(tune):6.1f} {100 * statistics.fmean(check):6.1f} "
-                  f"{100 * statistics.fmean(untitled):8.1f} | {100 * bg_heads / n_heads:19.1f}% "
-                  f"{100 * bg_all / n_all:9.1f}% {n_all:4} | "
-                  f"{100 * statistics.fmean(estimated):14.1f}%{'  <- shipped' if shipped else ''}")
-    print()
-
-
-def splitter_table() -> None:
+def splitter_table(data: Path, dev: list[dict[str, Any]]) -> None:
     """Exact agreement with the gold sentence splits of both data sets, and CPU time."""
     import pysbd
     import syntok.segmenter as syntok
@@ -275,10 +328,9 @@ def splitter_table() -> None:
         return ["".join(t.spacing + t.value for t in sentence).strip()
                 for paragraph in syntok.process(text) for sentence in paragraph]
 
-    cs = train_summarizer.load()
-    sd = [json.loads(line) for line in SCITLDR.read_text("utf-8").splitlines() if line]
+    cs = train_summarizer.load(data / "csabstruct_train.jsonl")
     splitters: dict[str, Callable[[str], list[str]]] = {
-        "ours (digest.sentences)": split_sentences,
+        "ours (digest.text)": split_sentences,
         "syntok 1.4": syntok_split,
         "pysbd 0.3": lambda t: [x.strip() for x in segmenter.segment(t) if x.strip()],
     }
@@ -286,34 +338,84 @@ def splitter_table() -> None:
     header = f"{'splitter':28} {'CSAbstruct':>12} {'SciTLDR dev':>12} {'CPU s':>7}"
     print(header)
     print("-" * len(header))
-    for name, fn in splitters.items():
+    for m, fn in splitters.items():
         t0 = time.process_time()
         a = sum(fn(" ".join(r["sentences"])) == r["sentences"] for r in cs)
-        b = sum(fn(r["abstract"]) == r["sentences"] for r in sd)
-        print(f"{name:28} {a:5}/{len(cs):<6} {b:5}/{len(sd):<6} {time.process_time() - t0:7.2f}")
+        b = sum(fn(r["abstract"]) == r["sentences"] for r in dev)
+        print(f"{m:28} {a:5}/{len(cs):<6} {b:5}/{len(dev):<6} {time.process_time() - t0:7.2f}")
     print()
 
 
-def timing() -> None:
-    seed = json.loads(SEED.read_text("utf-8"))
+def timing(seed: list[dict[str, Any]], repeats: int = 7) -> None:
     papers = [Paper(id=str(i), title=p["title"], abstract=p["abstract"])
               for i, p in enumerate(seed)]
+    chars = statistics.fmean(len(p.abstract) for p in papers)
     shipped_model.cache_clear()
     t0 = time.process_time()
-    summarize(papers[0])  # first call loads the model (once per process)
-    t1 = time.process_time()
-    for p in papers:
-        summarize(p)
-    t2 = time.process_time()
-    print(f"Timing (CPU time, so other load on the machine does not count): model load + first "
-          f"paper {1000 * (t1 - t0):.0f} ms; all {len(papers)} seed papers "
-          f"{1000 * (t2 - t1):.0f} ms ({1000 * (t2 - t1) / len(papers):.2f} ms/paper)")
+    summarize(papers[0])  # the first call loads the model (once per process)
+    load_ms = 1000 * (time.process_time() - t0)
+
+    cleaned = [(clean_text(p.title), split_sentences(clean_text(p.abstract))) for p in papers]
+
+    def run_text() -> None:
+        for p in papers:
+            clean_text(p.title)
+            split_sentences(clean_text(p.abstract))
+
+    def run_scored() -> None:
+        for title, sentences in cleaned:
+            scored(sentences, title)
+
+    def run_before() -> None:
+        for title, sentences in cleaned:
+            before(scored(sentences, title), title)
+
+    def run_ours() -> None:
+        for p in papers:
+            summarize(p)
+
+    print(f"Time per abstract, {len(papers)} seed papers (mean {chars:.0f} characters), CPU "
+          f"ms, {repeats} repeats; model load + first paper {load_ms:.0f} ms")
+    header = f"{'method':44} {'min':>6} {'median':>6} {'max':>6}"
+    print(header)
+    print("-" * len(header))
+    rows: dict[str, Callable[[], None]] = {
+        "ours: summarize()": run_ours,
+        "  of which cleaning and splitting": run_text,
+        "  of which candidates: roles, ranker": run_scored,
+        "before's rules on the same candidates": run_before,
+    }
+    times: dict[str, list[float]] = {m: [] for m in rows}
+    for _ in range(repeats):  # interleaved, so a burst of load hits every row alike
+        for m, fn in rows.items():
+            t = time.process_time()
+            fn()
+            times[m].append(1000 * (time.process_time() - t) / len(papers))
+    for m, ts in times.items():
+        print(f"{m:44} {min(ts):6.3f} {statistics.median(ts):6.3f} {max(ts):6.3f}")
+    print("(the last row needs our candidates, ranker included: it is not the previous "
+          "release's total; CPU time is inflated when other processes share the cores)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="directory with scitldr_a_dev.jsonl, "
+                        "csabstruct_train.jsonl, seed_papers.json (default: $DIGEST_DATA or "
+                        "../shared/data beside the checkout)")
+    args = parser.parse_args()
+    data = Path(args.data or os.environ.get("DIGEST_DATA") or ROOT.parent / "shared" / "data")
+    for needed in ("scitldr_a_dev.jsonl", "csabstruct_train.jsonl", "seed_papers.json"):
+        if not (data / needed).is_file():
+            raise SystemExit(f"{data / needed}: not found; this needs {needed} "
+                             "(--data DIR or DIGEST_DATA)")
+    dev = _read_jsonl(data / "scitldr_a_dev.jsonl")
+    seed = json.loads((data / "seed_papers.json").read_text("utf-8"))
+    rouge_table(dev)
+    claims_table(dev, seed)
+    role_table(data)
+    splitter_table(data, dev)
+    timing(seed)
 
 
 if __name__ == "__main__":
-    rouge_table()
-    heldout = heldout_model()
-    role_table(*heldout)
-    tradeoff_table(heldout[0], heldout[1])
-    splitter_table()
-    timing()
+    main()

@@ -1,0 +1,148 @@
+"""The cue patterns every part of the summarizer reads: evidence (numbers, comparisons),
+contribution phrases, authorial voice, dangling openers, hedges and asides; and
+``content_words``, the crude stemmed bag the title overlap is measured with.
+
+Pure; imports nothing of the project. Changing a pattern the role features or the ranker
+features use changes what the shipped weights mean: retrain (scripts/train_summarizer.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+WORD = re.compile(r"[a-z]+")
+NUMBER = re.compile(r"\d")
+PERCENT = re.compile(r"\d\s?%|per ?cent")
+FACTOR = re.compile(r"\d(?:\.\d+)?\s?[x×]\b|\d×")
+COMPARISON = re.compile(
+    r"\b(?:outperform\w*|improv\w*|better|superior|surpass\w*|beat(?:s|ing)?(?!-)|exceed\w*|"
+    r"faster|state[- ]of[- ]the[- ]art|sota|speed-?ups?|reduc\w*|than|gains?|"
+    r"achiev\w*|competitive|comparabl\w*|matches|rivals?)\b")
+_URL = re.compile(r"https?://|www\.|github\.com|\bavailable at\b|\bcode (?:is|and)\b")
+_URL_HINTS = ("http", "www.", "github.com", "available at", "code is", "code and")
+# The patterns below that are searched (not matched at the start) are written lower-case and
+# compiled without re.I (several times faster): apply them to lower-cased text (``Cues``).
+
+# Quantitative evidence: a percentage, a factor ("2.3x", "16×"), or a decimal score ("FID of
+# 3.56"), but not a version or model name ("v1.5", "GPT-3.5", "Llama-3.1").
+QUANT = re.compile(r"\d\s?%|\d(?:\.\d+)?\s?[x×](?![\w-])|(?<![\w.-])\d+\.\d+(?![.\d])")
+# The numbers a reader looks for first: a %, a factor, "N times faster/more/fewer ...".
+STRONG = re.compile(r"\d\s?%|\d(?:\.\d+)?\s?[x×](?![\w-])|\d\s?(?:percentage points|pp\b)"
+                    r"|\d(?:\.\d+)?\s?times\s+(?:faster|more|less|fewer|higher|lower|smaller|"
+                    r"larger|better|cheaper|speed-?up)")
+
+# "We propose / this paper presents ...": the authors stating their contribution.
+CONTRIBUTION = re.compile(
+    r"\b(?:we|this (?:paper|work|study)|in this (?:paper|work))\b.{0,60}?\b(?:propose|present|"
+    r"introduce|develop|show|demonstrate|describe|design)")
+# Sentences about the authors' own work: not background whatever the role model says.
+AUTHORIAL = re.compile(r"\b(?:we|our|us|this (?:paper|work|study|article|thesis|letter)|"
+                       r"here)\b")
+ANAPHORIC = re.compile(r"^(?:this|these|that|those|it|they|such|its|their)\b(?! (?:paper|work|"
+                       r"study|article|letter|thesis|report|manuscript)\b)", re.I)
+# A claim that leans on a sentence before it: a pointing subject ("These scores ...", "It
+# ...", "Such a model ..."), a consequence ("Thus we ...", "Therefore ..."), or a purpose that
+# points back ("To address this, ..."), unless it points at the paper itself ("This paper").
+DANGLING = re.compile(
+    r"^(?:(?:this|these|that|those|it|its|they|their|them|such|both|the latter|the former|"
+    r"the above|the aforementioned)\b(?! (?:paper|work|study|article|letter|thesis|report|"
+    r"manuscript|chapter|note)\b)"
+    r"|(?:thus|therefore|hence|consequently|accordingly|as a result|as such|in doing so|"
+    r"by doing so|this way|in this way|to this end|to that end|to do so|to do this)\b"
+    r"|to (?:address|tackle|solve|overcome|fill|bridge|close|mitigate|alleviate|handle|"
+    r"remedy|fix|resolve) (?:this|these|that|those|such|it|them)\b)", re.I)
+# Conclusion hedges and side remarks: true, but not what the paper is about.
+HEDGE_OPENER = re.compile(
+    r"^(?:therefore|thus|hence|consequently|overall|in (?:conclusion|summary|sum)|taken together|"
+    r"together|altogether|ultimately|these (?:results|findings|observations)|our (?:results|"
+    r"findings)|this (?:suggests|indicates|implies|opens|paves|highlights))\b", re.I)
+MODAL = re.compile(r"\b(?:could|might|may|would|potentially|possibly|perhaps)\b")
+ASIDE_OPENER = re.compile(
+    r"^(?:we (?:also|further|additionally|finally|then)|beyond|besides|finally|lastly|"
+    r"in addition|additionally|moreover|furthermore|as a (?:by-?product|side)|"
+    r"as an (?:aside|additional)|apart from)\b", re.I)
+
+_STOPWORDS = frozenset(
+    "a an the of for and or in on to with by from via is are we our this that at as its it be "
+    "can using based towards toward into".split())
+_SUFFIX = re.compile(r"(?:ations?|ing|ed|es|s|e)$")
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+@lru_cache(maxsize=1 << 16)
+def _stem(word: str) -> str:
+    return _SUFFIX.sub("", word) if len(word) > 4 else word
+
+
+def content_words(text: str) -> frozenset[str]:
+    """Lower-cased words minus stop words, crudely stemmed (``improved``/``improves`` ->
+    ``improv``): enough to match a title's words in its abstract, and fast."""
+    return frozenset(map(_stem, set(_TOKEN.findall(text.lower())) - _STOPWORDS))
+
+
+def is_authorial(text: str) -> bool:
+    """About the authors' own work ("we", "our", "this paper")."""
+    return bool(AUTHORIAL.search(text.lower()))
+
+
+def is_link(text: str) -> bool:
+    """A link or a "code is available" sentence: never a claim."""
+    low = text.lower()
+    return any(h in low for h in _URL_HINTS) and bool(_URL.search(low))
+
+
+def number_strength(text: str) -> int:
+    """How strong the evidence a sentence carries is: 3 a %, a factor or "N times faster",
+    2 a decimal score, 1 any other digit, 0 none."""
+    if not NUMBER.search(text):
+        return 0
+    low = text.lower()
+    if STRONG.search(low):
+        return 3
+    return 2 if QUANT.search(low) else 1
+
+
+_CONTRIBUTION_VERBS = ("propose", "present", "introduce", "develop", "show", "demonstrate",
+                       "describe", "design")
+_MODAL_HINTS = ("could", "might", "may", "would", "potential", "possibl", "perhaps")
+
+
+@dataclass(frozen=True)
+class Cues:
+    """What the cue patterns say about one sentence, worked out once."""
+
+    strength: int  # number_strength
+    quant: bool  # QUANT: a %, a factor or a decimal score
+    comparison: bool
+    contribution: bool
+    authorial: bool
+    modal: bool
+    hedge_opener: bool
+    aside: bool
+
+
+def cues(text: str) -> Cues:
+    low = text.lower()
+    strength = number_strength(text)
+    we = "we" in low or "this" in low or "our" in low or "us" in low or "here" in low
+    return Cues(
+        strength=strength,
+        quant=strength >= 2 and (strength == 2 or bool(QUANT.search(low))),
+        comparison=bool(COMPARISON.search(low)),
+        contribution=we and any(v in low for v in _CONTRIBUTION_VERBS) and bool(
+            CONTRIBUTION.search(low)),
+        authorial=we and bool(AUTHORIAL.search(low)),
+        modal=any(h in low for h in _MODAL_HINTS) and bool(MODAL.search(low)),
+        hedge_opener=bool(HEDGE_OPENER.match(text)),
+        aside=bool(ASIDE_OPENER.match(text)),
+    )
+
+
+# Prior work as the subject, within the first dozen words, not compared against: the
+# "however, existing methods ..." sentences, which the role model sometimes calls method.
+PRIOR_WORK = re.compile(
+    r"\b(?:existing|previous|prior|conventional|traditional|current|most)\s+(?:[\w-]+\s+){0,2}?"
+    r"(?:methods?|approaches|works?|studies|models|techniques|systems|solutions|algorithms|"
+    r"frameworks|literature)\b")

@@ -1,0 +1,101 @@
+"""Sentence roles: each sentence's probability of being background / objective / method /
+result / other, from a multinomial logistic regression trained on CSAbstruct.
+
+Owns: ``ROLES``, ``role_features`` (shared by training and inference, so the shipped weights
+always mean what this computes), ``RoleModel`` and ``sentence_roles``. Pure; imports only the
+stage's cue patterns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, WORD
+
+ROLES = ("background", "objective", "method", "result", "other")
+
+
+def _bucket(value: int, edges: Sequence[int]) -> int:
+    return next((i for i, edge in enumerate(edges) if value < edge), len(edges))
+
+
+def role_features(sentences: Sequence[str]) -> list[list[str]]:
+    """Binary features of each sentence in its abstract."""
+    n = len(sentences)
+    lowered = [s.lower() for s in sentences]
+    words = [WORD.findall(s) for s in lowered]
+    openers = [w[0] if w else "" for w in words]
+    out: list[list[str]] = []
+    for i, (text, toks) in enumerate(zip(lowered, words)):
+        rel = i / (n - 1) if n > 1 else 0.0
+        pos = min(int(rel * 5), 4)
+        feats = ["bias", f"pos={pos}", f"len={_bucket(len(toks), (8, 15, 25, 40))}"]
+        if i == 0:
+            feats.append("first")
+        if i == n - 1:
+            feats.append("last")
+        if i == 1:
+            feats.append("second")
+        if n == 1:
+            feats.append("only")
+        feats.append(f"o1={openers[i]}")
+        # Position alone says "first sentence = background"; an abstract that opens with
+        # "We propose ..." is the exception the conjunctions let the model learn.
+        feats.append(f"pos={pos}&o1={openers[i]}")
+        if "we" in toks or "our" in toks:
+            feats.append(f"pos={pos}&we")
+        feats.append("o2=" + " ".join(toks[:2]))
+        feats.append("o3=" + " ".join(toks[:3]))
+        feats.append(f"prev_o1={openers[i - 1] if i else '<s>'}")
+        feats.append(f"next_o1={openers[i + 1] if i + 1 < n else '</s>'}")
+        number = NUMBER.search(text) is not None
+        if number:
+            feats.append("has_number")
+        if (number or "cent" in text) and PERCENT.search(text):  # "5%", "per cent"
+            feats.append("has_percent")
+        if number and FACTOR.search(text):
+            feats.append("has_factor")
+        if COMPARISON.search(text):
+            feats.append("has_comparison")
+        feats.extend(["w=" + w for w in sorted(set(toks))])
+        # Words right after "we" name what the authors do: propose / show / find / use.
+        if "we" in toks:
+            feats.extend(["we=" + toks[j + 1] for j in range(len(toks) - 1) if toks[j] == "we"])
+        out.append(feats)
+    return out
+
+
+@dataclass(frozen=True)
+class RoleModel:
+    """Softmax weights: feature -> one weight per label (the JSON the training script writes)."""
+
+    labels: tuple[str, ...]
+    weights: dict[str, tuple[float, ...]]
+
+    @classmethod
+    def from_json(cls, raw: object) -> RoleModel:
+        if not isinstance(raw, dict):
+            raise ValueError("summarizer model: 'roles' must be an object")
+        labels = raw.get("labels")
+        weights = raw.get("weights")
+        if not isinstance(labels, list) or not isinstance(weights, dict):
+            raise ValueError("summarizer model: expected 'labels' list and 'weights' object")
+        return cls(labels=tuple(str(x) for x in labels),
+                   weights={str(k): tuple(float(x) for x in v) for k, v in weights.items()})
+
+
+def sentence_roles(sentences: Sequence[str], model: RoleModel) -> list[dict[str, float]]:
+    """Each sentence's probability of each role in ``model.labels``."""
+    get = model.weights.get
+    labels = model.labels
+    out: list[dict[str, float]] = []
+    for feats in role_features(sentences):
+        rows = [w for w in map(get, feats) if w is not None]
+        logits = list(map(sum, zip(*rows))) if rows else [0.0] * len(labels)
+        top = max(logits)
+        exps = [math.exp(x - top) for x in logits]
+        total = sum(exps)
+        out.append({label: e / total for label, e in zip(labels, exps)})
+    return out
