@@ -16,7 +16,7 @@ skipped item and ``delivery._transports``' stale pooled connection.)
     ├── TransportError              the transport as a whole is unusable: the run stops
     │   └── SenderRefusedError      many recipients in a row refused alike: our problem
     ├── LockedError                 another process holds the database's send lock
-    ├── LedgerError                 the ledger file is unreadable or not ours
+    ├── LedgerError                 the ledger (file or database) is unreadable or not ours
     ├── ScheduleError               a schedule that cannot be computed, a scheduler that fails
     └── TokenError                  a malformed or forged unsubscribe token
 """
@@ -125,9 +125,10 @@ class ScheduleError(DigestError):
 
 
 class LedgerError(DigestError):
-    """The ledger file is unreadable or not a paper-digest database."""
+    """The ledger (a SQLite file, or a PostgreSQL database by URL) is unreadable, unreachable
+    or not a paper-digest database."""
 
-    def __init__(self, path: Path, message: str) -> None:
+    def __init__(self, path: Path | str, message: str) -> None:
         self.path = path
         super().__init__(f"{path}: {message}")
 

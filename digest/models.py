@@ -179,7 +179,8 @@ MIN_SECRET_BYTES = 32  # the shortest key settings.unsubscribe_secret_env may na
 class Settings:
     sender: str = "Paper Digest <digest@localhost>"
     timezone: str = "UTC"
-    database: Path = Path("digest.db")  # absolute after loading (relative to the config file)
+    # a SQLite file (absolute after loading, relative to the config file) or PostgreSQL
+    database: Path | PostgresDatabase = Path("digest.db")
     delivery: DeliveryMode = "outbox"
     outbox: Path = Path("outbox")  # absolute after loading
     smtp: SmtpSettings | None = None
@@ -199,10 +200,25 @@ class Settings:
     archive_for: timedelta = timedelta(days=180)  # sent editions kept for the web view (base_url)
     dkim: DkimSettings | None = None  # sign every message (settings.dkim)
 
+    queue: str | None = None  # amqp:// broker URL: delivery runs as tasks on `digest worker`s
+    queue_password_env: str | None = None  # env var holding the broker password
+
     @property
     def feed_list(self) -> tuple[FeedSettings, ...]:
         """The configured feeds: ``feeds`` when given, else the single ``feed``."""
         return self.feeds or (self.feed,)
+
+
+@dataclass(frozen=True)
+class PostgresDatabase:
+    """``settings.database`` given as a ``postgresql://`` URL: the shared ledger that queue
+    workers on many machines need. Never holds a password (libpq reads ``PGPASSWORD`` or
+    ``~/.pgpass``)."""
+
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
 
 
 @dataclass(frozen=True)
@@ -353,6 +369,7 @@ class Outcome(enum.Enum):
     FAILED_BEFORE = "failed earlier, not retried"
     WOULD_SEND = "dry run"
     UNCERTAIN = "uncertain"  # held: the server may have accepted it; the admin resolves it
+    QUEUED = "queued for the workers"  # settings.queue: a worker delivers it
 
 
 _STATE_OUTCOME = {"sent": Outcome.SENT, "deferred": Outcome.DEFERRED, "failed": Outcome.FAILED,

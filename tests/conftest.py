@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from services import amqp_url, pg_database  # noqa: F401  (fixtures: real PostgreSQL, RabbitMQ)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

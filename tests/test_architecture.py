@@ -39,7 +39,9 @@ ALLOWED: dict[str, set[str] | None] = {
     "ledger": BASE,
     "delivery": BASE | {"cron", "files", "ledger", "selection", "summarize", "compose", "render"},
     "schedule": BASE | {"cron", "config", "feeds", "ledger", "selection", "summarize", "compose",
-                        "render", "delivery"},
+                        "render", "delivery", "workers"},
+    # queue workers: the claim (ledger) around deliver_edition (delivery), unchanged
+    "workers": BASE | {"cron", "compose", "ledger", "selection", "render", "delivery"},
     "preview": BASE | {"config", "feeds", "ledger", "selection", "summarize", "compose", "render",
                        "delivery", "files"},
     # digest serve: tokens and links from compose, preferences and the archive in the ledger
@@ -54,7 +56,8 @@ IO_LIBS = {"httpx", "sqlite3", "smtplib", "socket", "click", "rich", "subprocess
            "http.server", "sqlalchemy", "psycopg", "celery", "starlette", "uvicorn"}
 
 # Environment variables the product may name: each is documented for users (README or example).
-USER_ENV = {"DIGEST_CONFIG", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET"}
+USER_ENV = {"DIGEST_CONFIG", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET",
+            "DIGEST_QUEUE_PASSWORD"}
 
 
 def _is_type_checking(node: ast.If) -> bool:

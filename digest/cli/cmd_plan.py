@@ -20,7 +20,7 @@ from digest.compose import edition_for
 from digest.config import load_config
 from digest.errors import InputError
 from digest.feeds import papers_for
-from digest.ledger import Ledger
+from digest.ledger import open_ledger
 from digest.models import Pick, Selection
 from digest.selection import plan as plan_selections
 from digest.text import clean_text
@@ -134,7 +134,7 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
     papers = papers_for(config.settings, papers_path, now)
     from digest.delivery import selection_histories  # the delivery stage only when planning
 
-    with Ledger(config.settings.database) as ledger:
+    with open_ledger(config.settings.database) as ledger:
         history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
         chosen = {p.email: p for p in ledger.all_preferences()}  # digest serve's, over the YAML

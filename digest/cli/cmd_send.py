@@ -65,8 +65,11 @@ digest failed.""")
 @click.option("--new-ledger", is_flag=True,
               help="Start a new ledger although earlier runs left their mark (an outbox with "
                    "messages, <database>.jobs): every edition is sent again.")
+@click.option("--wait", is_flag=True,
+              help="With settings.queue: wait until the workers have settled every digest.")
 def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run: bool,
-         force: bool, now_text: str | None, ignore_schedule: bool, new_ledger: bool) -> None:
+         force: bool, now_text: str | None, ignore_schedule: bool, new_ledger: bool,
+         wait: bool) -> None:
     """Send the current edition to every subscriber now (once per edition)."""
     from digest.config import load_config
     from digest.delivery import due, send_all
@@ -77,6 +80,14 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
     if only is not None and not due(config, now, only):
         raise InputError(config_path, f"no subscriber {only} in this config")
     papers = papers_for(config.settings, papers_path, now)
+    if config.settings.queue and not dry_run:  # the workers deliver: hand the run over
+        if force:
+            raise InputError(config_path, "--force is not supported with settings.queue")
+        from digest.cli.cmd_worker import send_queued
+
+        send_queued(config, tuple(papers), now, only=only, ignore_schedule=ignore_schedule,
+                    wait=wait)
+        return
     err = Console(stderr=True)
     total = len(due(config, now, only, ignore_schedule=ignore_schedule))
     with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -170,9 +181,9 @@ def graceful_stop() -> Iterator[_Stop]:
 
 def _ledger(config_path: Path):  # type: ignore[no-untyped-def]
     from digest.config import load_config
-    from digest.ledger import Ledger
+    from digest.ledger import open_ledger
 
-    return Ledger(load_config(config_path, environ=os.environ).settings.database)
+    return open_ledger(load_config(config_path, environ=os.environ).settings.database)
 
 
 def _why(config: Config, skip: SkipRow) -> tuple[str, list[FeedReport]]:
@@ -207,10 +218,10 @@ def history(config_path: Path, email: str | None, as_json: bool, limit: int) -> 
     """What went out (or is pending, or why nothing did), when, with which papers, newest
     first."""
     from digest.config import load_config
-    from digest.ledger import Ledger, SkipRow
+    from digest.ledger import SkipRow, open_ledger
 
     config = load_config(config_path, environ=os.environ)
-    ledger = Ledger(config.settings.database)
+    ledger = open_ledger(config.settings.database)
     rows = ledger.rows(email, limit=limit or None)
     skips = ledger.skips(email, limit=limit or None)
     suppressed = ledger.suppressed()

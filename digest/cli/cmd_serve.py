@@ -10,7 +10,7 @@ import click
 
 from digest.cli._base import config_option, is_loopback, main
 from digest.config import load_config
-from digest.ledger import Ledger
+from digest.ledger import open_ledger
 
 
 @main.command("serve", epilog="""\b
@@ -66,7 +66,7 @@ def export(config_path: Path) -> None:
     """One JSON line per subscriber who changed something (pause, papers per digest,
     unsubscribed on the web), beside what the YAML says. The YAML is not changed."""
     config = load_config(config_path)
-    with Ledger(config.settings.database) as ledger:
+    with open_ledger(config.settings.database) as ledger:
         chosen = {p.email: p for p in ledger.all_preferences()}
         web_unsubscribed = {e for e in ledger.suppressed()
                             if ledger.suppression_source(e) == "web"}

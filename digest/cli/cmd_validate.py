@@ -62,12 +62,12 @@ def validate(config_path: Path | None) -> None:
 def suppression_warnings(config: Config, shown: str) -> list[str]:
     """One warning per subscriber still in the YAML who unsubscribed (recorded in the ledger):
     they get nothing, and the file should drop them or the suppression be lifted."""
-    from digest.ledger import Ledger
+    from digest.ledger import open_ledger
 
-    with Ledger(config.settings.database) as ledger:
+    with open_ledger(config.settings.database) as ledger:
         suppressed = ledger.suppressed()
     return [f"{shown}:{sub.line}: subscribers[{i}].email: warning: {sub.email} unsubscribed "
-            f"(recorded in {config.settings.database.name}) and gets nothing; remove the entry, "
+            f"(recorded in {_where(config.settings.database)}) and gets nothing; remove the entry, "
             f"or run 'digest unsubscribe --undo {sub.email}'"
             for i, sub in enumerate(config.subscribers) if sub.email.lower() in suppressed]
 
@@ -105,3 +105,8 @@ def dkim_key_warnings(config: Config, shown: str) -> list[str]:
                        f"by others (mode {mode:04o}); anyone who reads it can sign mail as "
                        f"{dkim.domain}: chmod 600 {key.path}")
     return out
+
+
+def _where(database: object) -> str:
+    """The ledger as a message names it: a SQLite file by name, PostgreSQL by URL."""
+    return database.name if isinstance(database, Path) else str(database)

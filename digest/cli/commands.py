@@ -34,4 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prefs": ("digest.cli.cmd_serve",
               "What subscribers chose on the preferences page of digest serve."),
     "dkim": ("digest.cli.cmd_dkim", "DKIM signing keys (settings.dkim)."),
+    "worker": ("digest.cli.cmd_worker", "Deliver queued digests: a Celery worker on settings.queue."),
+    "status": ("digest.cli.cmd_worker", "Per edition across every sender: queued, sending, sent, "
+               "deferred, failed, oldest lease."),
 }

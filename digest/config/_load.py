@@ -35,6 +35,7 @@ from digest.models import (
     MIN_SECRET_BYTES,
     Config,
     FeedSettings,
+    PostgresDatabase,
     Settings,
     SmtpSettings,
     Subscriber,
@@ -58,7 +59,7 @@ DEFAULT_MAX_PAPERS = 10
 SETTINGS_KEYS = ("sender", "timezone", "database", "delivery", "outbox", "smtp", "feed",
                  "feeds", "templates", "summary_chars", "max_email_bytes", "catch_up",
                  "retry_for", "unsubscribe_url", "unsubscribe_secret_env", "list_id",
-                 "manage_url", "base_url", "archive_for", "dkim")
+                 "manage_url", "base_url", "archive_for", "dkim", "queue", "queue_password_env")
 SMTP_KEYS = ("host", "port", "security", "username", "password_env", "ca_file", "timeout",
              "data_timeout", "connections", "max_per_second", "helo")
 FEED_KEYS = ("source", "path", "categories", "limit", "timeout", "name", "cross", "revisions")
@@ -209,7 +210,7 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
     readers: dict[str, Callable[[Node, str], Any]] = {
         "sender": r.sender,
         "timezone": r.timezone,
-        "database": lambda n, k: r.path(n, k, base, kind="new file"),
+        "database": lambda n, k: _database(r, n, k, base),
         "delivery": lambda n, k: r.choice(n, k, ("outbox", "smtp")),
         "outbox": lambda n, k: r.path(n, k, base, kind="new folder"),
         # password_env is checked against env only when mail really goes out by SMTP
@@ -229,6 +230,8 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
         "base_url": lambda n, k: _base_url(r, n, k),
         "archive_for": r.duration,
         "dkim": lambda n, k: read_dkim(r, n, k, base),
+        "queue": lambda n, k: _queue(r, n, k),
+        "queue_password_env": r.env_name,
     }
     # delivery first: the smtp reader needs it (problems are sorted by line in the end)
     for name, found in sorted(entries.items(), key=lambda item: item[0] != "delivery"):
@@ -248,10 +251,46 @@ def _settings(r: Reader, entry: Entry | None, base: Path, env: Mapping[str, str]
     return settings
 
 
+def _database(r: Reader, node: Node, key: str, base: Path) -> Path | PostgresDatabase | None:
+    """A SQLite file (a path, relative to the config's folder) or a ``postgresql://`` URL."""
+    value = r.text(node, key, what="a path or a postgresql:// URL")
+    if value is None or "://" not in value:
+        return None if value is None else r.path(node, key, base, kind="new file")
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("postgresql", "postgres"):
+        r.bad(node, key, f"expected a SQLite file or a postgresql:// URL, got a "
+              f"{parts.scheme}:// URL")
+        return None
+    if parts.password or "password=" in parts.query.lower():
+        r.bad(node, key, "never put secrets in the YAML: remove the password from the URL; "
+              "PostgreSQL clients read it from the PGPASSWORD environment variable or "
+              "~/.pgpass")
+        return None
+    return PostgresDatabase("postgresql" + value[len(parts.scheme):])
+
+
+def _queue(r: Reader, node: Node, key: str) -> str | None:
+    value = r.url(node, key, schemes=("amqp", "amqps"))
+    if value is not None and urlsplit(value).password:
+        r.bad(node, key, _SECRET.format(what="broker password", key="queue_password_env",
+                                        example="DIGEST_QUEUE_PASSWORD"))
+        return None
+    return value
+
+
 def _cross_check(r: Reader, settings: Settings, entries: dict[str, Entry],
                  env: Mapping[str, str]) -> None:
     """Rules between keys: smtp delivery needs an smtp server, signed unsubscribe links need
-    the name of the variable holding their key."""
+    the name of the variable holding their key, queue workers need a shared ledger."""
+    if settings.queue and not isinstance(settings.database, PostgresDatabase):
+        r.problem(entries["queue"].line, "settings.queue",
+                  "needs settings.database to be a postgresql:// URL (workers on other "
+                  "machines share the ledger; a SQLite file cannot be shared)")
+    secret_env = settings.queue_password_env
+    if settings.queue and secret_env and not env.get(secret_env):
+        r.problem(entries["queue_password_env"].line, "settings.queue_password_env",
+                  f"environment variable {secret_env} is not set (the password of the "
+                  "settings.queue broker)")
     if settings.delivery == "smtp" and "delivery" in entries:
         if "smtp" not in entries or is_null(entries["smtp"].node):
             r.problem(entries["delivery"].line, "settings.smtp",

@@ -15,9 +15,9 @@ from digest.delivery._helo import helo_name, helo_problem
 from digest.delivery._history import selection_histories
 from digest.delivery._keyfiles import KeyFiles, write_key_pair
 from digest.delivery._message import OutgoingMessage, build_message
-from digest.delivery._transports import open_transport
+from digest.delivery._transports import SendResult, Transport, open_transport
 
 __all__ = ["EditionRun", "KeyFiles", "KeyPair", "OutgoingMessage", "RefusalStreak",
-           "RetryPolicy", "build_message",
-           "deliver_edition", "dns_record", "due", "generate_key", "helo_name", "helo_problem",
-           "open_transport", "selection_histories", "send_all", "write_key_pair"]
+           "RetryPolicy", "SendResult", "Transport", "build_message", "deliver_edition",
+           "dns_record", "due", "generate_key", "helo_name", "helo_problem", "open_transport",
+           "selection_histories", "send_all", "write_key_pair"]

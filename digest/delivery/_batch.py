@@ -30,7 +30,7 @@ from digest.errors import (
     DigestError,
     TransportError,
 )
-from digest.ledger import Ledger, SendLock, check_new_ledger
+from digest.ledger import LedgerStore, SendLock, check_new_ledger, open_ledger, open_send_lock
 from digest.models import (
     Config,
     Delivery,
@@ -154,7 +154,7 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
     settings = config.settings
     subscribers = due(config, now, only, ignore_schedule=ignore_schedule)
     not_due = len(config.subscribers) - len(subscribers) if only is None else 0
-    send_lock = SendLock(settings.database) if lock and not dry_run else None
+    send_lock = open_send_lock(settings.database) if lock and not dry_run else None
     if send_lock is not None:
         send_lock.acquire()
     try:
@@ -210,7 +210,7 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
     if renderer is None:
         from digest.render import Renderer  # the heavy MJML import only when sending
         renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
-    ledger = Ledger(settings.database)
+    ledger = open_ledger(settings.database)
     try:
         summaries = LazySummaries(paper_list, settings.summary_chars)  # once per paper, on demand
         selector = Selector(paper_list)
@@ -357,7 +357,7 @@ def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
 _STOP = object()
 
 
-def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledger,
+def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: LedgerStore,
          renderer: EmailRenderer, settings: Settings, summaries: Mapping[str, Summary],
          paper_list: tuple[Paper, ...], selector: Selector, now: datetime, force: bool,
          secret: str | None, retry: RetryPolicy, dry_run: bool,

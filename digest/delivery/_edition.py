@@ -41,7 +41,7 @@ from digest.errors import (
     SenderRefusedError,
     UncertainDeliveryError,
 )
-from digest.ledger import Ledger, LedgerRow
+from digest.ledger import LedgerRow, LedgerStore
 from digest.models import (
     Delivery,
     Digest,
@@ -88,7 +88,7 @@ class RefusalStreak:
         with self._lock:
             self._key, self._rows, self._tripped = None, [], False
 
-    def refused(self, email: str, edition: date, error: DeliveryError, *, ledger: Ledger,
+    def refused(self, email: str, edition: date, error: DeliveryError, *, ledger: LedgerStore,
                 now: datetime) -> None:
         enhanced = _ENHANCED.search(str(error))
         key = (error.code, enhanced.group(1) if enhanced else None)
@@ -129,7 +129,7 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
 
 
-def _stored_message(row: LedgerRow, ledger: Ledger, settings: Settings) -> OutgoingMessage | None:
+def _stored_message(row: LedgerRow, ledger: LedgerStore, settings: Settings) -> OutgoingMessage | None:
     data = ledger.stored_message(row.email, row.edition)
     if data is None or row.message_id is None:
         return None
@@ -145,7 +145,7 @@ class EditionRun:
     optionally a selector over the run's papers (built once instead of per subscriber), the
     unsubscribe secret, the retry policy, whether this is a dry run, and the refusal streak."""
 
-    ledger: Ledger
+    ledger: LedgerStore
     renderer: EmailRenderer
     settings: Settings
     summaries: Mapping[str, Summary]
@@ -259,7 +259,7 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
 
 
 def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
-          possible_duplicate: bool, *, ledger: Ledger, transport: Transport, now: datetime,
+          possible_duplicate: bool, *, ledger: LedgerStore, transport: Transport, now: datetime,
           retry: RetryPolicy, archive: timedelta | None) -> Delivery:
     done = Delivery(email=email, edition=edition, state="sent", message_id=msg.message_id,
                     papers=papers)

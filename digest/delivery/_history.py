@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from digest.compose import edition_for
-from digest.ledger import Ledger, LedgerRow
+from digest.ledger import LedgerRow, LedgerStore
 from digest.models import Subscriber
 
 
@@ -25,7 +25,7 @@ def edition_history(history: frozenset[str], own: LedgerRow | None, *,
     return history
 
 
-def selection_histories(subscribers: Iterable[Subscriber], ledger: Ledger, now: datetime, *,
+def selection_histories(subscribers: Iterable[Subscriber], ledger: LedgerStore, now: datetime, *,
                         force: bool = False) -> dict[str, frozenset[str]]:
     """Lower-cased email -> the history each subscriber's edition for ``now`` selects with."""
     everyone: Mapping[str, frozenset[str]] = ledger.history()

@@ -29,7 +29,7 @@ from digest.errors import FeedError
 from digest.feeds._cache import DayCache, DayEntry, HttpCache, cache_dir
 from digest.feeds._parse import merge_papers, parse_json
 from digest.feeds._write import paper_to_dict
-from digest.models import FeedReport, FeedSettings, FeedState, Paper, Settings
+from digest.models import FeedReport, FeedSettings, FeedState, Paper, PostgresDatabase, Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -64,9 +64,12 @@ def describe_reports(reports: tuple[FeedReport, ...] | list[FeedReport],
                                            else "") for r in shown)
 
 
-def reports_for_day(database: Path, day: date) -> tuple[FeedReport, ...]:
-    """What each feed said on fetch day ``day`` (empty if nothing was fetched then)."""
-    return DayCache(cache_dir(Path(database))).reports(day)
+def reports_for_day(database: Path | PostgresDatabase, day: date) -> tuple[FeedReport, ...]:
+    """What each feed said on fetch day ``day`` (empty if nothing was fetched then, or the
+    ledger is in PostgreSQL: the day cache lives beside a SQLite file only)."""
+    if not isinstance(database, Path):
+        return ()
+    return DayCache(cache_dir(database)).reports(day)
 
 
 def fetch_day(now: datetime) -> date:
@@ -102,10 +105,12 @@ def gather(settings: Settings, now: datetime, *,
     day = fetch_day(now)
     today = day
     feeds = settings.feed_list
-    folder = cache_dir(Path(settings.database))
+    local = settings.database if isinstance(settings.database, Path) else None
+    folder = cache_dir(local or Path("digest.db"))
     # A loaded config's database is absolute; Settings built in code with the relative
-    # default (a library caller, a test) get no cache rather than one in the working folder.
-    use_cache = use_cache and Path(settings.database).is_absolute()
+    # default (a library caller, a test) get no cache rather than one in the working folder,
+    # and a PostgreSQL ledger has no folder beside it.
+    use_cache = use_cache and local is not None and local.is_absolute()
     days = DayCache(folder) if use_cache else None
     results: list[tuple[tuple[Paper, ...], FeedReport]] = []
     live = [f for f in feeds if f.source not in ("sample", "file")]

@@ -31,71 +31,15 @@ from types import TracebackType
 from typing import cast
 
 from digest.errors import LedgerError, LockedError
-from digest.models import DeliveryState, Preferences
-
-SCHEMA_VERSION = 2  # 2: state 'uncertain', column ambiguous
+from digest.ledger._contract import EditionStatus
+from digest.ledger._migrate import migrate
+from digest.models import DeliveryState, PostgresDatabase, Preferences
 
 # How many attempts may end not knowing whether the server accepted the message (no reply to
 # the final ".", or in flight at a crash) before the row is held ``uncertain``: the first is
 # re-sent once, with the same bytes and Message-ID; after the second nothing is sent again
 # until the admin says (``resolve``).
 AMBIGUOUS_LIMIT = 2
-
-_DELIVERIES = """
-CREATE TABLE IF NOT EXISTS {name} (
-    email              TEXT NOT NULL,              -- lower-cased address
-    edition            TEXT NOT NULL,              -- ISO date, the subscriber's local day
-    state              TEXT NOT NULL
-                       CHECK (state IN ('sending', 'sent', 'deferred', 'failed', 'uncertain')),
-    message_id         TEXT,
-    papers             TEXT NOT NULL DEFAULT '[]', -- JSON list of paper ids it carried
-    attempts           INTEGER NOT NULL DEFAULT 0,
-    created_at         TEXT NOT NULL,
-    updated_at         TEXT NOT NULL,
-    sent_at            TEXT,
-    last_code          INTEGER,
-    last_error         TEXT,
-    possible_duplicate INTEGER NOT NULL DEFAULT 0,
-    message            BLOB,                       -- zlib(RFC 5322 bytes) until accepted
-    ambiguous          INTEGER NOT NULL DEFAULT 0, -- attempts whose outcome is unknown
-    PRIMARY KEY (email, edition)
-);
-"""
-_V1_COLUMNS = ("email, edition, state, message_id, papers, attempts, created_at, updated_at, "
-               "sent_at, last_code, last_error, possible_duplicate, message")
-_SCHEMA = _DELIVERIES.format(name="deliveries") + """
-CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
-CREATE INDEX IF NOT EXISTS deliveries_edition ON deliveries (edition);
--- editions that sent nothing, and why ("nothing new: 3 matching papers were already sent"),
--- so `digest history` can answer "why no email today?"; a later send of the edition wins
-CREATE TABLE IF NOT EXISTS skips (
-    email      TEXT NOT NULL,                      -- lower-cased address
-    edition    TEXT NOT NULL,                      -- ISO date, the subscriber's local day
-    reason     TEXT NOT NULL,
-    at         TEXT NOT NULL,                      -- when it was decided (UTC)
-    PRIMARY KEY (email, edition)
-);
-CREATE TABLE IF NOT EXISTS suppressions (
-    email      TEXT PRIMARY KEY,                   -- lower-cased address
-    created_at TEXT NOT NULL,
-    source     TEXT NOT NULL                       -- 'cli' | 'token' | ...
-);
-CREATE TABLE IF NOT EXISTS preferences (          -- chosen on digest serve's page
-    email        TEXT PRIMARY KEY,                 -- lower-cased address
-    paused_until TEXT,                             -- ISO date: no edition before it
-    max_papers   INTEGER,                          -- NULL: as the YAML says
-    updated_at   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS archive (              -- sent editions, for digest serve
-    email      TEXT NOT NULL,
-    edition    TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    sent_at    TEXT NOT NULL,
-    message    BLOB NOT NULL,                      -- zlib(the exact RFC 5322 bytes sent)
-    PRIMARY KEY (email, edition)
-);
-"""
-
 
 # Editions whose papers a new selection leaves out (see ``Ledger.history``).
 HISTORY_STATES = ("sent", "sending", "deferred", "uncertain")
@@ -165,22 +109,6 @@ def _row(r: tuple[object, ...]) -> LedgerRow:
         possible_duplicate=bool(r[11]), has_message=bool(r[12]), ambiguous=int(cast(int, r[13])))
 
 
-def _migrate_v1(conn: sqlite3.Connection) -> None:
-    """Schema 1 -> 2 in one transaction: SQLite cannot widen a CHECK, so the table is copied."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(_DELIVERIES.format(name="deliveries_v2"))
-        conn.execute(f"INSERT INTO deliveries_v2 ({_V1_COLUMNS}) "
-                     f"SELECT {_V1_COLUMNS} FROM deliveries")
-        conn.execute("DROP TABLE deliveries")
-        conn.execute("ALTER TABLE deliveries_v2 RENAME TO deliveries")
-        conn.execute("PRAGMA user_version=2")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
 def _ts(now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("ledger timestamps must be timezone-aware")
@@ -223,15 +151,7 @@ class Ledger:
             # cut can lose the last commits, and FULL would fsync twice per message.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise LedgerError(self.path, f"written by a newer paper-digest "
-                                  f"(schema {version}, this one knows {SCHEMA_VERSION})")
-            if version == 1:
-                _migrate_v1(conn)
-            conn.executescript(_SCHEMA)
-            if version < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            migrate(self.path, conn)  # Alembic, only when not at the head revision
         except sqlite3.DatabaseError as exc:
             raise LedgerError(self.path, f"not a usable SQLite database ({exc})") from exc
         except OSError as exc:
@@ -252,8 +172,7 @@ class Ledger:
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                migrate(tmp, conn)  # the schema by Alembic, as for every ledger
             finally:
                 conn.close()
             try:
@@ -397,6 +316,17 @@ class Ledger:
         what a restarted daemon must not send again (one indexed range query)."""
         return frozenset((str(e), date.fromisoformat(str(d))) for e, d in self._read(
             "SELECT email, edition FROM deliveries WHERE edition >= ?", (first.isoformat(),)))
+
+    def status(self) -> tuple[EditionStatus, ...]:
+        """Per edition: how many rows in each state (no leases on SQLite: one sender)."""
+        return tuple(EditionStatus(
+            edition=date.fromisoformat(str(r[0])), queued=0, sending=int(cast(int, r[1])),
+            sent=int(cast(int, r[2])), deferred=int(cast(int, r[3])),
+            failed=int(cast(int, r[4])), uncertain=int(cast(int, r[5])),
+            possible_duplicates=int(cast(int, r[6])), oldest_lease=None) for r in self._read(
+            "SELECT edition, sum(state = 'sending'), sum(state = 'sent'), "
+            "sum(state = 'deferred'), sum(state = 'failed'), sum(state = 'uncertain'), "
+            "sum(possible_duplicate) FROM deliveries GROUP BY edition ORDER BY edition DESC"))
 
     def stored_message(self, email: str, edition: date) -> bytes | None:
         """The exact bytes recorded by ``begin``, while the row is not yet accepted."""
@@ -638,13 +568,14 @@ class SendLock:
         self.release()
 
 
-def check_new_ledger(database: Path, *, outbox: Path | None = None,
+def check_new_ledger(database: Path | PostgresDatabase, *, outbox: Path | None = None,
                      allow_new: bool = False) -> None:
     """Before a run that sends: a ledger that does not exist yet, where earlier runs left their
     mark (``<database>.jobs``, or messages in the Maildir ``outbox``), is a LOST ledger, and a
     new one would send every edition again. Refuse unless ``allow_new`` (``--new-ledger``).
-    (A 0-byte ledger is refused by ``Ledger`` itself.)"""
-    if allow_new or Path(database).exists():
+    (A 0-byte ledger is refused by ``Ledger`` itself; a PostgreSQL ledger is not a file that
+    can be lost this way.)"""
+    if allow_new or not isinstance(database, Path) or database.exists():
         return
     signs: list[str] = []
     jobs = Path(database).with_name(Path(database).name + ".jobs")

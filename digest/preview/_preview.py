@@ -30,7 +30,7 @@ from digest.delivery import OutgoingMessage, build_message, selection_histories
 from digest.errors import DigestError, InputError
 from digest.feeds import papers_for
 from digest.files import atomic_write
-from digest.ledger import Ledger
+from digest.ledger import open_ledger
 from digest.models import Config, Digest, Paper, RenderedEmail, Subscriber
 from digest.render import Renderer, stock_templates
 from digest.selection import plan
@@ -76,7 +76,7 @@ def build_previews(config: Config, papers: Sequence[Paper], now: datetime,
     env = os.environ if environ is None else environ
     secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
     renderer = renderer or Renderer(settings.templates, max_bytes=settings.max_email_bytes)
-    with Ledger(settings.database) as ledger:
+    with open_ledger(settings.database) as ledger:
         history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
         chosen = {p.email: p for p in ledger.all_preferences()}  # digest serve's, over the YAML

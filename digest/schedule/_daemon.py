@@ -33,7 +33,8 @@ from apscheduler.triggers.date import DateTrigger
 from digest.compose import edition_for, summarize_all
 from digest.errors import ConfigError, DigestError, FeedError, SenderRefusedError
 from digest.errors import TransportError
-from digest.ledger import Ledger, SendLock, check_new_ledger
+from digest.ledger import AdvisoryLock, LedgerStore, SendLock, check_new_ledger, open_ledger
+from digest.ledger import open_send_lock
 from digest.models import (
     Config,
     Delivery,
@@ -112,7 +113,7 @@ class ServiceSender:
         self._environ = environ
         self._lock = threading.Lock()
         self._settings: Settings | None = None
-        self._ledger: Ledger | None = None
+        self._ledger: LedgerStore | None = None
         self._renderer: Any = None
         self._factory: Callable[[], Any] | None = None
         self._transport: Any = None
@@ -131,7 +132,7 @@ class ServiceSender:
         self._renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
         self._streak = RefusalStreak()  # refusals in a row across fires, like a batch run
         self._factory = open_transport(settings, self._environ)
-        self._ledger = Ledger(settings.database)
+        self._ledger = open_ledger(settings.database)
         self._settings = settings
 
     def check(self, settings: Settings) -> None:
@@ -173,7 +174,7 @@ class ServiceSender:
         """The ledger's (email, edition) rows from ``first`` on; None when a send holds the
         sender under other settings (the caller asks again later). Never waits behind a send:
         the caller is the loop that also watches the config."""
-        ledger: Ledger | None
+        ledger: LedgerStore | None
         if self._lock.acquire(blocking=False):
             try:
                 self._prepare(settings)
@@ -256,6 +257,7 @@ class Daemon:
         self.poll = poll
         self.clock = clock
         self.sender: EditionSender = sender or ServiceSender(self.environ)
+        self._default_sender = sender is None  # with settings.queue: fires queue instead
         self._loader = loader
         self._fetch = fetch
         self.on_fire = on_fire
@@ -268,7 +270,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._interrupted: list[tuple[str, datetime]] = []
-        self._lock: SendLock | None = None
+        self._lock: SendLock | AdvisoryLock | None = None
         self.scheduler: Any = None
         # (email, edition) of every fire queued in this process, and since when this process
         # has known each subscriber's current schedule (None: from before it started): the
@@ -341,12 +343,16 @@ class Daemon:
         self._stamp = _stamp(self.config_path)
         config = self._load()
         settings = config.settings
-        self._lock = SendLock(settings.database)
+        if self._default_sender and settings.queue:
+            from digest.workers import QueueSender
+
+            self.sender = QueueSender(self.environ)
+        self._lock = open_send_lock(settings.database)
         self._lock.acquire()  # a second `digest run` (or a `digest send`) stops here
         try:
             check_new_ledger(settings.database, allow_new=self.new_ledger,
                              outbox=settings.outbox if settings.delivery == "outbox" else None)
-            with Ledger(settings.database) as ledger:
+            with open_ledger(settings.database) as ledger:
                 ledger.create()  # so the job store never exists without its ledger
             if _current is not None:  # `fire` reaches ONE daemon per process
                 raise RuntimeError("a daemon is already running in this process")
@@ -591,7 +597,7 @@ class Daemon:
                 why = describe_reports(self._reports, sub.feeds) if config.settings.feeds \
                     else ""
                 if why:  # `digest history` shows the day too (it reads the feeds' reports)
-                    ledger = Ledger(config.settings.database)
+                    ledger = open_ledger(config.settings.database)
                     try:
                         ledger.note_skip(email, edition, "nothing new: the feeds have no papers",
                                          now=now)

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest.cron import cron_trigger, next_runs, zone
 from digest.errors import ScheduleError
-from digest.models import Config, Settings, Subscriber
+from digest.models import Config, PostgresDatabase, Settings, Subscriber
 
 __all__ = [
     "FIRE_FUNC", "RETRY_MARK", "DigestScheduler", "EditionExecutor", "Reconciled", "SubscriberRuns", "build_scheduler",
@@ -48,8 +48,11 @@ FIRE_FUNC = "digest.schedule:fire"
 RETRY_MARK = "#retry-"
 
 
-def jobs_path(settings: Settings) -> Path:
-    """Where the job store lives: ``digest.db`` -> ``digest.db.jobs``."""
+def jobs_path(settings: Settings) -> Path | PostgresDatabase:
+    """Where the job store lives: ``digest.db`` -> ``digest.db.jobs``; in the ledger's own
+    PostgreSQL database (table ``apscheduler_jobs``) when the ledger is there."""
+    if isinstance(settings.database, PostgresDatabase):
+        return settings.database
     return settings.database.with_name(settings.database.name + ".jobs")
 
 
@@ -145,22 +148,33 @@ def job_store_error(scheduler: BackgroundScheduler, exc: Exception) -> ScheduleE
                          "ledger tells what is still owed")
 
 
-def build_scheduler(jobs_db: Path, *, workers: int = 1,
+def _postgres_engine(database: PostgresDatabase) -> Engine:
+    import psycopg
+
+    return create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(database.url))
+
+
+def build_scheduler(jobs_db: Path | PostgresDatabase, *, workers: int = 1,
                     on_submit: Callable[[str, datetime], None] | None = None
                     ) -> BackgroundScheduler:
-    """A scheduler on the SQLite job store at ``jobs_db`` (created on first use).
+    """A scheduler on the SQLite job store at ``jobs_db`` (created on first use), or in the
+    PostgreSQL database of the ledger.
 
     One worker by default: fires due at the same minute run one after another through one
     transport, which keeps SQLite, SMTP connection reuse and graceful stop simple.
     """
-    jobs_db.parent.mkdir(parents=True, exist_ok=True)
-    # the jobs name every subscriber: the owner's only, like the ledger (SQLite gives the
-    # -wal and -shm files the same mode)
-    os.close(os.open(jobs_db, os.O_WRONLY | os.O_CREAT, 0o600))
+    if isinstance(jobs_db, PostgresDatabase):
+        engine = _postgres_engine(jobs_db)
+    else:
+        jobs_db.parent.mkdir(parents=True, exist_ok=True)
+        # the jobs name every subscriber: the owner's only, like the ledger (SQLite gives the
+        # -wal and -shm files the same mode)
+        os.close(os.open(jobs_db, os.O_WRONLY | os.O_CREAT, 0o600))
+        engine = _sqlite_engine(jobs_db)
     executor = EditionExecutor(max_workers=workers)
     executor.on_submit = on_submit
     return DigestScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=_sqlite_engine(jobs_db))},
+        jobstores={"default": SQLAlchemyJobStore(engine=engine)},
         executors={"default": executor},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone="UTC",

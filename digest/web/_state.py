@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from digest.compose import Links, TokenIndex, links_for
 from digest.config import load_config
 from digest.errors import DigestError, InputError, TokenError
-from digest.ledger import Ledger
+from digest.ledger import open_ledger
 from digest.models import Config, Subscriber
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class WebState:
         self.base_url, self.secret = self._check(self.config)
         self.host = str(urlsplit(self.base_url).hostname).lower()
         self.path = urlsplit(self.base_url).path.rstrip("/")
-        self.ledger = Ledger(self.config.settings.database)
+        self.ledger = open_ledger(self.config.settings.database)
         self._people: dict[str, Subscriber] = {}
         self._index = TokenIndex(self.secret)
         self._indexed_at = 0.0

@@ -294,7 +294,8 @@ def test_unknown_keys_name_the_allowed_ones_and_the_close_match(here: Path) -> N
         "subscribers.yaml:2: settings.timzone: unknown key (did you mean 'timezone'?); "
         "allowed: sender, timezone, database, delivery, outbox, smtp, feed, feeds, templates, "
         "summary_chars, max_email_bytes, catch_up, retry_for, unsubscribe_url, "
-        "unsubscribe_secret_env, list_id, manage_url, base_url, archive_for, dkim",
+        "unsubscribe_secret_env, list_id, manage_url, base_url, archive_for, dkim, queue, "
+        "queue_password_env",
         "subscribers.yaml:5: subscribers[0].topics[0].includes: unknown key (did you mean "
         "'include'?); allowed: name, include, require, exclude, categories, authors, "
         "min_upvotes",

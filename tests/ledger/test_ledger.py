@@ -1,4 +1,5 @@
-"""The SQLite ledger: real files in tmp_path, states, history, suppressions, the send lock."""
+"""The ledger contract on both backends (a real SQLite file in tmp_path; a fresh schema in the
+real PostgreSQL), plus what only SQLite has: the file, its WAL mode, the flock send lock."""
 
 from __future__ import annotations
 
@@ -6,17 +7,34 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from digest.errors import LedgerError, LockedError
-from digest.ledger import Ledger, SendLock
+from digest.ledger import Ledger, LedgerStore, SendLock, open_ledger
 from digest.ledger._sqlite import send_lock
+from digest.models import PostgresDatabase
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 ED = date(2026, 11, 25)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresDatabase:
+    """Each contract test once per backend."""
+    if request.param == "sqlite":
+        return tmp_path / "digest.db"
+    found: PostgresDatabase = request.getfixturevalue("pg_database")
+    return found
+
+
+@pytest.fixture
+def ledger(database: Path | PostgresDatabase) -> Iterator[LedgerStore]:
+    with open_ledger(database) as opened:
+        yield opened
 
 
 def test_missing_file_reads_empty_and_creates_nothing(tmp_path: Path) -> None:
@@ -111,8 +129,7 @@ def test_ambiguous_outcomes_resend_once_then_hold_until_resolved(tmp_path: Path)
             ledger.resolve("a@x.org", ED, sent=True, now=NOW)
 
 
-def test_state_lifecycle_and_history(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "digest.db")
+def test_state_lifecycle_and_history(ledger: LedgerStore) -> None:
     ledger.begin("A@X.org", ED, message_id="<m1@x>", papers=("p1", "p2"), data=b"hello",
                  now=NOW)
     row = ledger.get("a@x.org", ED)
@@ -147,16 +164,17 @@ def test_state_lifecycle_and_history(tmp_path: Path) -> None:
     assert ledger.history_for("b@x.org") == frozenset()
     assert [r.email for r in ledger.rows()] == ["a@x.org", "b@x.org"]
     assert [r.email for r in ledger.rows("B@x.org")] == ["b@x.org"]
+    (status,) = ledger.status()
+    assert (status.edition, status.sent, status.failed, status.sending, status.deferred,
+            status.possible_duplicates) == (ED, 1, 1, 0, 0, 1)
 
 
-def test_finish_without_row_is_an_error(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "digest.db")
+def test_finish_without_row_is_an_error(ledger: LedgerStore) -> None:
     with pytest.raises(LedgerError, match="no delivery row for a@x.org edition 2026-11-25"):
         ledger.mark_sent("a@x.org", ED, now=NOW)
 
 
-def test_suppressions(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "digest.db")
+def test_suppressions(ledger: LedgerStore) -> None:
     assert ledger.suppress(" Bob@X.org ", now=NOW) is True
     assert ledger.suppress("bob@x.org", now=NOW) is False
     assert ledger.suppressed() == frozenset({"bob@x.org"})

@@ -1,0 +1,600 @@
+"""The PostgreSQL ledger: the same contract as the SQLite one, for many senders on many machines.
+
+Owns: ``PostgresLedger`` (deliveries, suppressions, frozen editions and the global send-rate
+bucket in one database, schema by Alembic), the atomic claim with a lease that lets queue
+workers share the deliveries table, and ``AdvisoryLock`` (one sender or scheduler per database,
+a session-level ``pg_try_advisory_lock`` the server drops when the holder's connection dies).
+
+One connection per ledger object in autocommit mode, guarded by a lock (like the SQLite one):
+every statement is its own transaction, so a dropped connection (a restart, a
+``pg_terminate_backend``) is mended by reconnecting and running the statement once more. Every
+statement is written so that running it twice is harmless (upserts, guarded updates, a claim
+that its own token may repeat).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from digest.errors import LockedError
+from digest.ledger._contract import Claim, EditionStatus, FrozenEdition, StaleRow
+from digest.ledger._frozen import dump_edition, load_edition
+from digest.ledger._migrate import migrate
+from digest.errors import LedgerError
+from digest.ledger._sqlite import (
+    AMBIGUOUS_LIMIT,
+    HISTORY_STATES,
+    ArchivedEdition,
+    LedgerRow,
+    SkipRow,
+)
+from digest.models import DeliveryState, Paper, PostgresDatabase, Preferences, Summary
+
+if TYPE_CHECKING:
+    import psycopg
+
+_T = TypeVar("_T")
+
+_ROW_COLUMNS = ("email, edition, state, message_id, papers, attempts, created_at, updated_at, "
+                "sent_at, last_code, last_error, possible_duplicate, message IS NOT NULL, "
+                "ambiguous")
+_VISIBLE = "state <> 'queued'"  # a queued row is a promise, not yet a delivery
+# An attempt's outcome; the lease ends with it: a finished row is nobody's any more.
+_FINISH = ("UPDATE deliveries SET state = %s, updated_at = %s, last_code = %s, "
+           "last_error = %s, sent_at = CASE WHEN %s THEN %s ELSE sent_at END, "
+           "message = CASE WHEN %s THEN message ELSE NULL END, "
+           "claimed_by = NULL, lease_until = NULL WHERE email = %s AND edition = %s")
+
+
+def _row(r: Sequence[Any]) -> LedgerRow:
+    return LedgerRow(
+        email=str(r[0]), edition=cast(date, r[1]), state=cast(DeliveryState, r[2]),
+        message_id=None if r[3] is None else str(r[3]), papers=tuple(json.loads(str(r[4]))),
+        attempts=int(r[5]), created=cast(datetime, r[6]), updated=cast(datetime, r[7]),
+        sent_at=cast(datetime | None, r[8]), code=None if r[9] is None else int(r[9]),
+        error=None if r[10] is None else str(r[10]), possible_duplicate=bool(r[11]),
+        has_message=bool(r[12]), ambiguous=int(r[13]))
+
+
+def _preferences(r: Sequence[Any]) -> Preferences:
+    return Preferences(email=str(r[0]), paused_until=cast(date | None, r[1]),
+                       max_papers=None if r[2] is None else int(r[2]),
+                       updated=cast(datetime, r[3]))
+
+
+def _ts(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("ledger timestamps must be timezone-aware")
+    return now
+
+
+def _norm(email: str) -> str:
+    return email.strip().lower()
+
+
+class PostgresLedger:
+    """The ledger in the PostgreSQL database at ``database.url`` (its schema migrated by
+    Alembic on first use; the tables live in the connection's ``search_path``)."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self.database = database
+        self.path = database  # what messages name (str() is the URL)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._mutex = threading.RLock()
+
+    # ------------------------------------------------------------------ connection
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg  # only for PostgreSQL users (it takes a while to import)
+
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            conn = psycopg.connect(self.database.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise LedgerError(self.database.url, f"cannot connect ({_first_line(exc)})") from exc
+        try:
+            migrate(self.database, conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Run ``work`` on the connection; once more on a fresh one if the connection was
+        lost (every statement here is safe to repeat)."""
+        import psycopg
+
+        with self._mutex:
+            for attempt in (1, 2):
+                conn = self._connect()
+                try:
+                    return work(conn)
+                except psycopg.OperationalError as exc:
+                    self._drop()
+                    if attempt == 2:
+                        raise LedgerError(self.database.url, _first_line(exc)) from exc
+                except psycopg.Error as exc:
+                    raise LedgerError(self.database.url, _first_line(exc)) from exc
+            raise AssertionError("unreachable")
+
+    def _read(self, sql: str, params: Sequence[object] | dict[str, object] = ()
+              ) -> list[tuple[Any, ...]]:
+        return self._run(lambda c: c.execute(sql, params).fetchall())
+
+    def _write(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> int:
+        return self._run(lambda c: c.execute(sql, params).rowcount)
+
+    def _lazy(self, sql: str, params: Sequence[object] | dict[str, object] = ()
+              ) -> list[tuple[Any, ...]]:
+        """A statement whose commit need not wait for the disk (``synchronous_commit=off``):
+        a claim, or the outcome of an attempt. The next durable commit (the next ``begin``)
+        flushes it; a server crash may forget the last few, which leaves the row ``sending``,
+        re-sent as a possible duplicate: the guarantee of a message in flight at a crash.
+        ``begin`` itself is always durable, before any byte leaves."""
+        def work(c: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            with c.transaction():
+                c.execute("SET LOCAL synchronous_commit = off")
+                cur = c.execute(sql, params)
+                return cur.fetchall() if cur.description else [(cur.rowcount,)]
+        return self._run(work)
+
+    def _drop(self) -> None:
+        import psycopg
+
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        with self._mutex:
+            self._drop()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reading
+
+    def history(self) -> dict[str, frozenset[str]]:
+        states = list(HISTORY_STATES)
+        acc: dict[str, set[str]] = {}
+        for email, papers in self._read(
+                "SELECT email, papers FROM deliveries WHERE state = ANY(%s)", (states,)):
+            acc.setdefault(str(email), set()).update(json.loads(str(papers)))
+        return {k: frozenset(v) for k, v in acc.items()}
+
+    def history_for(self, email: str) -> frozenset[str]:
+        states = list(HISTORY_STATES)
+        found: set[str] = set()
+        for (papers,) in self._read("SELECT papers FROM deliveries WHERE email = %s "
+                                    "AND state = ANY(%s)", (_norm(email), states)):
+            found.update(json.loads(str(papers)))
+        return frozenset(found)
+
+    def suppressed(self) -> frozenset[str]:
+        return frozenset(str(r[0]) for r in self._read("SELECT email FROM suppressions"))
+
+    def is_suppressed(self, email: str) -> bool:
+        return bool(self._read("SELECT 1 FROM suppressions WHERE email = %s", (_norm(email),)))
+
+    def get(self, email: str, edition: date) -> LedgerRow | None:
+        rows = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = %s "
+                          f"AND edition = %s AND {_VISIBLE}", (_norm(email), edition))
+        return _row(rows[0]) if rows else None
+
+    def rows(self, email: str | None = None, *, limit: int | None = None
+             ) -> tuple[LedgerRow, ...]:
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        if email is None:
+            found = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE {_VISIBLE} "
+                               f"ORDER BY edition DESC, email{tail}")
+        else:
+            found = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = %s AND "
+                               f"{_VISIBLE} ORDER BY edition DESC{tail}", (_norm(email),))
+        return tuple(_row(r) for r in found)
+
+    def pending(self) -> tuple[LedgerRow, ...]:
+        return tuple(_row(r) for r in self._read(
+            f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE state IN ('sending', 'deferred') "
+            "ORDER BY edition, email"))
+
+    def stored_message(self, email: str, edition: date) -> bytes | None:
+        rows = self._read("SELECT message FROM deliveries WHERE email = %s AND edition = %s",
+                          (_norm(email), edition))
+        if not rows or rows[0][0] is None:
+            return None
+        return zlib.decompress(bytes(rows[0][0]))
+
+    def status(self) -> tuple[EditionStatus, ...]:
+        """Per edition: how many rows in each state, and the oldest live lease."""
+        found = self._read(
+            "SELECT edition, "
+            "count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'sending'),"
+            " count(*) FILTER (WHERE state = 'sent'), count(*) FILTER (WHERE state = 'deferred'),"
+            " count(*) FILTER (WHERE state = 'failed'), count(*) FILTER (WHERE state = 'uncertain'),"
+            " count(*) FILTER (WHERE possible_duplicate),"
+            " min(lease_until) FILTER (WHERE state = 'sending') "
+            "FROM deliveries GROUP BY edition ORDER BY edition DESC")
+        return tuple(EditionStatus(edition=r[0], queued=r[1], sending=r[2], sent=r[3],
+                                   deferred=r[4], failed=r[5], uncertain=r[6],
+                                   possible_duplicates=r[7], oldest_lease=r[8]) for r in found)
+
+    # ------------------------------------------------------------------ state changes
+
+    def begin(self, email: str, edition: date, *, message_id: str, papers: tuple[str, ...],
+              data: bytes | None, now: datetime, possible_duplicate: bool = False) -> None:
+        blob = None if data is None else zlib.compress(data, 1)
+        self._write(
+            "INSERT INTO deliveries AS d (email, edition, state, message_id, papers, attempts, "
+            "created_at, updated_at, possible_duplicate, message) "
+            "VALUES (%s, %s, 'sending', %s, %s, 1, %s, %s, %s, %s) "
+            "ON CONFLICT (email, edition) DO UPDATE SET state = 'sending', "
+            "message_id = excluded.message_id, papers = excluded.papers, "
+            "attempts = d.attempts + 1, updated_at = excluded.updated_at, "
+            "possible_duplicate = d.possible_duplicate OR excluded.possible_duplicate, "
+            "message = COALESCE(excluded.message, d.message)",
+            (_norm(email), edition, message_id, json.dumps(list(papers)), _ts(now), _ts(now),
+             possible_duplicate, blob))
+
+    def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
+                  reply: str | None = None, archive: timedelta | None = None) -> None:
+        """As the SQLite ledger: with ``archive`` the sent bytes move to the archive in the
+        same transaction, and this subscriber's archived editions older than that go."""
+        address = _norm(email)
+
+        def work(c: psycopg.Connection[Any]) -> int:
+            with c.transaction():
+                c.execute("SET LOCAL synchronous_commit = off")
+                if archive is not None:
+                    c.execute("DELETE FROM archive WHERE email = %s AND sent_at < %s",
+                              (address, _ts(now - archive)))
+                    c.execute(
+                        "INSERT INTO archive (email, edition, message_id, sent_at, message) "
+                        "SELECT email, edition, message_id, %s, message FROM deliveries "
+                        "WHERE email = %s AND edition = %s AND message IS NOT NULL "
+                        "AND message_id IS NOT NULL ON CONFLICT (email, edition) DO UPDATE SET "
+                        "message_id = excluded.message_id, sent_at = excluded.sent_at, "
+                        "message = excluded.message", (_ts(now), address, edition))
+                return c.execute(_FINISH, ("sent", _ts(now), code, reply, True, _ts(now), False,
+                                           address, edition)).rowcount
+        if self._run(work) != 1:
+            raise LedgerError(self.database.url, f"no delivery row for {email} edition {edition}")
+
+    def mark_deferred(self, email: str, edition: date, *, now: datetime, code: int | None,
+                      error: str) -> None:
+        self._finish(email, edition, "deferred", now=now, code=code, error=error,
+                     keep_message=True)
+
+    def mark_failed(self, email: str, edition: date, *, now: datetime, code: int | None,
+                    error: str) -> None:
+        self._finish(email, edition, "failed", now=now, code=code, error=error,
+                     keep_message=False)
+
+    def _finish(self, email: str, edition: date, state: DeliveryState, *, now: datetime,
+                code: int | None, error: str | None, keep_message: bool,
+                sent: bool = False) -> None:
+        changed = self._lazy(_FINISH, (state, _ts(now), code, error, sent, _ts(now),
+                                       keep_message, _norm(email), edition))[0][0]
+        if changed != 1:
+            raise LedgerError(self.database.url, f"no delivery row for {email} edition {edition}")
+
+    def create(self) -> None:
+        """Connect (and migrate) now: ``digest run`` at start."""
+        self._run(lambda c: None)
+
+    def recorded_since(self, first: date) -> frozenset[tuple[str, date]]:
+        return frozenset((str(e), cast(date, d)) for e, d in self._read(
+            f"SELECT email, edition FROM deliveries WHERE edition >= %s AND {_VISIBLE}",
+            (first,)))
+
+    def mark_ambiguous(self, email: str, edition: date, *, now: datetime,
+                       error: str) -> DeliveryState:
+        """As the SQLite ledger: the first unknown outcome leaves the row ``deferred``, the
+        ``AMBIGUOUS_LIMIT``-th holds it ``uncertain`` (and ends any lease: nobody sends it)."""
+        rows = self._lazy(
+            "UPDATE deliveries SET ambiguous = ambiguous + 1, updated_at = %(now)s, "
+            "last_code = NULL, last_error = %(error)s, possible_duplicate = TRUE, "
+            "state = CASE WHEN ambiguous + 1 >= %(limit)s THEN 'uncertain' ELSE 'deferred' END, "
+            "claimed_by = CASE WHEN ambiguous + 1 >= %(limit)s THEN NULL ELSE claimed_by END, "
+            "lease_until = CASE WHEN ambiguous + 1 >= %(limit)s THEN NULL ELSE lease_until END "
+            "WHERE email = %(email)s AND edition = %(edition)s RETURNING state",
+            {"now": _ts(now), "error": error, "limit": AMBIGUOUS_LIMIT, "email": _norm(email),
+             "edition": edition})
+        if len(rows) != 1:
+            raise LedgerError(self.database.url, f"no delivery row for {email} edition {edition}")
+        return cast(DeliveryState, rows[0][0])
+
+    def resolve(self, email: str, edition: date, *, sent: bool, now: datetime) -> LedgerRow:
+        """As the SQLite ledger: the admin's word on an ``uncertain`` row."""
+        row = self.get(email, edition)
+        if row is None or row.state != "uncertain":
+            state = "no such row" if row is None else f"it is {row.state}"
+            raise LedgerError(self.database.url, f"{email} edition {edition} is not uncertain "
+                              f"({state}); only uncertain rows are resolved")
+        if sent:
+            self._finish(email, edition, "sent", now=now, code=None,
+                         error="resolved by the admin: it arrived", keep_message=False, sent=True)
+        else:
+            self._write("UPDATE deliveries SET state = 'deferred', ambiguous = %s, "
+                        "created_at = %s, updated_at = %s, last_error = %s, queued_at = NULL "
+                        "WHERE email = %s AND edition = %s",
+                        (AMBIGUOUS_LIMIT - 1, _ts(now), _ts(now),
+                         "resolved by the admin: send it again", _norm(email), edition))
+        resolved = self.get(email, edition)
+        assert resolved is not None
+        return resolved
+
+    def suppress(self, email: str, *, now: datetime, source: str = "cli") -> bool:
+        return self._write("INSERT INTO suppressions (email, created_at, source) "
+                           "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                           (_norm(email), _ts(now), source)) == 1
+
+    def unsuppress(self, email: str) -> bool:
+        return self._write("DELETE FROM suppressions WHERE email = %s", (_norm(email),)) == 1
+
+    def note_skip(self, email: str, edition: date, reason: str, *, now: datetime) -> None:
+        self._write("INSERT INTO skips (email, edition, reason, at) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (email, edition) DO UPDATE SET reason = excluded.reason, "
+                    "at = excluded.at", (_norm(email), edition, reason, _ts(now)))
+
+    def skips(self, email: str | None = None, *, limit: int | None = None
+              ) -> tuple[SkipRow, ...]:
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        where = "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.email = s.email AND " \
+                f"d.edition = s.edition AND d.{_VISIBLE})"
+        params: tuple[object, ...] = ()
+        if email is not None:
+            where += " AND s.email = %s"
+            params = (_norm(email),)
+        found = self._read(f"SELECT s.email, s.edition, s.reason, s.at FROM skips s {where} "
+                           f"ORDER BY s.edition DESC, s.email{tail}", params)
+        return tuple(SkipRow(str(r[0]), cast(date, r[1]), str(r[2]), cast(datetime, r[3]))
+                     for r in found)
+
+    def suppression_source(self, email: str) -> str | None:
+        rows = self._read("SELECT source FROM suppressions WHERE email = %s", (_norm(email),))
+        return str(rows[0][0]) if rows else None
+
+    # ------------------------------------------------------------------ digest serve
+
+    def known_addresses(self) -> frozenset[str]:
+        return frozenset(str(r[0]) for r in self._read(
+            "SELECT email FROM deliveries UNION SELECT email FROM suppressions "
+            "UNION SELECT email FROM preferences"))
+
+    def preferences(self, email: str) -> Preferences | None:
+        rows = self._read("SELECT email, paused_until, max_papers, updated_at FROM preferences "
+                          "WHERE email = %s", (_norm(email),))
+        return _preferences(rows[0]) if rows else None
+
+    def all_preferences(self) -> tuple[Preferences, ...]:
+        return tuple(_preferences(r) for r in self._read(
+            "SELECT email, paused_until, max_papers, updated_at FROM preferences ORDER BY email"))
+
+    def set_preferences(self, email: str, *, paused_until: date | None,
+                        max_papers: int | None, now: datetime) -> None:
+        address = _norm(email)
+        if paused_until is None and max_papers is None:
+            self._write("DELETE FROM preferences WHERE email = %s", (address,))
+            return
+        self._write(
+            "INSERT INTO preferences (email, paused_until, max_papers, updated_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (email) DO UPDATE SET "
+            "paused_until = excluded.paused_until, max_papers = excluded.max_papers, "
+            "updated_at = excluded.updated_at", (address, paused_until, max_papers, _ts(now)))
+
+    def archived(self, email: str) -> tuple[ArchivedEdition, ...]:
+        return tuple(
+            ArchivedEdition(email=str(r[0]), edition=cast(date, r[1]), message_id=str(r[2]),
+                            sent_at=cast(datetime, r[3]))
+            for r in self._read("SELECT email, edition, message_id, sent_at FROM archive "
+                                "WHERE email = %s ORDER BY edition DESC", (_norm(email),)))
+
+    def archived_message(self, email: str, edition: date) -> bytes | None:
+        rows = self._read("SELECT message FROM archive WHERE email = %s AND edition = %s",
+                          (_norm(email), edition))
+        return zlib.decompress(bytes(rows[0][0])) if rows else None
+
+    # ------------------------------------------------------------------ the queue's side
+
+    def enqueue(self, entries: Iterable[tuple[str, date]], *, run: str, now: datetime
+                ) -> tuple[tuple[str, date], ...]:
+        """Write ``queued`` rows for (email, edition) pairs; return those a task must be
+        published for: new rows, rows still queued (their run updated) and deferred rows.
+        Sent, failed and in-flight rows are left alone."""
+        emails: list[str] = []
+        editions: list[date] = []
+        for email, edition in entries:
+            emails.append(_norm(email))
+            editions.append(edition)
+        if not emails:
+            return ()
+        found = self._read(
+            "INSERT INTO deliveries AS d (email, edition, state, run, created_at, updated_at, "
+            "queued_at) SELECT e, ed, 'queued', %(run)s, %(now)s, %(now)s, clock_timestamp() "
+            "FROM unnest(%(emails)s::text[], %(editions)s::date[]) AS t(e, ed) "
+            "ON CONFLICT (email, edition) DO UPDATE SET queued_at = excluded.queued_at, "
+            "run = CASE WHEN d.state = 'queued' THEN excluded.run ELSE d.run END "
+            "WHERE d.state IN ('queued', 'deferred') RETURNING email, edition",
+            {"run": run, "now": _ts(now), "emails": emails, "editions": editions})
+        return tuple((str(e), cast(date, ed)) for e, ed in found)
+
+    def claim(self, email: str, edition: date, *, token: str, lease: float, run: str,
+              now: datetime) -> Claim | None:
+        """Take (email, edition) for one send attempt, atomically: None when it is already
+        sent or failed, or held by a live lease (someone else is sending it). The row as it
+        was before the claim comes back, so the sender knows a fresh row from one in flight
+        at a crash. The same ``token`` may claim again (a retry after a lost connection)."""
+        found = self._lazy(
+            "INSERT INTO deliveries AS d (email, edition, state, run, created_at, updated_at, "
+            "claimed_by, lease_until, claimed_from) VALUES (%(email)s, %(edition)s, 'sending', "
+            "%(run)s, %(now)s, %(now)s, %(token)s, "
+            "clock_timestamp() + %(lease)s * interval '1 second', NULL) "
+            "ON CONFLICT (email, edition) DO UPDATE SET state = 'sending', "
+            "claimed_by = excluded.claimed_by, lease_until = excluded.lease_until, "
+            "claimed_from = CASE WHEN d.claimed_by = excluded.claimed_by "
+            "THEN d.claimed_from ELSE d.state END "
+            "WHERE d.state IN ('queued', 'deferred') OR (d.state = 'sending' AND "
+            "(d.lease_until IS NULL OR d.lease_until < clock_timestamp() "
+            "OR d.claimed_by = excluded.claimed_by)) "
+            f"RETURNING claimed_from, d.run, {_ROW_COLUMNS}",
+            {"email": _norm(email), "edition": edition, "run": run, "now": _ts(now),
+             "token": token, "lease": float(lease)})
+        if not found:
+            return None
+        prior, row_run, rest = found[0][0], found[0][1], found[0][2:]
+        row = _row(rest)
+        before: LedgerRow | None
+        if prior is None or prior == "queued" or (prior == "sending" and row.message_id is None):
+            before = None  # nothing of this edition can have left yet
+        else:
+            before = LedgerRow(**{**row.__dict__, "state": cast(DeliveryState, prior)})
+        return Claim(email=row.email, edition=row.edition, token=token,
+                     run=None if row_run is None else str(row_run), before=before)
+
+    def release(self, claim: Claim) -> bool:
+        """Give up a claim that sent nothing (the subscriber had nothing new): the row goes
+        away, as if never queued. True if it was still ours and had nothing stored."""
+        return self._write(
+            "DELETE FROM deliveries WHERE email = %s AND edition = %s AND state = 'sending' "
+            "AND claimed_by = %s AND message_id IS NULL",
+            (claim.email, claim.edition, claim.token)) == 1
+
+    def give_up(self, claim: Claim, *, now: datetime, error: str) -> None:
+        """Mark a claimed row failed for a reason outside SMTP (e.g. the subscriber is not in
+        the worker's config), so no reconciler re-publishes it forever."""
+        self._write(
+            "UPDATE deliveries SET state = 'failed', updated_at = %s, last_error = %s, "
+            "claimed_by = NULL, lease_until = NULL, message = NULL "
+            "WHERE email = %s AND edition = %s AND claimed_by = %s",
+            (_ts(now), error, claim.email, claim.edition, claim.token))
+
+    def stale(self, *, requeue_after: float, retry_after: float, limit: int = 10_000
+              ) -> tuple[StaleRow, ...]:
+        """Rows whose task was lost or must run again, marked as re-published: ``queued``
+        ones older than ``requeue_after`` seconds, ``sending`` ones whose lease expired, and
+        ``deferred`` ones last published ``retry_after`` seconds ago."""
+        found = self._read(
+            "UPDATE deliveries SET queued_at = clock_timestamp() WHERE (email, edition) IN ("
+            "SELECT email, edition FROM deliveries WHERE "
+            "(state = 'queued' AND queued_at < clock_timestamp() - %(rq)s * interval '1 second')"
+            " OR (state = 'sending' AND lease_until < clock_timestamp() "
+            "AND (queued_at IS NULL OR queued_at < lease_until)) "
+            " OR (state = 'deferred' AND (queued_at IS NULL OR "
+            "queued_at < clock_timestamp() - %(ra)s * interval '1 second')) "
+            "ORDER BY edition, email LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+            "RETURNING email, edition, run",
+            {"rq": float(requeue_after), "ra": float(retry_after), "limit": int(limit)})
+        return tuple(StaleRow(str(e), cast(date, ed), None if r is None else str(r))
+                     for e, ed, r in found)
+
+    def freeze_edition(self, papers: Sequence[Paper], summaries: dict[str, Summary], *,
+                       now: datetime) -> str:
+        """Store a run's papers and summaries once; return the run id (a content hash, so
+        the same content is stored once however often it is frozen)."""
+        text = dump_edition(papers, summaries)
+        run = hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+        self._write("INSERT INTO editions (run, created_at, content) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (run) DO NOTHING", (run, _ts(now), text))
+        return run
+
+    def frozen_edition(self, run: str) -> FrozenEdition | None:
+        found = self._read("SELECT content FROM editions WHERE run = %s", (run,))
+        return load_edition(str(found[0][0])) if found else None
+
+    def take_token(self, bucket: str, *, rate: float, burst: float = 1.0) -> float:
+        """One send's worth from the shared bucket ``bucket`` refilled at ``rate`` per second;
+        returns how many seconds the caller must wait before sending (0 if a token was
+        there). Taking always succeeds: a wait is a reservation, so waiters never race."""
+        def work(c: psycopg.Connection[Any]) -> float:
+            c.execute("INSERT INTO rate_buckets (name, tokens, updated_at) VALUES "
+                      "(%s, %s, clock_timestamp()) ON CONFLICT DO NOTHING", (bucket, burst))
+            found = c.execute(
+                "UPDATE rate_buckets SET tokens = LEAST(%(burst)s, tokens + EXTRACT(EPOCH FROM "
+                "clock_timestamp() - updated_at) * %(rate)s) - 1, updated_at = clock_timestamp()"
+                " WHERE name = %(name)s RETURNING tokens",
+                {"burst": float(burst), "rate": float(rate), "name": bucket}).fetchone()
+            tokens = float(found[0]) if found else 0.0
+            return 0.0 if tokens >= 0 else -tokens / rate
+        return self._run(work)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class AdvisoryLock:
+    """One holder per database: a session-level advisory lock keyed on the database and
+    schema (``what`` tells a sender from a scheduler). The server releases it when the
+    holding connection ends, so a ``kill -9`` or a lost machine leaves no stale lock."""
+
+    def __init__(self, database: PostgresDatabase, what: str = "sending") -> None:
+        self.database = database
+        self.what = what
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def acquire(self) -> None:
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.database.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise LedgerError(self.database.url, f"cannot connect ({_first_line(exc)})") from exc
+        key = conn.execute(
+            "SELECT ('x' || substr(md5(current_database() || '/' || current_schema() || '/' "
+            "|| %s), 1, 16))::bit(64)::bigint", (f"paper-digest {self.what}",)).fetchone()
+        assert key is not None
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key[0],)).fetchone()
+        if not got or not got[0]:
+            holder = conn.execute(
+                "SELECT a.pid, a.client_addr, a.application_name FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND "
+                "l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+                (key[0],)).fetchone()
+            conn.close()
+            who = "unknown" if holder is None else \
+                f"server pid {holder[0]}" + (f" from {holder[1]}" if holder[1] else "")
+            raise LockedError(f"another digest process ({who}) is {self.what} with "
+                              f"{self.database}")
+        self._conn = conn
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # closing the session drops the lock
+            self._conn = None
+
+    @property
+    def held(self) -> bool:
+        """Still ours: the connection holding the lock is alive."""
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def __enter__(self) -> AdvisoryLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
