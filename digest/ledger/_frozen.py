@@ -27,8 +27,8 @@ def _paper_json(paper: Paper) -> dict[str, Any]:
 
 
 def _paper(data: dict[str, Any]) -> Paper:
-    tuples = {"authors", "categories", "ai_keywords"}
-    values: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items()}
+    # every list-valued field of Paper is a tuple (authors, categories, keywords, feeds, ...)
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     if values.get("published") is not None:
         values["published"] = datetime.fromisoformat(values["published"])
     if values.get("listed") is not None:

@@ -216,66 +216,60 @@ def test_send_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- digest serve
 
 
-def test_sent_bytes_are_archived_only_when_asked(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "digest.db") as ledger:
-        for who, archive in (("a@x.org", timedelta(days=30)), ("b@x.org", None)):
-            ledger.begin(who, ED, message_id=f"<{who}>", papers=("p1",), data=b"the bytes",
-                         now=NOW)
-            ledger.mark_sent(who, ED, now=NOW, archive=archive)
-            assert ledger.stored_message(who, ED) is None  # gone from the delivery row
-        [kept] = ledger.archived("A@X.org")
-        assert (kept.edition, kept.message_id, kept.sent_at) == (ED, "<a@x.org>", NOW)
-        assert ledger.archived_message("a@x.org", ED) == b"the bytes"
-        assert ledger.archived("b@x.org") == () and ledger.archived_message("b@x.org", ED) is None
+def test_sent_bytes_are_archived_only_when_asked(ledger: LedgerStore) -> None:
+    for who, archive in (("a@x.org", timedelta(days=30)), ("b@x.org", None)):
+        ledger.begin(who, ED, message_id=f"<{who}>", papers=("p1",), data=b"the bytes",
+                     now=NOW)
+        ledger.mark_sent(who, ED, now=NOW, archive=archive)
+        assert ledger.stored_message(who, ED) is None  # gone from the delivery row
+    [kept] = ledger.archived("A@X.org")
+    assert (kept.edition, kept.message_id, kept.sent_at) == (ED, "<a@x.org>", NOW)
+    assert ledger.archived_message("a@x.org", ED) == b"the bytes"
+    assert ledger.archived("b@x.org") == () and ledger.archived_message("b@x.org", ED) is None
 
 
-def test_mark_sent_of_a_missing_row_archives_nothing(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "digest.db") as ledger:
-        ledger.suppress("z@x.org", now=NOW)  # creates the file
-        with pytest.raises(LedgerError, match="no delivery row"):
-            ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=1))
-        assert ledger.archived("a@x.org") == ()
-        ledger.begin("a@x.org", ED, message_id="<m>", papers=(), data=b"x", now=NOW)
-        ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=1))  # still works
+def test_mark_sent_of_a_missing_row_archives_nothing(ledger: LedgerStore) -> None:
+    ledger.suppress("z@x.org", now=NOW)  # creates the file
+    with pytest.raises(LedgerError, match="no delivery row"):
+        ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=1))
+    assert ledger.archived("a@x.org") == ()
+    ledger.begin("a@x.org", ED, message_id="<m>", papers=(), data=b"x", now=NOW)
+    ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=1))  # still works
 
 
-def test_the_archive_keeps_each_subscriber_archive_for(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "digest.db") as ledger:
-        for day in range(10):
-            when = NOW + timedelta(days=day)
-            for who in ("a@x.org", "b@x.org"):
-                ledger.begin(who, when.date(), message_id=f"<{day}{who}>", papers=(),
-                             data=b"x", now=when)
-                if who == "a@x.org" or day < 3:  # b's last send is on day 2
-                    ledger.mark_sent(who, when.date(), now=when, archive=timedelta(days=3))
-        assert [e.edition.day for e in ledger.archived("a@x.org")] == [4, 3, 2, 1]
-        assert len(ledger.archived("b@x.org")) == 3  # pruned only when b gets mail
+def test_the_archive_keeps_each_subscriber_archive_for(ledger: LedgerStore) -> None:
+    for day in range(10):
+        when = NOW + timedelta(days=day)
+        for who in ("a@x.org", "b@x.org"):
+            ledger.begin(who, when.date(), message_id=f"<{day}{who}>", papers=(),
+                         data=b"x", now=when)
+            if who == "a@x.org" or day < 3:  # b's last send is on day 2
+                ledger.mark_sent(who, when.date(), now=when, archive=timedelta(days=3))
+    assert [e.edition.day for e in ledger.archived("a@x.org")] == [4, 3, 2, 1]
+    assert len(ledger.archived("b@x.org")) == 3  # pruned only when b gets mail
 
 
-def test_preferences_round_trip_and_an_empty_choice_is_no_row(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "digest.db") as ledger:
-        assert ledger.preferences("a@x.org") is None
-        ledger.set_preferences("A@x.org", paused_until=date(2026, 12, 1), max_papers=4, now=NOW)
-        got = ledger.preferences("a@x.org")
-        assert got is not None and (got.paused_until, got.max_papers, got.updated) == (
-            date(2026, 12, 1), 4, NOW)
-        assert got.paused_on(ED) and not got.paused_on(date(2026, 12, 1))
-        ledger.set_preferences("a@x.org", paused_until=None, max_papers=None, now=NOW)
-        assert ledger.preferences("a@x.org") is None and ledger.all_preferences() == ()
+def test_preferences_round_trip_and_an_empty_choice_is_no_row(ledger: LedgerStore) -> None:
+    assert ledger.preferences("a@x.org") is None
+    ledger.set_preferences("A@x.org", paused_until=date(2026, 12, 1), max_papers=4, now=NOW)
+    got = ledger.preferences("a@x.org")
+    assert got is not None and (got.paused_until, got.max_papers, got.updated) == (
+        date(2026, 12, 1), 4, NOW)
+    assert got.paused_on(ED) and not got.paused_on(date(2026, 12, 1))
+    ledger.set_preferences("a@x.org", paused_until=None, max_papers=None, now=NOW)
+    assert ledger.preferences("a@x.org") is None and ledger.all_preferences() == ()
 
 
-def test_known_addresses_span_deliveries_suppressions_and_preferences(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "digest.db") as ledger:
-        ledger.begin("a@x.org", ED, message_id="<m>", papers=(), data=None, now=NOW)
-        ledger.suppress("b@x.org", now=NOW, source="web")
-        ledger.set_preferences("c@x.org", paused_until=None, max_papers=2, now=NOW)
-        assert ledger.known_addresses() == {"a@x.org", "b@x.org", "c@x.org"}
-        assert ledger.suppression_source("b@x.org") == "web"
-        assert ledger.suppression_source("a@x.org") is None
+def test_known_addresses_span_deliveries_suppressions_and_preferences(ledger: LedgerStore) -> None:
+    ledger.begin("a@x.org", ED, message_id="<m>", papers=(), data=None, now=NOW)
+    ledger.suppress("b@x.org", now=NOW, source="web")
+    ledger.set_preferences("c@x.org", paused_until=None, max_papers=2, now=NOW)
+    assert ledger.known_addresses() == {"a@x.org", "b@x.org", "c@x.org"}
+    assert ledger.suppression_source("b@x.org") == "web"
+    assert ledger.suppression_source("a@x.org") is None
 
 
-def test_skips_say_why_until_the_edition_is_sent(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "digest.db")
+def test_skips_say_why_until_the_edition_is_sent(ledger: LedgerStore) -> None:
     at = datetime(2026, 9, 24, 9, tzinfo=timezone.utc)
     day = date(2026, 9, 24)
     ledger.note_skip("Ada@Example.org", day, "nothing new: no new papers match your topics",
@@ -289,7 +283,6 @@ def test_skips_say_why_until_the_edition_is_sent(tmp_path: Path) -> None:
     ledger.begin("ada@example.org", day, message_id="<m@x>", papers=("2609.26811",),
                  data=b"x", now=at)
     assert ledger.skips() == ()  # a delivery row for the edition wins over the skip
-    ledger.close()
 
 
 def test_the_send_lock_is_keyed_on_the_resolved_database_file(tmp_path: Path) -> None:
