@@ -152,13 +152,15 @@ def one_message_id_each(server: SmtpTestServer) -> bool:
     return all(len(v) == 1 for v in ids.values())
 
 
-def test_two_workers_deliver_every_subscriber_once_even_when_every_task_comes_twice(
-        queue_setup: Callable[..., tuple[Path, Workers, PostgresDatabase]]) -> None:
+@pytest.mark.parametrize("processes", [2, 4])
+def test_workers_deliver_every_subscriber_once_even_when_every_task_comes_twice(
+        queue_setup: Callable[..., tuple[Path, Workers, PostgresDatabase]],
+        processes: int) -> None:
     count = 40
     with SmtpTestServer() as server:
         config, workers, database = queue_setup(server.port, count)
-        workers.start()
-        workers.start()
+        for _ in range(processes):
+            workers.start()
         done = send(config, "--wait")
         assert done.returncode == 0, done.stdout + done.stderr + workers.logs()
         assert re.search(r"queued for the workers\s+│\s+40 ", done.stdout), done.stdout
@@ -346,3 +348,27 @@ def test_every_worker_renders_the_frozen_edition(
         texts = [b.get_content() for b in bodies if b is not None]
         assert len(texts) == 2
         assert all("A diffusion model" in t and "A changed model" not in t for t in texts)
+
+
+def test_a_4xx_becomes_ledger_state_and_the_reconciler_retries_it(
+        queue_setup: Callable[..., tuple[Path, Workers, PostgresDatabase]]) -> None:
+    count = 4
+    later = "reader2@example.org"
+    with SmtpTestServer() as server:
+        # three refusals: the task's own retries (two, no ETA) end with the row deferred
+        server.add_rule("data", "451 4.3.0 try again later", recipient=later, times=3)
+        config, workers, database = queue_setup(server.port, count, "--retry-after", "1")
+        queued = send(config)
+        assert queued.returncode == 0, queued.stderr
+        workers.start()
+
+        def deferred_once() -> bool:
+            with PostgresLedger(database) as ledger:
+                return any(r.email == later and r.state == "deferred" for r in ledger.rows())
+
+        wait_until(deferred_once, 60, "the deferral", workers)
+        wait_until(lambda: settled(database, count), 60, "the retry", workers)
+        assert copies(server)[later] == 1
+        with PostgresLedger(database) as ledger:
+            row = {r.email: r for r in ledger.rows()}[later]
+        assert (row.state, row.attempts, row.possible_duplicate) == ("sent", 4, False)
