@@ -62,4 +62,5 @@ def test_send_history_unsubscribe_status_on_postgres(tmp_path: Path,
     status = runner.invoke(main, ["status", "-c", str(cfg), "--json"])
     assert json.loads(status.output) == [{
         "edition": "2026-11-25", "queued": 0, "sending": 0, "sent": 4, "deferred": 0,
-        "failed": 0, "possible_duplicates": 0, "oldest_lease": None}]
+        "failed": 0, "uncertain": 0, "possible_duplicates": 0,
+        "oldest_lease": None}]

@@ -108,25 +108,24 @@ def test_an_empty_ledger_file_is_refused_as_lost_not_taken_as_new(tmp_path: Path
     assert db.stat().st_size == 0  # left as found
 
 
-def test_ambiguous_outcomes_resend_once_then_hold_until_resolved(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "digest.db") as ledger:
-        for email in ("a@x.org", "b@x.org"):
-            ledger.begin(email, ED, message_id=f"<{email}>", papers=("p1",), data=b"body",
-                         now=NOW)
-            assert ledger.mark_ambiguous(email, ED, now=NOW, error="no reply") == "deferred"
-            assert ledger.stored_message(email, ED) == b"body"  # the re-send replays it
-            ledger.begin(email, ED, message_id=f"<{email}>", papers=("p1",), data=None,
-                         now=NOW)
-            assert ledger.mark_ambiguous(email, ED, now=NOW, error="no reply") == "uncertain"
-        assert ledger.pending() == ()  # nothing re-sends an uncertain row
-        assert ledger.history() == {"a@x.org": frozenset({"p1"}), "b@x.org": frozenset({"p1"})}
-        assert ledger.resolve("a@x.org", ED, sent=True, now=NOW).state == "sent"
-        again = ledger.resolve("b@x.org", ED, sent=False, now=NOW)
-        assert (again.state, again.has_message, again.ambiguous) == ("deferred", True, 1)
-        ledger.begin("b@x.org", ED, message_id="<b@x.org>", papers=("p1",), data=None, now=NOW)
-        assert ledger.mark_ambiguous("b@x.org", ED, now=NOW, error="no reply") == "uncertain"
-        with pytest.raises(LedgerError, match="is not uncertain"):
-            ledger.resolve("a@x.org", ED, sent=True, now=NOW)
+def test_ambiguous_outcomes_resend_once_then_hold_until_resolved(ledger: LedgerStore) -> None:
+    for email in ("a@x.org", "b@x.org"):
+        ledger.begin(email, ED, message_id=f"<{email}>", papers=("p1",), data=b"body",
+                     now=NOW)
+        assert ledger.mark_ambiguous(email, ED, now=NOW, error="no reply") == "deferred"
+        assert ledger.stored_message(email, ED) == b"body"  # the re-send replays it
+        ledger.begin(email, ED, message_id=f"<{email}>", papers=("p1",), data=None,
+                     now=NOW)
+        assert ledger.mark_ambiguous(email, ED, now=NOW, error="no reply") == "uncertain"
+    assert ledger.pending() == ()  # nothing re-sends an uncertain row
+    assert ledger.history() == {"a@x.org": frozenset({"p1"}), "b@x.org": frozenset({"p1"})}
+    assert ledger.resolve("a@x.org", ED, sent=True, now=NOW).state == "sent"
+    again = ledger.resolve("b@x.org", ED, sent=False, now=NOW)
+    assert (again.state, again.has_message, again.ambiguous) == ("deferred", True, 1)
+    ledger.begin("b@x.org", ED, message_id="<b@x.org>", papers=("p1",), data=None, now=NOW)
+    assert ledger.mark_ambiguous("b@x.org", ED, now=NOW, error="no reply") == "uncertain"
+    with pytest.raises(LedgerError, match="is not uncertain"):
+        ledger.resolve("a@x.org", ED, sent=True, now=NOW)
 
 
 def test_state_lifecycle_and_history(ledger: LedgerStore) -> None:
