@@ -120,7 +120,7 @@ def send_queued(config: Config, papers: tuple[Paper, ...], now: datetime, *, onl
             time.sleep(0.5)
         left = [s for s in ledger.status() if s.edition in editions]
     _print_status(out, left)
-    if any(s.failed for s in left):
+    if any(s.failed or s.uncertain for s in left):
         raise SystemExit(1)
 
 
