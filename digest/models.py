@@ -81,6 +81,9 @@ class Topic:
     categories: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
     min_upvotes: int | None = None
+    expand: bool = True  # also find the other spellings the vocabulary knows (False: as written)
+    about: str | None = None  # one sentence on the interest: re-ranks what the terms let through
+    like: tuple[str, ...] = ()  # arXiv ids of papers liked: re-rank, and "you may also like"
 
 
 @dataclass(frozen=True)
@@ -258,10 +261,17 @@ class Preferences:
 @dataclass(frozen=True)
 class Reason:
     topic: str
-    term: str
+    term: str  # the spelling found: the topic's term, or another one the vocabulary gave it
     where: Where
+    # why another spelling counts: "a kind of GNN", "same as RLHF"; "like" for a "you may
+    # also like" paper, whose ``term`` is the title of the liked paper it is close to
+    via: str = ""
 
     def __str__(self) -> str:
+        if self.via == "like":
+            return f"close to your paper «{self.term}»"
+        if self.via:
+            return f"matched: {self.term} ({self.via}) in {self.where}"
         return f"matched: {self.term} in {self.where}"
 
 
@@ -294,6 +304,19 @@ class Selection:
     more: int = 0
     cut: tuple[Pick, ...] = ()
     skipped_reason: str | None = None
+    # "you may also like": at most 3 papers no topic term matched, very close to a paper
+    # the subscriber liked (a topic's ``like``, or ``digest feedback --more``)
+    also: tuple[Pick, ...] = ()
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What one subscriber told us about papers (``digest feedback``): liked papers join
+    every topic's ``like``; papers close to a disliked one rank lower. Papers, not ids, so a
+    paper from an earlier day can still be compared with today's."""
+
+    more: tuple[Paper, ...] = ()
+    less: tuple[Paper, ...] = ()
 
 
 # --------------------------------------------------------------------------- summarizer

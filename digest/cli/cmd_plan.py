@@ -16,12 +16,14 @@ from rich.table import Table
 from rich.text import Text
 
 from digest.cli._base import config_option, main, now_from, papers_option
+from digest.cli.cmd_validate import term_warning_lines
 from digest.compose import edition_for
 from digest.config import load_config
 from digest.errors import InputError
 from digest.feeds import papers_for
 from digest.ledger import open_ledger
 from digest.models import Pick, Selection
+from digest.selection import Selector
 from digest.selection import plan as plan_selections
 from digest.text import clean_text
 
@@ -39,7 +41,8 @@ def plan_json(selections: tuple[Selection, ...]) -> dict[str, Any]:
         {"email": s.subscriber.email,
          "papers": [pick_json(p) for p in s.picks],
          "cut": [pick_json(p) for p in s.cut],
-         "skipped_reason": s.skipped_reason}
+         "skipped_reason": s.skipped_reason,
+         "also": [pick_json(p) for p in s.also]}
         for s in selections]}
 
 
@@ -78,6 +81,11 @@ def _print_human(selections: tuple[Selection, ...], console: Console) -> None:
             cell.append(f"\n{_why(pick)}", style="dim")
             table.add_row(str(rank), pick.paper.id, cell)
         console.print(table)
+        if s.also:
+            console.print("you may also like (no term matched):")
+            for pick in s.also:
+                console.print(Text(f"      {pick.paper.id}  {_short(clean_text(pick.paper.title))}"
+                                   f"  ({pick.reasons[0]})"), overflow="ellipsis", no_wrap=True)
         if s.cut:
             console.print("cut by max_papers:")
             for rank, pick in enumerate(s.cut, len(s.picks) + 1):
@@ -110,7 +118,8 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
                                     "topics": ["Quantization"],
                                     "reasons": ["matched: quantization in title"]}],
                         "cut": [ same shape as papers ],
-                        "skipped_reason": null}]}
+                        "skipped_reason": null,
+                        "also": [ papers no term matched, close to a liked one ]}]}
     skipped_reason is null, "no new papers match your topics", "N matching papers were
     already sent", "unsubscribed: ..." or "paused until YYYY-MM-DD (preferences page)".
 
@@ -138,6 +147,7 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
         history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
         chosen = {p.email: p for p in ledger.all_preferences()}  # digest serve's, over the YAML
+        feedback = ledger.feedback()
     subscribers = tuple(chosen[s.email.lower()].apply(s) if s.email.lower() in chosen else s
                         for s in subscribers)
 
@@ -152,7 +162,11 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
         return s
 
     selections = tuple(skipped(s) for s in plan_selections(papers, subscribers, history,
-                                                           build_cuts=True))
+                                                           build_cuts=True, feedback=feedback))
+    # The terms measured on these papers, on stderr: as `digest validate --papers` says.
+    for line in term_warning_lines(config, Selector(papers), str(config_path),
+                                   {s.email.lower() for s in subscribers}):
+        click.echo(line, err=True)
     if as_json:
         click.echo(json.dumps(plan_json(selections), indent=2, ensure_ascii=False))
     else:

@@ -13,7 +13,9 @@ import click
 from digest.cli._base import default_config, main
 from digest.config import load_config
 from digest.errors import ConfigError
+from digest.feeds import load_papers
 from digest.models import Config
+from digest.selection import Selector, term_warnings
 
 
 def _plural(count: int, word: str) -> str:
@@ -34,10 +36,22 @@ Examples:
 
 \b
 A problem reads:
-  subscribers.yaml:14: subscribers[1].topics[0].include: expected a list of strings, got 'x'""")
+  subscribers.yaml:14: subscribers[1].topics[0].include: expected a list of strings, got 'x'
+
+\b
+With --papers, every include and require term is also measured on those papers, as the
+selection reads it, and a warning says when it is too broad, never found, or when a near
+form would find far more:
+  digest validate --papers papers.json
+  subscribers.yaml:9: subscribers[0].topics[0].include[0]: warning: '=pretrained' found
+  13 papers, 'pretrained' 37""")
 @click.argument("config_path", metavar="[CONFIG]", required=False,
                 type=click.Path(path_type=Path, dir_okay=True))
-def validate(config_path: Path | None) -> None:
+@click.option("--papers", "-p", "papers_path", default=None,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Also measure the terms on these papers (any format digest fetch reads): "
+                   "too broad, never found, near forms.")
+def validate(config_path: Path | None, papers_path: Path | None) -> None:
     """Check a subscribers YAML file and report every problem at once.
 
     CONFIG defaults to $DIGEST_CONFIG, else subscribers.yaml. Environment variables named by
@@ -56,7 +70,19 @@ def validate(config_path: Path | None) -> None:
     for warning in (suppression_warnings(config, str(path)) + helo_warnings(config, str(path))
                     + dkim_key_warnings(config, str(path))):
         click.echo(warning, err=True)
+    if papers_path is not None:
+        for warning in term_warning_lines(config, Selector(load_papers(papers_path)), str(path)):
+            click.echo(warning, err=True)
     click.echo(summary(config, str(path)))
+
+
+def term_warning_lines(config: Config, selector: Selector, shown: str,
+                       emails: set[str] | None = None) -> list[str]:
+    """``file:line: key: warning: ...`` per term warning (``digest plan`` prints them too),
+    for every subscriber or those whose lower-cased address is in ``emails``."""
+    return [f"{shown}:{w.line}: {w.key}: {w.message}"
+            for w in term_warnings(selector, config.subscribers)
+            if emails is None or config.subscribers[w.subscriber].email.lower() in emails]
 
 
 def suppression_warnings(config: Config, shown: str) -> list[str]:

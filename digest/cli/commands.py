@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "or send it again (--resend)."),
     "unsubscribe": ("digest.cli.cmd_send",
                     "Stop sending to EMAIL (recorded in the ledger; wins over the YAML)."),
+    "feedback": ("digest.cli.cmd_feedback",
+                 "Record that EMAIL wants more, or fewer, papers like these."),
     "run": ("digest.cli.cmd_run",
             "Send each subscriber's digest on their own schedule, in their own timezone."),
     "schedule": ("digest.cli.cmd_run",

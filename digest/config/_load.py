@@ -68,7 +68,8 @@ LISTINGS = ("arxiv_rss", "biorxiv", "medrxiv")  # a day's whole listing, not a r
 LISTING_LIMIT = 2000
 SUBSCRIBER_KEYS = ("email", "name", "timezone", "schedule", "max_papers", "topics",
                    "categories", "authors", "min_upvotes", "feeds")
-TOPIC_KEYS = ("name", "include", "require", "exclude", "categories", "authors", "min_upvotes")
+TOPIC_KEYS = ("name", "include", "require", "exclude", "categories", "authors", "min_upvotes",
+              "expand", "about", "like")
 
 _SECRET = ("never put secrets in the YAML: remove it, put the {what} in an environment variable "
            "and give that variable's name in {key} (e.g. {key}: {example})")
@@ -519,6 +520,10 @@ class _People:
             "categories": r.categories,
             "authors": r.strings,
             "min_upvotes": upvotes,
+            "expand": r.flag,
+            "about": lambda n, k: r.text(n, k, what="one sentence", optional=True),
+            "like": lambda n, k: r.strings(n, k, what="a list of arXiv ids",
+                                           item="an arXiv id"),
         }
 
     def all(self, node: Node) -> tuple[Subscriber, ...]:

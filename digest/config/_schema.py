@@ -391,6 +391,13 @@ class Reader:
                 values.append(value)
         return tuple(values) if ok else None
 
+    def flag(self, node: Node, key: str) -> bool | None:
+        """true or false."""
+        if isinstance(node, ScalarNode) and node.tag == _BOOL:
+            return bool(node.value.lower() in ("yes", "true", "on", "y"))
+        self.bad(node, key, f"expected true or false, got {describe(node)}")
+        return None
+
     def integer(self, node: Node, key: str, *, minimum: int = 1,
                 maximum: int | None = None) -> int | None:
         if isinstance(node, ScalarNode) and node.tag == _INT:

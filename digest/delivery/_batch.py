@@ -215,6 +215,7 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
         summaries = LazySummaries(paper_list, settings.summary_chars)  # once per paper, on demand
         selector = Selector(paper_list)
         history = ledger.history()
+        feedback = ledger.feedback()  # digest feedback: likes re-rank, dislikes push down
         pending = {(r.email, r.edition) for r in ledger.pending()}
         owed = {email for email, _edition in pending}
         # Only subscribers with a pending row are looked up: no per-subscriber map is kept.
@@ -233,7 +234,7 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
                 known = edition_history(history.get(email, frozenset()), row, force=force)
                 if email in chosen:  # laid over the YAML (deliver_edition checks the pause)
                     sub = chosen[email].apply(sub)
-                yield _Job(sub, edition, selector.select(sub, known))
+                yield _Job(sub, edition, selector.select(sub, known, feedback.get(email)))
 
         return _run(jobs(), factory, ledger=ledger, renderer=renderer, settings=settings,
                     summaries=summaries, paper_list=paper_list, selector=selector, now=now,

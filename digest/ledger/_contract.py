@@ -13,7 +13,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
-from digest.models import DeliveryState, Paper, PostgresDatabase, Preferences, Summary
+from digest.models import (
+    DeliveryState,
+    Feedback,
+    Paper,
+    PostgresDatabase,
+    Preferences,
+    Summary,
+)
 
 if TYPE_CHECKING:
     from digest.ledger._sqlite import ArchivedEdition, LedgerRow, SkipRow
@@ -102,6 +109,11 @@ class LedgerStore(Protocol):
                     error: str) -> None: ...
 
     def suppress(self, email: str, *, now: datetime, source: str = "cli") -> bool: ...
+
+    def record_feedback(self, email: str, paper: Paper, verdict: str, *, now: datetime
+                        ) -> None: ...
+
+    def feedback(self) -> dict[str, Feedback]: ...
 
     def unsuppress(self, email: str) -> bool: ...
 

@@ -17,8 +17,8 @@ from typing import Any
 from digest.errors import LedgerError
 from digest.models import PostgresDatabase
 
-HEAD = "0003"
-KNOWN = ("0001", "0002", "0003")  # every revision this version can read, oldest first
+HEAD = "0004"
+KNOWN = ("0001", "0002", "0003", "0004")  # every revision this version can read, oldest first
 SCRIPTS = Path(__file__).resolve().parent / "migrations"
 LEGACY = 2  # the last ``user_version`` written before Alembic (2: the uncertain state)
 

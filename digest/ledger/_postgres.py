@@ -34,8 +34,16 @@ from digest.ledger._sqlite import (
     ArchivedEdition,
     LedgerRow,
     SkipRow,
+    _feedback,
 )
-from digest.models import DeliveryState, Paper, PostgresDatabase, Preferences, Summary
+from digest.models import (
+    DeliveryState,
+    Feedback,
+    Paper,
+    PostgresDatabase,
+    Preferences,
+    Summary,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -346,6 +354,19 @@ class PostgresLedger:
 
     def unsuppress(self, email: str) -> bool:
         return self._write("DELETE FROM suppressions WHERE email = %s", (_norm(email),)) == 1
+
+    def record_feedback(self, email: str, paper: Paper, verdict: str, *, now: datetime) -> None:
+        if verdict not in ("more", "less"):
+            raise ValueError(verdict)
+        self._write("INSERT INTO feedback (email, paper_id, verdict, title, abstract, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (email, paper_id) DO UPDATE SET "
+                    "verdict = excluded.verdict, title = excluded.title, abstract = "
+                    "excluded.abstract, created_at = excluded.created_at",
+                    (_norm(email), paper.id, verdict, paper.title, paper.abstract, _ts(now)))
+
+    def feedback(self) -> dict[str, Feedback]:
+        return _feedback(self._read("SELECT email, paper_id, verdict, title, abstract FROM "
+                                    "feedback ORDER BY created_at, paper_id"))
 
     def note_skip(self, email: str, edition: date, reason: str, *, now: datetime) -> None:
         self._write("INSERT INTO skips (email, edition, reason, at) VALUES (%s, %s, %s, %s) "

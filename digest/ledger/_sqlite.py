@@ -33,7 +33,7 @@ from typing import cast
 from digest.errors import LedgerError, LockedError
 from digest.ledger._contract import EditionStatus
 from digest.ledger._migrate import migrate
-from digest.models import DeliveryState, PostgresDatabase, Preferences
+from digest.models import DeliveryState, Feedback, Paper, PostgresDatabase, Preferences
 
 # How many attempts may end not knowing whether the server accepted the message (no reply to
 # the final ".", or in flight at a crash) before the row is held ``uncertain``: the first is
@@ -452,6 +452,21 @@ class Ledger:
         return self._write("INSERT OR IGNORE INTO suppressions (email, created_at, source) "
                            "VALUES (?, ?, ?)", (email.strip().lower(), _ts(now), source)) == 1
 
+    def record_feedback(self, email: str, paper: Paper, verdict: str, *, now: datetime) -> None:
+        """``verdict`` "more" (a like) or "less" (a dislike) of ``paper`` by ``email``, with the
+        paper's text; the latest verdict on a paper replaces the earlier one."""
+        if verdict not in ("more", "less"):
+            raise ValueError(verdict)
+        self._write("INSERT OR REPLACE INTO feedback (email, paper_id, verdict, title, abstract, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (email.strip().lower(), paper.id, verdict, paper.title, paper.abstract,
+                     _ts(now)))
+
+    def feedback(self) -> dict[str, Feedback]:
+        """Lower-cased email -> the papers they liked and disliked, oldest first."""
+        return _feedback(self._read("SELECT email, paper_id, verdict, title, abstract FROM "
+                                    "feedback ORDER BY created_at, paper_id"))
+
     def unsuppress(self, email: str) -> bool:
         """Lift a suppression; True if there was one."""
         if not self.path.exists():
@@ -606,3 +621,14 @@ def send_lock(database: Path) -> Iterator[SendLock]:
         yield lock
     finally:
         lock.release()
+
+
+def _feedback(rows: list[tuple[object, ...]]) -> dict[str, Feedback]:
+    """``Ledger.feedback`` from (email, paper_id, verdict, title, abstract) rows, oldest first
+    (both backends)."""
+    acc: dict[str, tuple[list[Paper], list[Paper]]] = {}
+    for email, paper_id, verdict, title, abstract in rows:
+        more, less = acc.setdefault(str(email), ([], []))
+        paper = Paper(id=str(paper_id), title=str(title), abstract=str(abstract))
+        (more if verdict == "more" else less).append(paper)
+    return {k: Feedback(tuple(m), tuple(n)) for k, (m, n) in acc.items()}

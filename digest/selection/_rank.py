@@ -32,19 +32,28 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from itertools import islice
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from digest.models import Paper, Pick, Rank, Reason, Selection, Subscriber, Topic
-from digest.selection._terms import PaperIndex, Term, TermHits, bits, compile_term
+import numpy as np
+
+from digest.models import Feedback, Paper, Pick, Rank, Reason, Selection, Subscriber, Topic
+from digest.selection._semantic import Semantic
+from digest.selection._terms import PaperIndex, Term, TermHits, TermKey, bits, compile_term
+from digest.selection._vocabulary import Vocabulary, shipped_vocabulary
+from digest.selection._widen import Widener
 from digest.text import fold
 
 __all__ = ["NO_MATCH", "Selector", "already_sent", "category_matches", "plan"]
 
 NO_MATCH = "no new papers match your topics"
 
-_TermKey = tuple[tuple[str, ...], bool]
-_Hit = tuple[_TermKey, str, bool, int]  # (term key, term as written, in title, abstract hits)
+# A term's identity in a topic: its key, and whether the vocabulary widened it
+_TermKey = tuple[TermKey, bool]
+# (term key, spelling shown, in title, abstract hits, vocabulary note or "")
+_Hit = tuple[_TermKey, str, bool, int, str]
+_Labels = dict[int, tuple[str, str]]  # paper -> (spelling shown, note) when not the term itself
 _Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that score), best first
 
 
@@ -80,13 +89,15 @@ class _CompiledTerm:
     """One distinct term as written, looked up once: its key, its hits and the ``entry``
     (key, term as written, hits per paper) that compiled topics scan."""
 
-    __slots__ = ("anywhere", "entry", "key", "raw")
+    __slots__ = ("anywhere", "entry", "key", "labels", "raw")
 
-    def __init__(self, term: Term, hits: TermHits | None) -> None:
-        self.key = term.key
-        self.raw = term.raw
+    def __init__(self, term: Term, hits: TermHits | None, expanded: bool = False,
+                 labels: _Labels | None = None) -> None:
+        self.key: _TermKey = (term.key, expanded)
+        self.raw = term.shown
         self.anywhere = hits.anywhere if hits is not None else 0
-        self.entry = (term.key, term.raw, hits.papers if hits is not None else {})
+        self.labels: _Labels = labels or {}
+        self.entry = (self.key, self.raw, hits.papers if hits is not None else {}, self.labels)
 
 
 class _OneTerm:
@@ -94,23 +105,29 @@ class _OneTerm:
     other term of that topic does: they depend on nothing else (the score says title or
     abstract), so every such topic, across subscribers, shares them."""
 
-    __slots__ = ("papers", "picks", "reasons", "tiers", "topics")
+    __slots__ = ("labels", "name", "papers", "picks", "reasons", "tiers", "topics")
 
-    def __init__(self, name: str, raw: str, papers: tuple[Paper, ...]) -> None:
+    def __init__(self, name: str, raw: str, papers: tuple[Paper, ...],
+                 labels: _Labels | None = None) -> None:
         # The tuples every pick of this group holds, built once (fewer objects to allocate
         # and for the cyclic collector to scan).
         self.topics = (name,)
         self.reasons = ((Reason(name, raw, "abstract"),), (Reason(name, raw, "title"),))
         self.papers = papers
+        self.name = name
+        self.labels: _Labels = labels or {}  # papers found through another spelling
         self.picks: dict[int, Pick] = {}
         self.tiers: tuple[_Tier, ...] | None = None  # of a topic made of this term alone
 
     def pick(self, i: int, score: int) -> Pick:
         pick = self.picks.get(i)
         if pick is None:
+            label = self.labels.get(i)
+            reasons = self.reasons[score >= 1_000_000] if label is None else (
+                Reason(self.name, label[0], "title" if score >= 1_000_000 else "abstract",
+                       label[1]),)
             pick = self.picks[i] = Pick(paper=self.papers[i], topics=self.topics,
-                                        reasons=self.reasons[score >= 1_000_000],
-                                        rank=_rank(score))
+                                        reasons=reasons, rank=_rank(score))
         return pick
 
 
@@ -142,14 +159,14 @@ class _CompiledTopic:
 
     def __init__(self, name: str, mask: int, terms: list[_CompiledTerm],
                  term_tiers: Callable[[_CompiledTerm], _Tiers],
-                 one_term: Callable[[str, str], _OneTerm]) -> None:
+                 one_term: Callable[[str, _CompiledTerm], _OneTerm]) -> None:
         self.name = name
         self.mask = mask
         self.terms = [term.entry for term in terms]
         if len(terms) == 1 and mask == terms[0].anywhere:
             # The common topic: one term, no filter that bites. Its tiers are the term's own,
             # shared by every topic with this name and term.
-            group = one_term(name, terms[0].raw)
+            group = one_term(name, terms[0])
             if group.tiers is None:
                 group.tiers = tuple((score, tier, ((tier, group),))
                                     for score, tier in term_tiers(terms[0]))
@@ -165,7 +182,7 @@ class _CompiledTopic:
             # Papers hit by this term only: the term's own score, one AND per tier.
             exclusive = term.anywhere & mask & ~twice
             if exclusive:
-                group = one_term(name, term.raw)
+                group = one_term(name, term)
                 for score, tier in term_tiers(term):
                     if tier & exclusive:
                         parts.setdefault(score, []).append((tier & exclusive, group))
@@ -181,17 +198,21 @@ class _CompiledTopic:
 
     def hits(self, i: int) -> list[_Hit]:
         out = []
-        for key, raw, papers in self.terms:
+        for key, raw, papers, labels in self.terms:
             hit = papers.get(i)
             if hit is not None:
-                out.append((key, raw, hit[0], hit[1]))
+                label = labels.get(i)
+                if label is None:
+                    out.append((key, raw, hit[0], hit[1], ""))
+                else:
+                    out.append((key, label[0], hit[0], hit[1], label[1]))
         return out
 
 
 class Selector:
     """Select for many subscribers against one set of papers (build once per run)."""
 
-    def __init__(self, papers: Iterable[Paper]) -> None:
+    def __init__(self, papers: Iterable[Paper], vocabulary: Vocabulary | None = None) -> None:
         unique: dict[str, Paper] = {}
         for paper in papers:
             unique.setdefault(paper.id, paper)  # the first copy of a repeated id wins
@@ -202,27 +223,48 @@ class Selector:
         ranked = self.index.papers
         self._position = {p.id: i for i, p in enumerate(ranked)}
         self._all = (1 << len(ranked)) - 1
-        self._terms: dict[str, _CompiledTerm] = {}
+        self._widener = Widener(self.index, vocabulary if vocabulary is not None
+                                else shipped_vocabulary())
+        self._terms: dict[tuple[str, bool], _CompiledTerm] = {}
         self._term_tiers: dict[_TermKey, _Tiers] = {}
         self._topics: dict[Topic, _CompiledTopic] = {}
         self._meta: dict[tuple[str, tuple[str, ...]], int] = {}
         self._upvote_masks: dict[int, int] = {}
-        self._reasons: dict[tuple[str, str, str], Reason] = {}
-        self._groups: dict[tuple[str, str], _OneTerm] = {}
-        self._picks: dict[tuple[str, tuple[str, ...], int], Pick] = {}
+        self._reasons: dict[tuple[str, str, str, str], Reason] = {}
+        self._groups: dict[tuple[str, str, bool], _OneTerm] = {}
+        self._picks: dict[tuple[str, tuple[tuple[str, str], ...], int], Pick] = {}
         self._upvotes = [p.upvotes or 0 for p in ranked]
         self._categories = [tuple(c.casefold() for c in p.categories) for p in ranked]
         self._feeds = [p.feeds for p in ranked]
         self._authors: list[str] | None = None
+        self._semantic: Semantic | None = None
 
     # ------------------------------------------------------------------ filters
 
-    def _term(self, raw: str) -> _CompiledTerm:
-        found = self._terms.get(raw)
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self._widener.vocabulary
+
+    def term_hits(self, raw: str, expand: bool = True) -> int:
+        """The mask of the papers a topic term (as the selection reads it) hits."""
+        return self._term(raw, expand).anywhere
+
+    def ambiguous(self, short: str) -> bool:
+        """Whether an acronym has other meanings, counting today's papers' definitions."""
+        return self._widener.ambiguous(short)
+
+    def _term(self, raw: str, expand: bool = True) -> _CompiledTerm:
+        """A term as the topics use it: widened by the vocabulary unless ``expand`` is off
+        (exclude terms never are), ambiguous acronyms narrowed (``_widen``)."""
+        found = self._terms.get((raw, expand))
         if found is None:
             term = compile_term(raw)
-            found = self._terms[raw] = _CompiledTerm(
-                term, self.index.hits(term) if term.words else None)
+            if not term.words:
+                found = _CompiledTerm(term, None)
+            else:
+                term, hits, labels = self._widener.hits(raw, expand)
+                found = _CompiledTerm(term, hits, self._widener.widens(raw, expand), labels)
+            self._terms[(raw, expand)] = found
         return found
 
     def _tiers_of(self, term: _CompiledTerm) -> _Tiers:
@@ -303,8 +345,12 @@ class Selector:
         found = self._topics.get(topic)
         if found is not None:
             return found
-        include = [self._term(t) for t in topic.include]
-        require = [self._term(t) for t in topic.require]
+        if topic.about or topic.like:  # they re-rank; what the terms match is the same
+            found = self._topics[topic] = self._compile_topic(replace(topic, about=None,
+                                                                      like=()))
+            return found
+        include = [self._term(t, topic.expand) for t in topic.include]
+        require = [self._term(t, topic.expand) for t in topic.require]
         mask = self._metadata_mask(topic.categories, topic.authors, topic.min_upvotes)
         if include:
             any_of = 0
@@ -314,10 +360,10 @@ class Selector:
         for term in require:
             mask &= term.anywhere
         for raw in topic.exclude:
-            mask &= ~self._term(raw).anywhere
+            mask &= ~self._term(raw, expand=False).anywhere
         positive: dict[_TermKey, _CompiledTerm] = {}
         for term in (*include, *require):
-            if term.key[0]:  # a term with no letters or digits never matches
+            if term.key[0][0]:  # a term with no letters or digits never matches
                 positive.setdefault(term.key, term)
         terms = list(positive.values())
         compiled = self._topics[topic] = _CompiledTopic(topic.name, mask, terms, self._tiers_of,
@@ -326,30 +372,31 @@ class Selector:
 
     # ------------------------------------------------------------------ picks
 
-    def _reason(self, topic: str, term: str, in_title: bool) -> Reason:
-        key = (topic, term, "title" if in_title else "abstract")
+    def _reason(self, topic: str, term: str, in_title: bool, note: str = "") -> Reason:
+        key = (topic, term, "title" if in_title else "abstract", note)
         reason = self._reasons.get(key)
         if reason is None:
-            reason = self._reasons[key] = Reason(topic, term, "title" if in_title else "abstract")
+            reason = self._reasons[key] = Reason(topic, term, "title" if in_title else "abstract",
+                                                 note)
         return reason
 
-    def _one_term(self, name: str, raw: str) -> _OneTerm:
-        group = self._groups.get((name, raw))
+    def _one_term(self, name: str, term: _CompiledTerm) -> _OneTerm:
+        key = (name, term.raw, term.key[1])
+        group = self._groups.get(key)
         if group is None:
-            group = self._groups[(name, raw)] = _OneTerm(name, raw, self.index.papers)
+            group = self._groups[key] = _OneTerm(name, term.raw, self.index.papers, term.labels)
         return group
 
     def _topic_pick(self, topic: _CompiledTopic, i: int) -> Pick:
         """Paper ``i`` picked by one topic alone, hit by several of its terms (or by none).
         It depends only on the topic's name and those terms, so such topics share it."""
         entries = topic.hits(i)
-        key = (topic.name, tuple(e[1] for e in entries), i)
+        key = (topic.name, tuple((e[1], e[4]) for e in entries), i)
         pick = self._picks.get(key)
         if pick is None:
             # _merge for one topic, whose term keys are distinct: reasons title first.
-            reasons = [self._reason(topic.name, raw, in_title)
-                       for _k, raw, in_title, _c in entries]
-            reasons.sort(key=lambda r: r.where != "title")
+            reasons = _distinct([self._reason(topic.name, raw, in_title, note)
+                                 for _k, raw, in_title, _c, note in entries])
             score = _score(sum(e[2] for e in entries), len(entries), sum(e[3] for e in entries))
             pick = self._picks[key] = Pick(paper=self.index.papers[i], topics=(topic.name,),
                                            reasons=tuple(reasons), rank=_rank(score))
@@ -360,7 +407,7 @@ class Selector:
         seen: set[_TermKey] = set()
         title_terms = abstract_hits = 0
         for topic in topics:
-            for key, _raw, papers in topic.terms:
+            for key, _raw, papers, _labels in topic.terms:
                 hit = papers.get(i)
                 if hit is not None and key not in seen:
                     seen.add(key)
@@ -376,16 +423,16 @@ class Selector:
         for order, topic in enumerate(topics):
             entries = topic.hits(i)
             t_title = t_abstract = 0
-            for key, raw, in_title, count in entries:
+            for key, raw, in_title, count, note in entries:
                 t_title += in_title
                 t_abstract += count
                 if key not in seen:
-                    seen[key] = self._reason(topic.name, raw, in_title)
+                    seen[key] = self._reason(topic.name, raw, in_title, note)
                     title_terms += in_title
                     abstract_hits += count
             ranked.append((-_score(t_title, len(entries), t_abstract), order, topic.name))
         names = tuple(dict.fromkeys(name for _s, _o, name in sorted(ranked)))
-        reasons = sorted(seen.values(), key=lambda r: r.where != "title")
+        reasons = _distinct(list(seen.values()))
         return Pick(paper=self.index.papers[i], topics=names, reasons=tuple(reasons),
                     rank=_rank(_score(title_terms, len(seen), abstract_hits)))
 
@@ -394,6 +441,29 @@ class Selector:
     def _ranked(self, topics: Sequence[_CompiledTopic], new: int, several: int
                 ) -> Iterator[Pick]:
         """The picks for the papers in ``new``, in rank order, built as they are reached."""
+        for score, union, tier in self._ranked_tiers(topics, new, several):
+            group = tier[0][1]
+            while union:
+                low = union & -union
+                i = low.bit_length() - 1
+                union ^= low
+                if len(tier) > 1:
+                    for mask, group in tier:
+                        if mask & low:
+                            break
+                yield self._pick(topics, i, score, group)
+
+    def _pick(self, topics: Sequence[_CompiledTopic], i: int, score: int, group: _Group
+              ) -> Pick:
+        if isinstance(group, _OneTerm):
+            return group.pick(i, score)
+        if group is None:
+            return self._merge(i, [t for t in topics if t.mask >> i & 1])
+        return self._topic_pick(group, i)
+
+    def _ranked_tiers(self, topics: Sequence[_CompiledTopic], new: int, several: int
+                      ) -> Iterable[_Tier]:
+        """The papers in ``new`` as tiers, best score first; inside a tier, lowest bit first."""
         single = new & ~several
         order: Iterable[_Tier]
         if len(topics) == 1 and topics[0].mask == single:
@@ -415,22 +485,7 @@ class Selector:
                 score = self._merged_score(i, [t for t in topics if t.mask >> i & 1])
                 parts.setdefault(score, []).append((1 << i, None))
             order = _tiers(parts)
-        for score, union, tier in order:
-            group = tier[0][1]
-            while union:
-                low = union & -union
-                i = low.bit_length() - 1
-                union ^= low
-                if len(tier) > 1:
-                    for mask, group in tier:
-                        if mask & low:
-                            break
-                if isinstance(group, _OneTerm):
-                    yield group.pick(i, score)
-                elif group is None:
-                    yield self._merge(i, [t for t in topics if t.mask & low])
-                else:
-                    yield self._topic_pick(group, i)
+        return order
 
     def _cut(self, topics: Sequence[_CompiledTopic], new: int, several: int, skip: int
              ) -> tuple[Pick, ...]:
@@ -453,11 +508,13 @@ class Selector:
                     sent |= 1 << pos
         return sent
 
-    def select(self, subscriber: Subscriber, history: frozenset[str] = frozenset(), *,
-               with_cut: bool = False) -> Selection:
+    def select(self, subscriber: Subscriber, history: frozenset[str] = frozenset(),
+               feedback: Feedback | None = None, *, with_cut: bool = False) -> Selection:
         """``subscriber``'s picks in rank order, cut at ``max_papers``; never a paper whose id
         is in ``history``; when nothing is new, no picks and the reason why. The matches past
-        ``max_papers`` are counted (``more``); ``with_cut`` also builds their picks (``cut``)."""
+        ``max_papers`` are counted (``more``); ``with_cut`` also builds their picks (``cut``).
+        A topic with ``about`` or ``like`` (or ``feedback``) re-ranks what its terms let
+        through and may add "you may also like" papers (``_semantic``)."""
         topics = [self._compile_topic(t) for t in subscriber.topics]
         allowed = self._metadata_mask(subscriber.categories, subscriber.authors,
                                       subscriber.min_upvotes)
@@ -474,10 +531,103 @@ class Selector:
             return Selection(subscriber=subscriber, picks=(), skipped_reason=reason)
         several &= new
         limit = max(subscriber.max_papers, 0)
+        if feedback is not None or any(t.about or t.like for t in subscriber.topics):
+            return self._semantic_select(subscriber, topics, new, several, limit, allowed,
+                                         history, feedback or Feedback(), with_cut)
         picks = tuple(islice(self._ranked(topics, new, several), limit))
         more = new.bit_count() - len(picks)
         cut = self._cut(topics, new, several, limit) if with_cut and more else ()
         return Selection(subscriber=subscriber, picks=picks, more=more, cut=cut)
+
+    # ------------------------------------------------------------------ semantic layer
+
+    @property
+    def semantic(self) -> Semantic:
+        """Embeddings and BM25 over the papers, built on first use (once per run)."""
+        if self._semantic is None:
+            self._semantic = Semantic(self.index.papers)
+        return self._semantic
+
+    def _liked(self, topic: Topic, feedback: Feedback) -> list[Paper]:
+        papers = [self.index.papers[self._position[i]] for i in topic.like
+                  if i in self._position]
+        known = {p.id for p in papers}
+        papers.extend(p for p in feedback.more if p.id not in known)
+        return papers
+
+    def _semantic_select(self, subscriber: Subscriber, topics: list[_CompiledTopic], new: int,
+                         several: int, limit: int, allowed: int, history: frozenset[str],
+                         feedback: Feedback, with_cut: bool) -> Selection:
+        semantic = self.semantic
+        tiers = tuple(self._ranked_tiers(topics, new, several))
+        n = len(self.index)
+        candidates = _bit_array(new, n)
+        # keyword order: by tier, then by position (the tiers' bits, unpacked in one go)
+        width = (n + 7) // 8 or 1
+        packed = np.frombuffer(b"".join(u.to_bytes(width, "little") for _s, u, _t in tiers),
+                               dtype=np.uint8).reshape(len(tiers), width)
+        tier_of = np.argmax(np.unpackbits(packed, axis=1, bitorder="little")[:, candidates],
+                            axis=0)
+        keyword_order = candidates[np.argsort(tier_of, kind="stable")]
+        wanted: list[tuple[str | None, list[Any]]] = []
+        liked_all: list[Paper] = []
+        for topic in subscriber.topics:
+            liked = self._liked(topic, feedback)
+            liked_all.extend(p for p in liked if p not in liked_all)
+            if topic.about or liked:
+                wanted.append((topic.about, [semantic.paper_vector(p) for p in liked]))
+        disliked = [semantic.paper_vector(p) for p in feedback.less]
+        order = (semantic.rerank(candidates, keyword_order, wanted, disliked)
+                 if wanted or disliked else keyword_order.tolist())
+        picks = tuple(self._pick(topics, i, *_placed(tiers, i)) for i in order[:limit])
+        more = len(order) - len(picks)
+        cut: tuple[Pick, ...] = ()
+        if with_cut and more:
+            with _gc_paused():
+                cut = tuple(self._pick(topics, i, *_placed(tiers, i)) for i in order[limit:])
+        also: tuple[Pick, ...] = ()
+        if liked_all:
+            taken = new | self._sent(history | {p.id for p in liked_all}) | ~allowed
+            name = subscriber.topics[0].name
+            also = tuple(
+                Pick(paper=self.index.papers[i], topics=(name,),
+                     reasons=(Reason(name, liked_all[k].title, "abstract", "like"),),
+                     rank=Rank(0, 0, 0))
+                for i, k in semantic.also([semantic.paper_vector(p) for p in liked_all],
+                                          taken))
+        return Selection(subscriber=subscriber, picks=picks, more=more, cut=cut, also=also)
+
+
+def _bit_array(mask: int, n: int) -> np.ndarray:
+    """The set bits of ``mask`` (below ``n``) as an ascending array, without a Python loop."""
+    raw = np.frombuffer(mask.to_bytes((n + 7) // 8 or 1, "little"), dtype=np.uint8)
+    return np.flatnonzero(np.unpackbits(raw, bitorder="little"))
+
+
+def _placed(tiers: Sequence[_Tier], i: int) -> tuple[int, _Group]:
+    """Paper ``i``'s score and who builds its pick, from the tiers it is in."""
+    low = 1 << i
+    for score, union, tier in tiers:
+        if union & low:
+            for mask, group in tier:
+                if mask & low:
+                    return score, group
+    raise KeyError(i)
+
+
+def _distinct(reasons: list[Reason]) -> list[Reason]:
+    """Reasons title first, one per (topic, spelling): two terms of a topic may find a paper
+    through the same spelling ("quantization" itself, and "quantization (same as low-bit)");
+    the plain one is kept."""
+    reasons.sort(key=lambda r: (r.where != "title", r.via != ""))
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for reason in reasons:
+        key = (reason.topic, reason.term.casefold())
+        if key not in seen:
+            seen.add(key)
+            out.append(reason)
+    return out
 
 
 @contextmanager
@@ -494,7 +644,8 @@ def _gc_paused() -> Iterator[None]:
 
 
 def plan(papers: Iterable[Paper], subscribers: Iterable[Subscriber],
-         history: Mapping[str, frozenset[str]], *, build_cuts: bool = False
+         history: Mapping[str, frozenset[str]], *, build_cuts: bool = False,
+         vocabulary: Vocabulary | None = None, feedback: Mapping[str, Feedback] | None = None
          ) -> tuple[Selection, ...]:
     """Every subscriber's selection against one index; ``history`` keys are lower-cased emails.
 
@@ -503,6 +654,12 @@ def plan(papers: Iterable[Paper], subscribers: Iterable[Subscriber],
     paused (its full passes over a big plan cost more than building the picks: 2 s for
     900,000 cut picks on this machine)."""
     with _gc_paused():
-        selector = Selector(papers)
+        selector = Selector(papers, vocabulary)
+        subscribers = tuple(subscribers)
+        abouts = [t.about for s in subscribers for t in s.topics if t.about]
+        if abouts:
+            selector.semantic.prepare(abouts)  # one batch for every sentence of the run
+        feedback = feedback or {}
         return tuple(selector.select(s, history.get(s.email.lower(), frozenset()),
-                                     with_cut=build_cuts) for s in subscribers)
+                                     feedback.get(s.email.lower()), with_cut=build_cuts)
+                     for s in subscribers)

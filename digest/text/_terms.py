@@ -25,18 +25,22 @@ def normalize(text: str) -> str:
 
 
 def term_words(raw: str) -> tuple[tuple[str, ...], bool]:
-    """A term's folded words (runs of letters and digits) and whether it ends in ``*``."""
+    """A term's folded words (runs of letters and digits) and whether it ends in ``*``. A
+    leading ``=`` (an exact term) is not a word."""
     text = raw.strip()
-    return tuple(_TOKEN.findall(normalize(text.rstrip("*")))), text.endswith("*")
+    body = text[1:] if text.startswith("=") else text
+    return tuple(_TOKEN.findall(normalize(body.rstrip("*")))), text.endswith("*")
 
 
 def term_problem(raw: str) -> str | None:
     """Why a term can never match, or None when it is usable."""
     text = raw.strip()
-    if not text:
+    if not text or text == "=":
         return "empty term"
     if not term_words(text)[0]:
         return f"term {text!r} has no letters or digits, so it can never match"
     if "*" in text.rstrip("*"):
         return f"term {text!r}: '*' is only a wildcard at the end of a term"
+    if text.startswith("=") and text.endswith("*"):
+        return f"term {text!r}: '=' (exact) and a trailing '*' (prefix) do not combine"
     return None

@@ -67,7 +67,7 @@ def test_json_is_the_documented_shape_in_rank_order(runner: CliRunner) -> None:
     assert list(data) == ["subscribers"]
     assert [s["email"] for s in data["subscribers"]] == [s.email for s in config.subscribers]
     for got, want in zip(data["subscribers"], expected, strict=True):
-        assert list(got) == ["email", "papers", "cut", "skipped_reason"]
+        assert list(got) == ["email", "papers", "cut", "skipped_reason", "also"]
         assert got["skipped_reason"] is None
         assert [p["id"] for p in got["papers"]] == [p.paper.id for p in want.picks]
         assert [p["id"] for p in got["cut"]] == [p.paper.id for p in want.cut]
@@ -130,7 +130,7 @@ def test_no_match_and_unsubscribed(runner: CliRunner) -> None:
     data = as_json(run(runner, "--config", "one.yaml", "--json"))
     bob = data["subscribers"][1]
     assert bob == {"email": "bob@example.org", "papers": [], "cut": [],
-                   "skipped_reason": "no new papers match your topics"}
+                   "skipped_reason": "no new papers match your topics", "also": []}
     with Ledger(Path("digest.db")) as ledger:
         ledger.suppress("ada@example.org", now=NOW)
     data = as_json(run(runner, "--config", "one.yaml", "--json"))

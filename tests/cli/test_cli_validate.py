@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -133,3 +134,26 @@ def test_validate_warns_about_unsubscribed_addresses_still_in_the_file(tmp_path:
             "digest.db) and gets nothing; remove the entry, or run "
             "'digest unsubscribe --undo Bob@example.org'") in warned.output
     assert "ada@example.org" not in warned.output.split("OK")[0]
+
+
+def test_papers_measure_the_terms_and_warn_on_stderr(runner: CliRunner) -> None:
+    Path("subscribers.yaml").write_text(
+        "subscribers:\n"
+        "  - email: ada@example.org\n"
+        "    topics: ['=pretrained', 'zebra crossing']\n")
+    papers = [{"id": f"p{i}", "title": "Pre-trained models" if i else "Pretrained models",
+               "abstract": "Text."} for i in range(3)]
+    Path("papers.json").write_text(json.dumps(papers))
+    result = run(runner, "--papers", "papers.json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "subscribers.yaml:2: subscribers[0].topics[0].include[0]: warning: '=pretrained' "
+        "found 1 paper, 'pretrained' 3",
+        "subscribers.yaml:2: subscribers[0].topics[1].include[0]: warning: 'zebra crossing' "
+        "is in none of today's 3 papers"]
+    assert result.stdout.startswith("subscribers.yaml: OK, 1 subscriber")
+    # the same warnings from `digest plan`, on stderr, the JSON on stdout untouched
+    plan = runner.invoke(main, ["plan", "--papers", "papers.json", "--json"], prog_name="digest")
+    assert plan.exit_code == 0, plan.output
+    assert plan.stderr == result.stderr
+    assert json.loads(plan.stdout)["subscribers"][0]["email"] == "ada@example.org"

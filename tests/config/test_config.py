@@ -298,7 +298,7 @@ def test_unknown_keys_name_the_allowed_ones_and_the_close_match(here: Path) -> N
         "queue_password_env",
         "subscribers.yaml:5: subscribers[0].topics[0].includes: unknown key (did you mean "
         "'include'?); allowed: name, include, require, exclude, categories, authors, "
-        "min_upvotes",
+        "min_upvotes, expand, about, like",
         "subscribers.yaml:6: subscribers[0].frobnicate: unknown key; allowed: email, name, "
         "timezone, schedule, max_papers, topics, categories, authors, min_upvotes, feeds",
         "subscribers.yaml:7: extra: unknown key; allowed: settings, subscribers",
@@ -513,6 +513,32 @@ def test_metadata_filters(here: Path) -> None:
     assert (ada.categories, ada.authors, ada.min_upvotes) == (
         ("cs.CV", "stat.ML", "hep-th"), ("Kaiming He",), 0)
     assert (ada.topics[0].categories, ada.topics[0].min_upvotes) == (("cs.LG",), 5)
+
+
+def test_topic_vocabulary_and_semantic_keys(here: Path) -> None:
+    text = """
+        subscribers:
+          - email: ada@example.org
+            topics:
+              - {include: [GNN], expand: false, about: "Graph learning.", like: ["2406.01234"]}
+              - {include: [x], expand: "no"}
+        """
+    assert problems(here, text) == [
+        "subscribers.yaml:5: subscribers[0].topics[1].expand: expected true or false, got 'no'"]
+    topic = load(here, text.replace('expand: "no"', "expand: true")).subscribers[0].topics[0]
+    assert (topic.expand, topic.about, topic.like) == (False, "Graph learning.", ("2406.01234",))
+
+
+def test_terms_pass_the_selections_own_check(here: Path) -> None:
+    assert problems(here, """
+        subscribers:
+          - email: ada@example.org
+            topics: ["zero*shot", {include: ["=quant*"]}]
+        """) == [
+        "subscribers.yaml:3: subscribers[0].topics[0]: term 'zero*shot': '*' is only a "
+        "wildcard at the end of a term",
+        "subscribers.yaml:3: subscribers[0].topics[1].include[0]: term '=quant*': '=' (exact) "
+        "and a trailing '*' (prefix) do not combine"]
     assert problems(here, """
         subscribers:
           - email: ada@example.org
