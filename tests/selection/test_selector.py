@@ -496,7 +496,8 @@ def _packed(rank: Rank) -> float:
 
 
 def selector_cut(papers: Any, s: Subscriber, history: dict[str, frozenset[str]]) -> Any:
-    return Selector(papers).select(s, history.get(s.email, frozenset()), with_cut=True).cut
+    return Selector(papers, Vocabulary([])).select(s, history.get(s.email, frozenset()),
+                                                   with_cut=True).cut
 
 
 def _quantization(max_papers: int, *, with_cut: bool = False) -> Any:

@@ -68,7 +68,7 @@ def test_repeated_acronyms_do_not_outrank_a_title_hit() -> None:
                      max_papers=5, topics=(Topic(name="t", include=("GAN",)),))
     selection, = plan(papers, [sub], {})
     assert [p.paper.id for p in selection.picks] == ["title", "repeats"]
-    assert selection.picks[1].score == 1002  # six mentions count as two
+    assert selection.picks[1].rank == (0, 1, 2)  # six mentions count as two
 
 
 def test_a_custom_vocabulary_same_spellings_both_ways() -> None:
