@@ -163,10 +163,10 @@ def plan(config_path: Path, papers_path: Path | None, as_json: bool, emails: tup
 
     selections = tuple(skipped(s) for s in plan_selections(papers, subscribers, history,
                                                            build_cuts=True, feedback=feedback))
-    # The terms measured on these papers, on stderr: as `digest validate --papers` says.
-    for line in term_warning_lines(config, Selector(papers), str(config_path),
-                                   {s.email.lower() for s in subscribers}):
-        click.echo(line, err=True)
+    if not as_json:  # the terms measured on these papers, as `digest validate --papers` says
+        for line in term_warning_lines(config, Selector(papers), str(config_path),
+                                       {s.email.lower() for s in subscribers}):
+            click.echo(line, err=True)
     if as_json:
         click.echo(json.dumps(plan_json(selections), indent=2, ensure_ascii=False))
     else:
