@@ -164,6 +164,9 @@ def naive_plan(papers: tuple[Paper, ...], subscribers: list[Subscriber]
                     continue
                 if not all(ok(t) for t in topic.require) or any(ok(t) for t in topic.exclude):
                     continue
+                own = {found[r][0]: found[r][1:] for r in topic.include + topic.require if ok(r)}
+                if not topic.passing_mentions and list(own.values()) == [(False, 1)]:
+                    continue  # one mention of one term in the abstract: in passing
                 matched = True
                 for raw in topic.include + topic.require:
                     key, in_title, count = found[raw]
@@ -214,6 +217,13 @@ def index_sort_plan(papers: tuple[Paper, ...], subscribers: list[Subscriber]
                 if not (_naive_meta(p, s.categories, s.authors, s.min_upvotes)
                         and _naive_meta(p, topic.categories, topic.authors, topic.min_upvotes)):
                     continue
+                own: dict[Any, tuple[bool, int]] = {}
+                for r in topic.include + topic.require:
+                    h = hits(r).papers.get(i)
+                    if h is not None:
+                        own.setdefault(compile_term(r).key, h)
+                if not topic.passing_mentions and list(own.values()) == [(False, 1)]:
+                    continue  # one mention of one term in the abstract: in passing
                 found = per_paper.setdefault(i, {})
                 for raw in topic.include + topic.require:
                     h = hits(raw)

@@ -82,6 +82,7 @@ class Topic:
     authors: tuple[str, ...] = ()
     min_upvotes: int | None = None
     expand: bool = True  # also find the other spellings the vocabulary knows (False: as written)
+    passing_mentions: bool = False  # True: one mention of one term in the abstract is a match
     about: str | None = None  # one sentence on the interest: re-ranks what the terms let through
     like: tuple[str, ...] = ()  # arXiv ids of papers liked: re-rank, and "you may also like"
 

@@ -69,7 +69,7 @@ LISTING_LIMIT = 2000
 SUBSCRIBER_KEYS = ("email", "name", "timezone", "schedule", "max_papers", "topics",
                    "categories", "authors", "min_upvotes", "feeds")
 TOPIC_KEYS = ("name", "include", "require", "exclude", "categories", "authors", "min_upvotes",
-              "expand", "about", "like")
+              "expand", "passing_mentions", "about", "like")
 
 _SECRET = ("never put secrets in the YAML: remove it, put the {what} in an environment variable "
            "and give that variable's name in {key} (e.g. {key}: {example})")
@@ -521,6 +521,7 @@ class _People:
             "authors": r.strings,
             "min_upvotes": upvotes,
             "expand": r.flag,
+            "passing_mentions": r.flag,
             "about": lambda n, k: r.text(n, k, what="one sentence", optional=True),
             "like": lambda n, k: r.strings(n, k, what="a list of arXiv ids",
                                            item="an arXiv id"),

@@ -81,6 +81,9 @@ def _score(title_terms: int, terms: int, abstract_hits: int) -> int:
     return title_terms * 1_000_000 + terms * 1_000 + abstract_hits
 
 
+PASSING = 1_001  # the score of one mention of one term in the abstract alone: in passing
+
+
 def _rank(score: int) -> Rank:
     return Rank(score // 1_000_000, score // 1_000 % 1_000, score % 1_000)
 
@@ -105,7 +108,7 @@ class _OneTerm:
     other term of that topic does: they depend on nothing else (the score says title or
     abstract), so every such topic, across subscribers, shares them."""
 
-    __slots__ = ("labels", "name", "papers", "picks", "reasons", "tiers", "topics")
+    __slots__ = ("labels", "name", "papers", "picks", "reasons", "strict", "tiers", "topics")
 
     def __init__(self, name: str, raw: str, papers: tuple[Paper, ...],
                  labels: _Labels | None = None) -> None:
@@ -118,6 +121,7 @@ class _OneTerm:
         self.labels: _Labels = labels or {}  # papers found through another spelling
         self.picks: dict[int, Pick] = {}
         self.tiers: tuple[_Tier, ...] | None = None  # of a topic made of this term alone
+        self.strict: tuple[_Tier, ...] | None = None  # the same without passing mentions
 
     def pick(self, i: int, score: int) -> Pick:
         pick = self.picks.get(i)
@@ -159,18 +163,24 @@ class _CompiledTopic:
 
     def __init__(self, name: str, mask: int, terms: list[_CompiledTerm],
                  term_tiers: Callable[[_CompiledTerm], _Tiers],
-                 one_term: Callable[[str, _CompiledTerm], _OneTerm]) -> None:
+                 one_term: Callable[[str, _CompiledTerm], _OneTerm], dropped: int = 0) -> None:
         self.name = name
         self.mask = mask
         self.terms = [term.entry for term in terms]
-        if len(terms) == 1 and mask == terms[0].anywhere:
-            # The common topic: one term, no filter that bites. Its tiers are the term's own,
-            # shared by every topic with this name and term.
+        if len(terms) == 1 and mask == terms[0].anywhere & ~dropped:
+            # The common topic: one term, no filter that bites (but the passing mentions,
+            # ``dropped``). Its tiers are the term's own, shared by every topic with this
+            # name and term.
             group = one_term(name, terms[0])
             if group.tiers is None:
                 group.tiers = tuple((score, tier, ((tier, group),))
                                     for score, tier in term_tiers(terms[0]))
-            self.tiers = group.tiers
+            if not dropped:
+                self.tiers = group.tiers
+                return
+            if group.strict is None:
+                group.strict = tuple(t for t in group.tiers if t[0] != PASSING)
+            self.tiers = group.strict
             return
         once = twice = 0
         for term in terms:
@@ -366,8 +376,21 @@ class Selector:
             if term.key[0][0]:  # a term with no letters or digits never matches
                 positive.setdefault(term.key, term)
         terms = list(positive.values())
+        dropped = 0
+        if not topic.passing_mentions and terms:
+            # A passing mention (one mention of one term in the abstract, and no other term
+            # of the topic anywhere) is not a pick: a word named once, as an example domain
+            # or one task among several, says little about what a paper is about.
+            once = twice = 0
+            for term in terms:
+                anywhere = term.anywhere & mask
+                twice |= once & anywhere
+                once |= anywhere
+            for term in terms:
+                dropped |= dict(self._tiers_of(term)).get(PASSING, 0) & ~twice
+            mask &= ~dropped
         compiled = self._topics[topic] = _CompiledTopic(topic.name, mask, terms, self._tiers_of,
-                                                        self._one_term)
+                                                        self._one_term, dropped)
         return compiled
 
     # ------------------------------------------------------------------ picks

@@ -298,7 +298,7 @@ def test_unknown_keys_name_the_allowed_ones_and_the_close_match(here: Path) -> N
         "queue_password_env",
         "subscribers.yaml:5: subscribers[0].topics[0].includes: unknown key (did you mean "
         "'include'?); allowed: name, include, require, exclude, categories, authors, "
-        "min_upvotes, expand, about, like",
+        "min_upvotes, expand, passing_mentions, about, like",
         "subscribers.yaml:6: subscribers[0].frobnicate: unknown key; allowed: email, name, "
         "timezone, schedule, max_papers, topics, categories, authors, min_upvotes, feeds",
         "subscribers.yaml:7: extra: unknown key; allowed: settings, subscribers",

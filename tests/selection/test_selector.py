@@ -53,7 +53,9 @@ def selector_for(papers: tuple[Paper, ...]) -> Selector:
 
 
 def ids(*terms: str, papers: tuple[Paper, ...] = PAPERS, **topic: Any) -> list[str]:
-    """Ids picked (rank order) for one topic including ``terms``."""
+    """Ids picked (rank order) for one topic including ``terms`` (passing mentions count:
+    these tests are about what a term finds)."""
+    topic.setdefault("passing_mentions", True)
     topic_ = Topic(name="t", include=terms, **topic)
     selection = selector_for(papers).select(sub(topic_))
     return [p.paper.id for p in selection.picks]
@@ -169,8 +171,8 @@ def test_include_any_require_all_exclude_none() -> None:
 
 
 def test_any_topic_is_enough() -> None:
-    s = sub(Topic(name="quant", include=("quantization",)),
-            Topic(name="unlearning", include=("unlearn*",)))
+    s = sub(Topic(name="quant", include=("quantization",), passing_mentions=True),
+            Topic(name="unlearning", include=("unlearn*",), passing_mentions=True))
     got = {p.paper.id for p in selector_for(PAPERS).select(s).picks}
     assert got == idset("quantization") | idset("unlearn*")
 
@@ -236,11 +238,14 @@ def test_topic_with_only_metadata_matches_by_metadata() -> None:
 # --------------------------------------------------------------------------- ranking
 
 
-def test_passing_mention_ranks_last() -> None:
-    ranked = ids("quantization")
-    # TinySAM (47) mentions quantization once, in its abstract only.
+def test_a_passing_mention_is_no_pick_unless_asked_for() -> None:
+    # TinySAM (47) mentions quantization once, in its abstract only: in passing.
     assert normalize(PAPERS[47].abstract).count("quantization") == 1
-    assert ranked[-1] == "seed-47"
+    assert ids("quantization")[-1] == "seed-47"  # passing_mentions: true, it ranks last
+    strict = ids("quantization", passing_mentions=False)
+    assert "seed-47" not in strict and strict == ids("quantization")[:-1]
+    # with another term of the topic in the same paper it is no passing mention
+    assert "seed-47" in ids("quantization", "segment anything", passing_mentions=False)
 
 
 def test_title_hit_outranks_abstract_hits() -> None:
@@ -437,6 +442,10 @@ def _reference(papers: tuple[Paper, ...], s: Subscriber, history: frozenset[str]
             if not all(any(hit(t)) for t in topic.require) or any(any(hit(t))
                                                                    for t in topic.exclude):
                 continue
+            own = {compile_term(raw).key: hit(raw) for raw in topic.include + topic.require
+                   if any(hit(raw))}
+            if not topic.passing_mentions and list(own.values()) == [(False, 1)]:
+                continue  # one mention of one term in the abstract: in passing
             matched = True
             for raw in topic.include + topic.require:
                 in_title, count = hit(raw)
@@ -468,7 +477,8 @@ def test_selection_agrees_with_a_reference_on_random_subscribers() -> None:
                   require=tuple(rng.sample(terms, 1)) if rng.random() < 0.15 else (),
                   exclude=tuple(rng.sample(terms, 1)) if rng.random() < 0.3 else (),
                   categories=("cs",) if rng.random() < 0.05 else (),
-                  min_upvotes=rng.choice((None, None, None, 5)))
+                  min_upvotes=rng.choice((None, None, None, 5)),
+                  passing_mentions=rng.random() < 0.3)
             for _ in range(rng.choice((1, 2, 3))))
         subscribers.append(sub(*topics, max_papers=rng.randrange(1, 8), email=f"u{n}@x.org",
                                authors=("yao",) if rng.random() < 0.05 else ()))

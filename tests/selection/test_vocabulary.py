@@ -34,6 +34,7 @@ PAPERS = (
 
 def picks(*terms: str, papers: tuple[Paper, ...] = PAPERS, vocabulary: Vocabulary | None = None,
           **topic: object) -> dict[str, str]:
+    topic.setdefault("passing_mentions", True)  # these papers are one-liners
     sub = Subscriber(email="a@x.org", name=None, timezone="UTC", schedule="0 7 * * *",
                      max_papers=20, topics=(Topic(name="t", include=terms, **topic),))  # type: ignore[arg-type]
     selection, = plan(papers, [sub], {}, vocabulary=vocabulary)
