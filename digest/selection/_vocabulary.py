@@ -11,8 +11,8 @@ the rules that read it:
 - spellings are compared by ``spelling_key``: the term's words run together, the last one
   stemmed (acronyms: singular), so "graph neural networks" and "Graph-Neural-Network" are one;
 - a short acronym is *ambiguous* when the abbreviations seen in abstracts (shipped, plus the
-  day's papers) give it a long form unrelated to the one it stands for here (ASR: automatic
-  speech recognition, but also attack success rate). The selector then counts it only in a
+  day's papers) give it a long form sharing no meaningful word with the one it stands for
+  here (ASR: automatic speech recognition, but also attack success rate). The selector then counts it only in a
   paper that defines it as the intended long form, or names that long form or one of its
   distinctive words ("speech").
 
@@ -61,14 +61,28 @@ def _words(long_form: str) -> set[str]:
 
 
 def same_long_form(a: str, b: str) -> bool:
-    """Whether two long forms of one abbreviation name one thing: more than half of the
-    words of the shorter one (stemmed) are in the other ("generative adversarial nets" and
-    "... networks"; not "attack success rate" and "automatic speech recognition")."""
+    """Whether two long forms of one abbreviation name one thing: the same spelling once run
+    together, or more than half of the words of the shorter one (stemmed) in the other
+    ("generative adversarial nets" and "... networks"; not "attack success rate" and
+    "automatic speech recognition")."""
+    if spelling_key(a) == spelling_key(b):  # "rein forcement learning", "auto encoders"
+        return True
     wa, wb = _words(a), _words(b)
     if not wa or not wb:
         return False
     shared = len(wa & wb)
     return shared * 2 > min(len(wa), len(wb))
+
+
+def unrelated(a: str, b: str) -> bool:
+    """Whether two long forms share no meaningful word at all (attack success rate,
+    automatic speech recognition): a near-spelling ("convolutional nns") is not another
+    meaning."""
+    if same_long_form(a, b):
+        return False
+    wa = {stem(w) for w in compile_term(a).words if w not in _GENERIC}
+    wb = {stem(w) for w in compile_term(b).words if w not in _GENERIC}
+    return not wa & wb
 
 
 @dataclass(frozen=True)
@@ -155,8 +169,8 @@ class Vocabulary:
         seen = [lf for lf, _n in self.abbreviations.get(spelling_key(short), ())]
         seen.extend(also_seen)
         if not intended:
-            return any(not same_long_form(seen[0], lf) for lf in seen[1:])
-        return any(not any(same_long_form(lf, i) for i in intended) for lf in seen)
+            return any(unrelated(seen[0], lf) for lf in seen[1:])
+        return any(all(unrelated(lf, i) for i in intended) for lf in seen)
 
     def cue_words(self, short: str) -> tuple[str, ...]:
         """Distinctive words of the intended long forms ("speech" for ASR): a paper that

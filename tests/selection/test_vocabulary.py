@@ -16,6 +16,7 @@ from digest.selection._vocabulary import (
     same_long_form,
     shipped_vocabulary,
     spelling_key,
+    unrelated,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +88,11 @@ def test_spelling_keys_and_long_forms() -> None:
     assert spelling_key("GANs") == spelling_key("GAN") != spelling_key("NAS")[:-1]
     assert same_long_form("generative adversarial nets", "generative adversarial networks")
     assert not same_long_form("attack success rate", "automatic speech recognition")
+    assert same_long_form("rein forcement learning", "reinforcement learning")  # run together
+    # another meaning shares no meaningful word; a near-spelling is not another meaning
+    assert unrelated("attack success rate", "automatic speech recognition")
+    assert unrelated("cost of transport", "chain of thought")  # "of" says nothing
+    assert not unrelated("convolutional nns", "convolutional neural network")
 
 
 def test_schwartz_hearst_finds_long_forms() -> None:
