@@ -362,6 +362,7 @@ class Digest:
     publisher: str | None = None  # the sender's display name: the masthead and footer
     sender_address: str | None = None  # the From address, named in the footer
     archive_url: str | None = None  # the subscriber's past digests on digest serve, with base_url
+    also: tuple[DigestItem, ...] = ()  # "you may also like" (Selection.also), after the cards
 
 
 # --------------------------------------------------------------------------- renderer

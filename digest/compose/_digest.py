@@ -103,4 +103,5 @@ def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition
         publisher=publisher or None,
         sender_address=sender_addr,
         archive_url=archive_url,
+        also=tuple(DigestItem(pick=p, summary=summaries[p.paper.id]) for p in selection.also),
     )

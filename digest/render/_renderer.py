@@ -206,6 +206,9 @@ def _term_key(term: str) -> str:
 
 
 def _reason_view(reasons: tuple[Reason, ...]) -> _ReasonView:
+    if reasons and all(r.via == "like" for r in reasons):  # a "you may also like" paper
+        texts = tuple(dict.fromkeys(str(r) for r in reasons))
+        return _ReasonView(texts=texts, tags=texts, matched=texts[0])
     best: dict[str, Where] = {}  # topic -> where its best hit is (title beats abstract)
     terms: dict[str, tuple[str, Where]] = {}  # term key -> (term as first written, where)
     for r in reasons:
@@ -336,13 +339,20 @@ def _cards(items: Sequence[DigestItem]) -> tuple[Card, ...]:
 
 
 DEFAULT_PUBLISHER = "Paper Digest"
+ALSO = "You may also like"  # the heading of Digest.also's cards
 
 
 def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
-    """Everything the templates see. ``keep`` cuts the cards to the best ``keep``."""
+    """Everything the templates see. ``keep`` cuts the cards to the best ``keep`` (the items,
+    then the "you may also like" ones)."""
     items = digest.items if keep is None else digest.items[:keep]
     cards = _cards(items)
     dropped = len(digest.items) - len(cards)
+    # "you may also like" after the cards, under their own heading; the first to go when
+    # the email is too big (``keep`` counts them after the items)
+    also = digest.also if keep is None else digest.also[:max(0, keep - len(digest.items))]
+    cards += tuple(Card(item, len(cards) + n, section=ALSO if n == 1 else None)
+                   for n, item in enumerate(also, 1))
     sub = digest.subscriber
     unsubscribe = http_url(digest.unsubscribe_url)
     if unsubscribe is None and digest.unsubscribe_mailto \
@@ -426,7 +436,7 @@ class Renderer:
     def render(self, digest: Digest) -> RenderedEmail:
         """Subject, HTML and text for ``digest``, with the lowest-ranked cards dropped whole
         until the HTML fits ``max_bytes``."""
-        keep = len(digest.items)
+        keep = len(digest.items) + len(digest.also)
         while True:
             ctx = context(digest, keep)
             html = self.html(ctx)

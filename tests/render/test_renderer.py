@@ -595,3 +595,26 @@ def test_a_long_digest_stays_far_below_gmail_clipping(renderer: Renderer) -> Non
     r = renderer.render(longest)
     assert len(longest.items) == 10 and r.dropped == 0
     assert len(r.html.encode()) < 60_000  # Gmail clips past 102 KB
+
+
+def test_you_may_also_like_follows_the_cards_labelled_and_goes_first_when_too_big() -> None:
+    base = fixed_digest()
+    liked = base.items[0].pick.paper.title
+    paper = dataclasses.replace(base.items[1].pick.paper, id="also-1", title="A Close Cousin")
+    extra = DigestItem(
+        pick=Pick(paper=paper, topics=("Quantization",), rank=Rank(0, 0, 0),
+                  reasons=(Reason("Quantization", liked, "abstract", "like"),)),
+        summary=Summary(paper_id="also-1", title="A Close Cousin", headline="It is close."))
+    digest = dataclasses.replace(base, also=(extra,))
+    r = Renderer().render(digest)
+    assert r.papers[-1] == "also-1" and len(r.papers) == len(base.items) + 1
+    assert "YOU MAY ALSO LIKE" in r.text.upper()
+    text = r.text[r.text.upper().index("YOU MAY ALSO LIKE"):]
+    assert "A Close Cousin" in text and f"close to your paper «{liked}»" in " ".join(text.split())
+    assert "You may also like" in r.html and "A Close Cousin" in r.html
+    assert "close to your paper «" in r.html
+    assert r.html == Renderer(fast=False).render(digest).html  # the fast path agrees
+    assert Renderer().render(base).html == Renderer().render(dataclasses.replace(base, also=())).html
+    # too big: the extra card goes before any paper the terms found
+    small = Renderer(max_bytes=len(Renderer().render(base).html.encode()) + 10).render(digest)
+    assert "also-1" not in small.papers and len(small.papers) == len(base.items)
