@@ -80,11 +80,12 @@ def build_previews(config: Config, papers: Sequence[Paper], now: datetime,
         history = selection_histories(subscribers, ledger, now)  # the one rule a send uses
         suppressed = ledger.suppressed()
         chosen = {p.email: p for p in ledger.all_preferences()}  # digest serve's, over the YAML
+        feedback = ledger.feedback()  # digest feedback, as a send reads it
     subscribers = [chosen[s.email.lower()].apply(s) if s.email.lower() in chosen else s
                    for s in subscribers]
     summaries = LazySummaries(papers, settings.summary_chars)
     out: list[Preview] = []
-    for selection in plan(papers, subscribers, history):
+    for selection in plan(papers, subscribers, history, feedback=feedback):
         sub = selection.subscriber
         digest = build_digest(selection, summaries, edition_for(sub, now), now, settings,
                               unsubscribe_secret=secret)
