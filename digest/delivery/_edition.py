@@ -220,7 +220,8 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
         if selection is None:
             known = edition_history(ledger.history_for(email) if history is None else history,
                                     row, force=force)
-            selection = (selector or Selector(papers)).select(subscriber, known)
+            selection = (selector or Selector(papers)).select(
+                subscriber, known, ledger.feedback().get(email))  # digest feedback
         if not selection.picks:
             why = f"{_NOTHING_NEW}: {selection.skipped_reason}" \
                 if selection.skipped_reason else _NOTHING_NEW
