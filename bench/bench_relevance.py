@@ -42,7 +42,7 @@ from digest.feeds import load_papers  # noqa: E402
 from digest.models import Selection, Subscriber  # noqa: E402
 from digest.selection import plan  # noqa: E402
 
-DATA = Path(os.environ.get("DIGEST_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DATA = Path(os.environ.get("DIGEST_DATA", ROOT.parent / "shared" / "data"))
 
 
 def with_about(subscriber: Subscriber, about: str) -> Subscriber:
@@ -89,7 +89,7 @@ def main() -> None:
             print(f"# before: {args.baseline}\n", flush=True)
             subprocess.run([sys.executable, str(Path(tmp) / "bench" / "bench_relevance.py"),
                             *rest], check=True, env={**os.environ, "PYTHONPATH": tmp,
-                                                     "DIGEST_SHARED_DATA": str(DATA)})
+                                                     "DIGEST_DATA": str(DATA)})
             print("# after: this checkout\n", flush=True)
     config = load_config(args.data / "subscribers.yaml")
     papers = load_papers(args.data / "pool.json")
