@@ -42,12 +42,18 @@ def _model() -> Any:
                                     disable_download=True)
 
 
-def embed(texts: Sequence[str]) -> np.ndarray:
-    """Unit vectors, one row per text."""
+def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Unit vectors, one row per text; each distinct text embedded once. A batch is padded
+    to its longest text: big batches pay off for short sentences, not for abstracts."""
     if not texts:
         return np.zeros((0, 256), dtype=np.float32)
-    out = np.asarray(_model().embed(list(texts), norm=True, batch_size=256), dtype=np.float32)
-    return out
+    distinct = list(dict.fromkeys(texts))
+    rows = np.asarray(_model().embed(distinct, norm=True, batch_size=batch_size),
+                      dtype=np.float32)
+    if len(distinct) == len(texts):
+        return rows
+    where = {text: n for n, text in enumerate(distinct)}
+    return rows[[where[t] for t in texts]]
 
 
 def _stem_all(words: list[str]) -> list[str]:
@@ -91,7 +97,7 @@ class Semantic:
         todo = [a for a in dict.fromkeys(abouts) if a not in self._about]
         if not todo:
             return
-        vectors = embed(todo)
+        vectors = embed(todo, batch_size=256)
         close = vectors @ self.vectors.T  # one matrix product for every sentence
         for about, vector, row in zip(todo, vectors, close):
             self._about[about] = vector
