@@ -15,13 +15,14 @@ becomes a concept of its own); every mined long form is kept under its short for
 often it was seen, so the selector can tell an ambiguous acronym (MT: machine translation,
 magnetotelluric). Deterministic: the same inputs give byte-identical JSON.
 
-    .venv/bin/python scripts/build_vocabulary.py [--data ../shared/data] [--check]
+    .venv/bin/python scripts/build_vocabulary.py [--data DIR] [--check]   # or DIGEST_DATA=DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -139,7 +140,9 @@ def build(data: Path) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("DIGEST_DATA") or
+                                                      ROOT.parent / "shared" / "data"),
+                    help="the shared data folder (default: $DIGEST_DATA or ../shared/data)")
     ap.add_argument("--check", action="store_true", help="fail if the shipped file differs")
     args = ap.parse_args()
     text = json.dumps(build(args.data), ensure_ascii=False, indent=0, sort_keys=True) + "\n"
