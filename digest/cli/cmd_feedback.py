@@ -17,7 +17,7 @@ from digest.cli._base import config_option, main, papers_option
 from digest.config import load_config
 from digest.errors import InputError
 from digest.feeds import papers_for
-from digest.ledger import Ledger
+from digest.ledger import open_ledger
 from digest.text import clean_text
 
 
@@ -54,7 +54,7 @@ def feedback(config_path: Path, papers_path: Path | None, email: str, more: tupl
         where = papers_path if papers_path is not None else "the configured feed"
         raise InputError(config.path, f"no paper {', '.join(map(repr, missing))} in {where}; "
                                       "pass --papers FILE with the papers it came from")
-    with Ledger(config.settings.database) as ledger:
+    with open_ledger(config.settings.database) as ledger:
         for verdict, ids in (("more", more), ("less", less)):
             for paper_id in ids:
                 ledger.record_feedback(subscriber.email, papers[paper_id], verdict, now=now)

@@ -43,6 +43,8 @@ from digest.models import (
     Config,
     Delivery,
     DeliveryState,
+    Feedback,
+    Paper,
     PostgresDatabase,
     Preferences,
     Settings,
@@ -80,6 +82,12 @@ class ClaimedLedger:
 
     def is_suppressed(self, email: str) -> bool:
         return self._ledger.is_suppressed(email)
+
+    def record_feedback(self, email: str, paper: Paper, verdict: str, *, now: datetime) -> None:
+        self._ledger.record_feedback(email, paper, verdict, now=now)
+
+    def feedback(self) -> dict[str, Feedback]:
+        return self._ledger.feedback()
 
     def rows(self, email: str | None = None, *, limit: int | None = None
              ) -> tuple[LedgerRow, ...]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ from click.testing import CliRunner, Result
 
 from digest.cli import main
 from digest.ledger import Ledger
-from digest.models import Feedback, Paper
 
 CONFIG = """\
 settings:
@@ -66,17 +64,6 @@ def test_feedback_is_recorded_and_the_plan_uses_it(runner: CliRunner) -> None:
     assert ada["also"][0]["reasons"] == [
         "close to your paper «Learning for streaming speech recognition»"]
     assert [p["id"] for p in ada["papers"]][-1] == "images"  # disliked: last
-
-
-def test_a_later_verdict_replaces_the_earlier_one(tmp_path: Path) -> None:
-    now = datetime(2026, 11, 25, tzinfo=timezone.utc)
-    paper = Paper(id="x", title="T", abstract="A")
-    with Ledger(tmp_path / "d.db") as ledger:
-        ledger.record_feedback("A@x.org", paper, "more", now=now)
-        ledger.record_feedback("a@x.org", paper, "less", now=now)
-        assert ledger.feedback() == {"a@x.org": Feedback(more=(), less=(paper,))}
-        with pytest.raises(ValueError):
-            ledger.record_feedback("a@x.org", paper, "maybe", now=now)
 
 
 def test_errors_are_clear(runner: CliRunner) -> None:

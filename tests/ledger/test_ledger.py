@@ -16,7 +16,7 @@ import pytest
 from digest.errors import LedgerError, LockedError
 from digest.ledger import Ledger, LedgerStore, SendLock, open_ledger
 from digest.ledger._sqlite import send_lock
-from digest.models import PostgresDatabase
+from digest.models import Feedback, Paper, PostgresDatabase
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 ED = date(2026, 11, 25)
@@ -295,3 +295,16 @@ def test_the_send_lock_is_keyed_on_the_resolved_database_file(tmp_path: Path) ->
         for other in (tmp_path / "link.db", tmp_path / "alias" / "digest.db"):
             with pytest.raises(LockedError, match="another digest process"):
                 SendLock(other).acquire()
+
+
+def test_feedback_keeps_the_latest_verdict_with_the_papers_text(ledger: LedgerStore) -> None:
+    paper = Paper(id="2406.01234", title="T", abstract="An abstract.")
+    other = Paper(id="2406.05678", title="U", abstract="Another.")
+    assert ledger.feedback() == {}
+    ledger.record_feedback("A@x.org", paper, "more", now=NOW)
+    ledger.record_feedback("a@x.org", other, "more", now=NOW + timedelta(seconds=1))
+    assert ledger.feedback() == {"a@x.org": Feedback(more=(paper, other), less=())}
+    ledger.record_feedback("a@x.org", paper, "less", now=NOW + timedelta(seconds=2))
+    assert ledger.feedback() == {"a@x.org": Feedback(more=(other,), less=(paper,))}
+    with pytest.raises(ValueError):
+        ledger.record_feedback("a@x.org", paper, "maybe", now=NOW)
