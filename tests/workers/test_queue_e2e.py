@@ -214,6 +214,10 @@ def test_kill_9_of_a_worker_mid_send(
 
         wait_until(victim_in_flight, 60, "the victim's send", workers)
         workers.kill(first)  # the machine is gone: worker, pool and its connections
+        with PostgresLedger(database) as ledger:  # messages begun (bytes may have left) at death
+            in_flight = {r.email for r in ledger.rows()
+                         if r.state == "sending" and r.message_id is not None}
+        assert victim in in_flight
         workers.start()
         wait_until(lambda: settled(database, count), 90, "every digest settled", workers)
         got = copies(server)
@@ -223,8 +227,10 @@ def test_kill_9_of_a_worker_mid_send(
         assert one_message_id_each(server)
         with PostgresLedger(database) as ledger:
             rows = {r.email: r for r in ledger.rows()}
-        # the one in flight is flagged: nobody could know whether it had arrived
-        assert [e for e, r in rows.items() if r.possible_duplicate] == [victim]
+        # what was in flight is flagged (nobody could know whether it had arrived), nothing else
+        # (a row only claimed, never begun, is not); on a busy machine the dead worker may have
+        # begun a second message before the kill
+        assert {e for e, r in rows.items() if r.possible_duplicate} == in_flight
         assert rows[victim].attempts == 2
 
 
