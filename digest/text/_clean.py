@@ -110,7 +110,7 @@ _EMPTY_BRACKET_CORE = re.compile(r"[(\[]\s*[,;]?\s*[)\]]")
 _SPACE_BEFORE = re.compile(r"\s+([)\]]|[,.;:!?](?=\s|$))")
 _SPACE_AFTER_OPEN = re.compile(r"([(\[])\s+")
 _EMPTY_BRACKETS = re.compile(r"\s*\(\s*[,;]?\s*\)|\s*\[\s*[,;]?\s*\]")
-_SPACES = re.compile(r"\s+")
+_GAPS = (" )", " ]", " ,", " .", " ;", " :", " !", " ?")  # what _SPACE_BEFORE can remove
 
 
 def _times(match: re.Match[str]) -> str:
@@ -193,11 +193,16 @@ def clean_text(text: str) -> str:
         text = _GLUED_TIMES.sub(_times, text)
     if "http" in text:
         text = _GLUED_URL.sub(" ", text)
-    text = _SPACES.sub(" ", text)
-    if _EMPTY_BRACKET_CORE.search(text):
-        text = _EMPTY_BRACKETS.sub("", text)
-    text = _SPACE_AFTER_OPEN.sub(r"\1", text)
-    text = _SPACE_BEFORE.sub(r"\1", text)
+    # From here the only whitespace is single spaces, so plain substring checks tell whether
+    # a pattern can match (each sub scans the whole abstract; most abstracts need none).
+    text = " ".join(text.split())  # runs of whitespace: ~3x faster than a \s+ sub
+    if "(" in text or "[" in text:
+        if _EMPTY_BRACKET_CORE.search(text):
+            text = _EMPTY_BRACKETS.sub("", text)
+        if "( " in text or "[ " in text:
+            text = _SPACE_AFTER_OPEN.sub(r"\1", text)
+    if any(gap in text for gap in _GAPS):
+        text = _SPACE_BEFORE.sub(r"\1", text)
     return text.strip()
 
 
