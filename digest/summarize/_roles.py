@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, WORD
 
@@ -27,13 +27,14 @@ _POS_WE = tuple(f"pos={k}&we" for k in range(5))
 _LEN = tuple(f"len={_bucket(k, (8, 15, 25, 40))}" for k in range(41))
 
 
-def role_features(sentences: Sequence[str]) -> list[list[str]]:
-    """Binary features of each sentence in its abstract."""
+def _parts(sentences: Sequence[str]) -> list[tuple[list[str], list[str], list[str]]]:
+    """Per sentence: its context features, its distinct words (sorted) and the words right
+    after "we" (``role_features`` prefixes the last two with "w=" and "we=")."""
     n = len(sentences)
     lowered = [s.lower() for s in sentences]
     words = [WORD.findall(s) for s in lowered]
     openers = [w[0] if w else "" for w in words]
-    out: list[list[str]] = []
+    out: list[tuple[list[str], list[str], list[str]]] = []
     for i, (text, toks) in enumerate(zip(lowered, words)):
         rel = i / (n - 1) if n > 1 else 0.0
         pos = min(int(rel * 5), 4)
@@ -67,12 +68,16 @@ def role_features(sentences: Sequence[str]) -> list[list[str]]:
             feats.append("has_factor")
         if COMPARISON.search(text):
             feats.append("has_comparison")
-        feats.extend(["w=" + w for w in sorted(set(toks))])
         # Words right after "we" name what the authors do: propose / show / find / use.
-        if we:
-            feats.extend(["we=" + toks[j + 1] for j in range(len(toks) - 1) if toks[j] == "we"])
-        out.append(feats)
+        after_we = [toks[j + 1] for j in range(len(toks) - 1) if toks[j] == "we"] if we else []
+        out.append((feats, sorted(set(toks)), after_we))
     return out
+
+
+def role_features(sentences: Sequence[str]) -> list[list[str]]:
+    """Binary features of each sentence in its abstract."""
+    return [feats + ["w=" + w for w in vocabulary] + ["we=" + w for w in after_we]
+            for feats, vocabulary, after_we in _parts(sentences)]
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,13 @@ class RoleModel:
 
     labels: tuple[str, ...]
     weights: dict[str, tuple[float, ...]]
+    # The "w=<word>" rows of ``weights`` keyed by the bare word: the sentences' vocabulary is
+    # most of their features, and looking words up needs no "w=" strings built.
+    words: dict[str, tuple[float, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", {k[2:]: v for k, v in self.weights.items()
+                                           if k.startswith("w=")})
 
     @classmethod
     def from_json(cls, raw: object) -> RoleModel:
@@ -95,15 +107,20 @@ class RoleModel:
 
 
 def sentence_roles(sentences: Sequence[str], model: RoleModel) -> list[dict[str, float]]:
-    """Each sentence's probability of each role in ``model.labels``."""
+    """Each sentence's probability of each role in ``model.labels``: the softmax over the
+    weights of its ``role_features``, summed in their order."""
     get = model.weights.get
+    word = model.words.get
     labels = model.labels
     out: list[dict[str, float]] = []
-    for feats in role_features(sentences):
+    for feats, vocabulary, after_we in _parts(sentences):
         rows = [w for w in map(get, feats) if w is not None]
+        rows.extend([w for w in map(word, vocabulary) if w is not None])
+        if after_we:
+            rows.extend([w for w in map(get, ["we=" + x for x in after_we]) if w is not None])
         logits = list(map(sum, zip(*rows))) if rows else [0.0] * len(labels)
         top = max(logits)
         exps = [math.exp(x - top) for x in logits]
         total = sum(exps)
-        out.append({label: e / total for label, e in zip(labels, exps)})
+        out.append(dict(zip(labels, [e / total for e in exps])))
     return out
