@@ -69,12 +69,14 @@ _SUFFIX = re.compile(r"(?:ations?|ing|ed|es|s|e)$")
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
-class _Stems(dict[str, str]):
-    """Word -> stem, filled as words are met (a plain dict lookup is ~5x cheaper than an
-    ``lru_cache`` call, and content_words stems every word of every candidate); bounded."""
+class _Stems(dict[str, str | None]):
+    """Word -> its stem, or None for a stop word; filled as words are met, bounded. One plain
+    dict lookup per word (content_words stems every word of every candidate) is ~2.5x cheaper
+    than a set difference plus an ``lru_cache`` call per distinct word."""
 
-    def __missing__(self, word: str) -> str:
-        stem = _SUFFIX.sub("", word) if len(word) > 4 else word
+    def __missing__(self, word: str) -> str | None:
+        stem = None if word in _STOPWORDS else (
+            _SUFFIX.sub("", word) if len(word) > 4 else word)
         if len(self) < 1 << 16:
             self[word] = stem
         return stem
@@ -86,7 +88,9 @@ _STEMS = _Stems()
 def content_words(text: str) -> frozenset[str]:
     """Lower-cased words minus stop words, crudely stemmed (``improved``/``improves`` ->
     ``improv``): enough to match a title's words in its abstract, and fast."""
-    return frozenset(map(_STEMS.__getitem__, set(_TOKEN.findall(text.lower())) - _STOPWORDS))
+    words = set(map(_STEMS.__getitem__, _TOKEN.findall(text.lower())))
+    words.discard(None)
+    return frozenset(words)  # type: ignore[arg-type]  # None discarded
 
 
 def is_authorial(text: str) -> bool:
