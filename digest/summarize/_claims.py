@@ -126,14 +126,15 @@ def scored(sentences: Sequence[str], title: str = "", name: str = "",
     if not sentences:
         return []
     model = model or shipped_model()
-    roles = sentence_roles(sentences, model.roles)
+    every = [cues(s) for s in sentences]
+    roles = sentence_roles(sentences, model.roles, every)
     shown = {i: compress(s) for i, s in enumerate(sentences)
              if len(s.split()) >= 4 and not is_link(s)}
     # A sentence that is all aside ("(Keywords; Trust; Internet)") compresses to nothing.
     keep = [i for i, t in shown.items() if len(t.split()) >= 4]
     kept = [sentences[i] for i in keep]
     texts = [shown[i] for i in keep]
-    found = [cues(s) for s in kept]
+    found = [every[i] for i in keep]
     kept_roles = [roles[i] for i in keep]
     scores = model.ranker.scores(rank_features(found, texts, kept_roles, title))
     named = _named(name) if name else None

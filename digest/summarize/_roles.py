@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, WORD
+from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, WORD, Cues
 
 ROLES = ("background", "objective", "method", "result", "other")
 
@@ -27,9 +27,12 @@ _POS_WE = tuple(f"pos={k}&we" for k in range(5))
 _LEN = tuple(f"len={_bucket(k, (8, 15, 25, 40))}" for k in range(41))
 
 
-def _parts(sentences: Sequence[str]) -> list[tuple[list[str], list[str], list[str]]]:
+def _parts(sentences: Sequence[str], found: Sequence[Cues] | None = None) -> list[
+        tuple[list[str], list[str], list[str]]]:
     """Per sentence: its context features, its distinct words (sorted) and the words right
-    after "we" (``role_features`` prefixes the last two with "w=" and "we=")."""
+    after "we" (``role_features`` prefixes the last two with "w=" and "we="). ``found``: the
+    sentences' ``cues`` when the caller has them (their digit and comparison searches are
+    the ones made here, on the same lower-cased text)."""
     n = len(sentences)
     lowered = [s.lower() for s in sentences]
     words = [WORD.findall(s) for s in lowered]
@@ -59,14 +62,15 @@ def _parts(sentences: Sequence[str]) -> list[tuple[list[str], list[str], list[st
         feats.append("o3=" + " ".join(toks[:3]))
         feats.append("prev_o1=" + (openers[i - 1] if i else "<s>"))
         feats.append("next_o1=" + (openers[i + 1] if i + 1 < n else "</s>"))
-        number = NUMBER.search(text) is not None
+        cue = found[i] if found is not None else None
+        number = cue.strength > 0 if cue is not None else NUMBER.search(text) is not None
         if number:
             feats.append("has_number")
         if (number or "cent" in text) and PERCENT.search(text):  # "5%", "per cent"
             feats.append("has_percent")
         if number and FACTOR.search(text):
             feats.append("has_factor")
-        if COMPARISON.search(text):
+        if cue.comparison if cue is not None else COMPARISON.search(text):
             feats.append("has_comparison")
         # Words right after "we" name what the authors do: propose / show / find / use.
         after_we = [toks[j + 1] for j in range(len(toks) - 1) if toks[j] == "we"] if we else []
@@ -106,14 +110,16 @@ class RoleModel:
                    weights={str(k): tuple(float(x) for x in v) for k, v in weights.items()})
 
 
-def sentence_roles(sentences: Sequence[str], model: RoleModel) -> list[dict[str, float]]:
+def sentence_roles(sentences: Sequence[str], model: RoleModel,
+                   found: Sequence[Cues] | None = None) -> list[dict[str, float]]:
     """Each sentence's probability of each role in ``model.labels``: the softmax over the
-    weights of its ``role_features``, summed in their order."""
+    weights of its ``role_features``, summed in their order. ``found``: the sentences'
+    ``cues``, if the caller has them (saves searching twice)."""
     get = model.weights.get
     word = model.words.get
     labels = model.labels
     out: list[dict[str, float]] = []
-    for feats, vocabulary, after_we in _parts(sentences):
+    for feats, vocabulary, after_we in _parts(sentences, found):
         rows = [w for w in map(get, feats) if w is not None]
         rows.extend([w for w in map(word, vocabulary) if w is not None])
         if after_we:
