@@ -14,8 +14,6 @@ Pure; imports only the stage's cue patterns.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from itertools import chain
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,8 +45,11 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
     best_overlap = max(overlap)
     mean_overlap = sum(overlap) / n
     # Centrality: the share of a sentence's words the rest of the abstract repeats.
-    counts = Counter(chain.from_iterable(words))
-    repeated = {x for x, k in counts.items() if k > 1}
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for w in words:  # the words of more than one sentence (set algebra: no Counter)
+        repeated |= seen & w
+        seen |= w
     central = [len(w & repeated) / (len(w) or 1) for w in words]
     best_central = max(central)
     contribution = [c.contribution for c in cues]
