@@ -124,6 +124,14 @@ def _contribution_hint(low: str) -> bool:
             or "show" in low or "demonstrate" in low or "describe" in low or "design" in low)
 
 
+def _comparison_hint(low: str) -> bool:  # a word every COMPARISON match contains
+    return ("than" in low or "improv" in low or "achiev" in low or "outperform" in low
+            or "better" in low or "reduc" in low or "state" in low or "gain" in low
+            or "superior" in low or "surpass" in low or "beat" in low or "exceed" in low
+            or "faster" in low or "sota" in low or "speed" in low or "competitive" in low
+            or "comparabl" in low or "matches" in low or "rival" in low)
+
+
 def _modal_hint(low: str) -> bool:
     return ("could" in low or "might" in low or "may" in low or "would" in low
             or "potential" in low or "possibl" in low or "perhaps" in low)
@@ -150,7 +158,7 @@ def cues(text: str) -> Cues:
     return Cues(
         strength=strength,
         quant=strength >= 2 and (strength == 2 or bool(QUANT.search(low))),
-        comparison=bool(COMPARISON.search(low)),
+        comparison=_comparison_hint(low) and bool(COMPARISON.search(low)),
         contribution=we and _contribution_hint(low) and bool(
             CONTRIBUTION.search(low)),
         authorial=we and bool(AUTHORIAL.search(low)),
