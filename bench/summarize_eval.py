@@ -1,6 +1,7 @@
 """Summarizer benchmark: one command, prints tables.
 
     .venv/bin/python bench/summarize_eval.py [--data DIR]    # or DIGEST_DATA=DIR
+    .venv/bin/python bench/summarize_eval.py --timing-only --baseline ../old-checkout
 
 DIR (default ``../shared/data`` beside the checkout) must hold ``scitldr_a_dev.jsonl``,
 ``csabstruct_train.jsonl`` and ``seed_papers.json``. There is no test split here, by design.
@@ -21,13 +22,16 @@ weights are unchanged): the hand-weighted headline formula of issue 3 and its re
 3. Roles of the claims on CSAbstruct held out (20%, see scripts/train_summarizer.py): the role
    model is retrained here on the other 80% (deterministic), so no claim is judged by a model
    that saw its abstract. CSAbstruct has no titles.
-4. Sentence splitting against the gold splits; time per abstract on the seed papers.
+4. Sentence splitting against the gold splits; time per abstract on the seed papers, and with
+   ``--baseline DIR`` another checkout's ``summarize()`` timed interleaved with ours (the
+   ratio per repeat is what survives a machine shared with other work).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -346,7 +350,31 @@ def splitter_table(data: Path, dev: list[dict[str, Any]]) -> None:
     print()
 
 
-def timing(seed: list[dict[str, Any]], repeats: int = 7) -> None:
+def _other_summarize(checkout: Path) -> Callable[[str, str, str], object]:
+    """``summarize`` of another checkout (the previous release, say), imported beside ours
+    under the same package name: its modules are loaded with it first on the path, its model
+    read, then our modules put back. Ours are already loaded, and keep their own globals."""
+    ours_loaded = {k: v for k, v in sys.modules.items() if k == "digest" or k.startswith("digest.")}
+    for k in ours_loaded:
+        del sys.modules[k]
+    sys.path.insert(0, str(checkout))
+    try:
+        theirs = importlib.import_module("digest.summarize").summarize
+        their_paper = importlib.import_module("digest.models").Paper
+        theirs(their_paper(id="0", title="T", abstract="We propose T. It works."))  # its model
+    finally:
+        sys.path.remove(str(checkout))
+        for k in [k for k in sys.modules if k == "digest" or k.startswith("digest.")]:
+            del sys.modules[k]
+        sys.modules.update(ours_loaded)
+
+    def run(paper_id: str, title: str, abstract: str) -> object:
+        return theirs(their_paper(id=paper_id, title=title, abstract=abstract))
+
+    return run
+
+
+def timing(seed: list[dict[str, Any]], repeats: int = 7, baseline: Path | None = None) -> None:
     papers = [Paper(id=str(i), title=p["title"], abstract=p["abstract"])
               for i, p in enumerate(seed)]
     chars = statistics.fmean(len(p.abstract) for p in papers)
@@ -385,6 +413,14 @@ def timing(seed: list[dict[str, Any]], repeats: int = 7) -> None:
         "  of which candidates: roles, ranker": run_scored,
         "before's rules on the same candidates": run_before,
     }
+    if baseline is not None:
+        other = _other_summarize(baseline)
+
+        def run_other() -> None:
+            for p in papers:
+                other(p.id, p.title, p.abstract)
+
+        rows[f"--baseline {baseline.name}: summarize()"] = run_other
     times: dict[str, list[float]] = {m: [] for m in rows}
     for _ in range(repeats):  # interleaved, so a burst of load hits every row alike
         for m, fn in rows.items():
@@ -393,6 +429,10 @@ def timing(seed: list[dict[str, Any]], repeats: int = 7) -> None:
             times[m].append(1000 * (time.process_time() - t) / len(papers))
     for m, ts in times.items():
         print(f"{m:44} {min(ts):6.3f} {statistics.median(ts):6.3f} {max(ts):6.3f}")
+    if baseline is not None:
+        ratios = [a / b for a, b in zip(times["ours: summarize()"], times[list(times)[-1]])]
+        print(f"{'ours / baseline, per repeat':44} {min(ratios):6.3f} "
+              f"{statistics.median(ratios):6.3f} {max(ratios):6.3f}")
     print("(the last row needs our candidates, ranker included: it is not the previous "
           "release's total; CPU time is inflated when other processes share the cores)")
 
@@ -402,6 +442,10 @@ def main() -> None:
     parser.add_argument("--data", help="directory with scitldr_a_dev.jsonl, "
                         "csabstruct_train.jsonl, seed_papers.json (default: $DIGEST_DATA or "
                         "../shared/data beside the checkout)")
+    parser.add_argument("--baseline", type=Path, help="another checkout (e.g. the previous "
+                        "release) whose summarize() is timed interleaved with ours")
+    parser.add_argument("--repeats", type=int, default=7, help="timing repeats (default 7)")
+    parser.add_argument("--timing-only", action="store_true", help="only the time table")
     args = parser.parse_args()
     data = Path(args.data or os.environ.get("DIGEST_DATA") or ROOT.parent / "shared" / "data")
     for needed in ("scitldr_a_dev.jsonl", "csabstruct_train.jsonl", "seed_papers.json"):
@@ -410,11 +454,12 @@ def main() -> None:
                              "(--data DIR or DIGEST_DATA)")
     dev = _read_jsonl(data / "scitldr_a_dev.jsonl")
     seed = json.loads((data / "seed_papers.json").read_text("utf-8"))
-    rouge_table(dev)
-    claims_table(dev, seed)
-    role_table(data)
-    splitter_table(data, dev)
-    timing(seed)
+    if not args.timing_only:
+        rouge_table(dev)
+        claims_table(dev, seed)
+        role_table(data)
+        splitter_table(data, dev)
+    timing(seed, args.repeats, args.baseline)
 
 
 if __name__ == "__main__":

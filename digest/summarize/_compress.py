@@ -67,7 +67,10 @@ def compress(sentence: str, *, result: bool = False) -> str:
     claim also the frame around it ("Experiments on X show that ...")."""
     text = sentence
     for _ in range(2):  # "In this paper, to address this, we ..." has two openers
-        text = _OPENER.sub("", text, count=1)
+        opener = _OPENER.match(text)  # anchored: a match, not a sub that rebuilds the text
+        if opener is None:
+            break
+        text = text[opener.end():]
     if result:
         framed = _RESULT_FRAME.sub("", text, count=1)
         if len(framed.split()) >= 6:  # keep the frame when it is most of the sentence

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 WORD = re.compile(r"[a-z]+")
 NUMBER = re.compile(r"\d")
@@ -21,7 +20,6 @@ COMPARISON = re.compile(
     r"faster|state[- ]of[- ]the[- ]art|sota|speed-?ups?|reduc\w*|than|gains?|"
     r"achiev\w*|competitive|comparabl\w*|matches|rivals?)\b")
 _URL = re.compile(r"https?://|www\.|github\.com|\bavailable at\b|\bcode (?:is|and)\b")
-_URL_HINTS = ("http", "www.", "github.com", "available at", "code is", "code and")
 # The patterns below that are searched (not matched at the start) are written lower-case and
 # compiled without re.I (several times faster): apply them to lower-cased text (``Cues``).
 
@@ -71,15 +69,28 @@ _SUFFIX = re.compile(r"(?:ations?|ing|ed|es|s|e)$")
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
-@lru_cache(maxsize=1 << 16)
-def _stem(word: str) -> str:
-    return _SUFFIX.sub("", word) if len(word) > 4 else word
+class _Stems(dict[str, str | None]):
+    """Word -> its stem, or None for a stop word; filled as words are met, bounded. One plain
+    dict lookup per word (content_words stems every word of every candidate) is ~2.5x cheaper
+    than a set difference plus an ``lru_cache`` call per distinct word."""
+
+    def __missing__(self, word: str) -> str | None:
+        stem = None if word in _STOPWORDS else (
+            _SUFFIX.sub("", word) if len(word) > 4 else word)
+        if len(self) < 1 << 16:
+            self[word] = stem
+        return stem
+
+
+_STEMS = _Stems()
 
 
 def content_words(text: str) -> frozenset[str]:
     """Lower-cased words minus stop words, crudely stemmed (``improved``/``improves`` ->
     ``improv``): enough to match a title's words in its abstract, and fast."""
-    return frozenset(map(_stem, set(_TOKEN.findall(text.lower())) - _STOPWORDS))
+    words = set(map(_STEMS.__getitem__, _TOKEN.findall(text.lower())))
+    words.discard(None)
+    return frozenset(words)  # type: ignore[arg-type]  # None discarded
 
 
 def is_authorial(text: str) -> bool:
@@ -90,23 +101,40 @@ def is_authorial(text: str) -> bool:
 def is_link(text: str) -> bool:
     """A link or a "code is available" sentence: never a claim."""
     low = text.lower()
-    return any(h in low for h in _URL_HINTS) and bool(_URL.search(low))
+    return ("http" in low or "www." in low or "github.com" in low or "available at" in low
+            or "code is" in low or "code and" in low) and bool(_URL.search(low))
 
 
 def number_strength(text: str) -> int:
     """How strong the evidence a sentence carries is: 3 a %, a factor or "N times faster",
     2 a decimal score, 1 any other digit, 0 none."""
-    if not NUMBER.search(text):
-        return 0
-    low = text.lower()
+    return _strength(text.lower()) if NUMBER.search(text) else 0
+
+
+def _strength(low: str) -> int:  # of lower-cased text with a digit
     if STRONG.search(low):
         return 3
     return 2 if QUANT.search(low) else 1
 
 
-_CONTRIBUTION_VERBS = ("propose", "present", "introduce", "develop", "show", "demonstrate",
-                       "describe", "design")
-_MODAL_HINTS = ("could", "might", "may", "would", "potential", "possibl", "perhaps")
+# Cheap necessary conditions for CONTRIBUTION and MODAL (an "or" of substring tests is ~30%
+# cheaper than any() over a tuple, and a regex search for a missing cue costs more still).
+def _contribution_hint(low: str) -> bool:
+    return ("propose" in low or "present" in low or "introduce" in low or "develop" in low
+            or "show" in low or "demonstrate" in low or "describe" in low or "design" in low)
+
+
+def _comparison_hint(low: str) -> bool:  # a word every COMPARISON match contains
+    return ("than" in low or "improv" in low or "achiev" in low or "outperform" in low
+            or "better" in low or "reduc" in low or "state" in low or "gain" in low
+            or "superior" in low or "surpass" in low or "beat" in low or "exceed" in low
+            or "faster" in low or "sota" in low or "speed" in low or "competitive" in low
+            or "comparabl" in low or "matches" in low or "rival" in low)
+
+
+def _modal_hint(low: str) -> bool:
+    return ("could" in low or "might" in low or "may" in low or "would" in low
+            or "potential" in low or "possibl" in low or "perhaps" in low)
 
 
 @dataclass(frozen=True)
@@ -125,16 +153,16 @@ class Cues:
 
 def cues(text: str) -> Cues:
     low = text.lower()
-    strength = number_strength(text)
+    strength = _strength(low) if NUMBER.search(low) else 0
     we = "we" in low or "this" in low or "our" in low or "us" in low or "here" in low
     return Cues(
         strength=strength,
         quant=strength >= 2 and (strength == 2 or bool(QUANT.search(low))),
-        comparison=bool(COMPARISON.search(low)),
-        contribution=we and any(v in low for v in _CONTRIBUTION_VERBS) and bool(
+        comparison=_comparison_hint(low) and bool(COMPARISON.search(low)),
+        contribution=we and _contribution_hint(low) and bool(
             CONTRIBUTION.search(low)),
         authorial=we and bool(AUTHORIAL.search(low)),
-        modal=any(h in low for h in _MODAL_HINTS) and bool(MODAL.search(low)),
+        modal=_modal_hint(low) and bool(MODAL.search(low)),
         hedge_opener=bool(HEDGE_OPENER.match(text)),
         aside=bool(ASIDE_OPENER.match(text)),
     )

@@ -14,7 +14,6 @@ Pure; imports only the stage's cue patterns.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +21,14 @@ from digest.summarize._cues import ANAPHORIC, WORD, Cues, content_words
 
 _LENGTHS = (10, 15, 20, 25, 30, 40)
 LEXICAL_PREFIXES = ("o1=", "o2=", "we=")  # the features training regularises harder
+# The constant feature names, made once rather than per candidate.
+_POS = tuple(f"pos={k}" for k in range(5))
+_REL = tuple(f"rel={k}" for k in range(5))
+_LEN = tuple(f"len={next((k for k, e in enumerate(_LENGTHS) if n < e), len(_LENGTHS))}"
+             for n in range(_LENGTHS[-1] + 1))
+_FROM = {d: f"from_contribution={d}" for d in range(-2, 3)}
+_NUMBER = ("", "number=1", "number=2", "number=3")
+_LOG = tuple(math.log(n + 1) for n in range(200))
 
 
 def rank_features(cues: Sequence[Cues], texts: Sequence[str],
@@ -33,12 +40,17 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
         return []
     title_words = content_words(title)
     words = [content_words(t) for t in texts]
-    overlap = [len(title_words & w) / len(title_words) if title_words else 0.0 for w in words]
+    n_title = len(title_words)
+    overlap = [len(title_words & w) / n_title if n_title else 0.0 for w in words]
     best_overlap = max(overlap)
     mean_overlap = sum(overlap) / n
     # Centrality: the share of a sentence's words the rest of the abstract repeats.
-    counts = Counter(x for w in words for x in w)
-    central = [sum(counts[x] > 1 for x in w) / (len(w) or 1) for w in words]
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for w in words:  # the words of more than one sentence (set algebra: no Counter)
+        repeated |= seen & w
+        seen |= w
+    central = [len(w & repeated) / (len(w) or 1) for w in words]
     best_central = max(central)
     contribution = [c.contribution for c in cues]
     first_contribution = next((i for i, c in enumerate(contribution) if c), None)
@@ -51,11 +63,11 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
     out: list[dict[str, float]] = []
     for i, (cue, text, low, tk, r) in enumerate(zip(cues, texts, lowered, toks, roles)):
         rel = i / (n - 1) if n > 1 else 0.0
-        f: dict[str, float] = {f"pos={min(i, 4)}": 1.0, f"rel={min(int(rel * 5), 4)}": 1.0}
+        f: dict[str, float] = {_POS[min(i, 4)]: 1.0, _REL[min(int(rel * 5), 4)]: 1.0}
         if i == n - 1:
             f["last"] = 1.0
         for role, p in r.items():
-            f[f"p_{role}"] = p
+            f["p_" + role] = p
         f["title_ov"] = overlap[i]
         f["title_ov_gap"] = best_overlap - overlap[i]
         f["title_ov_rel"] = overlap[i] - mean_overlap
@@ -70,7 +82,7 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
         if first_contribution is None:
             f["no_contribution"] = 1.0
         else:
-            f[f"from_contribution={max(-2, min(i - first_contribution, 2))}"] = 1.0
+            f[_FROM[max(-2, min(i - first_contribution, 2))]] = 1.0
         if first_we == i:
             f["first_we"] = 1.0
         if tk[:1] == ["we"]:
@@ -84,7 +96,7 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
         if cue.aside:
             f["aside"] = 1.0
         if cue.strength:
-            f[f"number={cue.strength}"] = 1.0
+            f[_NUMBER[cue.strength]] = 1.0
         if cue.quant:
             f["quant"] = 1.0
         if cue.comparison:
@@ -96,8 +108,8 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
         if text.rstrip().endswith("?"):
             f["question"] = 1.0
         length = len(text.split())
-        f[f"len={next((k for k, e in enumerate(_LENGTHS) if length < e), len(_LENGTHS))}"] = 1.0
-        f["len_log"] = math.log(length + 1)
+        f[_LEN[min(length, _LENGTHS[-1])]] = 1.0
+        f["len_log"] = _LOG[length] if length < len(_LOG) else math.log(length + 1)
         if tk:
             f["o1=" + tk[0]] = 1.0
             f["o2=" + " ".join(tk[:2])] = 1.0

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, WORD
+from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, WORD, Cues
 
 ROLES = ("background", "objective", "method", "result", "other")
 
@@ -21,17 +21,28 @@ def _bucket(value: int, edges: Sequence[int]) -> int:
     return next((i for i, edge in enumerate(edges) if value < edge), len(edges))
 
 
-def role_features(sentences: Sequence[str]) -> list[list[str]]:
-    """Binary features of each sentence in its abstract."""
+# The constant feature names, made once: the per-sentence f-strings were a fifth of the time.
+_POS = tuple(f"pos={k}" for k in range(5))
+_POS_WE = tuple(f"pos={k}&we" for k in range(5))
+_LEN = tuple(f"len={_bucket(k, (8, 15, 25, 40))}" for k in range(41))
+
+
+def _parts(sentences: Sequence[str], found: Sequence[Cues] | None = None) -> list[
+        tuple[list[str], list[str], list[str]]]:
+    """Per sentence: its context features, its distinct words (sorted) and the words right
+    after "we" (``role_features`` prefixes the last two with "w=" and "we="). ``found``: the
+    sentences' ``cues`` when the caller has them (their digit and comparison searches are
+    the ones made here, on the same lower-cased text)."""
     n = len(sentences)
     lowered = [s.lower() for s in sentences]
     words = [WORD.findall(s) for s in lowered]
     openers = [w[0] if w else "" for w in words]
-    out: list[list[str]] = []
+    out: list[tuple[list[str], list[str], list[str]]] = []
     for i, (text, toks) in enumerate(zip(lowered, words)):
         rel = i / (n - 1) if n > 1 else 0.0
         pos = min(int(rel * 5), 4)
-        feats = ["bias", f"pos={pos}", f"len={_bucket(len(toks), (8, 15, 25, 40))}"]
+        opener = openers[i]
+        feats = ["bias", _POS[pos], _LEN[min(len(toks), 40)]]
         if i == 0:
             feats.append("first")
         if i == n - 1:
@@ -40,31 +51,37 @@ def role_features(sentences: Sequence[str]) -> list[list[str]]:
             feats.append("second")
         if n == 1:
             feats.append("only")
-        feats.append(f"o1={openers[i]}")
+        feats.append("o1=" + opener)
         # Position alone says "first sentence = background"; an abstract that opens with
         # "We propose ..." is the exception the conjunctions let the model learn.
-        feats.append(f"pos={pos}&o1={openers[i]}")
-        if "we" in toks or "our" in toks:
-            feats.append(f"pos={pos}&we")
+        feats.append(_POS[pos] + "&o1=" + opener)
+        we = "we" in toks
+        if we or "our" in toks:
+            feats.append(_POS_WE[pos])
         feats.append("o2=" + " ".join(toks[:2]))
         feats.append("o3=" + " ".join(toks[:3]))
-        feats.append(f"prev_o1={openers[i - 1] if i else '<s>'}")
-        feats.append(f"next_o1={openers[i + 1] if i + 1 < n else '</s>'}")
-        number = NUMBER.search(text) is not None
+        feats.append("prev_o1=" + (openers[i - 1] if i else "<s>"))
+        feats.append("next_o1=" + (openers[i + 1] if i + 1 < n else "</s>"))
+        cue = found[i] if found is not None else None
+        number = cue.strength > 0 if cue is not None else NUMBER.search(text) is not None
         if number:
             feats.append("has_number")
         if (number or "cent" in text) and PERCENT.search(text):  # "5%", "per cent"
             feats.append("has_percent")
         if number and FACTOR.search(text):
             feats.append("has_factor")
-        if COMPARISON.search(text):
+        if cue.comparison if cue is not None else COMPARISON.search(text):
             feats.append("has_comparison")
-        feats.extend(["w=" + w for w in sorted(set(toks))])
         # Words right after "we" name what the authors do: propose / show / find / use.
-        if "we" in toks:
-            feats.extend(["we=" + toks[j + 1] for j in range(len(toks) - 1) if toks[j] == "we"])
-        out.append(feats)
+        after_we = [toks[j + 1] for j in range(len(toks) - 1) if toks[j] == "we"] if we else []
+        out.append((feats, sorted(set(toks)), after_we))
     return out
+
+
+def role_features(sentences: Sequence[str]) -> list[list[str]]:
+    """Binary features of each sentence in its abstract."""
+    return [feats + ["w=" + w for w in vocabulary] + ["we=" + w for w in after_we]
+            for feats, vocabulary, after_we in _parts(sentences)]
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,13 @@ class RoleModel:
 
     labels: tuple[str, ...]
     weights: dict[str, tuple[float, ...]]
+    # The "w=<word>" rows of ``weights`` keyed by the bare word: the sentences' vocabulary is
+    # most of their features, and looking words up needs no "w=" strings built.
+    words: dict[str, tuple[float, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", {k[2:]: v for k, v in self.weights.items()
+                                           if k.startswith("w=")})
 
     @classmethod
     def from_json(cls, raw: object) -> RoleModel:
@@ -86,16 +110,23 @@ class RoleModel:
                    weights={str(k): tuple(float(x) for x in v) for k, v in weights.items()})
 
 
-def sentence_roles(sentences: Sequence[str], model: RoleModel) -> list[dict[str, float]]:
-    """Each sentence's probability of each role in ``model.labels``."""
+def sentence_roles(sentences: Sequence[str], model: RoleModel,
+                   found: Sequence[Cues] | None = None) -> list[dict[str, float]]:
+    """Each sentence's probability of each role in ``model.labels``: the softmax over the
+    weights of its ``role_features``, summed in their order. ``found``: the sentences'
+    ``cues``, if the caller has them (saves searching twice)."""
     get = model.weights.get
+    word = model.words.get
     labels = model.labels
     out: list[dict[str, float]] = []
-    for feats in role_features(sentences):
+    for feats, vocabulary, after_we in _parts(sentences, found):
         rows = [w for w in map(get, feats) if w is not None]
+        rows.extend([w for w in map(word, vocabulary) if w is not None])
+        if after_we:
+            rows.extend([w for w in map(get, ["we=" + x for x in after_we]) if w is not None])
         logits = list(map(sum, zip(*rows))) if rows else [0.0] * len(labels)
         top = max(logits)
         exps = [math.exp(x - top) for x in logits]
         total = sum(exps)
-        out.append({label: e / total for label, e in zip(labels, exps)})
+        out.append(dict(zip(labels, [e / total for e in exps])))
     return out

@@ -74,7 +74,7 @@ def _context() -> LatexContextDb:
 _L2T = _l2t.LatexNodes2Text(latex_context=_context(), math_mode="text",
                             strict_latex_spaces=False)
 
-_LATEX_HINT = re.compile(r"[\\${}~`]|--")
+_LATEX_CHARS = re.compile(r"[\\${}~`]")  # or "--": LaTeX to convert (a class alone scans fast)
 _BRACED = r"\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}"
 # One LaTeX construct: inline math (closing ``$`` glued to its content, so "$5 and $10" is
 # money, not math), a macro with its braced/bracketed arguments, an escaped symbol or accent
@@ -98,7 +98,7 @@ _URL_COLOUR = re.compile(r"(https?://[^\s{}]+)\{\w+\{[^{}\s]*\}\}")
 _LINK = re.compile(r"\\url\{([^{}]*)\}|\\href\{[^{}]*\}\{([^{}]*)\}")
 _GLUED_TIMES = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?times ?(\d+(?:\.\d+)?)\b"
                           r"|(?<![\w.])(\d+(?:\.\d+)?)times\b")
-_GLUED_URL = re.compile(r"(?<=[a-z])(?=https?://)")  # "frameworkhttps://github.com/..."
+_URL_START = re.compile(r"https?://")  # glued when a-z is before it: "frameworkhttps://..."
 _CITE_KEY = re.compile(r"\s?~?\b[a-z][a-z-]{2,}(?:19|20)\d\d[a-z]{2,}\b")
 _CIT_LEFTOVER = re.compile(r"\s*<cit\.>")
 # Cheap necessary conditions for the costly patterns above and below: most abstracts have none
@@ -110,7 +110,17 @@ _EMPTY_BRACKET_CORE = re.compile(r"[(\[]\s*[,;]?\s*[)\]]")
 _SPACE_BEFORE = re.compile(r"\s+([)\]]|[,.;:!?](?=\s|$))")
 _SPACE_AFTER_OPEN = re.compile(r"([(\[])\s+")
 _EMPTY_BRACKETS = re.compile(r"\s*\(\s*[,;]?\s*\)|\s*\[\s*[,;]?\s*\]")
-_SPACES = re.compile(r"\s+")
+
+
+def _unglue_urls(text: str) -> str:
+    """A space between a word and the URL glued to it. (A pattern that opens with a literal
+    is scanned for fast; one that opens with a look-behind is tried at every character.)"""
+    cuts = [m.start() for m in _URL_START.finditer(text)
+            if m.start() and "a" <= text[m.start() - 1] <= "z"]
+    if not cuts:
+        return text
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    return " ".join(pieces)
 
 
 def _times(match: re.Match[str]) -> str:
@@ -182,7 +192,7 @@ def clean_text(text: str) -> str:
     for the text feeds give us."""
     if not text:
         return ""
-    if _LATEX_HINT.search(text):
+    if _LATEX_CHARS.search(text) or "--" in text:
         text = _latex(text)
     text = text.replace("\xa0", " ")
     if "<cit." in text:
@@ -192,12 +202,18 @@ def clean_text(text: str) -> str:
     if "times" in text:
         text = _GLUED_TIMES.sub(_times, text)
     if "http" in text:
-        text = _GLUED_URL.sub(" ", text)
-    text = _SPACES.sub(" ", text)
-    if _EMPTY_BRACKET_CORE.search(text):
-        text = _EMPTY_BRACKETS.sub("", text)
-    text = _SPACE_AFTER_OPEN.sub(r"\1", text)
-    text = _SPACE_BEFORE.sub(r"\1", text)
+        text = _unglue_urls(text)
+    # From here the only whitespace is single spaces, so plain substring checks tell whether
+    # a pattern can match (each sub scans the whole abstract; most abstracts need none).
+    text = " ".join(text.split())  # runs of whitespace: ~3x faster than a \s+ sub
+    if "(" in text or "[" in text:
+        if _EMPTY_BRACKET_CORE.search(text):
+            text = _EMPTY_BRACKETS.sub("", text)
+        if "( " in text or "[ " in text:
+            text = _SPACE_AFTER_OPEN.sub(r"\1", text)
+    if (" )" in text or " ]" in text or " ," in text or " ." in text or " ;" in text
+            or " :" in text or " !" in text or " ?" in text):  # what _SPACE_BEFORE removes
+        text = _SPACE_BEFORE.sub(r"\1", text)
     return text.strip()
 
 

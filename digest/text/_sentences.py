@@ -31,8 +31,12 @@ _ABBREVIATIONS = frozenset({
     "ms", "prof", "st", "jr", "sr", "inc", "ltd", "co", "corp", "dept", "univ", "est", "cit",
     "op", "ed", "eds", "tel",
 })
+# A boundary is group 1 (the space after ". " / ".) "), or the empty match of the second
+# branch. The stop is matched, not looked behind for: a pattern that opens with a character
+# class lets the regex engine skip to the next stop (finditer ~40% faster, same boundaries on
+# every abstract of CSAbstruct and SciTLDR train/dev, raw and cleaned).
 _CANDIDATE = re.compile(
-    r"""(?:(?<=[.!?])|(?<=[.!?]["'”)\]]))\s+(?=["'“(\[]?[A-Z0-9©†])"""  # ". The", ".) We"
+    r"""[.!?]["'”)\]]?(\s+)(?=["'“(\[]?[A-Z0-9©†])"""  # ". The", ".) We"
     r"|(?<=[a-z0-9)]{2}[.!?])(?=[A-Z][a-z]+\b)")  # "methods.Our" (a lost space)
 _DOTTED = re.compile(r"[A-Z]|(?:[A-Za-z]\.)+[A-Za-z]")  # "J", "U.S", "e.g", "w.r.t"
 
@@ -63,14 +67,17 @@ def split_sentences(text: str) -> list[str]:
     parts: list[str] = []
     start = 0
     for match in _CANDIDATE.finditer(text):
-        head = text[start:match.start()]
-        if match.start() == match.end():  # glued: not inside a URL, a path or a file name
+        begin, end = match.span(1)
+        if begin < 0:  # the second branch: no space
+            begin = end = match.end()
+        head = text[start:begin]
+        if begin == end:  # glued: not inside a URL, a path or a file name
             token = head.rsplit(None, 1)[-1] if head.strip() else ""
             if "/" in token or "@" in token or token.count(".") > 1:
                 continue
-        if _no_boundary(head, text[match.end():match.end() + 1]):
+        if _no_boundary(head, text[end:end + 1]):
             continue
         parts.append(head.strip())
-        start = match.end()
+        start = end
     parts.append(text[start:].strip())
     return [p for p in parts if p]

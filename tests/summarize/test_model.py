@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -13,7 +14,9 @@ import paths
 import pytest
 
 from digest.summarize._claims import MODEL_FILE, SummarizerModel, scored, shipped_model
+from digest.summarize._cues import content_words, cues
 from digest.summarize._ranker import rank_features
+from digest.summarize._roles import RoleModel, role_features, sentence_roles
 from digest.text import clean_text, split_sentences
 
 SLICES = paths.TESTS / "fixtures" / "datasets"
@@ -92,3 +95,42 @@ def test_training_names_the_missing_data_file(tmp_path: Path,
         (SLICES / "csabstruct_train.jsonl").read_text("utf-8"), "utf-8")
     with pytest.raises(SystemExit, match="scitldr_a_train.jsonl: not found"):
         train.main(["--data", str(tmp_path), "--out", str(tmp_path / "m.json")])
+
+
+def _reference_roles(sentences: list[str], model: RoleModel) -> list[dict[str, float]]:
+    """The role model's definition: the softmax over the weights of ``role_features``."""
+    out = []
+    for feats in role_features(sentences):
+        logits = [0.0] * len(model.labels)
+        for f in feats:
+            for k, w in enumerate(model.weights.get(f, ())):
+                logits[k] += w
+        exps = [math.exp(x - max(logits)) for x in logits]
+        out.append({label: e / sum(exps) for label, e in zip(model.labels, exps)})
+    return out
+
+
+def test_sentence_roles_are_the_softmax_of_role_features() -> None:
+    # sentence_roles looks words up by the bare word and may reuse the caller's cues: the
+    # probabilities must still be what role_features and the weights say.
+    model = shipped_model().roles
+    records = [json.loads(line) for line in (SLICES / "csabstruct_train.jsonl").read_text(
+        "utf-8").splitlines() if line.strip()]
+    checked = 0
+    for record in records:
+        sentences = record["sentences"]
+        expected = _reference_roles(sentences, model)
+        for got in (sentence_roles(sentences, model),
+                    sentence_roles(sentences, model, [cues(s) for s in sentences])):
+            for g, e in zip(got, expected, strict=True):
+                assert g.keys() == e.keys()
+                assert all(abs(g[k] - e[k]) < 1e-9 for k in g)
+                checked += 1
+    assert checked > 100
+
+
+def test_content_words_drop_stop_words_and_stem() -> None:
+    assert content_words("The improved Models improve on THIS task, for 3 tasks") == {
+        "improv", "model", "task", "3"}
+    assert content_words("") == frozenset()
+    assert content_words("of the and") == frozenset()

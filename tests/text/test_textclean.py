@@ -101,6 +101,10 @@ def test_url_colour_debris() -> None:
 def test_whitespace_and_hard_wraps() -> None:
     assert clean_text("  Scaling for\n  Contrastive   Loss \t") == "Scaling for Contrastive Loss"
     assert clean_text("") == ""
+    # Unicode spaces are whitespace too; the gaps before punctuation and inside brackets go.
+    assert clean_text("a\u2003b\u00a0 c ( d ) , e [ f ] .") == "a b c (d), e [f]."
+    assert clean_text("x ( , ) y ;  z ?") == "x y; z?"
+    assert clean_text("the .NET API") == "the .NET API"
 
 
 def test_seed_abstracts_come_out_clean_and_stable() -> None:
@@ -122,6 +126,8 @@ def test_url_glued_to_a_word_gets_its_space() -> None:
     raw = next(p["abstract"] for p in SEED if p["title"].startswith("ZeroQ"))
     assert "frameworkhttps://github.com" in raw
     assert "the ZeroQ framework https://github.com/amirgholami/ZeroQ." in clean_text(raw)
+    assert clean_text("seehttp://a.b and codehttps://c.d") == "see http://a.b and code https://c.d"
+    assert clean_text("Xhttps://y https://z ahttphttps://w") == "Xhttps://y https://z ahttp https://w"
 
 
 def _timed(text: str) -> tuple[str, float]:
