@@ -39,7 +39,6 @@ from digest.models import (
     Selection,
     Settings,
     Subscriber,
-    Summary,
 )
 from digest.selection import Selector
 
@@ -236,10 +235,13 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
                     sub = chosen[email].apply(sub)
                 yield _Job(sub, edition, selector.select(sub, known, feedback.get(email)))
 
-        return _run(jobs(), factory, ledger=ledger, renderer=renderer, settings=settings,
-                    summaries=summaries, paper_list=paper_list, selector=selector, now=now,
-                    force=force, secret=secret, retry=retry, dry_run=dry_run, progress=progress,
-                    stop=stop or threading.Event())
+        run = EditionRun(ledger=ledger, renderer=renderer, settings=settings,
+                         summaries=summaries, now=now, selector=selector,
+                         unsubscribe_secret=secret, retry=retry, dry_run=dry_run,
+                         # one per shard: a shard's run sees its own recipients in a row
+                         streak=RefusalStreak())
+        return _run(jobs(), factory, run, paper_list=paper_list, force=force,
+                    progress=progress, stop=stop or threading.Event())
     finally:
         ledger.close()
 
@@ -358,14 +360,31 @@ def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
 _STOP = object()
 
 
-def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: LedgerStore,
-         renderer: EmailRenderer, settings: Settings, summaries: Mapping[str, Summary],
-         paper_list: tuple[Paper, ...], selector: Selector, now: datetime, force: bool,
-         secret: str | None, retry: RetryPolicy, dry_run: bool,
+def deliver_many(editions: Iterable[tuple[Subscriber, date]], papers: tuple[Paper, ...],
+                 run: EditionRun, transports: TransportFactory, *,
+                 progress: Callable[[Delivery], None] | None = None,
+                 stop: _EventLike | None = None) -> SendReport:
+    """Deliver each ``(subscriber, edition)`` of ``editions`` through the pool of
+    ``transports.connections`` workers that ``send_all`` uses, sharing ``run`` (its selector,
+    summaries, renderer and refusal streak): what ``digest run`` does with the fires due
+    together. ``editions`` may be a generator that blocks while more fires arrive; each is
+    selected against the subscriber's history in the ledger by ``deliver_edition`` (no
+    history is loaded up front, so a later edition in the same stream sees an earlier one).
+    Never two of the same (subscriber, edition): the caller keeps them apart.
+
+    ``progress`` sees every ``Delivery`` as it is recorded; ``stop`` ends the run gracefully
+    (messages in flight finish, the rest are not started). Raises what ``send_all`` raises
+    (``TransportError``, ``SenderRefusedError``) after the messages in flight finished."""
+    jobs = (_Job(sub, edition, None) for sub, edition in editions)
+    return _run(jobs, transports, run, paper_list=papers, force=False, progress=progress,
+                stop=stop or threading.Event())
+
+
+def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: EditionRun, *,
+         paper_list: tuple[Paper, ...], force: bool,
          progress: Callable[[Delivery], None] | None, stop: _EventLike) -> SendReport:
     report = SendReport()
     report_lock = threading.Lock()
-    streak = RefusalStreak()  # one per shard: a shard's run sees its own recipients in a row
     workers = 1 if factory is None else max(1, factory.connections)
     # Bounded: the producer never runs far ahead, so memory does not grow with subscribers.
     work: queue.Queue[object] = queue.Queue(maxsize=workers * 4)
@@ -375,9 +394,6 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, *, ledger: Ledg
     opened: list[Transport | None] = [None if factory is None else factory()
                                       for _ in range(workers)]
 
-    shared = EditionRun(ledger=ledger, renderer=renderer, settings=settings, summaries=summaries,
-                        now=now, selector=selector, unsubscribe_secret=secret, retry=retry,
-                        dry_run=dry_run, streak=streak)
 
     def worker(transport: Transport | None) -> None:
         try:

@@ -1,8 +1,10 @@
 """The running ``digest run`` daemon: fires, reload, graceful stop, one instance per database.
 
 Owns: the process-wide daemon (the job function ``fire`` finds it here, because stored jobs
-name a function, never an object), the papers cache shared by fires starting together, the
-config-file watcher, the signal-driven stop and the log line per fire. May import models,
+name a function, never an object), the batches (the fires handed over together go to one
+dispatcher thread and out through ``digest.delivery.deliver_many``: one pool, one selector,
+one summary pass, as ``digest send``), the feed kept between fires, the config-file watcher,
+the signal-driven stop and the log line per fire. May import models,
 errors, cron, scheduler, config, feeds, pipeline, ledger, service, transports and renderer: it
 is an edge (clock, files, network through the service), like the CLI that starts it.
 
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,7 +33,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.triggers.date import DateTrigger
 
-from digest.compose import edition_for, summarize_all
+from digest.compose import LazySummaries, edition_for
 from digest.errors import ConfigError, DigestError, FeedError, SenderRefusedError
 from digest.errors import TransportError
 from digest.ledger import AdvisoryLock, LedgerStore, SendLock, check_new_ledger, open_ledger
@@ -56,6 +59,7 @@ from digest.schedule._jobs import (
     latest_run,
     reconcile,
 )
+from digest.selection import Selector
 
 __all__ = ["Daemon", "FireResult", "EditionSender", "ServiceSender", "fire",
            "utc_now"]
@@ -68,6 +72,11 @@ OWED_EVERY = timedelta(minutes=1)  # how often the schedules and the ledger are 
 # older ones with neither a ledger row nor a fire queued in this process are owed.
 OWED_GRACE = timedelta(minutes=1)
 FEED_REUSE = timedelta(seconds=90)  # fires starting this close together share one fetch
+# Fires handed over within this long of each other join one batch (the pool keeps sending
+# while APScheduler is still queueing a burst); a batch takes new fires for at most
+# BATCH_SPAN, so its clock reading and feed stay those of its minute.
+BATCH_SETTLE = 0.5  # seconds
+BATCH_SPAN = 60.0  # seconds
 IDLE_CLOSE = 60.0  # seconds; close an idle SMTP connection before the server drops it
 
 
@@ -94,7 +103,9 @@ class FireResult:
 
 
 class EditionSender(Protocol):
-    """Delivers one edition (the seam between the daemon and ``digest.delivery``)."""
+    """Delivers one edition (the seam between the daemon and ``digest.delivery``). A sender
+    may also offer ``send_batch`` (as ``ServiceSender`` does): the fires due together then go
+    through one pool; without it they are sent one after another through ``send``."""
 
     def send(self, subscriber: Subscriber, edition: date, papers: tuple[Paper, ...],
              summaries: Mapping[str, Summary], settings: Settings, now: datetime) -> Delivery: ...
@@ -115,7 +126,7 @@ class ServiceSender:
         self._settings: Settings | None = None
         self._ledger: LedgerStore | None = None
         self._renderer: Any = None
-        self._factory: Callable[[], Any] | None = None
+        self._factory: Any = None  # a TransportFactory (its ServerGate spans the fires)
         self._transport: Any = None
         self._last_used = 0.0
         self._streak: Any = None
@@ -161,6 +172,30 @@ class ServiceSender:
             except TransportError:
                 self._close_transport()  # reconnect from scratch next time
                 raise
+            finally:
+                self._last_used = time.monotonic()
+
+    def send_batch(self, editions: Iterable[tuple[Subscriber, date]], feed: KeptFeed,
+                   settings: Settings, now: datetime, *,
+                   progress: Callable[[Delivery], None], stop: _StopFlag) -> None:
+        """Every ``(subscriber, edition)`` through ``digest.delivery.deliver_many``: the pool
+        of ``smtp.connections`` transports ``digest send`` uses, the feed's one selector and
+        summaries, this sender's renderer, ledger, refusal streak and circuit breaker (the
+        factory's ``ServerGate``). Raises ``TransportError`` like ``send``."""
+        from digest.delivery import EditionRun, deliver_many
+
+        with self._lock:
+            self._prepare(settings)
+            assert self._ledger is not None and self._factory is not None
+            self._close_transport()  # the pool opens its own: never more than connections
+            secret = (self._environ.get(settings.unsubscribe_secret_env)
+                      if settings.unsubscribe_secret_env else None)
+            run = EditionRun(ledger=self._ledger, renderer=self._renderer, settings=settings,
+                             summaries=feed.summaries, now=now, selector=feed.selector,
+                             unsubscribe_secret=secret, streak=self._streak)
+            try:
+                deliver_many(editions, feed.papers, run, self._factory, progress=progress,
+                             stop=stop)
             finally:
                 self._last_used = time.monotonic()
 
@@ -214,19 +249,52 @@ class ServiceSender:
             self._close()
 
 
-_Papers = tuple[tuple[Paper, ...], dict[str, Summary]]
+@dataclass(frozen=True)
+class KeptFeed:
+    """The feed as the daemon keeps it between fires: the papers with their one summary pass
+    (each paper summarized once, when a digest first needs it) and their one selector index.
+    Kept while the source answers with the same papers (a live feed's day cache answers the
+    same all day once the listing is out), so a day's fires share them."""
+
+    papers: tuple[Paper, ...]
+    summaries: Mapping[str, Summary]
+    selector: Selector
+    reports: tuple[FeedReport, ...] = ()
+
+
+class _StopFlag:
+    """A batch's stop: set by the batch itself (a failure) or by the daemon stopping."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self._stopping = stopping
+        self._own = threading.Event()
+
+    def is_set(self) -> bool:
+        return self._own.is_set() or self._stopping.is_set()
+
+    def set(self) -> None:
+        self._own.set()
+
+
+_Fire = tuple[str, datetime]  # (email, scheduled run time)
+_CLOSE = ("", datetime.min)  # tells the dispatcher to end
 
 # The daemon running in this process; stored jobs reach it through ``fire``.
 _current: Daemon | None = None
 
 
 def fire(email: str, run_time: datetime | None = None) -> None:
-    """The job function every stored job names (``digest.schedule:fire``)."""
+    """The job function every stored job names (``digest.schedule:fire``): hands the fire to
+    the daemon's batch, so the fires due together go out through one pool."""
     daemon = _current
     if daemon is None:  # a job run outside ``digest run``: nothing to deliver with
         log.warning("fire %s: no daemon running in this process; ignored", email)
         return
-    daemon.fire(email, run_time or daemon.clock())
+    daemon.submit(email, run_time or daemon.clock())
+
+
+def _index(config: Config) -> dict[str, Subscriber]:
+    return {job_id(s.email): s for s in config.subscribers}
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -264,9 +332,13 @@ class Daemon:
         self._config: Config | None = None
         self._stamp: tuple[int, int, int] | None = None
         self._state = threading.Lock()  # guards _config
+        self._by_email: dict[str, Subscriber] = {}  # the config's subscribers, by job id
         self._fetching = threading.Lock()  # one feed fetch at a time, shared by its minute
-        self._cache: tuple[object, datetime, _Papers | FeedError] | None = None
-        self._reports: tuple[FeedReport, ...] = ()  # what each feed said at the last fetch
+        self._cache: tuple[object, datetime, KeptFeed | FeedError] | None = None
+        self._kept: tuple[object, KeptFeed] | None = None  # the last good feed, kept
+        # Fires handed over by APScheduler, delivered in batches by the dispatcher thread.
+        self._queue: queue.Queue[_Fire] = queue.Queue()
+        self._dispatcher: threading.Thread | None = None
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._interrupted: list[tuple[str, datetime]] = []
@@ -323,6 +395,7 @@ class Daemon:
             return False
         with self._state:
             self._config = config
+            self._by_email = _index(config)
             self._note_schedules(changes, self.clock())
         log.info("reloaded %s: %s", self.config_path, changes)
         return True
@@ -357,6 +430,7 @@ class Daemon:
             if _current is not None:  # `fire` reaches ONE daemon per process
                 raise RuntimeError("a daemon is already running in this process")
             self._config = config
+            self._by_email = _index(config)
             check = getattr(self.sender, "check", None)  # optional: only the real sender has it
             if check is not None:
                 check(settings)
@@ -374,6 +448,9 @@ class Daemon:
                      count, "" if count == 1 else "s", changes, jobs_path(settings),
                      settings.catch_up)
             self._log_next()
+            self._dispatcher = threading.Thread(target=self._dispatch, name="digest-fires",
+                                                daemon=True)
+            self._dispatcher.start()
             self.scheduler.resume()
         except BaseException:
             self._shutdown()
@@ -402,8 +479,12 @@ class Daemon:
                                         ZoneInfo(sub.timezone))
             self._retry_later(email, run_time, now)
 
+    def _subscriber(self, email: str) -> Subscriber | None:
+        with self._state:
+            return self._by_email.get(job_id(email))
+
     def _on_submit(self, email: str, run_time: datetime) -> None:
-        sub = self.config.subscriber(email)
+        sub = self._subscriber(email)
         if sub is not None:
             with self._state:
                 self._submitted.add((job_id(email), edition_for(sub, run_time)))
@@ -484,7 +565,20 @@ class Daemon:
             scheduler.hold()
             executor = scheduler._lookup_executor("default")
             if isinstance(executor, EditionExecutor):
-                executor.shutdown(wait=True)  # the message in flight completes
+                executor.shutdown(wait=True)  # every fire handed over reaches the queue
+        self._stopping.set()
+        if self._dispatcher is not None:
+            self._queue.put(_CLOSE)
+            self._dispatcher.join()  # the messages in flight complete; the rest is parked
+            self._dispatcher = None
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _CLOSE:
+                    self._park(*item)
+        if scheduler is not None and scheduler.running:
             for jid, run_time in self._interrupted:
                 # Put the parked fire back as due, so the next start catches it up.
                 try:
@@ -546,11 +640,12 @@ class Daemon:
             self.on_fire(result)
         return result
 
-    def _papers(self, settings: Settings, now: datetime) -> _Papers:
-        """The feed for the fires starting now: one fetch (and one summarizing pass) is shared
-        by every fire that starts within ``FEED_REUSE`` of it, so subscribers due at the same
-        minute, and a burst of catch-ups after downtime, cost one request to the feed (which
-        itself walks back to the latest day that has papers)."""
+    def _papers(self, settings: Settings, now: datetime) -> KeptFeed:
+        """The feed for the fires starting now. The source is asked at most once per
+        ``FEED_REUSE`` (a burst of batches, and catch-ups after downtime, share the answer;
+        a failure too); a live feed's own day cache answers that without the network once
+        the day's listing is out (see docs/feeds.md). While the answer is the same papers,
+        the kept summaries and selector serve every fire of the day."""
         key = (settings.feed_list, settings.summary_chars)
         with self._fetching:
             if self._cache is not None:
@@ -559,89 +654,211 @@ class Daemon:
                     if isinstance(result, FeedError):
                         raise result  # a feed that just failed is not asked again at once
                     return result
+            reports: tuple[FeedReport, ...] = ()
             try:
                 if self._fetch is not None:
                     papers = self._fetch(settings, now)
-                    self._reports = ()
                 else:
                     from digest.feeds import gather_for
 
                     got = gather_for(settings, None, now)
-                    papers, self._reports = got.papers, got.reports
+                    papers, reports = got.papers, got.reports
             except FeedError as exc:
                 self._cache = (key, now, exc)
                 raise
-            fresh = (papers, summarize_all(papers, settings.summary_chars))
-            self._cache = (key, now, fresh)
-            return fresh
+            kept = self._kept[1] if self._kept is not None and self._kept[0] == key else None
+            if kept is None or kept.papers != papers:
+                kept = KeptFeed(papers, LazySummaries(papers, settings.summary_chars),
+                                Selector(papers), reports)
+            elif kept.reports != reports:
+                kept = replace(kept, reports=reports)
+            self._kept = (key, kept)
+            self._cache = (key, now, kept)
+            return kept
+
+    # ------------------------------------------------------------------ batches
+
+    def submit(self, email: str, run_time: datetime) -> None:
+        """Hand a fire to the dispatcher (APScheduler's worker calls this through ``fire``)."""
+        if self._stopping.is_set() or self._dispatcher is None:
+            self._park(email, run_time)
+            return
+        self._queue.put((email, run_time))
+
+    def _park(self, email: str, run_time: datetime) -> FireResult:
+        self._interrupted.append((job_id(email), run_time))
+        return self._report(FireResult(email, run_time, None, "deferred",
+                                       "stopping; it fires on the next start"))
+
+    def _dispatch(self) -> None:
+        """The dispatcher thread: each fire, with the ones handed over close behind it, is
+        one batch."""
+        while True:
+            first = self._queue.get()
+            if first is _CLOSE:
+                return
+            try:
+                self._deliver(self._stream(first))
+            except Exception:  # a bug must not kill the dispatcher silently
+                log.exception("digest run: unexpected error in a batch of fires")
+
+    def _stream(self, first: _Fire) -> Iterator[_Fire]:
+        yield first
+        until = time.monotonic() + BATCH_SPAN
+        while time.monotonic() < until:
+            try:
+                item = self._queue.get(timeout=BATCH_SETTLE)
+            except queue.Empty:
+                return
+            if item is _CLOSE:
+                self._queue.put(_CLOSE)  # for the dispatcher loop
+                return
+            yield item
 
     def fire(self, email: str, run_time: datetime) -> FireResult:
-        """Deliver ``email``'s edition for ``run_time``; never raises (it logs the outcome)."""
-        if self._stopping.is_set():
-            self._interrupted.append((job_id(email), run_time))
-            return self._report(FireResult(email, run_time, None, "deferred",
-                                           "stopping; it fires on the next start"))
+        """Deliver ``email``'s edition for ``run_time`` now, in this thread; never raises (it
+        logs the outcome)."""
+        (result,) = self._deliver(iter([(email, run_time)]))
+        return result
+
+    def _deliver(self, fires: Iterable[_Fire]) -> list[FireResult]:
+        """Deliver a batch of fires (possibly still arriving) through one pool; one
+        ``FireResult`` per fire, in the order the outcomes came (a fire repeating one of the
+        batch's (subscriber, edition) pairs is handed over again, for after this batch)."""
+        results: list[FireResult] = []
+
+        def note(result: FireResult) -> None:
+            results.append(self._report(result))
+
         config = self.config
-        sub = config.subscriber(email)
-        if sub is None:
-            return self._report(FireResult(email, run_time, None, "skipped",
-                                           "no longer in the config"))
-        edition = edition_for(sub, run_time)
+        settings = config.settings
         now = self.clock()
+        waiting: dict[tuple[str, date], tuple[Subscriber, datetime]] = {}  # handed on
+        again: list[_Fire] = []
+
+        def editions() -> Iterator[tuple[Subscriber, date]]:
+            for email, run_time in fires:
+                if self._stopping.is_set():
+                    results.append(self._park(email, run_time))
+                    continue
+                sub = self._subscriber(email)
+                if sub is None:
+                    note(FireResult(email, run_time, None, "skipped", "no longer in the config"))
+                    continue
+                edition = edition_for(sub, run_time)
+                key = (job_id(sub.email), edition)
+                if key in waiting:  # never the same edition twice in one pool
+                    again.append((email, run_time))
+                    continue
+                waiting[key] = (sub, run_time)
+                yield sub, edition
+
         try:
-            papers, summaries = self._papers(config.settings, now)
-            if not papers:
+            feed = self._papers(settings, now)
+        except FeedError as exc:
+            for sub, edition in editions():
+                _, run_time = waiting.pop((job_id(sub.email), edition))
+                note(self._feed_down(sub.email, run_time, edition, now, exc))
+            return results
+        if not feed.papers:
+            for sub, edition in editions():
+                _, run_time = waiting.pop((job_id(sub.email), edition))
+                note(self._no_papers(sub, run_time, edition, now, feed))
+            return results
+
+        def progress(d: Delivery) -> None:
+            sub, run_time = waiting.pop((job_id(d.email), d.edition))
+            if d.outcome is Outcome.NOTHING_NEW and feed.reports:
                 from digest.feeds import describe_reports
 
-                # several named feeds say each why; one feed keeps the one-line guess
-                why = describe_reports(self._reports, sub.feeds) if config.settings.feeds \
-                    else ""
-                if why:  # `digest history` shows the day too (it reads the feeds' reports)
-                    ledger = open_ledger(config.settings.database)
-                    try:
-                        ledger.note_skip(email, edition, "nothing new: the feeds have no papers",
-                                         now=now)
-                    finally:
-                        ledger.close()
-                return self._report(FireResult(email, run_time, edition, "skipped",
-                                               f"no papers: {why}" if why else
-                                               "the feed has no papers (weekend or holiday?)"))
-            delivery = self.sender.send(sub, edition, papers, summaries, config.settings, now)
-            if delivery.outcome is Outcome.NOTHING_NEW and self._reports:
-                from digest.feeds import describe_reports
+                d = replace(d, detail=f"{d.detail}; {describe_reports(feed.reports, sub.feeds)}")
+            note(self._outcome(d, run_time, now))
 
-                why = describe_reports(self._reports, sub.feeds)
-                delivery = replace(delivery, detail=f"{delivery.detail}; {why}")
+        stop = _StopFlag(self._stopping)
+        send_batch = getattr(self.sender, "send_batch", None)  # optional, like check()
+        try:
+            if send_batch is not None:
+                send_batch(editions(), feed, settings, now, progress=progress, stop=stop)
+            else:
+                self._send_each(editions(), feed, settings, now, progress, stop)
         except TransportError as exc:
-            self._retry_later(email, run_time, now + RETRY_AFTER)
+            retry_at = now + RETRY_AFTER
+            for (_, edition), (sub, run_time) in list(waiting.items()):
+                self._retry_later(sub.email, run_time, retry_at)
+                note(FireResult(sub.email, run_time, edition, "deferred",
+                                f"{exc}; retrying at {retry_at:%H:%M} UTC"))
             if isinstance(exc, SenderRefusedError):  # the streak's rows went back to deferred
                 for other, other_edition in exc.deferred:
-                    other_sub = config.subscriber(other)
+                    other_sub = self._subscriber(other)
                     if other_sub is not None and isinstance(other_edition, date) \
-                            and other_sub.email.lower() != email.lower():
+                            and (job_id(other), other_edition) not in waiting:
                         noon = datetime.combine(other_edition, datetime.min.time().replace(
                             hour=12), ZoneInfo(other_sub.timezone))
-                        self._retry_later(other, noon, now + RETRY_AFTER)
-            return self._report(FireResult(email, run_time, edition, "deferred",
-                                           f"{exc}; retrying at {now + RETRY_AFTER:%H:%M} UTC"))
-        except FeedError as exc:
-            # A feed outage must not cost the day's digest, but a retry past the catch-up
-            # window would be as stale as the missed run it stands for.
-            retry_at = now + RETRY_AFTER
-            if retry_at - run_time > config.settings.catch_up:
-                return self._report(FireResult(email, run_time, edition, "failed",
-                                               f"feed unavailable: {exc}; past the catch-up "
-                                               "window, not retried"))
-            self._retry_later(email, run_time, retry_at)
-            return self._report(FireResult(email, run_time, edition, "deferred",
-                                           f"feed unavailable: {exc}; retrying at "
-                                           f"{retry_at:%H:%M} UTC"))
-        except DigestError as exc:
-            return self._report(FireResult(email, run_time, edition, "failed", str(exc)))
-        except Exception as exc:  # a bug must not kill the worker thread silently
-            log.exception("fire %s: unexpected error", email)
-            return self._report(FireResult(email, run_time, edition, "failed", repr(exc)))
-        return self._report(self._outcome(delivery, run_time, now))
+                        self._retry_later(other, noon, retry_at)
+            waiting.clear()
+        except Exception as exc:  # a template bug...: what was not delivered failed
+            if not isinstance(exc, DigestError):
+                log.exception("fires: unexpected error")
+            for (_, edition), (sub, run_time) in list(waiting.items()):
+                note(FireResult(sub.email, run_time, edition, "failed",
+                                str(exc) if isinstance(exc, DigestError) else repr(exc)))
+            waiting.clear()
+        for _, (sub, run_time) in list(waiting.items()):  # stopped before they were sent
+            results.append(self._park(sub.email, run_time))
+        for email, run_time in again:
+            self.submit(email, run_time)
+        return results
+
+    def _send_each(self, editions: Iterable[tuple[Subscriber, date]], feed: KeptFeed,
+                   settings: Settings, now: datetime, progress: Callable[[Delivery], None],
+                   stop: _StopFlag) -> None:
+        """A batch through a sender without ``send_batch``: one edition after another."""
+        for sub, edition in editions:
+            if stop.is_set():
+                return  # the rest is parked by the caller
+            try:
+                delivery = self.sender.send(sub, edition, feed.papers, feed.summaries,
+                                            settings, now)
+            except TransportError:
+                raise
+            except DigestError as exc:
+                delivery = Delivery(email=sub.email, edition=edition, state="failed",
+                                    error=str(exc))
+            except Exception as exc:  # a bug must not kill the dispatcher silently
+                log.exception("fire %s: unexpected error", sub.email)
+                delivery = Delivery(email=sub.email, edition=edition, state="failed",
+                                    error=repr(exc))
+            progress(delivery)
+
+    def _feed_down(self, email: str, run_time: datetime, edition: date, now: datetime,
+                   exc: FeedError) -> FireResult:
+        # A feed outage must not cost the day's digest, but a retry past the catch-up
+        # window would be as stale as the missed run it stands for.
+        retry_at = now + RETRY_AFTER
+        if retry_at - run_time > self.config.settings.catch_up:
+            return FireResult(email, run_time, edition, "failed",
+                              f"feed unavailable: {exc}; past the catch-up window, not retried")
+        self._retry_later(email, run_time, retry_at)
+        return FireResult(email, run_time, edition, "deferred",
+                          f"feed unavailable: {exc}; retrying at {retry_at:%H:%M} UTC")
+
+    def _no_papers(self, sub: Subscriber, run_time: datetime, edition: date, now: datetime,
+                   feed: KeptFeed) -> FireResult:
+        from digest.feeds import describe_reports
+
+        settings = self.config.settings
+        # several named feeds say each why; one feed keeps the one-line guess
+        why = describe_reports(feed.reports, sub.feeds) if settings.feeds else ""
+        if why:  # `digest history` shows the day too (it reads the feeds' reports)
+            ledger = open_ledger(settings.database)
+            try:
+                ledger.note_skip(job_id(sub.email), edition,
+                                 "nothing new: the feeds have no papers", now=now)
+            finally:
+                ledger.close()
+        return FireResult(sub.email, run_time, edition, "skipped",
+                          f"no papers: {why}" if why else
+                          "the feed has no papers (weekend or holiday?)")
 
     def _outcome(self, d: Delivery, run_time: datetime, now: datetime) -> FireResult:
         if d.state == "sent":
