@@ -48,8 +48,8 @@ def write_yaml(path: Path, n: int, port: int) -> None:
 
     lines = ["settings:", '  sender: "Paper Digest <digest@example.org>"',
              "  database: digest.db", "  delivery: smtp",
-             f"  smtp: {{host: 127.0.0.1, port: {port}, security: none, timeout: 30, "
-             "connections: 4}", "  feed: {source: sample}", "subscribers:"]
+             (f"  smtp: {{host: 127.0.0.1, port: {port}, security: none, timeout: 30, "
+              "connections: 4}"), "  feed: {source: sample}", "subscribers:"]
     for sub in subscribers(n):
         lines += [f"  - email: {sub.email}", f"    name: {sub.name}", "    timezone: UTC",
                   '    schedule: "0 7 * * *"', f"    max_papers: {sub.max_papers}",
