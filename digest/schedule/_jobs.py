@@ -160,8 +160,8 @@ def build_scheduler(jobs_db: Path | PostgresDatabase, *, workers: int = 1,
     """A scheduler on the SQLite job store at ``jobs_db`` (created on first use), or in the
     PostgreSQL database of the ledger.
 
-    One worker by default: fires due at the same minute run one after another through one
-    transport, which keeps SQLite, SMTP connection reuse and graceful stop simple.
+    One worker by default: a fire only hands itself to the daemon's batch (``Daemon.submit``),
+    which sends the fires due together through one pool.
     """
     if isinstance(jobs_db, PostgresDatabase):
         engine = _postgres_engine(jobs_db)
