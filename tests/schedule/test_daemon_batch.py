@@ -144,3 +144,27 @@ def test_the_kept_feed_serves_the_day_while_the_source_answers_the_same(
     assert changed is not kept and changed.papers[0].title == "Diffusion models, revised"
     assert answers == []
 
+
+
+def test_the_same_refusal_for_many_in_a_row_puts_the_burst_back_to_deferred(
+        tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    """RefusalStreak across the pool: the 10th alike 550 stops the batch; the refused editions go
+    back to deferred (none burnt as failed), and every fire of the burst has a retry job."""
+    with SmtpTestServer() as server:
+        server.add_rule("rcpt", "550 5.7.1 Relaying denied")
+        path, missed = overdue_burst(tmp_path, server.port, EMAILS, connections=1)
+        d, fires = start(daemons, path)
+        fires.wait(len(EMAILS))
+
+        def retried() -> set[str]:
+            return {j.id.split("#retry-")[0] for j in d.scheduler.get_jobs()
+                    if "#retry-" in j.id}
+
+        deadline = time.monotonic() + 10
+        while retried() != set(EMAILS):
+            assert time.monotonic() < deadline, retried()
+            time.sleep(0.05)
+        with Ledger(tmp_path / "digest.db") as ledger:  # those never tried have no row
+            assert {r.state for r in ledger.rows()} == {"deferred"}
+            assert len(ledger.rows()) >= 10
+        assert server.count == 0
