@@ -9,6 +9,7 @@ import os
 import queue
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -267,46 +268,111 @@ def _shard_settings(settings: Settings, index: int, shards: int) -> Settings:
     return replace(settings, smtp=replace(smtp, connections=mine, max_per_second=rate))
 
 
+# A shard reports its outcomes to the parent this many at a time (or every TICK_SECONDS),
+# not one pickled ``Delivery`` per message; and checks the parent's stop and its own orphaning
+# every STOP_POLL seconds from one thread, not a multiprocessing Event and ``getppid`` per
+# message (bench/bench_send.py has a row for each).
+TICK_BATCH = 64
+TICK_SECONDS = 0.25
+STOP_POLL = 0.1
+
+
+class _ShardStop:
+    """A shard's stop flag, cheap to read per message: set when the parent says so, or when
+    the parent (the lock holder) is gone, since a shard must never send without the lock
+    held. ``poll=0`` asks both on every read instead (the plain way)."""
+
+    def __init__(self, stop: Any, parent: int, poll: float) -> None:
+        self._stop, self._parent, self._poll = stop, parent, poll
+        self._flag = threading.Event()
+        self._done = threading.Event()
+        if poll > 0:
+            threading.Thread(target=self._watch, name="digest-shard-stop", daemon=True).start()
+
+    def _asked(self) -> bool:
+        return bool(self._stop.is_set()) or os.getppid() != self._parent
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._poll):
+            if self._asked():
+                self._flag.set()
+                return
+
+    def is_set(self) -> bool:
+        if self._flag.is_set():
+            return True
+        if self._poll <= 0 and self._asked():
+            self._flag.set()
+        return self._flag.is_set()
+
+    def set(self) -> None:
+        self._flag.set()
+        self._stop.set()
+
+    def close(self) -> None:
+        self._done.set()
+
+
+class _Ticks:
+    """Outcomes on their way to the parent, ``every`` at a time (``every=1``: one each)."""
+
+    def __init__(self, events: Any, every: int) -> None:
+        self._events, self._every = events, max(1, every)
+        self._held: list[Delivery] = []
+        self._since = time.monotonic()
+
+    def __call__(self, d: Delivery) -> None:  # called under the pool's report lock
+        self._held.append(d)
+        if len(self._held) >= self._every or time.monotonic() - self._since >= TICK_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._held:
+            self._events.put(("ticks", self._held))
+            self._held = []
+        self._since = time.monotonic()
+
+
 def _shard_main(settings: Settings, subscribers: tuple[Subscriber, ...],
                 paper_list: tuple[Paper, ...], now: datetime, force: bool,
                 environ: dict[str, str], retry: RetryPolicy, index: int, shards: int,
-                parent: int, events: Any, stop: Any) -> None:
+                parent: int, events: Any, stop: Any, tick_batch: int = TICK_BATCH,
+                stop_poll: float = STOP_POLL) -> None:
     """A worker process: its share of the subscribers, its own ledger connection and SMTP
-    pool; every outcome goes back to the parent, which counts and shows progress."""
-    class _Guard:
-        """Stop when told to, or when the parent (the lock holder) is gone: a shard must
-        never send without the lock held."""
-
-        def is_set(self) -> bool:
-            return bool(stop.is_set()) or os.getppid() != parent
-
-        def set(self) -> None:
-            stop.set()
-
+    pool; its outcomes go back to the parent in batches, which counts and shows progress."""
     # A signal to the whole process group must not kill a shard mid-message: the parent
     # decides, and tells the shards through ``stop``.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     mine = _shard_settings(settings, index, shards)
+    guard = _ShardStop(stop, parent, stop_poll)
+    ticks = _Ticks(events, tick_batch)
     try:
         report = _send_shard(mine, subscribers, paper_list, now,
                              factory=open_transport(mine, environ), renderer=None, force=force,
-                             environ=environ, progress=lambda d: events.put(("tick", d)),
-                             retry=retry, dry_run=False, stop=_Guard())
+                             environ=environ, progress=ticks, retry=retry, dry_run=False,
+                             stop=guard)
     except TransportError as exc:
+        ticks.flush()
         events.put(("error", "transport", str(exc)))
     except DigestError as exc:
+        ticks.flush()
         events.put(("error", "digest", str(exc)))
     except BaseException as exc:  # a bug: say where, the parent re-raises it
+        ticks.flush()
         events.put(("error", "bug", "".join(traceback.format_exception(exc))))
     else:
+        ticks.flush()
         events.put(("done", report.sent))
+    finally:
+        guard.close()
 
 
 def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
                   paper_list: tuple[Paper, ...], now: datetime, *, shards: int, force: bool,
                   environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
-                  retry: RetryPolicy, outer_stop: _EventLike | None = None) -> SendReport:
+                  retry: RetryPolicy, outer_stop: _EventLike | None = None,
+                  tick_batch: int = TICK_BATCH, stop_poll: float = STOP_POLL) -> SendReport:
     import multiprocessing
 
     # spawn, not fork: the parent may run threads (a progress bar) and holds SQLite handles.
@@ -320,7 +386,7 @@ def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
     env = {k: source[k] for k in names if k and k in source}
     procs = [ctx.Process(target=_shard_main, name=f"digest-shard-{i}", daemon=True, args=(
         config.settings, subscribers[i::shards], paper_list, now, force, env, retry, i, shards,
-        os.getpid(), events, stop)) for i in range(shards)]
+        os.getpid(), events, stop, tick_batch, stop_poll)) for i in range(shards)]
     for p in procs:
         p.start()
     total = SendReport()
@@ -336,12 +402,13 @@ def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
                 if not any(p.is_alive() for p in procs):
                     raise DigestError("a sending process died unexpectedly") from None
                 continue
-            if event[0] == "tick":
-                total.add(event[1])
-                if progress is not None:
-                    progress(event[1])
+            if event[0] == "ticks":
+                for delivery in event[1]:
+                    total.add(delivery)
+                    if progress is not None:
+                        progress(delivery)
             elif event[0] == "done":
-                running -= 1  # its outcomes already arrived one by one as ticks
+                running -= 1  # its outcomes already arrived as ticks
             else:
                 running -= 1
                 errors.append((event[1], event[2]))

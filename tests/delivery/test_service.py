@@ -4,6 +4,7 @@ and real SQLite files: once per edition, retries, deferral, failures, crash repl
 from __future__ import annotations
 
 import mailbox
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -305,6 +306,30 @@ def test_process_shards_send_each_once_and_report_progress(tmp_path: Path) -> No
         again = send_all(cfg, make_papers(), NOW, processes=2, environ={})
         assert (again.sent, again.already_sent, again.failed_before) == (0, 7, 1)
         assert server.count == 7
+
+
+def test_process_shards_stop_gracefully_when_told(tmp_path: Path) -> None:
+    """The shards read a cheap local flag their watcher sets from the parent's stop: a stop
+    during a stalled message lets it finish, starts nothing more, leaves no row ``sending``."""
+    import threading
+
+    emails = [f"r{i:02d}@example.org" for i in range(40)]
+    with SmtpTestServer(stall_seconds=1.0) as server:
+        stall = server.add_rule("data", "451 4.3.0 stalled", action="stall", times=1)
+        cfg = make_config(tmp_path, emails, server)
+        stop = threading.Event()
+
+        def stop_at_the_stall() -> None:
+            while stall.fired == 0:
+                time.sleep(0.01)
+            stop.set()
+
+        threading.Thread(target=stop_at_the_stall, daemon=True).start()
+        report = send_all(cfg, make_papers(), NOW, processes=2, environ={}, stop=stop)
+        assert report.stopped
+        assert 1 <= report.sent == server.count < len(emails)
+        states = [r.state for r in Ledger(cfg.settings.database).rows()]
+        assert "sending" not in states and states.count("sent") == report.sent
 
 
 def test_process_shards_stop_on_a_transport_error(tmp_path: Path) -> None:
