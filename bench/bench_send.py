@@ -14,6 +14,11 @@ Rows (each in its own child process, so each peak RSS is its own):
 - ours at ``--small`` subscribers: compare peak RSS with the 10,000 row (memory flat). Below
            5,000 subscribers ``ours`` runs in one process, so the flat check compares that row
            with ``ours, 1 process``.
+- tick per message / stop read per msg: ``ours`` with ONE of the shards' per-message costs
+           put back the plain way: every outcome pickled to the parent on its own
+           (``tick_batch=1`` instead of 64 at a time), or the parent's multiprocessing Event and
+           ``getppid`` asked on every stop check (``stop_poll=0`` instead of a watcher thread
+           setting a local flag every 0.1 s). Only meaningful when ``ours`` runs in shards.
 - ours, 1 process: the same with the shards turned off (``processes=1``: 4 threads), to show
            what the shards cost or gain on this machine.
 - naive:   the same per-subscriber unit, but a new SMTP connection per message and MJML
@@ -105,8 +110,15 @@ def _rss_mb() -> float:
 # --------------------------------------------------------------------------- children
 
 
-def run_ours(n: int, port: int, workdir: Path, processes: int | None) -> dict[str, object]:
-    from digest.delivery import send_all
+def run_ours(n: int, port: int, workdir: Path, processes: int | None,
+             **shard_knobs: float) -> dict[str, object]:
+    import functools
+
+    from digest.delivery import _batch, send_all
+
+    if shard_knobs:  # one of the shards' per-message costs put back the plain way
+        _batch._send_sharded = functools.partial(  # type: ignore[assignment]
+            _batch._send_sharded, **shard_knobs)
 
     cfg = config(n, port, workdir)
     papers = sample_papers()
@@ -193,6 +205,10 @@ def child(mode: str, n: int, port: int, naive: int) -> None:
             out = run_ours(n, port, work, 1)
         elif mode == "ours-2":
             out = run_ours(n, port, work, 2)
+        elif mode == "ours-tick1":
+            out = run_ours(n, port, work, None, tick_batch=1)
+        elif mode == "ours-stop0":
+            out = run_ours(n, port, work, None, stop_poll=0)
         elif mode == "naive":
             out = run_naive(n, port, work, naive)
         else:
@@ -222,7 +238,8 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=2_000)
     ap.add_argument("--naive", type=int, default=300)
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--child", choices=("ours", "ours-1", "ours-2", "naive", "ceiling"))
+    ap.add_argument("--child", choices=("ours", "ours-1", "ours-2", "ours-tick1", "ours-stop0",
+                                        "naive", "ceiling"))
     args = ap.parse_args()
     if args.child:
         child(args.child, args.subscribers, args.port, args.naive)
@@ -241,8 +258,8 @@ def main() -> None:
     n = args.subscribers
     rows = []
     try:
-        for mode, count in (("ceiling", n), ("ours", n), ("ours", args.small), ("ours-1", n),
-                            ("naive", n)):
+        for mode, count in (("ceiling", n), ("ours", n), ("ours-tick1", n), ("ours-stop0", n),
+                            ("ours", args.small), ("ours-1", n), ("naive", n)):
             print(f"running {mode} x {count} ...", file=sys.stderr, flush=True)
             rows.append(run_child(mode, count, port, args.naive, sink.pid))
     finally:
@@ -270,7 +287,9 @@ def main() -> None:
             note = f"{r['sent']} sent, {r['skipped']} nothing new, {r['failed']} failed"
         label = {"ours": f"ours ({int(str(r['subscribers'])):,})",
                  "ours-1": "ours, 1 process",
-                 "ours-2": "ours, 2 shards"}.get(str(r["mode"]), str(r["mode"]))
+                 "ours-2": "ours, 2 shards",
+                 "ours-tick1": "  tick per message",
+                 "ours-stop0": "  stop read per msg"}.get(str(r["mode"]), str(r["mode"]))
         cpu = float(str(r["cpu"])) / measured * 1000
         sink_cpu = float(str(r["sink_cpu"])) / measured * 1000
         print(f"{label:<18}{measured:>8,}{seconds:>8.1f}{rate:>7,.0f}{cpu:>12.2f}"
