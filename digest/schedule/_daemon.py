@@ -766,8 +766,13 @@ class Daemon:
                 note(self._no_papers(sub, run_time, edition, now, feed))
             return results
 
-        def progress(d: Delivery) -> None:
-            sub, run_time = waiting.pop((job_id(d.email), d.edition))
+        def progress(d: Delivery) -> None:  # from the pool's threads, one at a time
+            found = waiting.pop((job_id(d.email), d.edition), None)
+            if found is None:  # not one of ours: nothing to report it against
+                log.warning("fires: an outcome for %s %s that no fire asked for", d.email,
+                            d.edition)
+                return
+            sub, run_time = found
             if d.outcome is Outcome.NOTHING_NEW and feed.reports:
                 from digest.feeds import describe_reports
 
