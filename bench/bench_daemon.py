@@ -7,6 +7,8 @@ Rows, interleaved per repeat (send, daemon, send, daemon, ...), each in its own 
 fresh ledger:
 - ``digest send``: ``python -m digest send --config Y --now <07:00>``, the whole command (start,
   config, papers, the run) timed from outside.
+- ``digest send, shards off`` (``--one-process``): the same with ``PROCESS_THRESHOLD`` raised,
+  so 10,000 go through one process as a daemon batch does.
 - ``digest run`` burst: ``Daemon.run_forever`` (what ``digest run`` calls) on the same YAML,
   timed from the moment its clock reads 07:00:00 to the N-th fire's outcome. The clock is the
   tests' shifted clock (tests/schedule/shifted_run.py's approach: the daemon's ``clock`` and
@@ -63,11 +65,18 @@ def write_yaml(path: Path, n: int, port: int) -> None:
 # --------------------------------------------------------------------------- children
 
 
-def run_send(yaml: Path, work: Path) -> dict[str, Any]:
+# ``digest send`` with its process shards turned off (they start from 5,000 subscribers on 2+
+# CPUs; a daemon batch is one process): the same command, the threshold raised first.
+ONE_PROCESS = ("import sys; import digest.delivery._batch as b; b.PROCESS_THRESHOLD = 10**9; "
+               "from digest.cli import main; main(sys.argv[1:])")
+
+
+def run_send(yaml: Path, work: Path, *, one_process: bool = False) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DIGEST_CONFIG", None)
+    command = ["-c", ONE_PROCESS] if one_process else ["-m", "digest"]
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "digest", "send", "--config", str(yaml),
+    proc = subprocess.run([sys.executable, *command, "send", "--config", str(yaml),
                            "--now", DUE.isoformat()], cwd=work, env=env, capture_output=True,
                           text=True, check=False)
     seconds = time.perf_counter() - t0
@@ -134,7 +143,10 @@ def child(mode: str, yaml: Path, n: int) -> None:
         work = Path(tmp)
         shutil.copy(yaml, work / "subscribers.yaml")
         mine = work / "subscribers.yaml"
-        out = run_send(mine, work) if mode == "send" else run_daemon(mine, work, n)
+        if mode == "daemon":
+            out = run_daemon(mine, work, n)
+        else:
+            out = run_send(mine, work, one_process=mode == "send-1")
     out["mode"] = mode
     print(json.dumps(out), flush=True)
 
@@ -146,7 +158,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--child", choices=("send", "daemon"))
+    ap.add_argument("--child", choices=("send", "send-1", "daemon"))
+    ap.add_argument("--one-process", action="store_true",
+                    help="also time digest send with its process shards off (from 5,000 on)")
     ap.add_argument("--yaml", type=Path)
     args = ap.parse_args()
     n = args.subscribers
@@ -164,14 +178,15 @@ def main() -> None:
     ready = sink.stdout.readline().strip()
     if not ready.startswith("ready"):
         raise SystemExit(f"the sink did not start: {ready!r}")
-    seconds: dict[str, list[float]] = {"send": [], "daemon": []}
+    modes = ("send", "send-1", "daemon") if args.one_process else ("send", "daemon")
+    seconds: dict[str, list[float]] = {m: [] for m in modes}
     extra: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-daemon-yaml-") as tmp:
             yaml = Path(tmp) / "subscribers.yaml"
             write_yaml(yaml, n, port)
             for i in range(args.repeats):
-                for mode in ("send", "daemon"):
+                for mode in modes:
                     print(f"repeat {i + 1}: {mode} x {n} ...", file=sys.stderr, flush=True)
                     proc = subprocess.run([sys.executable, __file__, "--child", mode,
                                            "--subscribers", str(n), "--yaml", str(yaml)],
@@ -194,16 +209,21 @@ def main() -> None:
           f"{args.repeats} repeats interleaved\n")
     print(f"{'path':<34}{'min s':>7} {'median':>7} {'max s':>7}")
     print(f"{'digest send (whole command)':<34}{mmm(seconds['send'])}")
+    if "send-1" in seconds:
+        print(f"{'digest send, shards off':<34}{mmm(seconds['send-1'])}")
     print(f"{'digest run burst (07:00 -> last)':<34}{mmm(seconds['daemon'])}")
     ratio = statistics.median(seconds["daemon"]) / statistics.median(seconds["send"])
     print(f"\nburst / send, medians: {ratio:.2f} (floor: <= 1.10)")
+    if "send-1" in seconds:
+        one = statistics.median(seconds["daemon"]) / statistics.median(seconds["send-1"])
+        print(f"burst / send with shards off, medians: {one:.2f}")
     startups = [float(r["startup"]) for r in extra if r["mode"] == "daemon"]
     outcomes = [r["outcomes"] for r in extra if r["mode"] == "daemon"]
     print(f"daemon start-up before the burst (not timed): {mmm(startups)} s; outcomes "
           f"{outcomes[0]}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (a shared machine: compare "
           "the ratio, taken within this run)")
-    print(f"sink received {received:,} messages (expected {2 * n * args.repeats:,} if every "
+    print(f"sink received {received:,} messages (expected {len(modes) * n * args.repeats:,} if every "
           "digest had papers)")
 
 
