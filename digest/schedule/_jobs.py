@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -65,8 +65,11 @@ def job_name(subscriber: Subscriber) -> str:
     return f"{subscriber.schedule} @ {subscriber.timezone}"
 
 
-class EditionExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler 3 is untyped
-    """A thread pool that passes each fire its scheduled time as ``run_time``.
+class EditionExecutor(DebugExecutor):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """Runs each fire at once in the scheduler's thread, passing it its scheduled time as
+    ``run_time``. A fire only hands itself to the daemon's batch queue (``Daemon.submit``), so
+    no thread pool is needed between the two: a burst of 10,000 fires costs no thread hand-off
+    per fire.
 
     APScheduler 3 calls job functions without telling them which run time they serve. The
     edition is the subscriber's local date of the *scheduled* time (a 23:30 run caught up at
@@ -154,14 +157,15 @@ def _postgres_engine(database: PostgresDatabase) -> Engine:
     return create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(database.url))
 
 
-def build_scheduler(jobs_db: Path | PostgresDatabase, *, workers: int = 1,
+def build_scheduler(jobs_db: Path | PostgresDatabase, *,
                     on_submit: Callable[[str, datetime], None] | None = None
                     ) -> BackgroundScheduler:
     """A scheduler on the SQLite job store at ``jobs_db`` (created on first use), or in the
     PostgreSQL database of the ledger.
 
-    One worker by default: a fire only hands itself to the daemon's batch (``Daemon.submit``),
-    which sends the fires due together through one pool.
+    Fires run in the scheduler's thread (``EditionExecutor``): a fire only hands itself to
+    the daemon's batch (``Daemon.submit``), which sends the fires due together through one
+    pool.
     """
     if isinstance(jobs_db, PostgresDatabase):
         engine = _postgres_engine(jobs_db)
@@ -171,7 +175,7 @@ def build_scheduler(jobs_db: Path | PostgresDatabase, *, workers: int = 1,
         # -wal and -shm files the same mode)
         os.close(os.open(jobs_db, os.O_WRONLY | os.O_CREAT, 0o600))
         engine = _sqlite_engine(jobs_db)
-    executor = EditionExecutor(max_workers=workers)
+    executor = EditionExecutor()
     executor.on_submit = on_submit
     return DigestScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine)},
