@@ -31,7 +31,7 @@ from digest.errors import (
     DigestError,
     TransportError,
 )
-from digest.ledger import LedgerStore, SendLock, check_new_ledger, open_ledger, open_send_lock
+from digest.ledger import SendLock, check_new_ledger, open_ledger, open_send_lock
 from digest.models import (
     Config,
     Delivery,

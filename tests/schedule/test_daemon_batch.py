@@ -152,7 +152,7 @@ def test_the_same_refusal_for_many_in_a_row_puts_the_burst_back_to_deferred(
     back to deferred (none burnt as failed), and every fire of the burst has a retry job."""
     with SmtpTestServer() as server:
         server.add_rule("rcpt", "550 5.7.1 Relaying denied")
-        path, missed = overdue_burst(tmp_path, server.port, EMAILS, connections=1)
+        path, _ = overdue_burst(tmp_path, server.port, EMAILS, connections=1)
         d, fires = start(daemons, path)
         fires.wait(len(EMAILS))
 
