@@ -38,6 +38,7 @@ from digest.compose import (
 )
 import digest.web._pages as _pages
 from digest.web._archive import FEED_ENTRIES, atom_feed, open_message
+from digest.web._feedback import VERDICTS, find_paper, recent_papers
 from digest.web._state import WebState, Who
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ _NOTICES = {
     "max_papers": "Saved: your digests have at most that many papers from now on.",
     "unsubscribed": "You are unsubscribed: no more digests.",
     "resubscribed": "Welcome back: your digests come on schedule again.",
+    "feedback": "Saved: your next digests take it into account.",
 }
 _SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
@@ -151,13 +153,15 @@ class _Views:
     def _view(self, who: Who, notice: str | None = None,
               error: str | None = None) -> _pages.PreferencesView:
         ledger = self.state.ledger
+        rated = recent_papers(ledger, who.email)
         return _pages.PreferencesView(
             email=who.email, list_name=self.state.list_name(),
             yaml_max_papers=who.subscriber.max_papers if who.subscriber else None,
             chosen=ledger.preferences(who.email), today=self._today(who),
             suppressed_by=ledger.suppression_source(who.email),
             archive_url=_local(who.links.archive), feed_url=_local(who.links.feed),
-            notice=notice, error=error)
+            notice=notice, error=error, rated=rated,
+            edition_urls=tuple(_local(who.links.edition(e.edition)) for e in rated))
 
     async def preferences(self, request: Request) -> Response:
         who = await self._who(request)
@@ -179,7 +183,8 @@ class _Views:
             return HTMLResponse(_pages.preferences(view), 400)
         # Post/redirect/get: a reload does not post again. Only this form redirects; the
         # one-click unsubscribe never does.
-        return RedirectResponse(f"{_local(who.links.preferences)}?done={done}", 303)
+        anchor = "#rate" if done == "feedback" else ""
+        return RedirectResponse(f"{_local(who.links.preferences)}?done={done}{anchor}", 303)
 
     def _change(self, who: Who, form: FormData) -> tuple[str, str | None]:
         """Apply one form's change; (notice key, error message or None)."""
@@ -198,6 +203,19 @@ class _Views:
             return "resubscribed", None
         if who.subscriber is None:
             return "", "This address is no longer on the list."
+        if action in VERDICTS:
+            # What `digest feedback --more/--less` records, through the same ledger method;
+            # only a paper the page lists (one of the recent editions') can be rated.
+            paper_id = str(form.get("paper", ""))
+            rated = recent_papers(ledger, who.email)
+            paper = find_paper(rated, paper_id)
+            if paper is None:
+                return "", "That paper is not one of your recent digests' papers."
+            said = next(r.verdict for e in rated for r in e.papers if r.paper.id == paper_id)
+            if said != action:  # the same choice again changes nothing
+                ledger.record_feedback(who.email, paper, action, now=now)
+                log.info("feedback %s: %s like %s", who.email, action, paper_id)
+            return "feedback", None
         if action == "pause":
             today = self._today(who)
             try:

@@ -15,6 +15,7 @@ from html import escape
 
 from digest.ledger import ArchivedEdition
 from digest.models import Preferences
+from digest.web._feedback import RatedEdition
 
 MAX_PAPERS_LIMIT = 50  # the most papers a subscriber may ask for on the preferences page
 
@@ -42,6 +43,10 @@ button.danger{border-color:var(--danger);background:var(--danger)}
 .notice{border-left:4px solid var(--accent);padding:.5rem 1rem;background:var(--card)}
 .error{border-left:4px solid var(--danger);padding:.5rem 1rem;background:var(--card)}
 a{color:var(--accent)}ul{padding-left:1.2rem}li{margin:.3rem 0}
+ol.rate{list-style:none;padding:0;margin:.5rem 0}ol.rate li{border-top:1px solid var(--line);
+padding:.6rem 0}ol.rate li:first-child{border-top:0}.said{font-weight:600}
+.verdicts{display:flex;flex-wrap:wrap;gap:0 .5rem}
+button[aria-pressed=true]{outline:3px solid var(--fg);outline-offset:1px}
 """
 
 
@@ -108,6 +113,8 @@ class PreferencesView:
     feed_url: str
     notice: str | None = None
     error: str | None = None
+    rated: tuple[RatedEdition, ...] = ()  # recent editions' papers, for the feedback buttons
+    edition_urls: tuple[str, ...] = ()  # each rated edition's "view in browser" path
 
 
 def _button(action: str, label: str, cls: str = "") -> str:
@@ -156,11 +163,46 @@ def preferences(v: PreferencesView) -> str:
             f'<input type="number" id="max_papers" name="max_papers" min="1" '
             f'max="{MAX_PAPERS_LIMIT}" value="{count}" required>'
             f'<button type="submit">Save</button></form>{reset}</section>')
+        parts.append(_feedback(v))
         parts.append(f"<section><h2>Unsubscribe</h2><p>Stop all digests to this address.</p>"
                      f"{_button('unsubscribe', 'Unsubscribe', 'danger')}</section>")
     parts.append(f'<p><a href="{escape(v.archive_url)}">Past digests</a> · '
                  f'<a href="{escape(v.feed_url)}">Atom feed</a></p>')
     return page(f"Your {v.list_name}", "".join(parts), feed_url=v.feed_url)
+
+
+_SAID = {"more": "You asked for more like this.", "less": "You asked for less like this."}
+
+
+def _verdict_button(paper_id: str, verdict: str, label: str, said: str | None) -> str:
+    pressed = "true" if said == verdict else "false"
+    cls = "" if verdict == "more" else ' class="secondary"'
+    return (f'<form method="post" action=""><input type="hidden" name="action" '
+            f'value="{verdict}"><input type="hidden" name="paper" value="{escape(paper_id)}">'
+            f'<button type="submit"{cls} aria-pressed="{pressed}">{escape(label)}</button>'
+            "</form>")
+
+
+def _feedback(v: PreferencesView) -> str:
+    """The papers of the recent editions, each with "More like this" / "Less like this"."""
+    if not v.rated:
+        return ""
+    items = []
+    for edition, url in zip(v.rated, v.edition_urls, strict=True):
+        for rated in edition.papers:
+            paper = rated.paper
+            said = (f'<p class="said" role="status">{escape(_SAID[rated.verdict])}</p>'
+                    if rated.verdict in _SAID else "")
+            items.append(
+                f'<li id="paper-{escape(paper.id)}"><strong>{escape(paper.title or paper.id)}'
+                f'</strong> <span class="muted">(<a href="{escape(url)}">'
+                f"{edition.edition.isoformat()}</a>)</span>{said}"
+                f"<div class=\"verdicts\">{_verdict_button(paper.id, 'more', 'More like this', rated.verdict)}"
+                f"{_verdict_button(paper.id, 'less', 'Less like this', rated.verdict)}</div></li>")
+    return ('<section id="rate"><h2>Recent papers</h2><p class="muted">Liked papers bring '
+            "similar ones up in your next digests; papers like a disliked one rank lower. "
+            f"The last choice on a paper counts.</p><ol class=\"rate\">{''.join(items)}</ol>"
+            "</section>")
 
 
 def archive(email: str, list_name: str, editions: Sequence[tuple[ArchivedEdition, str, str]],
