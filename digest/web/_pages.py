@@ -193,12 +193,13 @@ def _feedback(v: PreferencesView) -> str:
             paper = rated.paper
             said = (f'<p class="said" role="status">{escape(_SAID[rated.verdict])}</p>'
                     if rated.verdict in _SAID else "")
+            more = _verdict_button(paper.id, "more", "More like this", rated.verdict)
+            less = _verdict_button(paper.id, "less", "Less like this", rated.verdict)
             items.append(
                 f'<li id="paper-{escape(paper.id)}"><strong>{escape(paper.title or paper.id)}'
                 f'</strong> <span class="muted">(<a href="{escape(url)}">'
                 f"{edition.edition.isoformat()}</a>)</span>{said}"
-                f"<div class=\"verdicts\">{_verdict_button(paper.id, 'more', 'More like this', rated.verdict)}"
-                f"{_verdict_button(paper.id, 'less', 'Less like this', rated.verdict)}</div></li>")
+                f'<div class="verdicts">{more}{less}</div></li>')
     return ('<section id="rate"><h2>Recent papers</h2><p class="muted">Liked papers bring '
             "similar ones up in your next digests; papers like a disliked one rank lower. "
             f"The last choice on a paper counts.</p><ol class=\"rate\">{''.join(items)}</ol>"
