@@ -46,7 +46,6 @@ a{color:var(--accent)}ul{padding-left:1.2rem}li{margin:.3rem 0}
 ol.rate{list-style:none;padding:0;margin:.5rem 0}ol.rate li{border-top:1px solid var(--line);
 padding:.6rem 0}ol.rate li:first-child{border-top:0}.said{font-weight:600}
 .verdicts{display:flex;flex-wrap:wrap;gap:0 .5rem}
-button[aria-pressed=true]{outline:3px solid var(--fg);outline-offset:1px}
 """
 
 
@@ -176,7 +175,7 @@ _SAID = {"more": "You asked for more like this.", "less": "You asked for less li
 
 def _verdict_button(paper_id: str, verdict: str, label: str, said: str | None) -> str:
     pressed = "true" if said == verdict else "false"
-    cls = "" if verdict == "more" else ' class="secondary"'
+    cls = "" if said == verdict else ' class="secondary"'  # the chosen one is filled
     return (f'<form method="post" action=""><input type="hidden" name="action" '
             f'value="{verdict}"><input type="hidden" name="paper" value="{escape(paper_id)}">'
             f'<button type="submit"{cls} aria-pressed="{pressed}">{escape(label)}</button>'
