@@ -2,8 +2,9 @@
 editions, each with the verdict ``digest feedback`` recorded for it, if any.
 
 Paper ids come from the delivery row (the ids the email was rendered with, in card order);
-titles and text from the archived message itself (the stock template's title links and claim
-lists), so a paper from an earlier day can be rated without its feed. A paper that already has
+titles and text from the archived message itself (each card's ``<h3>`` title and its claims:
+the summarizer's sentences of the abstract), so a paper from an earlier day can be rated
+without its feed. A paper that already has
 a verdict keeps the text stored with it (what ``digest feedback`` took from the feed). Pure but
 for the ledger reads. May import models, the ledger and the web stage's archive reader.
 """
@@ -100,16 +101,18 @@ def recent_papers(ledger: LedgerStore, email: str, *, editions: int = RATE_EDITI
             continue
         html = open_message(data).html or ""
         cards = _cards(html)
-        # The ids are the rendered cards', in order; an overriding template that shows them
-        # some other way leaves the titles unknown: the id stands in and no text is kept.
-        texts = cards if len(cards) == len(row.papers) else [(pid, "") for pid in row.papers]
+        # The ids are the rendered cards', in order. An overriding template that shows them
+        # some other way leaves their text unknown: such papers are not listed (a verdict on
+        # a bare id would feed the selection noise), unless a verdict already holds their text.
+        texts = dict(zip(row.papers, cards, strict=True)) if len(cards) == len(row.papers) \
+            else {}
         papers = []
-        for pid, (title, text) in zip(row.papers, texts, strict=True):
-            if pid in seen:
+        for pid in row.papers:
+            verdict, stored = verdicts.get(pid, (None, None))
+            if pid in seen or (stored is None and pid not in texts):
                 continue
             seen.add(pid)
-            verdict, stored = verdicts.get(pid, (None, None))
-            paper = stored or Paper(id=pid, title=title, abstract=text)
+            paper = stored or Paper(id=pid, title=texts[pid][0], abstract=texts[pid][1])
             papers.append(RatedPaper(paper, verdict))
         if papers:
             out.append(RatedEdition(archived.edition, tuple(papers)))

@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +20,9 @@ from click.testing import CliRunner
 from web_site import ENV, HOST, NOW, Site, make_site, running
 
 from digest.cli import main
-from digest.ledger import Ledger
+from digest.ledger import Ledger, LedgerStore, open_ledger
 from digest.models import Feedback, Paper
+from digest.web._feedback import recent_papers
 
 ADA, BOB, CY = "ada@example.org", "bob@example.org", "cy@example.org"
 
@@ -158,3 +161,44 @@ def test_forged_tokens_unknown_papers_and_cross_site_posts_change_nothing(
         got = http.post(url, data={"action": "more", "paper": pid}, headers=headers)
         assert got.status_code == 403
     assert ledger(site).feedback() == before
+
+
+_CARDS = """<html><body><h1>Ada, your paper digest</h1><h2 class="section">Quantization</h2>
+<h3><a href="https://arxiv.org/abs/2406.00001" class="title">First &amp; <em>best</em></a></h3>
+<ul class="claims"><li>It compresses.</li><li>It is fast.</li></ul>
+<h3>Second, without a link</h3><p>no claims</p></body></html>"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
+    """The page's paper list on each backend (only contract methods are read)."""
+    database = tmp_path / "digest.db" if request.param == "sqlite" else \
+        request.getfixturevalue("pg_database")
+    with open_ledger(database) as opened:
+        yield opened
+
+
+def test_the_papers_of_recent_editions_read_the_same_on_both_backends(
+        any_ledger: LedgerStore) -> None:
+    msg = EmailMessage()
+    msg["Subject"] = "Your digest"
+    msg.set_content("text")
+    msg.add_alternative(_CARDS, subtype="html")
+    ids = ("2406.00001", "2406.00002")
+    for day, papers in ((0, ids), (1, ("2406.00003",))):  # the second is newer, title unknown
+        edition, at = NOW.date() + timedelta(days=day), NOW + timedelta(days=day)
+        any_ledger.begin(ADA, edition, message_id=f"<m{day}@x>", papers=papers,
+                         data=msg.as_bytes(), now=at)
+        any_ledger.mark_sent(ADA, edition, now=at, archive=timedelta(days=180))
+    any_ledger.record_feedback(ADA, Paper(id="2406.00002", title="Kept", abstract="Its own."),
+                               "less", now=NOW)
+    rated = recent_papers(any_ledger, ADA)
+    # the newer edition has two cards for one id: its text is unknown, nothing is listed
+    assert [e.edition for e in rated] == [NOW.date()]
+    first, second = rated[0].papers
+    assert first.paper == Paper(id=ids[0], title="First & best",
+                                abstract="It compresses. It is fast.")
+    assert first.verdict is None
+    assert second.paper == Paper(id=ids[1], title="Kept", abstract="Its own.")  # as stored
+    assert second.verdict == "less"
+    assert recent_papers(any_ledger, "nobody@x.org") == ()
