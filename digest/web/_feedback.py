@@ -12,6 +12,7 @@ for the ledger reads. May import models, the ledger and the web stage's archive 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 from html.parser import HTMLParser
 
@@ -76,11 +77,15 @@ class _Cards(HTMLParser):
             self._buf.append(data)
 
 
-def _cards(html: str) -> list[tuple[str, str]]:
+@lru_cache(maxsize=256)
+def _cards(data: bytes) -> tuple[tuple[str, str], ...]:
+    """(title, claims) per card of an archived message. Cached by the bytes themselves (an
+    archived edition never changes): opening and parsing one costs milliseconds, many times
+    the rest of the preferences page (docs/web.md, "Measured")."""
     parser = _Cards()
-    parser.feed(html)
+    parser.feed(open_message(data).html or "")
     parser.close()
-    return [(t, " ".join(c)) for t, c in zip(parser.titles, parser.claims, strict=True)]
+    return tuple((t, " ".join(c)) for t, c in zip(parser.titles, parser.claims, strict=True))
 
 
 def recent_papers(ledger: LedgerStore, email: str, *, editions: int = RATE_EDITIONS
@@ -99,8 +104,7 @@ def recent_papers(ledger: LedgerStore, email: str, *, editions: int = RATE_EDITI
         data = ledger.archived_message(email, archived.edition)
         if row is None or data is None:
             continue
-        html = open_message(data).html or ""
-        cards = _cards(html)
+        cards = _cards(data)
         # The ids are the rendered cards', in order. An overriding template that shows them
         # some other way leaves their text unknown: such papers are not listed (a verdict on
         # a bare id would feed the selection noise), unless a verdict already holds their text.
