@@ -12,8 +12,8 @@ for the ledger reads. May import models, the ledger and the web stage's archive 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date
+from functools import lru_cache
 from html.parser import HTMLParser
 
 from digest.ledger import LedgerStore
