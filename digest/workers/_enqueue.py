@@ -44,17 +44,35 @@ class QueueReport:
     not_due: int
 
 
+# how long a publisher waits for a broker that is away (a restart, a failover): retries at
+# 0.5, 1.5, 2.5, 3.5, 4.5 s, then every 5 s, about a minute in all
+BROKER_RETRY = {"max_retries": 15, "interval_start": 0.5, "interval_step": 1.0,
+                "interval_max": 5.0}
+
+
 def publish(app: Any, jobs: Iterable[Job]) -> int:
-    """Publish one task per job over one connection; returns how many."""
+    """Publish one task per job over one connection; returns how many. Waits about a minute
+    for a broker that is away (connecting, and again for a connection lost mid-way), then
+    raises ``DigestError``: the rows stay ``queued`` for the next send or the reconciler."""
+    from kombu.exceptions import OperationalError
+
     count = 0
-    with app.connection_for_write() as conn:
-        producer = app.amqp.Producer(conn, auto_declare=True)
-        try:
-            for job in jobs:
-                app.send_task(TASK, kwargs={"job": job.payload()}, producer=producer)
-                count += 1
-        finally:
-            producer.release()
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(**BROKER_RETRY)
+            producer = app.amqp.Producer(conn, auto_declare=True)
+            try:
+                for job in jobs:
+                    app.send_task(TASK, kwargs={"job": job.payload()}, producer=producer,
+                                  retry=True, retry_policy=BROKER_RETRY)
+                    count += 1
+            finally:
+                producer.release()
+    except OperationalError as exc:
+        raise DigestError(
+            f"the broker (settings.queue) is unreachable: {exc}; {count} task(s) were "
+            "published, the other rows stay queued: run the send again once it is back, or "
+            "the workers' reconciler re-publishes them after --requeue-after") from None
     return count
 
 

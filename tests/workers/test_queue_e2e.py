@@ -1,17 +1,19 @@
 """End to end on the real services: ``digest send`` queues on RabbitMQ, ``digest worker``
 processes deliver into an aiosmtpd sink, the ledger in PostgreSQL. Every subscriber gets
 exactly one copy; under faults (a worker killed with ``kill -9`` mid-send, every task published
-twice, the workers' PostgreSQL sessions terminated mid-run) every subscriber still gets one,
-and only a message in flight may come twice, flagged and with the same Message-ID.
+twice, the workers' PostgreSQL sessions terminated mid-run, RabbitMQ stopped and started
+again mid-run) every subscriber still gets one, and only a message in flight may come twice,
+flagged and with the same Message-ID.
 
-No test hooks in the product: the tests stall the SMTP server, kill processes and terminate
-database sessions from outside."""
+No test hooks in the product: the tests stall the SMTP server, kill processes, terminate
+database sessions and stop the broker (``rabbitmqctl``) from outside."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from typing import Any
 import paths
 import psycopg
 import pytest
+from services import reachable
 from smtp_server import SmtpTestServer
 
 from digest.config import load_config
@@ -375,3 +378,115 @@ def test_a_4xx_becomes_ledger_state_and_the_reconciler_retries_it(
         with PostgresLedger(database) as ledger:
             row = {r.email: r for r in ledger.rows()}[later]
         assert (row.state, row.attempts, row.possible_duplicate) == ("sent", 4, False)
+
+
+
+def rabbitmqctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, check=False,
+                          timeout=timeout)
+
+
+class Broker:
+    """The machine's RabbitMQ, stopped and started with ``rabbitmqctl stop_app`` /
+    ``start_app``: the node, its durable queues and their persistent messages stay."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True  # before the call: a stop that fails half-way is undone too
+        done = rabbitmqctl("stop_app")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def start(self) -> None:
+        """Start the app again and wait until it serves (a no-op when it runs)."""
+        done = rabbitmqctl("start_app")
+        ready = rabbitmqctl("await_startup")
+        assert done.returncode == 0 and ready.returncode == 0, done.stderr + ready.stderr
+        wait_until(lambda: reachable("127.0.0.1", 5672), 60, "RabbitMQ's port after start_app")
+        self.stopped = False
+
+
+@pytest.fixture
+def broker(amqp_url: str) -> Iterator[Broker]:
+    """The broker to stop mid-test, always started again at the end whatever the test did
+    (every other test, and every other test run on this machine, needs it). Needs
+    ``rabbitmqctl`` and the right to use it (root); under ``CI=true`` their absence fails the
+    test instead of skipping it."""
+    probe = rabbitmqctl("status") if shutil.which("rabbitmqctl") else None
+    if probe is None or probe.returncode != 0:
+        why = ("rabbitmqctl is not usable here (not on PATH, or not root): "
+               + (probe.stderr.strip()[-300:] if probe is not None else "not found"))
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    control = Broker()
+    try:
+        yield control
+    finally:
+        if control.stopped:  # the test did not get to start it again
+            control.start()
+
+
+def test_rabbitmq_stopped_and_restarted_mid_run(
+        queue_setup: Callable[..., tuple[Path, Workers, PostgresDatabase]],
+        broker: Broker) -> None:
+    """The broker goes away for a few seconds while two workers are mid-run (some sent, some
+    queued) and a `digest send` is handed over meanwhile: the workers wait and reconnect, the
+    send waits and publishes, and every subscriber is delivered once."""
+    count, rate = 30, 5.0  # the global rate limit spreads the run over ~6 s
+    with SmtpTestServer() as server:
+        config, workers, database = queue_setup(server.port, count)
+        text = config.read_text(encoding="utf-8").replace(
+            "connections: 1}", f"connections: 1, max_per_second: {rate}}}")
+        config.write_text(text, encoding="utf-8")
+        queued = send(config)
+        assert queued.returncode == 0, queued.stderr
+        procs = [workers.start(), workers.start()]
+        wait_until(lambda: server.count >= 2, 60, "the first messages", workers)
+        late: subprocess.Popen[str] | None = None
+        try:
+            broker.stop()  # mid-run: tasks in flight, unacked, and waiting in the queue
+            with PostgresLedger(database) as ledger:
+                (at_stop,) = ledger.status()
+            assert at_stop.sent >= 2 and at_stop.queued >= 1, at_stop
+            # `digest send` while the broker is away: it re-publishes the rows still queued,
+            # waiting for the broker rather than failing
+            late = subprocess.Popen([sys.executable, "-m", "digest", "send", "-c", str(config),
+                                     "--ignore-schedule"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=ENV)
+            time.sleep(2)
+            assert not reachable("127.0.0.1", 5672)
+            assert late.poll() is None, late.communicate()  # still waiting, not failed
+            assert all(p.poll() is None for p in procs), workers.logs()  # workers too
+        except BaseException:
+            if late is not None:
+                late.kill()
+                late.wait()
+            raise
+        finally:
+            broker.start()
+        out, err = late.communicate(timeout=120)
+        assert late.returncode == 0, out + err
+        again = re.search(r"queued for the workers\s+│\s+(\d+) ", out)
+        assert again and int(again.group(1)) >= 1, out
+        wait_until(lambda: settled(database, count), 90, "every digest settled", workers)
+
+        def drained() -> bool:  # each row still queued at the stop had two tasks by now: the
+            # broker's own (kept across the restart) and the late send's; one claim each won
+            return len(re.findall(r"example\.org \S+: skipped: already done",
+                                  workers.logs(tail=10**7))) >= int(again.group(1))
+
+        wait_until(drained, 30, "the second task of every re-published row", workers)
+        # the workers reconnected by themselves and are still serving
+        assert all(p.poll() is None for p in procs), workers.logs()
+        got = copies(server)
+        assert set(got) == {f"reader{i}@example.org" for i in range(count)}
+        assert one_message_id_each(server)
+        with PostgresLedger(database) as ledger:
+            rows = {r.email: r for r in ledger.rows()}
+        assert len(rows) == count and {r.state for r in rows.values()} == {"sent"}
+        # a second copy only for a message in flight at the stop, and then flagged
+        flagged = {e for e, r in rows.items() if r.possible_duplicate}
+        assert {e for e, n in got.items() if n > 1} <= flagged
+    assert reachable("127.0.0.1", 5672) and not broker.stopped
