@@ -524,6 +524,19 @@ class PostgresLedger:
         return tuple(StaleRow(str(e), cast(date, ed), None if r is None else str(r))
                      for e, ed, r in found)
 
+    def release_stale(self, rows: Sequence[StaleRow]) -> None:
+        """Undo ``stale``'s mark for rows whose re-publish failed (the broker was down), so
+        the next pass hands them out again: an expired ``sending`` row would otherwise never
+        be stale again (its mark is newer than its lease), and a ``deferred`` one would wait
+        ``retry_after`` more. ``queued`` rows keep the mark: ``requeue_after`` brings them
+        back anyway."""
+        if not rows:
+            return
+        self._write(
+            "UPDATE deliveries SET queued_at = NULL WHERE state IN ('sending', 'deferred') "
+            "AND (email, edition) IN (SELECT * FROM unnest(%s::text[], %s::date[]))",
+            ([r.email for r in rows], [r.edition for r in rows]))
+
     def freeze_edition(self, papers: Sequence[Paper], summaries: dict[str, Summary], *,
                        now: datetime) -> str:
         """Store a run's papers and summaries once; return the run id (a content hash, so

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from digest.errors import DigestError
 from digest.ledger import PostgresLedger
 from digest.models import PostgresDatabase, Settings
 from digest.workers._app import Job
@@ -38,7 +39,12 @@ def reconcile_once(database: PostgresDatabase, app: Any, *, requeue_after: float
     if not stale:
         return 0
     now = clock()
-    count = publish(app, (Job(r.email, r.edition, r.run, now) for r in stale))
+    try:
+        count = publish(app, (Job(r.email, r.edition, r.run, now) for r in stale))
+    except DigestError:  # the broker stayed down: hand these rows out again next pass
+        with PostgresLedger(database) as ledger:
+            ledger.release_stale(stale)
+        raise
     log.info("re-published %d stale task%s", count, "" if count == 1 else "s")
     return count
 

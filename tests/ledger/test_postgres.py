@@ -97,6 +97,20 @@ def test_stale_rows_are_handed_out_once(ledger: PostgresLedger) -> None:
     assert [s.email for s in ledger.stale(requeue_after=3600, retry_after=0.2)] == ["a@x.org"]
 
 
+def test_a_failed_republish_hands_the_rows_out_again(ledger: PostgresLedger) -> None:
+    # a worker died mid-send (its lease expired) and the broker was down when the reconciler
+    # re-published the row: released, the next pass must find it again, not never.
+    ledger.enqueue([("a@x.org", ED), ("b@x.org", ED)], run="r1", now=NOW)
+    assert ledger.claim("a@x.org", ED, token="w1", lease=0.1, run="r1", now=NOW) is not None
+    time.sleep(0.3)
+    stale = ledger.stale(requeue_after=3600, retry_after=3600)
+    assert [s.email for s in stale] == ["a@x.org"]
+    assert ledger.stale(requeue_after=3600, retry_after=3600) == ()  # marked as re-published
+    ledger.release_stale(stale)
+    assert [s.email for s in ledger.stale(requeue_after=3600, retry_after=3600)] == ["a@x.org"]
+    ledger.release_stale(())  # nothing to release: no statement, no error
+
+
 def test_a_frozen_edition_comes_back_equal(ledger: PostgresLedger) -> None:
     papers = (Paper(id="2611.00001", title="A model", abstract="We do it.", authors=("Ada",),
                     published=NOW, listed=ED, categories=("cs.LG",), upvotes=3,
