@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from web_site import ENV, HOST, NOW, Site, make_site, running
+from web_site import ENV, HOST, NOW, Site
 
 from digest.cli import main
 from digest.ledger import Ledger, LedgerStore, open_ledger
@@ -25,18 +25,6 @@ from digest.models import Feedback, Paper
 from digest.web._feedback import recent_papers
 
 ADA, BOB, CY = "ada@example.org", "bob@example.org", "cy@example.org"
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with running(make_site(tmp_path_factory.mktemp("site"))) as s:
-        yield s
-
-
-@pytest.fixture
-def http(site: Site) -> Iterator[httpx.Client]:
-    with httpx.Client(headers={"Host": HOST}, follow_redirects=False, timeout=10) as client:
-        yield client
 
 
 def ledger(site: Site) -> Ledger:

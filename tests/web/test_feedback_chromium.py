@@ -8,32 +8,16 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from chromium_cdp import Browser, chromium_path
-from web_site import HOST, NOW, Site, make_site, running
+from web_site import HOST, NOW, Site
 
 from digest.ledger import Ledger
 
 if chromium_path() is None and os.environ.get("CI") != "true":
     pytest.skip("chromium is not installed", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with running(make_site(tmp_path_factory.mktemp("site"))) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    b = Browser(tmp_path_factory.mktemp("profile"), resolve=(HOST,))
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 def test_a_click_on_less_like_this_records_it_and_shows_it(site: Site, browser: Browser,

@@ -11,14 +11,13 @@ import json
 import mailbox
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from web_site import BASE_URL, ENV, HOST, NOW, SECRET, Site, make_site, running
+from web_site import BASE_URL, ENV, HOST, NOW, SECRET, Site, make_site
 
 from digest.cli import main
 from digest.compose import links_for
@@ -28,18 +27,6 @@ from digest.feeds import sample_papers
 from digest.ledger import Ledger
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with running(make_site(tmp_path_factory.mktemp("site"))) as s:
-        yield s
-
-
-@pytest.fixture
-def http(site: Site) -> Iterator[httpx.Client]:
-    with httpx.Client(headers={"Host": HOST}, follow_redirects=False, timeout=10) as client:
-        yield client
 
 
 def ledger(site: Site) -> Ledger:
