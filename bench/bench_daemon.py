@@ -169,15 +169,9 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from smtp_server import free_port
+    from smtp_server import spawn_sink
 
-    port = free_port()
-    sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp_server.py"),
-                             "--port", str(port)], stdout=subprocess.PIPE, text=True)
-    assert sink.stdout is not None
-    ready = sink.stdout.readline().strip()
-    if not ready.startswith("ready"):
-        raise SystemExit(f"the sink did not start: {ready!r}")
+    sink, port = spawn_sink()
     modes = ("send", "send-1", "daemon") if args.one_process else ("send", "daemon")
     seconds: dict[str, list[float]] = {m: [] for m in modes}
     extra: list[dict[str, Any]] = []

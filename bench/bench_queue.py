@@ -172,14 +172,9 @@ def main() -> None:
     if args.child:
         child(args.child, n, args.port)
         return
-    from smtp_server import free_port
+    from smtp_server import spawn_sink
 
-    port = free_port()
-    sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp_server.py"),
-                             "--port", str(port)], stdout=subprocess.PIPE, text=True)
-    assert sink.stdout is not None
-    if not sink.stdout.readline().startswith("ready"):
-        raise SystemExit("the sink did not start")
+    sink, port = spawn_sink()
     rows: list[tuple[str, dict[str, object]]] = []
     try:
         for mode in ("ceiling", "inprocess"):

@@ -27,6 +27,7 @@ import re
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -60,6 +61,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def spawn_sink() -> tuple[subprocess.Popen[str], int]:
+    """This file run as a counting sink in another process (for the benches): the process,
+    once it printed "ready", and its port."""
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, __file__, "--port", str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None
+    ready = sink.stdout.readline().strip()
+    if not ready.startswith("ready"):
+        sink.kill()
+        raise SystemExit(f"the sink did not start: {ready!r}")
+    return sink, port
 
 
 @dataclass(frozen=True)
