@@ -363,6 +363,20 @@ class Digest:
     sender_address: str | None = None  # the From address, named in the footer
     archive_url: str | None = None  # the subscriber's past digests on digest serve, with base_url
     also: tuple[DigestItem, ...] = ()  # "you may also like" (Selection.also), after the cards
+    more_url: str | None = None  # digest serve's page of the matches left out, with base_url
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A match an edition left out (past ``max_papers``, or over the size budget), as the "N
+    more matched" page of ``digest serve`` shows it: frozen when the message is built, so the
+    page shows what the email promised even after the feed moves on."""
+
+    paper_id: str
+    title: str  # cleaned, as a card shows it
+    authors: str  # "A, B, C et al."
+    url: str | None  # the title link (http/https only)
+    tags: tuple[str, ...] = ()  # "Quantization · in title", one per matched topic
 
 
 # --------------------------------------------------------------------------- renderer

@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "selection": BASE | {"text"},
     "summarize": BASE | {"text"},
     "compose": BASE | {"summarize"},
-    "render": BASE,
+    "render": BASE | {"text"},  # left_out: a cut pick's title, cleaned as a summary's is
     "ledger": BASE,
     "delivery": BASE | {"cron", "files", "ledger", "selection", "summarize", "compose", "render"},
     "schedule": BASE | {"cron", "config", "feeds", "ledger", "selection", "summarize", "compose",

@@ -75,16 +75,17 @@ def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition
                  unsubscribe_secret: str | None = None) -> Digest:
     """One subscriber's edition. With the HMAC secret and ``settings.base_url``, the digest
     carries the signed links of ``digest serve`` (one-click unsubscribe, preferences, this
-    edition in a browser); with ``settings.unsubscribe_url`` instead, a signed
+    edition in a browser, the matches it left out); with ``settings.unsubscribe_url`` instead, a signed
     link to the admin's own unsubscribe handler."""
     items = tuple(DigestItem(pick=p, summary=summaries[p.paper.id]) for p in selection.picks)
     sender_addr = settings.sender.rsplit("<", 1)[-1].rstrip(">").strip()
     email = selection.subscriber.email
-    unsubscribe_url = view_url = preferences_url = archive_url = None
+    unsubscribe_url = view_url = preferences_url = archive_url = more_url = None
     if settings.base_url and unsubscribe_secret:
         links = links_for(settings.base_url, email, unsubscribe_secret)
         unsubscribe_url, view_url = links.unsubscribe, links.edition(edition)
         preferences_url, archive_url = links.preferences, links.archive
+        more_url = links.more(edition)
     elif settings.unsubscribe_url and unsubscribe_secret:
         unsubscribe_url = unsubscribe_link(settings.unsubscribe_url, email, unsubscribe_secret)
     publisher = settings.sender.rpartition("<")[0].strip().strip('"').strip() \
@@ -104,4 +105,5 @@ def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition
         sender_address=sender_addr,
         archive_url=archive_url,
         also=tuple(DigestItem(pick=p, summary=summaries[p.paper.id]) for p in selection.also),
+        more_url=more_url,
     )

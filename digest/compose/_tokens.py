@@ -37,6 +37,7 @@ UNSUBSCRIBE_PATH = "/u/{token}"
 PREFERENCES_PATH = "/p/{token}"
 ARCHIVE_PATH = "/a/{token}"
 EDITION_PATH = "/a/{token}/{edition}"
+MORE_PATH = "/a/{token}/{edition}/more"  # the matches that edition left out
 FEED_PATH = "/a/{token}/feed.atom"
 
 
@@ -132,6 +133,10 @@ class Links:
     def edition(self, edition: date) -> str:
         """"View in browser": the sent edition of that date."""
         return self._url(EDITION_PATH, edition=edition.isoformat())
+
+    def more(self, edition: date) -> str:
+        """"N more matched": the matches the edition of that date left out."""
+        return self._url(MORE_PATH, edition=edition.isoformat())
 
 
 def links_for(base_url: str, email: str, secret: str | bytes) -> Links:

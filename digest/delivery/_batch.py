@@ -234,7 +234,8 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
                 known = edition_history(history.get(email, frozenset()), row, force=force)
                 if email in chosen:  # laid over the YAML (deliver_edition checks the pause)
                     sub = chosen[email].apply(sub)
-                yield _Job(sub, edition, selector.select(sub, known, feedback.get(email)))
+                yield _Job(sub, edition, selector.select(  # "N more matched" needs the cut
+                    sub, known, feedback.get(email), with_cut=bool(settings.base_url)))
 
         run = EditionRun(ledger=ledger, renderer=renderer, settings=settings,
                          summaries=summaries, now=now, selector=selector,

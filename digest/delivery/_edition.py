@@ -221,7 +221,8 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
             known = edition_history(ledger.history_for(email) if history is None else history,
                                     row, force=force)
             selection = (selector or Selector(papers)).select(
-                subscriber, known, ledger.feedback().get(email))  # digest feedback
+                subscriber, known, ledger.feedback().get(email),  # digest feedback
+                with_cut=bool(settings.base_url))  # for "N more matched"
         if not selection.picks:
             why = f"{_NOTHING_NEW}: {selection.skipped_reason}" \
                 if selection.skipped_reason else _NOTHING_NEW
@@ -240,6 +241,12 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
             return Delivery(email=email, edition=edition, state="failed", error=str(exc),
                             detail="cannot build the message")
         papers_sent = rendered.papers
+        if digest.more_url and not dry_run:
+            # digest serve's "N more matched" page, frozen before the message leaves
+            from digest.render import left_out  # loaded already: the run renders with it
+            missed = left_out(digest.items, frozenset(papers_sent), selection.cut)
+            if missed:
+                ledger.keep_left_out(email, edition, missed)
     if dry_run:
         return replace(skip, message_id=msg.message_id, papers=papers_sent,
                        outcome=Outcome.WOULD_SEND,

@@ -7,6 +7,7 @@ against), the per-edition ``EditionStatus`` counts, and the small values the que
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from digest.models import (
     DeliveryState,
     Feedback,
+    LeftOut,
     Paper,
     PostgresDatabase,
     Preferences,
@@ -136,6 +138,10 @@ class LedgerStore(Protocol):
     def archived(self, email: str) -> tuple[ArchivedEdition, ...]: ...
 
     def archived_message(self, email: str, edition: date) -> bytes | None: ...
+
+    def keep_left_out(self, email: str, edition: date, matches: Sequence[LeftOut]) -> None: ...
+
+    def archived_left_out(self, email: str, edition: date) -> tuple[LeftOut, ...] | None: ...
 
     def create(self) -> None: ...
 

@@ -1,20 +1,23 @@
-"""A frozen edition as JSON text: a run's papers and their summaries, field by field.
+"""A frozen edition as JSON text: a run's papers and their summaries, field by field; and an
+edition's left-out matches ("N more matched") as compressed JSON.
 
 Owns: ``dump_edition`` / ``load_edition``, the one way papers and summaries are written to and
 read back from the ledger (``editions.content``), so a worker on another machine renders what
-the run that queued the edition selected from. May import models only.
+the run that queued the edition selected from; ``dump_left_out`` / ``load_left_out``, the one
+way both backends store the ``left_out`` table's matches. May import models only.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
 
 from digest.ledger._contract import FrozenEdition
-from digest.models import Paper, Summary
+from digest.models import LeftOut, Paper, Summary
 
 FORMAT = 1
 
@@ -50,3 +53,17 @@ def load_edition(text: str) -> FrozenEdition:
     summaries = {k: Summary(**{**v, "results": tuple(v["results"])})
                  for k, v in data["summaries"].items()}
     return FrozenEdition(papers=tuple(_paper(p) for p in data["papers"]), summaries=summaries)
+
+
+def dump_left_out(matches: Sequence[LeftOut]) -> bytes:
+    """zlib (level 1) of the matches as a JSON list of their fields."""
+    return zlib.compress(json.dumps([asdict(m) for m in matches], ensure_ascii=False,
+                                    separators=(",", ":")).encode("utf-8"), 1)
+
+
+def load_left_out(blob: bytes) -> tuple[LeftOut, ...]:
+    return tuple(LeftOut(paper_id=str(m["paper_id"]), title=str(m["title"]),
+                         authors=str(m["authors"]),
+                         url=None if m["url"] is None else str(m["url"]),
+                         tags=tuple(str(t) for t in m["tags"]))
+                 for m in json.loads(zlib.decompress(blob)))

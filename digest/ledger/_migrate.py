@@ -17,8 +17,8 @@ from typing import Any
 from digest.errors import LedgerError
 from digest.models import PostgresDatabase
 
-HEAD = "0004"
-KNOWN = ("0001", "0002", "0003", "0004")  # every revision this version can read, oldest first
+HEAD = "0005"
+KNOWN = ("0001", "0002", "0003", "0004", "0005")  # every revision this one can read
 SCRIPTS = Path(__file__).resolve().parent / "migrations"
 LEGACY = 2  # the last ``user_version`` written before Alembic (2: the uncertain state)
 

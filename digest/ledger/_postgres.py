@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from digest.errors import LockedError
 from digest.ledger._contract import Claim, EditionStatus, FrozenEdition, StaleRow
-from digest.ledger._frozen import dump_edition, load_edition
+from digest.ledger._frozen import dump_edition, dump_left_out, load_edition, load_left_out
 from digest.ledger._migrate import migrate
 from digest.errors import LedgerError
 from digest.ledger._sqlite import (
@@ -39,6 +39,7 @@ from digest.ledger._sqlite import (
 from digest.models import (
     DeliveryState,
     Feedback,
+    LeftOut,
     Paper,
     PostgresDatabase,
     Preferences,
@@ -278,6 +279,10 @@ class PostgresLedger:
                         "AND message_id IS NOT NULL ON CONFLICT (email, edition) DO UPDATE SET "
                         "message_id = excluded.message_id, sent_at = excluded.sent_at, "
                         "message = excluded.message", (_ts(now), address, edition))
+                    # the left-out matches live as long as their edition's archive row
+                    c.execute("DELETE FROM left_out l WHERE l.email = %s AND l.edition <> %s "
+                              "AND NOT EXISTS (SELECT 1 FROM archive a WHERE a.email = l.email "
+                              "AND a.edition = l.edition)", (address, edition))
                 return c.execute(_FINISH, ("sent", _ts(now), code, reply, True, _ts(now), False,
                                            address, edition)).rowcount
         if self._run(work) != 1:
@@ -425,6 +430,17 @@ class PostgresLedger:
                             sent_at=cast(datetime, r[3]))
             for r in self._read("SELECT email, edition, message_id, sent_at FROM archive "
                                 "WHERE email = %s ORDER BY edition DESC", (_norm(email),)))
+
+    def keep_left_out(self, email: str, edition: date, matches: Sequence[LeftOut]) -> None:
+        self._write("INSERT INTO left_out (email, edition, matches) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (email, edition) DO UPDATE SET matches = excluded.matches",
+                    (_norm(email), edition, dump_left_out(matches)))
+
+    def archived_left_out(self, email: str, edition: date) -> tuple[LeftOut, ...] | None:
+        rows = self._read("SELECT l.matches FROM left_out l JOIN archive a "
+                          "ON a.email = l.email AND a.edition = l.edition "
+                          "WHERE l.email = %s AND l.edition = %s", (_norm(email), edition))
+        return load_left_out(bytes(rows[0][0])) if rows else None
 
     def archived_message(self, email: str, edition: date) -> bytes | None:
         rows = self._read("SELECT message FROM archive WHERE email = %s AND edition = %s",

@@ -6,8 +6,9 @@ reply, possible-duplicate flag and, while the message is not yet accepted, its c
 so a retry or a post-crash re-send replays exactly the same message), the suppression list,
 what subscribers chose on ``digest serve``'s preferences page (``preferences``: laid over the
 YAML, never written into it), the archive of sent messages the web view renders (``archive``:
-filled by ``mark_sent(archive=True)``), and the one-sender-per-database lock (``SendLock``). May import models and errors only; it is an
-I/O edge (files), never a pure stage.
+filled by ``mark_sent(archive=True)``) with the matches each edition left out (``left_out``,
+its "N more matched" page), and the one-sender-per-database lock (``SendLock``). May import
+models and errors only; it is an I/O edge (files), never a pure stage.
 
 Timestamps are the caller's ``now`` (ISO 8601, aware), so runs with ``--now`` stay consistent.
 Each state change is its own committed transaction: a ``kill -9`` at any point leaves the file
@@ -22,7 +23,7 @@ import os
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -32,8 +33,9 @@ from typing import cast
 
 from digest.errors import LedgerError, LockedError
 from digest.ledger._contract import EditionStatus
+from digest.ledger._frozen import dump_left_out, load_left_out
 from digest.ledger._migrate import migrate
-from digest.models import DeliveryState, Feedback, Paper, PostgresDatabase, Preferences
+from digest.models import DeliveryState, Feedback, LeftOut, Paper, PostgresDatabase, Preferences
 
 # How many attempts may end not knowing whether the server accepted the message (no reply to
 # the final ".", or in flight at a crash) before the row is held ``uncertain``: the first is
@@ -375,6 +377,11 @@ class Ledger:
                         "WHERE email = ? AND edition = ? AND message IS NOT NULL "
                         "AND message_id IS NOT NULL",
                         (_ts(now), email.strip().lower(), edition.isoformat()))
+                    # the left-out matches live as long as their edition's archive row
+                    conn.execute("DELETE FROM left_out WHERE email = ? AND edition <> ? AND "
+                                 "edition NOT IN (SELECT edition FROM archive WHERE email = ?)",
+                                 (email.strip().lower(), edition.isoformat(),
+                                  email.strip().lower()))
                 self._finish(email, edition, "sent", now=now, code=code, error=reply,
                              keep_message=False, sent=True)
                 conn.execute("COMMIT")
@@ -523,6 +530,21 @@ class Ledger:
             for r in self._read("SELECT email, edition, message_id, sent_at FROM archive "
                                 "WHERE email = ? ORDER BY edition DESC",
                                 (email.strip().lower(),)))
+
+    def keep_left_out(self, email: str, edition: date, matches: Sequence[LeftOut]) -> None:
+        """Freeze the matches ``edition`` leaves out (for its "N more matched" page) before its
+        message leaves; ``mark_sent(archive=...)`` keeps them beside the archived message."""
+        self._write("INSERT OR REPLACE INTO left_out (email, edition, matches) VALUES (?, ?, ?)",
+                    (email.strip().lower(), edition.isoformat(), dump_left_out(matches)))
+
+    def archived_left_out(self, email: str, edition: date) -> tuple[LeftOut, ...] | None:
+        """The matches an archived edition left out, as frozen at send time; None when the
+        edition is not archived or kept none."""
+        rows = self._read("SELECT l.matches FROM left_out l JOIN archive a "
+                          "ON a.email = l.email AND a.edition = l.edition "
+                          "WHERE l.email = ? AND l.edition = ?",
+                          (email.strip().lower(), edition.isoformat()))
+        return load_left_out(cast(bytes, rows[0][0])) if rows else None
 
     def archived_message(self, email: str, edition: date) -> bytes | None:
         """The exact bytes sent for that edition, if archived."""

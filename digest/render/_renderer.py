@@ -3,7 +3,8 @@
 Owns: the Jinja environments (stock templates plus a user override folder), the values templates
 see (``Card`` views, shortened authors, http(s)-only links), the HTML size budget and the choice
 between the compile-once fast path (``digest.render._shapes``) and a full compile. May import
-``digest.models``, ``digest.errors``, ``digest.render._shapes``, jinja2 and markupsafe; pure (reads
+``digest.models``, ``digest.errors``, ``digest.text`` (a cut pick's title is cleaned as a summary
+cleans it), ``digest.render._shapes``, jinja2 and markupsafe; pure (reads
 template files only, through the Jinja loader).
 
 Templates: ``digest.mjml`` (Jinja producing MJML, extends ``_base.mjml``; each paper is
@@ -17,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -42,7 +43,7 @@ from jinja2 import (
 from markupsafe import Markup
 
 from digest.errors import TemplateError
-from digest.models import Digest, DigestItem, Paper, Reason, RenderedEmail, Where
+from digest.models import Digest, DigestItem, LeftOut, Paper, Pick, Reason, RenderedEmail, Where
 from digest.render._memo import FastEnvironment
 from digest.render._record import (
     CARD_MARKUP,
@@ -53,6 +54,7 @@ from digest.render._record import (
     render_recorded,
 )
 from digest.render._shapes import ShapeCache, Shaper
+from digest.text import clean_text
 
 HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
@@ -297,6 +299,23 @@ class Card:
         return self.item.pick.paper.upvotes
 
 
+def left_out(items: Sequence[DigestItem], kept: Collection[str], cut: Sequence[Pick]
+             ) -> tuple[LeftOut, ...]:
+    """The matches an email left out, as its "N more matched" page lists them: the items the
+    size budget dropped (not in ``kept``, the rendered papers), then ``cut`` (the picks past
+    ``max_papers``, ``Selection.cut``), in rank order, with the card's title link, authors and
+    tags. Titles of cut picks are cleaned as a summary cleans them (they have no summary)."""
+    out = [LeftOut(paper_id=card.paper_id, title=card.title, authors=card.authors,
+                   url=card.url, tags=card.tags)
+           for card in (Card(item, 0) for item in items) if card.paper_id not in kept]
+    for pick in cut:
+        view = _paper_view(pick.paper)
+        out.append(LeftOut(paper_id=pick.paper.id, title=clean_text(pick.paper.title),
+                           authors=view.authors, url=view.url,
+                           tags=_reason_view(pick.reasons).tags))
+    return tuple(out)
+
+
 # What a memoized card partial may read: per paper (the memo key names the paper and its summary
 # by identity) or per subscriber (their values join the key).
 _PER_PAPER = frozenset({"paper_id", "title", "url", "links", "authors", "claims", "upvotes"})
@@ -370,6 +389,7 @@ def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
         "dropped": dropped,
         "more": digest.more + dropped,
         "archive_url": http_url(digest.archive_url),
+        "more_url": http_url(digest.more_url),  # with base_url: the page listing the ``more``
         "preheader": cards[0].claims[0] if cards and cards[0].claims else
         (cards[0].title if cards else "No new papers matched your topics this time."),
         "title": f"Paper digest - {day(digest.edition)}",

@@ -4,8 +4,9 @@ Routes (under the path of ``settings.base_url``; spelled once, in ``digest.compo
 ``/u/<token>`` RFC 8058 one-click unsubscribe (POST ``List-Unsubscribe=One-Click``: suppressed
 at once, 200, no redirect, no cookie) and its confirm page (GET: a button, never an
 unsubscribe by itself); ``/p/<token>`` the preferences page and its forms (the feedback
-buttons among them); ``/a/<token>`` the
-archive, ``/a/<token>/<YYYY-MM-DD>`` one sent edition, ``/a/<token>/feed.atom`` the feed.
+buttons among them); ``/a/<token>`` the archive, ``/a/<token>/<YYYY-MM-DD>`` one sent edition,
+``/a/<token>/<YYYY-MM-DD>/more`` the matches it left out ("N more matched"),
+``/a/<token>/feed.atom`` the feed.
 A forged, tampered or unknown token gets 404 and changes nothing. Only the host of
 ``base_url`` is served (any other ``Host`` header: 400, against DNS rebinding).
 
@@ -34,6 +35,7 @@ from digest.compose import (
     ARCHIVE_PATH,
     EDITION_PATH,
     FEED_PATH,
+    MORE_PATH,
     PREFERENCES_PATH,
     UNSUBSCRIBE_PATH,
 )
@@ -275,6 +277,22 @@ class _Views:
             return self._missing()
         return HTMLResponse(sent.html)
 
+    async def more(self, request: Request) -> Response:
+        """"N more matched": what that edition left out, as frozen at send time."""
+        who = await self._who(request)
+        if who is None:
+            return self._missing()
+        try:
+            day = date.fromisoformat(str(request.path_params["edition"]))
+        except ValueError:
+            return self._missing()
+        matches = await run_in_threadpool(self.state.ledger.archived_left_out, who.email, day)
+        if not matches:
+            return self._missing()
+        return HTMLResponse(_pages.left_out(
+            who.email, self.state.list_name(), day, matches, _local(who.links.edition(day)),
+            _local(who.links.archive), _local(who.links.preferences)))
+
     def _feed(self, who: Who) -> str:
         ledger = self.state.ledger
         entries = []
@@ -302,6 +320,7 @@ def create_app(state: WebState) -> Starlette:
         Route(_route(PREFERENCES_PATH), views.preferences, methods=["GET", "POST"]),
         Route(_route(FEED_PATH), views.feed, methods=["GET"]),  # before the edition pattern
         Route(_route(EDITION_PATH), views.edition, methods=["GET"]),
+        Route(_route(MORE_PATH), views.more, methods=["GET"]),
         Route(_route(ARCHIVE_PATH), views.archive, methods=["GET"]),
     ]
     if state.path:

@@ -1,5 +1,6 @@
 """The HTML pages of ``digest serve``: the unsubscribe confirm page, the preferences page, the
-archive list and the error pages. Pure: values in, an HTML string out; every value is escaped.
+archive list, the "N more matched" page and the error pages. Pure: values in, an HTML string
+out; every value is escaped.
 
 Forms post back to the page's own URL (``action=""``): the signed token in the path is the
 only credential (no cookie, no login, no JavaScript), which is also what makes them CSRF-safe:
@@ -14,7 +15,7 @@ from datetime import date
 from html import escape
 
 from digest.ledger import ArchivedEdition
-from digest.models import Preferences
+from digest.models import LeftOut, Preferences
 from digest.web._feedback import RatedEdition
 
 MAX_PAPERS_LIMIT = 50  # the most papers a subscriber may ask for on the preferences page
@@ -46,6 +47,13 @@ a{color:var(--accent)}ul{padding-left:1.2rem}li{margin:.3rem 0}
 ol.rate{list-style:none;padding:0;margin:.5rem 0}ol.rate li{border-top:1px solid var(--line);
 padding:.6rem 0}ol.rate li:first-child{border-top:0}.said{font-weight:600}
 .verdicts{display:flex;flex-wrap:wrap;gap:0 .5rem}
+ol.papers{list-style:none;padding:0;margin:1rem 0}
+ol.papers li{background:var(--card);border:1px solid var(--line);border-radius:8px;
+padding:.75rem 1rem;margin:.75rem 0;overflow-wrap:anywhere}
+.tag{margin:0;font-size:.8rem;font-weight:600;letter-spacing:.04em;text-transform:uppercase;
+color:var(--muted)}
+.paper{display:block;margin:.2rem 0;font-size:1.05rem;font-weight:600;line-height:1.35}
+a.paper{display:inline-block;min-height:24px}
 """
 
 
@@ -219,3 +227,36 @@ def archive(email: str, list_name: str, editions: Sequence[tuple[ArchivedEdition
                 f"<h1>Past digests</h1><p class=\"muted\">for {escape(email)}</p>{body}"
                 f'<p><a href="{escape(feed_url)}">Atom feed</a> · '
                 f'<a href="{escape(preferences_url)}">Preferences</a></p>', feed_url=feed_url)
+
+
+_SCHEMES = ("http://", "https://")
+
+
+def _link(url: str | None) -> str | None:
+    """``url`` when it is http(s) (the ledger stores only those; checked again here)."""
+    return url if url and url.lower().startswith(_SCHEMES) and len(url) > 8 else None
+
+
+def left_out(email: str, list_name: str, sent: date, matches: Sequence[LeftOut],
+             edition_url: str, archive_url: str, preferences_url: str) -> str:
+    """"N more matched": the matches the edition of ``sent`` left out, as frozen when it was
+    sent (title linked to the paper's page, authors, the reason tags)."""
+    items = []
+    for m in matches:
+        url = _link(m.url)
+        title = (f'<a class="paper" href="{escape(url)}">{escape(m.title)}</a>' if url else
+                 f'<span class="paper">{escape(m.title)}</span>')
+        tags = f'<p class="tag">{escape(" · ".join(m.tags))}</p>' if m.tags else ""
+        authors = f'<p class="muted">{escape(m.authors)}</p>' if m.authors else ""
+        items.append(f"<li>{tags}{title}{authors}</li>")
+    count = len(matches)
+    day = f"{sent.strftime('%A')} {sent.day} {sent.strftime('%B')} {sent.year}"
+    return page(
+        f"{count} more matched - {list_name}",
+        f"<h1>{count} more matched</h1>"
+        f'<p class="muted">Papers that matched your topics on {escape(day)} but did not fit '
+        f"in that digest, for {escape(email)}.</p>"
+        f'<ol class="papers">{"".join(items)}</ol>'
+        f'<p><a href="{escape(edition_url)}">That digest</a> · '
+        f'<a href="{escape(archive_url)}">Past digests</a> · '
+        f'<a href="{escape(preferences_url)}">More papers per digest</a></p>')

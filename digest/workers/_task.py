@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from types import TracebackType
@@ -44,6 +44,7 @@ from digest.models import (
     Delivery,
     DeliveryState,
     Feedback,
+    LeftOut,
     Paper,
     PostgresDatabase,
     Preferences,
@@ -154,6 +155,12 @@ class ClaimedLedger:
 
     def archived_message(self, email: str, edition: date) -> bytes | None:
         return self._ledger.archived_message(email, edition)
+
+    def keep_left_out(self, email: str, edition: date, matches: Sequence[LeftOut]) -> None:
+        self._ledger.keep_left_out(email, edition, matches)
+
+    def archived_left_out(self, email: str, edition: date) -> tuple[LeftOut, ...] | None:
+        return self._ledger.archived_left_out(email, edition)
 
     def create(self) -> None:
         self._ledger.create()
