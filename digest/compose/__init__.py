@@ -25,6 +25,7 @@ from digest.compose._tokens import (
     make_token,
 )
 
-__all__ = ["ARCHIVE_PATH", "EDITION_PATH", "FEED_PATH", "MORE_PATH", "PREFERENCES_PATH", "UNSUBSCRIBE_PATH",
+__all__ = ["ARCHIVE_PATH", "EDITION_PATH", "FEED_PATH", "MORE_PATH", "PREFERENCES_PATH",
+           "UNSUBSCRIBE_PATH",
            "LazySummaries", "Links", "TokenIndex", "build_digest", "edition_for",
            "links_for", "make_token", "summarize_all"]

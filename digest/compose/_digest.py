@@ -75,8 +75,8 @@ def build_digest(selection: Selection, summaries: Mapping[str, Summary], edition
                  unsubscribe_secret: str | None = None) -> Digest:
     """One subscriber's edition. With the HMAC secret and ``settings.base_url``, the digest
     carries the signed links of ``digest serve`` (one-click unsubscribe, preferences, this
-    edition in a browser, the matches it left out); with ``settings.unsubscribe_url`` instead, a signed
-    link to the admin's own unsubscribe handler."""
+    edition in a browser, the matches it left out); with ``settings.unsubscribe_url``
+    instead, a signed link to the admin's own unsubscribe handler."""
     items = tuple(DigestItem(pick=p, summary=summaries[p.paper.id]) for p in selection.picks)
     sender_addr = settings.sender.rsplit("<", 1)[-1].rstrip(">").strip()
     email = selection.subscriber.email

@@ -37,7 +37,9 @@ UNSUBSCRIBE_PATH = "/u/{token}"
 PREFERENCES_PATH = "/p/{token}"
 ARCHIVE_PATH = "/a/{token}"
 EDITION_PATH = "/a/{token}/{edition}"
-MORE_PATH = "/a/{token}/{edition}/more"  # the matches that edition left out
+# the matches that edition left out ("N more matched"); as short as EDITION_PATH, so the text
+# part's line with the URL stays within 78 columns for a base_url of up to 26 characters
+MORE_PATH = "/m/{token}/{edition}"
 FEED_PATH = "/a/{token}/feed.atom"
 
 

@@ -5,7 +5,7 @@ Routes (under the path of ``settings.base_url``; spelled once, in ``digest.compo
 at once, 200, no redirect, no cookie) and its confirm page (GET: a button, never an
 unsubscribe by itself); ``/p/<token>`` the preferences page and its forms (the feedback
 buttons among them); ``/a/<token>`` the archive, ``/a/<token>/<YYYY-MM-DD>`` one sent edition,
-``/a/<token>/<YYYY-MM-DD>/more`` the matches it left out ("N more matched"),
+``/m/<token>/<YYYY-MM-DD>`` the matches it left out ("N more matched"),
 ``/a/<token>/feed.atom`` the feed.
 A forged, tampered or unknown token gets 404 and changes nothing. Only the host of
 ``base_url`` is served (any other ``Host`` header: 400, against DNS rebinding).

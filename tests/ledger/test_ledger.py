@@ -16,7 +16,7 @@ import pytest
 from digest.errors import LedgerError, LockedError
 from digest.ledger import Ledger, LedgerStore, SendLock, open_ledger
 from digest.ledger._sqlite import send_lock
-from digest.models import Feedback, Paper, PostgresDatabase
+from digest.models import Feedback, LeftOut, Paper, PostgresDatabase
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 ED = date(2026, 11, 25)
@@ -246,6 +246,40 @@ def test_the_archive_keeps_each_subscriber_archive_for(ledger: LedgerStore) -> N
                 ledger.mark_sent(who, when.date(), now=when, archive=timedelta(days=3))
     assert [e.edition.day for e in ledger.archived("a@x.org")] == [4, 3, 2, 1]
     assert len(ledger.archived("b@x.org")) == 3  # pruned only when b gets mail
+
+
+MISSED = (LeftOut(paper_id="2411.00001", title="Ünïcode & <b>", authors="A, B et al.",
+                  url="https://arxiv.org/abs/2411.00001", tags=("LLM · in title",)),
+          LeftOut(paper_id="x", title="No link", authors="", url=None))
+
+
+def test_left_out_matches_show_only_once_archived_and_round_trip(ledger: LedgerStore) -> None:
+    ledger.begin("a@x.org", ED, message_id="<m>", papers=("p",), data=b"x", now=NOW)
+    ledger.keep_left_out("A@x.org", ED, MISSED)
+    assert ledger.archived_left_out("a@x.org", ED) is None  # not sent (archived) yet
+    ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=3))
+    assert ledger.archived_left_out("A@X.org", ED) == MISSED
+    assert ledger.archived_left_out("a@x.org", ED + timedelta(days=1)) is None
+    assert ledger.archived_left_out("b@x.org", ED) is None
+
+
+def test_left_out_matches_are_kept_as_long_as_their_archive_row(ledger: LedgerStore) -> None:
+    for day in range(6):
+        when = NOW + timedelta(days=day)
+        ledger.begin("a@x.org", when.date(), message_id=f"<{day}>", papers=(), data=b"x",
+                     now=when)
+        ledger.keep_left_out("a@x.org", when.date(), MISSED[:1])
+        if day != 4:  # day 4 failed for good: its matches never show, and go with day 5
+            ledger.mark_sent("a@x.org", when.date(), now=when, archive=timedelta(days=3))
+        else:
+            ledger.mark_failed("a@x.org", when.date(), now=when, code=550, error="no")
+    kept = [e.edition for e in ledger.archived("a@x.org")]
+    assert [d.day for d in kept] == [30, 28, 27]  # 3 days back from Nov 30; the 29th failed
+    assert all(ledger.archived_left_out("a@x.org", d) == MISSED[:1] for d in kept)
+    if isinstance(ledger, Ledger):  # and the rows of the others are gone, not just hidden
+        rows = sqlite3.connect(ledger.path).execute(
+            "SELECT edition FROM left_out ORDER BY edition").fetchall()
+        assert [r[0] for r in rows] == sorted(d.isoformat() for d in kept)
 
 
 def test_preferences_round_trip_and_an_empty_choice_is_no_row(ledger: LedgerStore) -> None:

@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import paths
@@ -17,9 +17,11 @@ import pytest
 
 from digest.errors import LedgerError
 from digest.ledger import SCHEMA_HEAD, Ledger, PostgresLedger
-from digest.models import PostgresDatabase
+from digest.models import LeftOut, PostgresDatabase
 
 V1 = paths.HANDMADE / "ledger-v1.db"
+NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+ED = NOW.date()
 
 
 def test_head_is_the_last_migration_script() -> None:
@@ -53,6 +55,30 @@ def test_a_ledger_from_before_alembic_upgrades_without_loss(tmp_path: Path) -> N
     assert raw.execute("SELECT * FROM deliveries ORDER BY email").fetchall() == \
         [(*r, 0) for r in before]
     assert raw.execute("PRAGMA user_version").fetchone() == (2,)  # what older code checks
+    assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_HEAD,)]
+    raw.close()
+
+
+def test_a_ledger_of_the_previous_revision_gets_the_left_out_table(tmp_path: Path) -> None:
+    db = tmp_path / "digest.db"
+    with Ledger(db) as ledger:
+        ledger.begin("a@x.org", ED, message_id="<m>", papers=(), data=b"x", now=NOW)
+        ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=3))
+    raw = sqlite3.connect(db)  # the file as revision 0004 (the release before) left it
+    raw.execute("DROP TABLE left_out")
+    raw.execute("UPDATE alembic_version SET version_num = '0004'")
+    raw.commit()
+    raw.close()
+    missed = (LeftOut(paper_id="p", title="T", authors="A", url="https://x.org/p"),)
+    with Ledger(db) as ledger:  # a reader (digest serve) first, then a send
+        assert ledger.archived_left_out("a@x.org", ED) is None
+        assert [e.edition for e in ledger.archived("a@x.org")] == [ED]  # old rows intact
+        later = ED + timedelta(days=1)
+        ledger.begin("a@x.org", later, message_id="<n>", papers=(), data=b"y", now=NOW)
+        ledger.keep_left_out("a@x.org", later, missed)
+        ledger.mark_sent("a@x.org", later, now=NOW, archive=timedelta(days=3))
+        assert ledger.archived_left_out("a@x.org", later) == missed
+    raw = sqlite3.connect(db)
     assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_HEAD,)]
     raw.close()
 

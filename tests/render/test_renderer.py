@@ -26,7 +26,7 @@ from digest.models import (
     Summary,
     Topic,
 )
-from digest.render import Renderer
+from digest.render import Renderer, left_out
 from digest.render._renderer import context, day, http_url, short_authors
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -553,6 +553,38 @@ def test_the_footer_links_the_web_pages_when_there_are_some(renderer: Renderer) 
     assert "2 more matched; see them in the next digest.\n" in web.text
     plain = renderer.render(fixed_digest())
     assert base not in plain.html and "Past digests" not in plain.text
+
+
+def test_more_matched_links_its_page_only_when_there_is_one(renderer: Renderer) -> None:
+    url = "https://digest.example.org/m/" + "t" * 38 + "/2026-11-25"  # a 26-character base
+    linked = renderer.render(fixed_digest(more_url=url))
+    assert _hrefs(linked.html).count(url) == 1
+    assert re.search(r'class="button"[^>]*>2 more matched: see them all</a>', linked.html)
+    assert f"\n2 more matched; see them all:\n{url}\n" in linked.text
+    assert max(len(line) for line in linked.text.splitlines()) <= 78
+    plain = renderer.render(fixed_digest())  # the golden email: no base_url
+    assert "see them all" not in plain.html + plain.text
+    assert "2 more matched; see them in the next digest.\n" in plain.text
+    none_left = renderer.render(fixed_digest(more_url=url, more=0))
+    assert url not in none_left.html and url not in none_left.text
+
+
+def test_left_out_lists_budget_drops_then_the_cut_in_rank_order() -> None:
+    digest = fixed_digest()
+    kept = {digest.items[0].pick.paper.id}  # the size budget dropped items 2 and 3
+    cut_paper = _paper(4, title=r"Fast $\alpha$-Quantization", url="javascript:alert(1)",
+                       authors=("A", "B", "C", "D"))
+    cut = (Pick(paper=cut_paper, topics=("Quantization",), rank=Rank(0, 1, 1),
+                reasons=(Reason("Quantization", "quantization", "abstract"),)),)
+    missed = left_out(digest.items, kept, cut)
+    assert [m.paper_id for m in missed] == ["2411.02123", "title-hostile", "2411.04123"]
+    assert missed[1].url == "https://example.org/p.pdf?a=1&b=2"  # as its card: not javascript:
+    assert missed[1].title == HOSTILE  # raw here; every page escapes it
+    assert missed[2].title == "Fast α-Quantization"  # cleaned as a summary's title is
+    assert missed[2].url == "https://arxiv.org/abs/2411.04123"  # the arXiv page, not javascript:
+    assert (missed[2].authors, missed[2].tags) == ("A, B, C et al.",
+                                                   ("Quantization \u00b7 in abstract",))
+    assert left_out(digest.items, {i.pick.paper.id for i in digest.items}, ()) == ()
 
 
 def test_masthead_and_footer_name_the_sender(rendered: RenderedEmail) -> None:

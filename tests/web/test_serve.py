@@ -7,9 +7,12 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import html
 import json
 import mailbox
 import os
+import re
+import sqlite3
 import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,8 +28,22 @@ from digest.config import load_config
 from digest.delivery import send_all
 from digest.feeds import sample_papers
 from digest.ledger import Ledger
+from digest.models import LeftOut
+from digest.selection import Selector
+from digest.text import clean_text
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+CONFIG_WITHOUT_WEB = """\
+settings:
+  sender: "Paper Digest <digest@example.org>"
+  database: digest.db
+  outbox: outbox/
+  feed: {source: sample}
+subscribers:
+  - email: ada@example.org
+    max_papers: 3
+    topics: [diffusion, quantization, language model]
+"""
 
 
 def ledger(site: Site) -> Ledger:
@@ -132,7 +149,8 @@ def test_forged_and_tampered_tokens_change_nothing(site: Site, http: httpx.Clien
     before = (ledger(site).suppressed(), ledger(site).all_preferences())
     for bad in forged:
         for path in (f"/news/u/{bad}", f"/news/p/{bad}", f"/news/a/{bad}",
-                     f"/news/a/{bad}/feed.atom", f"/news/a/{bad}/{NOW.date()}"):
+                     f"/news/a/{bad}/feed.atom", f"/news/a/{bad}/{NOW.date()}",
+                     f"/news/m/{bad}/{NOW.date()}"):
             assert http.get(site.origin + path).status_code == 404, path
         assert http.post(f"{site.origin}/news/u/{bad}", data=ONE_CLICK).status_code == 404
         assert http.post(f"{site.origin}/news/p/{bad}", data={
@@ -315,6 +333,104 @@ def test_archive_lists_editions_and_the_feed_is_atom(site: Site, http: httpx.Cli
     missing = http.get(site.local(links.edition(date(2020, 1, 1))))
     assert missing.status_code == 404
     assert http.get(site.local(links.archive) + "/not-a-date").status_code == 404
+
+
+# --------------------------------------------------------------------------- "N more matched"
+
+_PAPER_LINK = re.compile(r'<a class="paper" href="([^"]*)">(.*?)</a>')
+
+
+def _more_links(msg: email.message.EmailMessage) -> tuple[int, str, int, str]:
+    """(N, URL) of "N more matched" in the HTML part and in the text part of a sent message."""
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    in_html = re.search(r'<a href="([^"]+)" class="button"[^>]*>(\d+) more matched: see them '
+                        r"all</a>", html)
+    in_text = re.search(r"\n(\d+) more matched; see them all:[ \n](\S+)\n", text)
+    assert in_html and in_text, "no 'N more matched' link"
+    assert max(len(line) for line in text.splitlines()) <= 78
+    return int(in_html[2]), in_html[1], int(in_text[1]), in_text[2]
+
+
+def test_more_matched_links_the_matches_the_edition_left_out(site: Site,
+                                                            http: httpx.Client) -> None:
+    msg = sent_message(site, "dee")
+    n_html, url_html, n_text, url_text = _more_links(msg)
+    more = site.links("dee").more(NOW.date())
+    assert url_html == url_text == more  # one helper's URL, nothing glued to it
+    assert n_html == n_text
+    got = http.get(site.local(url_text))
+    assert got.status_code == 200 and got.headers["cache-control"] == "no-store"
+    listed = _PAPER_LINK.findall(got.text)
+    # exactly what the selection cut at max_papers, in rank order, each linked to its page
+    config = load_config(site.config, environ=ENV)
+    sub = config.subscriber("dee@example.org")
+    assert sub is not None
+    cut = Selector(sample_papers()).select(sub, with_cut=True).cut
+    assert len(listed) == len(cut) == n_html > 0
+    assert [html.unescape(title) for _, title in listed] == [
+        clean_text(p.paper.title) for p in cut]
+    assert all(href.startswith("https://") for href, _ in listed)
+    row = ledger(site).get("dee@example.org", NOW.date())
+    assert row is not None and len(row.papers) == 3  # max_papers
+    assert set(row.papers).isdisjoint(p.paper.id for p in cut)
+    assert f"{n_html} more matched" in got.text and "in title" in got.text  # the reason tags
+
+
+def test_the_more_page_is_frozen_at_send_time(site: Site, http: httpx.Client) -> None:
+    url = site.local(site.links("eve").more(NOW.date()))
+    before = http.get(url).text
+    # the next day's edition (other papers, a new selection) leaves the first page as it was
+    papers = sample_papers()[::-1][:20]
+    report = send_all(load_config(site.config, environ=ENV), papers, NOW + timedelta(days=1),
+                      environ=ENV, only="eve@example.org")
+    assert report.sent == 1
+    assert http.get(url).text == before
+
+
+def test_the_more_page_escapes_what_it_shows(site: Site, http: httpx.Client) -> None:
+    with ledger(site) as db:
+        db.keep_left_out("gil@example.org", NOW.date(), (
+            LeftOut(paper_id="evil", title='<script>alert("t")</script>',
+                    authors="<img src=x onerror=alert(1)>", url="javascript:alert(1)",
+                    tags=("<b>tag</b> · in title",)),
+            LeftOut(paper_id="q", title="Quote \" & co", authors="A", url='https://x.org/"a',
+                    tags=())))
+    got = http.get(site.local(site.links("gil").more(NOW.date())))
+    assert got.status_code == 200
+    assert "<script>" not in got.text and "<img" not in got.text and "<b>tag" not in got.text
+    assert "&lt;script&gt;alert(&quot;t&quot;)&lt;/script&gt;" in got.text
+    assert "javascript:" not in got.text  # not a link at all
+    assert 'href="https://x.org/&quot;a"' in got.text  # the quote cannot end the attribute
+
+
+def test_the_more_page_of_an_unknown_or_unarchived_edition_is_404(site: Site,
+                                                                 http: httpx.Client) -> None:
+    links = site.links("bob")
+    for day in (date(2026, 11, 24), date(2020, 1, 1)):
+        got = http.get(site.local(links.more(day)))
+        assert got.status_code == 404 and "more matched" not in got.text
+    bad = site.local(links.more(NOW.date())).replace(str(NOW.date()), "2026-13-01")
+    assert http.get(bad).status_code == 404
+    assert http.get(site.local(links.more(NOW.date()))).status_code == 200  # the real one
+
+
+def test_without_base_url_the_sentence_stays_plain_and_nothing_is_kept(tmp_path: Path) -> None:
+    text = CONFIG_WITHOUT_WEB.replace("outbox: outbox/", f"outbox: {tmp_path / 'outbox'}")
+    (tmp_path / "subscribers.yaml").write_text(text)
+    config = load_config(tmp_path / "subscribers.yaml", environ=ENV)
+    assert config.settings.base_url is None
+    assert send_all(config, sample_papers(), NOW, environ=ENV).sent == 1
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    [key] = box.keys()
+    msg = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    plain = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert re.search(r"\d+ more matched; see them in the next digest\.</p>", html)
+    assert re.search(r"\n\d+ more matched; see them in the next digest\.\n", plain)
+    assert "/more" not in html and "/more" not in plain
+    with sqlite3.connect(tmp_path / "digest.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM left_out").fetchone()[0] == 0
 
 
 def test_a_new_subscriber_is_known_after_a_config_edit(tmp_path: Path, site: Site) -> None:
