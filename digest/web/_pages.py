@@ -246,7 +246,7 @@ def left_out(email: str, list_name: str, sent: date, matches: Sequence[LeftOut],
         url = _link(m.url)
         title = (f'<a class="paper" href="{escape(url)}">{escape(m.title)}</a>' if url else
                  f'<span class="paper">{escape(m.title)}</span>')
-        tags = f'<p class="tag">{escape(" · ".join(m.tags))}</p>' if m.tags else ""
+        tags = f'<p class="tag">{escape(", ".join(m.tags))}</p>' if m.tags else ""
         authors = f'<p class="muted">{escape(m.authors)}</p>' if m.authors else ""
         items.append(f"<li>{tags}{title}{authors}</li>")
     count = len(matches)

@@ -119,3 +119,28 @@ def test_view_in_browser_shows_the_sent_email(site: Site, browser: Browser,
     assert browser.eval("document.querySelectorAll('li a').length") == 1
     browser.click("li a")
     browser.wait_for(f"location.pathname.endsWith('/{NOW.date()}')")
+
+
+def test_more_matched_opens_the_left_out_papers_on_a_phone(site: Site, browser: Browser,
+                                                           tmp_path: Path) -> None:
+    links = site.links("fay")
+    set_width(browser, 375)
+    browser.open(url(site, links.edition(NOW.date())))  # the sent email, as "View in browser"
+    button = "document.querySelector('a.button[href*=\"/m/\"]')"
+    said, href = browser.eval(f"[{button}.textContent, {button}.href]")
+    count = int(said.split()[0])
+    assert href == links.more(NOW.date())  # https, behind the proxy: opened here over http
+    browser.eval(f"{button}.scrollIntoView({{block: 'center'}})")
+    browser.screenshot(tmp_path / "email-more-button-375.png")
+    assert browser.eval(f"{button}.getBoundingClientRect().height") >= 24
+    browser.open(url(site, href))
+    for dark in (False, True):
+        set_width(browser, 375, dark)
+        browser.screenshot(tmp_path / f"more-375-{'dark' if dark else 'light'}.png")
+        assert browser.eval("document.documentElement.scrollWidth") <= 375
+        assert browser.eval("document.querySelectorAll('ol.papers li').length") == count
+        heights = browser.eval("[...document.querySelectorAll('a.paper')].map(a => "
+                               "a.getBoundingClientRect().height)")
+        assert len(heights) == count and min(heights) >= 24  # WCAG 2.2 target size
+    assert browser.eval("getComputedStyle(document.body).backgroundColor") == "rgb(13, 17, 23)"
+    assert f"{count} more matched" in browser.eval("document.querySelector('h1').textContent")
