@@ -5,8 +5,8 @@
 Rows: building the token index for 10,000 addresses (what a start or a config edit costs) and
 resolving one token; then, against uvicorn on 127.0.0.1 in a thread with a real SQLite ledger
 filled by a real send (tests/web_site.py), sequential httpx requests: the one-click POST
-(a suppression write each time, idempotent), the preferences page, one archived edition and
-the Atom feed. Each row: min/median/max over ``--repeats`` rounds. Last, what the archive
+(a suppression write each time, idempotent), the preferences page, one archived edition, its
+"N more matched" page and the Atom feed. Each row: min/median/max over ``--repeats`` rounds. Last, what the archive
 stores per message (the sent bytes and their zlib size). Client and server share the machine,
 so request times include both ends.
 """
@@ -77,6 +77,8 @@ def main() -> None:
             for label, fn in (("POST one-click unsubscribe", one_click),
                               ("GET preferences page", get(site.local(links.preferences))),
                               ("GET archived edition", get(site.local(links.edition(
+                                  NOW.date())))),
+                              ("GET 'N more matched' (52)", get(site.local(links.more(
                                   NOW.date())))),
                               ("GET Atom feed", get(site.local(links.feed)))):
                 fn()  # warm
