@@ -562,6 +562,7 @@ def test_more_matched_links_its_page_only_when_there_is_one(renderer: Renderer) 
     assert re.search(r'class="button"[^>]*>2 more matched: see them all</a>', linked.html)
     assert f"\n2 more matched; see them all:\n{url}\n" in linked.text
     assert max(len(line) for line in linked.text.splitlines()) <= 78
+    assert linked.html == Renderer(fast=False).render(fixed_digest(more_url=url)).html
     plain = renderer.render(fixed_digest())  # the golden email: no base_url
     assert "see them all" not in plain.html + plain.text
     assert "2 more matched; see them in the next digest.\n" in plain.text
