@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from html import escape
+from urllib.parse import urlsplit
 
 from digest.ledger import ArchivedEdition
 from digest.models import LeftOut, Preferences
@@ -229,12 +230,16 @@ def archive(email: str, list_name: str, editions: Sequence[tuple[ArchivedEdition
                 f'<a href="{escape(preferences_url)}">Preferences</a></p>', feed_url=feed_url)
 
 
-_SCHEMES = ("http://", "https://")
-
-
 def _link(url: str | None) -> str | None:
-    """``url`` when it is http(s) (the ledger stores only those; checked again here)."""
-    return url if url and url.lower().startswith(_SCHEMES) and len(url) > 8 else None
+    """``url`` when it is an absolute http(s) URL (the ledger stores only those, through the
+    renderer's check; checked again here, since this page writes it into an ``href``)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 
 
 def left_out(email: str, list_name: str, sent: date, matches: Sequence[LeftOut],
