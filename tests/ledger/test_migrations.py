@@ -64,7 +64,7 @@ def test_a_ledger_of_the_previous_revision_gets_the_left_out_table(tmp_path: Pat
     with Ledger(db) as ledger:
         ledger.begin("a@x.org", ED, message_id="<m>", papers=(), data=b"x", now=NOW)
         ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=3))
-    raw = sqlite3.connect(db)  # the file as revision 0004 (the release before) left it
+    raw = sqlite3.connect(db)  # the file as revision 0004 (the one before) left it
     raw.execute("DROP TABLE left_out")
     raw.execute("UPDATE alembic_version SET version_num = '0004'")
     raw.commit()
