@@ -263,14 +263,21 @@ class _Views:
             return self._missing()
         return HTMLResponse(await run_in_threadpool(self._archive_page, who))
 
-    async def edition(self, request: Request) -> Response:
+    async def _who_and_day(self, request: Request) -> tuple[Who, date] | None:
+        """The subscriber a token names and the edition date in the path, or None (-> 404)."""
         who = await self._who(request)
         if who is None:
-            return self._missing()
+            return None
         try:
-            day = date.fromisoformat(str(request.path_params["edition"]))
+            return who, date.fromisoformat(str(request.path_params["edition"]))
         except ValueError:
+            return None
+
+    async def edition(self, request: Request) -> Response:
+        found = await self._who_and_day(request)
+        if found is None:
             return self._missing()
+        who, day = found
         data = await run_in_threadpool(self.state.ledger.archived_message, who.email, day)
         sent = None if data is None else open_message(data)
         if sent is None or sent.html is None:
@@ -279,13 +286,10 @@ class _Views:
 
     async def more(self, request: Request) -> Response:
         """"N more matched": what that edition left out, as frozen at send time."""
-        who = await self._who(request)
-        if who is None:
+        found = await self._who_and_day(request)
+        if found is None:
             return self._missing()
-        try:
-            day = date.fromisoformat(str(request.path_params["edition"]))
-        except ValueError:
-            return self._missing()
+        who, day = found
         matches = await run_in_threadpool(self.state.ledger.archived_left_out, who.email, day)
         if not matches:
             return self._missing()
