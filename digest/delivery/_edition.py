@@ -221,7 +221,7 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
             known = edition_history(ledger.history_for(email) if history is None else history,
                                     row, force=force)
             selection = (selector or Selector(papers)).select(
-                subscriber, known, ledger.feedback().get(email),  # digest feedback
+                subscriber, known, ledger.feedback_for(email),  # digest feedback
                 with_cut=bool(settings.base_url))  # for "N more matched"
         if not selection.picks:
             why = f"{_NOTHING_NEW}: {selection.skipped_reason}" \

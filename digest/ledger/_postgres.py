@@ -373,6 +373,12 @@ class PostgresLedger:
         return _feedback(self._read("SELECT email, paper_id, verdict, title, abstract FROM "
                                     "feedback ORDER BY created_at, paper_id"))
 
+    def feedback_for(self, email: str) -> Feedback | None:
+        key = email.strip().lower()
+        return _feedback(self._read("SELECT email, paper_id, verdict, title, abstract FROM "
+                                    "feedback WHERE email = %s ORDER BY created_at, paper_id",
+                                    (key,))).get(key)
+
     def note_skip(self, email: str, edition: date, reason: str, *, now: datetime) -> None:
         self._write("INSERT INTO skips (email, edition, reason, at) VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT (email, edition) DO UPDATE SET reason = excluded.reason, "

@@ -474,6 +474,13 @@ class Ledger:
         return _feedback(self._read("SELECT email, paper_id, verdict, title, abstract FROM "
                                     "feedback ORDER BY created_at, paper_id"))
 
+    def feedback_for(self, email: str) -> Feedback | None:
+        """``feedback()`` for one address, without reading everyone's (one indexed query)."""
+        key = email.strip().lower()
+        return _feedback(self._read("SELECT email, paper_id, verdict, title, abstract FROM "
+                                    "feedback WHERE email = ? ORDER BY created_at, paper_id",
+                                    (key,))).get(key)
+
     def unsuppress(self, email: str) -> bool:
         """Lift a suppression; True if there was one."""
         if not self.path.exists():

@@ -90,6 +90,9 @@ class ClaimedLedger:
     def feedback(self) -> dict[str, Feedback]:
         return self._ledger.feedback()
 
+    def feedback_for(self, email: str) -> Feedback | None:
+        return self._ledger.feedback_for(email)
+
     def rows(self, email: str | None = None, *, limit: int | None = None
              ) -> tuple[LedgerRow, ...]:
         return self._ledger.rows(email, limit=limit)

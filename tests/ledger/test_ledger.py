@@ -340,5 +340,8 @@ def test_feedback_keeps_the_latest_verdict_with_the_papers_text(ledger: LedgerSt
     assert ledger.feedback() == {"a@x.org": Feedback(more=(paper, other), less=())}
     ledger.record_feedback("a@x.org", paper, "less", now=NOW + timedelta(seconds=2))
     assert ledger.feedback() == {"a@x.org": Feedback(more=(other,), less=(paper,))}
+    # one address's, read alone (what a delivery reads), is the same record
+    assert ledger.feedback_for(" A@X.org") == Feedback(more=(other,), less=(paper,))
+    assert ledger.feedback_for("b@x.org") is None
     with pytest.raises(ValueError):
         ledger.record_feedback("a@x.org", paper, "maybe", now=NOW)
