@@ -83,10 +83,11 @@ class RefusalStreak:
         self._key: tuple[int | None, str | None] | None = None
         self._rows: list[tuple[str, date]] = []
         self._tripped = False  # until an acceptance: later refusals are deferred at once
+        self._cause = ""  # the message of the trip, which later refusals report too
 
     def accepted(self) -> None:
         with self._lock:
-            self._key, self._rows, self._tripped = None, [], False
+            self._key, self._rows, self._tripped, self._cause = None, [], False, ""
 
     def refused(self, email: str, edition: date, error: DeliveryError, *, ledger: LedgerStore,
                 now: datetime) -> None:
@@ -99,17 +100,22 @@ class RefusalStreak:
                 self._rows.append((email, edition))
             if not self._tripped and len({e for e, _ in self._rows}) < self.limit:
                 return
-            rows, self._key, self._rows, self._tripped = tuple(self._rows), None, [], True
-        note = (f"{error} (kept deferred: {len(rows)} recipients in a row were refused alike, "
+            rows, self._key, self._rows = tuple(self._rows), None, []
+            if not self._tripped:
+                # Several pool threads may raise after the trip; each reports its own rows as
+                # deferred but the same cause, so whichever error the run shows first says why.
+                what = f"{error.code} {key[1]}" if key[1] else f"{error.code}"
+                self._tripped, self._cause = True, (
+                    f"{len(rows)} recipients in a row refused with {what} ({error}): a problem "
+                    "with our sending (relay permission, sender or IP blocklisted), not with the "
+                    "recipients; the run stopped and their editions stay deferred for a later "
+                    "run")
+            cause = self._cause
+        note = (f"{error} (kept deferred: {self.limit} recipients in a row were refused alike, "
                 "which is a problem with our sending)")
         for row_email, row_edition in rows:
             ledger.mark_deferred(row_email, row_edition, now=now, code=error.code, error=note)
-        what = f"{error.code} {key[1]}" if key[1] else f"{error.code}"
-        raise SenderRefusedError(
-            f"{len(rows)} recipients in a row refused with {what} ({error}): a problem with "
-            "our sending (relay permission, sender or IP blocklisted), not with the "
-            "recipients; the run stopped and their editions stay deferred for a later run",
-            deferred=rows)
+        raise SenderRefusedError(cause, deferred=rows)
 
 
 class EmailRenderer(Protocol):

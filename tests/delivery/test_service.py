@@ -408,3 +408,29 @@ def test_552_to_rcpt_is_temporary_and_ehlo_refused_stops_the_run(tmp_path: Path)
         with pytest.raises(TransportError, match="refused the session: 550"):
             run(cfg)
         assert {r.state for r in Ledger(cfg.settings.database).rows()} == {"deferred"}
+
+
+def test_a_refusal_after_the_streak_tripped_reports_the_same_cause(tmp_path: Path) -> None:
+    """With a pool, another thread's refusal can reach the run's error list before the one
+    that tripped the streak: it must say the same thing ("10 recipients in a row ..."), not
+    "1 recipients in a row", while deferring only its own row."""
+    from digest.delivery import RefusalStreak
+    from digest.errors import DeliveryError, SenderRefusedError
+
+    ledger = Ledger(tmp_path / "digest.db")
+    streak = RefusalStreak(limit=3)
+    refusal = DeliveryError("RCPT TO refused: 5.7.1 Relay access denied", code=554)
+    for i in range(4):
+        ledger.begin(f"r{i}@x.org", EDITION, message_id=f"<{i}@x>", papers=(), data=None,
+                     now=NOW)
+    for i in range(2):
+        streak.refused(f"r{i}@x.org", EDITION, refusal, ledger=ledger, now=NOW)
+    with pytest.raises(SenderRefusedError) as tripped:
+        streak.refused("r2@x.org", EDITION, refusal, ledger=ledger, now=NOW)
+    with pytest.raises(SenderRefusedError) as late:
+        streak.refused("r3@x.org", EDITION, refusal, ledger=ledger, now=NOW)
+    assert str(tripped.value).startswith("3 recipients in a row refused with 554 5.7.1")
+    assert str(late.value) == str(tripped.value)
+    assert [e for e, _ in tripped.value.deferred] == ["r0@x.org", "r1@x.org", "r2@x.org"]
+    assert [e for e, _ in late.value.deferred] == ["r3@x.org"]
+    assert {r.state for r in ledger.rows()} == {"deferred"}
