@@ -45,21 +45,77 @@ Program = tuple[tuple[str, str, int], ...]  # (literal, hole kind "" | h | c | t
 
 
 def compile_mjml(source: str, template: str) -> str:
-    """mjml-python's compile with its bare ``ValueError`` turned into a ``TemplateError``."""
+    """mjml-python's compile, as 7-bit HTML (``seven_bit_html``), with its bare ``ValueError``
+    turned into a ``TemplateError``."""
     try:
-        return mjml2html(source, disable_comments=True, fonts={})
+        html = mjml2html(source, disable_comments=True, fonts={})
     except ValueError as exc:  # mrml reports no position; the template name is what we have
         raise TemplateError(template, f"MJML does not compile: {exc}") from None
+    return seven_bit_html(html)
+
+
+# --------------------------------------------------------------------------- 7-bit HTML
+
+# Elements whose content the HTML tokenizer reads as raw text (no tags, no character
+# references: left exactly as they are) or as RCDATA (character references, no tags).
+_RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "noscript",
+                       "plaintext"})
+_REGION = re.compile(r"<(script|style|xmp|iframe|noembed|noframes|noscript|plaintext|title"
+                     r"|textarea)\b.*?(?:</\1\s*>|\Z)", re.S | re.I)
+# The space after a start tag's name: the tokenizer reads any whitespace there alike.
+_TAG_SPACE = re.compile(r"(<[A-Za-z][A-Za-z0-9:-]*) ")
+
+
+def ascii_text(text: str) -> str:
+    """``text`` with every non-ASCII character as a numeric character reference (``&#183;``):
+    the same characters to an HTML parser, in text and in attribute values alike."""
+    return text if text.isascii() else text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def seven_bit_html(html: str) -> str:
+    """The same document as ``html`` to an HTML parser, written so that it can travel as a
+    7bit MIME part without quoted-printable (docs/render.md): every non-ASCII character as a
+    numeric character reference, and the space after each start tag's name (mrml writes
+    the whole body on one line) a line break, which keeps lines short wherever tags are.
+    Raw-text elements (``style``, ``script``...) are left exactly as they are: character
+    references mean nothing there (non-ASCII inside them leaves the email quoted-printable)."""
+    out: list[str] = []
+    pos = 0
+    for m in _REGION.finditer(html):
+        out.append(ascii_text(_TAG_SPACE.sub("\\1\n", html[pos:m.start()])))
+        out.append(m.group(0) if m.group(1).lower() in _RAW_TEXT else ascii_text(m.group(0)))
+        pos = m.end()
+    out.append(ascii_text(_TAG_SPACE.sub("\\1\n", html[pos:])))
+    return "".join(out)
+
+
+def fits_seven_bit(shape: str) -> bool:
+    """True when the compiled ``shape`` (hole tokens in place of values) gives, filled with
+    any values and each value made ``ascii_text``, the very ``seven_bit_html`` of the filled
+    document: no hole inside a raw-text element (its value must stay as it is) and none in
+    or against a start tag's name (it could decide whether the name is followed by a space)."""
+    if _HOLE_IN_NAME.search(shape):
+        return False
+    return not any("zqpd" in m.group(0) for m in _REGION.finditer(shape)
+                   if m.group(1).lower() in _RAW_TEXT)
+
+
+_HOLE_IN_NAME = re.compile(r"<[A-Za-z0-9:-]*zqpd")
 
 
 def clean_value(value: Any) -> Any:
-    """Every printed value loses the characters mrml cannot parse (``finalize`` of the naive
-    environment; the fast one does the same before recording)."""
+    """Every printed value loses the characters mrml cannot parse and has its line breaks as
+    LF (``finalize`` of the naive environment; the fast one does the same before recording).
+    A CR (a feed's ``Grace\\r\\nHopper``) would not survive MIME's canonical CRLF line ends,
+    and HTML parsers read CR and CRLF as LF anyway: so the parts a reader decodes are the
+    very parts rendered."""
     # printable ASCII (most values) holds none of them: two C-speed checks, no regex scan
-    if isinstance(value, str) and not (value.isascii() and value.isprintable()) \
-            and _UNPARSABLE.search(value):
-        cleaned = _UNPARSABLE.sub("", value)
-        return Markup(cleaned) if isinstance(value, Markup) else cleaned
+    if isinstance(value, str) and not (value.isascii() and value.isprintable()):
+        cleaned = value.replace("\r\n", "\n").replace("\r", "\n") if "\r" in value else value
+        if _UNPARSABLE.search(cleaned):
+            cleaned = _UNPARSABLE.sub("", cleaned)
+        if cleaned is not value:
+            return Markup(cleaned) if isinstance(value, Markup) else cleaned
     return value
 
 

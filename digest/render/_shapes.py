@@ -17,7 +17,9 @@ from digest.render._record import (
     CARD_MARK,
     MAX_SHAPES,
     Program,
+    ascii_text,
     compile_mjml,
+    fits_seven_bit,
 )
 
 # --------------------------------------------------------------------------- shapes
@@ -169,6 +171,7 @@ class _Frame:
     units: dict[str, Program] = field(default_factory=dict)
     head: Program = ()
     tail: Program = ()
+    fits: bool = True  # fits_seven_bit: else every email of this frame compiles in full
 
 
 _PROBE = "zqpdprobeqz"
@@ -191,6 +194,9 @@ class ShapeCache:
         self.template = template
         self.frames: dict[tuple[str, str], _Frame] = {}
         self.units: dict[tuple[str, str], Program | None] = {}  # (style, card key)
+        # (style, card key, card values) -> the card's filled HTML: a card recurs in many
+        # emails with the same values (the same paper at the same rank)
+        self.filled: dict[tuple[str, str, tuple[str, ...]], str] = {}
         self.compiles = 0
 
     def _compile(self, source: str) -> str:
@@ -205,19 +211,30 @@ class ShapeCache:
             if len(self.frames) >= MAX_SHAPES:  # keep a long-running daemon's memory bounded
                 self.frames.clear()
                 self.units.clear()
+                self.filled.clear()
             frame = self._frame(head, tail)
             self.frames[(head.key, tail.key)] = frame
+        if not frame.fits:
+            return None
         if not cards:
             return None if frame.bare is None else _fill(frame.bare, head, head, tail)
-        units: list[Program] = []
+        out = [""]  # the head, filled once every card's unit is known (they may move it)
+        filled = self.filled
         for card in cards:
-            unit = self._shared_unit(frame, head, card, tail) if frame.boundary is not None \
-                else self._frame_unit(frame, head, card, tail)
-            if unit is None:
-                return None
-            units.append(unit)
-        out = [_fill(frame.head, head, head, tail)]
-        out.extend(_fill(unit, card, head, tail) for unit, card in zip(units, cards))
+            key = (frame.style, card.key, card.values)
+            text = filled.get(key)
+            if text is None:
+                unit = self._shared_unit(frame, head, card, tail) \
+                    if frame.boundary is not None else self._frame_unit(frame, head, card, tail)
+                if unit is None:
+                    return None
+                text = _fill(unit, card, head, tail)
+                if frame.boundary is not None:  # _frame_unit's units change with the frame
+                    if len(filled) >= 8 * MAX_SHAPES:
+                        filled.clear()
+                    filled[key] = text
+            out.append(text)
+        out[0] = _fill(frame.head, head, head, tail)
         out.append(_fill(frame.tail, head, head, tail))
         return "".join(out)
 
@@ -227,6 +244,9 @@ class ShapeCache:
         # wrappers, columns) and the document's <head> CSS are the same
         style = f"{empty.partition('</head>')[0]}\x00{head.key}"
         frame = _Frame(empty, _program(empty, "ht"), None, style)
+        if not fits_seven_bit(empty):
+            frame.fits = False
+            return frame
         try:
             probed = self._compile(f"{head.key}<mj-raw>{_PROBE}</mj-raw>{tail.key}")
         except TemplateError:  # cards inside e.g. mj-navbar, where mj-raw is not allowed
@@ -252,7 +272,7 @@ class ShapeCache:
         end = at + len(whole) - len(frame.empty)
         text = whole[at:end]
         unit = None
-        if whole[:at] == frame.empty[:at] and whole[end:] == frame.empty[at:] \
+        if fits_seven_bit(whole) and whole[:at] == frame.empty[:at] and whole[end:] == frame.empty[at:] \
                 and _whole_tokens(whole, whole[:at], text, whole[end:]):
             unit = _program(text, "c")
         self.units[key] = unit
@@ -272,7 +292,7 @@ class ShapeCache:
         whole = self._compile(head.key + card.key + tail.key)
         grow = len(whole) - len(frame.empty)
         hi = _common_prefix(frame.empty, whole)
-        if grow <= 0 or whole[hi + grow:] != frame.empty[hi:]:
+        if not fits_seven_bit(whole) or grow <= 0 or whole[hi + grow:] != frame.empty[hi:]:
             frame.cards[card.key] = _Card(whole, 1, 0)
             return False
         lo = hi - _common_suffix(frame.empty[:hi], whole[:hi + grow], grow)
@@ -309,13 +329,14 @@ def _whole_tokens(text: str, *pieces: str) -> bool:
 
 
 def _fill(program: Program, own: Shaped, head: Shaped, tail: Shaped) -> str:
+    # values as compile_mjml's seven_bit_html writes them (fits_seven_bit vouches for it)
     out: list[str] = []
     for literal, kind, index in program:
         out.append(literal)
         if kind == "h":
-            out.append(head.values[index])
+            out.append(ascii_text(head.values[index]))
         elif kind == "t":
-            out.append(tail.values[index])
+            out.append(ascii_text(tail.values[index]))
         elif kind == "c":
-            out.append(own.values[index])
+            out.append(ascii_text(own.values[index]))
     return "".join(out)

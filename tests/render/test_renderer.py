@@ -8,9 +8,11 @@ import functools
 import random
 import re
 from datetime import date, datetime, timezone
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from mjml import mjml2html
 
 from digest.errors import TemplateError
 from digest.models import (
@@ -27,6 +29,7 @@ from digest.models import (
     Topic,
 )
 from digest.render import Renderer, left_out
+from digest.render._record import seven_bit_html
 from digest.render._renderer import context, day, http_url, short_authors
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -91,6 +94,15 @@ def _hrefs(html: str) -> list[str]:
     return re.findall(r'href="([^"]*)"', html)
 
 
+def _source(html: str) -> str:
+    """The rendered HTML as mrml wrote it, before ``seven_bit_html`` made it 7-bit (the
+    non-ASCII character references back to characters, the line break after each start
+    tag's name back to a space): what the checks on markup below read."""
+    html = re.sub(r"(<[A-Za-z][A-Za-z0-9:-]*)\n", r"\1 ", html)
+    return re.sub(r"&#(\d+);", lambda m: chr(int(m.group(1))) if int(m.group(1)) > 127
+                  else m.group(0), html)
+
+
 # --------------------------------------------------------------------------- golden files
 
 
@@ -130,7 +142,8 @@ def test_every_paper_link_is_present(rendered: RenderedEmail) -> None:
     assert rendered.papers == ("2411.01123", "title-hostile", "2411.02123")
     assert "42 upvotes" in rendered.html and "0 upvotes" in rendered.html
     assert "Ada Lovelace, Grace Hopper, Alan Turing et al." in rendered.html
-    assert "MoE \u00b7 in title" in rendered.html
+    assert "MoE &#183; in title" in rendered.html  # 7-bit (seven_bit_html)
+    assert "MoE \u00b7 in title" in _source(rendered.html)
     assert "matched: mixture of experts in title" in rendered.text
     assert "Headline claim 1." in rendered.text and "Result 2 improves" in rendered.text
 
@@ -195,7 +208,7 @@ def test_short_authors() -> None:
 
 
 def test_accessibility_basics(rendered: RenderedEmail) -> None:
-    html = rendered.html
+    html = _source(rendered.html)
     assert '<html lang="en"' in html
     assert "<title>Paper digest - Wed 25 Nov</title>" in html
     assert 'name="color-scheme" content="light dark"' in html
@@ -509,9 +522,9 @@ def _reasoned(reasons: tuple[Reason, ...], topics: tuple[str, ...]) -> Digest:
 
 
 def test_cards_are_numbered_and_grouped_under_topic_headings(rendered: RenderedEmail) -> None:
-    html = rendered.html
+    html = _source(rendered.html)
     headings = re.findall(r'<h2 class="section"[^>]*>([^<]*)</h2>', html)
-    assert headings == ["Quantization", "MoE"]
+    assert headings == ["Quantization", "MoE"]  # (html is _source(rendered.html))
     ranks = re.findall(r'<span class="badge"[^>]*>(\d+)</span>', html)
     assert ranks == ["1", "2", "3"]
     # reading order: heading, its cards, next heading
@@ -533,7 +546,7 @@ def test_reason_is_a_short_tag_and_the_matched_line_names_each_term_once(
                Reason("LLM", "llms", "abstract"), Reason("LLM", "large language model", "abstract"),
                Reason("Agents", "agent", "abstract"), Reason("Agents", "agents", "abstract"))
     r = renderer.render(_reasoned(reasons, ("LLM", "Agents")))
-    assert "LLM \u00b7 in title, Agents \u00b7 in abstract" in r.html
+    assert "LLM \u00b7 in title, Agents \u00b7 in abstract" in _source(r.html)
     assert "matched: LLM in title; large language model, agent in abstract" in r.text
     assert "matched:" not in r.html  # the HTML shows tags, not the debug-style line
 
@@ -589,7 +602,7 @@ def test_left_out_lists_budget_drops_then_the_cut_in_rank_order() -> None:
 
 
 def test_masthead_and_footer_name_the_sender(rendered: RenderedEmail) -> None:
-    body = rendered.html.split("<body", 1)[1]
+    body = _source(rendered.html).split("<body", 1)[1]
     assert body.index("Paper Digest") < body.index("Ada, your paper digest")  # the masthead
     assert "<strong>Paper Digest</strong> \u00b7 digest@example.org" in body  # the footer
     assert rendered.text.startswith("PAPER DIGEST - Wednesday 25 November 2026\n")
@@ -599,7 +612,7 @@ def test_masthead_and_footer_name_the_sender(rendered: RenderedEmail) -> None:
 def test_preheader_is_hidden_without_a_colour_of_its_own(rendered: RenderedEmail) -> None:
     # white-on-white hidden text is SpamAssassin's HTML_FONT_LOW_CONTRAST
     tag = re.search(r'<div class="preheader" style="([^"]*)">Headline claim 1\.</div>',
-                    rendered.html)
+                    _source(rendered.html))
     assert tag and "display:none" in tag.group(1) and "color" not in tag.group(1)
     assert "#ffffff;line-height:1px" not in rendered.html  # mj-preview's white text is gone
 
@@ -645,9 +658,67 @@ def test_you_may_also_like_follows_the_cards_labelled_and_goes_first_when_too_bi
     text = r.text[r.text.upper().index("YOU MAY ALSO LIKE"):]
     assert "A Close Cousin" in text and f"close to your paper «{liked}»" in " ".join(text.split())
     assert "You may also like" in r.html and "A Close Cousin" in r.html
-    assert "close to your paper «" in r.html
+    assert "close to your paper «" in _source(r.html)
     assert r.html == Renderer(fast=False).render(digest).html  # the fast path agrees
     assert Renderer().render(base).html == Renderer().render(dataclasses.replace(base, also=())).html
     # too big: the extra card goes before any paper the terms found
     small = Renderer(max_bytes=len(Renderer().render(base).html.encode()) + 10).render(digest)
     assert "also-1" not in small.papers and len(small.papers) == len(base.items)
+
+
+# --------------------------------------------------------------------------- 7-bit HTML
+
+
+class _Tokens(HTMLParser):
+    """What an HTML parser reads: tags with their (decoded) attributes, text, comments."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.events: list[object] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.events.append(("start", tag, attrs))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.events.append(("startend", tag, attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.events.append(("end", tag))
+
+    def handle_data(self, data: str) -> None:
+        self.events.append(("data", data))
+
+    def handle_comment(self, data: str) -> None:
+        if data.startswith("[if ") and "]>" in data:  # markup for Outlook: read it as such
+            cond, _, inner = data.partition("]>")
+            self.events.append(("if", cond, _Tokens(inner.removesuffix("<![endif]")).events))
+        else:
+            self.events.append(("comment", data))
+
+    def handle_decl(self, decl: str) -> None:
+        self.events.append(("decl", decl))
+
+
+def test_seven_bit_html_is_the_same_document_to_a_parser() -> None:
+    # mrml's own output for real digests against what the renderer sends: the same tags,
+    # attributes, text and comments, in 7-bit ASCII with short lines
+    naive = Renderer(fast=False)
+    for d in [fixed_digest(), *real_digests()[:40]]:
+        raw = mjml2html(naive.mjml(context(d)), disable_comments=True, fonts={})
+        sent = naive.render(d).html
+        assert sent == seven_bit_html(raw)
+        assert sent.isascii() and max(len(line) for line in sent.split("\n")) <= 998
+        assert _Tokens(sent).events == _Tokens(raw).events
+
+
+def test_seven_bit_html_leaves_raw_text_alone_and_references_everything_else() -> None:
+    html = ('<html><head><title>Zoë</title><style>p { content: "▲"; }</style></head>'
+            '<body><p class="x" title="Zoë">a ▲ b<br /></p><script>if (a <b ) {}</script>'
+            "</body></html>")
+    out = seven_bit_html(html)
+    assert out == ('<html><head><title>Zo&#235;</title><style>p { content: "▲"; }</style>'
+                   '</head><body><p\nclass="x" title="Zo&#235;">a &#9650; b<br\n/></p>'
+                   "<script>if (a <b ) {}</script></body></html>")
+    assert _Tokens(out).events == _Tokens(html).events
