@@ -1,7 +1,8 @@
 """Card partials rendered once per distinct card, replayed for every other email.
 
 ``card_reads`` proves on a partial's syntax tree that it reads only ``card`` values;
-``FastEnvironment`` memoizes such partials (docs/render.md).
+``FastEnvironment`` memoizes such partials (docs/render.md): with their recorded values
+inside a recorded render (the HTML), as plain output otherwise (the text part).
 """
 
 from __future__ import annotations
@@ -85,12 +86,15 @@ class _MemoTemplate:
         template = self._template
         parts = _RECORDER.parts
         card = pending.locals.get("card") if pending.locals else None
-        found = None if parts is None or card is None else self._key(card, self._reads)
-        if found is None or parts is None:
+        found = None if card is None else self._key(card, self._reads)
+        if found is None:
             yield from template.root_render_func(
                 template.new_context(pending.vars, pending.shared, pending.locals))
             return
         key, anchors = found
+        if parts is None:  # a plain render (the text part): only the output is replayed
+            yield from self._plain(pending, key, anchors)
+            return
         current = parts[-1]
         full = (id(template), len(current), key)
         hit = self._store.get(full)
@@ -109,6 +113,24 @@ class _MemoTemplate:
             if len(self._store) >= 8 * MAX_SHAPES:
                 self._store.clear()
             self._store[full] = (anchors, "".join(events), tuple(current[start:]))
+
+
+    def _plain(self, pending: _Pending, key: tuple[Any, ...], anchors: tuple[Any, ...]) -> Any:
+        template = self._template
+        full = (id(template), -1, key)  # -1: no marker offset, never a recorded entry's
+        hit = self._store.get(full)
+        if hit is not None and len(hit[0]) == len(anchors) and all(
+                a is b for a, b in zip(hit[0], anchors)):
+            yield hit[1]
+            return
+        events: list[str] = []
+        for event in template.root_render_func(
+                template.new_context(pending.vars, pending.shared, pending.locals)):
+            events.append(event)
+            yield event
+        if len(self._store) >= 8 * MAX_SHAPES:
+            self._store.clear()
+        self._store[full] = (anchors, "".join(events), ())
 
 
 class FastEnvironment(Environment):

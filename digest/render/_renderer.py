@@ -424,13 +424,17 @@ class Renderer:
         loaders.append(stock)
         self.env = self._environment(ChoiceLoader(loaders), fast=False)
         self.fast_env = self._environment(self.env.loader, fast=True)
+        # the text part and subject: the naive environment's output, with card partials
+        # replayed as plain text (no recording: nothing is compiled)
+        self.text_env = self._environment(self.env.loader, fast=False, memo=True)
         self.cache = ShapeCache(HTML_TEMPLATE)
         self.shaper = Shaper()
         self._lock = threading.Lock()
 
     @staticmethod
-    def _environment(loader: BaseLoader | None, *, fast: bool) -> Environment:
-        env = (FastEnvironment if fast else Environment)(
+    def _environment(loader: BaseLoader | None, *, fast: bool, memo: bool = False
+                     ) -> Environment:
+        env = (FastEnvironment if fast or memo else Environment)(
             loader=loader,
             undefined=StrictUndefined,
             autoescape=select_autoescape(("mjml", "html", "xml"), default_for_string=False),
@@ -446,8 +450,9 @@ class Renderer:
                            long_date=long_date, wrap=wrap,
                            link_line=link_line)
         env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
-        if isinstance(env, FastEnvironment):
+        if fast:
             env.filters = {name: guard_filter(f) for name, f in env.filters.items()}
+        if isinstance(env, FastEnvironment):
             env.setup_memo(_card_key, _CARD_READS)
         return env
 
@@ -468,7 +473,7 @@ class Renderer:
         return RenderedEmail(
             subject=self.subject(ctx),
             html=html,
-            text=self._render(TEXT_TEMPLATE, ctx),
+            text=self.text(ctx),
             papers=tuple(card.paper_id for card in ctx["cards"]),
             dropped=ctx["dropped"],
         )
@@ -495,12 +500,20 @@ class Renderer:
 
     def subject(self, ctx: dict[str, Any]) -> str:
         # one header line, whatever the template's whitespace
-        return _SPACES.sub(" ", self._render(SUBJECT_TEMPLATE, ctx)).strip()
+        return _SPACES.sub(" ", self._render(SUBJECT_TEMPLATE, ctx, self._plain_env)).strip()
+
+    def text(self, ctx: dict[str, Any]) -> str:
+        """The plain-text part of one email."""
+        return self._render(TEXT_TEMPLATE, ctx, self._plain_env)
 
     # ---------------------------------------------------------------- internals
 
-    def _render(self, name: str, ctx: dict[str, Any]) -> str:
-        template = self._template(self.env, name)
+    @property
+    def _plain_env(self) -> Environment:
+        return self.text_env if self.fast else self.env
+
+    def _render(self, name: str, ctx: dict[str, Any], env: Environment | None = None) -> str:
+        template = self._template(env or self.env, name)
         try:
             return str(template.render(ctx))
         except Exception as exc:  # a template can raise anything (1/0, a bad filter argument)
