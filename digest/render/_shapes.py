@@ -80,6 +80,7 @@ class Shaper:
 
     def __init__(self) -> None:
         self._plans: dict[tuple[str, str], _PartPlan] = {}
+        self._shaped: dict[tuple[str, str, tuple[str, ...]], Shaped] = {}
 
     def parts(self, marked: str, values: list[list[str]]) -> list[Shaped] | None:
         """None when the markers are not intact (a filter rewrote them): compile in full."""
@@ -90,8 +91,18 @@ class Shaper:
             texts, values = [marked, ""], [values[0], []]
         last = len(texts) - 1
         out: list[Shaped] = []
+        known = self._shaped
         for i, (text, vals) in enumerate(zip(texts, values)):
             kind = "h" if i == 0 else "t" if i == last else "c"
+            # a card recurs with the same values in many emails: its Shaped is looked up
+            # (the text's hash is computed once for both lookups; Python keeps it)
+            memo_key = (kind, text, tuple(vals))
+            shaped = known.get(memo_key)
+            if shaped is not None:
+                out.append(shaped)
+                continue
+            if len(known) >= 8 * MAX_SHAPES:
+                known.clear()
             plan = self._plans.get((kind, text))
             if plan is None:
                 if len(self._plans) >= MAX_SHAPES:  # a template minting shapes per email
@@ -101,7 +112,7 @@ class Shaper:
                 return None
             if plan.key and all(map(_is_hole, vals)) and all(
                     _VERBATIM_IN_ATTRIBUTE.fullmatch(vals[n]) for n in plan.in_attribute):
-                out.append(Shaped(plan.key, tuple(vals)))
+                out.append(known.setdefault(memo_key, Shaped(plan.key, memo_key[2])))
                 continue
             key, holes = [plan.pieces[0]], list[str]()
             for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
@@ -114,7 +125,7 @@ class Shaper:
                     key.append(f"zqpd{kind}{len(holes)}qz")
                     holes.append(value)
                 key.append(piece)
-            out.append(Shaped("".join(key), tuple(holes)))
+            out.append(known.setdefault(memo_key, Shaped("".join(key), tuple(holes))))
         return out
 
 
