@@ -344,7 +344,7 @@ def _more_links(msg: email.message.EmailMessage) -> tuple[int, str, int, str]:
     """(N, URL) of "N more matched" in the HTML part and in the text part of a sent message."""
     html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    in_html = re.search(r'<a href="([^"]+)" class="button"[^>]*>(\d+) more matched: see them '
+    in_html = re.search(r'<a\shref="([^"]+)" class="button"[^>]*>(\d+) more matched: see them '
                         r"all</a>", html)
     in_text = re.search(r"\n(\d+) more matched; see them all:[ \n](\S+)\n", text)
     assert in_html and in_text, "no 'N more matched' link"
