@@ -248,14 +248,18 @@ def make_message_id(email: str, edition: date, domain: str) -> str:
     forwarded digest does not reveal who it was sent to."""
     key = f"{email.strip().lower()}\0{edition.isoformat()}".encode()
     digest = hashlib.sha256(key).hexdigest()
+    return f"<digest.{edition.isoformat()}.{digest[:20]}@{_id_host(domain)}>"
+
+
+@functools.lru_cache(maxsize=64)  # a run has one sender domain
+def _id_host(domain: str) -> str:
     host = sanitize_header_text(domain).strip("[]<> ")
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
             host = ""
-    host = re.sub(r"[^A-Za-z0-9.-]", "-", host) or "localhost"
-    return f"<digest.{edition.isoformat()}.{digest[:20]}@{host}>"
+    return re.sub(r"[^A-Za-z0-9.-]", "-", host) or "localhost"
 
 
 # RFC 3986 reserved + unreserved characters, minus ',' (RFC 2369 requires literal commas in a
