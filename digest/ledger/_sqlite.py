@@ -364,6 +364,10 @@ class Ledger:
         With ``archive`` (how long to keep them) they move to the archive table in the same
         transaction, for the browser view and the feed of ``digest serve``, and this
         subscriber's archived editions sent longer ago than that are dropped."""
+        if archive is None:  # one statement, its own transaction
+            self._finish(email, edition, "sent", now=now, code=code, error=reply,
+                         keep_message=False, sent=True)
+            return
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
