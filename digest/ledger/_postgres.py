@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from digest.errors import LockedError
-from digest.ledger import _blob
+import digest.ledger._blob as _blob
 from digest.ledger._contract import Claim, EditionStatus, FrozenEdition, StaleRow
 from digest.ledger._frozen import dump_edition, dump_left_out, load_edition, load_left_out
 from digest.ledger._migrate import migrate

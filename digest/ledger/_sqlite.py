@@ -2,7 +2,7 @@
 
 Owns: the SQLite file in ``settings.database`` (one row per (subscriber, edition) with its state
 ``sending -> sent | deferred | failed | uncertain``, Message-ID, papers, attempts, timestamps, last SMTP
-reply, possible-duplicate flag and, while the message is not yet accepted, its compressed bytes
+reply, possible-duplicate flag and, while the message is not yet accepted, its bytes
 so a retry or a post-crash re-send replays exactly the same message), the suppression list,
 what subscribers chose on ``digest serve``'s preferences page (``preferences``: laid over the
 YAML, never written into it), the archive of sent messages the web view renders (``archive``:
@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import cast
 
 from digest.errors import LedgerError, LockedError
-from digest.ledger import _blob
+import digest.ledger._blob as _blob
 from digest.ledger._contract import EditionStatus
 from digest.ledger._frozen import dump_left_out, load_left_out
 from digest.ledger._migrate import migrate
