@@ -456,7 +456,7 @@ def main() -> None:
     print(f"\nbench_send: {n:,} subscribers, 81 sample papers, sink = aiosmtpd in its own "
           f"process, 4 connections, {_cpus()} CPUs; min/median/max over {args.repeats} "
           "repeats (one value: run once)\n")
-    head = (f"{'path':<23}{'digests':>8}{'wall s':>17}{'msg/s':>17}{'of ceiling':>17}"
+    head = (f"{'path':<23}{'digests':>8}{'wall s':>17}{'msg/s':>19}{'of ceiling':>17}"
             f"{'CPU ms/msg':>17}{'sink ms/msg':>12}{'RSS MB':>8}  note")
     print(head)
     print("-" * len(head))
@@ -483,7 +483,7 @@ def main() -> None:
         else:
             note = f"{r0['sent']} sent, {r0['skipped']} nothing new, {r0['failed']} failed"
         label = LABELS[mode] if mode != "ours-small" else f"ours ({measured:,})"
-        print(f"{label:<23}{measured:>8,}{mmm(secs, '.1f'):>17}{mmm(rates, ',.0f'):>17}"
+        print(f"{label:<23}{measured:>8,}{mmm(secs, '.1f'):>17}{mmm(rates, ',.0f'):>19}"
               f"{mmm(ratios, '.2f') if ratios else '':>17}{mmm(cpu, '.2f'):>17}"
               f"{sink_cpu:>12.2f}{rss:>8.0f}  {note}")
 
