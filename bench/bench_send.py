@@ -2,7 +2,11 @@
 send into an aiosmtpd sink running in a SEPARATE process, next to the naive path and the sink's
 own ceiling, plus a memory-flat check.
 
-    .venv/bin/python bench/bench_send.py [--subscribers 10000] [--small 2000] [--naive 300]
+    .venv/bin/python bench/bench_send.py [--subscribers 10000] [--repeats 3] [--rows a,b,...]
+
+Each row runs ``--repeats`` times (the secondary rows, marked in ONCE, once) and prints
+min/median/max; "of ceiling" is each repeat's rate over the ceiling of the same sink in the same
+repeat. Two sinks run side by side: the plain one, and one offering PIPELINING (RFC 2920).
 
 Rows (each in its own child process, so each peak RSS is its own):
 - ceiling: a client sending ONE pre-built digest ``--subscribers`` times over 4 connections
@@ -21,6 +25,14 @@ Rows (each in its own child process, so each peak RSS is its own):
            setting a local flag every 0.1 s). Only meaningful when ``ours`` runs in shards.
 - ours, 1 process: the same with the shards turned off (``processes=1``: 4 threads), to show
            what the shards cost or gain on this machine.
+- digest send (command): ``python -m digest send --config FILE`` of the same subscribers
+           written as a YAML file, the whole command from outside (start-up, loading, shards).
+- ceiling, PIPELINING / ours, PIPELINING: the same two rows against the sink offering
+           PIPELINING (MAIL, RCPT and DATA in one round trip).
+- ours, 2 connections: ``smtp.connections: 2`` (one sending thread per shard instead of two).
+- ledger, zlib / raw / no bytes: the ledger's share of a delivery alone (3 reads, begin,
+           mark_sent; ``--ledger`` deliveries, one thread): the message bytes stored
+           compressed (as before), as they are (now), or not at all.
 - naive:   the same per-subscriber unit, but a new SMTP connection per message and MJML
            compiled for every email (``Renderer(fast=False)`` built per email), one at a time;
            run on the first ``--naive`` subscribers (it is slow), rate extrapolated.
