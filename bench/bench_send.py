@@ -2,7 +2,11 @@
 send into an aiosmtpd sink running in a SEPARATE process, next to the naive path and the sink's
 own ceiling, plus a memory-flat check.
 
-    .venv/bin/python bench/bench_send.py [--subscribers 10000] [--small 2000] [--naive 300]
+    .venv/bin/python bench/bench_send.py [--subscribers 10000] [--repeats 3] [--rows a,b,...]
+
+Each row runs ``--repeats`` times (the secondary rows, marked in ONCE, once) and prints
+min/median/max; "of ceiling" is each repeat's rate over the ceiling of the same sink in the same
+repeat. Two sinks run side by side: the plain one, and one offering PIPELINING (RFC 2920).
 
 Rows (each in its own child process, so each peak RSS is its own):
 - ceiling: a client sending ONE pre-built digest ``--subscribers`` times over 4 connections
@@ -21,6 +25,14 @@ Rows (each in its own child process, so each peak RSS is its own):
            setting a local flag every 0.1 s). Only meaningful when ``ours`` runs in shards.
 - ours, 1 process: the same with the shards turned off (``processes=1``: 4 threads), to show
            what the shards cost or gain on this machine.
+- digest send (command): ``python -m digest send --config FILE`` of the same subscribers
+           written as a YAML file, the whole command from outside (start-up, loading, shards).
+- ceiling, PIPELINING / ours, PIPELINING: the same two rows against the sink offering
+           PIPELINING (MAIL, RCPT and DATA in one round trip).
+- ours, 2 connections: ``smtp.connections: 2`` (one sending thread per shard instead of two).
+- ledger, zlib / raw / no bytes: the ledger's share of a delivery alone (3 reads, begin,
+           mark_sent; ``--ledger`` deliveries, one thread): the message bytes stored
+           compressed (as before), as they are (now), or not at all.
 - naive:   the same per-subscriber unit, but a new SMTP connection per message and MJML
            compiled for every email (``Renderer(fast=False)`` built per email), one at a time;
            run on the first ``--naive`` subscribers (it is slow), rate extrapolated.
@@ -34,7 +46,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +57,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -110,8 +125,8 @@ def _rss_mb() -> float:
 # --------------------------------------------------------------------------- children
 
 
-def run_ours(n: int, port: int, workdir: Path, processes: int | None,
-             **shard_knobs: float) -> dict[str, object]:
+def run_ours(n: int, port: int, workdir: Path, processes: int | None, *,
+             connections: int = 4, **shard_knobs: float) -> dict[str, object]:
     import functools
 
     from digest.delivery import _batch, send_all
@@ -121,6 +136,10 @@ def run_ours(n: int, port: int, workdir: Path, processes: int | None,
             _batch._send_sharded, **shard_knobs)
 
     cfg = config(n, port, workdir)
+    if connections != 4:
+        assert cfg.settings.smtp is not None
+        cfg = replace(cfg, settings=replace(cfg.settings, smtp=replace(
+            cfg.settings.smtp, connections=connections)))
     papers = sample_papers()
     baseline = _current_rss_mb()  # the input itself: n Subscriber objects already in memory
     t0 = time.perf_counter()
@@ -196,19 +215,111 @@ def run_ceiling(n: int, port: int, workdir: Path) -> dict[str, object]:
             "bytes": len(msg.data)}
 
 
+def write_yaml(path: Path, n: int, port: int) -> None:
+    """The ``subscribers(n)`` of the other rows as a subscribers file (same time zones, topics
+    and limits), sending into the sink at ``port`` like ``config()``."""
+    lines = ["settings:", '  sender: "Paper Digest <digest@example.org>"',
+             "  database: digest.db", "  outbox: outbox", "  delivery: smtp",
+             (f"  smtp: {{host: 127.0.0.1, port: {port}, security: none, timeout: 30, "
+              "connections: 4}"), "  feed: {source: sample}", "subscribers:"]
+    for sub in subscribers(n):
+        lines += [f"  - email: {sub.email}", f"    name: {sub.name}",
+                  f"    timezone: {sub.timezone}", '    schedule: "0 7 * * *"',
+                  f"    max_papers: {sub.max_papers}", "    topics:"]
+        for topic in sub.topics:
+            terms = ", ".join(json.dumps(t) for t in topic.include)
+            lines += [f"      - name: {topic.name}", f"        include: [{terms}]"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run_command(n: int, port: int, workdir: Path) -> dict[str, object]:
+    """``digest send --config FILE`` of a generated file, the whole command from outside (its
+    start-up, loading the YAML, the shards), as a user runs it."""
+    yaml = workdir / "subscribers.yaml"
+    write_yaml(yaml, n, port)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DIGEST_CONFIG", None)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "digest", "send", "--config", str(yaml),
+                           "--now", NOW.isoformat()], cwd=workdir, env=env,
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"digest send failed:\n{proc.stdout}\n{proc.stderr}")
+    counts = dict(re.findall(r"│ (sent|skipped: nothing new|failed)\s*│\s*(\d+)", proc.stdout))
+    return {"sent": int(counts.get("sent", -1)),
+            "skipped": int(counts.get("skipped: nothing new", -1)),
+            "failed": int(counts.get("failed", -1)), "seconds": seconds, "measured": n}
+
+
+def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
+    """The ledger's share of one delivery, alone (no SMTP, one thread), as ``deliver_edition``
+    calls it: the three reads, ``begin`` (with the message bytes stored the way ``stored``
+    says), ``mark_sent``; CPU per message and the ledger's size at the end."""
+    from digest.compose import edition_for
+    from digest.ledger import Ledger
+    from digest.ledger import _blob
+
+    msg = _sample_message()
+    sub = subscribers(1)[0]
+    edition = edition_for(sub, NOW)
+    ledger = Ledger(workdir / "ledger.db")
+    ledger.create()
+    if stored == "zlib":  # what both ledgers did before: zlib (level 1) in begin() already
+        _blob.pending = _blob.kept  # type: ignore[assignment]
+    data: bytes | None = None if stored == "none" else msg.data
+    c0, t0 = time.process_time(), time.perf_counter()
+    for i in range(n):
+        email = f"reader{i:05d}@example.org"
+        ledger.is_suppressed(email)
+        ledger.preferences(email)
+        ledger.get(email, edition)
+        ledger.begin(email, edition, message_id=f"<{i}.{msg.message_id[1:]}", papers=("a", "b"),
+                     data=data, now=NOW)
+        ledger.mark_sent(email, edition, now=NOW, code=250, reply="OK")
+    cpu = time.process_time() - c0
+    seconds = time.perf_counter() - t0
+    ledger.close()
+    size = sum(f.stat().st_size for f in workdir.glob("ledger.db*"))
+    return {"sent": n, "skipped": 0, "failed": 0, "seconds": seconds, "measured": n,
+            "ledger_cpu": cpu, "ledger_mb": size / 2**20}
+
+
+def _sample_message() -> Any:
+    """One realistic digest (8 papers, ~44 KB), built the way ``run_ceiling`` builds it."""
+    from digest.compose import build_digest, edition_for, summarize_all
+    from digest.delivery import build_message
+    from digest.render import Renderer
+    from digest.selection import Selector
+
+    cfg = config(1, 25, Path("."))
+    sub = replace(cfg.subscribers[0], topics=(Topic(name="all", include=("model",)),),
+                  max_papers=8)
+    papers = sample_papers()
+    digest = build_digest(Selector(papers).select(sub), summarize_all(papers, 350),
+                          edition_for(sub, NOW), NOW, cfg.settings)
+    return build_message(Renderer().render(digest), digest, cfg.settings, now=NOW)
+
+
 def child(mode: str, n: int, port: int, naive: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
         work = Path(tmp)
-        if mode == "ours":
+        if mode in ("ours", "ours-pipe"):
             out = run_ours(n, port, work, None)
         elif mode == "ours-1":
             out = run_ours(n, port, work, 1)
         elif mode == "ours-2":
             out = run_ours(n, port, work, 2)
+        elif mode == "ours-conn2":
+            out = run_ours(n, port, work, None, connections=2)
         elif mode == "ours-tick1":
             out = run_ours(n, port, work, None, tick_batch=1)
         elif mode == "ours-stop0":
             out = run_ours(n, port, work, None, stop_poll=0)
+        elif mode == "send":
+            out = run_command(n, port, work)
+        elif mode.startswith("ledger-"):
+            out = run_ledger(n, work, mode.removeprefix("ledger-"))
         elif mode == "naive":
             out = run_naive(n, port, work, naive)
         else:
@@ -217,19 +328,84 @@ def child(mode: str, n: int, port: int, naive: int) -> None:
     print(json.dumps(out), flush=True)
 
 
+# --------------------------------------------------------------------------- the sinks
+
+
+def sink_main(port: int, pipelining: bool) -> None:
+    """tests/smtp_server.py's counting sink, optionally offering PIPELINING (RFC 2920) in its
+    EHLO reply, as Postfix, Exim and the big providers do (aiosmtpd reads pipelined commands
+    in order but does not advertise the extension)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import signal
+
+    import smtp_server
+
+    class Pipelining(smtp_server._Handler):
+        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                              responses: list[str]) -> list[str]:
+            out: list[str] = await super().handle_EHLO(server, session, envelope, hostname,
+                                                       responses)
+            if out is responses:
+                out.insert(len(out) - 1, "250-PIPELINING")
+            return out
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with smtp_server.SmtpTestServer(port=port, keep=False, bulk_data=True) as server:
+        if pipelining:
+            assert server._controller is not None
+            server._controller.handler = Pipelining(server)  # the factory reads it per session
+        print(f"ready {server.host}:{server.port}", flush=True)
+        while not stop.wait(0.2):
+            pass
+        count = server.count
+    print(f"received {count}", flush=True)
+
+
+def spawn(pipelining: bool) -> tuple[subprocess.Popen[str], int]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from smtp_server import free_port
+
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, __file__, "--sink", "--port", str(port)]
+                            + (["--pipelining"] if pipelining else []),
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None
+    ready = sink.stdout.readline().strip()
+    if not ready.startswith("ready"):
+        sink.kill()
+        raise SystemExit(f"the sink did not start: {ready!r}")
+    return sink, port
+
+
 # --------------------------------------------------------------------------- parent
 
 
-def run_child(mode: str, n: int, port: int, naive: int, sink: int) -> dict[str, object]:
-    before = _proc_cpu(sink)
+def run_child(mode: str, n: int, port: int, naive: int, sink: int | None) -> dict[str, object]:
+    before = _proc_cpu(sink) if sink else 0.0
     proc = subprocess.run([sys.executable, __file__, "--child", mode, "--subscribers", str(n),
                            "--port", str(port), "--naive", str(naive)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr}")
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["sink_cpu"] = _proc_cpu(sink) - before
+    result["sink_cpu"] = (_proc_cpu(sink) - before) if sink else 0.0
     return result
+
+
+MODES = ("ceiling", "ours", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
+         "ours-stop0", "ours-small", "ours-1", "naive", "ledger-zlib", "ledger-raw",
+         "ledger-none")
+LABELS = {"ceiling": "ceiling", "ours": "ours", "send": "digest send (command)",
+          "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
+          "ours-conn2": "ours, 2 connections", "ours-tick1": "  tick per message",
+          "ours-stop0": "  stop read per msg", "ours-small": "ours (small)",
+          "ours-1": "ours, 1 process", "ours-2": "ours, 2 shards", "naive": "naive",
+          "ledger-zlib": "ledger, zlib bytes", "ledger-raw": "ledger, raw bytes",
+          "ledger-none": "ledger, no bytes"}
+# run once whatever --repeats says (the secondary rows)
+ONCE = frozenset({"ours-tick1", "ours-stop0", "ours-small", "ours-1", "naive"})
 
 
 def main() -> None:
@@ -237,76 +413,126 @@ def main() -> None:
     ap.add_argument("--subscribers", type=int, default=10_000)
     ap.add_argument("--small", type=int, default=2_000)
     ap.add_argument("--naive", type=int, default=300)
+    ap.add_argument("--ledger", type=int, default=3_000, help="deliveries per ledger row")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rows", default=",".join(MODES),
+                    help=f"comma-separated rows to run (default all: {','.join(MODES)})")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--child", choices=("ours", "ours-1", "ours-2", "ours-tick1", "ours-stop0",
-                                        "naive", "ceiling"))
+    ap.add_argument("--child", choices=(*MODES, "ours-2"))
+    ap.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--pipelining", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.sink:
+        sink_main(args.port, args.pipelining)
+        return
     if args.child:
         child(args.child, args.subscribers, args.port, args.naive)
         return
+    wanted = [m for m in args.rows.split(",") if m]
+    unknown = set(wanted) - set(MODES)
+    if unknown:
+        raise SystemExit(f"unknown rows: {', '.join(sorted(unknown))}")
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from smtp_server import spawn_sink
-
-    sink, port = spawn_sink()
     n = args.subscribers
-    rows = []
+    sinks = {False: spawn(False), True: spawn(True)}
+    results: dict[str, list[dict[str, object]]] = {m: [] for m in wanted}
     try:
-        for mode, count in (("ceiling", n), ("ours", n), ("ours-tick1", n), ("ours-stop0", n),
-                            ("ours", args.small), ("ours-1", n), ("naive", n)):
-            print(f"running {mode} x {count} ...", file=sys.stderr, flush=True)
-            rows.append(run_child(mode, count, port, args.naive, sink.pid))
+        for rep in range(args.repeats):
+            for mode in wanted:
+                if mode in ONCE and rep:
+                    continue
+                sink, port = sinks[mode.endswith("-pipe")]
+                count = args.small if mode == "ours-small" else \
+                    args.ledger if mode.startswith("ledger-") else n
+                print(f"[{rep + 1}/{args.repeats}] {mode} x {count} ...", file=sys.stderr,
+                      flush=True)
+                child_mode = "ours" if mode == "ours-small" else mode
+                results[mode].append(run_child(child_mode, count, port, args.naive,
+                                               None if mode.startswith("ledger-") else sink.pid))
     finally:
-        sink.terminate()
-        tail = sink.communicate(timeout=30)[0].strip()
-    received = int(tail.rsplit(" ", 1)[-1]) if tail.startswith("received") else -1
-    expected = sum(int(str(r["sent"])) for r in rows)
+        received = 0
+        for sink, _port in sinks.values():
+            sink.terminate()
+            tail = sink.communicate(timeout=30)[0].strip()
+            received += int(tail.rsplit(" ", 1)[-1]) if "received" in tail else -10**9
+    expected = sum(int(str(r["sent"])) for mode, rs in results.items() for r in rs
+                   if not mode.startswith("ledger-"))
+
+    def mmm(values: list[float], fmt: str) -> str:
+        values = sorted(values)
+        if len(values) == 1:
+            return format(values[0], fmt)
+        return "/".join(format(v, fmt) for v in (values[0], statistics.median(values),
+                                                 values[-1]))
 
     print(f"\nbench_send: {n:,} subscribers, 81 sample papers, sink = aiosmtpd in its own "
-          f"process (127.0.0.1:{port}), 4 connections, {_cpus()} CPUs\n")
-    head = (f"{'path':<18}{'digests':>8}{'wall s':>8}{'msg/s':>7}{'CPU ms/msg':>12}"
-            f"{'sink CPU ms/msg':>17}{'peak RSS MB':>13}  note")
+          f"process, 4 connections, {_cpus()} CPUs; min/median/max over {args.repeats} "
+          "repeats (one value: run once)\n")
+    head = (f"{'path':<23}{'digests':>8}{'wall s':>17}{'msg/s':>19}{'of ceiling':>17}"
+            f"{'CPU ms/msg':>17}{'sink ms/msg':>12}{'RSS MB':>8}  note")
     print(head)
     print("-" * len(head))
-    for r in rows:
-        measured = int(str(r["measured"]))
-        seconds = float(str(r["seconds"]))
-        rate = measured / seconds if seconds else 0.0
+    for mode in wanted:
+        rows = results[mode]
+        if mode.startswith("ledger-") or not rows:
+            continue
+        measured = int(str(rows[0]["measured"]))
+        secs = [float(str(r["seconds"])) for r in rows]
+        rates = [measured / s for s in secs]
+        ceiling = results.get("ceiling-pipe" if mode.endswith("-pipe") else "ceiling") or []
+        # each repeat against the ceiling of the same repeat (same sink, same minute)
+        ratios = [rate / (int(str(c["measured"])) / float(str(c["seconds"])))
+                  for rate, c in zip(rates, ceiling)] if not mode.startswith("ceiling") else []
+        cpu = [float(str(r["cpu"])) / measured * 1000 for r in rows]
+        sink_cpu = statistics.median(float(str(r["sink_cpu"])) / measured * 1000 for r in rows)
+        rss = max(float(str(r["rss_mb"])) for r in rows)
+        r0 = rows[0]
         note = ""
-        if r["mode"] == "naive":
-            note = f"first {measured:,} subscribers; {n:,} would take ~{n / rate:,.0f} s"
-        elif r["mode"] == "ceiling":
-            note = f"one pre-built {int(str(r['bytes'])):,}-byte digest, no ledger"
-        elif str(r["mode"]).startswith("ours"):
-            note = f"{r['sent']} sent, {r['skipped']} nothing new, {r['failed']} failed"
-        label = {"ours": f"ours ({int(str(r['subscribers'])):,})",
-                 "ours-1": "ours, 1 process",
-                 "ours-2": "ours, 2 shards",
-                 "ours-tick1": "  tick per message",
-                 "ours-stop0": "  stop read per msg"}.get(str(r["mode"]), str(r["mode"]))
-        cpu = float(str(r["cpu"])) / measured * 1000
-        sink_cpu = float(str(r["sink_cpu"])) / measured * 1000
-        print(f"{label:<18}{measured:>8,}{seconds:>8.1f}{rate:>7,.0f}{cpu:>12.2f}"
-              f"{sink_cpu:>17.2f}{float(str(r['rss_mb'])):>13.1f}  {note}")
-    # the same mode at both sizes: one process (shards only start from 5,000 subscribers)
-    big = next(r for r in rows if r["mode"] == "ours-1")
-    small = next(r for r in rows if r["mode"] == "ours" and r["subscribers"] == args.small)
-    growth = float(str(big["rss_mb"])) - float(str(small["rss_mb"]))
-    config_growth = float(str(big["baseline_mb"])) - float(str(small["baseline_mb"]))
-    ours = next(r for r in rows if r["mode"] == "ours" and r["subscribers"] == n)
-    big_s = float(str(ours["seconds"]))
-    print(f"\nfloor: {n:,} digests in {big_s:.1f} s -> "
-          f"{'PASS' if big_s < 60 and n >= 10_000 else 'FAIL' if n >= 10_000 else 'n/a'} "
-          f"(< 60 s)")
-    print(f"memory (one process): peak RSS {float(str(small['rss_mb'])):.1f} MB at "
-          f"{args.small:,} vs {float(str(big['rss_mb'])):.1f} MB at {n:,} subscribers "
-          f"(+{growth:.1f} MB for {n - args.small:,} more, of which the generated config "
-          f"itself, in memory before the send starts: +{config_growth:.1f} MB)")
+        if mode == "naive":
+            note = f"first {measured:,}; {n:,} would take ~{n / rates[0]:,.0f} s"
+        elif mode.startswith("ceiling"):
+            note = f"one pre-built {int(str(r0['bytes'])):,}-byte digest, no ledger"
+        else:
+            note = f"{r0['sent']} sent, {r0['skipped']} nothing new, {r0['failed']} failed"
+        label = LABELS[mode] if mode != "ours-small" else f"ours ({measured:,})"
+        print(f"{label:<23}{measured:>8,}{mmm(secs, '.1f'):>17}{mmm(rates, ',.0f'):>19}"
+              f"{mmm(ratios, '.2f') if ratios else '':>17}{mmm(cpu, '.2f'):>17}"
+              f"{sink_cpu:>12.2f}{rss:>8.0f}  {note}")
+
+    ledger_modes = [m for m in wanted if m.startswith("ledger-")]
+    if ledger_modes:
+        print(f"\nledger alone, {args.ledger:,} deliveries of a {_sample_size():,}-byte message "
+              "(3 reads, begin, mark_sent; SQLite, one thread):")
+        print(f"{'stored message':<23}{'CPU ms/msg':>17}{'ledger MB at the end':>22}")
+        for mode in ledger_modes:
+            rows = results[mode]
+            cpu = [float(str(r["ledger_cpu"])) / int(str(r["measured"])) * 1000 for r in rows]
+            size = statistics.median(float(str(r["ledger_mb"])) for r in rows)
+            print(f"{LABELS[mode].removeprefix('ledger, '):<23}{mmm(cpu, '.3f'):>17}"
+                  f"{size:>22.1f}")
+
+    if "ours-small" in results and "ours-1" in results:
+        big, small = results["ours-1"][0], results["ours-small"][0]
+        growth = float(str(big["rss_mb"])) - float(str(small["rss_mb"]))
+        config_growth = float(str(big["baseline_mb"])) - float(str(small["baseline_mb"]))
+        print(f"\nmemory (one process): peak RSS {float(str(small['rss_mb'])):.1f} MB at "
+              f"{args.small:,} vs {float(str(big['rss_mb'])):.1f} MB at {n:,} subscribers "
+              f"(+{growth:.1f} MB, of which the generated config itself: "
+              f"+{config_growth:.1f} MB)")
+    if "ours" in results and "send" in results:
+        ours = statistics.median(float(str(r["seconds"])) for r in results["ours"])
+        cmd = statistics.median(float(str(r["seconds"])) for r in results["send"])
+        print(f"digest send (whole command) / ours, medians: {cmd / ours:.2f} "
+              f"(floor: within 1.20)")
     load = os.getloadavg()[0]
     print(f"load average at the end: {load:.1f} on {_cpus()} CPUs (other work competes for "
-          "them: compare CPU ms/msg, which load does not inflate)")
-    print(f"sink received {received:,} messages, clients reported {expected:,} accepted: "
+          "them: compare CPU ms/msg and ratios within a repeat)")
+    print(f"sinks received {received:,} messages, clients reported {expected:,} accepted: "
           f"{'OK' if received == expected else 'MISMATCH'}")
+
+
+def _sample_size() -> int:
+    return len(_sample_message().data)
 
 
 def _cpus() -> int:

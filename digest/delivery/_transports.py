@@ -402,26 +402,59 @@ class SmtpTransport:
         conn, self._conn = self._conn, None
         self._discard(conn)
 
+    def _drain(self, conn: smtplib.SMTP, count: int, code: int) -> None:
+        """After a refusal inside a pipelined group: read the ``count`` replies still owed to
+        the group, so the connection stays in step (and end a DATA a server accepted without
+        a recipient with an empty "."); a 421 closes the channel, so nothing more is read."""
+        if code == 421:
+            return
+        try:
+            for _ in range(count):
+                code, _reply = conn.getreply()
+            if code == 354:
+                conn.send(b".\r\n")
+                conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError):
+            self._drop()
+
     def _transaction(self, conn: smtplib.SMTP, msg: OutgoingMessage, *, fresh: bool) -> SendResult:
         # Stage names matter: "end of DATA" (body sent, final reply pending) is the only stage
         # where a lost connection means the server may have accepted the message.
         stage = "MAIL FROM"
+        # The envelope addresses are bare ASCII addr-specs already (``check_address``), so the
+        # commands are written here: smtplib's ``mail``/``rcpt`` re-parse each address with
+        # ``email.utils.parseaddr`` (~0.1 ms a message for the two).
+        size = f" SIZE={len(msg.data)}" if conn.has_extn("size") else ""
+        commands = (f"MAIL FROM:<{msg.sender}>{size}\r\n", f"RCPT TO:<{msg.recipient}>\r\n",
+                    "DATA\r\n")
+        # RFC 2920: with PIPELINING offered, MAIL, RCPT and DATA go as one group (DATA last)
+        # and the three replies are read in order: one round trip instead of three. The body
+        # still waits for the 354, as the RFC requires.
+        pipelined = conn.has_extn("pipelining")
         try:
-            options = [f"SIZE={len(msg.data)}"] if conn.has_extn("size") else []
-            code, reply = conn.mail(msg.sender, options)
+            conn.send("".join(commands) if pipelined else commands[0])
+            code, reply = conn.getreply()
             if code == 421 and not fresh:
                 # An idle-timeout notice ("421 timeout exceeded") waiting on a reused
                 # connection: nothing of this message was accepted, so start over.
                 self._drop()
                 raise _StaleConnection()
             if not 200 <= code < 300:
+                if pipelined:
+                    self._drain(conn, 2, code)
                 raise self._fail(msg, stage, code, reply)
             stage = "RCPT TO"
-            code, reply = conn.rcpt(msg.recipient)
+            if not pipelined:
+                conn.send(commands[1])
+            code, reply = conn.getreply()
             if not 200 <= code < 300:
+                if pipelined:
+                    self._drain(conn, 1, code)
                 raise self._fail(msg, stage, code, reply)
             stage = "start of data"
-            code, reply = conn.docmd("data")
+            if not pipelined:
+                conn.send(commands[2])
+            code, reply = conn.getreply()
             if code != 354:
                 raise self._fail(msg, stage, code, reply)
             stage = "end of DATA"

@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from digest.errors import LockedError
+import digest.ledger._blob as _blob
 from digest.ledger._contract import Claim, EditionStatus, FrozenEdition, StaleRow
 from digest.ledger._frozen import dump_edition, dump_left_out, load_edition, load_left_out
 from digest.ledger._migrate import migrate
@@ -227,7 +227,7 @@ class PostgresLedger:
                           (_norm(email), edition))
         if not rows or rows[0][0] is None:
             return None
-        return zlib.decompress(bytes(rows[0][0]))
+        return _blob.unpack(bytes(rows[0][0]))
 
     def status(self) -> tuple[EditionStatus, ...]:
         """Per edition: how many rows in each state, and the oldest live lease."""
@@ -247,7 +247,7 @@ class PostgresLedger:
 
     def begin(self, email: str, edition: date, *, message_id: str, papers: tuple[str, ...],
               data: bytes | None, now: datetime, possible_duplicate: bool = False) -> None:
-        blob = None if data is None else zlib.compress(data, 1)
+        blob = None if data is None else _blob.pending(data)  # as the SQLite ledger
         self._write(
             "INSERT INTO deliveries AS d (email, edition, state, message_id, papers, attempts, "
             "created_at, updated_at, possible_duplicate, message) "
@@ -272,13 +272,17 @@ class PostgresLedger:
                 if archive is not None:
                     c.execute("DELETE FROM archive WHERE email = %s AND sent_at < %s",
                               (address, _ts(now - archive)))
-                    c.execute(
-                        "INSERT INTO archive (email, edition, message_id, sent_at, message) "
-                        "SELECT email, edition, message_id, %s, message FROM deliveries "
-                        "WHERE email = %s AND edition = %s AND message IS NOT NULL "
-                        "AND message_id IS NOT NULL ON CONFLICT (email, edition) DO UPDATE SET "
-                        "message_id = excluded.message_id, sent_at = excluded.sent_at, "
-                        "message = excluded.message", (_ts(now), address, edition))
+                    found = c.execute(
+                        "SELECT message_id, message FROM deliveries WHERE email = %s AND "
+                        "edition = %s AND message IS NOT NULL AND message_id IS NOT NULL",
+                        (address, edition)).fetchall()
+                    for message_id, blob in found:  # compressed for the archive's days
+                        c.execute(
+                            "INSERT INTO archive (email, edition, message_id, sent_at, message) "
+                            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (email, edition) DO UPDATE "
+                            "SET message_id = excluded.message_id, sent_at = excluded.sent_at, "
+                            "message = excluded.message",
+                            (address, edition, message_id, _ts(now), _blob.compact(bytes(blob))))
                     # the left-out matches live as long as their edition's archive row
                     c.execute("DELETE FROM left_out l WHERE l.email = %s AND l.edition <> %s "
                               "AND NOT EXISTS (SELECT 1 FROM archive a WHERE a.email = l.email "
@@ -292,6 +296,15 @@ class PostgresLedger:
                       error: str) -> None:
         self._finish(email, edition, "deferred", now=now, code=code, error=error,
                      keep_message=True)
+        self._compact(email, edition)
+
+    def _compact(self, email: str, edition: date) -> None:
+        """As the SQLite ledger: the bytes of a row that stays, compressed."""
+        rows = self._read("SELECT message FROM deliveries WHERE email = %s AND edition = %s",
+                          (_norm(email), edition))
+        if rows and rows[0][0] is not None and _blob.is_raw(bytes(rows[0][0])):
+            self._lazy("UPDATE deliveries SET message = %s WHERE email = %s AND edition = %s",
+                       (_blob.compact(bytes(rows[0][0])), _norm(email), edition))
 
     def mark_failed(self, email: str, edition: date, *, now: datetime, code: int | None,
                     error: str) -> None:
@@ -330,6 +343,7 @@ class PostgresLedger:
              "edition": edition})
         if len(rows) != 1:
             raise LedgerError(self.database.url, f"no delivery row for {email} edition {edition}")
+        self._compact(email, edition)
         return cast(DeliveryState, rows[0][0])
 
     def resolve(self, email: str, edition: date, *, sent: bool, now: datetime) -> LedgerRow:
@@ -451,7 +465,7 @@ class PostgresLedger:
     def archived_message(self, email: str, edition: date) -> bytes | None:
         rows = self._read("SELECT message FROM archive WHERE email = %s AND edition = %s",
                           (_norm(email), edition))
-        return zlib.decompress(bytes(rows[0][0])) if rows else None
+        return _blob.unpack(bytes(rows[0][0])) if rows else None
 
     # ------------------------------------------------------------------ the queue's side
 

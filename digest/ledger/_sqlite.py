@@ -2,7 +2,7 @@
 
 Owns: the SQLite file in ``settings.database`` (one row per (subscriber, edition) with its state
 ``sending -> sent | deferred | failed | uncertain``, Message-ID, papers, attempts, timestamps, last SMTP
-reply, possible-duplicate flag and, while the message is not yet accepted, its compressed bytes
+reply, possible-duplicate flag and, while the message is not yet accepted, its bytes
 so a retry or a post-crash re-send replays exactly the same message), the suppression list,
 what subscribers chose on ``digest serve``'s preferences page (``preferences``: laid over the
 YAML, never written into it), the archive of sent messages the web view renders (``archive``:
@@ -22,7 +22,6 @@ import json
 import os
 import sqlite3
 import threading
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from types import TracebackType
 from typing import cast
 
 from digest.errors import LedgerError, LockedError
+import digest.ledger._blob as _blob
 from digest.ledger._contract import EditionStatus
 from digest.ledger._frozen import dump_left_out, load_left_out
 from digest.ledger._migrate import migrate
@@ -336,15 +336,16 @@ class Ledger:
                           (email.strip().lower(), edition.isoformat()))
         if not rows or rows[0][0] is None:
             return None
-        return zlib.decompress(cast(bytes, rows[0][0]))
+        return _blob.unpack(cast(bytes, rows[0][0]))
 
     # ------------------------------------------------------------------ state changes
 
     def begin(self, email: str, edition: date, *, message_id: str, papers: tuple[str, ...],
               data: bytes | None, now: datetime, possible_duplicate: bool = False) -> None:
         """Record ``sending`` BEFORE the message leaves (one more attempt). ``data`` is kept
-        (compressed) until the server accepts, so a retry replays the same message."""
-        blob = None if data is None else zlib.compress(data, 1)
+        until the server accepts, so a retry replays the same message (uncompressed while in
+        flight, compressed if the row stays deferred: ``_blob``)."""
+        blob = None if data is None else _blob.pending(data)
         self._write(
             "INSERT INTO deliveries (email, edition, state, message_id, papers, attempts, "
             "created_at, updated_at, possible_duplicate, message) "
@@ -363,6 +364,10 @@ class Ledger:
         With ``archive`` (how long to keep them) they move to the archive table in the same
         transaction, for the browser view and the feed of ``digest serve``, and this
         subscriber's archived editions sent longer ago than that are dropped."""
+        if archive is None:  # one statement, its own transaction
+            self._finish(email, edition, "sent", now=now, code=code, error=reply,
+                         keep_message=False, sent=True)
+            return
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
@@ -371,12 +376,16 @@ class Ledger:
                 if archive is not None:
                     conn.execute("DELETE FROM archive WHERE email = ? AND sent_at < ?",
                                  (email.strip().lower(), _ts(now - archive)))
-                    conn.execute(
-                        "INSERT OR REPLACE INTO archive (email, edition, message_id, sent_at, "
-                        "message) SELECT email, edition, message_id, ?, message FROM deliveries "
-                        "WHERE email = ? AND edition = ? AND message IS NOT NULL "
-                        "AND message_id IS NOT NULL",
-                        (_ts(now), email.strip().lower(), edition.isoformat()))
+                    found = conn.execute(
+                        "SELECT message_id, message FROM deliveries WHERE email = ? AND "
+                        "edition = ? AND message IS NOT NULL AND message_id IS NOT NULL",
+                        (email.strip().lower(), edition.isoformat())).fetchall()
+                    for message_id, blob in found:  # compressed for the archive's days
+                        conn.execute(
+                            "INSERT OR REPLACE INTO archive (email, edition, message_id, "
+                            "sent_at, message) VALUES (?, ?, ?, ?, ?)",
+                            (email.strip().lower(), edition.isoformat(), message_id, _ts(now),
+                             _blob.compact(cast(bytes, blob))))
                     # the left-out matches live as long as their edition's archive row
                     conn.execute("DELETE FROM left_out WHERE email = ? AND edition <> ? AND "
                                  "edition NOT IN (SELECT edition FROM archive WHERE email = ?)",
@@ -393,8 +402,19 @@ class Ledger:
     def mark_deferred(self, email: str, edition: date, *, now: datetime, code: int | None,
                       error: str) -> None:
         """A temporary failure: a later run retries the stored message."""
-        self._finish(email, edition, "deferred", now=now, code=code, error=error,
-                     keep_message=True)
+        with self._mutex:
+            self._finish(email, edition, "deferred", now=now, code=code, error=error,
+                         keep_message=True)
+            self._compact(email, edition)
+
+    def _compact(self, email: str, edition: date) -> None:
+        """The stored bytes of a row that stays (deferred, uncertain) in their kept,
+        compressed form."""
+        key = (email.strip().lower(), edition.isoformat())
+        rows = self._read("SELECT message FROM deliveries WHERE email = ? AND edition = ?", key)
+        if rows and rows[0][0] is not None and _blob.is_raw(cast(bytes, rows[0][0])):
+            self._write("UPDATE deliveries SET message = ? WHERE email = ? AND edition = ?",
+                        (_blob.compact(cast(bytes, rows[0][0])), *key))
 
     def mark_ambiguous(self, email: str, edition: date, *, now: datetime,
                        error: str) -> DeliveryState:
@@ -410,6 +430,7 @@ class Ledger:
             (_ts(now), error, AMBIGUOUS_LIMIT, email.strip().lower(), edition.isoformat()))
         if len(rows) != 1:
             raise LedgerError(self.path, f"no delivery row for {email} edition {edition}")
+        self._compact(email, edition)
         return cast(DeliveryState, rows[0][0])
 
     def resolve(self, email: str, edition: date, *, sent: bool, now: datetime) -> LedgerRow:
@@ -557,7 +578,7 @@ class Ledger:
         """The exact bytes sent for that edition, if archived."""
         rows = self._read("SELECT message FROM archive WHERE email = ? AND edition = ?",
                           (email.strip().lower(), edition.isoformat()))
-        return zlib.decompress(cast(bytes, rows[0][0])) if rows else None
+        return _blob.unpack(cast(bytes, rows[0][0])) if rows else None
 
 
 # ---------------------------------------------------------------------- the send lock

@@ -6,9 +6,11 @@ import logging
 import mailbox
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +24,7 @@ from digest.delivery._transports import (
 )
 from digest.errors import DeliveryError, TransportError, UncertainDeliveryError
 from digest.models import Digest, RenderedEmail, Settings, SmtpSettings, Subscriber
-from tests.smtp_server import SmtpTestServer, free_port, silent_server
+from tests.smtp_server import SmtpTestServer, _Handler, free_port, silent_server
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 PASSWORD = "s3cret-Pa55word"
@@ -44,9 +46,46 @@ def smtp_transport(server: SmtpTestServer, **overrides: object) -> SmtpTransport
     return SmtpTransport(settings, PASSWORD if settings.username else None)
 
 
-@pytest.fixture
-def server() -> object:
+class _Pipelining(_Handler):
+    """The test server's handler, also offering PIPELINING (RFC 2920) as Postfix and the big
+    providers do (aiosmtpd reads pipelined commands in order but does not offer it), and
+    noting for each MAIL whether RCPT and DATA had already arrived with it (one group)."""
+
+    def __init__(self, server: SmtpTestServer, *, offer: bool = True) -> None:
+        super().__init__(server)
+        self.offer = offer
+        self.grouped: list[bool] = []
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        out: list[str] = await super().handle_EHLO(server, session, envelope, hostname,
+                                                   responses)
+        if out is responses and self.offer:
+            out.insert(len(out) - 1, "250-PIPELINING")
+        return out
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        waiting = bytes(server._reader._buffer)  # what the client sent after MAIL
+        self.grouped.append(b"RCPT TO:" in waiting and b"DATA\r\n" in waiting)
+        reply: str = await super().handle_MAIL(server, session, envelope, address, mail_options)
+        return reply
+
+
+def offer_pipelining(srv: SmtpTestServer, *, offer: bool = True) -> _Pipelining:
+    handler = _Pipelining(srv, offer=offer)
+    assert srv._controller is not None
+    srv._controller.handler = handler  # aiosmtpd's factory reads it for each new session
+    return handler
+
+
+@pytest.fixture(params=["plain", "pipelining"])
+def server(request: pytest.FixtureRequest) -> Iterator[SmtpTestServer]:
+    """Every test of the SMTP client against a server without and with PIPELINING: the
+    pipelined path must keep every stage's error contract."""
     with SmtpTestServer() as srv:
+        if request.param == "pipelining":
+            offer_pipelining(srv)
         yield srv
 
 
@@ -558,3 +597,50 @@ def test_our_ehlo_refused_pauses_the_server_for_the_daemons_next_fires() -> None
         with pytest.raises(TransportError, match="paused"):
             later.send(message())
         assert rule.fired == tried  # the server was not asked again
+
+
+# --------------------------------------------------------------------------- PIPELINING
+
+
+def test_with_pipelining_offered_mail_rcpt_and_data_go_as_one_group() -> None:
+    with SmtpTestServer() as srv:
+        handler = offer_pipelining(srv)
+        transport = smtp_transport(srv)
+        msgs = [message(to=f"r{i}@example.org") for i in range(3)]
+        assert [transport.send(m).code for m in msgs] == [250, 250, 250]
+        transport.close()
+        got = srv.wait_for(3)
+    assert handler.grouped == [True, True, True]
+    assert [g.data for g in got] == [m.data for m in msgs]
+    assert len({g.peer for g in got}) == 1
+
+
+def test_without_pipelining_offered_each_command_waits_for_its_reply() -> None:
+    with SmtpTestServer() as srv:
+        handler = offer_pipelining(srv, offer=False)
+        transport = smtp_transport(srv)
+        assert transport.send(message()).code == 250
+        transport.close()
+        srv.wait_for(1)
+    assert handler.grouped == [False]
+
+
+def test_a_pipelined_refusal_keeps_the_connection_in_step_for_the_next_message() -> None:
+    with SmtpTestServer() as srv:
+        handler = offer_pipelining(srv)
+        srv.add_rule("rcpt", "550 5.1.1 No such user", recipient="gone@example.org")
+        srv.add_rule("mail", "451 4.7.1 Slow down", times=1)
+        transport = smtp_transport(srv)
+        with pytest.raises(DeliveryError) as slow:
+            transport.send(message(to="a@example.org"))
+        with pytest.raises(DeliveryError) as gone:
+            transport.send(message(to="gone@example.org"))
+        # the RCPT and DATA replies owed to each failed group were read: the next message's
+        # replies are its own, on the same connection
+        assert transport.send(message(to="b@example.org")).code == 250
+        transport.close()
+        got = srv.wait_for(1)
+    assert (slow.value.code, slow.value.temporary) == (451, True)
+    assert (gone.value.code, gone.value.temporary) == (550, False)
+    assert [g.rcpt_tos for g in got] == [("b@example.org",)]
+    assert handler.grouped == [True, True, True]

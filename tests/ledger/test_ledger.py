@@ -345,3 +345,48 @@ def test_feedback_keeps_the_latest_verdict_with_the_papers_text(ledger: LedgerSt
     assert ledger.feedback_for("b@x.org") is None
     with pytest.raises(ValueError):
         ledger.record_feedback("a@x.org", paper, "maybe", now=NOW)
+
+
+# --------------------------------------------------------------------------- stored bytes
+
+
+def _stored_length(ledger: LedgerStore, table: str, email: str) -> int:
+    """The length of the blob a row holds (how it is kept, not what it reads back as)."""
+    mark = "?" if isinstance(ledger, Ledger) else "%s"
+    rows = ledger._read(f"SELECT length(message) FROM {table} WHERE email = {mark}",  # type: ignore[attr-defined]
+                        (email,))
+    return int(rows[0][0])
+
+
+def test_bytes_in_flight_are_kept_as_they_are_and_compressed_when_they_stay(
+        ledger: LedgerStore) -> None:
+    body = b"Subject: the same line again\r\n" * 400  # 12 KB that compresses well
+    for who in ("a@x.org", "b@x.org", "c@x.org", "d@x.org"):
+        ledger.begin(who, ED, message_id=f"<{who}>", papers=("p1",), data=body, now=NOW)
+        # in flight: not compressed (the row is rewritten a moment later), one marker byte
+        assert _stored_length(ledger, "deliveries", who) == len(body) + 1
+    ledger.mark_deferred("a@x.org", ED, now=NOW, code=451, error="later")
+    assert ledger.mark_ambiguous("b@x.org", ED, now=NOW, error="no reply") == "deferred"
+    ledger.mark_sent("c@x.org", ED, now=NOW, archive=timedelta(days=30))
+    for who, table in (("a@x.org", "deliveries"), ("b@x.org", "deliveries"),
+                       ("c@x.org", "archive")):  # stays for days: compressed
+        assert _stored_length(ledger, table, who) < len(body) // 10
+    assert ledger.stored_message("a@x.org", ED) == body  # the retry replays the same bytes
+    assert ledger.stored_message("b@x.org", ED) == body
+    assert ledger.archived_message("c@x.org", ED) == body
+    assert ledger.stored_message("d@x.org", ED) == body
+    # the retry of a deferred row keeps the compressed bytes (begin with data=None)
+    ledger.begin("a@x.org", ED, message_id="<a@x.org>", papers=("p1",), data=None, now=NOW)
+    assert ledger.stored_message("a@x.org", ED) == body
+
+
+def test_bytes_stored_compressed_by_an_earlier_version_still_read(ledger: LedgerStore) -> None:
+    import zlib
+
+    ledger.begin("a@x.org", ED, message_id="<a@x.org>", papers=("p1",), data=b"x", now=NOW)
+    mark = "?" if isinstance(ledger, Ledger) else "%s"
+    ledger._write(f"UPDATE deliveries SET message = {mark} WHERE email = {mark}",  # type: ignore[attr-defined]
+                  (zlib.compress(b"old bytes", 1), "a@x.org"))
+    assert ledger.stored_message("a@x.org", ED) == b"old bytes"
+    ledger.mark_sent("a@x.org", ED, now=NOW, archive=timedelta(days=30))
+    assert ledger.archived_message("a@x.org", ED) == b"old bytes"
