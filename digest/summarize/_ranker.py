@@ -17,7 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from digest.summarize._cues import ANAPHORIC, WORD, Cues, content_words
+from digest.summarize._cues import ANAPHORIC, Cues, content_words
+from digest.summarize._cues import words as word_list
 
 _LENGTHS = (10, 15, 20, 25, 30, 40)
 LEXICAL_PREFIXES = ("o1=", "o2=", "we=")  # the features training regularises harder
@@ -29,6 +30,17 @@ _LEN = tuple(f"len={next((k for k, e in enumerate(_LENGTHS) if n < e), len(_LENG
 _FROM = {d: f"from_contribution={d}" for d in range(-2, 3)}
 _NUMBER = ("", "number=1", "number=2", "number=3")
 _LOG = tuple(math.log(n + 1) for n in range(200))
+
+
+class _Prefixed(dict[str, str]):
+    """Role -> its feature name ("p_result"), made once per role rather than per candidate."""
+
+    def __missing__(self, role: str) -> str:
+        self[role] = name = "p_" + role
+        return name
+
+
+_P = _Prefixed()
 
 
 def rank_features(cues: Sequence[Cues], texts: Sequence[str],
@@ -56,7 +68,9 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
     first_contribution = next((i for i, c in enumerate(contribution) if c), None)
     best_objective = max(r["objective"] for r in roles)
     lowered = [t.lower() for t in texts]
-    toks = [WORD.findall(t) for t in lowered]
+    # The words of the text as shown: the sentence's (in its cues) unless compression changed it.
+    toks = [c.words if low == c.low else word_list(low)
+            for c, low in zip(cues, lowered)]
     first_we = next((i for i, t in enumerate(toks) if "we" in t or "our" in t), None)
     head = title.split(":")[0].strip().lower() if ":" in title else ""
     name = head if head and len(head.split()) <= 3 else ""
@@ -67,7 +81,7 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
         if i == n - 1:
             f["last"] = 1.0
         for role, p in r.items():
-            f["p_" + role] = p
+            f[_P[role]] = p
         f["title_ov"] = overlap[i]
         f["title_ov_gap"] = best_overlap - overlap[i]
         f["title_ov_rel"] = overlap[i] - mean_overlap
@@ -85,7 +99,7 @@ def rank_features(cues: Sequence[Cues], texts: Sequence[str],
             f[_FROM[max(-2, min(i - first_contribution, 2))]] = 1.0
         if first_we == i:
             f["first_we"] = 1.0
-        if tk[:1] == ["we"]:
+        if tk and tk[0] == "we":
             f["opens_we"] = 1.0
         if ANAPHORIC.search(text):
             f["anaphoric"] = 1.0

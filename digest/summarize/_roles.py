@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, WORD, Cues
+from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, Cues, words
 
 ROLES = ("background", "objective", "method", "result", "other")
 
@@ -32,13 +32,17 @@ def _parts(sentences: Sequence[str], found: Sequence[Cues] | None = None) -> lis
     """Per sentence: its context features, its distinct words (sorted) and the words right
     after "we" (``role_features`` prefixes the last two with "w=" and "we="). ``found``: the
     sentences' ``cues`` when the caller has them (their digit and comparison searches are
-    the ones made here, on the same lower-cased text)."""
+    the ones made here, on the same lower-cased text; and they hold its words)."""
     n = len(sentences)
-    lowered = [s.lower() for s in sentences]
-    words = [WORD.findall(s) for s in lowered]
-    openers = [w[0] if w else "" for w in words]
+    if found is not None:
+        lowered = [c.low for c in found]
+        tokens: list[Sequence[str]] = [c.words for c in found]
+    else:
+        lowered = [s.lower() for s in sentences]
+        tokens = [words(s) for s in lowered]
+    openers = [w[0] if w else "" for w in tokens]
     out: list[tuple[list[str], list[str], list[str]]] = []
-    for i, (text, toks) in enumerate(zip(lowered, words)):
+    for i, (text, toks) in enumerate(zip(lowered, tokens)):
         rel = i / (n - 1) if n > 1 else 0.0
         pos = min(int(rel * 5), 4)
         opener = openers[i]
