@@ -105,6 +105,7 @@ def _capitalize(text: str) -> str:
 
 # Where a clause ends: a comma or semicolon outside brackets and not inside "1,000", or a
 # contrast/concession word ("while", "whereas") that opens a trailing clause.
+_CLAUSE_MARK = re.compile(r"[(\[)\],;]")
 _CLAUSE_WORD = re.compile(r"\s+(?=(?:while|whereas|although|though|thereby|leading to)\b)")
 
 
@@ -112,15 +113,17 @@ def _clauses(text: str) -> list[str]:
     """``text`` cut into clauses; joining them with "" gives ``text`` back."""
     parts: list[str] = []
     depth = start = 0
-    for i, ch in enumerate(text):
+    for mark in _CLAUSE_MARK.finditer(text):  # the brackets and stops only, not every character
+        ch = mark.group()
         if ch in "([":
             depth += 1
         elif ch in ")]":
             depth = max(depth - 1, 0)
-        elif ch in ",;" and depth == 0 and not (
-                ch == "," and text[i - 1:i].isdigit() and text[i + 1:i + 2].isdigit()):
-            parts.append(text[start:i + 1])
-            start = i + 1
+        elif depth == 0:
+            i = mark.start()
+            if not (ch == "," and text[i - 1:i].isdigit() and text[i + 1:i + 2].isdigit()):
+                parts.append(text[start:i + 1])
+                start = i + 1
     parts.append(text[start:])
     out: list[str] = []
     for part in parts:
