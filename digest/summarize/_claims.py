@@ -39,8 +39,8 @@ from digest.summarize._compress import (
     standalone,
 )
 from digest.summarize._cues import (
-    COMPARISON,
-    PRIOR_WORK,
+    COMPARISON_GAP,
+    PRIOR_WORK_GAP,
     Cues,
     content_words,
     cues,
@@ -91,8 +91,8 @@ def shipped_model() -> SummarizerModel:
 
 
 def _opens_on_prior_work(sentence: str) -> bool:
-    head = " ".join(sentence.lower().split()[:12])
-    return bool(PRIOR_WORK.search(head)) and not COMPARISON.search(head)
+    head = " " + " ".join(sentence.lower().split()[:12])  # " ": for the _GAP patterns
+    return bool(PRIOR_WORK_GAP.search(head)) and not COMPARISON_GAP.search(head)
 
 
 class Scored(NamedTuple):

@@ -154,6 +154,22 @@ def _modal_hint(low: str) -> bool:
             or "potential" in low or "possibl" in low or "perhaps" in low)
 
 
+def _after_gap(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """``pattern``, which opens with ``\\b`` before a word character, with a non-word
+    character in place of the ``\\b``. Searched in ``" " + text`` it matches where ``pattern``
+    matches in ``text`` (one character earlier), but the engine skips from one non-word
+    character to the next instead of testing the boundary at every character: ~2x faster."""
+    if not pattern.pattern.startswith("\\b"):
+        raise ValueError(f"{pattern.pattern!r} does not open with \\b")
+    return re.compile("\\W" + pattern.pattern[2:], pattern.flags)
+
+
+COMPARISON_GAP = _after_gap(COMPARISON)
+_CONTRIBUTION_GAP = _after_gap(CONTRIBUTION)
+_AUTHORIAL_GAP = _after_gap(AUTHORIAL)
+_MODAL_GAP = _after_gap(MODAL)
+
+
 class Cues(NamedTuple):
     """What the cue patterns say about one sentence, worked out once; and the sentence
     lower-cased and its words, which the role and ranker features read too. (A named tuple:
@@ -173,16 +189,17 @@ class Cues(NamedTuple):
 
 def cues(text: str) -> Cues:
     low = text.lower()
+    gap = " " + low  # for the _GAP patterns: what COMPARISON etc. find in ``low``
     strength = _strength(low) if NUMBER.search(low) else 0
     we = "we" in low or "this" in low or "our" in low or "us" in low or "here" in low
     return Cues(
         strength=strength,
         quant=strength >= 2 and (strength == 2 or bool(QUANT.search(low))),
-        comparison=_comparison_hint(low) and bool(COMPARISON.search(low)),
+        comparison=_comparison_hint(low) and bool(COMPARISON_GAP.search(gap)),
         contribution=we and _contribution_hint(low) and bool(
-            CONTRIBUTION.search(low)),
-        authorial=we and bool(AUTHORIAL.search(low)),
-        modal=_modal_hint(low) and bool(MODAL.search(low)),
+            _CONTRIBUTION_GAP.search(gap)),
+        authorial=we and bool(_AUTHORIAL_GAP.search(gap)),
+        modal=_modal_hint(low) and bool(_MODAL_GAP.search(gap)),
         hedge_opener=bool(HEDGE_OPENER.match(text)),
         aside=bool(ASIDE_OPENER.match(text)),
         low=low,
@@ -196,3 +213,4 @@ PRIOR_WORK = re.compile(
     r"\b(?:existing|previous|prior|conventional|traditional|current|most)\s+(?:[\w-]+\s+){0,2}?"
     r"(?:methods?|approaches|works?|studies|models|techniques|systems|solutions|algorithms|"
     r"frameworks|literature)\b")
+PRIOR_WORK_GAP = _after_gap(PRIOR_WORK)

@@ -24,6 +24,7 @@ def _bucket(value: int, edges: Sequence[int]) -> int:
 # The constant feature names, made once: the per-sentence f-strings were a fifth of the time.
 _POS = tuple(f"pos={k}" for k in range(5))
 _POS_WE = tuple(f"pos={k}&we" for k in range(5))
+_POS_O1 = tuple(f"pos={k}&o1=" for k in range(5))
 _LEN = tuple(f"len={_bucket(k, (8, 15, 25, 40))}" for k in range(41))
 
 
@@ -41,11 +42,13 @@ def _parts(sentences: Sequence[str], found: Sequence[Cues] | None = None) -> lis
         lowered = [s.lower() for s in sentences]
         tokens = [words(s) for s in lowered]
     openers = [w[0] if w else "" for w in tokens]
+    o1 = ["o1=" + o for o in openers]
+    before = ["prev_o1=<s>", *["prev_o1=" + o for o in openers[:-1]]]
+    after = [*["next_o1=" + o for o in openers[1:]], "next_o1=</s>"]
     out: list[tuple[list[str], list[str], list[str]]] = []
     for i, (text, toks) in enumerate(zip(lowered, tokens)):
         rel = i / (n - 1) if n > 1 else 0.0
         pos = min(int(rel * 5), 4)
-        opener = openers[i]
         feats = ["bias", _POS[pos], _LEN[min(len(toks), 40)]]
         if i == 0:
             feats.append("first")
@@ -55,17 +58,13 @@ def _parts(sentences: Sequence[str], found: Sequence[Cues] | None = None) -> lis
             feats.append("second")
         if n == 1:
             feats.append("only")
-        feats.append("o1=" + opener)
         # Position alone says "first sentence = background"; an abstract that opens with
         # "We propose ..." is the exception the conjunctions let the model learn.
-        feats.append(_POS[pos] + "&o1=" + opener)
+        feats += (o1[i], _POS_O1[pos] + openers[i])
         we = "we" in toks
         if we or "our" in toks:
             feats.append(_POS_WE[pos])
-        feats.append("o2=" + " ".join(toks[:2]))
-        feats.append("o3=" + " ".join(toks[:3]))
-        feats.append("prev_o1=" + (openers[i - 1] if i else "<s>"))
-        feats.append("next_o1=" + (openers[i + 1] if i + 1 < n else "</s>"))
+        feats += ("o2=" + " ".join(toks[:2]), "o3=" + " ".join(toks[:3]), before[i], after[i])
         cue = found[i] if found is not None else None
         number = cue.strength > 0 if cue is not None else NUMBER.search(text) is not None
         if number:
@@ -124,10 +123,10 @@ def sentence_roles(sentences: Sequence[str], model: RoleModel,
     labels = model.labels
     out: list[dict[str, float]] = []
     for feats, vocabulary, after_we in _parts(sentences, found):
-        rows = [w for w in map(get, feats) if w is not None]
-        rows.extend([w for w in map(word, vocabulary) if w is not None])
+        # filter(None, …) drops the misses (a row is a non-empty tuple), in the same order.
+        rows = [*filter(None, map(get, feats)), *filter(None, map(word, vocabulary))]
         if after_we:
-            rows.extend([w for w in map(get, ["we=" + x for x in after_we]) if w is not None])
+            rows.extend(filter(None, map(get, ["we=" + x for x in after_we])))
         logits = list(map(sum, zip(*rows))) if rows else [0.0] * len(labels)
         top = max(logits)
         exps = [math.exp(x - top) for x in logits]
