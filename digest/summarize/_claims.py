@@ -213,8 +213,12 @@ def paper_name(title: str, abstract: str) -> str:
 
 
 def _named(name: str) -> re.Pattern[str]:
-    """``name`` as a whole word ("MoE++" too, where ``\\b`` fails after the "+")."""
-    return re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])")
+    """``name`` as a whole word ("MoE++" too, where ``\\b`` fails after the "+"). The name
+    opens the pattern and what may not come before it is looked behind for after it, so the
+    engine searches for the name as a literal (a leading look-behind is tried at every
+    character)."""
+    escaped = re.escape(name)
+    return re.compile(rf"{escaped}(?<![\w-]{escaped})(?![\w-])")
 
 
 def _headline_options(claims: Sequence[Scored], title: str, name: str) -> list[Scored]:

@@ -62,6 +62,16 @@ def _drop_aside(match: re.Match[str]) -> str:
     return ""
 
 
+def _drop_asides(text: str) -> str:
+    """``_ASIDE.sub(_drop_aside, text)``, then the spaces that leaves before punctuation
+    dropped. The asides are looked for from the whitespace before the first "(" on: no match
+    starts earlier, and the pattern (it opens with ``\\s*``) is tried at every character."""
+    start = text.find("(")
+    while start > 0 and text[start - 1].isspace():
+        start -= 1
+    return _SPACE_BEFORE.sub(r"\1", text[:start] + _ASIDE.sub(_drop_aside, text[start:]))
+
+
 def compress(sentence: str, *, result: bool = False) -> str:
     """Drop what a reader on a phone does not need; keep every claim and number. For a result
     claim also the frame around it ("Experiments on X show that ...")."""
@@ -80,7 +90,7 @@ def compress(sentence: str, *, result: bool = False) -> str:
                 tail.group(0).lower()):
             text = text[:tail.start()] + "."
     if "(" in text:
-        text = _SPACE_BEFORE.sub(r"\1", _ASIDE.sub(_drop_aside, text))
+        text = _drop_asides(text)
     text = text.strip()
     return text[:1].upper() + text[1:] if text else text
 
@@ -238,6 +248,20 @@ _CONNECTIVE = re.compile(r"^(?:thus|therefore|hence|consequently|accordingly|as 
 _TRAILING_PURPOSE = re.compile(
     r",?\s+(?:in order )?to (?:address|tackle|solve|overcome|mitigate|alleviate|remedy|fix|"
     r"resolve|handle) (?:this|these|that|those|it|them|such)\b(?: \w+)?(?=[.!?]?$)", re.I)
+_PURPOSES = tuple(f"to {verb}" for verb in ("address", "tackle", "solve", "overcome",
+                                            "mitigate", "alleviate", "remedy", "fix",
+                                            "resolve", "handle"))
+
+
+def _may_end_in_purpose(text: str) -> bool:
+    """Whether ``_TRAILING_PURPOSE`` can match: "to <verb>" is in the text, case aside. (On
+    ASCII text; elsewhere re.I also matches "ſ" for "s" and "ı" for "i", so only "to ".)"""
+    low = text.lower()
+    if not low.isascii():
+        return "to " in low
+    return "to " in low and any(p in low for p in _PURPOSES)
+
+
 # "This method", "It", "The proposed approach": the paper's own method, nameable.
 _THE_METHOD = re.compile(
     r"^(?:(?:this|the proposed|our proposed|such an?|the resulting|the new|this new) "
@@ -254,7 +278,7 @@ def standalone(text: str, name: str = "") -> str | None:
     address this" and a leading connective ("Thus we …") dropped; a leading clause that
     points back ("By optimizing these expressions, we show …") dropped down to the authors'
     "we"; and, when the paper has a ``name``, "This method …"/"It …" becomes "<name> …"."""
-    if "to " in text.lower():  # cheap necessary conditions first: most claims pass them
+    if _may_end_in_purpose(text):  # a cheap necessary condition first: most claims pass it
         trimmed = _TRAILING_PURPOSE.sub("", text)
         if trimmed != text:
             text = trimmed if trimmed[-1:] in (".", "!", "?") else trimmed + "."

@@ -9,10 +9,11 @@ stage's cue patterns.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, PERCENT, Cues, words
+from digest.summarize._cues import COMPARISON, FACTOR, NUMBER, Cues, words
 
 ROLES = ("background", "objective", "method", "result", "other")
 
@@ -25,6 +26,9 @@ def _bucket(value: int, edges: Sequence[int]) -> int:
 _POS = tuple(f"pos={k}" for k in range(5))
 _POS_WE = tuple(f"pos={k}&we" for k in range(5))
 _POS_O1 = tuple(f"pos={k}&o1=" for k in range(5))
+# PERCENT's two branches (tests/summarize/test_model.py checks they are all of it).
+_DIGIT_PERCENT = re.compile(r"\d\s?%")
+_PER_CENT = re.compile(r"per ?cent")
 _LEN = tuple(f"len={_bucket(k, (8, 15, 25, 40))}" for k in range(41))
 
 
@@ -69,7 +73,9 @@ def _parts(sentences: Sequence[str], found: Sequence[Cues] | None = None) -> lis
         number = cue.strength > 0 if cue is not None else NUMBER.search(text) is not None
         if number:
             feats.append("has_number")
-        if (number or "cent" in text) and PERCENT.search(text):  # "5%", "per cent"
+        # PERCENT ("5%", "per cent"), one branch at a time: each opens with what it needs (a
+        # digit, "per"), so the engine skips to it, where the two together are tried everywhere.
+        if number and _DIGIT_PERCENT.search(text) or "cent" in text and _PER_CENT.search(text):
             feats.append("has_percent")
         if number and FACTOR.search(text):
             feats.append("has_factor")
