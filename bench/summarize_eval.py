@@ -25,6 +25,9 @@ weights are unchanged): the hand-weighted headline formula of issue 3 and its re
 4. Sentence splitting against the gold splits; time per abstract on the seed papers, and with
    ``--baseline DIR`` another checkout's ``summarize()`` timed interleaved with ours (the
    ratio per repeat is what survives a machine shared with other work).
+5. With ``--baseline DIR``, first: whether our summaries are the baseline's, field for field,
+   on SciTLDR-A dev and the seed papers (with and without titles) and CSAbstruct: a change
+   made for speed must change no output.
 """
 
 from __future__ import annotations
@@ -350,7 +353,7 @@ def splitter_table(data: Path, dev: list[dict[str, Any]]) -> None:
     print()
 
 
-def _other_summarize(checkout: Path) -> Callable[[str, str, str], object]:
+def _other_summarize(checkout: Path) -> Callable[..., Any]:
     """``summarize`` of another checkout (the previous release, say), imported beside ours
     under the same package name: its modules are loaded with it first on the path, its model
     read, then our modules put back. Ours are already loaded, and keep their own globals."""
@@ -368,10 +371,47 @@ def _other_summarize(checkout: Path) -> Callable[[str, str, str], object]:
             del sys.modules[k]
         sys.modules.update(ours_loaded)
 
-    def run(paper_id: str, title: str, abstract: str) -> object:
-        return theirs(their_paper(id=paper_id, title=title, abstract=abstract))
+    def run(paper_id: str, title: str, abstract: str, ai_summary: str | None = None) -> Any:
+        return theirs(their_paper(id=paper_id, title=title, abstract=abstract,
+                                  ai_summary=ai_summary))
 
     return run
+
+
+def identity_table(baseline: Path, dev: list[dict[str, Any]], seed: list[dict[str, Any]],
+                   cs: list[dict[str, Any]]) -> bool:
+    """Whether our ``summarize()`` gives the baseline checkout's summaries, field for field
+    (title, headline, results, ai_summary), on SciTLDR-A dev and the seed papers (with and
+    without their titles) and CSAbstruct (its sentences joined, no title): a change made for
+    speed must change no output."""
+    other = _other_summarize(baseline)
+    sets = {
+        "SciTLDR-A dev, titled": [(r["title"], r["abstract"]) for r in dev],
+        "SciTLDR-A dev, untitled": [("", r["abstract"]) for r in dev],
+        "seed papers, titled": [(p["title"], p["abstract"]) for p in seed],
+        "seed papers, untitled": [("", p["abstract"]) for p in seed],
+        "CSAbstruct train (no titles)": [("", " ".join(r["sentences"])) for r in cs],
+    }
+    print(f"Same summaries as --baseline {baseline.name} (title, headline, results, "
+          "ai_summary)")
+    header = f"{'papers':30} {'n':>6} {'identical':>10} {'differ':>7}"
+    print(header)
+    print("-" * len(header))
+    same_all = True
+    for label, papers in sets.items():
+        differ = []
+        for i, (title, abstract) in enumerate(papers):
+            ai = abstract[:80]  # any text: it is cleaned and kept, never summarized
+            ours_ = summarize(Paper(id=str(i), title=title, abstract=abstract, ai_summary=ai))
+            theirs = other(str(i), title, abstract, ai)
+            fields = ("title", "headline", "results", "ai_summary")
+            if any(getattr(ours_, f) != getattr(theirs, f) for f in fields):
+                differ.append(i)
+        same_all &= not differ
+        print(f"{label:30} {len(papers):6} {len(papers) - len(differ):10} {len(differ):7}"
+              + (f"  e.g. #{differ[0]}" if differ else ""))
+    print()
+    return same_all
 
 
 def timing(seed: list[dict[str, Any]], repeats: int = 7, baseline: Path | None = None) -> None:
@@ -433,6 +473,8 @@ def timing(seed: list[dict[str, Any]], repeats: int = 7, baseline: Path | None =
         ratios = [a / b for a, b in zip(times["ours: summarize()"], times[list(times)[-1]])]
         print(f"{'ours / baseline, per repeat':44} {min(ratios):6.3f} "
               f"{statistics.median(ratios):6.3f} {max(ratios):6.3f}")
+        print("ratio per repeat (ours / baseline, same repeat): " + " ".join(
+            f"{r:.3f}" for r in ratios))
     print("(the last row needs our candidates, ranker included: it is not the previous "
           "release's total; CPU time is inflated when other processes share the cores)")
 
@@ -454,6 +496,11 @@ def main() -> None:
                              "(--data DIR or DIGEST_DATA)")
     dev = _read_jsonl(data / "scitldr_a_dev.jsonl")
     seed = json.loads((data / "seed_papers.json").read_text("utf-8"))
+    if args.baseline is not None:
+        cs = train_summarizer.load(data / "csabstruct_train.jsonl")
+        if not identity_table(args.baseline, dev, seed, cs):
+            print("NOTE: the summaries differ from the baseline's (expected only when the "
+                  "method changed, never for a speed change)\n")
     if not args.timing_only:
         rouge_table(dev)
         claims_table(dev, seed)
