@@ -26,7 +26,7 @@ def _bucket(value: int, edges: Sequence[int]) -> int:
 _POS = tuple(f"pos={k}" for k in range(5))
 _POS_WE = tuple(f"pos={k}&we" for k in range(5))
 _POS_O1 = tuple(f"pos={k}&o1=" for k in range(5))
-# PERCENT's two branches (tests/summarize/test_model.py checks they are all of it).
+# PERCENT's two branches (tests/summarize/test_summarize_fast_forms.py: they are all of it).
 _DIGIT_PERCENT = re.compile(r"\d\s?%")
 _PER_CENT = re.compile(r"per ?cent")
 _LEN = tuple(f"len={_bucket(k, (8, 15, 25, 40))}" for k in range(41))
