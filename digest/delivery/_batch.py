@@ -5,6 +5,7 @@ each with its own share of the pool, while the parent holds the send lock.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import signal
@@ -29,6 +30,7 @@ from digest.delivery._history import edition_history
 from digest.delivery._transports import Transport, TransportFactory, open_transport
 from digest.errors import (
     DigestError,
+    SenderRefusedError,
     TransportError,
 )
 from digest.ledger import SendLock, check_new_ledger, open_ledger, open_send_lock
@@ -42,6 +44,8 @@ from digest.models import (
     Subscriber,
 )
 from digest.selection import Selector
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------- a whole run
 
@@ -431,7 +435,9 @@ _STOP = object()
 def deliver_many(editions: Iterable[tuple[Subscriber, date]], papers: tuple[Paper, ...],
                  run: EditionRun, transports: TransportFactory, *,
                  progress: Callable[[Delivery], None] | None = None,
-                 stop: _EventLike | None = None) -> SendReport:
+                 stop: _EventLike | None = None, expected: int = 0,
+                 processes: int | None = None,
+                 environ: Mapping[str, str] | None = None) -> SendReport:
     """Deliver each ``(subscriber, edition)`` of ``editions`` through the pool of
     ``transports.connections`` workers that ``send_all`` uses, sharing ``run`` (its selector,
     summaries, renderer and refusal streak): what ``digest run`` does with the fires due
@@ -442,7 +448,20 @@ def deliver_many(editions: Iterable[tuple[Subscriber, date]], papers: tuple[Pape
 
     ``progress`` sees every ``Delivery`` as it is recorded; ``stop`` ends the run gracefully
     (messages in flight finish, the rest are not started). Raises what ``send_all`` raises
-    (``TransportError``, ``SenderRefusedError``) after the messages in flight finished."""
+    (``TransportError``, ``SenderRefusedError``) after the messages in flight finished.
+
+    ``expected`` (how many editions the stream will bring) decides, by ``send_all``'s rule,
+    whether they go over process shards instead (``processes`` overrides, as in
+    ``send_all``): each shard then builds its own renderer, selector, summaries, refusal
+    streak and transports from ``run.settings`` and ``environ``, and ``transports`` is not
+    used."""
+    shards = processes if processes is not None else _auto_processes(
+        run.settings, expected, run.dry_run)
+    if shards > 1 and not run.dry_run:
+        log.info("%d editions expected: over %d process shards", expected, shards)
+        return _deliver_sharded(editions, papers, run.settings, run.now, shards=shards,
+                                environ=environ, progress=progress, stop=stop,
+                                retry=run.retry)
     jobs = (_Job(sub, edition, None) for sub, edition in editions)
     return _run(jobs, transports, run, paper_list=papers, force=False, progress=progress,
                 stop=stop or threading.Event())
@@ -516,3 +535,164 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
     if failure:
         raise failure[0]
     return report
+
+
+# ---------------------------------------------------------------------- a stream over shards
+
+
+def _deliver_sharded(editions: Iterable[tuple[Subscriber, date]], papers: tuple[Paper, ...],
+                    settings: Settings, now: datetime, *, shards: int,
+                    environ: Mapping[str, str] | None = None,
+                    progress: Callable[[Delivery], None] | None = None,
+                    stop: _EventLike | None = None, retry: RetryPolicy = RetryPolicy(),
+                    tick_batch: int = TICK_BATCH, stop_poll: float = STOP_POLL) -> SendReport:
+    """``deliver_many`` over ``shards`` spawned processes, as ``send_all`` splits a big run:
+    each shard has its own ledger connection, renderer, selector, summaries and share of the
+    SMTP pool and rate (``_shard_settings``). ``editions`` is streamed to the shards through
+    one queue as it arrives (it may be a generator that blocks while more fires come), so the
+    shards take work as they free up. Outcomes come back in batches and reach ``progress`` in
+    this thread. ``stop`` ends it gracefully: the messages in flight finish, nothing new is
+    started (what was handed over but not started never gets a ``Delivery``). Raises
+    ``TransportError`` (``SenderRefusedError`` with the rows it put back) or ``DigestError``
+    after every shard has stopped."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # as _send_sharded: no fork under threads
+    events = ctx.Queue()
+    inbox = ctx.Queue()
+    halt = ctx.Event()
+    source = os.environ if environ is None else environ
+    smtp = settings.smtp
+    names = (smtp.password_env if smtp else None, settings.unsubscribe_secret_env)
+    env = {k: source[k] for k in names if k and k in source}
+    procs = [ctx.Process(target=_stream_shard_main, name=f"digest-shard-{i}", daemon=True,
+                         args=(settings, papers, now, env, retry, i, shards, os.getpid(),
+                               inbox, events, halt, tick_batch, stop_poll))
+             for i in range(shards)]
+    for p in procs:
+        p.start()
+    failure: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            for pair in editions:
+                if halt.is_set() or (stop is not None and stop.is_set()):
+                    break
+                inbox.put(pair)
+        except BaseException as exc:  # a bug in the stream: stop the shards, re-raise below
+            failure.append(exc)
+            halt.set()
+        finally:
+            for _ in procs:
+                inbox.put(None)  # one end mark per shard
+
+    feeder = threading.Thread(target=feed, name="digest-shard-feed", daemon=True)
+    feeder.start()
+    total = SendReport()
+    errors: list[tuple[Any, ...]] = []
+    running = shards
+    try:
+        while running:
+            if stop is not None and stop.is_set():
+                halt.set()  # the shards finish their messages in flight, then report done
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    raise DigestError("a sending process died unexpectedly") from None
+                continue
+            if event[0] == "ticks":
+                for delivery in event[1]:
+                    total.add(delivery)
+                    if progress is not None:
+                        progress(delivery)
+            else:
+                running -= 1
+                if event[0] != "done":
+                    errors.append(event[1:])
+                    halt.set()
+    finally:
+        if errors or running:
+            halt.set()
+        feeder.join()
+        for p in procs:
+            p.join(timeout=60)
+        try:  # what no shard took (a stop): not left in the pipe for a feeder thread
+            while True:
+                inbox.get(timeout=0.05)
+        except queue.Empty:
+            pass
+        inbox.close()
+        inbox.cancel_join_thread()
+    if failure:
+        raise failure[0]
+    if errors:
+        kind, text, *rest = errors[0]
+        if kind == "refused":
+            raise SenderRefusedError(text, rest[0])
+        raise TransportError(text) if kind == "transport" else DigestError(text)
+    return total
+
+
+def _stream_shard_main(settings: Settings, paper_list: tuple[Paper, ...], now: datetime,
+                       environ: dict[str, str], retry: RetryPolicy, index: int, shards: int,
+                       parent: int, inbox: Any, events: Any, stop: Any, tick_batch: int,
+                       stop_poll: float) -> None:
+    """A ``deliver_sharded`` worker process: ``(subscriber, edition)`` pairs from ``inbox``
+    until its end mark, through its own pool; outcomes to the parent in batches."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the parent decides, through ``stop``
+        signal.signal(sig, signal.SIG_IGN)
+    mine = _shard_settings(settings, index, shards)
+    guard = _ShardStop(stop, parent, stop_poll)
+    ticks = _Ticks(events, tick_batch)
+    held = threading.Lock()  # the pool reports under its lock; the reader flushes when idle
+
+    def report(d: Delivery) -> None:
+        with held:
+            ticks(d)
+
+    def jobs() -> Iterable[_Job]:
+        while not guard.is_set():
+            try:
+                item = inbox.get(timeout=TICK_SECONDS)
+            except queue.Empty:
+                with held:  # nothing new: what is done reaches the parent now, not later
+                    ticks.flush()
+                continue
+            if item is None:
+                return
+            yield _Job(item[0], item[1], None)
+
+    try:
+        from digest.render import Renderer
+
+        secret = environ.get(mine.unsubscribe_secret_env) \
+            if mine.unsubscribe_secret_env else None
+        ledger = open_ledger(mine.database)
+        try:
+            run = EditionRun(ledger=ledger, renderer=Renderer(
+                mine.templates, max_bytes=mine.max_email_bytes), settings=mine,
+                summaries=LazySummaries(paper_list, mine.summary_chars), now=now,
+                selector=Selector(paper_list), unsubscribe_secret=secret, retry=retry,
+                streak=RefusalStreak())
+            _run(jobs(), open_transport(mine, environ), run, paper_list=paper_list,
+                 force=False, progress=report, stop=guard)
+        finally:
+            ledger.close()
+    except SenderRefusedError as exc:
+        ticks.flush()
+        events.put(("error", "refused", str(exc), exc.deferred))
+    except TransportError as exc:
+        ticks.flush()
+        events.put(("error", "transport", str(exc)))
+    except DigestError as exc:
+        ticks.flush()
+        events.put(("error", "digest", str(exc)))
+    except BaseException as exc:  # a bug: say where, the parent re-raises it
+        ticks.flush()
+        events.put(("error", "bug", "".join(traceback.format_exception(exc))))
+    else:
+        ticks.flush()
+        events.put(("done",))
+    finally:
+        guard.close()

@@ -22,6 +22,7 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -34,6 +35,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.triggers.date import DateTrigger
 
 from digest.compose import LazySummaries, edition_for
+from digest.cron import next_runs
 from digest.errors import ConfigError, DigestError, FeedError, SenderRefusedError
 from digest.errors import TransportError
 from digest.ledger import AdvisoryLock, LedgerStore, SendLock, check_new_ledger, open_ledger
@@ -71,7 +73,11 @@ OWED_EVERY = timedelta(minutes=1)  # how often the schedules and the ledger are 
 # A send scheduled less than this ago is APScheduler's to fire (it queues it on time): only
 # older ones with neither a ledger row nor a fire queued in this process are owed.
 OWED_GRACE = timedelta(minutes=1)
-FEED_REUSE = timedelta(seconds=90)  # fires starting this close together share one fetch
+# The feed is asked once per fetch day (``feeds.fetch_day``) and its answer kept for that day
+# when it is settled: every feed listed that day's papers. An answer that is not (a feed down
+# or empty, a listing from an earlier day: today's may not be out yet) and a failure are
+# shared by the fires of the next FEED_REUSE, then asked again.
+FEED_REUSE = timedelta(seconds=90)
 # Fires handed over within this long of each other join one batch (the pool keeps sending
 # while APScheduler is still queueing a burst); a batch takes new fires for at most
 # BATCH_SPAN, so its clock reading and feed stay those of its minute.
@@ -120,8 +126,9 @@ class ServiceSender:
     per settings (rebuilt when a reload changes them). Used from the single worker thread and
     the main thread's idle check, hence the lock."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], *, processes: int | None = None) -> None:
         self._environ = environ
+        self._processes = processes  # process shards per batch; None: send_all's rule decides
         self._lock = threading.Lock()
         self._settings: Settings | None = None
         self._ledger: LedgerStore | None = None
@@ -177,11 +184,15 @@ class ServiceSender:
 
     def send_batch(self, editions: Iterable[tuple[Subscriber, date]], feed: KeptFeed,
                    settings: Settings, now: datetime, *,
-                   progress: Callable[[Delivery], None], stop: _StopFlag) -> None:
+                   progress: Callable[[Delivery], None], stop: _StopFlag,
+                   expected: int = 0) -> None:
         """Every ``(subscriber, edition)`` through ``digest.delivery.deliver_many``: the pool
         of ``smtp.connections`` transports ``digest send`` uses, the feed's one selector and
         summaries, this sender's renderer, ledger, refusal streak and circuit breaker (the
-        factory's ``ServerGate``). Raises ``TransportError`` like ``send``."""
+        factory's ``ServerGate``); or, for a batch of ``expected`` fires as big as a
+        ``digest send`` that splits (the same rule, in ``deliver_many``), over process shards
+        as ``digest send`` does, each with its own of those. Raises ``TransportError`` like
+        ``send``."""
         from digest.delivery import EditionRun, deliver_many
 
         with self._lock:
@@ -195,7 +206,8 @@ class ServiceSender:
                              unsubscribe_secret=secret, streak=self._streak)
             try:
                 deliver_many(editions, feed.papers, run, self._factory, progress=progress,
-                             stop=stop)
+                             stop=stop, expected=expected, processes=self._processes,
+                             environ=self._environ)
             finally:
                 self._last_used = time.monotonic()
 
@@ -297,6 +309,10 @@ def _index(config: Config) -> dict[str, Subscriber]:
     return {job_id(s.email): s for s in config.subscribers}
 
 
+def _groups(config: Config) -> dict[tuple[str, str], int]:
+    return dict(Counter((s.schedule, s.timezone) for s in config.subscribers))
+
+
 def _stamp(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
@@ -333,8 +349,10 @@ class Daemon:
         self._stamp: tuple[int, int, int] | None = None
         self._state = threading.Lock()  # guards _config
         self._by_email: dict[str, Subscriber] = {}  # the config's subscribers, by job id
+        self._groups: dict[tuple[str, str], int] = {}  # how many per (schedule, timezone)
         self._fetching = threading.Lock()  # one feed fetch at a time, shared by its minute
-        self._cache: tuple[object, datetime, KeptFeed | FeedError] | None = None
+        # (what was asked, when, the answer, whether it is kept for the rest of its day)
+        self._cache: tuple[object, datetime, KeptFeed | FeedError, bool] | None = None
         self._kept: tuple[object, KeptFeed] | None = None  # the last good feed, kept
         # Fires handed over by APScheduler, delivered in batches by the dispatcher thread.
         self._queue: queue.Queue[_Fire] = queue.Queue()
@@ -396,6 +414,7 @@ class Daemon:
         with self._state:
             self._config = config
             self._by_email = _index(config)
+            self._groups = _groups(config)
             self._note_schedules(changes, self.clock())
         log.info("reloaded %s: %s", self.config_path, changes)
         return True
@@ -431,6 +450,7 @@ class Daemon:
                 raise RuntimeError("a daemon is already running in this process")
             self._config = config
             self._by_email = _index(config)
+            self._groups = _groups(config)
             check = getattr(self.sender, "check", None)  # optional: only the real sender has it
             if check is not None:
                 check(settings)
@@ -641,16 +661,23 @@ class Daemon:
         return result
 
     def _papers(self, settings: Settings, now: datetime) -> KeptFeed:
-        """The feed for the fires starting now. The source is asked at most once per
-        ``FEED_REUSE`` (a burst of batches, and catch-ups after downtime, share the answer;
-        a failure too); a live feed's own day cache answers that without the network once
-        the day's listing is out (see docs/feeds.md). While the answer is the same papers,
-        the kept summaries and selector serve every fire of the day."""
-        key = (settings.feed_list, settings.summary_chars)
+        """The feed for the fires starting now: asked once per fetch day (the UTC date,
+        ``feeds.fetch_day``) and kept for the rest of it once settled (see ``FEED_REUSE``;
+        a file feed is asked again when the file changes). A failure, or an answer not
+        settled, is shared by the fires of the next ``FEED_REUSE`` (a burst asks a failing
+        source once), then asked again. While an answer is the same papers, the kept
+        summaries and selector serve every fire of the day."""
+        from digest.feeds import fetch_day
+
+        day = fetch_day(now)
+        key = (settings.feed_list, settings.summary_chars, day,
+               tuple(_stamp(f.path) for f in settings.feed_list
+                     if f.source == "file" and f.path is not None))
         with self._fetching:
             if self._cache is not None:
-                cached_key, fetched_at, result = self._cache
-                if cached_key == key and timedelta(0) <= now - fetched_at < FEED_REUSE:
+                cached_key, fetched_at, result, settled = self._cache
+                if cached_key == key and timedelta(0) <= now - fetched_at and (
+                        settled or now - fetched_at < FEED_REUSE):
                     if isinstance(result, FeedError):
                         raise result  # a feed that just failed is not asked again at once
                     return result
@@ -664,16 +691,21 @@ class Daemon:
                     got = gather_for(settings, None, now)
                     papers, reports = got.papers, got.reports
             except FeedError as exc:
-                self._cache = (key, now, exc)
+                self._cache = (key, now, exc, False)
                 raise
-            kept = self._kept[1] if self._kept is not None and self._kept[0] == key else None
+            kept = self._kept[1] if self._kept is not None and self._kept[0] == key[:2] \
+                else None
             if kept is None or kept.papers != papers:
                 kept = KeptFeed(papers, LazySummaries(papers, settings.summary_chars),
                                 Selector(papers), reports)
             elif kept.reports != reports:
                 kept = replace(kept, reports=reports)
-            self._kept = (key, kept)
-            self._cache = (key, now, kept)
+            self._kept = (key[:2], kept)
+            settled = bool(papers) and all(r.state == "ok" and r.day == day for r in reports)
+            self._cache = (key, now, kept, settled)
+            log.info("feed for %s: %d papers%s", day, len(papers),
+                     "; kept for the day" if settled else
+                     f"; asked again after {FEED_REUSE.total_seconds():.0f} s")
             return kept
 
     # ------------------------------------------------------------------ batches
@@ -698,7 +730,10 @@ class Daemon:
             if first is _CLOSE:
                 return
             try:
-                self._deliver(self._stream(first))
+                # the batch's size, known before it has all arrived: everyone due at the
+                # first fire's scheduled minute, or what is queued already (catch-ups)
+                expected = max(self._due_at(first[1]), 1 + self._queue.qsize())
+                self._deliver(self._stream(first), expected=expected)
             except Exception:  # a bug must not kill the dispatcher silently
                 log.exception("digest run: unexpected error in a batch of fires")
 
@@ -721,7 +756,21 @@ class Daemon:
         (result,) = self._deliver(iter([(email, run_time)]))
         return result
 
-    def _deliver(self, fires: Iterable[_Fire]) -> list[FireResult]:
+    def _due_at(self, run_time: datetime) -> int:
+        """How many subscribers of the config have a send scheduled at ``run_time``."""
+        with self._state:
+            groups = self._groups
+        count = 0
+        for (schedule, timezone), subscribers in groups.items():
+            try:
+                runs = next_runs(schedule, timezone, run_time - timedelta(microseconds=1), 1)
+            except ValueError:  # reconcile reported it; such a subscriber has no job
+                continue
+            if runs and runs[0] == run_time:
+                count += subscribers
+        return count
+
+    def _deliver(self, fires: Iterable[_Fire], *, expected: int = 1) -> list[FireResult]:
         """Deliver a batch of fires (possibly still arriving) through one pool; one
         ``FireResult`` per fire, in the order the outcomes came (a fire repeating one of the
         batch's (subscriber, edition) pairs is handed over again, for after this batch)."""
@@ -783,7 +832,8 @@ class Daemon:
         send_batch = getattr(self.sender, "send_batch", None)  # optional, like check()
         try:
             if send_batch is not None:
-                send_batch(editions(), feed, settings, now, progress=progress, stop=stop)
+                send_batch(editions(), feed, settings, now, progress=progress, stop=stop,
+                           expected=expected)
             else:
                 self._send_each(editions(), feed, settings, now, progress, stop)
         except TransportError as exc:

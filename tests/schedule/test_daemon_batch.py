@@ -11,6 +11,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+import paths
+from feed_server import Reply, feed_server
 from smtp_server import SmtpTestServer, free_port
 from test_scheduler import (
     TINY_FEED,
@@ -24,11 +27,14 @@ from test_scheduler import (
 )
 
 from digest.config import load_config
+from digest.feeds import Endpoints, gather_for, write_papers
 from digest.ledger import Ledger
 from digest.models import Paper, Settings
 from digest.schedule import Daemon
 
 EMAILS = [f"reader{i:02d}@example.org" for i in range(12)]
+HF_DAILY = (paths.FIXTURES / "hf_daily_papers.json").read_bytes()
+JSON = (("Content-Type", "application/json"),)
 
 
 def smtp_config(tmp_path: Path, port: int, emails: list[str], schedule: str, *,
@@ -129,21 +135,79 @@ def test_the_same_edition_twice_in_one_batch_goes_out_once(
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 1
 
 
-def test_the_kept_feed_serves_the_day_while_the_source_answers_the_same(
+def test_the_feed_is_asked_once_per_fetch_day_and_kept(
         tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
-    answers = [TINY_FEED, tuple(replace(p) for p in TINY_FEED),  # equal, freshly parsed
-               (replace(TINY_FEED[0], title="Diffusion models, revised"),)]
+    """Batches at 07:00, 07:00:30, 07:05 and 16:00 share one fetch of the HF feed from a real
+    server on 127.0.0.1 (counted there, and at the daemon's ``fetch`` seam); the next day
+    fetches once more, and the same papers keep the same index and summaries."""
+    emails = ["a@example.org", "b@example.org", "c@example.org", "d@example.org"]
+    path = write_config(tmp_path / "s.yaml", [(e, "0 7 * * *", "UTC") for e in emails],
+                        feed="{source: huggingface}")
+    asked: list[datetime] = []
+    clock = [datetime(2026, 3, 30, 7, 0, 1, tzinfo=UTC)]
+    with feed_server() as server, httpx.Client(timeout=5) as client:
+        server.route("/api/daily_papers", Reply(HF_DAILY, headers=JSON))
+
+        def fetch(settings: Settings, now: datetime) -> tuple[Paper, ...]:
+            asked.append(now)
+            return gather_for(settings, None, now, client=client,
+                              endpoints=Endpoints.at(server.url)).papers
+
+        d, _ = start(daemons, path, fetch=fetch, clock=lambda: clock[0])
+        seven = clock[0].replace(second=0)
+        results = []
+        for email, later in zip(emails, (timedelta(0), timedelta(seconds=30),
+                                         timedelta(minutes=5), timedelta(hours=9))):
+            clock[0] = seven + later
+            results += d._deliver(iter([(email, seven)]))
+        assert [r.outcome for r in results] == ["sent"] * 4
+        assert len(asked) == 1 and len(server.requests("/api/daily_papers")) == 1
+        kept = d._papers(d.config.settings, clock[0])
+
+        clock[0] = seven + timedelta(days=1)  # the next fetch day asks again, once
+        (next_day,) = d._deliver(iter([("a@example.org", seven + timedelta(days=1))]))
+        assert next_day.outcome in ("sent", "skipped")
+        d._deliver(iter([("b@example.org", seven + timedelta(days=1, minutes=2))]))
+        assert len(asked) == 2 and len(server.requests("/api/daily_papers")) == 2
+        assert d._papers(d.config.settings, clock[0]) is kept  # same papers: same index
+
+
+def test_an_answer_not_settled_is_asked_again_after_the_reuse_window(
+        tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    """No papers yet (a listing not out): shared by the fires of the next 90 s, then asked
+    again; once there are papers, they are kept for the day (the source is not asked again:
+    ``answers`` has nothing left to give)."""
+    answers: list[tuple[Paper, ...]] = [(), TINY_FEED]
     clock = [datetime(2026, 3, 30, 7, 0, 1, tzinfo=UTC)]
     path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * * *", "UTC")])
     d, _ = start(daemons, path, fetch=lambda s, now: answers.pop(0), clock=lambda: clock[0])
-    kept = d._papers(d.config.settings, clock[0])
-    clock[0] += timedelta(minutes=5)  # past the reuse window: the source is asked again
-    assert d._papers(d.config.settings, clock[0]) is kept  # same papers: same index, summaries
+    settings = d.config.settings
+    assert d._papers(settings, clock[0]).papers == ()
+    clock[0] += timedelta(seconds=30)
+    assert d._papers(settings, clock[0]).papers == () and len(answers) == 1
     clock[0] += timedelta(minutes=5)
-    changed = d._papers(d.config.settings, clock[0])
-    assert changed is not kept and changed.papers[0].title == "Diffusion models, revised"
-    assert answers == []
+    kept = d._papers(settings, clock[0])
+    assert kept.papers == TINY_FEED and answers == []
+    clock[0] += timedelta(hours=3)
+    assert d._papers(settings, clock[0]) is kept
 
+
+def test_a_file_feed_is_read_again_when_the_file_changes(
+        tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
+    papers_file = tmp_path / "papers.json"
+    write_papers(TINY_FEED, papers_file)
+    path = write_config(tmp_path / "s.yaml", [("a@example.org", "0 7 * * *", "UTC")],
+                        feed=f"{{source: file, path: {papers_file}}}")
+    clock = [datetime(2026, 3, 30, 7, 0, 1, tzinfo=UTC)]
+    d, _ = start(daemons, path, fetch=None, clock=lambda: clock[0])  # the real gather_for
+    settings = d.config.settings
+    kept = d._papers(settings, clock[0])
+    assert [p.id for p in kept.papers] == [p.id for p in TINY_FEED]
+    clock[0] += timedelta(hours=1)
+    assert d._papers(settings, clock[0]) is kept
+    write_papers((replace(TINY_FEED[0], title="Diffusion models, revised"),), papers_file)
+    changed = d._papers(settings, clock[0])
+    assert changed is not kept and changed.papers[0].title == "Diffusion models, revised"
 
 
 def test_the_same_refusal_for_many_in_a_row_puts_the_burst_back_to_deferred(
