@@ -3,7 +3,8 @@
 Owns: the process-wide daemon (the job function ``fire`` finds it here, because stored jobs
 name a function, never an object), the batches (the fires handed over together go to one
 dispatcher thread and out through ``digest.delivery.deliver_many``: one pool, one selector,
-one summary pass, as ``digest send``), the feed kept between fires, the config-file watcher,
+one summary pass, as ``digest send``; over its process shards when as big as a ``digest
+send`` that splits), the feed kept for its fetch day, the config-file watcher,
 the signal-driven stop and the log line per fire. May import models,
 errors, cron, scheduler, config, feeds, pipeline, ledger, service, transports and renderer: it
 is an edge (clock, files, network through the service), like the CLI that starts it.
@@ -265,8 +266,8 @@ class ServiceSender:
 class KeptFeed:
     """The feed as the daemon keeps it between fires: the papers with their one summary pass
     (each paper summarized once, when a digest first needs it) and their one selector index.
-    Kept while the source answers with the same papers (a live feed's day cache answers the
-    same all day once the listing is out), so a day's fires share them."""
+    Kept for the fetch day once settled, and while the source answers with the same papers,
+    so a day's fires share them."""
 
     papers: tuple[Paper, ...]
     summaries: Mapping[str, Summary]
