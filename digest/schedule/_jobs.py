@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +30,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
-from sqlalchemy import create_engine, event
+from apscheduler.util import datetime_to_utc_timestamp
+from sqlalchemy import bindparam, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -109,6 +111,38 @@ def _sqlite_engine(path: Path) -> Engine:
     return engine
 
 
+class PassJobStore(SQLAlchemyJobStore):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """A ``SQLAlchemyJobStore`` that writes the jobs a processing pass moved on in one
+    transaction at the end of the pass, not one each: handing over a burst of 10,000 fires
+    took 3.9 CPU-seconds with a commit per job, 2.2 this way (the rest is APScheduler's
+    unpickling and cron maths). Outside a pass it writes at once, as before. A crash mid-pass
+    leaves those jobs due, so the next start fires them again and the ledger sends each once:
+    a fire is never lost."""
+
+    _held: list[dict[str, Any]] | None = None
+
+    def hold_updates(self) -> None:
+        self._held = []
+
+    def update_job(self, job: Job) -> None:
+        if self._held is None:
+            super().update_job(job)
+            return
+        self._held.append({"b_id": job.id,
+                           "b_next": datetime_to_utc_timestamp(job.next_run_time),
+                           "b_state": pickle.dumps(job.__getstate__(), self.pickle_protocol)})
+
+    def write_updates(self) -> None:
+        held, self._held = self._held, None
+        if not held:
+            return
+        table = self.jobs_t
+        update = table.update().where(table.c.id == bindparam("b_id")).values(
+            next_run_time=bindparam("b_next"), job_state=bindparam("b_state"))
+        with self.engine.begin() as connection:
+            connection.execute(update, held)
+
+
 class DigestScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
     """A ``BackgroundScheduler`` that processes jobs only while RUNNING.
 
@@ -129,7 +163,18 @@ class DigestScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler
     def _process_jobs(self) -> float | None:
         if self.state != STATE_RUNNING:
             return None
-        wait: float | None = super()._process_jobs()
+        store = self._jobstores.get("default")
+        if not isinstance(store, PassJobStore):
+            wait: float | None = super()._process_jobs()
+            return wait
+        # The lock is re-entrant and held across the write too: no other thread changes a
+        # job between the pass and the write of what it moved on.
+        with self._jobstores_lock:
+            store.hold_updates()
+            try:
+                wait = super()._process_jobs()
+            finally:
+                store.write_updates()
         return wait
 
     def start(self, *args: Any, **kwargs: Any) -> None:
@@ -178,7 +223,7 @@ def build_scheduler(jobs_db: Path | PostgresDatabase, *,
     executor = EditionExecutor()
     executor.on_submit = on_submit
     return DigestScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+        jobstores={"default": PassJobStore(engine=engine)},
         executors={"default": executor},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone="UTC",

@@ -380,11 +380,13 @@ def test_fires_close_together_share_one_feed_fetch(tmp_path: Path,
     clock[0] += timedelta(seconds=20)
     d.fire("b@example.org", seven)
     d.fire("c@example.org", seven + timedelta(minutes=1))  # a different minute, still fresh
-    clock[0] += timedelta(minutes=5)
-    d.fire("a@example.org", seven + timedelta(days=1))  # later: fetched again
-    fires.wait(4)
+    clock[0] += timedelta(hours=5)
+    d.fire("b@example.org", seven + timedelta(hours=5))  # the same fetch day: kept
+    clock[0] += timedelta(days=1)
+    d.fire("a@example.org", seven + timedelta(days=1))  # the next fetch day: fetched again
+    fires.wait(5)
     assert fetched == [datetime(2026, 3, 30, 7, 0, 1, tzinfo=UTC),
-                       datetime(2026, 3, 30, 7, 5, 21, tzinfo=UTC)]
+                       datetime(2026, 3, 31, 12, 0, 21, tzinfo=UTC)]
 
 
 def test_a_feed_outage_is_retried_within_the_catch_up_window_and_asked_once(
@@ -650,3 +652,19 @@ def test_owed_sends_come_from_the_schedules_and_the_ledger_not_the_job_store(
     assert d.reload() is True
     assert d._catch_up_owed(d.config.settings) == 0  # added after its send time
     assert len(recorder.calls) == 2
+
+
+def test_a_pass_over_due_jobs_stores_every_job_moved_on(tmp_path: Path,
+                                                          daemons: list[Daemon]) -> None:
+    """The job store writes what one processing pass moved on in one transaction: after the
+    pass, every fired job's next run time is stored (a new scheduler on the file reads it)."""
+    emails = [f"r{i}@example.org" for i in range(30)]
+    schedule, missed = at_minute(datetime.now(UTC) - timedelta(hours=1))
+    path = write_config(tmp_path / "s.yaml", [(e, schedule, "UTC") for e in emails])
+    seed_store(load_config(path), {e: missed for e in emails})
+    d, fires = start(daemons, path, sender=Recorder())
+    fires.wait(len(emails))
+    d.stop()
+    stored = stored_next_runs(load_config(path))
+    assert set(stored) == set(emails)
+    assert {when for when in stored.values()} == {missed + timedelta(days=1)}
