@@ -12,7 +12,7 @@ on PYTHONPATH ("ours") and once with ``--baseline`` (a git ref, checked out as a
 worktree in a temp dir for the run; a path to a checkout also works), alternating, each in a
 fresh folder (a new ledger). While it runs, the bench reads ``VmHWM`` (the kernel's peak RSS)
 from ``/proc/<pid>/status`` of the command and of every process under it every 20 ms, and
-keeps each one's last reading: the parent, each send shard (from 5,000 subscribers on 2+ CPUs
+keeps each one's last reading (and its CPU time): the parent, each send shard (from 5,000 subscribers on 2+ CPUs
 the send is split over one spawned shard per CPU), and multiprocessing's resource tracker
 (tiny, not a shard, shown apart).
 
@@ -102,6 +102,14 @@ def _kind(pid: int) -> str:
     return "shard" if "spawn_main" in cmd else "other"
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Peaks:
     """The last ``VmHWM`` read of each process of one command, by pid."""
@@ -109,6 +117,7 @@ class Peaks:
     parent: int
     kb: dict[int, int] = field(default_factory=dict)
     kinds: dict[int, str] = field(default_factory=dict)
+    cpu: dict[int, float] = field(default_factory=dict)  # the last read of each, seconds
 
     def sample(self) -> None:
         todo = [self.parent]
@@ -120,6 +129,7 @@ class Peaks:
             if pid not in self.kinds:
                 self.kinds[pid] = "parent" if pid == self.parent else _kind(pid)
             self.kb[pid] = max(self.kb.get(pid, 0), hwm)
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), _cpu_seconds(pid))
             todo += _children(pid)
 
     def of(self, kind: str) -> list[float]:
@@ -145,7 +155,8 @@ def run_send(code: Path, yaml: Path) -> dict[str, object]:
     if proc.returncode != 0:
         raise SystemExit(f"digest send ({code}) failed:\n{out[0]}\n{out[1]}")
     sent = re.search(r"│ sent\s*│\s*(\d+)", out[0]) or re.search(r"\bsent\s+(\d+)", out[0])
-    return {"seconds": seconds, "parent": peaks.of("parent")[0], "shards": peaks.of("shard"),
+    return {"seconds": seconds, "cpu": sum(peaks.cpu.values()),
+            "parent": peaks.of("parent")[0], "shards": peaks.of("shard"),
             "tracker": peaks.of("tracker"), "sent": int(sent.group(1)) if sent else -1}
 
 
@@ -203,7 +214,8 @@ def main() -> None:
                     shutil.copyfile(source, yaml)
                     result = run_send(code, yaml)
                     results.setdefault((name, n), []).append(result)
-                    print(f"  {name:8} {n:>7,}: {result['seconds']:.1f} s, parent "
+                    print(f"  {name:8} {n:>7,}: {result['seconds']:.1f} s, "
+                          f"{result['cpu']:.1f} CPU s, parent "
                           f"{result['parent']:.0f} MB, shards "
                           f"{', '.join(f'{s:.0f}' for s in result['shards']) or '-'} MB, "  # type: ignore[attr-defined]
                           f"sent {result['sent']}", file=sys.stderr, flush=True)
@@ -219,7 +231,8 @@ def main() -> None:
     print(f"\nbench_memory: digest send --config FILE into an aiosmtpd sink, peak RSS (VmHWM) "
           f"per process, MB; {args.repeats} repeat(s) (min/median/max when more); "
           f"ours = {ours_head}, baseline = {args.baseline} ({head}); {_cpus()} CPUs")
-    print(f"{'code':<9}{'subscribers':>12}{'file MB':>9}{'wall s':>16}{'parent MB':>16}"
+    print(f"{'code':<9}{'subscribers':>12}{'file MB':>9}{'wall s':>16}{'CPU s':>16}"
+          f"{'parent MB':>16}"
           f"{'shards':>7}{'biggest shard MB':>18}{'limit MB':>10}  flat?")
     first = min(sizes)
     for name in codes:
@@ -233,10 +246,12 @@ def main() -> None:
             flat = all(p <= limit for p in parents + shards)
             print(f"{name:<9}{n:>12,}{files[n]:>9.1f}"
                   f"{_mmm([float(r['seconds']) for r in rows], '{:.1f}'):>16}"  # type: ignore[arg-type]
+                  f"{_mmm([float(r['cpu']) for r in rows], '{:.1f}'):>16}"  # type: ignore[arg-type]
                   f"{_mmm(parents):>16}{count:>7}{_mmm(shards):>18}{limit:>10.0f}  "
                   f"{'yes' if flat else 'NO'}")
-    print(f"limit = 1.10 x the {first:,} parent's median + the file's size; the resource "
-          "tracker (multiprocessing's, not a shard) is left out.")
+    print(f"limit = 1.10 x the {first:,} parent's median + the file's size; CPU s = user + "
+          "system of every process of the command (the sink's not); the resource tracker "
+          "(multiprocessing's, not a shard) is left out of the peaks.")
 
 
 def _cpus() -> int:

@@ -72,7 +72,7 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
          wait: bool) -> None:
     """Send the current edition to every subscriber now (once per edition)."""
     from digest.config import open_config
-    from digest.delivery import count_due, due, send_all
+    from digest.delivery import due, send_all
     from digest.feeds import papers_for
 
     now = now_from(now_text)
@@ -91,11 +91,13 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
                         now, only=only, ignore_schedule=ignore_schedule, wait=wait)
             return
         err = Console(stderr=True)
-        total = count_due(config, now, only, ignore_schedule=ignore_schedule)
         with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, disable=not err.is_terminal,
                       transient=True) as bar:
-            task = bar.add_task("send", total=total)
+            task = bar.add_task("send", total=None)  # sized when send_all has counted
+
+            def sized(total: int) -> None:
+                bar.update(task, total=total)
 
             def tick(_d: Delivery) -> None:
                 bar.advance(task)
@@ -104,7 +106,7 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
                 report = send_all(config, papers, now, only=only, dry_run=dry_run, force=force,
                                   environ=os.environ, progress=tick,
                                   ignore_schedule=ignore_schedule, new_ledger=new_ledger,
-                                  stop=stop)
+                                  stop=stop, counted=sized)
 
     out = Console(soft_wrap=True)
     table = Table(title="digest send" + (" (dry run)" if dry_run else ""), title_justify="left")

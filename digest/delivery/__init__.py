@@ -8,7 +8,7 @@ render.
 
 from __future__ import annotations
 
-from digest.delivery._batch import count_due, deliver_many, due, send_all
+from digest.delivery._batch import deliver_many, due, send_all
 from digest.delivery._dkim import KeyPair, dns_record, generate_key
 from digest.delivery._edition import EditionRun, RefusalStreak, RetryPolicy, deliver_edition
 from digest.delivery._helo import helo_name, helo_problem
@@ -18,7 +18,6 @@ from digest.delivery._message import OutgoingMessage, build_message
 from digest.delivery._transports import SendResult, Transport, open_transport
 
 __all__ = ["EditionRun", "KeyFiles", "KeyPair", "OutgoingMessage", "RefusalStreak",
-           "RetryPolicy", "SendResult", "Transport", "build_message", "count_due", "deliver_edition",
-           "deliver_many",
+           "RetryPolicy", "SendResult", "Transport", "build_message", "deliver_edition", "deliver_many",
            "dns_record", "due", "generate_key", "helo_name", "helo_problem", "open_transport",
            "selection_histories", "send_all", "write_key_pair"]
