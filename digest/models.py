@@ -9,6 +9,7 @@ values stay frozen and hashable.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -234,6 +235,17 @@ class Config:
     def subscriber(self, email: str) -> Subscriber | None:
         wanted = email.strip().lower()
         return next((s for s in self.subscribers if s.email.lower() == wanted), None)
+
+
+@dataclass(frozen=True)
+class StreamedConfig:
+    """A ``Config`` for a run over every subscriber (``digest send``), from
+    ``config.open_config``: on a big file the subscribers are read back one at a time from a
+    temporary file (a ``Sequence``, not a tuple), so they are never all in memory."""
+
+    path: Path
+    settings: Settings
+    subscribers: Sequence[Subscriber]
 
 
 @dataclass(frozen=True)

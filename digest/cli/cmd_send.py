@@ -71,36 +71,42 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
          force: bool, now_text: str | None, ignore_schedule: bool, new_ledger: bool,
          wait: bool) -> None:
     """Send the current edition to every subscriber now (once per edition)."""
-    from digest.config import load_config
+    from digest.config import open_config
     from digest.delivery import due, send_all
     from digest.feeds import papers_for
 
     now = now_from(now_text)
-    config = load_config(config_path, environ=os.environ)
-    if only is not None and not due(config, now, only):
-        raise InputError(config_path, f"no subscriber {only} in this config")
-    papers = papers_for(config.settings, papers_path, now)
-    if config.settings.queue and not dry_run:  # the workers deliver: hand the run over
-        if force:
-            raise InputError(config_path, "--force is not supported with settings.queue")
-        from digest.cli.cmd_worker import send_queued
+    # A big file's subscribers are read one at a time, from a temporary file the block removes.
+    with open_config(config_path, environ=os.environ) as config:
+        settings = config.settings
+        if only is not None and not due(config, now, only):
+            raise InputError(config_path, f"no subscriber {only} in this config")
+        papers = papers_for(settings, papers_path, now)
+        if settings.queue and not dry_run:  # the workers deliver: hand the run over
+            if force:
+                raise InputError(config_path, "--force is not supported with settings.queue")
+            from digest.cli.cmd_worker import send_queued
 
-        send_queued(config, tuple(papers), now, only=only, ignore_schedule=ignore_schedule,
-                    wait=wait)
-        return
-    err = Console(stderr=True)
-    total = len(due(config, now, only, ignore_schedule=ignore_schedule))
-    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, disable=not err.is_terminal, transient=True) as bar:
-        task = bar.add_task("send", total=total)
+            send_queued(Config(config.path, settings, tuple(config.subscribers)), tuple(papers),
+                        now, only=only, ignore_schedule=ignore_schedule, wait=wait)
+            return
+        err = Console(stderr=True)
+        with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, disable=not err.is_terminal,
+                      transient=True) as bar:
+            task = bar.add_task("send", total=None)  # sized when send_all has counted
 
-        def tick(_d: Delivery) -> None:
-            bar.advance(task)
+            def sized(total: int) -> None:
+                bar.update(task, total=total)
 
-        with graceful_stop() as stop:
-            report = send_all(config, papers, now, only=only, dry_run=dry_run, force=force,
-                              environ=os.environ, progress=tick,
-                              ignore_schedule=ignore_schedule, new_ledger=new_ledger, stop=stop)
+            def tick(_d: Delivery) -> None:
+                bar.advance(task)
+
+            with graceful_stop() as stop:
+                report = send_all(config, papers, now, only=only, dry_run=dry_run, force=force,
+                                  environ=os.environ, progress=tick,
+                                  ignore_schedule=ignore_schedule, new_ledger=new_ledger,
+                                  stop=stop, counted=sized)
 
     out = Console(soft_wrap=True)
     table = Table(title="digest send" + (" (dry run)" if dry_run else ""), title_justify="left")
@@ -125,8 +131,8 @@ def send(config_path: Path, papers_path: Path | None, only: str | None, dry_run:
         if shown:
             table.add_row(label, str(count))
     out.print(table)
-    if config.settings.delivery == "outbox" and report.sent and not dry_run:
-        box = config.settings.outbox
+    if settings.delivery == "outbox" and report.sent and not dry_run:
+        box = settings.outbox
         out.print(f"{report.sent} email{'s' if report.sent != 1 else ''} written to the Maildir "
                   f"{box} (open it with any mail client, e.g. mutt -f {box}); "
                   "'digest history' lists what went out.", markup=False)

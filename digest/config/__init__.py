@@ -6,6 +6,6 @@ Edge (reads the file and the environment). May import: models, errors, cron.
 
 from __future__ import annotations
 
-from digest.config._load import load_config
+from digest.config._load import load_config, open_config
 
-__all__ = ["load_config"]
+__all__ = ["load_config", "open_config"]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -29,6 +30,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from digest.config._dkim import check_alignment, read_dkim, read_helo
 from digest.config._schema import Entry, ItemSink, Reader, compose, is_null, line_of, suggest
+from digest.config._spill import SpillWriter
 from digest.errors import ConfigError, Problem
 from digest.models import (
     BIORXIV_SUBJECTS,
@@ -38,11 +40,12 @@ from digest.models import (
     PostgresDatabase,
     Settings,
     SmtpSettings,
+    StreamedConfig,
     Subscriber,
     Topic,
 )
 
-__all__ = ["DEFAULT_MAX_PAPERS", "DEFAULT_SCHEDULE", "load_config"]
+__all__ = ["DEFAULT_MAX_PAPERS", "DEFAULT_SCHEDULE", "load_config", "open_config"]
 
 _FEED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # arXiv's archives; in these the subject class is upper case (cs.LG, math.AG, q-bio.NC), and
@@ -87,7 +90,26 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     problem (sorted by line). ``environ`` (default ``os.environ``) is where the variables
     named by ``password_env`` and ``unsubscribe_secret_env`` are looked up."""
     with _no_gc():
-        return _load(path, os.environ if environ is None else environ)
+        absolute, settings, subscribers = _load(path, os.environ if environ is None else environ,
+                                                None)
+    assert isinstance(subscribers, tuple)  # nothing spilled without a spill file
+    return Config(path=absolute, settings=settings, subscribers=subscribers)
+
+
+@contextmanager
+def open_config(path: Path, *, environ: Mapping[str, str] | None = None
+                ) -> Iterator[StreamedConfig]:
+    """``load_config`` for a run over every subscriber (``digest send``): the same checks and
+    problems, but a big file's subscribers (past ``STREAM_ABOVE_BYTES``, ``settings:`` before
+    ``subscribers:``) are written one by one to a temporary file as they are read and the
+    config reads them back from it, one at a time (``SpilledSubscribers``), so neither the
+    node tree nor the subscribers are ever all in memory. The file is removed when the block
+    ends; a smaller file is read as ``load_config`` reads it."""
+    with tempfile.TemporaryDirectory(prefix="digest-subscribers-") as folder:
+        with _no_gc():
+            path_, settings, subscribers = _load(path, os.environ if environ is None else environ,
+                                                 Path(folder) / "subscribers.pickle")
+        yield StreamedConfig(path_, settings, subscribers)
 
 
 @contextmanager
@@ -104,16 +126,19 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _load(path: Path, env: Mapping[str, str]) -> Config:
+def _load(path: Path, env: Mapping[str, str], spill: Path | None
+          ) -> tuple[Path, Settings, Sequence[Subscriber]]:
+    """``spill``: where streamed subscribers go instead of a list (``open_config``)."""
     file = str(path)
     absolute = Path(os.path.abspath(path))
     reader = Reader(file)
-    streamed: list[Subscriber] = []
+    streamed: list[Subscriber] | SpillWriter | None = None
     early: list[Settings] = []
 
     def sink(top_so_far: MappingNode) -> Callable[[Node, int], None] | None:
         """``settings:`` came before ``subscribers:`` (the usual order): read it now and each
         subscriber as it is parsed, so the file's node tree is never held whole."""
+        nonlocal streamed
         keys = [k.value for k, _ in top_so_far.value if isinstance(k, ScalarNode)]
         if "<<" in keys or "subscribers" in keys:
             return None
@@ -122,28 +147,38 @@ def _load(path: Path, env: Mapping[str, str]) -> Config:
         if entry is None:  # settings may still follow (their defaults apply to everyone)
             return None
         early.append(_settings(reader, entry, absolute.parent, env))
-        people = _people(reader, early[0])
+        # Spilled subscribers are read back one at a time: sharing equal values between them
+        # would only make the table of shared values grow with the file.
+        people = _people(reader, early[0], share=spill is None)
+        kept = streamed = [] if spill is None else SpillWriter(spill)
 
         def consume(node: Node, index: int) -> None:
             found = people.subscriber(node, index)
             if found is not None:
-                streamed.append(found)
+                kept.append(found)
 
         return consume
 
-    root = _compose(absolute, file, sink)
+    try:
+        root = _compose(absolute, file, sink)
+    except BaseException:
+        if isinstance(streamed, SpillWriter):
+            streamed.close()
+        raise
     top = reader.mapping(root, "", ("settings", "subscribers"), required=("subscribers",),
                          what="a mapping with settings: and subscribers:",
                          free_prefix="x-") or {}
     settings = early[0] if early else _settings(reader, top.get("settings"), absolute.parent, env)
-    subscribers: tuple[Subscriber, ...] = ()
-    if early:
+    subscribers: Sequence[Subscriber] = ()
+    if isinstance(streamed, SpillWriter):
+        subscribers = streamed.finish()
+    elif streamed is not None:
         subscribers = tuple(streamed)
     elif "subscribers" in top:
         subscribers = _people(reader, settings).all(top["subscribers"].node)
     if reader.problems:
         raise ConfigError(sorted(reader.problems, key=lambda p: p.line or 0))
-    return Config(path=absolute, settings=settings, subscribers=subscribers)
+    return absolute, settings, subscribers
 
 
 # A subscribers file past this size is refused before it is read (about 600,000 subscribers of
@@ -154,8 +189,8 @@ MAX_CONFIG_BYTES = 64 * 2**20
 STREAM_ABOVE_BYTES = 256 * 2**10
 
 
-def _people(reader: Reader, settings: Settings) -> _People:
-    people = _People(reader, settings)
+def _people(reader: Reader, settings: Settings, *, share: bool = True) -> _People:
+    people = _People(reader, settings, share=share)
     if any(p.key.startswith("settings.feed") for p in reader.problems):
         people.feed_names = None  # the feeds are broken: do not also blame every subscriber
     return people
@@ -182,14 +217,15 @@ def _compose(absolute: Path, file: str, sink: ItemSink | None = None) -> Node:
     except OSError as exc:
         raise fail(f"cannot read the file: {exc.strerror}") from None
     try:
-        text = data.decode("utf-8")
+        if not data.isascii():  # (a copy of the text, but only for a moment)
+            data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise fail(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
                    line) from None
     # libyaml composes the whole tree ~1.5x faster than our streaming composer, but holds it
     # all (~8 KB a subscriber): worth it only for a small file.
-    root, problem = compose(text, file, sink if len(data) > STREAM_ABOVE_BYTES else None)
+    root, problem = compose(data, file, sink if len(data) > STREAM_ABOVE_BYTES else None)
     if problem is not None:
         raise ConfigError([problem])
     if root is None:
@@ -491,9 +527,10 @@ class _People:
     """Reads the ``subscribers:`` list. The key -> reader tables are built once per file,
     not once per subscriber: a 10,000-subscriber file would otherwise make 160k closures."""
 
-    def __init__(self, r: Reader, settings: Settings) -> None:
+    def __init__(self, r: Reader, settings: Settings, *, share: bool = True) -> None:
         self.r = r
         self.settings = settings
+        self.share = share
         self.seen: dict[str, tuple[int, int]] = {}  # case-folded address -> (index, line)
         self.shared: dict[object, Any] = {}
         upvotes: Callable[[Node, str], int | None] = \
@@ -565,7 +602,7 @@ class _People:
         # of each (equal frozen values), so a big file costs memory per subscriber, not per
         # topic term.
         for name in ("timezone", "schedule", "topics", "categories", "authors"):
-            if name in values:
+            if self.share and name in values:
                 values[name] = self.shared.setdefault(values[name], values[name])
         return Subscriber(**values)
 

@@ -142,7 +142,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     _CParser = None
 
 
-def _streaming_loader(stream: str, sink: ItemSink | None) -> Any:
+def _streaming_loader(stream: bytes, sink: ItemSink | None) -> Any:
     if _CParser is not None:
         class _Fast(_StreamingComposer, _CParser, Resolver):  # type: ignore[misc]
             def __init__(self) -> None:
@@ -166,11 +166,12 @@ def _streaming_loader(stream: str, sink: ItemSink | None) -> Any:
     return _Slow()
 
 
-def compose(text: str, file: str, sink: ItemSink | None = None
+def compose(text: bytes, file: str, sink: ItemSink | None = None
             ) -> tuple[Node | None, Problem | None]:
-    """Parse ``text`` into its node tree (``None`` for an empty document), or the problem.
-    With ``sink`` the top-level ``subscribers:`` items may be streamed to it instead of kept
-    (the list node is then left empty)."""
+    """Parse ``text`` (UTF-8, already checked) into its node tree (``None`` for an empty
+    document), or the problem. With ``sink`` the top-level ``subscribers:`` items may be
+    streamed to it instead of kept (the list node is then left empty). Bytes, not a ``str``:
+    libyaml reads them in place, where a ``str`` is first copied to UTF-8 whole."""
     try:
         if sink is None:
             return yaml.compose(text, Loader=_Loader), None
@@ -185,7 +186,8 @@ def compose(text: str, file: str, sink: ItemSink | None = None
         message = f"invalid YAML: {exc.problem or exc.context}"
         if exc.context and exc.problem and exc.context_mark is not None:
             message += f" ({exc.context} started at line {exc.context_mark.line + 1})"
-        if mark is not None and text[mark.index:mark.index + 1] == "\t":
+        # marks count characters, not bytes
+        if mark is not None and text.decode("utf-8")[mark.index:mark.index + 1] == "\t":
             message += "; indent with spaces, YAML does not allow tabs"
         elif "alias" in message:
             # The usual cause: an unquoted cron expression (`* * * * *`) or term starting with *.

@@ -41,6 +41,7 @@ from digest.models import (
     Paper,
     Selection,
     Settings,
+    StreamedConfig,
     Subscriber,
 )
 from digest.selection import Selector
@@ -115,22 +116,35 @@ class _Job:
     selection: Selection | None  # None: replay of a pending row from an earlier edition
 
 
-def due(config: Config, now: datetime, only: str | None = None, *,
+@dataclass(frozen=True)
+class _Due:
+    """Which subscribers a manual send addresses (the rule ``due`` states), as a value a shard
+    can take along and apply to its share as it reads it."""
+
+    now: datetime
+    only: str | None = None
+    ignore_schedule: bool = False
+
+    def __call__(self, sub: Subscriber) -> bool:
+        if self.only is not None:
+            return sub.email.lower() == self.only.strip().lower()
+        return self.ignore_schedule or fires_on(sub.schedule, sub.timezone,
+                                                edition_for(sub, self.now))
+
+    def count(self, subscribers: Iterable[Subscriber]) -> int:
+        return sum(1 for s in subscribers if self(s))
+
+
+def due(config: Config | StreamedConfig, now: datetime, only: str | None = None, *,
         ignore_schedule: bool = False) -> tuple[Subscriber, ...]:
     """The subscribers a manual send addresses: those whose schedule has a send on their local
     date of ``now`` (a mon-fri subscriber gets no Saturday edition), every subscriber with
     ``ignore_schedule``, or just the one named by ``only`` (an explicit request wins over the
-    schedule)."""
-    if only is not None:
-        wanted = only.strip().lower()
-        return tuple(s for s in config.subscribers if s.email.lower() == wanted)
-    if ignore_schedule:
-        return config.subscribers
-    return tuple(s for s in config.subscribers
-                 if fires_on(s.schedule, s.timezone, edition_for(s, now)))
+    schedule). ``send_all`` applies the same rule as it reads them, without holding them."""
+    return tuple(filter(_Due(now, only, ignore_schedule), config.subscribers))
 
 
-def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
+def send_all(config: Config | StreamedConfig, papers: Iterable[Paper], now: datetime, *,
              only: str | None = None, dry_run: bool = False, force: bool = False,
              environ: Mapping[str, str] | None = None,
              progress: Callable[[Delivery], None] | None = None,
@@ -138,26 +152,33 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
              transports: TransportFactory | None = None,
              retry: RetryPolicy = RetryPolicy(), lock: bool = True,
              processes: int | None = None, ignore_schedule: bool = False,
-             new_ledger: bool = False, stop: _EventLike | None = None) -> SendReport:
+             new_ledger: bool = False, stop: _EventLike | None = None,
+             counted: Callable[[int], None] | None = None) -> SendReport:
     """Send the current edition (the subscriber's local date of ``now``) to every subscriber
     (or ``only`` one), after finishing editions left ``sending``/``deferred`` by earlier runs.
 
     Streams: one producer selects subscriber by subscriber into a small bounded queue, a pool
     of ``transports.connections`` workers renders, builds and sends; nothing per subscriber is
-    kept beyond the counts. Big SMTP runs on machines with CPUs to spare are split over
-    ``processes`` shards (default: from ``PROCESS_THRESHOLD`` subscribers and
-    ``MIN_CPUS_FOR_SHARDS`` CPUs on, one per CPU, at most ``smtp.connections``) because
-    rendering and building are CPU work the GIL would otherwise serialize. ``lock=False`` is
-    for a caller that already holds the database's ``SendLock`` (``digest run``).
+    kept beyond the counts, and the subscribers are read one at a time (from a
+    ``StreamedConfig``, they are never all in memory). Big SMTP runs on machines with CPUs to
+    spare are split over ``processes`` shards (default: from ``PROCESS_THRESHOLD`` subscribers
+    and ``MIN_CPUS_FOR_SHARDS`` CPUs on, one per CPU, at most ``smtp.connections``) because
+    rendering and building are CPU work the GIL would otherwise serialize; each shard reads
+    every ``shards``-th subscriber itself. ``lock=False`` is for a caller that already holds
+    the database's ``SendLock`` (``digest run``).
     ``stop`` (set from a signal handler) ends the run gracefully: the messages in flight are
     finished and recorded, nothing new is started, and the report says ``stopped``.
-    ``new_ledger`` allows creating a ledger where earlier runs left their mark.
+    ``new_ledger`` allows creating a ledger where earlier runs left their mark. ``counted``
+    is told how many subscribers the run addresses (``len(due(...))``) before it starts.
 
     Raises ``LockedError`` if another process sends with the same database, ``TransportError``
     if the transport is unusable (nothing more is sent)."""
     settings = config.settings
-    subscribers = due(config, now, only, ignore_schedule=ignore_schedule)
-    not_due = len(config.subscribers) - len(subscribers) if only is None else 0
+    wanted = _Due(now, only, ignore_schedule)
+    count = wanted.count(config.subscribers)  # one pass: they are not kept
+    not_due = len(config.subscribers) - count if only is None else 0
+    if counted is not None:
+        counted(count)
     send_lock = open_send_lock(settings.database) if lock and not dry_run else None
     if send_lock is not None:
         send_lock.acquire()
@@ -169,13 +190,14 @@ def send_all(config: Config, papers: Iterable[Paper], now: datetime, *,
         factory = None if dry_run else (transports or open_transport(settings, environ))
         paper_list = tuple(papers)
         shards = processes if processes is not None else _auto_processes(
-            settings, len(subscribers), dry_run)
+            settings, count, dry_run)
         if shards > 1 and transports is None and renderer is None:
-            report = _send_sharded(config, subscribers, paper_list, now, shards=shards,
+            report = _send_sharded(config, wanted, paper_list, now, shards=shards,
                                    force=force, environ=environ, progress=progress, retry=retry,
                                    outer_stop=stop)
         else:
-            report = _send_shard(settings, subscribers, paper_list, now, factory=factory,
+            report = _send_shard(settings, config.subscribers, wanted, paper_list, now,
+                                 factory=factory,
                                  renderer=renderer, force=force, environ=environ,
                                  progress=progress, retry=retry, dry_run=dry_run, stop=stop)
         report.not_due = not_due
@@ -202,13 +224,23 @@ def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
     return max(1, min(cpus, settings.smtp.connections))
 
 
-def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
+# A Selector keeps what it compiled for every distinct topic it met (and their picks): with
+# subscribers' own topic lists that table grows with the list (27 MB at 15,000 subscribers of
+# bench_memory.py's file). A new one every this many subscribers keeps it to what a 1,000
+# subscriber run holds, for one index build (~30 ms) per 1,000 (bench/bench_memory.py).
+RENEW_SELECTOR_EVERY = 1000
+
+
+def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _Due,
                 paper_list: tuple[Paper, ...], now: datetime, *,
                 factory: TransportFactory | None, renderer: EmailRenderer | None, force: bool,
                 environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
                 retry: RetryPolicy, dry_run: bool, stop: _EventLike | None = None
                 ) -> SendReport:
-    """One process's share of a run (all of it, unless sharded)."""
+    """One process's share of a run (all of it, unless sharded): the ``wanted`` ones of
+    ``subscribers``, read one at a time. What the ledger knows of each (history, feedback,
+    preferences) is asked per address as it comes, never read whole: those tables grow with
+    the list."""
     env = {} if environ is None else environ
     secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
     if renderer is None:
@@ -218,28 +250,37 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber],
     try:
         summaries = LazySummaries(paper_list, settings.summary_chars)  # once per paper, on demand
         selector = Selector(paper_list)
-        history = ledger.history()
-        feedback = ledger.feedback()  # digest feedback: likes re-rank, dislikes push down
+        # the rows earlier runs left to finish: as many as failed then, not one per subscriber
         pending = {(r.email, r.edition) for r in ledger.pending()}
         owed = {email for email, _edition in pending}
-        # Only subscribers with a pending row are looked up: no per-subscriber map is kept.
-        wanted = {s.email.lower(): s for s in subscribers if s.email.lower() in owed}
-        chosen = {p.email: p for p in ledger.all_preferences()}  # few: only who changed any
 
         def jobs() -> Iterable[_Job]:
+            # Only subscribers with a pending row are looked up (a pass more only when some
+            # are owed): no per-subscriber map is kept.
+            found = {s.email.lower(): s for s in subscribers if s.email.lower() in owed
+                     and wanted(s)} if owed else {}
             for email, edition in sorted(pending, key=lambda k: (k[1], k[0])):
-                sub = wanted.get(email)
+                sub = found.get(email)
                 if sub is not None and edition != edition_for(sub, now):
                     yield _Job(sub, edition, None)  # an earlier edition still owed
+            found.clear()
+            current, served = selector, 0
             for sub in subscribers:
+                if not wanted(sub):
+                    continue
+                if served == RENEW_SELECTOR_EVERY:
+                    current, served = Selector(paper_list), 0
+                served += 1
                 edition = edition_for(sub, now)
                 email = sub.email.lower()
                 row = ledger.get(email, edition) if force or (email, edition) in pending else None
-                known = edition_history(history.get(email, frozenset()), row, force=force)
-                if email in chosen:  # laid over the YAML (deliver_edition checks the pause)
-                    sub = chosen[email].apply(sub)
-                yield _Job(sub, edition, selector.select(  # "N more matched" needs the cut
-                    sub, known, feedback.get(email), with_cut=bool(settings.base_url)))
+                known = edition_history(ledger.history_for(email), row, force=force)
+                chosen = ledger.preferences(email)  # digest serve's page, over the YAML
+                if chosen is not None:  # (deliver_edition checks the pause)
+                    sub = chosen.apply(sub)
+                yield _Job(sub, edition, current.select(  # "N more matched" needs the cut
+                    sub, known, ledger.feedback_for(email),  # digest feedback
+                    with_cut=bool(settings.base_url)))
 
         run = EditionRun(ledger=ledger, renderer=renderer, settings=settings,
                          summaries=summaries, now=now, selector=selector,
@@ -338,13 +379,14 @@ class _Ticks:
         self._since = time.monotonic()
 
 
-def _shard_main(settings: Settings, subscribers: tuple[Subscriber, ...],
+def _shard_main(settings: Settings, subscribers: Sequence[Subscriber], wanted: _Due,
                 paper_list: tuple[Paper, ...], now: datetime, force: bool,
                 environ: dict[str, str], retry: RetryPolicy, index: int, shards: int,
                 parent: int, events: Any, stop: Any, tick_batch: int = TICK_BATCH,
                 stop_poll: float = STOP_POLL) -> None:
-    """A worker process: its share of the subscribers, its own ledger connection and SMTP
-    pool; its outcomes go back to the parent in batches, which counts and shows progress."""
+    """A worker process: its share of the subscribers (every ``shards``-th of the config's,
+    the ``wanted`` ones of which it sends), its own ledger connection and SMTP pool; its
+    outcomes go back to the parent in batches, which counts and shows progress."""
     # A signal to the whole process group must not kill a shard mid-message: the parent
     # decides, and tells the shards through ``stop``.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -353,7 +395,7 @@ def _shard_main(settings: Settings, subscribers: tuple[Subscriber, ...],
     guard = _ShardStop(stop, parent, stop_poll)
     ticks = _Ticks(events, tick_batch)
     try:
-        report = _send_shard(mine, subscribers, paper_list, now,
+        report = _send_shard(mine, subscribers, wanted, paper_list, now,
                              factory=open_transport(mine, environ), renderer=None, force=force,
                              environ=environ, progress=ticks, retry=retry, dry_run=False,
                              stop=guard)
@@ -373,7 +415,7 @@ def _shard_main(settings: Settings, subscribers: tuple[Subscriber, ...],
         guard.close()
 
 
-def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
+def _send_sharded(config: Config | StreamedConfig, wanted: _Due,
                   paper_list: tuple[Paper, ...], now: datetime, *, shards: int, force: bool,
                   environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
                   retry: RetryPolicy, outer_stop: _EventLike | None = None,
@@ -389,9 +431,12 @@ def _send_sharded(config: Config, subscribers: tuple[Subscriber, ...],
     smtp = config.settings.smtp
     names = (smtp.password_env if smtp else None, config.settings.unsubscribe_secret_env)
     env = {k: source[k] for k in names if k and k in source}
+    # A shard's share is a slice: of a tuple, its subscribers; of a StreamedConfig's file, where
+    # they are in it (8 bytes each), so the parent never pickles them all.
     procs = [ctx.Process(target=_shard_main, name=f"digest-shard-{i}", daemon=True, args=(
-        config.settings, subscribers[i::shards], paper_list, now, force, env, retry, i, shards,
-        os.getpid(), events, stop, tick_batch, stop_poll)) for i in range(shards)]
+        config.settings, config.subscribers[i::shards], wanted, paper_list, now, force, env,
+        retry, i, shards, os.getpid(), events, stop, tick_batch, stop_poll))
+        for i in range(shards)]
     for p in procs:
         p.start()
     total = SendReport()
