@@ -331,52 +331,13 @@ def child(mode: str, n: int, port: int, naive: int) -> None:
 # --------------------------------------------------------------------------- the sinks
 
 
-def sink_main(port: int, pipelining: bool) -> None:
-    """tests/smtp_server.py's counting sink, optionally offering PIPELINING (RFC 2920) in its
-    EHLO reply, as Postfix, Exim and the big providers do (aiosmtpd reads pipelined commands
-    in order but does not advertise the extension)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import signal
-
-    import smtp_server
-
-    class Pipelining(smtp_server._Handler):
-        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                              responses: list[str]) -> list[str]:
-            out: list[str] = await super().handle_EHLO(server, session, envelope, hostname,
-                                                       responses)
-            if out is responses:
-                out.insert(len(out) - 1, "250-PIPELINING")
-            return out
-
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    with smtp_server.SmtpTestServer(port=port, keep=False, bulk_data=True) as server:
-        if pipelining:
-            assert server._controller is not None
-            server._controller.handler = Pipelining(server)  # the factory reads it per session
-        print(f"ready {server.host}:{server.port}", flush=True)
-        while not stop.wait(0.2):
-            pass
-        count = server.count
-    print(f"received {count}", flush=True)
-
-
 def spawn(pipelining: bool) -> tuple[subprocess.Popen[str], int]:
+    """tests/smtp_server.py's counting sink in its own process, optionally offering PIPELINING
+    (RFC 2920) in its EHLO reply, as Postfix, Exim and the big providers do."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from smtp_server import free_port
+    from smtp_server import spawn_sink
 
-    port = free_port()
-    sink = subprocess.Popen([sys.executable, __file__, "--sink", "--port", str(port)]
-                            + (["--pipelining"] if pipelining else []),
-                            stdout=subprocess.PIPE, text=True)
-    assert sink.stdout is not None
-    ready = sink.stdout.readline().strip()
-    if not ready.startswith("ready"):
-        sink.kill()
-        raise SystemExit(f"the sink did not start: {ready!r}")
-    return sink, port
+    return spawn_sink(pipelining=pipelining)
 
 
 # --------------------------------------------------------------------------- parent
@@ -419,12 +380,7 @@ def main() -> None:
                     help=f"comma-separated rows to run (default all: {','.join(MODES)})")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--child", choices=(*MODES, "ours-2"))
-    ap.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--pipelining", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.sink:
-        sink_main(args.port, args.pipelining)
-        return
     if args.child:
         child(args.child, args.subscribers, args.port, args.naive)
         return

@@ -63,11 +63,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def spawn_sink() -> tuple[subprocess.Popen[str], int]:
+def spawn_sink(*, pipelining: bool = False) -> tuple[subprocess.Popen[str], int]:
     """This file run as a counting sink in another process (for the benches): the process,
     once it printed "ready", and its port."""
     port = free_port()
-    sink = subprocess.Popen([sys.executable, __file__, "--port", str(port)],
+    sink = subprocess.Popen([sys.executable, __file__, "--port", str(port)]
+                            + (["--pipelining"] if pipelining else []),
                             stdout=subprocess.PIPE, text=True)
     assert sink.stdout is not None
     ready = sink.stdout.readline().strip()
@@ -148,6 +149,8 @@ class _Handler:
         if reply is not None:
             return [reply]
         session.host_name = hostname
+        if self.server.pipelining:  # aiosmtpd reads pipelined commands in order, never offers it
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope,
@@ -254,8 +257,9 @@ class SmtpTestServer:
                  stall_seconds: float = 30.0, keep: bool = True,
                  host: str = "127.0.0.1", port: int | None = None,
                  cert_names: tuple[str, ...] = ("127.0.0.1", "localhost"),
-                 bulk_data: bool = False) -> None:
+                 bulk_data: bool = False, pipelining: bool = False) -> None:
         self.security = security
+        self.pipelining = pipelining  # offer PIPELINING (RFC 2920) as Postfix and Exim do
         self.cert_names = cert_names
         self.bulk_data = bulk_data
         self.auth = auth
@@ -427,12 +431,13 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--line-reader", action="store_true",
                         help="use aiosmtpd's stock line-by-line DATA reader (slower)")
+    parser.add_argument("--pipelining", action="store_true", help="offer PIPELINING (RFC 2920)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     with SmtpTestServer(host=args.host, port=args.port, keep=False,
-                        bulk_data=not args.line_reader) as server:
+                        bulk_data=not args.line_reader, pipelining=args.pipelining) as server:
         print(f"ready {server.host}:{server.port}", flush=True)
         while not stop.wait(0.2):
             pass

@@ -415,6 +415,46 @@ def _shard_main(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
         guard.close()
 
 
+def _shard_env(settings: Settings, environ: Mapping[str, str] | None) -> dict[str, str]:
+    """What of the environment travels to the shards: only the variables the settings name."""
+    source = os.environ if environ is None else environ
+    smtp = settings.smtp
+    names = (smtp.password_env if smtp else None, settings.unsubscribe_secret_env)
+    return {k: source[k] for k in names if k and k in source}
+
+
+def _collect(procs: Sequence[Any], events: Any, halt: Any, outer_stop: _EventLike | None,
+             progress: Callable[[Delivery], None] | None
+             ) -> tuple[SendReport, list[tuple[Any, ...]]]:
+    """The shards' outcomes (``ticks``) to ``progress``, in this thread, until every shard has
+    said ``done`` or sent an error; an error (or ``outer_stop``) sets ``halt``, so the others
+    finish their messages in flight and stop. Returns the report and the errors, each
+    ``(kind, text, *extra)``; raises ``DigestError`` if a shard process died."""
+    total = SendReport()
+    errors: list[tuple[Any, ...]] = []
+    running = len(procs)
+    while running:
+        if outer_stop is not None and outer_stop.is_set():
+            halt.set()
+        try:
+            event = events.get(timeout=0.2)
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs):
+                raise DigestError("a sending process died unexpectedly") from None
+            continue
+        if event[0] == "ticks":
+            for delivery in event[1]:
+                total.add(delivery)
+                if progress is not None:
+                    progress(delivery)
+        else:
+            running -= 1  # "done": its outcomes already arrived as ticks
+            if event[0] != "done":
+                errors.append(tuple(event[1:]))
+                halt.set()
+    return total, errors
+
+
 def _send_sharded(config: Config | StreamedConfig, wanted: _Due,
                   paper_list: tuple[Paper, ...], now: datetime, *, shards: int, force: bool,
                   environ: Mapping[str, str] | None, progress: Callable[[Delivery], None] | None,
@@ -426,11 +466,7 @@ def _send_sharded(config: Config | StreamedConfig, wanted: _Due,
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     stop = ctx.Event()
-    source = os.environ if environ is None else environ
-    # Only the variables the settings name travel to the shards, not the whole environment.
-    smtp = config.settings.smtp
-    names = (smtp.password_env if smtp else None, config.settings.unsubscribe_secret_env)
-    env = {k: source[k] for k in names if k and k in source}
+    env = _shard_env(config.settings, environ)
     # A shard's share is a slice: of a tuple, its subscribers; of a StreamedConfig's file, where
     # they are in it (8 bytes each), so the parent never pickles them all.
     procs = [ctx.Process(target=_shard_main, name=f"digest-shard-{i}", daemon=True, args=(
@@ -439,33 +475,12 @@ def _send_sharded(config: Config | StreamedConfig, wanted: _Due,
         for i in range(shards)]
     for p in procs:
         p.start()
-    total = SendReport()
-    errors: list[tuple[str, str]] = []
-    running = shards
     try:
-        while running:
-            if outer_stop is not None and outer_stop.is_set():
-                stop.set()  # the shards finish their messages in flight, then report done
-            try:
-                event = events.get(timeout=0.2)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    raise DigestError("a sending process died unexpectedly") from None
-                continue
-            if event[0] == "ticks":
-                for delivery in event[1]:
-                    total.add(delivery)
-                    if progress is not None:
-                        progress(delivery)
-            elif event[0] == "done":
-                running -= 1  # its outcomes already arrived as ticks
-            else:
-                running -= 1
-                errors.append((event[1], event[2]))
-                stop.set()
+        total, errors = _collect(procs, events, stop, outer_stop, progress)
+    except BaseException:  # the parent itself interrupted, or a shard died: stop the others
+        stop.set()
+        raise
     finally:
-        if errors or running:  # an error, or the parent itself interrupted: stop the others
-            stop.set()
         for p in procs:
             p.join(timeout=60)
     if errors:
@@ -606,10 +621,7 @@ def _deliver_sharded(editions: Iterable[tuple[Subscriber, date]], papers: tuple[
     events = ctx.Queue()
     inbox = ctx.Queue()
     halt = ctx.Event()
-    source = os.environ if environ is None else environ
-    smtp = settings.smtp
-    names = (smtp.password_env if smtp else None, settings.unsubscribe_secret_env)
-    env = {k: source[k] for k in names if k and k in source}
+    env = _shard_env(settings, environ)
     procs = [ctx.Process(target=_stream_shard_main, name=f"digest-shard-{i}", daemon=True,
                          args=(settings, papers, now, env, retry, i, shards, os.getpid(),
                                inbox, events, halt, tick_batch, stop_poll))
@@ -633,32 +645,12 @@ def _deliver_sharded(editions: Iterable[tuple[Subscriber, date]], papers: tuple[
 
     feeder = threading.Thread(target=feed, name="digest-shard-feed", daemon=True)
     feeder.start()
-    total = SendReport()
-    errors: list[tuple[Any, ...]] = []
-    running = shards
     try:
-        while running:
-            if stop is not None and stop.is_set():
-                halt.set()  # the shards finish their messages in flight, then report done
-            try:
-                event = events.get(timeout=0.2)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    raise DigestError("a sending process died unexpectedly") from None
-                continue
-            if event[0] == "ticks":
-                for delivery in event[1]:
-                    total.add(delivery)
-                    if progress is not None:
-                        progress(delivery)
-            else:
-                running -= 1
-                if event[0] != "done":
-                    errors.append(event[1:])
-                    halt.set()
+        total, errors = _collect(procs, events, halt, stop, progress)
+    except BaseException:
+        halt.set()
+        raise
     finally:
-        if errors or running:
-            halt.set()
         feeder.join()
         for p in procs:
             p.join(timeout=60)

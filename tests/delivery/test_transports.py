@@ -46,23 +46,13 @@ def smtp_transport(server: SmtpTestServer, **overrides: object) -> SmtpTransport
     return SmtpTransport(settings, PASSWORD if settings.username else None)
 
 
-class _Pipelining(_Handler):
-    """The test server's handler, also offering PIPELINING (RFC 2920) as Postfix and the big
-    providers do (aiosmtpd reads pipelined commands in order but does not offer it), and
-    noting for each MAIL whether RCPT and DATA had already arrived with it (one group)."""
+class _Grouping(_Handler):
+    """The test server's handler, noting for each MAIL whether RCPT and DATA had already
+    arrived with it (one RFC 2920 group)."""
 
-    def __init__(self, server: SmtpTestServer, *, offer: bool = True) -> None:
+    def __init__(self, server: SmtpTestServer) -> None:
         super().__init__(server)
-        self.offer = offer
         self.grouped: list[bool] = []
-
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                          responses: list[str]) -> list[str]:
-        out: list[str] = await super().handle_EHLO(server, session, envelope, hostname,
-                                                   responses)
-        if out is responses and self.offer:
-            out.insert(len(out) - 1, "250-PIPELINING")
-        return out
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
@@ -72,8 +62,9 @@ class _Pipelining(_Handler):
         return reply
 
 
-def offer_pipelining(srv: SmtpTestServer, *, offer: bool = True) -> _Pipelining:
-    handler = _Pipelining(srv, offer=offer)
+def offer_pipelining(srv: SmtpTestServer, *, offer: bool = True) -> _Grouping:
+    srv.pipelining = offer
+    handler = _Grouping(srv)
     assert srv._controller is not None
     srv._controller.handler = handler  # aiosmtpd's factory reads it for each new session
     return handler
