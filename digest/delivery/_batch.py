@@ -394,11 +394,25 @@ def _shard_main(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
     mine = _shard_settings(settings, index, shards)
     guard = _ShardStop(stop, parent, stop_poll)
     ticks = _Ticks(events, tick_batch)
+
+    def body() -> None:
+        _send_shard(mine, subscribers, wanted, paper_list, now,
+                    factory=open_transport(mine, environ), renderer=None, force=force,
+                    environ=environ, progress=ticks, retry=retry, dry_run=False, stop=guard)
+
+    _post_outcome(body, events, ticks, guard)
+
+
+def _post_outcome(body: Callable[[], object], events: Any, ticks: _Ticks,
+                  guard: _ShardStop) -> None:
+    """Run a shard's ``body`` and tell the parent how it ended, after the outcomes still
+    batched: ``("done",)`` or ``("error", kind, text, *extra)``, which ``_raise_first``
+    turns back into the exception in the parent."""
     try:
-        report = _send_shard(mine, subscribers, wanted, paper_list, now,
-                             factory=open_transport(mine, environ), renderer=None, force=force,
-                             environ=environ, progress=ticks, retry=retry, dry_run=False,
-                             stop=guard)
+        body()
+    except SenderRefusedError as exc:
+        ticks.flush()
+        events.put(("error", "refused", str(exc), exc.deferred))
     except TransportError as exc:
         ticks.flush()
         events.put(("error", "transport", str(exc)))
@@ -410,9 +424,19 @@ def _shard_main(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
         events.put(("error", "bug", "".join(traceback.format_exception(exc))))
     else:
         ticks.flush()
-        events.put(("done", report.sent))
+        events.put(("done",))
     finally:
         guard.close()
+
+
+def _raise_first(errors: Sequence[tuple[Any, ...]]) -> None:
+    """The first shard error ``_post_outcome`` sent, raised again here (nothing if none)."""
+    if not errors:
+        return
+    kind, text, *rest = errors[0]
+    if kind == "refused":
+        raise SenderRefusedError(text, rest[0])
+    raise TransportError(text) if kind == "transport" else DigestError(text)
 
 
 def _shard_env(settings: Settings, environ: Mapping[str, str] | None) -> dict[str, str]:
@@ -483,9 +507,7 @@ def _send_sharded(config: Config | StreamedConfig, wanted: _Due,
     finally:
         for p in procs:
             p.join(timeout=60)
-    if errors:
-        kind, text = errors[0]
-        raise TransportError(text) if kind == "transport" else DigestError(text)
+    _raise_first(errors)
     return total
 
 
@@ -663,11 +685,7 @@ def _deliver_sharded(editions: Iterable[tuple[Subscriber, date]], papers: tuple[
         inbox.cancel_join_thread()
     if failure:
         raise failure[0]
-    if errors:
-        kind, text, *rest = errors[0]
-        if kind == "refused":
-            raise SenderRefusedError(text, rest[0])
-        raise TransportError(text) if kind == "transport" else DigestError(text)
+    _raise_first(errors)
     return total
 
 
@@ -700,7 +718,7 @@ def _stream_shard_main(settings: Settings, paper_list: tuple[Paper, ...], now: d
                 return
             yield _Job(item[0], item[1], None)
 
-    try:
+    def body() -> None:
         from digest.render import Renderer
 
         secret = environ.get(mine.unsubscribe_secret_env) \
@@ -716,20 +734,5 @@ def _stream_shard_main(settings: Settings, paper_list: tuple[Paper, ...], now: d
                  force=False, progress=report, stop=guard)
         finally:
             ledger.close()
-    except SenderRefusedError as exc:
-        ticks.flush()
-        events.put(("error", "refused", str(exc), exc.deferred))
-    except TransportError as exc:
-        ticks.flush()
-        events.put(("error", "transport", str(exc)))
-    except DigestError as exc:
-        ticks.flush()
-        events.put(("error", "digest", str(exc)))
-    except BaseException as exc:  # a bug: say where, the parent re-raises it
-        ticks.flush()
-        events.put(("error", "bug", "".join(traceback.format_exception(exc))))
-    else:
-        ticks.flush()
-        events.put(("done",))
-    finally:
-        guard.close()
+
+    _post_outcome(body, events, ticks, guard)
