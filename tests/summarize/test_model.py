@@ -19,7 +19,7 @@ from digest.summarize._ranker import rank_features
 from digest.summarize._roles import RoleModel, role_features, sentence_roles
 from digest.text import clean_text, split_sentences
 
-SLICES = paths.TESTS / "fixtures" / "datasets"
+SLICES = paths.DATASETS
 
 
 def _train_script() -> ModuleType:

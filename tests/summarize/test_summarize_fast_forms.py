@@ -36,14 +36,12 @@ TRAPS = [
 
 def _texts() -> list[str]:
     texts = list(TRAPS)
-    for name in ("scitldr_a_train.jsonl", "csabstruct_train.jsonl"):
-        for line in (paths.TESTS / "fixtures" / "datasets" / name).read_text("utf-8").splitlines():
-            record = json.loads(line)
-            texts += record.get("sentences", [])
-            for key in ("title", "abstract"):
-                if key in record:
-                    texts.append(record[key])
-                    texts += split_sentences(clean_text(record[key]))
+    for record in paths.dataset_records("scitldr_a_train.jsonl", "csabstruct_train.jsonl"):
+        texts += record.get("sentences", [])
+        for key in ("title", "abstract"):
+            if key in record:
+                texts.append(record[key])
+                texts += split_sentences(clean_text(record[key]))
     for paper in json.loads(paths.SEED.read_text("utf-8")):
         texts += [paper["title"], *split_sentences(clean_text(paper["abstract"]))]
     return texts

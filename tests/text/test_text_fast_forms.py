@@ -23,13 +23,11 @@ TRAPS = [
 
 def _texts() -> list[str]:
     texts = list(TRAPS)
-    for name in ("scitldr_a_train.jsonl", "csabstruct_train.jsonl"):
-        for line in (paths.TESTS / "fixtures" / "datasets" / name).read_text("utf-8").splitlines():
-            record = json.loads(line)
-            texts += record.get("sentences", [])
-            if "sentences" in record:
-                texts.append(" ".join(record["sentences"]))
-            texts += [record[k] for k in ("title", "abstract") if k in record]
+    for record in paths.dataset_records("scitldr_a_train.jsonl", "csabstruct_train.jsonl"):
+        texts += record.get("sentences", [])
+        if "sentences" in record:
+            texts.append(" ".join(record["sentences"]))
+        texts += [record[k] for k in ("title", "abstract") if k in record]
     for paper in json.loads(paths.SEED.read_text("utf-8")):
         texts += [paper["title"], paper["abstract"]]
     return texts + [clean_text(t) for t in texts]
