@@ -7,6 +7,8 @@ inside a recorded render (the HTML), as plain output otherwise (the text part).
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,13 @@ from jinja2 import Environment, Template, TemplateNotFound, meta, nodes
 from digest.render._record import _RECORDER, MAX_SHAPES
 
 # --------------------------------------------------------------------------- included parts
+
+# A recorded card replayed from the memo is printed as a stand-in, "\x02m<n>\x03" (n never
+# reused), that ``FastEnvironment.expand`` turns back into its marked text: Jinja then joins,
+# and the shaper splits and hashes, a few bytes per card instead of its whole marked text.
+_STAND_IN = re.compile("\x02m(\\d+)\x03")
+_SERIAL = itertools.count()
+Entry = tuple[tuple[Any, ...], str, tuple[str, ...], str]  # anchors, text, values, stand-in
 
 # Card key: (hashable key, objects the key names by identity). The renderer supplies it, since
 # it knows which of a card's attributes are per paper and which are per subscriber.
@@ -68,8 +77,9 @@ class _MemoTemplate:
     Anything but an ``include`` (``render``, ``extends``) goes to the real template."""
 
     def __init__(self, template: Template, reads: tuple[str, ...], key: CardKey,
-                 store: dict[Any, tuple[tuple[Any, ...], str, tuple[str, ...]]]) -> None:
+                 store: dict[Any, Entry], texts: dict[str, str]) -> None:
         self._template, self._reads, self._key, self._store = template, reads, key, store
+        self._texts = texts
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._template, name)
@@ -101,7 +111,7 @@ class _MemoTemplate:
         if hit is not None and len(hit[0]) == len(anchors) and all(
                 a is b for a, b in zip(hit[0], anchors)):
             current.extend(hit[2])
-            yield hit[1]
+            yield hit[3]
             return
         start, count = len(current), len(parts)
         events: list[str] = []
@@ -112,7 +122,11 @@ class _MemoTemplate:
         if not _RECORDER.tainted and _RECORDER.parts is parts and len(parts) == count:
             if len(self._store) >= 8 * MAX_SHAPES:
                 self._store.clear()
-            self._store[full] = (anchors, "".join(events), tuple(current[start:]))
+                self._texts.clear()  # a stand-in printed before this is then not expanded
+            text = "".join(events)
+            stand_in = f"\x02m{next(_SERIAL)}\x03"
+            self._texts[stand_in] = text
+            self._store[full] = (anchors, text, tuple(current[start:]), stand_in)
 
 
     def _plain(self, pending: _Pending, key: tuple[Any, ...], anchors: tuple[Any, ...]) -> Any:
@@ -130,7 +144,7 @@ class _MemoTemplate:
             yield event
         if len(self._store) >= 8 * MAX_SHAPES:
             self._store.clear()
-        self._store[full] = (anchors, "".join(events), ())
+        self._store[full] = (anchors, "".join(events), (), "")
 
 
 class FastEnvironment(Environment):
@@ -141,7 +155,19 @@ class FastEnvironment(Environment):
         self._memo_key, self._memo_allowed = key, allowed
         self._memo_on = True
         self._memo_names: dict[str, Any] = {}
-        self._memo_store: dict[Any, tuple[tuple[Any, ...], str, tuple[str, ...]]] = {}
+        self._memo_store: dict[Any, Entry] = {}
+        self._memo_texts: dict[str, str] = {}  # stand-in -> marked text
+
+    def expand(self, marked: str) -> str | None:
+        """``marked`` with every card stand-in put back as the marked text it stands for;
+        None when one is no longer known (the memo started over): compile in full."""
+        if "\x02m" not in marked:
+            return marked
+        texts = self._memo_texts
+        try:
+            return _STAND_IN.sub(lambda m: texts[m.group(0)], marked)
+        except KeyError:
+            return None
 
     def get_template(self, name: Any, parent: Any = None, globals: Any = None) -> Any:
         if not getattr(self, "_memo_on", False) or type(name) is not str or globals is not None:
@@ -163,7 +189,8 @@ class FastEnvironment(Environment):
                 source = None
             reads = None if source is None else card_reads(self, source, self._memo_allowed)
             if reads is not None:
-                wrapped = _MemoTemplate(template, reads, self._memo_key, self._memo_store)
+                wrapped = _MemoTemplate(template, reads, self._memo_key, self._memo_store,
+                                        self._memo_texts)
         if not self.auto_reload:
             if len(self._memo_names) >= MAX_SHAPES:
                 self._memo_names.clear()

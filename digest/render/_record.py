@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from jinja2 import pass_eval_context
+from jinja2 import nodes, pass_eval_context
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 from mjml import mjml2html
@@ -137,10 +138,14 @@ _RECORDER = _Recorder()
 def record_finalize(eval_ctx: EvalContext, value: Any) -> Any:
     """The fast environment's ``finalize``: record the value exactly as the naive environment
     would print it and leave a marker in its place. Markers are numbered per part (a new part
-    starts at each card marker) so equal card shapes give equal marked text."""
+    starts at each card marker) so equal card shapes give equal marked text.
+
+    Its result is printed as it is (``FinalizeGenerator``: no ``escape``/``str`` around it),
+    so it returns what Jinja's ``escape(finalize(value))`` or ``str(finalize(value))`` would
+    print; a marker is ``Markup``, which ``escape`` leaves as it is."""
     parts = _RECORDER.parts
     if parts is None:  # not inside a fast render
-        return value
+        return escape(value) if eval_ctx.autoescape else str(value)
     if value is CARD_MARKUP:
         parts.append([])
         return value
@@ -151,6 +156,25 @@ def record_finalize(eval_ctx: EvalContext, value: Any) -> Any:
     current.append(escape(value) if eval_ctx.autoescape else str(value))
     n = len(current) - 1
     return _MARKERS[n] if n < len(_MARKERS) else Markup(f"\x02{n}\x03")
+
+
+class FinalizeGenerator(CodeGenerator):
+    """Jinja's code generator for the fast environment: a printed value is written as
+    ``finalize(value)`` instead of ``escape(finalize(value))`` (``str(...)`` without
+    autoescape): ``record_finalize`` returns the printed text itself, and most of what it
+    returns is a marker that ``escape`` would only copy (two calls saved per value)."""
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if finalize.src is None:
+            super()._output_child_pre(node, frame, finalize)
+        else:
+            self.write(finalize.src)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if finalize.src is None:
+            super()._output_child_post(node, frame, finalize)
+        else:
+            self.write(")")
 
 
 def render_recorded(render: Callable[[], str]) -> tuple[str, list[list[str]]] | None:

@@ -48,6 +48,7 @@ from digest.models import Digest, DigestItem, LeftOut, Paper, Pick, Reason, Rend
 from digest.render._memo import FastEnvironment
 from digest.render._record import (
     CARD_MARKUP,
+    FinalizeGenerator,
     clean_value,
     compile_mjml,
     guard_filter,
@@ -435,7 +436,10 @@ class Renderer:
             loaders.append(FileSystemLoader(templates_dir))
         loaders.append(stock)
         self.env = self._environment(ChoiceLoader(loaders), fast=False)
-        self.fast_env = self._environment(self.env.loader, fast=True)
+        fast_env = self._environment(self.env.loader, fast=True)
+        assert isinstance(fast_env, FastEnvironment)
+        self.fast_env: Environment = fast_env
+        self._expand = fast_env.expand  # card stand-ins back to their marked text
         # the text part and subject: the naive environment's output, with card partials
         # replayed as plain text (no recording: nothing is compiled)
         self.text_env = self._environment(self.env.loader, fast=False, memo=True)
@@ -465,6 +469,7 @@ class Renderer:
         env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
         if fast:
             env.filters = {name: guard_filter(f) for name, f in env.filters.items()}
+            env.code_generator_class = FinalizeGenerator  # record_finalize prints as is
         if isinstance(env, FastEnvironment):
             env.setup_memo(_card_key, _CARD_READS)
         return env
@@ -505,7 +510,7 @@ class Renderer:
             raise _wrap(exc, HTML_TEMPLATE) from None
         if recorded is not None:
             with self._lock:
-                parts = self.shaper.parts(*recorded)
+                parts = self.shaper.parts(*recorded, self._expand)
                 html = None if parts is None else self.cache.html(parts)
             if html is not None:
                 return html

@@ -5,6 +5,7 @@ frames and card units and falls back to a full compile whenever the model does n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from digest.errors import TemplateError
@@ -82,8 +83,12 @@ class Shaper:
         self._plans: dict[tuple[str, str], _PartPlan] = {}
         self._shaped: dict[tuple[str, str, tuple[str, ...]], Shaped] = {}
 
-    def parts(self, marked: str, values: list[list[str]]) -> list[Shaped] | None:
-        """None when the markers are not intact (a filter rewrote them): compile in full."""
+    def parts(self, marked: str, values: list[list[str]],
+              expand: Callable[[str], str | None] = lambda text: text) -> list[Shaped] | None:
+        """None when the markers are not intact (a filter rewrote them): compile in full.
+        ``expand`` gives a part's marked text from what was printed (card stand-ins put
+        back, ``FastEnvironment.expand``): a part is known by what was printed, which stands
+        for one marked text for good, and expanded only when it is new."""
         texts = marked.split(CARD_MARK)
         if len(texts) != len(values):
             return None
@@ -103,11 +108,14 @@ class Shaper:
                 continue
             if len(known) >= 8 * MAX_SHAPES:
                 known.clear()
-            plan = self._plans.get((kind, text))
+            source = expand(text)
+            if source is None:
+                return None
+            plan = self._plans.get((kind, source))
             if plan is None:
                 if len(self._plans) >= MAX_SHAPES:  # a template minting shapes per email
                     self._plans.clear()
-                plan = self._plans[(kind, text)] = _plan_part(text, kind)
+                plan = self._plans[(kind, source)] = _plan_part(source, kind)
             if plan.key is None or len(plan.pieces) != len(vals) + 1:
                 return None
             if plan.key and all(map(_is_hole, vals)) and all(
