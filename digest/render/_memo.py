@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from operator import is_
 from typing import Any
 
 from jinja2 import Environment, Template, TemplateNotFound, meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
 
-from digest.render._record import _RECORDER, MAX_SHAPES
+from digest.render._record import _RECORDER, MAX_SHAPES, FinalizeGenerator
 
 # --------------------------------------------------------------------------- included parts
 
@@ -90,61 +92,77 @@ class _MemoTemplate:
     def root_render_func(self, context: Any) -> Any:
         if not isinstance(context, _Pending):
             return self._template.root_render_func(context)
-        return self._render(context)
+        return self._pending(context)
 
-    def _render(self, pending: _Pending) -> Any:
+    def _pending(self, context: _Pending) -> Iterator[str]:
+        # Jinja's include code closes what it gets: a generator, even for a replayed card
+        yield from self.include(context.vars, context.shared, context.locals)
+
+    def include(self, vars: Any, shared: bool, locals: Any) -> Iterable[str]:
+        """The output of ``{% include %}`` with ``new_context(vars, shared, locals)``: a
+        replayed card as a one-item tuple (no generator, no context), else a render."""
         template = self._template
-        parts = _RECORDER.parts
-        card = pending.locals.get("card") if pending.locals else None
+        card = locals.get("card") if locals else None
         found = None if card is None else self._key(card, self._reads)
         if found is None:
-            yield from template.root_render_func(
-                template.new_context(pending.vars, pending.shared, pending.locals))
-            return
+            return template.root_render_func(template.new_context(vars, shared, locals))
         key, anchors = found
-        if parts is None:  # a plain render (the text part): only the output is replayed
-            yield from self._plain(pending, key, anchors)
-            return
-        current = parts[-1]
-        full = (id(template), len(current), key)
+        parts = _RECORDER.parts
+        offset = -1 if parts is None else len(parts[-1])  # -1: a plain render (text part)
+        full = (id(template), offset, key)
         hit = self._store.get(full)
-        if hit is not None and len(hit[0]) == len(anchors) and all(
-                a is b for a, b in zip(hit[0], anchors)):
-            current.extend(hit[2])
-            yield hit[3]
-            return
-        start, count = len(current), len(parts)
+        if hit is not None and len(hit[0]) == len(anchors) and all(map(is_, hit[0], anchors)):
+            if parts is None:
+                return (hit[1],)
+            parts[-1].extend(hit[2])
+            return (hit[3],)
+        return self._miss(template.new_context(vars, shared, locals), full, anchors)
+
+    def _miss(self, context: Any, full: tuple[Any, ...], anchors: tuple[Any, ...]
+              ) -> Iterator[str]:
+        parts = _RECORDER.parts
+        count = 0 if parts is None else len(parts)
         events: list[str] = []
-        for event in template.root_render_func(
-                template.new_context(pending.vars, pending.shared, pending.locals)):
+        for event in self._template.root_render_func(context):
             events.append(event)
             yield event
-        if not _RECORDER.tainted and _RECORDER.parts is parts and len(parts) == count:
-            if len(self._store) >= 8 * MAX_SHAPES:
-                self._store.clear()
-                self._texts.clear()  # a stand-in printed before this is then not expanded
+        if parts is None:  # a plain render: only the output is replayed
+            entry: Entry = (anchors, "".join(events), (), "")
+        elif not _RECORDER.tainted and _RECORDER.parts is parts and len(parts) == count:
             text = "".join(events)
             stand_in = f"\x02m{next(_SERIAL)}\x03"
-            self._texts[stand_in] = text
-            self._store[full] = (anchors, text, tuple(current[start:]), stand_in)
-
-
-    def _plain(self, pending: _Pending, key: tuple[Any, ...], anchors: tuple[Any, ...]) -> Any:
-        template = self._template
-        full = (id(template), -1, key)  # -1: no marker offset, never a recorded entry's
-        hit = self._store.get(full)
-        if hit is not None and len(hit[0]) == len(anchors) and all(
-                a is b for a, b in zip(hit[0], anchors)):
-            yield hit[1]
+            entry = (anchors, text, tuple(parts[-1][full[1]:]), stand_in)
+        else:
             return
-        events: list[str] = []
-        for event in template.root_render_func(
-                template.new_context(pending.vars, pending.shared, pending.locals)):
-            events.append(event)
-            yield event
         if len(self._store) >= 8 * MAX_SHAPES:
             self._store.clear()
-        self._store[full] = (anchors, "".join(events), (), "")
+            self._texts.clear()  # a stand-in printed before this is then not expanded
+        if entry[3]:
+            self._texts[entry[3]] = entry[1]
+        self._store[full] = entry
+
+
+class IncludeGenerator(CodeGenerator):
+    """Jinja's code generator with ``{% include "name" %}`` (a constant name, with context)
+    compiled to ``yield from environment.memo_include(...)``: a replayed card is then one
+    tuple, with no per-card generator chain, context copy or ``try``/``finally``."""
+
+    def visit_Include(self, node: nodes.Include, frame: Frame) -> None:
+        if node.ignore_missing or not node.with_context or self.environment.is_async \
+                or not isinstance(node.template, nodes.Const) \
+                or not isinstance(node.template.value, str):
+            super().visit_Include(node, frame)
+            return
+        into = "yield from " if frame.buffer is None else f"{frame.buffer}.extend("
+        self.writeline(f"{into}environment.memo_include(context, ", node)
+        self.visit(node.template, frame)
+        self.write(f", {self.name!r}, {self.dump_local_context(frame)})")
+        if frame.buffer is not None:
+            self.write(")")
+
+
+class RecordingGenerator(IncludeGenerator, FinalizeGenerator):
+    """The recording environment's: memoized includes and values printed as finalized."""
 
 
 class FastEnvironment(Environment):
@@ -157,6 +175,15 @@ class FastEnvironment(Environment):
         self._memo_names: dict[str, Any] = {}
         self._memo_store: dict[Any, Entry] = {}
         self._memo_texts: dict[str, str] = {}  # stand-in -> marked text
+
+    def memo_include(self, context: Any, name: str, parent: str, locals: Any) -> Iterable[str]:
+        """What ``IncludeGenerator`` compiles an include to: Jinja's own include, but a
+        memoized partial answers without a new context or a generator."""
+        template = self.get_template(name, parent)
+        if type(template) is _MemoTemplate:
+            return template.include(context.get_all(), True, locals)
+        return template.root_render_func(  # type: ignore[no-any-return]
+            template.new_context(context.get_all(), True, locals))
 
     def expand(self, marked: str) -> str | None:
         """``marked`` with every card stand-in put back as the marked text it stands for;

@@ -45,10 +45,9 @@ from markupsafe import Markup
 
 from digest.errors import TemplateError
 from digest.models import Digest, DigestItem, LeftOut, Paper, Pick, Reason, RenderedEmail, Where
-from digest.render._memo import FastEnvironment
+from digest.render._memo import FastEnvironment, IncludeGenerator, RecordingGenerator
 from digest.render._record import (
     CARD_MARKUP,
-    FinalizeGenerator,
     clean_value,
     compile_mjml,
     guard_filter,
@@ -469,9 +468,10 @@ class Renderer:
         env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
         if fast:
             env.filters = {name: guard_filter(f) for name, f in env.filters.items()}
-            env.code_generator_class = FinalizeGenerator  # record_finalize prints as is
         if isinstance(env, FastEnvironment):
             env.setup_memo(_card_key, _CARD_READS)
+            # memoized includes; record_finalize prints as is
+            env.code_generator_class = RecordingGenerator if fast else IncludeGenerator
         return env
 
     # ---------------------------------------------------------------- public
