@@ -173,13 +173,20 @@ class FastEnvironment(Environment):
         self._memo_key, self._memo_allowed = key, allowed
         self._memo_on = True
         self._memo_names: dict[str, Any] = {}
+        self._memo_includes: dict[tuple[str, str], Any] = {}  # (name, parent) -> template
         self._memo_store: dict[Any, Entry] = {}
         self._memo_texts: dict[str, str] = {}  # stand-in -> marked text
 
     def memo_include(self, context: Any, name: str, parent: str, locals: Any) -> Iterable[str]:
         """What ``IncludeGenerator`` compiles an include to: Jinja's own include, but a
         memoized partial answers without a new context or a generator."""
-        template = self.get_template(name, parent)
+        template = self._memo_includes.get((name, parent))
+        if template is None:
+            template = self.get_template(name, parent)
+            if not self.auto_reload:  # as get_template: found once, the same for good
+                if len(self._memo_includes) >= MAX_SHAPES:
+                    self._memo_includes.clear()
+                self._memo_includes[(name, parent)] = template
         if type(template) is _MemoTemplate:
             return template.include(context.get_all(), True, locals)
         return template.root_render_func(  # type: ignore[no-any-return]

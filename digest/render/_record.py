@@ -132,6 +132,7 @@ class _Recorder(threading.local):
 
 
 _RECORDER = _Recorder()
+_ESCAPED: dict[str, Markup] = {}  # plain str -> escape(str); races only escape twice
 
 
 @pass_eval_context
@@ -153,7 +154,17 @@ def record_finalize(eval_ctx: EvalContext, value: Any) -> Any:
         return value  # rendered output holding markers (caller(), a macro): pass it through
     value = clean_value(value)
     current = parts[-1]
-    current.append(escape(value) if eval_ctx.autoescape else str(value))
+    if not eval_ctx.autoescape:
+        current.append(str(value))
+    elif type(value) is str:  # most values recur in many emails (names, dates, topics)
+        escaped = _ESCAPED.get(value)
+        if escaped is None:
+            if len(_ESCAPED) >= 8192:
+                _ESCAPED.clear()
+            escaped = _ESCAPED[value] = escape(value)
+        current.append(escaped)
+    else:
+        current.append(escape(value))
     n = len(current) - 1
     return _MARKERS[n] if n < len(_MARKERS) else Markup(f"\x02{n}\x03")
 

@@ -349,13 +349,11 @@ def _whole_tokens(text: str, *pieces: str) -> bool:
 
 def _fill(program: Program, own: Shaped, head: Shaped, tail: Shaped) -> str:
     # values as compile_mjml's seven_bit_html writes them (fits_seven_bit vouches for it)
+    values = {"h": head.values, "t": tail.values, "c": own.values}
     out: list[str] = []
     for literal, kind, index in program:
         out.append(literal)
-        if kind == "h":
-            out.append(ascii_text(head.values[index]))
-        elif kind == "t":
-            out.append(ascii_text(tail.values[index]))
-        elif kind == "c":
-            out.append(ascii_text(own.values[index]))
+        if kind:
+            value = values[kind][index]
+            out.append(value if value.isascii() else ascii_text(value))
     return "".join(out)

@@ -30,6 +30,7 @@ from digest.models import (
 )
 from digest.render import Renderer, left_out
 from digest.render._record import seven_bit_html
+from digest.render._shapes import Shaper
 from digest.render._renderer import context, day, http_url, short_authors
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -499,6 +500,49 @@ def test_card_memo_keys_per_subscriber_values(tmp_path: Path) -> None:
     for d in real_digests():
         assert fast.render(d).html == full.render(d).html
     assert fast.fast_env._memo_store  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cards", [
+    # the include captured in a {% set %} block, then printed
+    "{% for card in cards %}{{ card_marker }}{% set x %}{% include '_paper.mjml' %}"
+    "{% endset %}{{ x }}{% endfor %}{{ card_marker }}",
+    # inside a macro (its output is a buffer too)
+    "{% macro one(card) %}{% include '_paper.mjml' %}{% endmacro %}"
+    "{% for card in cards %}{{ card_marker }}{{ one(card) }}{% endfor %}{{ card_marker }}",
+    # a name chosen at render time: Jinja's own include code around the memo
+    "{% for card in cards %}{{ card_marker }}{% include ['_paper.mjml'] %}{% endfor %}"
+    "{{ card_marker }}",
+    "{% for card in cards %}{{ card_marker }}{% include '_paper.mjml' ignore missing %}"
+    "{% endfor %}{{ card_marker }}",
+])
+def test_card_memo_replays_wherever_the_include_is_printed(tmp_path: Path, cards: str) -> None:
+    (tmp_path / "digest.mjml").write_text(
+        '{% extends "stock/digest.mjml" %}{% block cards %}' + cards + "{% endblock %}")
+    (tmp_path / "digest.txt").write_text(
+        "{% for card in cards %}{% set x %}{% include 'stock/_paper.txt' %}{% endset %}"
+        "{{ x }}|{% include '_paper.txt' %}{% endfor %}\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in real_digests() * 2:  # the second time round every card is replayed
+        assert fast.render(d) == full.render(d)
+    assert fast.text_env._memo_store  # type: ignore[attr-defined]
+    # a name picked from a list goes to Jinja's select_template, which the memo never sees
+    assert bool(fast.fast_env._memo_store) == ("['" not in cards)  # type: ignore[attr-defined]
+
+
+def test_card_stand_in_no_longer_known_compiles_in_full() -> None:
+    # the memo started over after a card was printed as its stand-in: the shaper cannot
+    # expand it and the email is compiled in full, with the same output
+    fast, full = Renderer(), Renderer(fast=False)
+    digests = real_digests()
+    for d in digests:
+        fast.render(d)
+    fast.fast_env._memo_texts.clear()  # type: ignore[attr-defined]
+    fast.shaper = Shaper()  # forgets the parts it knew by their stand-ins
+    compiles = fast.cache.compiles
+    for d in digests:
+        assert fast.render(d) == full.render(d)
+    assert fast.cache.compiles == compiles  # compile_mjml in full does not count here
+    assert fast.fast_env.expand("a\x02m999999999\x03b") is None  # type: ignore[attr-defined]
 
 
 def test_card_partial_reading_the_email_is_not_memoized(tmp_path: Path) -> None:
