@@ -27,9 +27,11 @@ _STAND_IN = re.compile("\x02m(\\d+)\x03")
 _SERIAL = itertools.count()
 Entry = tuple[tuple[Any, ...], str, tuple[str, ...], str]  # anchors, text, values, stand-in
 
-# Card key: (hashable key, objects the key names by identity). The renderer supplies it, since
-# it knows which of a card's attributes are per paper and which are per subscriber.
-CardKey = Callable[[Any, tuple[str, ...]], "tuple[tuple[Any, ...], tuple[Any, ...]] | None"]
+# Card key: given the attributes a partial reads, a function of the card giving (hashable key,
+# objects the key names by identity). The renderer supplies it, since it knows which of a
+# card's attributes are per paper and which are per subscriber.
+CardKey = Callable[[tuple[str, ...]],
+                   Callable[[Any], "tuple[tuple[Any, ...], tuple[Any, ...]] | None"]]
 _IMPURE = frozenset({"random", "shuffle"})
 _OPAQUE = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Block,
            nodes.Macro, nodes.CallBlock, nodes.Call, nodes.Scope, nodes.ScopedEvalContextModifier,
@@ -80,7 +82,7 @@ class _MemoTemplate:
 
     def __init__(self, template: Template, reads: tuple[str, ...], key: CardKey,
                  store: dict[Any, Entry], texts: dict[str, str]) -> None:
-        self._template, self._reads, self._key, self._store = template, reads, key, store
+        self._template, self._key, self._store = template, key(reads), store
         self._texts = texts
 
     def __getattr__(self, name: str) -> Any:
@@ -103,7 +105,7 @@ class _MemoTemplate:
         replayed card as a one-item tuple (no generator, no context), else a render."""
         template = self._template
         card = locals.get("card") if locals else None
-        found = None if card is None else self._key(card, self._reads)
+        found = None if card is None else self._key(card)
         if found is None:
             return template.root_render_func(template.new_context(vars, shared, locals))
         key, anchors = found

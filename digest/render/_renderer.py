@@ -336,14 +336,20 @@ def _per_card(reads: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
     return attrgetter(*names)
 
 
-def _card_key(card: Any, reads: tuple[str, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
-    """The part memo's key for ``card``: the paper and summary by identity (kept alive by
-    the memo so an id is never reused while its entry lives) plus the per-subscriber values
-    the partial reads."""
-    if type(card) is not Card:
-        return None
-    paper, summary = card.item.pick.paper, card.item.summary
-    return (id(paper), id(summary), *_per_card(reads)(card)), (paper, summary)
+def _card_key(reads: tuple[str, ...]
+              ) -> Callable[[Any], tuple[tuple[Any, ...], tuple[Any, ...]] | None]:
+    """The part memo's key for a partial reading ``reads``, as a function of the card: the
+    paper and summary by identity (kept alive by the memo so an id is never reused while its
+    entry lives) plus the per-subscriber values the partial reads."""
+    per_card = _per_card(reads)
+
+    def key(card: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+        if type(card) is not Card:
+            return None
+        item = card.item
+        paper, summary = item.pick.paper, item.summary
+        return (id(paper), id(summary), *per_card(card)), (paper, summary)
+    return key
 
 
 def _topics(cards: Sequence[Card]) -> tuple[str, ...]:
