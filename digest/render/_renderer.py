@@ -173,24 +173,9 @@ def _view(paper: Paper) -> _PaperView:
     return _PaperView(url, tuple(links), short_authors(paper.authors))
 
 
-# id(paper) -> (paper, view): papers are frozen and shared by every email of a run; holding the
-# paper keeps its id from being reused while the entry lives. Races only compute a view twice.
-_VIEWS: dict[int, tuple[Paper, _PaperView]] = {}
-
-
-# the same for a pick's reasons (the selector shares picks and their reasons across subscribers)
-_REASONS: dict[int, tuple[tuple[Reason, ...], "_ReasonView"]] = {}
-
-
-def _paper_view(paper: Paper) -> _PaperView:
-    hit = _VIEWS.get(id(paper))
-    if hit is not None and hit[0] is paper:
-        return hit[1]
-    view = _view(paper)
-    if len(_VIEWS) >= 8192:  # a daemon sees new papers every day: keep memory bounded
-        _VIEWS.clear()
-    _VIEWS[id(paper)] = (paper, view)
-    return view
+# One view per distinct paper (and below, per distinct reasons tuple), shared by every email of
+# a run; bounded, since a daemon sees new papers every day.
+_paper_view = functools.lru_cache(maxsize=8192)(_view)
 
 
 @dataclass(frozen=True)
@@ -208,6 +193,7 @@ def _term_key(term: str) -> str:
     return folded[:-1] if len(folded) > 3 and folded.endswith("s") else folded
 
 
+@functools.lru_cache(maxsize=8192)
 def _reason_view(reasons: tuple[Reason, ...]) -> _ReasonView:
     if reasons and all(r.via == "like" for r in reasons):  # a "you may also like" paper
         texts = tuple(dict.fromkeys(str(r) for r in reasons))
@@ -249,47 +235,44 @@ class Card:
     @property
     def url(self) -> str | None:
         """The title link: the paper's page, else its arXiv abs page, else the HF page."""
-        return _paper_view(self.item.pick.paper).url
+        return self._paper.url
 
     @property
     def links(self) -> tuple[Link, ...]:
         """The secondary links (HF page, PDF, code, project), deduplicated against the title."""
-        return _paper_view(self.item.pick.paper).links
+        return self._paper.links
 
     @property
     def authors(self) -> str:
-        return _paper_view(self.item.pick.paper).authors
+        return self._paper.authors
 
     @property
     def claims(self) -> tuple[str, ...]:
         return self.item.summary.claims
 
-    def _reasons(self) -> _ReasonView:
-        reasons = self.item.pick.reasons
-        hit = _REASONS.get(id(reasons))
-        if hit is not None and hit[0] is reasons:
-            return hit[1]
-        view = _reason_view(reasons)
-        if len(_REASONS) >= 8192:
-            _REASONS.clear()
-        _REASONS[id(reasons)] = (reasons, view)
-        return view
+    @functools.cached_property
+    def _reason(self) -> _ReasonView:
+        return _reason_view(self.item.pick.reasons)
+
+    @functools.cached_property
+    def _paper(self) -> _PaperView:
+        return _paper_view(self.item.pick.paper)
 
     @property
     def reasons(self) -> tuple[str, ...]:
         """Every distinct reason, as "matched: x in title"."""
-        return self._reasons().texts
+        return self._reason.texts
 
     @property
     def tags(self) -> tuple[str, ...]:
         """One short tag per matched topic: "Quantization · in title"."""
-        return self._reasons().tags
+        return self._reason.tags
 
     @property
     def matched(self) -> str:
         """The reasons on one line, each term once (singular and plural are one term):
         "matched: llm, agents in title; diffusion in abstract"."""
-        return self._reasons().matched
+        return self._reason.matched
 
     @property
     def topics(self) -> tuple[str, ...]:
