@@ -33,7 +33,7 @@ from digest.errors import (
     SenderRefusedError,
     TransportError,
 )
-from digest.ledger import SendLock, check_new_ledger, open_ledger, open_send_lock
+from digest.ledger import LedgerStore, SendLock, check_new_ledger, open_ledger, open_send_lock
 from digest.models import (
     Config,
     Delivery,
@@ -241,15 +241,11 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
     ``subscribers``, read one at a time. What the ledger knows of each (history, feedback,
     preferences) is asked per address as it comes, never read whole: those tables grow with
     the list."""
-    env = {} if environ is None else environ
-    secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
-    if renderer is None:
-        from digest.render import Renderer  # the heavy MJML import only when sending
-        renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
     ledger = open_ledger(settings.database)
     try:
-        summaries = LazySummaries(paper_list, settings.summary_chars)  # once per paper, on demand
         selector = Selector(paper_list)
+        run = _process_run(settings, ledger, paper_list, now, environ, retry,
+                           renderer=renderer, selector=selector, dry_run=dry_run)
         # the rows earlier runs left to finish: as many as failed then, not one per subscriber
         pending = {(r.email, r.edition) for r in ledger.pending()}
         owed = {email for email, _edition in pending}
@@ -282,15 +278,28 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
                     sub, known, ledger.feedback_for(email),  # digest feedback
                     with_cut=bool(settings.base_url)))
 
-        run = EditionRun(ledger=ledger, renderer=renderer, settings=settings,
-                         summaries=summaries, now=now, selector=selector,
-                         unsubscribe_secret=secret, retry=retry, dry_run=dry_run,
-                         # one per shard: a shard's run sees its own recipients in a row
-                         streak=RefusalStreak())
         return _run(jobs(), factory, run, paper_list=paper_list, force=force,
                     progress=progress, stop=stop or threading.Event())
     finally:
         ledger.close()
+
+
+def _process_run(settings: Settings, ledger: LedgerStore, paper_list: tuple[Paper, ...],
+                 now: datetime, environ: Mapping[str, str] | None, retry: RetryPolicy, *,
+                 renderer: EmailRenderer | None = None, selector: Selector | None = None,
+                 dry_run: bool = False) -> EditionRun:
+    """What one process's deliveries share: the renderer and selector (made here unless
+    given), the summaries (once per paper, on demand), the unsubscribe secret, and a refusal
+    streak of its own (a shard's run sees its own recipients in a row)."""
+    env = {} if environ is None else environ
+    secret = env.get(settings.unsubscribe_secret_env) if settings.unsubscribe_secret_env else None
+    if renderer is None:
+        from digest.render import Renderer  # the heavy MJML import only when sending
+        renderer = Renderer(settings.templates, max_bytes=settings.max_email_bytes)
+    return EditionRun(ledger=ledger, renderer=renderer, settings=settings,
+                      summaries=LazySummaries(paper_list, settings.summary_chars), now=now,
+                      selector=selector or Selector(paper_list), unsubscribe_secret=secret,
+                      retry=retry, dry_run=dry_run, streak=RefusalStreak())
 
 
 class _EventLike(Protocol):
@@ -719,17 +728,9 @@ def _stream_shard_main(settings: Settings, paper_list: tuple[Paper, ...], now: d
             yield _Job(item[0], item[1], None)
 
     def body() -> None:
-        from digest.render import Renderer
-
-        secret = environ.get(mine.unsubscribe_secret_env) \
-            if mine.unsubscribe_secret_env else None
         ledger = open_ledger(mine.database)
         try:
-            run = EditionRun(ledger=ledger, renderer=Renderer(
-                mine.templates, max_bytes=mine.max_email_bytes), settings=mine,
-                summaries=LazySummaries(paper_list, mine.summary_chars), now=now,
-                selector=Selector(paper_list), unsubscribe_secret=secret, retry=retry,
-                streak=RefusalStreak())
+            run = _process_run(mine, ledger, paper_list, now, environ, retry)
             _run(jobs(), open_transport(mine, environ), run, paper_list=paper_list,
                  force=False, progress=report, stop=guard)
         finally:
