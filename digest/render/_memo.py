@@ -3,14 +3,19 @@
 ``card_reads`` proves on a partial's syntax tree that it reads only ``card`` values;
 ``FastEnvironment`` memoizes such partials (docs/render.md): with their recorded values
 inside a recorded render (the HTML), as plain output otherwise (the text part).
+``card_plan`` goes further: a printed expression of per-subscriber values only (``{{ card.rank
+}}``) is a *hole*, filled per card on replay, and a test of them only (``{% if card.tags %}``)
+keys the memo by its truth, so a card is rendered once per paper, not once per subscriber.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
-from operator import is_
+from dataclasses import dataclass
+from operator import attrgetter, is_
 from typing import Any
 
 from jinja2 import Environment, Template, TemplateNotFound, meta, nodes
@@ -25,7 +30,6 @@ from digest.render._record import _RECORDER, MAX_SHAPES, FinalizeGenerator
 # and the shaper splits and hashes, a few bytes per card instead of its whole marked text.
 _STAND_IN = re.compile("\x02m(\\d+)\x03")
 _SERIAL = itertools.count()
-Entry = tuple[tuple[Any, ...], str, tuple[str, ...], str]  # anchors, text, values, stand-in
 
 # Card key: given the attributes a partial reads, a function of the card giving (hashable key,
 # objects the key names by identity). The renderer supplies it, since it knows which of a
@@ -66,6 +70,115 @@ def card_reads(env: Environment, source: str, allowed: frozenset[str]) -> tuple[
     return tuple(sorted(read))
 
 
+# Filters that fetch attributes by name: on a str value, an attribute is a bound method whose
+# text names its address, so a hole or test using them is not a function of the values.
+_BY_NAME = frozenset({"attr", "map", "groupby", "selectattr", "rejectattr"})
+_HOLE = re.compile("\x02h(\\d+)\x03")  # a hole as the skeleton prints it
+_HOLE_NAME = "_memo_hole"
+
+
+@dataclass(frozen=True)
+class CardPlan:
+    """How a card partial is memoized. ``reads``: the attributes whose values key the memo
+    (per paper by identity, per subscriber by value). ``tests``: expressions of per-subscriber
+    values only that decide control flow, keying the memo by their truth. ``holes``: printed
+    expressions of per-subscriber values only, each printed as ``_memo_hole<i>`` in
+    ``skeleton`` (None without holes) and filled in per card. Each test and hole comes with
+    the attributes it reads: its value is a function of theirs."""
+
+    reads: tuple[str, ...]
+    tests: tuple[tuple[nodes.Expr, tuple[str, ...]], ...] = ()
+    holes: tuple[tuple[nodes.Expr, tuple[str, ...]], ...] = ()
+    skeleton: nodes.Template | None = None
+
+
+def _card_only(expr: nodes.Node, per_card: frozenset[str]) -> tuple[str, ...] | None:
+    """The per-subscriber attributes ``expr`` reads when its value is a function of theirs
+    alone (no other name, no per-paper value, no attribute fetched by name); else None."""
+    attrs: set[str] = set()
+    for node in (expr, *expr.find_all(nodes.Node)):
+        if isinstance(node, nodes.Name):
+            if node.name != "card":
+                return None
+        elif isinstance(node, nodes.Getattr):
+            if not (isinstance(node.node, nodes.Name) and node.node.name == "card"
+                    and node.attr in per_card):
+                return None
+            attrs.add(node.attr)
+        elif isinstance(node, nodes.Getitem):
+            # an index or a slice; a name would fall back to getattr (a bound method)
+            if not isinstance(node.arg, nodes.Slice) and not (
+                    isinstance(node.arg, nodes.Const) and type(node.arg.value) is int):
+                return None
+        elif isinstance(node, nodes.Filter):
+            if node.name in _BY_NAME or any(k.key == "attribute" for k in node.kwargs):
+                return None
+    return tuple(sorted(attrs)) or None
+
+
+def card_plan(env: Environment, source: str, allowed: frozenset[str],
+              per_card: frozenset[str]) -> CardPlan | None:
+    """How to memoize a partial (``CardPlan``), or None when it cannot be (``card_reads``).
+    Holes and tests are only taken where nothing can see the printed text but the output
+    (no ``{% filter %}`` or ``{% set %}`` block) and the source cannot hold a hole's text."""
+    reads = card_reads(env, source, allowed)
+    if reads is None:
+        return None
+    plain = CardPlan(reads)
+    ast = env.parse(source)
+    if "\x02" in source or "\x03" in source \
+            or any(True for _ in ast.find_all((nodes.FilterBlock, nodes.AssignBlock))) \
+            or any(n.name.startswith(_HOLE_NAME) for n in ast.find_all(nodes.Name)):
+        return plain
+    holes: list[tuple[nodes.Expr, tuple[str, ...]]] = []
+    for output in list(ast.find_all(nodes.Output)):
+        for j, child in enumerate(output.nodes):
+            if isinstance(child, nodes.TemplateData):
+                continue
+            attrs = _card_only(child, per_card)
+            if attrs is not None:
+                holes.append((copy.deepcopy(child, {id(env): env}), attrs))
+                output.nodes[j] = nodes.Name(f"{_HOLE_NAME}{len(holes) - 1}", "load",
+                                             lineno=child.lineno)
+    tests: list[tuple[nodes.Expr, tuple[str, ...]]] = []
+    taken: set[int] = set()  # nodes inside a test: their reads are keyed by its truth
+    branches: list[nodes.If | nodes.CondExpr] = [*ast.find_all(nodes.If),
+                                                 *ast.find_all(nodes.CondExpr)]
+    for node in branches:
+        test = node.test
+        if not isinstance(test, nodes.Expr) or id(test) in taken:
+            continue
+        attrs = _card_only(test, per_card)
+        if attrs is not None:
+            tests.append((copy.deepcopy(test, {id(env): env}), attrs))
+            taken.update(id(n) for n in (test, *test.find_all(nodes.Node)))
+    if not holes and not tests:
+        return plain
+    keyed = {node.attr for node in ast.find_all(nodes.Getattr)
+             if isinstance(node.node, nodes.Name) and node.node.name == "card"
+             and (node.attr not in per_card or id(node) not in taken)}
+    return CardPlan(tuple(sorted(keyed)), tuple(tests), tuple(holes),
+                    ast if holes else None)
+
+
+class _Token:
+    """What the skeleton prints for hole ``i``: a token, counted each time it is printed
+    (``str`` for a plain print, ``__html__`` under autoescape; exactly one per print)."""
+
+    __slots__ = ("text", "count")
+
+    def __init__(self, i: int) -> None:
+        self.text, self.count = f"\x02h{i}\x03", 0
+
+    def __str__(self) -> str:
+        self.count += 1
+        return self.text
+
+    def __html__(self) -> str:
+        self.count += 1
+        return self.text
+
+
 class _Pending:
     """What ``new_context`` was given, kept until a memo miss needs a real context."""
 
@@ -75,15 +188,62 @@ class _Pending:
         self.vars, self.shared, self.locals = vars, shared, locals
 
 
+class _Entry:
+    """One memoized card: the paper and summary it names by identity (``anchors``), its
+    output (a plain render) or marked text and recorded values (a recorded one), its
+    stand-in, and its holes: for a recorded render (position among the values, hole),
+    for a plain one the hole after each piece of ``pieces``."""
+
+    __slots__ = ("anchors", "text", "values", "stand_in", "holes", "pieces")
+
+    def __init__(self, anchors: tuple[Any, ...], text: str, values: tuple[str, ...],
+                 stand_in: str, holes: tuple[tuple[int, int], ...] = (),
+                 pieces: tuple[str, ...] = ()) -> None:
+        self.anchors, self.text, self.values, self.stand_in = anchors, text, values, stand_in
+        self.holes, self.pieces = holes, pieces
+
+
+_NOT_CACHED = object()
+
+
 class _MemoTemplate:
     """A partial whose recorded output (marked text and values) depends only on the card it
     is included for: rendered once per distinct card key and marker offset, replayed after.
-    Anything but an ``include`` (``render``, ``extends``) goes to the real template."""
+    With a ``CardPlan``'s holes the key leaves out the printed per-subscriber values (the
+    skeleton is rendered once, each card's values filled in) and with its tests it holds
+    their truth instead of the values they read. Anything but an ``include`` (``render``,
+    ``extends``) goes to the real template."""
 
-    def __init__(self, template: Template, reads: tuple[str, ...], key: CardKey,
-                 store: dict[Any, Entry], texts: dict[str, str]) -> None:
-        self._template, self._key, self._store = template, key(reads), store
-        self._texts = texts
+    def __init__(self, template: Template, plan: CardPlan, key: CardKey,
+                 env: FastEnvironment) -> None:
+        self._template, self._store = template, env._memo_store
+        self._texts, self._values = env._memo_texts, env._memo_values
+        self._skeleton: Template | None = None
+        self._tests: tuple[tuple[Callable[[Any], Any], Template], ...] = ()
+        self._holes: tuple[tuple[Callable[[Any], Any], Template], ...] = ()
+        if plan.tests or plan.holes:
+            try:
+                self._tests = tuple((attrgetter(*reads), self._compiled(env, nodes.Assign(
+                    nodes.Name("result", "store"), expr, lineno=expr.lineno)))
+                    for expr, reads in plan.tests)
+                self._holes = tuple((attrgetter(*reads), self._compiled(env, nodes.Output(
+                    [expr], lineno=expr.lineno))) for expr, reads in plan.holes)
+                if plan.skeleton is not None:
+                    self._skeleton = self._compiled(env, plan.skeleton)
+            except Exception:  # anything the compiler refuses: the values join the key
+                self._tests, self._holes, self._skeleton = (), (), None
+                plan = CardPlan(tuple(sorted({*plan.reads, *(
+                    r for _, reads in plan.tests + plan.holes for r in reads)})))
+        self._key = key(plan.reads)
+
+    def _compiled(self, env: Environment, node: nodes.Node) -> Template:
+        """``node`` (a statement, or the skeleton) compiled as the partial itself is: same
+        environment, name (so the same autoescape) and file."""
+        template = self._template
+        body = node if isinstance(node, nodes.Template) else nodes.Template([node], lineno=1)
+        body.set_environment(env)
+        code = env.compile(body, template.name, template.filename)
+        return env.template_class.from_code(env, code, template.globals)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._template, name)
@@ -109,16 +269,160 @@ class _MemoTemplate:
         if found is None:
             return template.root_render_func(template.new_context(vars, shared, locals))
         key, anchors = found
+        if self._tests:
+            truth = self._truth(card)
+            if truth is None:
+                return template.root_render_func(template.new_context(vars, shared, locals))
+            key = (key, truth)
         parts = _RECORDER.parts
         offset = -1 if parts is None else len(parts[-1])  # -1: a plain render (text part)
         full = (id(template), offset, key)
         hit = self._store.get(full)
-        if hit is not None and len(hit[0]) == len(anchors) and all(map(is_, hit[0], anchors)):
-            if parts is None:
-                return (hit[1],)
-            parts[-1].extend(hit[2])
-            return (hit[3],)
+        if hit is not None and len(hit.anchors) == len(anchors) \
+                and all(map(is_, hit.anchors, anchors)):
+            if not self._holes:
+                if parts is None:
+                    return (hit.text,)
+                parts[-1].extend(hit.values)
+                return (hit.stand_in,)
+            replayed = self._replay(hit, card, parts)
+            if replayed is not None:
+                return replayed
+            return template.root_render_func(template.new_context(vars, shared, locals))
+        if self._skeleton is not None:
+            return self._miss_skeleton(vars, shared, locals, card, full, anchors)
         return self._miss(template.new_context(vars, shared, locals), full, anchors)
+
+    # ---------------------------------------------------------------- holes and tests
+
+    def _value(self, n: int, values: Any, run: Callable[[], Any], printed: bool) -> Any:
+        """Test or hole ``n``'s result for the attribute values ``values``, worked out by
+        ``run`` once per distinct values; _NOT_CACHED when it cannot be vouched for. A
+        printed hole in a recorded render gives the value it records."""
+        memo = self._values
+        try:
+            known = memo.get((self, n, values), _NOT_CACHED)
+        except TypeError:  # an unhashable value
+            return _NOT_CACHED
+        if known is not _NOT_CACHED:
+            return known
+        saved = _RECORDER.parts, _RECORDER.tainted
+        scratch: list[list[str]] = [[]]
+        _RECORDER.parts, _RECORDER.tainted = (None if saved[0] is None else scratch), False
+        try:
+            found = run()
+        except Exception:  # the real render raises it (or not, if it never gets there)
+            return _NOT_CACHED
+        else:
+            if _RECORDER.tainted:  # a filter saw marked text: the real render will too
+                return _NOT_CACHED
+            if printed and saved[0] is not None:
+                # a recorded print leaves one marker and records one value
+                if found != "\x020\x03" or len(scratch) != 1 or len(scratch[0]) != 1:
+                    return _NOT_CACHED
+                found = scratch[0][0]
+        finally:
+            _RECORDER.parts, _RECORDER.tainted = saved
+        if len(memo) >= 64 * MAX_SHAPES:
+            memo.clear()
+        memo[(self, n, values)] = found
+        return found
+
+    def _truth(self, card: Any) -> tuple[bool, ...] | None:
+        out = []
+        for n, (get, test) in enumerate(self._tests):
+            def run(test: Template = test) -> Any:
+                context = test.new_context({"card": card}, True)
+                for _ in test.root_render_func(context):
+                    pass
+                return bool(context.vars["result"])
+            truth = self._value(-1 - n, get(card), run, False)
+            if truth is _NOT_CACHED:
+                return None
+            out.append(truth)
+        return tuple(out)
+
+    def _filled(self, card: Any) -> list[str] | None:
+        """Each hole's printed text (a plain render) or recorded value, for ``card``."""
+        out = []
+        for n, (get, hole) in enumerate(self._holes):
+            def run(hole: Template = hole) -> Any:
+                return hole.environment.concat(
+                    hole.root_render_func(hole.new_context({"card": card}, True)))
+            value = self._value(n, get(card), run, True)
+            if value is _NOT_CACHED:
+                return None
+            out.append(value)
+        return out
+
+    def _replay(self, entry: _Entry, card: Any, parts: list[list[str]] | None
+                ) -> tuple[str] | None:
+        filled = self._filled(card)
+        if filled is None:
+            return None
+        if parts is None:
+            pieces = entry.pieces
+            out = [pieces[0]]
+            for (_, hole), piece in zip(entry.holes, pieces[1:]):
+                out.append(filled[hole])
+                out.append(piece)
+            return ("".join(out),)
+        values = list(entry.values)
+        for at, hole in entry.holes:
+            values[at] = filled[hole]
+        parts[-1].extend(values)
+        return (entry.stand_in,)
+
+    def _miss_skeleton(self, vars: Any, shared: bool, locals: Any, card: Any,
+                       full: tuple[Any, ...], anchors: tuple[Any, ...]) -> Iterable[str]:
+        """Render the skeleton (holes printed as tokens), keep it, and fill it for ``card``;
+        whatever does not add up renders the partial itself."""
+        template, skeleton = self._template, self._skeleton
+        assert skeleton is not None
+        parts = _RECORDER.parts
+        count = 0 if parts is None else len(parts)
+        start = 0 if parts is None else len(parts[-1])
+        tainted = _RECORDER.tainted
+        tokens = [_Token(n) for n in range(len(self._holes))]
+        entry = None
+        try:
+            text = skeleton.environment.concat(
+                skeleton.root_render_func(skeleton.new_context(vars, shared, {
+                    **locals, **{f"{_HOLE_NAME}{n}": t for n, t in enumerate(tokens)}})))
+        except Exception:  # the partial itself raises it, from its own line
+            text = None
+        if text is None or _RECORDER.tainted:
+            pass
+        elif parts is None:
+            split = _HOLE.split(text)
+            holes = tuple((0, int(h)) for h in split[1::2])
+            if all(t.count == sum(1 for _, h in holes if h == n)
+                   for n, t in enumerate(tokens)):
+                entry = _Entry(anchors, "", (), "", holes, tuple(split[0::2]))
+        elif _RECORDER.parts is parts and len(parts) == count and "\x02h" not in text:
+            values = tuple(parts[-1][start:])
+            holes = tuple((at, int(m.group(1))) for at, value in enumerate(values)
+                          if (m := _HOLE.fullmatch(value)) is not None)
+            if all(t.count == sum(1 for _, h in holes if h == n)
+                   for n, t in enumerate(tokens)):
+                entry = _Entry(anchors, text, values, f"\x02m{next(_SERIAL)}\x03", holes)
+        if parts is not None:
+            del parts[-1][start:]
+        _RECORDER.tainted = tainted
+        if entry is not None:
+            self._keep(full, entry)
+            replayed = self._replay(entry, card, parts)
+            if replayed is not None:
+                return replayed
+        return template.root_render_func(template.new_context(vars, shared, locals))
+
+    def _keep(self, full: tuple[Any, ...], entry: _Entry) -> None:
+        if len(self._store) >= 8 * MAX_SHAPES:
+            self._store.clear()
+            self._texts.clear()  # a stand-in printed before this is then not expanded
+        if entry.stand_in:
+            self._texts[entry.stand_in] = entry.text
+        self._store[full] = entry
 
     def _miss(self, context: Any, full: tuple[Any, ...], anchors: tuple[Any, ...]
               ) -> Iterator[str]:
@@ -129,19 +433,14 @@ class _MemoTemplate:
             events.append(event)
             yield event
         if parts is None:  # a plain render: only the output is replayed
-            entry: Entry = (anchors, "".join(events), (), "")
+            entry = _Entry(anchors, "".join(events), (), "")
         elif not _RECORDER.tainted and _RECORDER.parts is parts and len(parts) == count:
             text = "".join(events)
-            stand_in = f"\x02m{next(_SERIAL)}\x03"
-            entry = (anchors, text, tuple(parts[-1][full[1]:]), stand_in)
+            entry = _Entry(anchors, text, tuple(parts[-1][full[1]:]),
+                           f"\x02m{next(_SERIAL)}\x03")
         else:
             return
-        if len(self._store) >= 8 * MAX_SHAPES:
-            self._store.clear()
-            self._texts.clear()  # a stand-in printed before this is then not expanded
-        if entry[3]:
-            self._texts[entry[3]] = entry[1]
-        self._store[full] = entry
+        self._keep(full, entry)
 
 
 class IncludeGenerator(CodeGenerator):
@@ -171,13 +470,17 @@ class FastEnvironment(Environment):
     """The fast path's Jinja environment: partials that only read per-card values
     (``card_reads``) are replayed from a memo instead of rendered for every email."""
 
-    def setup_memo(self, key: CardKey, allowed: frozenset[str]) -> None:
-        self._memo_key, self._memo_allowed = key, allowed
+    def setup_memo(self, key: CardKey, allowed: frozenset[str], per_card: frozenset[str]
+                   ) -> None:
+        """``allowed``: the card attributes a memoized partial may read; ``per_card``: those
+        among them that differ per subscriber (the rest are per paper and summary)."""
+        self._memo_key, self._memo_allowed, self._memo_per_card = key, allowed, per_card
         self._memo_on = True
         self._memo_names: dict[str, Any] = {}
         self._memo_includes: dict[tuple[str, str], Any] = {}  # (name, parent) -> template
-        self._memo_store: dict[Any, Entry] = {}
+        self._memo_store: dict[Any, _Entry] = {}
         self._memo_texts: dict[str, str] = {}  # stand-in -> marked text
+        self._memo_values: dict[Any, Any] = {}  # (partial, test or hole, values) -> result
 
     def memo_include(self, context: Any, name: str, parent: str, locals: Any) -> Iterable[str]:
         """What ``IncludeGenerator`` compiles an include to: Jinja's own include, but a
@@ -223,10 +526,10 @@ class FastEnvironment(Environment):
                 source = self.loader.get_source(self, name)[0]
             except TemplateNotFound:
                 source = None
-            reads = None if source is None else card_reads(self, source, self._memo_allowed)
-            if reads is not None:
-                wrapped = _MemoTemplate(template, reads, self._memo_key, self._memo_store,
-                                        self._memo_texts)
+            plan = None if source is None else card_plan(
+                self, source, self._memo_allowed, self._memo_per_card)
+            if plan is not None:
+                wrapped = _MemoTemplate(template, plan, self._memo_key, self)
         if not self.auto_reload:
             if len(self._memo_names) >= MAX_SHAPES:
                 self._memo_names.clear()

@@ -458,7 +458,7 @@ class Renderer:
         if fast:
             env.filters = {name: guard_filter(f) for name, f in env.filters.items()}
         if isinstance(env, FastEnvironment):
-            env.setup_memo(_card_key, _CARD_READS)
+            env.setup_memo(_card_key, _CARD_READS, _PER_CARD)
             # memoized includes; record_finalize prints as is
             env.code_generator_class = RecordingGenerator if fast else IncludeGenerator
         return env
