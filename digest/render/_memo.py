@@ -235,6 +235,10 @@ class _MemoTemplate:
                 plan = CardPlan(tuple(sorted({*plan.reads, *(
                     r for _, reads in plan.tests + plan.holes for r in reads)})))
         self._key = key(plan.reads)
+        # every attribute the tests and holes read, as one value: their results are kept
+        # for it (one lookup per card)
+        read = sorted({r for _, reads in plan.tests + plan.holes for r in reads})
+        self._combo = attrgetter(*read) if read and (self._tests or self._holes) else None
 
     def _compiled(self, env: Environment, node: nodes.Node) -> Template:
         """``node`` (a statement, or the skeleton) compiled as the partial itself is: same
@@ -269,28 +273,34 @@ class _MemoTemplate:
         if found is None:
             return template.root_render_func(template.new_context(vars, shared, locals))
         key, anchors = found
-        if self._tests:
-            truth = self._truth(card)
-            if truth is None:
-                return template.root_render_func(template.new_context(vars, shared, locals))
-            key = (key, truth)
+        filled: list[str] | None = None
+        if self._combo is not None:  # a partial with tests or holes: their results
+            try:
+                known = self._values.get((self, self._combo(card)))
+            except TypeError:  # an unhashable value
+                known = None
+            if known is None:
+                known = self._work_out(card)
+                if known is None:
+                    return template.root_render_func(
+                        template.new_context(vars, shared, locals))
+            truth, filled = known
+            if truth:
+                key = (key, truth)
         parts = _RECORDER.parts
         offset = -1 if parts is None else len(parts[-1])  # -1: a plain render (text part)
         full = (id(template), offset, key)
         hit = self._store.get(full)
         if hit is not None and len(hit.anchors) == len(anchors) \
                 and all(map(is_, hit.anchors, anchors)):
-            if not self._holes:
+            if filled is None or not hit.holes:
                 if parts is None:
-                    return (hit.text,)
+                    return (hit.text,) if not hit.pieces else (hit.pieces[0],)
                 parts[-1].extend(hit.values)
                 return (hit.stand_in,)
-            replayed = self._replay(hit, card, parts)
-            if replayed is not None:
-                return replayed
-            return template.root_render_func(template.new_context(vars, shared, locals))
-        if self._skeleton is not None:
-            return self._miss_skeleton(vars, shared, locals, card, full, anchors)
+            return self._replay(hit, filled, parts)
+        if self._skeleton is not None and filled is not None:
+            return self._miss_skeleton(vars, shared, locals, filled, full, anchors)
         return self._miss(template.new_context(vars, shared, locals), full, anchors)
 
     # ---------------------------------------------------------------- holes and tests
@@ -328,38 +338,40 @@ class _MemoTemplate:
         memo[(self, n, values)] = found
         return found
 
-    def _truth(self, card: Any) -> tuple[bool, ...] | None:
-        out = []
+    def _work_out(self, card: Any) -> tuple[tuple[bool, ...], list[str]] | None:
+        """The truth of each test and each hole's printed text (a plain render) or recorded
+        value for ``card``, kept for the values they read; None when one cannot be vouched
+        for (it raised, or saw marked text): the partial is then rendered in full."""
+        truth: list[bool] = []
+        filled: list[str] = []
         for n, (get, test) in enumerate(self._tests):
-            def run(test: Template = test) -> Any:
+            def run_test(test: Template = test) -> Any:
                 context = test.new_context({"card": card}, True)
                 for _ in test.root_render_func(context):
                     pass
                 return bool(context.vars["result"])
-            truth = self._value(-1 - n, get(card), run, False)
-            if truth is _NOT_CACHED:
+            found = self._value(-1 - n, get(card), run_test, False)
+            if found is _NOT_CACHED:
                 return None
-            out.append(truth)
-        return tuple(out)
-
-    def _filled(self, card: Any) -> list[str] | None:
-        """Each hole's printed text (a plain render) or recorded value, for ``card``."""
-        out = []
+            truth.append(found)
         for n, (get, hole) in enumerate(self._holes):
-            def run(hole: Template = hole) -> Any:
+            def run_hole(hole: Template = hole) -> Any:
                 return hole.environment.concat(
                     hole.root_render_func(hole.new_context({"card": card}, True)))
-            value = self._value(n, get(card), run, True)
-            if value is _NOT_CACHED:
+            found = self._value(n, get(card), run_hole, True)
+            if found is _NOT_CACHED:
                 return None
-            out.append(value)
-        return out
+            filled.append(found)
+        known = (tuple(truth), filled)
+        assert self._combo is not None
+        if len(self._values) >= 64 * MAX_SHAPES:
+            self._values.clear()
+        self._values[(self, self._combo(card))] = known
+        return known
 
-    def _replay(self, entry: _Entry, card: Any, parts: list[list[str]] | None
-                ) -> tuple[str] | None:
-        filled = self._filled(card)
-        if filled is None:
-            return None
+    @staticmethod
+    def _replay(entry: _Entry, filled: list[str], parts: list[list[str]] | None
+                ) -> tuple[str]:
         if parts is None:
             pieces = entry.pieces
             out = [pieces[0]]
@@ -373,10 +385,10 @@ class _MemoTemplate:
         parts[-1].extend(values)
         return (entry.stand_in,)
 
-    def _miss_skeleton(self, vars: Any, shared: bool, locals: Any, card: Any,
+    def _miss_skeleton(self, vars: Any, shared: bool, locals: Any, filled: list[str],
                        full: tuple[Any, ...], anchors: tuple[Any, ...]) -> Iterable[str]:
-        """Render the skeleton (holes printed as tokens), keep it, and fill it for ``card``;
-        whatever does not add up renders the partial itself."""
+        """Render the skeleton (holes printed as tokens), keep it, and fill it with this
+        card's ``filled`` holes; whatever does not add up renders the partial itself."""
         template, skeleton = self._template, self._skeleton
         assert skeleton is not None
         parts = _RECORDER.parts
@@ -411,9 +423,7 @@ class _MemoTemplate:
         _RECORDER.tainted = tainted
         if entry is not None:
             self._keep(full, entry)
-            replayed = self._replay(entry, card, parts)
-            if replayed is not None:
-                return replayed
+            return self._replay(entry, filled, parts)
         return template.root_render_func(template.new_context(vars, shared, locals))
 
     def _keep(self, full: tuple[Any, ...], entry: _Entry) -> None:

@@ -766,3 +766,130 @@ def test_seven_bit_html_leaves_raw_text_alone_and_references_everything_else() -
                    '</head><body><p\nclass="x" title="Zo&#235;">a &#9650; b<br\n/></p>'
                    "<script>if (a <b ) {}</script></body></html>")
     assert _Tokens(out).events == _Tokens(html).events
+
+
+# --------------------------------------------------------------------------- card holes (issue 16)
+
+
+def _varied_cards() -> tuple[Digest, ...]:
+    """Digests where the same paper comes at different ranks, with different tags and matched
+    lines, under different section headings (each subscriber has their own topic mix)."""
+    digests = real_digests(80, seed=11)
+    seen: dict[str, set[tuple[object, ...]]] = {}
+    for d in digests:
+        for card in context(d)["cards"]:
+            seen.setdefault(card.paper_id, set()).add(
+                (card.rank, card.tags, card.matched, card.section))
+    for n in range(4):  # rank, tags, matched, section each vary for some paper
+        assert any(len({v[n] for v in values}) > 1 for values in seen.values())
+    return digests
+
+
+def _memo_entries(env: object) -> int:
+    return len(env._memo_store)  # type: ignore[attr-defined]
+
+
+def test_stock_cards_render_once_per_paper_whoever_gets_them() -> None:
+    digests = _varied_cards()
+    fast, full = Renderer(), Renderer(fast=False)
+    for d in digests * 2:  # the second time round every card is replayed
+        assert fast.render(d) == full.render(d), d.subscriber.email
+    papers = {item.pick.paper.id for d in digests for item in d.items}
+    cards = sum(len(d.items) for d in digests)
+    # the HTML card's key is the paper and whether it has tags; the text card's the paper
+    assert _memo_entries(fast.fast_env) <= 2 * len(papers) < cards
+    assert _memo_entries(fast.text_env) == len(papers)
+
+
+@pytest.mark.parametrize("partial", [
+    # per-card values in control flow, filters and attributes
+    '{% if card.rank > 3 %}<b class="late">{% endif %}{{ card.title }}'
+    '{% if card.rank > 3 %}</b>{% endif %} <span class="r{{ card.rank }}">{{ card.tags|join }}'
+    "</span>",
+    "{{ card.tags|join(' / ')|upper }} {{ card.matched|wrap(20, 2) }} {{ card.topics|length }}"
+    "{{ ' first' if card.rank == 1 else '' }}{% if not card.tags %} untagged{% endif %}",
+    "{% if card.section %}<i>{{ card.section }}</i>{% elif card.rank is even %}even"
+    "{% else %}{{ card.reasons|first if card.reasons else '-' }}{% endif %}",
+    # read in a loop or beside a per-paper value: keyed by value, as before
+    "{% for t in card.tags %}<u>{{ t }}</u>{% endfor %}{{ card.rank ~ card.title }}"
+    "{% if card.upvotes and card.rank < 3 %} hot{% endif %}",
+    "{% for c in card.claims %}{{ loop.index }}{{ card.rank }}{{ c }}{% endfor %}"
+    "{{ card.tags[0] if card.tags else '' }}{{ card.matched[:12] }}",
+    # no holes: a filter block sees the printed text
+    "{% filter upper %}{{ card.rank }} {{ card.title }}{% endfilter %} {{ card.tags|join }}",
+])
+def test_card_holes_give_the_same_emails_for_overriding_partials(tmp_path: Path,
+                                                                 partial: str) -> None:
+    (tmp_path / "_paper.mjml").write_text(
+        f"<mj-section><mj-column><mj-text>{partial}</mj-text></mj-column></mj-section>\n")
+    (tmp_path / "_paper.txt").write_text(partial + "\n")  # the same, unescaped
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    digests = _varied_cards()
+    for d in digests * 2:
+        assert fast.render(d) == full.render(d), d.subscriber.email
+    assert _memo_entries(fast.text_env)  # memoized, holes or not
+
+
+def test_card_holes_inside_mjml_attributes_are_shape(tmp_path: Path) -> None:
+    # a hole mrml reads (an <mj-*> attribute) goes back into the card's shape, per card
+    (tmp_path / "_paper.mjml").write_text(
+        '<mj-section padding="{{ card.rank * 2 }}px"><mj-column><mj-text '
+        'color="{{ "#ff0000" if card.tags else "#000000" }}">{{ card.title }}</mj-text>'
+        "</mj-column></mj-section>\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in _varied_cards():
+        assert fast.render(d).html == full.render(d).html
+
+
+def test_a_hole_that_raises_for_some_cards_raises_as_the_partial_does(tmp_path: Path) -> None:
+    (tmp_path / "_paper.txt").write_text("{{ card.title }} {{ 12 // (card.rank - 2) }}\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    raised = 0
+    for d in _varied_cards():
+        try:
+            expected = full.render(d)
+        except TemplateError as exc:
+            raised += 1
+            with pytest.raises(TemplateError) as got:
+                fast.render(d)
+            assert str(got.value) == str(exc)
+            assert "_paper.txt:1: ZeroDivisionError" in str(exc)
+        else:
+            assert fast.render(d) == expected
+    assert raised
+
+
+@pytest.mark.parametrize(("source", "reads", "tests", "holes"), [
+    ("{{ card.rank }}. {{ card.title }}", ("title",), (), (("rank",),)),
+    ("{% if card.tags %}{{ card.tags|join(', ') }}{% endif %}", (), (("tags",),), (("tags",),)),
+    ("{{ 'a' if card.rank == 1 else card.title }}", ("title",), (("rank",),), ()),
+    ("{% for t in card.tags %}{{ t }}{{ card.rank }}{% endfor %}", ("tags",), (), (("rank",),)),
+    ("{{ card.rank ~ card.title }}", ("rank", "title"), (), ()),  # beside a per-paper value
+    ("{{ card.section.upper }}", ("section",), (), ()),  # an attribute of a value
+    ("{{ card.section['upper'] }}", ("section",), (), ()),  # a name: getattr's fallback
+    ("{{ card.tags|map('upper')|join }}", ("tags",), (), ()),  # attributes by name
+    ("{{ card.tags|sort(attribute='x')|join }}", ("tags",), (), ()),
+    ("{% set x %}{{ card.rank }}{% endset %}{{ x }}", ("rank",), (), ()),  # text captured
+    ("{% filter upper %}{{ card.rank }}{% endfilter %}", ("rank",), (), ()),
+    ("\x02h0\x03{{ card.rank }}", ("rank",), (), ()),  # a hole's text in the source
+])
+def test_card_plan_takes_holes_and_tests_only_where_they_are_safe(
+        source: str, reads: tuple[str, ...], tests: tuple[tuple[str, ...], ...],
+        holes: tuple[tuple[str, ...], ...]) -> None:
+    from digest.render._memo import card_plan
+    from digest.render._renderer import _CARD_READS, _PER_CARD
+
+    plan = card_plan(Renderer().fast_env, source, _CARD_READS, _PER_CARD)
+    assert plan is not None
+    assert (plan.reads, tuple(t[1] for t in plan.tests), tuple(h[1] for h in plan.holes)) \
+        == (reads, tests, holes)
+    assert (plan.skeleton is not None) == bool(holes)
+
+
+def test_unsafe_card_partial_falls_back_to_a_full_render(tmp_path: Path) -> None:
+    # card_plan refuses it (another variable): no memo, every card rendered in full
+    (tmp_path / "_paper.txt").write_text("{{ card.rank }} {{ card.title }} {{ name }}\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    for d in _varied_cards()[:20]:
+        assert fast.render(d) == full.render(d)
+    assert not _memo_entries(fast.text_env)
