@@ -75,7 +75,7 @@ def forget_cards(renderer: Any) -> None:
     shapes stay): with 10,000 subscribers each email has its own mix of ranks, tags and
     matched terms, so this is what a real run pays per card, not the replay of a warm memo."""
     for env in (renderer.fast_env, getattr(renderer, "text_env", None)):
-        for name in ("_memo_store", "_memo_texts", "_memo_values"):
+        for name in ("_memo_store", "_memo_skeletons", "_memo_texts", "_memo_values"):
             getattr(env, name, {}).clear()
 
 
@@ -223,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"naive {n}, compile-once {cold.cache.compiles} ({len(cold.cache.frames)} frames x 2, "
           f"{len(cold.cache.units)} card shapes; {used} distinct papers in these emails)")
     cards = sum(len(d.items) for d in ds)
-    memo = getattr(cold.fast_env, "_memo_store", {})
+    # Jinja renders of the card partial: per paper (skeletons) where the memo has them
+    memo = getattr(cold.fast_env, "_memo_skeletons", None) or cold.fast_env._memo_store
     print(f"card partial: {len(memo)} Jinja renders for {cards} cards "
           f"(the rest replayed from the card memo)")
     if base_render is not None:

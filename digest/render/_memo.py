@@ -217,6 +217,7 @@ class _MemoTemplate:
     def __init__(self, template: Template, plan: CardPlan, key: CardKey,
                  env: FastEnvironment) -> None:
         self._template, self._store = template, env._memo_store
+        self._skeletons = env._memo_skeletons
         self._texts, self._values = env._memo_texts, env._memo_values
         self._skeleton: Template | None = None
         self._tests: tuple[tuple[Callable[[Any], Any], Template], ...] = ()
@@ -234,7 +235,9 @@ class _MemoTemplate:
                 self._tests, self._holes, self._skeleton = (), (), None
                 plan = CardPlan(tuple(sorted({*plan.reads, *(
                     r for _, reads in plan.tests + plan.holes for r in reads)})))
-        self._key = key(plan.reads)
+        self._key = key(plan.reads)  # the paper's skeleton
+        self._exact = key(tuple(sorted({*plan.reads, *(  # this very card
+            r for _, reads in plan.tests + plan.holes for r in reads)})))
         # every attribute the tests and holes read, as one value: their results are kept
         # for it (one lookup per card)
         read = sorted({r for _, reads in plan.tests + plan.holes for r in reads})
@@ -269,39 +272,46 @@ class _MemoTemplate:
         replayed card as a one-item tuple (no generator, no context), else a render."""
         template = self._template
         card = locals.get("card") if locals else None
-        found = None if card is None else self._key(card)
+        found = None if card is None else self._exact(card)
         if found is None:
             return template.root_render_func(template.new_context(vars, shared, locals))
         key, anchors = found
-        filled: list[str] | None = None
-        if self._combo is not None:  # a partial with tests or holes: their results
-            try:
-                known = self._values.get((self, self._combo(card)))
-            except TypeError:  # an unhashable value
-                known = None
-            if known is None:
-                known = self._work_out(card)
-                if known is None:
-                    return template.root_render_func(
-                        template.new_context(vars, shared, locals))
-            truth, filled = known
-            if truth:
-                key = (key, truth)
         parts = _RECORDER.parts
         offset = -1 if parts is None else len(parts[-1])  # -1: a plain render (text part)
         full = (id(template), offset, key)
-        hit = self._store.get(full)
+        hit = self._store.get(full)  # this very card seen before
         if hit is not None and len(hit.anchors) == len(anchors) \
                 and all(map(is_, hit.anchors, anchors)):
-            if filled is None or not hit.holes:
-                if parts is None:
-                    return (hit.text,) if not hit.pieces else (hit.pieces[0],)
-                parts[-1].extend(hit.values)
-                return (hit.stand_in,)
-            return self._replay(hit, filled, parts)
-        if self._skeleton is not None and filled is not None:
-            return self._miss_skeleton(vars, shared, locals, filled, full, anchors)
-        return self._miss(template.new_context(vars, shared, locals), full, anchors)
+            if parts is None:
+                return (hit.text,)
+            parts[-1].extend(hit.values)
+            return (hit.stand_in,)
+        if self._combo is None:
+            return self._miss(template.new_context(vars, shared, locals), (full,), anchors)
+        return self._per_paper(vars, shared, locals, card, full)
+
+    def _per_paper(self, vars: Any, shared: bool, locals: Any, card: Any,
+                   full: tuple[Any, ...]) -> Iterable[str]:
+        """A card not seen before, of a partial with tests or holes: the paper's skeleton
+        (rendered once per paper and test truths) filled with this card's holes."""
+        template = self._template
+        found = self._key(card)
+        try:
+            known = self._values.get((self, self._combo(card)))  # type: ignore[misc]
+        except TypeError:  # an unhashable value
+            known = None
+        if found is None or known is None and (known := self._work_out(card)) is None:
+            return template.root_render_func(template.new_context(vars, shared, locals))
+        (key, anchors), (truth, filled) = found, known
+        paper = (id(template), full[1], (key, truth) if truth else key)
+        entry = self._skeletons.get(paper)
+        if entry is None or len(entry.anchors) != len(anchors) \
+                or not all(map(is_, entry.anchors, anchors)):
+            if self._skeleton is None:  # tests only: the partial itself is the skeleton
+                return self._miss(template.new_context(vars, shared, locals), (paper, full),
+                                  anchors)
+            return self._miss_skeleton(vars, shared, locals, filled, full, paper, anchors)
+        return self._replay(entry, filled, _RECORDER.parts, full)
 
     # ---------------------------------------------------------------- holes and tests
 
@@ -369,24 +379,29 @@ class _MemoTemplate:
         self._values[(self, self._combo(card))] = known
         return known
 
-    @staticmethod
-    def _replay(entry: _Entry, filled: list[str], parts: list[list[str]] | None
-                ) -> tuple[str]:
+    def _replay(self, entry: _Entry, filled: list[str], parts: list[list[str]] | None,
+                full: tuple[Any, ...]) -> tuple[str]:
+        """A paper's skeleton filled with a card's holes, kept for that card (``full``)."""
         if parts is None:
-            pieces = entry.pieces
+            pieces = entry.pieces or (entry.text,)
             out = [pieces[0]]
             for (_, hole), piece in zip(entry.holes, pieces[1:]):
                 out.append(filled[hole])
                 out.append(piece)
-            return ("".join(out),)
+            text = "".join(out)
+            self._keep(self._store, full, _Entry(entry.anchors, text, (), ""))
+            return (text,)
         values = list(entry.values)
         for at, hole in entry.holes:
             values[at] = filled[hole]
+        self._keep(self._store, full, _Entry(entry.anchors, entry.text, tuple(values),
+                                             entry.stand_in))
         parts[-1].extend(values)
         return (entry.stand_in,)
 
     def _miss_skeleton(self, vars: Any, shared: bool, locals: Any, filled: list[str],
-                       full: tuple[Any, ...], anchors: tuple[Any, ...]) -> Iterable[str]:
+                       full: tuple[Any, ...], paper: tuple[Any, ...],
+                       anchors: tuple[Any, ...]) -> Iterable[str]:
         """Render the skeleton (holes printed as tokens), keep it, and fill it with this
         card's ``filled`` holes; whatever does not add up renders the partial itself."""
         template, skeleton = self._template, self._skeleton
@@ -422,20 +437,23 @@ class _MemoTemplate:
             del parts[-1][start:]
         _RECORDER.tainted = tainted
         if entry is not None:
-            self._keep(full, entry)
-            return self._replay(entry, filled, parts)
+            self._keep(self._skeletons, paper, entry)
+            return self._replay(entry, filled, parts, full)
         return template.root_render_func(template.new_context(vars, shared, locals))
 
-    def _keep(self, full: tuple[Any, ...], entry: _Entry) -> None:
-        if len(self._store) >= 8 * MAX_SHAPES:
+    def _keep(self, store: dict[Any, _Entry], key: tuple[Any, ...], entry: _Entry) -> None:
+        if len(self._store) >= 8 * MAX_SHAPES or len(self._skeletons) >= 8 * MAX_SHAPES:
             self._store.clear()
+            self._skeletons.clear()
             self._texts.clear()  # a stand-in printed before this is then not expanded
         if entry.stand_in:
             self._texts[entry.stand_in] = entry.text
-        self._store[full] = entry
+        store[key] = entry
 
-    def _miss(self, context: Any, full: tuple[Any, ...], anchors: tuple[Any, ...]
-              ) -> Iterator[str]:
+    def _miss(self, context: Any, keys: tuple[tuple[Any, ...], ...],
+              anchors: tuple[Any, ...]) -> Iterator[str]:
+        """Render the partial itself and keep its output under ``keys`` (this card's; with
+        tests, also the paper's and their truths')."""
         parts = _RECORDER.parts
         count = 0 if parts is None else len(parts)
         events: list[str] = []
@@ -446,11 +464,13 @@ class _MemoTemplate:
             entry = _Entry(anchors, "".join(events), (), "")
         elif not _RECORDER.tainted and _RECORDER.parts is parts and len(parts) == count:
             text = "".join(events)
-            entry = _Entry(anchors, text, tuple(parts[-1][full[1]:]),
+            entry = _Entry(anchors, text, tuple(parts[-1][keys[0][1]:]),
                            f"\x02m{next(_SERIAL)}\x03")
         else:
             return
-        self._keep(full, entry)
+        for key in keys:
+            self._keep(self._skeletons if len(keys) > 1 and key is keys[0] else self._store,
+                       key, entry)
 
 
 class IncludeGenerator(CodeGenerator):
@@ -490,6 +510,7 @@ class FastEnvironment(Environment):
         self._memo_includes: dict[tuple[str, str], Any] = {}  # (name, parent) -> template
         self._memo_store: dict[Any, _Entry] = {}
         self._memo_texts: dict[str, str] = {}  # stand-in -> marked text
+        self._memo_skeletons: dict[Any, _Entry] = {}  # per paper (and test truths)
         self._memo_values: dict[Any, Any] = {}  # (partial, test or hole, values) -> result
 
     def memo_include(self, context: Any, name: str, parent: str, locals: Any) -> Iterable[str]:
