@@ -310,6 +310,8 @@ def child(mode: str, n: int, port: int, naive: int) -> None:
             out = run_ours(n, port, work, 1)
         elif mode == "ours-2":
             out = run_ours(n, port, work, 2)
+        elif mode == "ours-4":
+            out = run_ours(n, port, work, 4)
         elif mode == "ours-conn2":
             out = run_ours(n, port, work, None, connections=2)
         elif mode == "ours-tick1":
@@ -356,13 +358,13 @@ def run_child(mode: str, n: int, port: int, naive: int, sink: int | None) -> dic
 
 
 MODES = ("ceiling", "ours", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
-         "ours-stop0", "ours-small", "ours-1", "naive", "ledger-zlib", "ledger-raw",
+         "ours-stop0", "ours-small", "ours-4", "ours-1", "naive", "ledger-zlib", "ledger-raw",
          "ledger-none")
 LABELS = {"ceiling": "ceiling", "ours": "ours", "send": "digest send (command)",
           "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
           "ours-conn2": "ours, 2 connections", "ours-tick1": "  tick per message",
           "ours-stop0": "  stop read per msg", "ours-small": "ours (small)",
-          "ours-1": "ours, 1 process", "ours-2": "ours, 2 shards", "naive": "naive",
+          "ours-1": "ours, 1 process", "ours-2": "ours, 2 shards", "ours-4": "ours, 4 shards", "naive": "naive",
           "ledger-zlib": "ledger, zlib bytes", "ledger-raw": "ledger, raw bytes",
           "ledger-none": "ledger, no bytes"}
 # run once whatever --repeats says (the secondary rows)

@@ -24,7 +24,11 @@ from digest.delivery._edition import (
     EmailRenderer,
     RefusalStreak,
     RetryPolicy,
+    Started,
     deliver_edition,
+    finish_edition,
+    prepare_edition,
+    start_edition,
 )
 from digest.delivery._history import edition_history
 from digest.delivery._transports import Transport, TransportFactory, open_transport
@@ -555,72 +559,84 @@ def deliver_many(editions: Iterable[tuple[Subscriber, date]], papers: tuple[Pape
                                 retry=run.retry)
     jobs = (_Job(sub, edition, None) for sub, edition in editions)
     return _run(jobs, transports, run, paper_list=papers, force=False, progress=progress,
-                stop=stop or threading.Event())
+                stop=stop or threading.Event(), overlap=False)
 
 
 def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: EditionRun, *,
          paper_list: tuple[Paper, ...], force: bool,
-         progress: Callable[[Delivery], None] | None, stop: _EventLike) -> SendReport:
+         progress: Callable[[Delivery], None] | None, stop: _EventLike,
+         overlap: bool = True) -> SendReport:
+    """The jobs over ``factory.connections`` sending threads, one connection each. A thread
+    takes the next job itself (the jobs are made under a lock: no producer thread, no queue)
+    and, with ``overlap``, builds its message while the server stores the one before
+    (``start_edition`` leaves the final reply unread; ``finish_edition`` reads it just before
+    the next message goes out on that connection). With one connection all of it runs in the
+    calling thread. A stream whose next job may be long in coming (the daemon's fires) runs
+    without ``overlap``: a message's outcome must not wait for the next fire."""
     report = SendReport()
     report_lock = threading.Lock()
+    take_lock = threading.Lock()
     workers = 1 if factory is None else max(1, factory.connections)
-    # Bounded: the producer never runs far ahead, so memory does not grow with subscribers.
-    work: queue.Queue[object] = queue.Queue(maxsize=workers * 4)
     failure: list[BaseException] = []
-    # One transport per worker thread (SMTP connects on its first send; a refused login then
+    source = iter(jobs)
+    # One transport per sending thread (SMTP connects on its first send; a refused login then
     # puts that one row back to ``deferred`` and stops the run).
     opened: list[Transport | None] = [None if factory is None else factory()
                                       for _ in range(workers)]
 
+    def record(delivery: Delivery) -> None:
+        with report_lock:
+            report.add(delivery)
+            if progress is not None:
+                progress(delivery)
 
     def worker(transport: Transport | None) -> None:
+        started: Started | None = None
         try:
-            while True:
-                job = work.get()
-                if job is _STOP or stop.is_set():
-                    return
-                assert isinstance(job, _Job)
+            while not stop.is_set():
+                if started is not None and not overlap:
+                    done, started = started, None
+                    record(finish_edition(done))
+                with take_lock:  # the jobs (selection, ledger reads) are made one at a time
+                    job = next(source, None)
+                if job is None:
+                    break
+                ready = prepare_edition(
+                    job.subscriber, job.edition, paper_list, shared,
+                    force=force and job.selection is not None, selection=job.selection)
+                if started is not None:  # the message before, stored meanwhile
+                    done, started = started, None
+                    record(finish_edition(done))
+                if isinstance(ready, Delivery):
+                    record(ready)
+                    continue
+                if transport is None:
+                    raise ValueError("a run needs a transport unless dry_run")
+                if stop.is_set():  # built but never begun: nothing of it is in the ledger
+                    break
+                started = start_edition(ready, transport)
+            if started is not None:
+                done, started = started, None
+                record(finish_edition(done))
+        except BaseException as exc:  # TransportError, a template bug, ...: stop all
+            failure.append(exc)
+            stop.set()
+            if started is not None:  # finished and recorded even so
                 try:
-                    delivery = deliver_edition(
-                        job.subscriber, job.edition, paper_list, shared, transport=transport,
-                        force=force and job.selection is not None, selection=job.selection)
-                except BaseException as exc:  # TransportError, a template bug, ...: stop all
-                    failure.append(exc)
-                    stop.set()
-                    return
-                with report_lock:
-                    report.add(delivery)
-                    if progress is not None:
-                        progress(delivery)
+                    record(finish_edition(started))
+                except BaseException as more:
+                    failure.append(more)
         finally:
             if transport is not None:
                 transport.close()
 
-    threads = [threading.Thread(target=worker, args=(t,), name=f"digest-send-{i}", daemon=True)
-               for i, t in enumerate(opened)]
-    for t in threads:
-        t.start()
-    try:
-        for job in jobs:
-            while not stop.is_set():
-                try:
-                    work.put(job, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                break
-    except BaseException as exc:
-        failure.append(exc)
-        stop.set()
-    finally:
-        for _ in threads:
-            while any(t.is_alive() for t in threads):
-                try:
-                    work.put(_STOP, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+    if workers == 1:
+        worker(opened[0])
+    else:
+        threads = [threading.Thread(target=worker, args=(t,), name=f"digest-send-{i}",
+                                    daemon=True) for i, t in enumerate(opened)]
+        for t in threads:
+            t.start()
         for t in threads:
             t.join()
     if failure:
@@ -732,7 +748,7 @@ def _stream_shard_main(settings: Settings, paper_list: tuple[Paper, ...], now: d
         try:
             run = _process_run(mine, ledger, paper_list, now, environ, retry)
             _run(jobs(), open_transport(mine, environ), run, paper_list=paper_list,
-                 force=False, progress=report, stop=guard)
+                 force=False, progress=report, stop=guard, overlap=False)
         finally:
             ledger.close()
 

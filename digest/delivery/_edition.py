@@ -34,7 +34,7 @@ from digest.delivery._message import (
     check_address,
     parse_sender,
 )
-from digest.delivery._transports import Transport
+from digest.delivery._transports import InFlight, Transport, submit
 from digest.errors import (
     DeliveryError,
     TransportError,
@@ -55,7 +55,8 @@ from digest.models import (
 )
 from digest.selection import Selector
 
-__all__ = ["deliver_edition", "EditionRun", "RetryPolicy", "RefusalStreak", "SAME_REFUSALS",
+__all__ = ["deliver_edition", "prepare_edition", "start_edition", "finish_edition", "Ready",
+           "Started", "EditionRun", "RetryPolicy", "RefusalStreak", "SAME_REFUSALS",
            "HELD_UNCERTAIN"]
 
 # ``Delivery.detail`` prefixes, so reports can count skips without parsing prose.
@@ -175,6 +176,37 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
     Raises ``TransportError`` (the row is left ``deferred``, never ``sending``); every
     per-recipient problem becomes the returned ``Delivery`` instead.
     """
+    ready = prepare_edition(subscriber, edition, papers, run, force=force, history=history,
+                            selection=selection)
+    if isinstance(ready, Delivery):
+        return ready
+    if transport is None:
+        raise ValueError("deliver_edition needs a transport unless dry_run")
+    return finish_edition(start_edition(ready, transport))
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A message built for one subscriber's edition, nothing of it written to the ledger or
+    sent yet: ``start_edition`` sends it. ``deliver_edition`` is ``prepare_edition``, then
+    ``start_edition`` and ``finish_edition``; a run calls the three itself to build the next
+    message while the server stores this one."""
+
+    msg: OutgoingMessage
+    email: str
+    edition: date
+    papers: tuple[str, ...]
+    possible_duplicate: bool
+    run: EditionRun
+
+
+def prepare_edition(subscriber: Subscriber, edition: date, papers: Iterable[Paper],
+                    run: EditionRun, *, force: bool = False,
+                    history: frozenset[str] | None = None,
+                    selection: Selection | None = None) -> Ready | Delivery:
+    """The first part of ``deliver_edition``: what the ledger says of this edition, the
+    selection, render and message build. Returns the ``Delivery`` when nothing is to be sent
+    (already sent, nothing new, a dry run...), else the ``Ready`` message."""
     ledger, renderer, settings, summaries, now = (run.ledger, run.renderer, run.settings,
                                                   run.summaries, run.now)
     selector, unsubscribe_secret, retry, dry_run = (run.selector, run.unsubscribe_secret,
@@ -257,34 +289,73 @@ def deliver_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
         return replace(skip, message_id=msg.message_id, papers=papers_sent,
                        outcome=Outcome.WOULD_SEND,
                        detail=f"{Outcome.WOULD_SEND.value}: would send {len(papers_sent)} papers")
-    if transport is None:
-        raise ValueError("deliver_edition needs a transport unless dry_run")
-    delivery = _send(msg, email, edition, papers_sent, possible_duplicate, ledger=ledger,
-                     transport=transport, now=now, retry=retry,
-                     archive=settings.archive_for if settings.base_url else None)
+    return Ready(msg, email, edition, papers_sent, possible_duplicate, run)
+
+
+@dataclass(frozen=True)
+class Started:
+    """A ``Ready`` message recorded ``sending`` and handed to the transport, its outcome not
+    read yet (``finish_edition``)."""
+
+    ready: Ready
+    transport: Transport
+    flight: InFlight
+
+
+def start_edition(ready: Ready, transport: Transport) -> Started:
+    """Record ``sending`` (with the message bytes), then hand the message over without waiting
+    for the server's verdict. Raises ``TransportError`` (the row is left ``deferred``)."""
+    run = ready.run
+    run.ledger.begin(ready.email, ready.edition, message_id=ready.msg.message_id,
+                     papers=ready.papers, data=ready.msg.data, now=run.now,
+                     possible_duplicate=ready.possible_duplicate)
+    try:
+        flight = submit(transport, ready.msg)
+    except TransportError as exc:
+        run.ledger.mark_deferred(ready.email, ready.edition, now=run.now, code=None,
+                                 error=str(exc))
+        raise
+    return Started(ready, transport, flight)
+
+
+def finish_edition(started: Started) -> Delivery:
+    """The server's verdict on a started message, recorded (retried within the run while
+    temporary): the ``Delivery``. Raises ``TransportError`` as ``deliver_edition`` does."""
+    ready, run = started.ready, started.ready.run
+    settings = run.settings
+    delivery = _send(ready.msg, ready.email, ready.edition, ready.papers,
+                     ready.possible_duplicate, ledger=run.ledger, transport=started.transport,
+                     now=run.now, retry=run.retry,
+                     archive=settings.archive_for if settings.base_url else None,
+                     flight=started.flight)
     if run.streak is not None:
         if delivery.state == "sent":
             run.streak.accepted()
         elif delivery.state == "failed" and delivery.code is not None:
-            run.streak.refused(email, edition,
+            run.streak.refused(ready.email, ready.edition,
                                DeliveryError(delivery.error or "", code=delivery.code),
-                               ledger=ledger, now=now)
+                               ledger=run.ledger, now=run.now)
     return delivery
 
 
 def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
           possible_duplicate: bool, *, ledger: LedgerStore, transport: Transport, now: datetime,
-          retry: RetryPolicy, archive: timedelta | None) -> Delivery:
+          retry: RetryPolicy, archive: timedelta | None, flight: InFlight) -> Delivery:
+    """The verdict on ``flight`` (the first attempt, begun by ``start_edition``), then the
+    retries of a temporary refusal, each begun again here."""
     done = Delivery(email=email, edition=edition, state="sent", message_id=msg.message_id,
                     papers=papers)
-    data: bytes | None = msg.data
+    current: InFlight | None = flight
     for attempt in range(retry.retries + 1):
-        # The row says "sending" before a single byte leaves: a crash from here on is seen.
-        ledger.begin(email, edition, message_id=msg.message_id, papers=papers, data=data,
-                     now=now, possible_duplicate=possible_duplicate)
-        data = None  # stored once; later attempts keep it
+        if current is None:
+            # The row says "sending" before a single byte leaves: a crash from here on is
+            # seen. The bytes were stored by the first attempt; later ones keep them.
+            ledger.begin(email, edition, message_id=msg.message_id, papers=papers, data=None,
+                         now=now, possible_duplicate=possible_duplicate)
         try:
-            result = transport.send(msg)
+            if current is None:
+                current = submit(transport, msg)
+            result = current.result()
         except TransportError as exc:
             ledger.mark_deferred(email, edition, now=now, code=None, error=str(exc))
             raise
@@ -302,6 +373,7 @@ def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ..
                                error=str(exc))
             if attempt < retry.retries:
                 retry.sleep(retry.backoff * 2 ** attempt)
+                current = None  # a new attempt: begun and submitted again
                 continue
             ledger.mark_deferred(email, edition, now=now, code=exc.code, error=str(exc))
             return replace(done, state="deferred", outcome=Outcome.DEFERRED, code=exc.code,

@@ -83,6 +83,48 @@ class Transport(Protocol):
         ...
 
 
+class InFlight(Protocol):
+    """A message handed over whose outcome is still to be read (``submit``)."""
+
+    def result(self) -> SendResult:
+        """The server's verdict; raises what ``Transport.send`` raises."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """A message a transport without a split (the outbox, a test's) has already sent."""
+
+    outcome: SendResult | DeliveryError
+
+    def result(self) -> SendResult:
+        if isinstance(self.outcome, DeliveryError):
+            raise self.outcome
+        return self.outcome
+
+
+def submit(transport: Transport, msg: OutgoingMessage) -> InFlight:
+    """Start handing ``msg`` over and return before its outcome is known, so the caller can
+    prepare the next message while the server stores this one: an SMTP transport writes the
+    whole message and leaves the final reply unread (``SmtpTransport.submit``); any other
+    transport sends it now. A refusal of this recipient comes from ``result()``;
+    ``TransportError`` (nothing can be sent) is raised at once. One message in flight per
+    transport: read its ``result()`` before the next ``submit`` or ``send``."""
+    if isinstance(transport, SmtpTransport):
+        try:
+            return transport.submit(msg)
+        except TransportError:
+            raise
+        except DeliveryError as exc:
+            return _Settled(exc)
+    try:
+        return _Settled(transport.send(msg))
+    except TransportError:
+        raise
+    except DeliveryError as exc:
+        return _Settled(exc)
+
+
 # --------------------------------------------------------------------------- rate limit
 
 
@@ -359,6 +401,12 @@ class SmtpTransport:
     # -- sending
 
     def send(self, msg: OutgoingMessage) -> SendResult:
+        return self.submit(msg).result()
+
+    def submit(self, msg: OutgoingMessage) -> _SmtpInFlight:
+        """MAIL, RCPT, DATA and the whole message written; the final reply is left to
+        ``result()`` of what is returned (see ``submit``). Raises what ``send`` raises for
+        everything before the end of DATA."""
         if self._limiter is not None:
             self._limiter.acquire()
         if self._conn is None:
@@ -417,7 +465,8 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError):
             self._drop()
 
-    def _transaction(self, conn: smtplib.SMTP, msg: OutgoingMessage, *, fresh: bool) -> SendResult:
+    def _transaction(self, conn: smtplib.SMTP, msg: OutgoingMessage, *, fresh: bool
+                     ) -> _SmtpInFlight:
         # Stage names matter: "end of DATA" (body sent, final reply pending) is the only stage
         # where a lost connection means the server may have accepted the message.
         stage = "MAIL FROM"
@@ -459,6 +508,13 @@ class SmtpTransport:
                 raise self._fail(msg, stage, code, reply)
             stage = "end of DATA"
             conn.send(_dot_stuff(msg.data))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise self._lost(exc, msg, stage, fresh=fresh) from None
+        return _SmtpInFlight(self, conn, msg)
+
+    def _end_of_data(self, conn: smtplib.SMTP, msg: OutgoingMessage) -> SendResult:
+        """The final reply to a message ``_transaction`` wrote."""
+        try:
             # The reply to the final "." gets its own, long timeout (RFC 5321 4.5.3.2: 10
             # minutes): the server may be storing the message, and giving up on it early
             # leaves us not knowing whether it was accepted.
@@ -467,26 +523,42 @@ class SmtpTransport:
                 code, reply = conn.getreply()
             finally:
                 _settimeout(conn, self.settings.timeout)
-            if not 200 <= code < 300:
-                raise self._fail(msg, "message", code, reply)
-            return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=code,
-                              reply=self._scrub(_reply_text(reply)))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            # smtplib turns socket timeouts into SMTPServerDisconnected; the cause tells them apart.
-            self._drop()
-            timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
-            if not timed_out and stage == "MAIL FROM" and not fresh:
-                raise _StaleConnection() from None
-            waited = self.settings.data_timeout if stage == "end of DATA" \
-                else self.settings.timeout
-            what = (f"no answer within {waited:g} s" if timed_out
-                    else self._scrub(f"connection lost ({exc})"))
-            if stage == "end of DATA":
-                raise UncertainDeliveryError(
-                    f"{what} at the end of DATA, after the whole message was sent: "
-                    "the server may have accepted it", recipient=msg.recipient) from None
-            raise DeliveryError(f"{what} during {stage}", recipient=msg.recipient,
-                                temporary=True) from None
+            raise self._lost(exc, msg, "end of DATA", fresh=True) from None
+        if not 200 <= code < 300:
+            raise self._fail(msg, "message", code, reply)
+        return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=code,
+                          reply=self._scrub(_reply_text(reply)))
+
+    def _lost(self, exc: OSError | smtplib.SMTPServerDisconnected, msg: OutgoingMessage,
+              stage: str, *, fresh: bool) -> Exception:
+        """What a lost or silent connection at ``stage`` means for ``msg``."""
+        # smtplib turns socket timeouts into SMTPServerDisconnected; the cause tells them apart.
+        self._drop()
+        timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+        if not timed_out and stage == "MAIL FROM" and not fresh:
+            return _StaleConnection()
+        waited = self.settings.data_timeout if stage == "end of DATA" \
+            else self.settings.timeout
+        what = (f"no answer within {waited:g} s" if timed_out
+                else self._scrub(f"connection lost ({exc})"))
+        if stage == "end of DATA":
+            return UncertainDeliveryError(
+                f"{what} at the end of DATA, after the whole message was sent: "
+                "the server may have accepted it", recipient=msg.recipient)
+        return DeliveryError(f"{what} during {stage}", recipient=msg.recipient, temporary=True)
+
+
+@dataclass
+class _SmtpInFlight:
+    """A message ``SmtpTransport`` wrote whole, its final reply not read yet."""
+
+    transport: SmtpTransport
+    conn: smtplib.SMTP
+    msg: OutgoingMessage
+
+    def result(self) -> SendResult:
+        return self.transport._end_of_data(self.conn, self.msg)
 
 
 def _settimeout(conn: smtplib.SMTP, seconds: float) -> None:

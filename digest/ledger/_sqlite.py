@@ -152,6 +152,11 @@ class Ledger:
             # NORMAL is durable against process crashes (kill -9) in WAL mode; only a power
             # cut can lose the last commits, and FULL would fsync twice per message.
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Python's SQLite is often built with SECURE_DELETE on: every message's bytes,
+            # dropped by mark_sent, would be overwritten with zeros first (11 more pages a
+            # message). FAST zeroes only where it costs no extra writes; the pages freed are
+            # reused by the next message's bytes (docs/delivery.md).
+            conn.execute("PRAGMA secure_delete=FAST")
             conn.execute("PRAGMA busy_timeout=10000")
             migrate(self.path, conn)  # Alembic, only when not at the head revision
         except sqlite3.DatabaseError as exc:

@@ -1,0 +1,148 @@
+"""A run builds the next message while the server stores the one before: ``start_edition``
+writes the whole message and leaves the final reply unread, ``finish_edition`` reads and
+records it. Against a real aiosmtpd server and a real SQLite ledger."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from smtp_server import SmtpTestServer
+from test_service import EMAILS, FAST, NOW, TinyRenderer, make_config, make_papers
+
+from digest.compose import edition_for, summarize_all
+from digest.delivery import EditionRun, deliver_many, send_all
+from digest.delivery._batch import SendReport
+from digest.delivery._edition import Ready, finish_edition, prepare_edition, start_edition
+from digest.delivery._transports import SmtpTransport, TransportFactory
+from digest.ledger import Ledger
+from digest.models import Config, Delivery, Digest, RenderedEmail, Subscriber
+
+
+def one_connection(cfg: Config) -> Config:
+    smtp = cfg.settings.smtp
+    assert smtp is not None
+    return replace(cfg, settings=replace(cfg.settings, smtp=replace(smtp, connections=1)))
+
+
+def run(cfg: Config, renderer: TinyRenderer | None = None, **kw: Any) -> SendReport:
+    return send_all(cfg, make_papers(), NOW, renderer=renderer or TinyRenderer(), retry=FAST,
+                    environ={}, **kw)
+
+
+class LoggingRenderer(TinyRenderer):
+    """TinyRenderer that notes whom it rendered for, in one list with the outcomes."""
+
+    def __init__(self, events: list[str], fail_for: str | None = None) -> None:
+        self.events, self.fail_for = events, fail_for
+
+    def render(self, digest: Digest) -> RenderedEmail:
+        if digest.subscriber.email == self.fail_for:
+            raise RuntimeError(f"a template bug for {self.fail_for}")
+        self.events.append(f"render {digest.subscriber.email}")
+        return super().render(digest)
+
+
+def test_a_started_message_is_sending_in_the_ledger_until_its_reply_is_read(
+        tmp_path: Path) -> None:
+    with SmtpTestServer() as server:
+        cfg = make_config(tmp_path, ["ada@example.org"], server)
+        sub = cfg.subscribers[0]
+        papers = make_papers()
+        ledger = Ledger(cfg.settings.database)
+        edition_run = EditionRun(ledger=ledger, renderer=TinyRenderer(), settings=cfg.settings,
+                                 summaries=summarize_all(papers, 350), now=NOW, retry=FAST)
+        ready = prepare_edition(sub, edition_for(sub, NOW), papers, edition_run)
+        assert isinstance(ready, Ready)
+        assert ledger.get("ada@example.org", NOW.date()) is None  # nothing written yet
+        transport = SmtpTransport(cfg.settings.smtp)  # type: ignore[arg-type]
+        try:
+            started = start_edition(ready, transport)
+            # The whole message left (the server has it), the verdict is not read yet: a
+            # crash now finds the row "sending", with the very bytes, for a flagged re-send.
+            received = server.wait_for(1)
+            row = ledger.get("ada@example.org", NOW.date())
+            assert row is not None and row.state == "sending"
+            assert ledger.stored_message("ada@example.org", NOW.date()) == ready.msg.data
+            delivery = finish_edition(started)
+        finally:
+            transport.close()
+        assert (delivery.state, delivery.code) == ("sent", 250)
+        row = ledger.get("ada@example.org", NOW.date())
+        assert row is not None and row.state == "sent" and row.message_id == delivery.message_id
+        assert received[0].data.replace(b"\r\n", b"\n") \
+            == ready.msg.data.replace(b"\r\n", b"\n")
+
+
+def test_a_run_builds_the_next_message_before_reading_the_last_reply(tmp_path: Path) -> None:
+    events: list[str] = []
+    with SmtpTestServer() as server:
+        cfg = one_connection(make_config(tmp_path, EMAILS, server))
+        report = run(cfg, renderer=LoggingRenderer(events),
+                     progress=lambda d: events.append(f"done {d.email}"))
+        assert report.sent == 3 and server.count == 3
+    ada, bob, cy = EMAILS
+    assert events == [f"render {ada}", f"render {bob}", f"done {ada}", f"render {cy}",
+                      f"done {bob}", f"done {cy}"]
+
+
+def test_a_failure_while_a_message_is_in_flight_still_records_that_message(
+        tmp_path: Path) -> None:
+    events: list[str] = []
+    with SmtpTestServer() as server:
+        cfg = one_connection(make_config(tmp_path, EMAILS, server))
+        with pytest.raises(RuntimeError, match="template bug"):
+            run(cfg, renderer=LoggingRenderer(events, fail_for="bob@example.org"))
+        assert server.count == 1
+    rows = {r.email: r.state for r in Ledger(cfg.settings.database).rows()}
+    assert rows == {"ada@example.org": "sent"}  # not left "sending": it was accepted
+
+
+def test_a_temporary_refusal_of_a_started_message_is_retried_then_sent(tmp_path: Path) -> None:
+    with SmtpTestServer() as server:
+        server.add_rule("data", "451 4.3.0 Try again later", recipient="bob@example.org",
+                        times=1)
+        cfg = one_connection(make_config(tmp_path, EMAILS, server))
+        report = run(cfg)
+        assert (report.sent, report.deferred, server.count) == (3, 0, 3)
+    row = Ledger(cfg.settings.database).get("bob@example.org", NOW.date())
+    assert row is not None and (row.state, row.attempts) == ("sent", 2)
+
+
+def test_the_daemons_stream_records_an_outcome_before_waiting_for_the_next_fire(
+        tmp_path: Path) -> None:
+    """``deliver_many``'s editions may block until the next fire: a message's outcome must
+    not wait for it (no building ahead on a stream)."""
+    seen = threading.Event()
+    waited_for_it: list[bool] = []
+
+    with SmtpTestServer() as server:
+        cfg = one_connection(make_config(tmp_path, EMAILS[:2], server))
+        first, second = cfg.subscribers
+
+        def fires() -> Iterator[tuple[Subscriber, date]]:
+            yield first, edition_for(first, NOW)
+            waited_for_it.append(seen.wait(timeout=10))  # the next fire comes later
+            yield second, edition_for(second, NOW)
+
+        papers = make_papers()
+        edition_run = EditionRun(ledger=Ledger(cfg.settings.database), renderer=TinyRenderer(),
+                                 settings=cfg.settings, summaries=summarize_all(papers, 350),
+                                 now=NOW, retry=FAST)
+        smtp = cfg.settings.smtp
+        assert smtp is not None
+
+        def progress(d: Delivery) -> None:
+            if d.email == first.email:
+                seen.set()
+
+        report = deliver_many(fires(), papers, edition_run,
+                              TransportFactory(lambda: SmtpTransport(smtp), 1, "test"),
+                              progress=progress, processes=1)
+        assert report.sent == 2 and server.count == 2
+    assert waited_for_it == [True]
