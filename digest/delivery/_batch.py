@@ -161,8 +161,9 @@ def send_all(config: Config | StreamedConfig, papers: Iterable[Paper], now: date
     """Send the current edition (the subscriber's local date of ``now``) to every subscriber
     (or ``only`` one), after finishing editions left ``sending``/``deferred`` by earlier runs.
 
-    Streams: one producer selects subscriber by subscriber into a small bounded queue, a pool
-    of ``transports.connections`` workers renders, builds and sends; nothing per subscriber is
+    Streams: each of ``transports.connections`` sending threads takes the next subscriber,
+    selects, renders and builds, and sends (building the next message while the server stores
+    the one before, ``_run``); nothing per subscriber is
     kept beyond the counts, and the subscribers are read one at a time (from a
     ``StreamedConfig``, they are never all in memory). Big SMTP runs on machines with CPUs to
     spare are split over ``processes`` shards (default: from ``PROCESS_THRESHOLD`` subscribers
