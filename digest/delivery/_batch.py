@@ -448,6 +448,19 @@ def _raise_first(errors: Sequence[tuple[Any, ...]]) -> None:
     raise TransportError(text) if kind == "transport" else DigestError(text)
 
 
+def _ledger_ready(settings: Settings) -> None:
+    """The ledger made (or brought to the current schema) here, before the shards start: a
+    new or old ledger is migrated by Alembic, whose import (SQLAlchemy, Alembic, Mako,
+    Pygments: ~25 MB) would otherwise land in whichever shard writes first and make it the
+    biggest process of the run (bench/bench_memory.py); a ledger at the head revision costs
+    one query."""
+    ledger = open_ledger(settings.database)
+    try:
+        ledger.create()
+    finally:
+        ledger.close()
+
+
 def _shard_env(settings: Settings, environ: Mapping[str, str] | None) -> dict[str, str]:
     """What of the environment travels to the shards: only the variables the settings name."""
     source = os.environ if environ is None else environ
@@ -500,6 +513,7 @@ def _send_sharded(config: Config | StreamedConfig, wanted: _Due,
     events = ctx.Queue()
     stop = ctx.Event()
     env = _shard_env(config.settings, environ)
+    _ledger_ready(config.settings)
     # A shard's share is a slice: of a tuple, its subscribers; of a StreamedConfig's file, where
     # they are in it (8 bytes each), so the parent never pickles them all.
     procs = [ctx.Process(target=_shard_main, name=f"digest-shard-{i}", daemon=True, args=(
@@ -653,6 +667,7 @@ def _deliver_sharded(editions: Iterable[tuple[Subscriber, date]], papers: tuple[
     inbox = ctx.Queue()
     halt = ctx.Event()
     env = _shard_env(settings, environ)
+    _ledger_ready(settings)
     procs = [ctx.Process(target=_stream_shard_main, name=f"digest-shard-{i}", daemon=True,
                          args=(settings, papers, now, env, retry, i, shards, os.getpid(),
                                inbox, events, halt, tick_batch, stop_poll))
