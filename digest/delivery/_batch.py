@@ -224,13 +224,6 @@ def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
     return max(1, min(cpus, settings.smtp.connections))
 
 
-# A Selector keeps what it compiled for every distinct topic it met (and their picks): with
-# subscribers' own topic lists that table grows with the list (27 MB at 15,000 subscribers of
-# bench_memory.py's file). A new one every this many subscribers keeps it to what a 1,000
-# subscriber run holds, for one index build (~30 ms) per 1,000 (bench/bench_memory.py).
-RENEW_SELECTOR_EVERY = 1000
-
-
 def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _Due,
                 paper_list: tuple[Paper, ...], now: datetime, *,
                 factory: TransportFactory | None, renderer: EmailRenderer | None, force: bool,
@@ -260,13 +253,9 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
                 if sub is not None and edition != edition_for(sub, now):
                     yield _Job(sub, edition, None)  # an earlier edition still owed
             found.clear()
-            current, served = selector, 0
-            for sub in subscribers:
+            for sub in subscribers:  # one selector: its memo tables are bounded inside it
                 if not wanted(sub):
                     continue
-                if served == RENEW_SELECTOR_EVERY:
-                    current, served = Selector(paper_list), 0
-                served += 1
                 edition = edition_for(sub, now)
                 email = sub.email.lower()
                 row = ledger.get(email, edition) if force or (email, edition) in pending else None
@@ -274,7 +263,7 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
                 chosen = ledger.preferences(email)  # digest serve's page, over the YAML
                 if chosen is not None:  # (deliver_edition checks the pause)
                     sub = chosen.apply(sub)
-                yield _Job(sub, edition, current.select(  # "N more matched" needs the cut
+                yield _Job(sub, edition, selector.select(  # "N more matched" needs the cut
                     sub, known, ledger.feedback_for(email),  # digest feedback
                     with_cut=bool(settings.base_url)))
 
