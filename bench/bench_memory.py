@@ -110,6 +110,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_SETTLED = ("parent", "shard", "tracker")
+
+
 @dataclass
 class Peaks:
     """The last ``VmHWM`` read of each process of one command, by pid."""
@@ -126,8 +129,13 @@ class Peaks:
             hwm = _status_kb(pid, "VmHWM")
             if hwm is None:
                 continue
-            if pid not in self.kinds:
+            # A child caught between fork and exec still shows the parent's command line:
+            # asked again until it reads as a shard or the tracker (counted once it does).
+            # Its readings from before the exec are the parent's memory, so they are dropped.
+            if self.kinds.get(pid) not in _SETTLED:
                 self.kinds[pid] = "parent" if pid == self.parent else _kind(pid)
+                if self.kinds[pid] in _SETTLED:
+                    self.kb.pop(pid, None)
             self.kb[pid] = max(self.kb.get(pid, 0), hwm)
             self.cpu[pid] = max(self.cpu.get(pid, 0.0), _cpu_seconds(pid))
             todo += _children(pid)

@@ -229,13 +229,6 @@ def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
     return max(1, min(cpus, settings.smtp.connections))
 
 
-# A Selector keeps what it compiled for every distinct topic it met (and their picks): with
-# subscribers' own topic lists that table grows with the list (27 MB at 15,000 subscribers of
-# bench_memory.py's file). A new one every this many subscribers keeps it to what a 1,000
-# subscriber run holds, for one index build (~30 ms) per 1,000 (bench/bench_memory.py).
-RENEW_SELECTOR_EVERY = 1000
-
-
 def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _Due,
                 paper_list: tuple[Paper, ...], now: datetime, *,
                 factory: TransportFactory | None, renderer: EmailRenderer | None, force: bool,
@@ -265,13 +258,9 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
                 if sub is not None and edition != edition_for(sub, now):
                     yield _Job(sub, edition, None)  # an earlier edition still owed
             found.clear()
-            current, served = selector, 0
-            for sub in subscribers:
+            for sub in subscribers:  # one selector: its memo tables are bounded inside it
                 if not wanted(sub):
                     continue
-                if served == RENEW_SELECTOR_EVERY:
-                    current, served = Selector(paper_list), 0
-                served += 1
                 edition = edition_for(sub, now)
                 email = sub.email.lower()
                 row = ledger.get(email, edition) if force or (email, edition) in pending else None
@@ -279,7 +268,7 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
                 chosen = ledger.preferences(email)  # digest serve's page, over the YAML
                 if chosen is not None:  # (deliver_edition checks the pause)
                     sub = chosen.apply(sub)
-                yield _Job(sub, edition, current.select(  # "N more matched" needs the cut
+                yield _Job(sub, edition, selector.select(  # "N more matched" needs the cut
                     sub, known, ledger.feedback_for(email),  # digest feedback
                     with_cut=bool(settings.base_url)))
 
@@ -453,6 +442,19 @@ def _raise_first(errors: Sequence[tuple[Any, ...]]) -> None:
     raise TransportError(text) if kind == "transport" else DigestError(text)
 
 
+def _ledger_ready(settings: Settings) -> None:
+    """The ledger made (or brought to the current schema) here, before the shards start: a
+    new or old ledger is migrated by Alembic, whose import (SQLAlchemy, Alembic, Mako,
+    Pygments: ~25 MB) would otherwise land in whichever shard writes first and make it the
+    biggest process of the run (bench/bench_memory.py); a ledger at the head revision costs
+    one query."""
+    ledger = open_ledger(settings.database)
+    try:
+        ledger.create()
+    finally:
+        ledger.close()
+
+
 def _shard_env(settings: Settings, environ: Mapping[str, str] | None) -> dict[str, str]:
     """What of the environment travels to the shards: only the variables the settings name."""
     source = os.environ if environ is None else environ
@@ -505,6 +507,7 @@ def _send_sharded(config: Config | StreamedConfig, wanted: _Due,
     events = ctx.Queue()
     stop = ctx.Event()
     env = _shard_env(config.settings, environ)
+    _ledger_ready(config.settings)
     # A shard's share is a slice: of a tuple, its subscribers; of a StreamedConfig's file, where
     # they are in it (8 bytes each), so the parent never pickles them all.
     procs = [ctx.Process(target=_shard_main, name=f"digest-shard-{i}", daemon=True, args=(
@@ -670,6 +673,7 @@ def _deliver_sharded(editions: Iterable[tuple[Subscriber, date]], papers: tuple[
     inbox = ctx.Queue()
     halt = ctx.Event()
     env = _shard_env(settings, environ)
+    _ledger_ready(settings)
     procs = [ctx.Process(target=_stream_shard_main, name=f"digest-shard-{i}", daemon=True,
                          args=(settings, papers, now, env, retry, i, shards, os.getpid(),
                                inbox, events, halt, tick_batch, stop_poll))

@@ -30,11 +30,12 @@ up front, for a caller that shows them). bench/bench_select.py measures all of t
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from itertools import islice
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import numpy as np
 
@@ -55,6 +56,41 @@ _TermKey = tuple[TermKey, bool]
 _Hit = tuple[_TermKey, str, bool, int, str]
 _Labels = dict[int, tuple[str, str]]  # paper -> (spelling shown, note) when not the term itself
 _Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that score), best first
+
+
+# What a Selector keeps per distinct topic, term, filter and pick is bounded by this many entries
+# per table, the least recently used dropped first (rebuilt if met again), so one Selector
+# serves any number of subscribers in bounded memory without rebuilding its index. bench_select
+# / bench_memory's file: 1,000 subscribers meet ~1,300 distinct topics; a table that
+# outgrows this holds the topics in use (a popular one stays).
+TABLE_SIZE = 2048
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+class _Table(Generic[_K, _V]):
+    """A memo of at most ``size`` entries; a lookup marks an entry as recently used."""
+
+    __slots__ = ("_data", "size")
+
+    def __init__(self, size: int = TABLE_SIZE) -> None:
+        self._data: OrderedDict[_K, _V] = OrderedDict()
+        self.size = size
+
+    def get(self, key: _K) -> _V | None:
+        found = self._data.get(key)
+        if found is not None:
+            self._data.move_to_end(key)
+        return found
+
+    def __setitem__(self, key: _K, value: _V) -> None:
+        self._data[key] = value
+        if len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 def already_sent(count: int) -> str:
@@ -235,14 +271,15 @@ class Selector:
         self._all = (1 << len(ranked)) - 1
         self._widener = Widener(self.index, vocabulary if vocabulary is not None
                                 else shipped_vocabulary())
-        self._terms: dict[tuple[str, bool], _CompiledTerm] = {}
-        self._term_tiers: dict[_TermKey, _Tiers] = {}
-        self._topics: dict[Topic, _CompiledTopic] = {}
-        self._meta: dict[tuple[str, tuple[str, ...]], int] = {}
-        self._upvote_masks: dict[int, int] = {}
-        self._reasons: dict[tuple[str, str, str, str], Reason] = {}
-        self._groups: dict[tuple[str, str, bool], _OneTerm] = {}
-        self._picks: dict[tuple[str, tuple[tuple[str, str], ...], int], Pick] = {}
+        # Memos over what subscribers write (bounded: TABLE_SIZE)
+        self._terms: _Table[tuple[str, bool], _CompiledTerm] = _Table()
+        self._term_tiers: _Table[_TermKey, _Tiers] = _Table()
+        self._topics: _Table[Topic, _CompiledTopic] = _Table()
+        self._meta: _Table[tuple[str, tuple[str, ...]], int] = _Table()
+        self._upvote_masks: _Table[int, int] = _Table()
+        self._reasons: _Table[tuple[str, str, str, str], Reason] = _Table()
+        self._groups: _Table[tuple[str, str, bool], _OneTerm] = _Table()
+        self._picks: _Table[tuple[str, tuple[tuple[str, str], ...], int], Pick] = _Table()
         self._upvotes = [p.upvotes or 0 for p in ranked]
         self._categories = [tuple(c.casefold() for c in p.categories) for p in ranked]
         self._feeds = [p.feeds for p in ranked]

@@ -548,3 +548,29 @@ def test_a_history_longer_than_the_papers_gives_the_same_selection() -> None:
     assert selector_for(PAPERS).select(s, long) == selector_for(PAPERS).select(s, short)
     assert {"seed-16", "seed-01"}.isdisjoint(
         p.paper.id for p in selector_for(PAPERS).select(s, long).picks)
+
+
+def test_one_selector_for_many_subscribers_stays_bounded_and_selects_as_a_fresh_one() -> None:
+    """Its memo tables hold at most TABLE_SIZE entries each (the least recently used go), and
+    a topic compiled again after it was dropped selects exactly as before."""
+    import random
+
+    from digest.selection._rank import TABLE_SIZE
+
+    terms = ["diffusion", "language model", "transformer", "reinforcement learning", "video",
+             "attention", "benchmark", "agent", "reasoning", "quantization", "robot", "graph"]
+    rnd = random.Random(16)
+    subscribers = [sub(*(Topic(name=f"topic {i} {k}", include=tuple(rnd.sample(terms, 2)))
+                         for k in range(2)), max_papers=5, email=f"r{i}@example.org")
+                   for i in range(TABLE_SIZE + 300)]
+    shared = Selector(PAPERS)
+    first = [shared.select(s) for s in subscribers[:50]]
+    for s in subscribers:
+        shared.select(s)
+    tables = [v for v in vars(shared).values() if type(v).__name__ == "_Table"]
+    assert tables and all(len(t) <= TABLE_SIZE for t in tables)
+    assert max(len(t) for t in tables) == TABLE_SIZE  # the bound was reached, and held
+    assert [shared.select(s) for s in subscribers[:50]] == first  # dropped, rebuilt, the same
+    fresh = Selector(PAPERS)
+    assert [fresh.select(s) for s in subscribers[-50:]] == [
+        shared.select(s) for s in subscribers[-50:]]
