@@ -30,6 +30,8 @@ Rows (each in its own child process, so each peak RSS is its own):
 - ceiling, PIPELINING / ours, PIPELINING: the same two rows against the sink offering
            PIPELINING (MAIL, RCPT and DATA in one round trip).
 - ours, 2 connections: ``smtp.connections: 2`` (one sending thread per shard instead of two).
+- ours, 4 shards: four spawned shards of one connection (one thread) each, instead of two of
+           two: processes instead of threads, each paying its own start-up.
 - ledger, zlib / raw / no bytes: the ledger's share of a delivery alone (3 reads, begin,
            mark_sent; ``--ledger`` deliveries, one thread): the message bytes stored
            compressed (as before), as they are (now), or not at all.
