@@ -87,14 +87,16 @@ def test_the_batch_size_decides_by_send_alls_rule(
 def test_stop_during_a_sharded_batch_finishes_in_flight_and_leaves_no_sending_row(
         tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
     with SmtpTestServer(stall_seconds=1.5) as server:
-        stall = server.add_rule("data", "451 4.3.0 stalled", action="stall", times=1)
+        # Both shards' first DATA stalls: a shard takes its next fire only when it is free,
+        # so with one stalled the other would send the whole burst before the stop lands.
+        stall = server.add_rule("data", "451 4.3.0 stalled", action="stall", times=2)
         path, missed = overdue_burst(tmp_path, server.port, EMAILS, connections=2)
         fires = Fires()
         d = Daemon(path, environ={}, on_fire=fires, fetch=lambda s, n: TINY_FEED,
                    sender=ServiceSender({}, processes=2))
         d.start()
         deadline = time.monotonic() + 30
-        while stall.fired == 0:
+        while stall.fired < 2:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         d.stop()  # during a stalled DATA: that message is retried and accepted, no more
