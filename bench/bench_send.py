@@ -366,7 +366,8 @@ LABELS = {"ceiling": "ceiling", "ours": "ours", "send": "digest send (command)",
           "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
           "ours-conn2": "ours, 2 connections", "ours-tick1": "  tick per message",
           "ours-stop0": "  stop read per msg", "ours-small": "ours (small)",
-          "ours-1": "ours, 1 process", "ours-2": "ours, 2 shards", "ours-4": "ours, 4 shards", "naive": "naive",
+          "ours-1": "ours, 1 process", "ours-2": "ours, 2 shards", "ours-4": "ours, 4 shards",
+          "naive": "naive",
           "ledger-zlib": "ledger, zlib bytes", "ledger-raw": "ledger, raw bytes",
           "ledger-none": "ledger, no bytes"}
 # run once whatever --repeats says (the secondary rows)

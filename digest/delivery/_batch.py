@@ -25,7 +25,6 @@ from digest.delivery._edition import (
     RefusalStreak,
     RetryPolicy,
     Started,
-    deliver_edition,
     finish_edition,
     prepare_edition,
     start_edition,
@@ -448,11 +447,8 @@ def _ledger_ready(settings: Settings) -> None:
     Pygments: ~25 MB) would otherwise land in whichever shard writes first and make it the
     biggest process of the run (bench/bench_memory.py); a ledger at the head revision costs
     one query."""
-    ledger = open_ledger(settings.database)
-    try:
+    with open_ledger(settings.database) as ledger:
         ledger.create()
-    finally:
-        ledger.close()
 
 
 def _shard_env(settings: Settings, environ: Mapping[str, str] | None) -> dict[str, str]:
@@ -528,8 +524,6 @@ def _send_sharded(config: Config | StreamedConfig, wanted: _Due,
     return total
 
 
-_STOP = object()
-
 
 def deliver_many(editions: Iterable[tuple[Subscriber, date]], papers: tuple[Paper, ...],
                  run: EditionRun, transports: TransportFactory, *,
@@ -596,11 +590,18 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
 
     def worker(transport: Transport | None) -> None:
         started: Started | None = None
+
+        def settle() -> None:
+            """The message in flight on this connection, if any, finished and recorded."""
+            nonlocal started
+            if started is not None:
+                done, started = started, None
+                record(finish_edition(done))
+
         try:
             while not stop.is_set():
-                if started is not None and not overlap:
-                    done, started = started, None
-                    record(finish_edition(done))
+                if not overlap:
+                    settle()
                 with take_lock:  # the jobs (selection, ledger reads) are made one at a time
                     job = next(source, None)
                 if job is None:
@@ -608,9 +609,7 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
                 ready = prepare_edition(
                     job.subscriber, job.edition, paper_list, shared,
                     force=force and job.selection is not None, selection=job.selection)
-                if started is not None:  # the message before, stored meanwhile
-                    done, started = started, None
-                    record(finish_edition(done))
+                settle()  # the message before, stored meanwhile
                 if isinstance(ready, Delivery):
                     record(ready)
                     continue
@@ -619,17 +618,14 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
                 if stop.is_set():  # built but never begun: nothing of it is in the ledger
                     break
                 started = start_edition(ready, transport)
-            if started is not None:
-                done, started = started, None
-                record(finish_edition(done))
+            settle()
         except BaseException as exc:  # TransportError, a template bug, ...: stop all
             failure.append(exc)
             stop.set()
-            if started is not None:  # finished and recorded even so
-                try:
-                    record(finish_edition(started))
-                except BaseException as more:
-                    failure.append(more)
+            try:
+                settle()  # the message in flight is finished and recorded even so
+            except BaseException as more:
+                failure.append(more)
         finally:
             if transport is not None:
                 transport.close()

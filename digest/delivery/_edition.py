@@ -306,16 +306,24 @@ def start_edition(ready: Ready, transport: Transport) -> Started:
     """Record ``sending`` (with the message bytes), then hand the message over without waiting
     for the server's verdict. Raises ``TransportError`` (the row is left ``deferred``)."""
     run = ready.run
-    run.ledger.begin(ready.email, ready.edition, message_id=ready.msg.message_id,
-                     papers=ready.papers, data=ready.msg.data, now=run.now,
-                     possible_duplicate=ready.possible_duplicate)
+    return Started(ready, transport, _begin(
+        ready.msg, ready.email, ready.edition, ready.papers, ready.possible_duplicate,
+        ledger=run.ledger, transport=transport, now=run.now, data=ready.msg.data))
+
+
+def _begin(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
+           possible_duplicate: bool, *, ledger: LedgerStore, transport: Transport,
+           now: datetime, data: bytes | None) -> InFlight:
+    """One attempt begun: the row says "sending" before a single byte leaves (a crash from
+    here on is seen; ``data`` stored by the first attempt, later ones keep it), then the
+    message handed over. ``TransportError`` leaves the row ``deferred``."""
+    ledger.begin(email, edition, message_id=msg.message_id, papers=papers, data=data,
+                 now=now, possible_duplicate=possible_duplicate)
     try:
-        flight = submit(transport, ready.msg)
+        return submit(transport, msg)
     except TransportError as exc:
-        run.ledger.mark_deferred(ready.email, ready.edition, now=run.now, code=None,
-                                 error=str(exc))
+        ledger.mark_deferred(email, edition, now=now, code=None, error=str(exc))
         raise
-    return Started(ready, transport, flight)
 
 
 def finish_edition(started: Started) -> Delivery:
@@ -347,14 +355,10 @@ def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ..
                     papers=papers)
     current: InFlight | None = flight
     for attempt in range(retry.retries + 1):
-        if current is None:
-            # The row says "sending" before a single byte leaves: a crash from here on is
-            # seen. The bytes were stored by the first attempt; later ones keep them.
-            ledger.begin(email, edition, message_id=msg.message_id, papers=papers, data=None,
-                         now=now, possible_duplicate=possible_duplicate)
+        if current is None:  # a retry
+            current = _begin(msg, email, edition, papers, possible_duplicate, ledger=ledger,
+                             transport=transport, now=now, data=None)
         try:
-            if current is None:
-                current = submit(transport, msg)
             result = current.result()
         except TransportError as exc:
             ledger.mark_deferred(email, edition, now=now, code=None, error=str(exc))
@@ -373,7 +377,7 @@ def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ..
                                error=str(exc))
             if attempt < retry.retries:
                 retry.sleep(retry.backoff * 2 ** attempt)
-                current = None  # a new attempt: begun and submitted again
+                current = None  # a new attempt, begun again
                 continue
             ledger.mark_deferred(email, edition, now=now, code=exc.code, error=str(exc))
             return replace(done, state="deferred", outcome=Outcome.DEFERRED, code=exc.code,

@@ -110,14 +110,9 @@ def submit(transport: Transport, msg: OutgoingMessage) -> InFlight:
     transport sends it now. A refusal of this recipient comes from ``result()``;
     ``TransportError`` (nothing can be sent) is raised at once. One message in flight per
     transport: read its ``result()`` before the next ``submit`` or ``send``."""
-    if isinstance(transport, SmtpTransport):
-        try:
-            return transport.submit(msg)
-        except TransportError:
-            raise
-        except DeliveryError as exc:
-            return _Settled(exc)
     try:
+        if isinstance(transport, SmtpTransport):
+            return transport.submit(msg)
         return _Settled(transport.send(msg))
     except TransportError:
         raise
