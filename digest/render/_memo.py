@@ -222,6 +222,9 @@ class _MemoTemplate:
         self._skeleton: Template | None = None
         self._tests: tuple[tuple[Callable[[Any], Any], Template], ...] = ()
         self._holes: tuple[tuple[Callable[[Any], Any], Template], ...] = ()
+        # every attribute the partial reads, its tests' and holes' too: this very card's key
+        every = tuple(sorted({*plan.reads, *(
+            r for _, reads in plan.tests + plan.holes for r in reads)}))
         if plan.tests or plan.holes:
             try:
                 self._tests = tuple((attrgetter(*reads), self._compiled(env, nodes.Assign(
@@ -233,11 +236,9 @@ class _MemoTemplate:
                     self._skeleton = self._compiled(env, plan.skeleton)
             except Exception:  # anything the compiler refuses: the values join the key
                 self._tests, self._holes, self._skeleton = (), (), None
-                plan = CardPlan(tuple(sorted({*plan.reads, *(
-                    r for _, reads in plan.tests + plan.holes for r in reads)})))
+                plan = CardPlan(every)
         self._key = key(plan.reads)  # the paper's skeleton
-        self._exact = key(tuple(sorted({*plan.reads, *(  # this very card
-            r for _, reads in plan.tests + plan.holes for r in reads)})))
+        self._exact = key(every)  # this very card
         # every attribute the tests and holes read, as one value: their results are kept
         # for it (one lookup per card)
         read = sorted({r for _, reads in plan.tests + plan.holes for r in reads})
@@ -343,10 +344,14 @@ class _MemoTemplate:
                 found = scratch[0][0]
         finally:
             _RECORDER.parts, _RECORDER.tainted = saved
-        if len(memo) >= 64 * MAX_SHAPES:
-            memo.clear()
-        memo[(self, n, values)] = found
+        self._remember((self, n, values), found)
         return found
+
+    def _remember(self, key: tuple[Any, ...], value: Any) -> None:
+        """``value`` kept in the memo of test and hole results (bounded: it starts over)."""
+        if len(self._values) >= 64 * MAX_SHAPES:
+            self._values.clear()
+        self._values[key] = value
 
     def _work_out(self, card: Any) -> tuple[tuple[bool, ...], list[str]] | None:
         """The truth of each test and each hole's printed text (a plain render) or recorded
@@ -374,9 +379,7 @@ class _MemoTemplate:
             filled.append(found)
         known = (tuple(truth), filled)
         assert self._combo is not None
-        if len(self._values) >= 64 * MAX_SHAPES:
-            self._values.clear()
-        self._values[(self, self._combo(card))] = known
+        self._remember((self, self._combo(card)), known)
         return known
 
     def _replay(self, entry: _Entry, filled: list[str], parts: list[list[str]] | None,
