@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import select
 import signal
+import ssl
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -22,6 +24,7 @@ from digest.cron import fires_on
 from digest.delivery._edition import (
     EditionRun,
     EmailRenderer,
+    Ready,
     RefusalStreak,
     RetryPolicy,
     Started,
@@ -564,13 +567,16 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
          paper_list: tuple[Paper, ...], force: bool,
          progress: Callable[[Delivery], None] | None, stop: _EventLike,
          overlap: bool = True) -> SendReport:
-    """The jobs over ``factory.connections`` sending threads, one connection each. A thread
-    takes the next job itself (the jobs are made under a lock: no producer thread, no queue)
-    and, with ``overlap``, builds its message while the server stores the one before
-    (``start_edition`` leaves the final reply unread; ``finish_edition`` reads it just before
-    the next message goes out on that connection). With one connection all of it runs in the
-    calling thread. A stream whose next job may be long in coming (the daemon's fires) runs
-    without ``overlap``: a message's outcome must not wait for the next fire."""
+    """The jobs over ``factory.connections`` connections. With ``overlap`` (a batch), one
+    thread keeps them all going (``_loop``): it builds the next message while the server
+    answers the ones in flight. A stream whose next job may be long in coming (the daemon's
+    fires) runs without ``overlap``, one sending thread per connection, each taking the next
+    job itself (the jobs are made under a lock: no producer thread, no queue) and finishing
+    each message before it takes the next: a message's outcome must not wait for the next
+    fire. With one connection, that runs in the calling thread."""
+    if overlap and factory is not None:
+        return _loop(iter(jobs), factory, shared, paper_list=paper_list, force=force,
+                     progress=progress, stop=stop)
     report = SendReport()
     report_lock = threading.Lock()
     take_lock = threading.Lock()
@@ -600,8 +606,7 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
 
         try:
             while not stop.is_set():
-                if not overlap:
-                    settle()
+                settle()
                 with take_lock:  # the jobs (selection, ledger reads) are made one at a time
                     job = next(source, None)
                 if job is None:
@@ -609,7 +614,6 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
                 ready = prepare_edition(
                     job.subscriber, job.edition, paper_list, shared,
                     force=force and job.selection is not None, selection=job.selection)
-                settle()  # the message before, stored meanwhile
                 if isinstance(ready, Delivery):
                     record(ready)
                     continue
@@ -642,6 +646,106 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
     if failure:
         raise failure[0]
     return report
+
+
+def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun, *,
+          paper_list: tuple[Paper, ...], force: bool,
+          progress: Callable[[Delivery], None] | None, stop: _EventLike) -> SendReport:
+    """The jobs over ``factory.connections`` connections from the calling thread: each message
+    in flight pauses before every reply it reads (``start_edition(whole=False)``), and while
+    the server answers, the next message is built (one ahead, not yet in the ledger). A reply
+    that has arrived is read first, a free connection takes the message built, else the next
+    one is built, else the loop waits for the first reply or time-out. No thread hand-offs,
+    and the CPU work of one message overlaps every round trip of the others.
+
+    A failure (``TransportError``, a template bug, a refusal streak) stops the run: the
+    messages in flight are finished and recorded, then it is raised."""
+    report = SendReport()
+    free: list[Transport] = [factory() for _ in range(max(1, factory.connections))]
+    flying: dict[int, tuple[Started, float]] = {}  # by socket: the message and its deadline
+    ahead: Ready | None = None  # built, waiting for a free connection
+    exhausted = False
+
+    def record(delivery: Delivery) -> None:
+        report.add(delivery)
+        if progress is not None:
+            progress(delivery)
+
+    def settle(started: Started) -> None:
+        free.append(started.transport)
+        record(finish_edition(started))
+
+    def track(started: Started) -> None:
+        wait = started.flight.waiting()
+        if wait is None:  # its outcome is in (an outbox, a refusal before the first reply)
+            settle(started)
+        else:
+            flying[wait.sock.fileno()] = (started, time.monotonic() + wait.timeout)
+
+    def pump(timeout: float) -> None:
+        """Read every reply that has arrived within ``timeout`` seconds, and give up on the
+        ones past their deadline; each message goes on to its next wait or is finished."""
+        held = {fd for fd, (started, _) in flying.items() if _buffered(started)}
+        arrived, _, _ = select.select(list(flying), [], [], 0.0 if held else max(0.0, timeout))
+        came = held.union(arrived)
+        now = time.monotonic()
+        for fd, (started, deadline) in list(flying.items()):
+            if fd in came or deadline <= now:
+                del flying[fd]
+                started.flight.step(expired=fd not in came)
+                track(started)
+
+    def poll() -> None:
+        """The replies that came while a message is being built, read at once."""
+        if flying:
+            pump(0.0)
+
+    try:
+        while True:
+            poll()
+            if ahead is not None and free and not stop.is_set():
+                started, ahead = start_edition(ahead, free.pop(), whole=False), None
+                track(started)
+                continue
+            if ahead is None and not exhausted and not stop.is_set():
+                job = next(source, None)
+                if job is None:
+                    exhausted = True
+                    continue
+                poll()
+                built = prepare_edition(
+                    job.subscriber, job.edition, paper_list, shared,
+                    force=force and job.selection is not None, selection=job.selection,
+                    between=poll)
+                if isinstance(built, Delivery):
+                    record(built)
+                else:
+                    ahead = built
+                continue
+            if not flying:
+                break  # all done, or stopped with nothing in flight (``ahead`` never begun)
+            pump(min(deadline for _, deadline in flying.values()) - time.monotonic())
+    except BaseException:
+        for started, _deadline in list(flying.values()):  # finished and recorded even so
+            try:
+                settle(started)
+            except BaseException:  # the first failure is the one raised
+                log.debug("finishing a message after the run failed", exc_info=True)
+        flying.clear()
+        raise
+    finally:
+        for transport in free:
+            transport.close()
+        for started, _deadline in flying.values():
+            started.transport.close()
+    return report
+
+
+def _buffered(started: Started) -> bool:
+    """Whether a TLS connection already holds the reply, decrypted, where ``select`` cannot
+    see it."""
+    wait = started.flight.waiting()
+    return wait is not None and isinstance(wait.sock, ssl.SSLSocket) and wait.sock.pending() > 0
 
 
 # ---------------------------------------------------------------------- a stream over shards

@@ -203,10 +203,12 @@ class Ready:
 def prepare_edition(subscriber: Subscriber, edition: date, papers: Iterable[Paper],
                     run: EditionRun, *, force: bool = False,
                     history: frozenset[str] | None = None,
-                    selection: Selection | None = None) -> Ready | Delivery:
+                    selection: Selection | None = None,
+                    between: Callable[[], None] | None = None) -> Ready | Delivery:
     """The first part of ``deliver_edition``: what the ledger says of this edition, the
     selection, render and message build. Returns the ``Delivery`` when nothing is to be sent
-    (already sent, nothing new, a dry run...), else the ``Ready`` message."""
+    (already sent, nothing new, a dry run...), else the ``Ready`` message. ``between`` is
+    called between those steps: a run's event loop reads the replies that came meanwhile."""
     ledger, renderer, settings, summaries, now = (run.ledger, run.renderer, run.settings,
                                                   run.summaries, run.now)
     selector, unsubscribe_secret, retry, dry_run = (run.selector, run.unsubscribe_secret,
@@ -269,10 +271,14 @@ def prepare_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
             return replace(skip, outcome=Outcome.NOTHING_NEW, detail=why)
         digest = build_digest(selection, summaries, edition, now, settings,
                               unsubscribe_secret=unsubscribe_secret)
+        if between is not None:
+            between()
         rendered = renderer.render(digest)
         if not rendered.papers:
             return replace(skip, outcome=Outcome.NOTHING_NEW,
                            detail=f"{_NOTHING_NEW}: no paper fits the size budget")
+        if between is not None:
+            between()
         try:
             msg = build_message(rendered, digest, settings, now=now)
         except DeliveryError as exc:  # an address that cannot be written safely
@@ -302,25 +308,28 @@ class Started:
     flight: InFlight
 
 
-def start_edition(ready: Ready, transport: Transport) -> Started:
+def start_edition(ready: Ready, transport: Transport, *, whole: bool = True) -> Started:
     """Record ``sending`` (with the message bytes), then hand the message over without waiting
-    for the server's verdict. Raises ``TransportError`` (the row is left ``deferred``)."""
+    for the server's verdict: the whole message written, or with ``whole=False`` only its
+    first command, the rest left to ``started.flight.step()`` as replies arrive (a run's event
+    loop, ``submit``). Raises ``TransportError`` (the row is left ``deferred``)."""
     run = ready.run
     return Started(ready, transport, _begin(
         ready.msg, ready.email, ready.edition, ready.papers, ready.possible_duplicate,
-        ledger=run.ledger, transport=transport, now=run.now, data=ready.msg.data))
+        ledger=run.ledger, transport=transport, now=run.now, data=ready.msg.data,
+        whole=whole))
 
 
 def _begin(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
            possible_duplicate: bool, *, ledger: LedgerStore, transport: Transport,
-           now: datetime, data: bytes | None) -> InFlight:
+           now: datetime, data: bytes | None, whole: bool = True) -> InFlight:
     """One attempt begun: the row says "sending" before a single byte leaves (a crash from
     here on is seen; ``data`` stored by the first attempt, later ones keep it), then the
     message handed over. ``TransportError`` leaves the row ``deferred``."""
     ledger.begin(email, edition, message_id=msg.message_id, papers=papers, data=data,
                  now=now, possible_duplicate=possible_duplicate)
     try:
-        return submit(transport, msg)
+        return submit(transport, msg, whole=whole)
     except TransportError as exc:
         ledger.mark_deferred(email, edition, now=now, code=None, error=str(exc))
         raise

@@ -32,7 +32,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,7 @@ __all__ = [
     "MaildirOutbox",
     "RateLimiter",
     "ServerGate",
+    "Wait",
     "open_transport",
     "tls_context",
 ]
@@ -83,11 +84,31 @@ class Transport(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Wait:
+    """What a message in flight waits for: a reply on ``sock``, within ``timeout`` seconds;
+    ``final``: the reply to the whole message (everything is written)."""
+
+    sock: socket.socket
+    timeout: float
+    final: bool = False
+
+
 class InFlight(Protocol):
     """A message handed over whose outcome is still to be read (``submit``)."""
 
     def result(self) -> SendResult:
-        """The server's verdict; raises what ``Transport.send`` raises."""
+        """The server's verdict (waiting for what is still owed); raises what
+        ``Transport.send`` raises."""
+        ...
+
+    def waiting(self) -> Wait | None:
+        """The reply this message waits for next, or None once its outcome is in."""
+        ...
+
+    def step(self, *, expired: bool = False) -> None:
+        """Read the reply ``waiting()`` names (it has arrived), or with ``expired`` give up on
+        it, and go on until the next wait. An error is kept for ``result()``."""
         ...
 
 
@@ -102,17 +123,25 @@ class _Settled:
             raise self.outcome
         return self.outcome
 
+    def waiting(self) -> Wait | None:
+        return None
 
-def submit(transport: Transport, msg: OutgoingMessage) -> InFlight:
+    def step(self, *, expired: bool = False) -> None:
+        pass
+
+
+def submit(transport: Transport, msg: OutgoingMessage, *, whole: bool = True) -> InFlight:
     """Start handing ``msg`` over and return before its outcome is known, so the caller can
-    prepare the next message while the server stores this one: an SMTP transport writes the
-    whole message and leaves the final reply unread (``SmtpTransport.submit``); any other
-    transport sends it now. A refusal of this recipient comes from ``result()``;
-    ``TransportError`` (nothing can be sent) is raised at once. One message in flight per
+    prepare the next message meanwhile: an SMTP transport writes the whole message and leaves
+    the final reply unread (``SmtpTransport.submit``), or with ``whole=False`` writes only
+    MAIL FROM and leaves the rest of the exchange to ``step()`` as each reply arrives (a run's
+    event loop, ``SmtpTransport.start``); any other transport sends it now. A refusal of this
+    recipient comes from ``result()``; ``TransportError`` (nothing can be sent) is raised at
+    once, or later by ``result()`` after ``whole=False``. One message in flight per
     transport: read its ``result()`` before the next ``submit`` or ``send``."""
     try:
         if isinstance(transport, SmtpTransport):
-            return transport.submit(msg)
+            return transport.submit(msg) if whole else transport.start(msg)
         return _Settled(transport.send(msg))
     except TransportError:
         raise
@@ -402,19 +431,34 @@ class SmtpTransport:
         """MAIL, RCPT, DATA and the whole message written; the final reply is left to
         ``result()`` of what is returned (see ``submit``). Raises what ``send`` raises for
         everything before the end of DATA."""
+        flight = _SmtpInFlight(self._exchange(msg))
+        flight.advance(until_final=True)
+        return flight
+
+    def start(self, msg: OutgoingMessage) -> _SmtpInFlight:
+        """MAIL FROM written (after connecting, if need be); each later reply is read by
+        ``step()`` of what is returned, when it has arrived: a run's event loop keeps several
+        connections going from one thread. Raises what ``send`` raises up to MAIL FROM; later
+        errors come from ``result()``."""
+        flight = _SmtpInFlight(self._exchange(msg))
+        flight.advance(until_final=False)
+        return flight
+
+    def _exchange(self, msg: OutgoingMessage) -> _Exchange:
+        """The whole exchange for ``msg``, pausing (``yield``) before each reply it reads."""
         if self._limiter is not None:
             self._limiter.acquire()
         if self._conn is None:
             self._conn = self._connect()
-            return self._transaction(self._conn, msg, fresh=True)
+            return (yield from self._transaction(self._conn, msg, fresh=True))
         try:
-            return self._transaction(self._conn, msg, fresh=False)
+            return (yield from self._transaction(self._conn, msg, fresh=False))
         except _StaleConnection:
             # The server closed our idle reused connection before this message's MAIL FROM:
             # nothing of it was transmitted, so one transparent reconnect is safe.
             log.debug("%s closed the idle connection; reconnecting", self.where)
             self._conn = self._connect()
-            return self._transaction(self._conn, msg, fresh=True)
+            return (yield from self._transaction(self._conn, msg, fresh=True))
 
     def _fail(self, msg: OutgoingMessage, stage: str, code: int, reply: bytes | str) -> DigestError:
         """The error for a non-success reply, leaving the connection usable or closed."""
@@ -461,7 +505,7 @@ class SmtpTransport:
             self._drop()
 
     def _transaction(self, conn: smtplib.SMTP, msg: OutgoingMessage, *, fresh: bool
-                     ) -> _SmtpInFlight:
+                     ) -> _Exchange:
         # Stage names matter: "end of DATA" (body sent, final reply pending) is the only stage
         # where a lost connection means the server may have accepted the message.
         stage = "MAIL FROM"
@@ -475,8 +519,12 @@ class SmtpTransport:
         # and the three replies are read in order: one round trip instead of three. The body
         # still waits for the 354, as the RFC requires.
         pipelined = conn.has_extn("pipelining")
+        sock = conn.sock
+        assert sock is not None  # connected
+        wait = Wait(sock, self.settings.timeout)
         try:
             conn.send("".join(commands) if pipelined else commands[0])
+            yield wait
             code, reply = conn.getreply()
             if code == 421 and not fresh:
                 # An idle-timeout notice ("421 timeout exceeded") waiting on a reused
@@ -488,8 +536,9 @@ class SmtpTransport:
                     self._drain(conn, 2, code)
                 raise self._fail(msg, stage, code, reply)
             stage = "RCPT TO"
-            if not pipelined:
+            if not pipelined:  # the rest of a pipelined group follows its first reply
                 conn.send(commands[1])
+                yield wait
             code, reply = conn.getreply()
             if not 200 <= code < 300:
                 if pipelined:
@@ -498,28 +547,23 @@ class SmtpTransport:
             stage = "start of data"
             if not pipelined:
                 conn.send(commands[2])
+                yield wait
             code, reply = conn.getreply()
             if code != 354:
                 raise self._fail(msg, stage, code, reply)
             stage = "end of DATA"
             conn.send(_dot_stuff(msg.data))
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise self._lost(exc, msg, stage, fresh=fresh) from None
-        return _SmtpInFlight(self, conn, msg)
-
-    def _end_of_data(self, conn: smtplib.SMTP, msg: OutgoingMessage) -> SendResult:
-        """The final reply to a message ``_transaction`` wrote."""
-        try:
             # The reply to the final "." gets its own, long timeout (RFC 5321 4.5.3.2: 10
             # minutes): the server may be storing the message, and giving up on it early
             # leaves us not knowing whether it was accepted.
+            yield Wait(sock, self.settings.data_timeout, final=True)
             _settimeout(conn, self.settings.data_timeout)
             try:
                 code, reply = conn.getreply()
             finally:
                 _settimeout(conn, self.settings.timeout)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise self._lost(exc, msg, "end of DATA", fresh=True) from None
+            raise self._lost(exc, msg, stage, fresh=fresh) from None
         if not 200 <= code < 300:
             raise self._fail(msg, "message", code, reply)
         return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=code,
@@ -544,16 +588,48 @@ class SmtpTransport:
         return DeliveryError(f"{what} during {stage}", recipient=msg.recipient, temporary=True)
 
 
-@dataclass
-class _SmtpInFlight:
-    """A message ``SmtpTransport`` wrote whole, its final reply not read yet."""
+_Exchange = Generator[Wait, None, SendResult]
 
-    transport: SmtpTransport
-    conn: smtplib.SMTP
-    msg: OutgoingMessage
+
+class _SmtpInFlight:
+    """A message ``SmtpTransport`` is exchanging with the server: the exchange pauses before
+    each reply it reads (``waiting``), until its outcome is in."""
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+        self._wait: Wait | None = None
+        self._outcome: SendResult | BaseException | None = None
+
+    def advance(self, *, until_final: bool) -> None:
+        """Go on to the first wait (``until_final``: to the wait for the final reply, reading
+        the ones before as they come); errors are raised here."""
+        wait = next(self._exchange)
+        while until_final and not wait.final:
+            wait = self._exchange.send(None)
+        self._wait = wait
+
+    def waiting(self) -> Wait | None:
+        return self._wait
+
+    def step(self, *, expired: bool = False) -> None:
+        if self._wait is None:
+            return
+        try:
+            self._wait = self._exchange.throw(TimeoutError()) if expired \
+                else self._exchange.send(None)
+        except StopIteration as done:
+            self._wait, self._outcome = None, done.value
+        except Exception as exc:  # noqa: BLE001 (kept for result(), which raises it)
+            self._wait, self._outcome = None, exc
 
     def result(self) -> SendResult:
-        return self.transport._end_of_data(self.conn, self.msg)
+        while self._wait is not None:  # the rest of the exchange, blocking on each reply
+            self.step()
+        outcome = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
 
 
 def _settimeout(conn: smtplib.SMTP, seconds: float) -> None:

@@ -146,3 +146,50 @@ def test_the_daemons_stream_records_an_outcome_before_waiting_for_the_next_fire(
                               progress=progress, processes=1)
         assert report.sent == 2 and server.count == 2
     assert waited_for_it == [True]
+
+
+# ------------------------------------------------------------------ one thread, every connection
+
+
+def test_one_thread_keeps_the_other_connections_going_while_one_waits(tmp_path: Path) -> None:
+    """A batch keeps all its connections going from the calling thread: while the server sits
+    on one message's final reply, the other connection carries everyone else."""
+    emails = [f"reader{i}@example.org" for i in range(8)]
+    threads: set[str] = set()
+    order: list[str] = []
+    with SmtpTestServer(stall_seconds=1.5) as server:
+        stall = server.add_rule("data", "250 2.0.0 OK (slow)", action="late",
+                                recipient=emails[0], times=1)
+        cfg = make_config(tmp_path, emails, server)  # two connections
+        before = threading.active_count()
+
+        def progress(d: Delivery) -> None:
+            threads.add(threading.current_thread().name)
+            order.append(d.email)
+            assert threading.active_count() == before  # no sending threads were started
+
+        report = run(cfg, progress=progress)
+        assert report.sent == 8 and server.count == 8 and stall.fired == 1
+    assert threads == {threading.current_thread().name}
+    assert order[-1] == emails[0] and sorted(order[:-1]) == sorted(emails[1:])
+    rows = {r.email: (r.state, r.attempts) for r in Ledger(cfg.settings.database).rows()}
+    assert rows == {e: ("sent", 1) for e in emails}
+
+
+def test_a_final_reply_that_never_comes_is_given_up_on_at_data_timeout(tmp_path: Path) -> None:
+    """The loop's own deadline stands in for the socket's: a silent end of DATA is the
+    uncertain case (the server may have the message), a silent command a plain retry."""
+    with SmtpTestServer(stall_seconds=5) as server:
+        server.add_rule("data", "250 2.0.0 OK (too late)", action="stall",
+                        recipient="bob@example.org", times=1)
+        server.add_rule("rcpt", "250 OK (too late)", action="stall",
+                        recipient="cy@example.org", times=1)
+        cfg = make_config(tmp_path, EMAILS, server, timeout=0.4, data_timeout=0.6)
+        report = run(cfg)
+        assert (report.sent, report.deferred) == (2, 1)
+    ledger = Ledger(cfg.settings.database)
+    bob = ledger.get("bob@example.org", NOW.date())
+    assert bob is not None and bob.state == "deferred" and bob.possible_duplicate
+    assert bob.error is not None and "no answer within 0.6 s at the end of DATA" in bob.error
+    cy = ledger.get("cy@example.org", NOW.date())  # the silent RCPT: retried, then sent
+    assert cy is not None and (cy.state, cy.attempts) == ("sent", 2)
