@@ -3,6 +3,7 @@ send into an aiosmtpd sink running in a SEPARATE process, next to the naive path
 own ceiling, plus a memory-flat check.
 
     .venv/bin/python bench/bench_send.py [--subscribers 10000] [--repeats 3] [--rows a,b,...]
+                                         [--baseline DIR]
 
 Each row runs ``--repeats`` times (the secondary rows, marked in ONCE, once) and prints
 min/median/max; "of ceiling" is each repeat's rate over the ceiling of the same sink in the same
@@ -35,6 +36,9 @@ Rows (each in its own child process, so each peak RSS is its own):
 - ledger, zlib / raw / no bytes: the ledger's share of a delivery alone (3 reads, begin,
            mark_sent; ``--ledger`` deliveries, one thread): the message bytes stored
            compressed (as before), as they are (now), or not at all.
+- ours, --baseline DIR: the ``ours`` row run from another checkout (e.g. ``git worktree add
+           /tmp/base HEAD~1``), its code, the same sink, interleaved with ``ours`` in every
+           repeat: what a change gained end to end, measured in the same minutes.
 - naive:   the same per-subscriber unit, but a new SMTP connection per message and MJML
            compiled for every email (``Renderer(fast=False)`` built per email), one at a time;
            run on the first ``--naive`` subscribers (it is slow), rate extrapolated.
@@ -347,10 +351,11 @@ def spawn(pipelining: bool) -> tuple[subprocess.Popen[str], int]:
 # --------------------------------------------------------------------------- parent
 
 
-def run_child(mode: str, n: int, port: int, naive: int, sink: int | None) -> dict[str, object]:
+def run_child(mode: str, n: int, port: int, naive: int, sink: int | None, *,
+              script: Path = Path(__file__)) -> dict[str, object]:
     before = _proc_cpu(sink) if sink else 0.0
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--subscribers", str(n),
-                           "--port", str(port), "--naive", str(naive)],
+    proc = subprocess.run([sys.executable, str(script), "--child", mode, "--subscribers",
+                           str(n), "--port", str(port), "--naive", str(naive)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr}")
@@ -359,10 +364,11 @@ def run_child(mode: str, n: int, port: int, naive: int, sink: int | None) -> dic
     return result
 
 
-MODES = ("ceiling", "ours", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
+MODES = ("ceiling", "ours", "base", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
          "ours-stop0", "ours-small", "ours-4", "ours-1", "naive", "ledger-zlib", "ledger-raw",
          "ledger-none")
-LABELS = {"ceiling": "ceiling", "ours": "ours", "send": "digest send (command)",
+LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
+          "send": "digest send (command)",
           "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
           "ours-conn2": "ours, 2 connections", "ours-tick1": "  tick per message",
           "ours-stop0": "  stop read per msg", "ours-small": "ours (small)",
@@ -384,6 +390,8 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(MODES),
                     help=f"comma-separated rows to run (default all: {','.join(MODES)})")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--baseline", type=Path,
+                    help="another checkout whose 'ours' row runs beside ours (row 'base')")
     ap.add_argument("--child", choices=(*MODES, "ours-2"))
     args = ap.parse_args()
     if args.child:
@@ -393,6 +401,12 @@ def main() -> None:
     unknown = set(wanted) - set(MODES)
     if unknown:
         raise SystemExit(f"unknown rows: {', '.join(sorted(unknown))}")
+    if args.baseline is None:
+        wanted = [m for m in wanted if m != "base"]
+    elif "base" not in wanted:
+        wanted.insert(wanted.index("ours") + 1 if "ours" in wanted else len(wanted), "base")
+    if args.baseline is not None:
+        LABELS["base"] = f"ours, --baseline {args.baseline.name}"
 
     n = args.subscribers
     sinks = {False: spawn(False), True: spawn(True)}
@@ -407,9 +421,12 @@ def main() -> None:
                     args.ledger if mode.startswith("ledger-") else n
                 print(f"[{rep + 1}/{args.repeats}] {mode} x {count} ...", file=sys.stderr,
                       flush=True)
-                child_mode = "ours" if mode == "ours-small" else mode
+                child_mode = "ours" if mode in ("ours-small", "base") else mode
+                script = args.baseline / "bench" / "bench_send.py" if mode == "base" \
+                    else Path(__file__)
                 results[mode].append(run_child(child_mode, count, port, args.naive,
-                                               None if mode.startswith("ledger-") else sink.pid))
+                                               None if mode.startswith("ledger-") else sink.pid,
+                                               script=script))
     finally:
         received = 0
         for sink, _port in sinks.values():
@@ -480,6 +497,11 @@ def main() -> None:
               f"{args.small:,} vs {float(str(big['rss_mb'])):.1f} MB at {n:,} subscribers "
               f"(+{growth:.1f} MB, of which the generated config itself: "
               f"+{config_growth:.1f} MB)")
+    if "ours" in results and "base" in results:
+        per = sorted(float(str(a["seconds"])) / float(str(b["seconds"]))
+                     for a, b in zip(results["ours"], results["base"]))
+        print(f"ours / --baseline wall time, per repeat: {mmm(per, '.3f')} "
+              "(below 1: ours is faster)")
     if "ours" in results and "send" in results:
         ours = statistics.median(float(str(r["seconds"])) for r in results["ours"])
         cmd = statistics.median(float(str(r["seconds"])) for r in results["send"])
