@@ -704,7 +704,9 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         while True:
             poll()
             if ahead is not None and free and not stop.is_set():
-                started, ahead = start_edition(ahead, free.pop(), whole=False), None
+                transport = free[-1]  # stays in ``free`` (closed at the end) if this raises
+                started, ahead = start_edition(ahead, transport, whole=False), None
+                free.pop()
                 track(started)
                 continue
             if ahead is None and not exhausted and not stop.is_set():
@@ -734,10 +736,8 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         flying.clear()
         raise
     finally:
-        for transport in free:
+        for transport in free:  # every message settled by now: each connection is free
             transport.close()
-        for started, _deadline in flying.values():
-            started.transport.close()
     return report
 
 
