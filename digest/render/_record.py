@@ -205,8 +205,10 @@ def guard_filter(func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a filter for the fast environment so that it flags marked input."""
     @functools.wraps(func)  # keeps jinja's pass_context/pass_eval_context marks
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if _RECORDER.parts is not None and any(
-                isinstance(a, str) and ("\x02" in a or CARD_MARK in a) for a in args):
-            _RECORDER.tainted = True
+        if _RECORDER.parts is not None:
+            for a in args:  # a loop, not any(genexpr): this runs for every filter call
+                if isinstance(a, str) and ("\x02" in a or CARD_MARK in a):
+                    _RECORDER.tainted = True
+                    break
         return func(*args, **kwargs)
     return guarded

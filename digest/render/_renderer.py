@@ -24,7 +24,7 @@ from datetime import date
 from importlib import resources
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 from urllib.parse import quote, urlsplit
 
 from jinja2 import (
@@ -41,6 +41,7 @@ from jinja2 import (
 from jinja2 import (
     TemplateError as JinjaTemplateError,
 )
+from jinja2.runtime import new_context
 from markupsafe import Markup
 
 from digest.errors import TemplateError
@@ -142,6 +143,7 @@ _LONG_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"
 _LONG_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
                 "September", "October", "November", "December")
 _MONTHS = tuple(m[:3] for m in _LONG_MONTHS)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,29 @@ def _reason_view(reasons: tuple[Reason, ...]) -> _ReasonView:
                        matched=f"matched: {matched}" if matched else "")
 
 
+class _Once(Generic[_T]):
+    """``functools.cached_property`` without its lock: Python 3.11's takes one on every
+    first read, and each card's values are read for the first time in every email."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func, self.name = func, func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Once[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> _T | _Once[_T]:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)  # later reads find it there
+        return value
+
+
 @dataclass(frozen=True)
 class Card:
     """What a paper card shows; built from a ``DigestItem``, every link already http(s)-only.
@@ -250,25 +275,26 @@ class Card:
     def claims(self) -> tuple[str, ...]:
         return self.item.summary.claims
 
-    @functools.cached_property
+    # Worked out once per card (its per-subscriber values key the card memos of both parts)
+    @_Once
     def _reason(self) -> _ReasonView:
         return _reason_view(self.item.pick.reasons)
 
-    @functools.cached_property
+    @_Once
     def _paper(self) -> _PaperView:
         return _paper_view(self.item.pick.paper)
 
-    @property
+    @_Once
     def reasons(self) -> tuple[str, ...]:
         """Every distinct reason, as "matched: x in title"."""
         return self._reason.texts
 
-    @property
+    @_Once
     def tags(self) -> tuple[str, ...]:
         """One short tag per matched topic: "Quantization · in title"."""
         return self._reason.tags
 
-    @property
+    @_Once
     def matched(self) -> str:
         """The reasons on one line, each term once (singular and plural are one term):
         "matched: llm, agents in title; diffusion in abstract"."""
@@ -535,8 +561,10 @@ class Renderer:
             base = self._globals[template] = dict(template.globals)
         env = template.environment
         try:
-            return str(env.concat(
-                template.root_render_func(template.new_context({**base, **ctx}, shared=True))))
+            # Jinja's new_context with the plain copy as its globals (the same keys: a
+            # Context takes a set of them, and a set of a ChainMap walks both maps)
+            return str(env.concat(template.root_render_func(new_context(
+                env, template.name, template.blocks, {**base, **ctx}, True, base))))
         except Exception:
             env.handle_exception()
             raise  # handle_exception always raises; this line is for the type checker
