@@ -51,6 +51,15 @@ def _is_hole(value: str) -> bool:
             and "zqpd" not in value)
 
 
+def _all_holes(values: tuple[str, ...] | list[str]) -> bool:
+    """``all(map(_is_hole, values))`` in C-speed passes: one join searched for the characters
+    (a token cannot span the NUL between two values), ``strip`` for the blank ones (it strips
+    exactly what ``isspace`` calls whitespace)."""
+    joined = "\x00".join(values)
+    return "<" not in joined and ">" not in joined and "zqpd" not in joined \
+        and all(map(str.strip, values))
+
+
 def _plan_part(marked: str, kind: str) -> _PartPlan:
     structural: set[int] = set()
     for span in _STRUCTURAL.finditer(marked):
@@ -81,7 +90,7 @@ class Shaper:
 
     def __init__(self) -> None:
         self._plans: dict[tuple[str, str], _PartPlan] = {}
-        self._shaped: dict[tuple[str, str, tuple[str, ...]], Shaped] = {}
+        self._shaped: dict[tuple[str, tuple[str, ...]], Shaped] = {}  # card parts
 
     def parts(self, marked: str, values: list[list[str]],
               expand: Callable[[str], str | None] = lambda text: text) -> list[Shaped] | None:
@@ -98,43 +107,57 @@ class Shaper:
         out: list[Shaped] = []
         known = self._shaped
         for i, (text, vals) in enumerate(zip(texts, values)):
-            kind = "h" if i == 0 else "t" if i == last else "c"
-            # a card recurs with the same values in many emails: its Shaped is looked up
-            # (the text's hash is computed once for both lookups; Python keeps it)
-            memo_key = (kind, text, tuple(vals))
-            shaped = known.get(memo_key)
-            if shaped is not None:
+            if i == 0 or i == last:  # the frame's parts: their values are per subscriber
+                shaped = self._shape("h" if i == 0 else "t", text, tuple(vals), expand)
+                if shaped is None:
+                    return None
                 out.append(shaped)
                 continue
-            if len(known) >= 8 * MAX_SHAPES:
-                known.clear()
-            source = expand(text)
-            if source is None:
-                return None
-            plan = self._plans.get((kind, source))
-            if plan is None:
-                if len(self._plans) >= MAX_SHAPES:  # a template minting shapes per email
-                    self._plans.clear()
-                plan = self._plans[(kind, source)] = _plan_part(source, kind)
-            if plan.key is None or len(plan.pieces) != len(vals) + 1:
-                return None
-            if plan.key and all(map(_is_hole, vals)) and all(
-                    _VERBATIM_IN_ATTRIBUTE.fullmatch(vals[n]) for n in plan.in_attribute):
-                out.append(known.setdefault(memo_key, Shaped(plan.key, memo_key[2])))
-                continue
-            key, holes = [plan.pieces[0]], list[str]()
-            for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
-                if n in plan.structural or not _is_hole(value) or (
-                        n in plan.in_attribute and not _VERBATIM_IN_ATTRIBUTE.fullmatch(value)):
-                    if "zqpd" in value:
-                        return None  # would read as a hole token once compiled
-                    key.append(value)
-                else:
-                    key.append(f"zqpd{kind}{len(holes)}qz")
-                    holes.append(value)
-                key.append(piece)
-            out.append(known.setdefault(memo_key, Shaped("".join(key), tuple(holes))))
+            # a card recurs with the same values in many emails: its Shaped is looked up
+            # (the text's hash is computed once for both lookups; Python keeps it)
+            memo_key = (text, tuple(vals))
+            shaped = known.get(memo_key)
+            if shaped is None:
+                shaped = self._shape("c", text, memo_key[1], expand)
+                if shaped is None:
+                    return None
+                if len(known) >= 8 * MAX_SHAPES:
+                    known.clear()
+                known[memo_key] = shaped
+            out.append(shaped)
         return out
+
+    def _shape(self, kind: str, text: str, vals: tuple[str, ...],
+               expand: Callable[[str], str | None]) -> Shaped | None:
+        """One part's ``Shaped`` (its plan kept for its marked text); None: compile in full."""
+        source = expand(text)
+        if source is None:
+            return None
+        plan = self._plans.get((kind, source))
+        if plan is None:
+            if len(self._plans) >= MAX_SHAPES:  # a template minting shapes per email
+                self._plans.clear()
+            plan = self._plans[(kind, source)] = _plan_part(source, kind)
+        if plan.key is None or len(plan.pieces) != len(vals) + 1:
+            return None
+        if plan.key and _all_holes(vals):
+            for n in plan.in_attribute:
+                if not _VERBATIM_IN_ATTRIBUTE.fullmatch(vals[n]):
+                    break
+            else:
+                return Shaped(plan.key, vals)
+        key, holes = [plan.pieces[0]], list[str]()
+        for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
+            if n in plan.structural or not _is_hole(value) or (
+                    n in plan.in_attribute and not _VERBATIM_IN_ATTRIBUTE.fullmatch(value)):
+                if "zqpd" in value:
+                    return None  # would read as a hole token once compiled
+                key.append(value)
+            else:
+                key.append(f"zqpd{kind}{len(holes)}qz")
+                holes.append(value)
+            key.append(piece)
+        return Shaped("".join(key), tuple(holes))
 
 
 def _program(html: str, kinds: str) -> Program | None:
@@ -237,7 +260,7 @@ class ShapeCache:
             return None
         if not cards:
             return None if frame.bare is None else _fill(frame.bare, head, head, tail)
-        out = [""]  # the head, filled once every card's unit is known (they may move it)
+        texts: list[str] = []
         filled = self.filled
         for card in cards:
             key = (frame.style, card.key, card.values)
@@ -252,9 +275,13 @@ class ShapeCache:
                     if len(filled) >= 8 * MAX_SHAPES:
                         filled.clear()
                     filled[key] = text
-            out.append(text)
-        out[0] = _fill(frame.head, head, head, tail)
-        out.append(_fill(frame.tail, head, head, tail))
+            texts.append(text)
+        # the head filled once every card's unit is known (they may move it); one join of
+        # the frame's pieces and the cards, not a join of the frame's parts first
+        out: list[str] = []
+        _fill_into(out, frame.head, head, head, tail)
+        out += texts
+        _fill_into(out, frame.tail, head, head, tail)
         return "".join(out)
 
     def _frame(self, head: Shaped, tail: Shaped) -> _Frame:
@@ -348,12 +375,18 @@ def _whole_tokens(text: str, *pieces: str) -> bool:
 
 
 def _fill(program: Program, own: Shaped, head: Shaped, tail: Shaped) -> str:
+    out: list[str] = []
+    _fill_into(out, program, own, head, tail)
+    return "".join(out)
+
+
+def _fill_into(out: list[str], program: Program, own: Shaped, head: Shaped, tail: Shaped
+               ) -> None:
     # values as compile_mjml's seven_bit_html writes them (fits_seven_bit vouches for it)
     values = {"h": head.values, "t": tail.values, "c": own.values}
-    out: list[str] = []
+    append = out.append
     for literal, kind, index in program:
-        out.append(literal)
+        append(literal)
         if kind:
             value = values[kind][index]
-            out.append(value if value.isascii() else ascii_text(value))
-    return "".join(out)
+            append(value if value.isascii() else ascii_text(value))
