@@ -132,7 +132,7 @@ class _Recorder(threading.local):
 
 
 _RECORDER = _Recorder()
-_ESCAPED: dict[str, Markup] = {}  # plain str -> escape(str); races only escape twice
+_ESCAPED: dict[str, Markup] = {}  # plain str -> its printed text; races only escape twice
 
 
 @pass_eval_context
@@ -147,24 +147,25 @@ def record_finalize(eval_ctx: EvalContext, value: Any) -> Any:
     parts = _RECORDER.parts
     if parts is None:  # not inside a fast render
         return escape(value) if eval_ctx.autoescape else str(value)
-    if value is CARD_MARKUP:
-        parts.append([])
-        return value
-    if isinstance(value, Markup) and ("\x02" in value or CARD_MARK in value):
-        return value  # rendered output holding markers (caller(), a macro): pass it through
-    value = clean_value(value)
-    current = parts[-1]
-    if not eval_ctx.autoescape:
-        current.append(str(value))
-    elif type(value) is str:  # most values recur in many emails (names, dates, topics)
-        escaped = _ESCAPED.get(value)
-        if escaped is None:
+    if type(value) is str and eval_ctx.autoescape:
+        # most values are plain strings that recur in many emails (names, dates, topics):
+        # cleaned and escaped once per distinct string
+        known = _ESCAPED.get(value)
+        if known is None:
             if len(_ESCAPED) >= 8192:
                 _ESCAPED.clear()
-            escaped = _ESCAPED[value] = escape(value)
-        current.append(escaped)
+            known = _ESCAPED[value] = escape(clean_value(value))
+        printed: str = known
     else:
-        current.append(escape(value))
+        if value is CARD_MARKUP:
+            parts.append([])
+            return value
+        if isinstance(value, Markup) and ("\x02" in value or CARD_MARK in value):
+            return value  # rendered output holding markers (caller(), a macro): pass it through
+        value = clean_value(value)
+        printed = escape(value) if eval_ctx.autoescape else str(value)
+    current = parts[-1]
+    current.append(printed)
     n = len(current) - 1
     return _MARKERS[n] if n < len(_MARKERS) else Markup(f"\x02{n}\x03")
 
