@@ -129,15 +129,21 @@ class Shaper:
 
     def _shape(self, kind: str, text: str, vals: tuple[str, ...],
                expand: Callable[[str], str | None]) -> Shaped | None:
-        """One part's ``Shaped`` (its plan kept for its marked text); None: compile in full."""
-        source = expand(text)
-        if source is None:
-            return None
-        plan = self._plans.get((kind, source))
+        """One part's ``Shaped`` (its plan kept for its marked text, and for what was
+        printed: a card's stand-in, which stands for one marked text for good, is then not
+        expanded and hashed whole again); None: compile in full."""
+        plans = self._plans
+        plan = plans.get((kind, text))
         if plan is None:
-            if len(self._plans) >= MAX_SHAPES:  # a template minting shapes per email
-                self._plans.clear()
-            plan = self._plans[(kind, source)] = _plan_part(source, kind)
+            source = expand(text)
+            if source is None:
+                return None
+            plan = plans.get((kind, source))
+            if len(plans) >= MAX_SHAPES:  # a template minting shapes per email
+                plans.clear()
+            if plan is None:
+                plan = plans[(kind, source)] = _plan_part(source, kind)
+            plans[(kind, text)] = plan
         if plan.key is None or len(plan.pieces) != len(vals) + 1:
             return None
         if plan.key and _all_holes(vals):
