@@ -46,6 +46,7 @@ from markupsafe import Markup
 
 from digest.errors import TemplateError
 from digest.models import Digest, DigestItem, LeftOut, Paper, Pick, Reason, RenderedEmail, Where
+from digest.render._keyed import KeyedOutputs
 from digest.render._memo import FastEnvironment, IncludeGenerator, RecordingGenerator
 from digest.render._record import (
     CARD_MARKUP,
@@ -461,6 +462,7 @@ class Renderer:
         self.shaper = Shaper()
         self._lock = threading.Lock()
         self._globals: dict[Any, dict[str, Any]] = {}  # template -> its globals, copied once
+        self._keyed = KeyedOutputs()  # the subject (and any template proven alike)
 
     @staticmethod
     def _environment(loader: BaseLoader | None, *, fast: bool, memo: bool = False
@@ -533,11 +535,12 @@ class Renderer:
 
     def subject(self, ctx: dict[str, Any]) -> str:
         # one header line, whatever the template's whitespace
-        return _SPACES.sub(" ", self._render(SUBJECT_TEMPLATE, ctx, self._plain_env)).strip()
+        return _SPACES.sub(" ", self._render(SUBJECT_TEMPLATE, ctx, self._plain_env,
+                                             keyed=self.fast)).strip()
 
     def text(self, ctx: dict[str, Any]) -> str:
         """The plain-text part of one email."""
-        return self._render(TEXT_TEMPLATE, ctx, self._plain_env)
+        return self._render(TEXT_TEMPLATE, ctx, self._plain_env, keyed=self.fast)
 
     # ---------------------------------------------------------------- internals
 
@@ -545,29 +548,51 @@ class Renderer:
     def _plain_env(self) -> Environment:
         return self.text_env if self.fast else self.env
 
-    def _render(self, name: str, ctx: dict[str, Any], env: Environment | None = None) -> str:
+    def _render(self, name: str, ctx: dict[str, Any], env: Environment | None = None, *,
+                keyed: bool = False) -> str:
         template = self._template(env or self.env, name)
         try:
-            return self._run(template, ctx)
+            return self._run(template, ctx, keyed)
         except Exception as exc:  # a template can raise anything (1/0, a bad filter argument)
             raise _wrap(exc, name) from None
 
-    def _run(self, template: Any, ctx: dict[str, Any]) -> str:
+    def _run(self, template: Any, ctx: dict[str, Any], keyed: bool = False) -> str:
         """``template.render(ctx)``, with the template's globals merged from a copy taken
         once (Jinja's own ``render`` walks their ChainMap on every call, about a tenth of a
-        subject's time): the same context, the same traceback rewriting on errors."""
+        subject's time): the same context, the same traceback rewriting on errors.
+        ``keyed``: replayed when proven a function of a few plain values (``_keyed``)."""
         base = self._globals.get(template)
         if base is None:
             base = self._globals[template] = dict(template.globals)
+        variables = {**base, **ctx}
         env = template.environment
+        key = self._keyed.key(template, lambda: self._source(env, template.name), variables) \
+            if keyed else None
+        if key is not None:
+            known = self._keyed.get(key)
+            if known is not None:
+                return known
         try:
             # Jinja's new_context with the plain copy as its globals (the same keys: a
             # Context takes a set of them, and a set of a ChainMap walks both maps)
-            return str(env.concat(template.root_render_func(new_context(
-                env, template.name, template.blocks, {**base, **ctx}, True, base))))
+            output = str(env.concat(template.root_render_func(new_context(
+                env, template.name, template.blocks, variables, True, base))))
         except Exception:
             env.handle_exception()
             raise  # handle_exception always raises; this line is for the type checker
+        if key is not None:
+            self._keyed.keep(key, output)
+        return output
+
+    @staticmethod
+    def _source(env: Environment, name: str) -> str | None:
+        """The source ``name`` was compiled from (auto_reload is off: found once for good)."""
+        if env.loader is None:
+            return None
+        try:
+            return env.loader.get_source(env, name)[0]
+        except TemplateNotFound:
+            return None
 
     @staticmethod
     def _template(env: Environment, name: str) -> Any:
