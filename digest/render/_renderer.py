@@ -366,8 +366,11 @@ def _topics(cards: Sequence[Card]) -> tuple[str, ...]:
     """Topic names by how many cards they lead, ties by rank: the subject's "on X, Y"."""
     count: dict[str, int] = {}
     for card in cards:
-        if card.topics:
-            count[card.topics[0]] = count.get(card.topics[0], 0) + 1
+        topics = card.item.pick.topics  # Card.topics, without a property call per read
+        if topics:
+            count[topics[0]] = count.get(topics[0], 0) + 1
+    if len(count) < 2:
+        return tuple(count)
     return tuple(sorted(count, key=lambda t: -count[t]))  # sorted() is stable: rank breaks ties
 
 
@@ -377,12 +380,12 @@ def _cards(items: Sequence[DigestItem]) -> tuple[Card, ...]:
     lead = [item.pick.topics[0] if item.pick.topics else "" for item in items]
     order = {topic: n for n, topic in enumerate(dict.fromkeys(lead))}
     if len(order) < 2:
-        return tuple(Card(item, rank) for rank, item in enumerate(items, 1))
+        return tuple([Card(item, rank) for rank, item in enumerate(items, 1)])
     shown = sorted(range(len(items)), key=lambda i: order[lead[i]])  # stable: rank within
-    return tuple(
+    return tuple([
         Card(items[i], n, section=(lead[i] or "More") if n == 1 or lead[shown[n - 2]] != lead[i]
              else None)
-        for n, i in enumerate(shown, 1))
+        for n, i in enumerate(shown, 1)])
 
 
 DEFAULT_PUBLISHER = "Paper Digest"
@@ -398,8 +401,9 @@ def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
     # "you may also like" after the cards, under their own heading; the first to go when
     # the email is too big (``keep`` counts them after the items)
     also = digest.also if keep is None else digest.also[:max(0, keep - len(digest.items))]
-    cards += tuple(Card(item, len(cards) + n, section=ALSO if n == 1 else None)
-                   for n, item in enumerate(also, 1))
+    if also:
+        cards += tuple([Card(item, len(cards) + n, section=ALSO if n == 1 else None)
+                        for n, item in enumerate(also, 1)])
     sub = digest.subscriber
     unsubscribe = http_url(digest.unsubscribe_url)
     if unsubscribe is None and digest.unsubscribe_mailto \
@@ -413,7 +417,7 @@ def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
         "edition": digest.edition,
         "cards": cards,
         "topics": topics,
-        "all_topics": tuple(t.name for t in sub.topics),
+        "all_topics": tuple([t.name for t in sub.topics]),
         "dropped": dropped,
         "more": digest.more + dropped,
         "archive_url": http_url(digest.archive_url),
