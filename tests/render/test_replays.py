@@ -1,0 +1,201 @@
+"""The fast path's per-email savings checked byte for byte against full renders: templates
+replayed by the plain values they read (the subject), the frame's parts shaped without the
+card memo, a card's values read once, record_finalize's one-lookup strings."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from digest.compose import build_digest, edition_for, summarize_all
+from digest.errors import TemplateError
+from digest.feeds import sample_papers
+from digest.models import Digest, Settings, Subscriber, Topic
+from digest.render import Renderer
+from digest.render._keyed import KeyedOutputs, template_reads
+from digest.render._renderer import Card, context
+from digest.render._shapes import _all_holes, _is_hole
+from digest.selection import Selector
+
+NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+TERMS = ["diffusion", "language model", "transformer", "reinforcement learning", "video",
+         "attention", "benchmark", "agent", "reasoning", "quantization", "robot", "3D",
+         "speech", "retrieval", "multimodal", "segmentation", "LLM", "efficient", "vision"]
+
+
+@functools.lru_cache(maxsize=None)
+def send_digests(count: int = 150) -> tuple[Digest, ...]:
+    """Digests as a send builds them (the bundled sample papers, subscribers with 1-3 topics
+    and 3-10 papers, as bench/bench_send.py's), with names unique, absent or hostile and some
+    unsubscribe, manage and web-page links."""
+    rnd = random.Random(20261125)
+    papers = sample_papers()
+    summaries = summarize_all(papers, 350)
+    selector = Selector(papers)
+    settings = Settings(sender="Paper Digest <digest@example.org>")
+    out = []
+    for i in range(count):
+        topics = tuple(Topic(name=f"topic {k}", include=tuple(rnd.sample(TERMS, rnd.randint(1, 3))))
+                       for k in range(rnd.randint(1, 3)))
+        name = rnd.choice([f"Reader {i}", None, "Grace <Hopper> & Co", "Zoë\r\nX"])
+        sub = Subscriber(email=f"reader{i:05d}@example.org", name=name, timezone="UTC",
+                         schedule="0 7 * * *", max_papers=rnd.randint(3, 10), topics=topics)
+        d = build_digest(selector.select(sub), summaries, edition_for(sub, NOW), NOW, settings)
+        if i % 3 == 0:
+            d = dataclasses.replace(d, unsubscribe_url=f"https://example.org/u/{i}?a=1&b=<2>",
+                                    manage_url="https://example.org/topics",
+                                    view_url=f"https://example.org/v/{i}",
+                                    preferences_url=f"https://example.org/p/{i}")
+        out.append(d)
+    assert len({len(d.items) for d in out}) >= 4
+    return tuple(out)
+
+
+def _same(fast: Renderer, full: Renderer, digests: tuple[Digest, ...]) -> None:
+    for d in digests:
+        try:
+            expected = full.render(d)
+        except TemplateError as exc:
+            with pytest.raises(TemplateError) as got:
+                fast.render(d)
+            assert str(got.value) == str(exc)
+        else:
+            assert fast.render(d) == expected, d.subscriber.email
+
+
+def test_stock_templates_give_the_full_renders_emails_on_a_send() -> None:
+    digests = send_digests()
+    fast, full = Renderer(), Renderer(fast=False)
+    _same(fast, full, digests * 2)  # the second time round, subjects and cards are replayed
+    # the subject is rendered once per distinct count, topics and day, not once per email
+    kept = len(fast._keyed._outputs)
+    assert 0 < kept < len(digests) / 2
+    assert len({fast.render(d).subject for d in digests}) == kept
+
+
+def test_a_forgotten_card_stand_in_is_still_known_to_the_shaper() -> None:
+    # the card memo started over but the shaper knows the printed parts: no expansion
+    # needed, the same emails, no compile
+    digests = send_digests()[:60]
+    fast, full = Renderer(), Renderer(fast=False)
+    for d in digests:
+        fast.render(d)
+    fast.fast_env._memo_texts.clear()  # type: ignore[attr-defined]
+    compiles = fast.cache.compiles
+    _same(fast, full, digests)
+    assert fast.cache.compiles == compiles
+
+
+@pytest.mark.parametrize(("subject", "memoized"), [
+    ("{{ cards|length }} new on {{ topics[:2]|join(', ') }} - {{ edition|day }}", True),
+    ("{{ name or 'Reader' }}: {% if cards %}{{ cards|length }}{% else %}no{% endif %} papers"
+     "{{ ' (' ~ more ~ ' more)' if more }}", True),
+    ("{{ (name ~ ' ' ~ topics|length)|upper|wrap(20) }} {{ edition|long_date }}", True),
+    # an attribute, a loop, an assignment: refused, rendered per email
+    ("{{ subscriber.email }}: {{ cards|length }}", False),
+    ("{% for t in topics %}{{ t }} {% endfor %}", False),
+    ("{% set n = cards|length %}{{ n }} papers", False),
+    ("{{ topics|reverse|join(', ') }}", False),  # reverse gives an iterator: not listed
+    ("{{ topics|join(', ', attribute='upper') }}", False),  # fetched by name
+    ("{{ range(3)|list }} {{ cards|length }}", False),  # a call
+    # proven, but a value is not plain when the email is rendered: rendered
+    ("{{ digest|string|length }} characters", False),
+    ("{{ card_marker }}{{ cards|length }}", False),
+])
+def test_overriding_subjects_give_the_full_renders_subjects(tmp_path: Path, subject: str,
+                                                            memoized: bool) -> None:
+    (tmp_path / "subject.txt").write_text(subject + "\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    _same(fast, full, send_digests()[:80] * 2)
+    assert bool(fast._keyed._outputs) == memoized
+
+
+def test_a_memoized_subject_that_raises_for_some_values_raises_every_time(
+        tmp_path: Path) -> None:
+    (tmp_path / "subject.txt").write_text("{{ 12 // (cards|length - 3) }} papers\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    digests = send_digests()[:80]
+    assert any(len(context(d)["cards"]) == 3 for d in digests)
+    _same(fast, full, digests * 2)
+    assert fast._keyed._outputs  # the others are replayed
+    with pytest.raises(TemplateError, match=r"subject\.txt:1: ZeroDivisionError"):
+        fast.render(next(d for d in digests if len(context(d)["cards"]) == 3))
+
+
+def test_an_overriding_text_part_that_reads_plain_values_is_replayed(tmp_path: Path) -> None:
+    (tmp_path / "digest.txt").write_text(
+        "{{ publisher|upper }}\n{{ cards|length }} papers on {{ topics|join(', ') }}\n"
+        "{% if unsubscribe_url %}Unsubscribe: {{ unsubscribe_url }}{% endif %}\n")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    _same(fast, full, send_digests() * 2)
+    texts = {fast.render(d).text for d in send_digests()}
+    assert len(fast._keyed._outputs) >= len(texts) > 1
+
+
+@pytest.mark.parametrize(("source", "reads"), [
+    ("{% if cards %}{{ cards|length }} on {{ topics|join }}{% endif %} {{ edition|day }}",
+     (("bool", "cards"), ("len", "cards"), ("value", "edition"), ("value", "topics"))),
+    ("{{ 'a' if name else 'b' }}{{ topics[0] }}{{ topics[1:] }}",
+     (("bool", "name"), ("value", "topics"))),
+    ("{{ name is none }} {{ more > 3 and more_url }}", (
+        ("value", "more"), ("value", "more_url"), ("value", "name"))),
+    ("plain text only", ()),
+    ("{{ subscriber.email }}", None),  # an attribute
+    ("{{ topics['count'] }}", None),  # a name: getattr's fallback prints a bound method
+    ("{{ topics[:more] }}", None),
+    ("{{ topics|batch(2) }}", None),  # a generator prints its address
+    ("{{ topics|random }}", None),
+    ("{{ topics|map('upper')|join }}", None),
+    ("{{ topics|sort(false, false, 'x')|join }}", None),  # attribute, positionally
+    ("{{ topics|join(*more) }}", None),
+    ("{{ name is sameas more }}", None),  # identity, not value
+    ("{{ lipsum() }}", None),
+    ("{{ self }}", None),
+    ("{% for t in topics %}{{ loop.index }}{% endfor %}", None),
+    ("{% extends 'stock/subject.txt' %}", None),
+    ("{% include 'stock/subject.txt' %}", None),
+    ("{% macro m() %}x{% endmacro %}{{ m() }}", None),
+    ("{% filter upper %}{{ name }}{% endfilter %}", None),
+    ("{% if %}", None),  # a syntax error: the real render reports it
+])
+def test_template_reads_vouches_only_for_plain_projections(
+        source: str, reads: tuple[tuple[str, str], ...] | None) -> None:
+    assert template_reads(Renderer().text_env, source) == reads
+
+
+def test_keyed_outputs_are_bounded() -> None:
+    keyed = KeyedOutputs()
+    keyed.MAX_ENTRIES, keyed.MAX_CHARS = 3, 50  # type: ignore[misc]
+    for n in range(10):
+        keyed.keep(("t", n), "x" * 10)
+        assert len(keyed._outputs) <= 3
+    for n in range(10):
+        keyed.keep(("u", n), "y" * 30)
+        assert sum(map(len, keyed._outputs.values())) <= 50
+
+
+@pytest.mark.parametrize("values", [
+    ("a", "b c"), ("a", ""), ("a", " \t\n"), ("\u3000",), ("\u00a0x",), ("a<b",), ("a>",),
+    ("zqpd",), ("zq", "pd"), ("a\x00", "zqpd"), ("x\x00",), ("\x1c",), ("\u2028",), (),
+    ("&amp;", "Zoë"),
+])
+def test_all_holes_is_all_of_is_hole(values: tuple[str, ...]) -> None:
+    assert _all_holes(values) == all(map(_is_hole, values))
+    assert _all_holes(list(values)) == all(map(_is_hole, values))
+
+
+def test_card_values_are_read_once_and_cards_stay_plain_values() -> None:
+    d = next(d for d in send_digests() if d.items)
+    card = context(d)["cards"][0]
+    same = Card(card.item, card.rank, card.section)
+    assert card.tags is card.tags and card.matched is card.matched  # worked out once
+    assert card.reasons == same.reasons and card.url == same.url
+    assert card == same and repr(card) == repr(same) and hash(card) == hash(same)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        card.rank = 2  # type: ignore[misc]
+    assert Card.tags.__doc__ and "topic" in Card.tags.__doc__
