@@ -2,12 +2,16 @@
 email vs compile-once) and ``build_message``, one change per row, beside the previous
 implementation in the same run; the render + MIME floor (>= 5,000 emails/s).
 
-    .venv/bin/python bench/bench_render.py [--emails 1000] [--repeat 7] [--baseline DIR]
+    .venv/bin/python bench/bench_render.py [--emails 1000] [--repeat 7] [--baseline DIR|REV]
+                                           [--inputs varied|send]
 
-``--baseline DIR`` is another checkout (e.g. ``git worktree add /tmp/base main``): its
-``Renderer`` and ``build_message`` are imported beside ours and timed interleaved with them.
-Digests are built by the real stages (seed papers, selector, summarizer) for subscribers with
-random topics, names and 1-10 papers. The naive and compile-once paths are checked to give
+``--baseline`` is another checkout (e.g. ``git worktree add /tmp/base main``) or a git
+revision of this repository (``main``, a commit hash: exported with ``git archive`` into a
+temporary folder): its ``Renderer`` and ``build_message`` are imported beside ours and timed
+interleaved with them. Digests are built by the real stages: ``varied`` (the default) for
+subscribers with random topics, names and 1-10 papers over seed papers with varied links;
+``send`` for bench_send.py's subscribers (1-3 topics, 3-10 papers, unique names) over the
+bundled sample papers, as ``digest send`` renders them. The naive and compile-once paths are checked to give
 identical emails, and every built message is parsed back (stdlib ``email``) to the rendered
 parts. Times are CPU time per email (this is single-threaded CPU work; on a shared machine
 the wall clock mostly measures the neighbours), min/median/max over the repeats, the rows of
@@ -17,6 +21,7 @@ a table run one after another in each repeat so load hits them alike.
 from __future__ import annotations
 
 import argparse
+import atexit
 import binascii
 import dataclasses
 import email
@@ -24,8 +29,11 @@ import email.policy
 import gc
 import importlib
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -68,6 +76,38 @@ def digests(count: int, seed: int = 1) -> list[Digest]:
             d = dataclasses.replace(d, unsubscribe_url=f"https://example.org/u/{i}")
         out.append(d)
     return [d for d in out if d.items]
+
+
+def send_digests(count: int) -> list[Digest]:
+    """bench_send.py's subscribers' digests (the first ``count``), built as a send builds them."""
+    from bench_send import subscribers
+
+    from digest.compose import edition_for
+    from digest.feeds import sample_papers
+    from digest.selection import Selector
+
+    papers = sample_papers()
+    summaries = summarize_all(papers, 350)
+    selector = Selector(papers)
+    out = [build_digest(selector.select(sub), summaries, edition_for(sub, NOW), NOW, SETTINGS)
+           for sub in subscribers(count)]
+    return [d for d in out if d.items]
+
+
+def baseline_checkout(given: str) -> Path:
+    """``given`` as a folder: itself if it is one, else the git revision exported."""
+    if Path(given).is_dir():
+        return Path(given)
+    root = Path(__file__).resolve().parents[1]
+    rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", given],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    folder = Path(tempfile.mkdtemp(prefix="bench-render-")) / rev
+    folder.mkdir()
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    atexit.register(shutil.rmtree, folder.parent, True)
+    return folder
 
 
 def forget_cards(renderer: Any) -> None:
@@ -140,10 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--emails", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--baseline", type=Path, help="another checkout to time beside ours")
+    ap.add_argument("--baseline", help="another checkout, or a git revision, to time beside ours")
+    ap.add_argument("--inputs", choices=("varied", "send"), default="varied")
     args = ap.parse_args(argv)
+    if args.baseline is not None:
+        args.baseline = baseline_checkout(args.baseline)
 
-    ds = digests(args.emails)
+    ds = digests(args.emails) if args.inputs == "varied" else send_digests(args.emails)
     n = len(ds)
     naive, fast = Renderer(fast=False), Renderer()
     # correctness first: the fast path must give the very same emails
@@ -162,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_pairs = list(zip(theirs, ds))
         same_text = sum(a.text == b.text and a.subject == b.subject
                         for a, b in zip(theirs, rendered))
+        same_html = sum(a.html == b.html for a, b in zip(theirs, rendered))
 
     print(f"{n} personalized digests ({statistics.mean(len(d.items) for d in ds):.1f} papers "
           f"on average, {min(len(d.items) for d in ds)}-{max(len(d.items) for d in ds)}); "
@@ -185,7 +229,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows["  text part without the card memo"] = lambda: [naive.text(c) for c in ctxs]
     rows["  of which subject"] = lambda: [fast.subject(c) for c in ctxs]
     rows["  of which context()"] = lambda: [context(d) for d in ds]
-    table("Render (subject + HTML + text)", rows, n, args.repeat)
+    render = table("Render (subject + HTML + text)", rows, n, args.repeat)
+    if args.baseline is not None:
+        for mine, theirs in (("ours: Renderer().render",
+                              f"--baseline {args.baseline.name}: Renderer().render"),
+                             ("ours: render, card memo cold",
+                              f"--baseline {args.baseline.name}: render, card memo cold")):
+            ratios = [a / b for a, b in zip(render[mine], render[theirs])]
+            print(f"{mine[6:]:>30}: ours / baseline, per repeat: {min(ratios):.3f} "
+                  f"{statistics.median(ratios):.3f} {max(ratios):.3f}")
+        print()
 
     htmls = [r.html for r in rendered]
     texts = [r.text.encode() for r in rendered if not r.text.isascii()]
@@ -235,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"identical output naive/compile-once: {n - mismatches}/{n}; messages parsed back to "
           f"the rendered subject and parts: {parsed}/{n}")
     if args.baseline is not None:
-        print(f"subject and text identical to --baseline: {same_text}/{n}")
+        print(f"subject and text identical to --baseline: {same_text}/{n}, HTML: {same_html}/{n}")
     ctes = {}
     for m in built:
         found = tuple(line.split(b":")[1].strip().decode() for line in m.data.split(b"\r\n")

@@ -7,7 +7,7 @@ tuple of strings), its length (``cards|length``) or its truth (``{% if cards %}`
 on X, Y - Tue 25 Nov") is rendered once per distinct count, topics and day, not once per
 email. Anything the proof cannot vouch for (loops, assignments, includes, calls, attribute
 reads, filters outside a list known to give plain values) is not memoized, and a value that
-is not plain at render time renders the template itself (docs/render.md).
+is not plain at render time renders the template itself.
 """
 
 from __future__ import annotations
