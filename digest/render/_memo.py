@@ -20,6 +20,7 @@ from typing import Any
 
 from jinja2 import Environment, Template, TemplateNotFound, meta, nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.runtime import new_context
 
 from digest.render._record import _RECORDER, MAX_SHAPES, FinalizeGenerator
 
@@ -159,6 +160,14 @@ def card_plan(env: Environment, source: str, allowed: frozenset[str],
              and (node.attr not in per_card or id(node) not in taken)}
     return CardPlan(tuple(sorted(keyed)), tuple(tests), tuple(holes),
                     ast if holes else None)
+
+
+def _card_context(template: Template, card: Any) -> Any:
+    """``template.new_context({"card": card}, True)`` for a test or hole, without the set of
+    its globals' names (a ChainMap walked per call): a Context keeps them only for imports,
+    which a test or hole has none of."""
+    return new_context(template.environment, template.name, template.blocks, {"card": card},
+                       True)
 
 
 class _Token:
@@ -361,7 +370,7 @@ class _MemoTemplate:
         filled: list[str] = []
         for n, (get, test) in enumerate(self._tests):
             def run_test(test: Template = test) -> Any:
-                context = test.new_context({"card": card}, True)
+                context = _card_context(test, card)
                 for _ in test.root_render_func(context):
                     pass
                 return bool(context.vars["result"])
@@ -372,7 +381,7 @@ class _MemoTemplate:
         for n, (get, hole) in enumerate(self._holes):
             def run_hole(hole: Template = hole) -> Any:
                 return hole.environment.concat(
-                    hole.root_render_func(hole.new_context({"card": card}, True)))
+                    hole.root_render_func(_card_context(hole, card)))
             found = self._value(n, get(card), run_hole, True)
             if found is _NOT_CACHED:
                 return None

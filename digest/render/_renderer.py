@@ -514,7 +514,7 @@ class Renderer:
             subject=self.subject(ctx),
             html=html,
             text=self.text(ctx),
-            papers=tuple(card.paper_id for card in ctx["cards"]),
+            papers=tuple([card.paper_id for card in ctx["cards"]]),
             dropped=ctx["dropped"],
         )
 
