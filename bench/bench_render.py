@@ -150,6 +150,37 @@ def table(title: str, rows: dict[str, Callable[[], object]], n: int, repeat: int
     return times
 
 
+def alternated(ours: Any, theirs: Any, ds: list[Digest], repeat: int, name: str,
+               slices: int = 10) -> None:
+    """Render only, ours and the baseline's taking turns on each tenth of the emails (who
+    goes first alternating), warm and with the card memos forgotten before each tenth: on
+    a loaded machine both then meet the same minutes of load, so the per-repeat ratio is
+    steadier than between whole passes run one after the other."""
+    chunks = [ds[i::slices] for i in range(slices)]
+    print(f"Render, ours and --baseline {name} taking turns per 1/{slices} of the emails")
+    head = f"{'':14} {'ours':>7} {'baseline':>9}   ours / baseline: {'min':>6} {'median':>6} {'max':>6}"
+    print(head)
+    print("-" * len(head))
+    for cold in (False, True):
+        spent: dict[str, list[float]] = {"ours": [], "theirs": []}
+        for rep in range(repeat):
+            total = {"ours": 0.0, "theirs": 0.0}
+            for i, chunk in enumerate(chunks):
+                turns = [("ours", ours), ("theirs", theirs)]
+                for label, renderer in turns if (i + rep) % 2 == 0 else turns[::-1]:
+                    if cold:
+                        forget_cards(renderer)
+                    total[label] += timed(lambda: [renderer.render(d) for d in chunk])
+            for label, seconds in total.items():
+                spent[label].append(seconds * 1e3 / len(ds))
+        ratios = [a / b for a, b in zip(spent["ours"], spent["theirs"])]
+        print(f"{'memo cold' if cold else 'warm':14} {statistics.median(spent['ours']):7.3f} "
+              f"{statistics.median(spent['theirs']):9.3f}   {'':17}{min(ratios):6.3f} "
+              f"{statistics.median(ratios):6.3f} {max(ratios):6.3f}")
+    print("(ms per email, medians; memo cold: each tenth starts with the card memos empty)")
+    print()
+
+
 def other_checkout(checkout: Path) -> tuple[Any, Any]:
     """``Renderer`` and ``build_message`` of another checkout, imported beside ours under the
     same package name (its modules loaded with it first on the path, then ours put back).
@@ -239,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{mine[6:]:>30}: ours / baseline, per repeat: {min(ratios):.3f} "
                   f"{statistics.median(ratios):.3f} {max(ratios):.3f}")
         print()
+        alternated(fast, base_render, ds, args.repeat, args.baseline.name)
 
     htmls = [r.html for r in rendered]
     texts = [r.text.encode() for r in rendered if not r.text.isascii()]

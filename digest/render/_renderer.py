@@ -488,6 +488,12 @@ class Renderer:
                            long_date=long_date, wrap=wrap,
                            link_line=link_line)
         env.globals["card_marker"] = CARD_MARKUP if fast else Markup("")
+        if fast or memo:
+            # Jinja's async-aware filters (join, first, list...) ask on every call whether
+            # the environment is async; these never are: their sync functions, called the
+            # same way (Jinja reads how to call a filter when it compiles a template)
+            env.filters.update({name: f.__wrapped__ for name, f in env.filters.items()
+                                if getattr(f, "jinja_async_variant", False)})
         if fast:
             env.filters = {name: guard_filter(f) for name, f in env.filters.items()}
         if isinstance(env, FastEnvironment):
