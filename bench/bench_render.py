@@ -153,9 +153,10 @@ def table(title: str, rows: dict[str, Callable[[], object]], n: int, repeat: int
 def alternated(ours: Any, theirs: Any, ds: list[Digest], repeat: int, name: str,
                slices: int = 10) -> None:
     """Render only, ours and the baseline's taking turns on each tenth of the emails (who
-    goes first alternating), warm and with the card memos forgotten before each tenth: on
-    a loaded machine both then meet the same minutes of load, so the per-repeat ratio is
-    steadier than between whole passes run one after the other."""
+    goes first alternating), warm and with the card memos forgotten at the start of each
+    repeat (as the ``card memo cold`` rows): on a loaded machine both then meet the same
+    minutes of load, so the per-repeat ratio is steadier than between whole passes run one
+    after the other."""
     chunks = [ds[i::slices] for i in range(slices)]
     print(f"Render, ours and --baseline {name} taking turns per 1/{slices} of the emails")
     head = f"{'':14} {'ours':>7} {'baseline':>9}   ours / baseline: {'min':>6} {'median':>6} {'max':>6}"
@@ -165,11 +166,12 @@ def alternated(ours: Any, theirs: Any, ds: list[Digest], repeat: int, name: str,
         spent: dict[str, list[float]] = {"ours": [], "theirs": []}
         for rep in range(repeat):
             total = {"ours": 0.0, "theirs": 0.0}
+            if cold:
+                forget_cards(ours)
+                forget_cards(theirs)
             for i, chunk in enumerate(chunks):
                 turns = [("ours", ours), ("theirs", theirs)]
                 for label, renderer in turns if (i + rep) % 2 == 0 else turns[::-1]:
-                    if cold:
-                        forget_cards(renderer)
                     total[label] += timed(lambda: [renderer.render(d) for d in chunk])
             for label, seconds in total.items():
                 spent[label].append(seconds * 1e3 / len(ds))
@@ -177,7 +179,7 @@ def alternated(ours: Any, theirs: Any, ds: list[Digest], repeat: int, name: str,
         print(f"{'memo cold' if cold else 'warm':14} {statistics.median(spent['ours']):7.3f} "
               f"{statistics.median(spent['theirs']):9.3f}   {'':17}{min(ratios):6.3f} "
               f"{statistics.median(ratios):6.3f} {max(ratios):6.3f}")
-    print("(ms per email, medians; memo cold: each tenth starts with the card memos empty)")
+    print("(ms per email, medians; memo cold: each repeat starts with the card memos empty)")
     print()
 
 
