@@ -11,11 +11,13 @@ temporary folder): its ``Renderer`` and ``build_message`` are imported beside ou
 interleaved with them. Digests are built by the real stages: ``varied`` (the default) for
 subscribers with random topics, names and 1-10 papers over seed papers with varied links;
 ``send`` for bench_send.py's subscribers (1-3 topics, 3-10 papers, unique names) over the
-bundled sample papers, as ``digest send`` renders them. The naive and compile-once paths are checked to give
-identical emails, and every built message is parsed back (stdlib ``email``) to the rendered
-parts. Times are CPU time per email (this is single-threaded CPU work; on a shared machine
-the wall clock mostly measures the neighbours), min/median/max over the repeats, the rows of
-a table run one after another in each repeat so load hits them alike.
+bundled sample papers, as ``digest send`` renders them. The naive and compile-once paths
+are checked to give identical emails, and every built message is parsed back (stdlib
+``email``) to the rendered parts. Times are CPU time per email (this is single-threaded CPU
+work; on a shared machine the wall clock mostly measures the neighbours), min/median/max over
+the repeats, the rows of a table run one after another in each repeat so load hits them
+alike; with ``--baseline``, a last render table has ours and the baseline take turns per
+tenth of the emails, which holds steadier on a loaded machine.
 """
 
 from __future__ import annotations
@@ -159,7 +161,8 @@ def alternated(ours: Any, theirs: Any, ds: list[Digest], repeat: int, name: str,
     after the other."""
     chunks = [ds[i::slices] for i in range(slices)]
     print(f"Render, ours and --baseline {name} taking turns per 1/{slices} of the emails")
-    head = f"{'':14} {'ours':>7} {'baseline':>9}   ours / baseline: {'min':>6} {'median':>6} {'max':>6}"
+    head = (f"{'':14} {'ours':>7} {'baseline':>9}   ours / baseline: {'min':>6} "
+            f"{'median':>6} {'max':>6}")
     print(head)
     print("-" * len(head))
     for cold in (False, True):
