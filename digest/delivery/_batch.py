@@ -216,9 +216,11 @@ def send_all(config: Config | StreamedConfig, papers: Iterable[Paper], now: date
 
 
 # Shards pay for themselves only on big runs: each one starts an interpreter and builds its own
-# index, summaries and templates (~2 s). bench/bench_send.py, 10,000 digests on 2 CPUs with the
-# sink on the same box: one process 39-42 s, two shards 27-33 s (and 54 MB peak RSS per process
-# instead of 68 MB); on a box saturated by other work the shards gain nothing.
+# index, summaries and templates (~1 s). bench/bench_send.py, 10,000 digests on 2 CPUs with the
+# sink ON THE SAME BOX, since one process keeps all its connections from one thread (_loop):
+# one process 14.9-15.7 s, two shards 16.1-18.2 s (the sink needs a CPU too); against a remote
+# server both CPUs are ours and the shards are the faster path. Before the loop: one process
+# 39-42 s, two shards 27-33 s. docs/delivery.md has the table.
 PROCESS_THRESHOLD = 5000  # subscribers
 MIN_CPUS_FOR_SHARDS = 2
 
