@@ -193,3 +193,25 @@ def test_a_final_reply_that_never_comes_is_given_up_on_at_data_timeout(tmp_path:
     assert bob.error is not None and "no answer within 0.6 s at the end of DATA" in bob.error
     cy = ledger.get("cy@example.org", NOW.date())  # the silent RCPT: retried, then sent
     assert cy is not None and (cy.state, cy.attempts) == ("sent", 2)
+
+
+@pytest.mark.parametrize(("security", "pipelining"), [
+    ("tls", False), ("starttls", True), ("none", True)])
+def test_the_loop_over_tls_and_pipelining_keeps_each_connection_in_step(
+        tmp_path: Path, security: Any, pipelining: bool) -> None:
+    """The loop waits on the socket: over TLS (a reply decrypted but unread is not seen by
+    ``select``) and with PIPELINING (three replies to one group) every message still gets
+    its own replies, a refused recipient included."""
+    emails = [f"reader{i}@example.org" for i in range(6)]
+    with SmtpTestServer(security=security, pipelining=pipelining) as server:
+        server.add_rule("rcpt", "550 5.1.1 No such user", recipient=emails[2])
+        server.add_rule("data", "250 2.0.0 OK (slow)", action="late", recipient=emails[4],
+                        times=1)
+        server.stall_seconds = 0.5
+        cfg = make_config(tmp_path, emails, server)  # two connections
+        report = run(cfg)
+        assert (report.sent, report.failed) == (5, 1)
+        received = server.wait_for(5)
+    assert sorted(r.rcpt_tos[0] for r in received) == sorted(set(emails) - {emails[2]})
+    rows = {r.email: (r.state, r.attempts) for r in Ledger(cfg.settings.database).rows()}
+    assert rows == {e: ("failed" if e == emails[2] else "sent", 1) for e in emails}
