@@ -5,11 +5,14 @@ each with its own share of the pool, while the parent holds the send lock.
 
 from __future__ import annotations
 
+import gc
+import ipaddress
 import logging
 import os
 import queue
 import select
 import signal
+import socket
 import ssl
 import threading
 import time
@@ -219,21 +222,44 @@ def send_all(config: Config | StreamedConfig, papers: Iterable[Paper], now: date
 
 
 # Shards pay for themselves only on big runs: each one starts an interpreter and builds its own
-# index, summaries and templates (~1 s). bench/bench_send.py, 10,000 digests on 2 CPUs with the
-# sink ON THE SAME BOX, since one process keeps all its connections from one thread (_loop):
-# one process 14.9-15.7 s, two shards 16.1-18.2 s (the sink needs a CPU too); against a remote
-# server both CPUs are ours and the shards are the faster path. Before the loop: one process
-# 39-42 s, two shards 27-33 s. docs/delivery.md has the table.
+# index, summaries and templates (~1 s). Before the one-thread loop (_loop), 10,000 digests on
+# 2 CPUs took one process 39-42 s and two shards 27-33 s; with it, one process is the faster
+# path when the server shares the CPUs (LOCAL_SERVER_CPUS). docs/delivery.md has the table.
 PROCESS_THRESHOLD = 5000  # subscribers
 MIN_CPUS_FOR_SHARDS = 2
+# CPUs left to a mail server on this machine (``smtp.host`` a loopback address): it receives
+# each message with as much CPU as we spend building it, so a shard more than the CPUs it
+# leaves only takes turns with it. bench/bench_send.py, 10,000 on 2 CPUs, alternating: one
+# process 15.4-17.7 s (14.5-16.4 CPU s), two shards 17.3-19.1 s (19.6-22.0 CPU s).
+LOCAL_SERVER_CPUS = 1
 
 
-def _auto_processes(settings: Settings, count: int, dry_run: bool) -> int:
-    cpus = len(os.sched_getaffinity(0))
+def _auto_processes(settings: Settings, count: int, dry_run: bool,
+                    cpus: int | None = None) -> int:
+    """How many process shards a run of ``count`` subscribers takes by default on ``cpus``
+    CPUs (default: the ones this process may use): one per CPU, less the ones a mail server
+    on this machine needs, at most one per connection, and one unless the run is big enough
+    to pay for starting them."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0))
     if dry_run or settings.delivery != "smtp" or settings.smtp is None \
             or count < PROCESS_THRESHOLD or cpus < MIN_CPUS_FOR_SHARDS:
         return 1
+    if _is_local(settings.smtp.host):
+        cpus -= LOCAL_SERVER_CPUS
     return max(1, min(cpus, settings.smtp.connections))
+
+
+def _is_local(host: str) -> bool:
+    """Whether ``host`` names this machine without asking DNS: ``localhost`` or a loopback
+    address (127.0.0.0/8, ::1)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _Due,
@@ -588,23 +614,24 @@ def deliver_many(editions: Iterable[tuple[Subscriber, date]], papers: tuple[Pape
                                 retry=run.retry)
     jobs = (_Job(sub, edition, None) for sub, edition in editions)
     return _run(jobs, transports, run, paper_list=papers, force=False, progress=progress,
-                stop=stop or threading.Event(), overlap=False)
+                stop=stop or threading.Event(), stream=True)
 
 
 def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: EditionRun, *,
          paper_list: tuple[Paper, ...], force: bool,
          progress: Callable[[Delivery], None] | None, stop: _EventLike,
-         overlap: bool = True) -> SendReport:
-    """The jobs over ``factory.connections`` connections. With ``overlap`` (a batch), one
-    thread keeps them all going (``_loop``): it builds the next message while the server
-    answers the ones in flight. A stream whose next job may be long in coming (the daemon's
-    fires) runs without ``overlap``, one sending thread per connection, each taking the next
-    job itself (the jobs are made under a lock: no producer thread, no queue) and finishing
-    each message before it takes the next: a message's outcome must not wait for the next
-    fire. With one connection, that runs in the calling thread."""
+         overlap: bool = True, stream: bool = False) -> SendReport:
+    """The jobs over ``factory.connections`` connections. With ``overlap``, one thread keeps
+    them all going (``_loop``): it builds the next message while the server answers the ones
+    in flight; a ``stream`` whose next job may be long in coming (the daemon's fires) is
+    read by a thread of its own (``_Feeder``), so no outcome waits for the next fire.
+    Without ``overlap`` (a process shard's stream from its parent), one sending thread per
+    connection, each taking the next job itself (under a lock: no producer thread, no queue)
+    and finishing each message before it takes the next. With one connection, that runs in
+    the calling thread."""
     if overlap and factory is not None:
         return _loop(iter(jobs), factory, shared, paper_list=paper_list, force=force,
-                     progress=progress, stop=stop)
+                     progress=progress, stop=stop, stream=stream)
     report = SendReport()
     report_lock = threading.Lock()
     take_lock = threading.Lock()
@@ -676,9 +703,80 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
     return report
 
 
+class _Later:
+    """``_Feeder.take``'s answer when the stream's next job has not come yet."""
+
+
+_LATER = _Later()
+
+
+class _Feeder:
+    """A stream of jobs read by a thread of its own, one job at a time and only when the loop
+    asks for it (never more taken from the stream than the loop will see), with a socket the
+    loop's ``select`` wakes on when the job comes."""
+
+    def __init__(self, source: Iterator[_Job]) -> None:
+        self._source = source
+        self._asked = threading.Semaphore(0)
+        self._answers: queue.SimpleQueue[tuple[_Job | None, BaseException | None]] = \
+            queue.SimpleQueue()
+        self._wake, self._ring = socket.socketpair()
+        self._pending = False  # asked, answer not taken yet
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, name="digest-stream", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            self._asked.acquire()
+            if self._closing:
+                return
+            try:
+                answer: tuple[_Job | None, BaseException | None] = (next(self._source, None),
+                                                                    None)
+            except BaseException as exc:  # raised in the loop's thread, where it belongs
+                answer = (None, exc)
+            self._answers.put(answer)
+            self._ring.send(b".")
+            if answer[0] is None:
+                return
+
+    def fileno(self) -> int:
+        return self._wake.fileno()
+
+    def take(self, *, block: bool) -> _Job | None | _Later:
+        """The next job, None at the stream's end, or ``_LATER`` (only when not ``block``)."""
+        if not self._pending:
+            self._pending = True
+            self._asked.release()
+        try:
+            job, error = self._answers.get(block=block)
+        except queue.Empty:
+            return _LATER
+        self._pending = False
+        self._wake.recv(1)
+        if error is not None:
+            raise error
+        return job
+
+    def close(self) -> None:
+        """Ends the thread. A job asked for and still coming is waited for (as a sending
+        thread would have waited in the stream) and left unbegun: nothing of it is in the
+        ledger, and the stream's owner knows it was handed over."""
+        if self._pending:
+            self._answers.get()
+            self._pending = False
+        self._closing = True
+        self._asked.release()
+        self._thread.join()
+        self._wake.close()
+        self._ring.close()
+
+
 def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun, *,
           paper_list: tuple[Paper, ...], force: bool,
-          progress: Callable[[Delivery], None] | None, stop: _EventLike) -> SendReport:
+          progress: Callable[[Delivery], None] | None, stop: _EventLike,
+          stream: bool = False) -> SendReport:
     """The jobs over ``factory.connections`` connections from the calling thread: each message
     in flight pauses before every reply it reads (``start_edition(whole=False)``), and while
     the server answers, the next message is built (one ahead, not yet in the ledger). A reply
@@ -711,10 +809,12 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
             flying[wait.sock.fileno()] = (started, time.monotonic() + wait.timeout)
 
     def pump(timeout: float) -> None:
-        """Read every reply that has arrived within ``timeout`` seconds, and give up on the
-        ones past their deadline; each message goes on to its next wait or is finished."""
+        """Read every reply that has arrived within ``timeout`` seconds (or until the stream's
+        next job comes), and give up on the ones past their deadline; each message goes on to
+        its next wait or is finished."""
         held = {fd for fd, (started, _) in flying.items() if _buffered(started)}
-        arrived, _, _ = select.select(list(flying), [], [], 0.0 if held else max(0.0, timeout))
+        watched = list(flying) if feeder is None else [*flying, feeder.fileno()]
+        arrived, _, _ = select.select(watched, [], [], 0.0 if held else max(0.0, timeout))
         came = held.union(arrived)
         now = time.monotonic()
         for fd, (started, deadline) in list(flying.items()):
@@ -728,6 +828,11 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         if flying:
             pump(0.0)
 
+    # What exists now (the feed, index, templates, the subscribers' config) lives as long as
+    # the run: out of the collector's sight, each full collection only walks what the
+    # messages leave behind (-0.25 s of 0.7 s collecting in 10,000 deliveries).
+    gc.freeze()
+    feeder = _Feeder(source) if stream else None
     try:
         while True:
             poll()
@@ -738,9 +843,12 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
                 track(started)
                 continue
             if ahead is None and not exhausted and not stop.is_set():
-                job = next(source, None)
+                job = next(source, None) if feeder is None else feeder.take(block=not flying)
                 if job is None:
                     exhausted = True
+                    continue
+                if isinstance(job, _Later):  # replies are read until it comes
+                    pump(min(deadline for _, deadline in flying.values()) - time.monotonic())
                     continue
                 poll()
                 built = prepare_edition(
@@ -764,6 +872,9 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         flying.clear()
         raise
     finally:
+        gc.unfreeze()
+        if feeder is not None:
+            feeder.close()
         for transport in free:  # every message settled by now: each connection is free
             transport.close()
     return report

@@ -859,6 +859,9 @@ class Daemon:
                 note(FireResult(sub.email, run_time, edition, "failed",
                                 str(exc) if isinstance(exc, DigestError) else repr(exc)))
             waiting.clear()
+        if self._stopping.is_set():  # what the stream still brings is parked, not dropped
+            for _ in editions():  # (it parks each fire itself while stopping)
+                pass
         for _, (sub, run_time) in list(waiting.items()):  # stopped before they were sent
             results.append(self._park(sub.email, run_time))
         for email, run_time in again:

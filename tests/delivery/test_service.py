@@ -434,3 +434,25 @@ def test_a_refusal_after_the_streak_tripped_reports_the_same_cause(tmp_path: Pat
     assert [e for e, _ in tripped.value.deferred] == ["r0@x.org", "r1@x.org", "r2@x.org"]
     assert [e for e, _ in late.value.deferred] == ["r3@x.org"]
     assert {r.state for r in ledger.rows()} == {"deferred"}
+
+
+@pytest.mark.parametrize(("host", "cpus", "shards"), [
+    ("127.0.0.1", 2, 1),  # the server takes the other CPU: one process is faster
+    ("localhost", 2, 1),
+    ("[::1]", 4, 3),
+    ("127.0.0.53", 8, 4),  # at most one shard per connection (4)
+    ("smtp.example.org", 2, 2),  # a remote server: both CPUs are ours
+    ("192.0.2.10", 1, 1),
+    ("10.0.0.1", 16, 4),
+])
+def test_the_default_shard_count_leaves_a_local_server_its_cpu(host: str, cpus: int,
+                                                               shards: int) -> None:
+    from digest.delivery import _batch
+    from digest.models import SmtpSettings
+
+    settings = Settings(sender="Paper Digest <digest@example.org>", database=Path("d.db"),
+                        delivery="smtp", smtp=SmtpSettings(host=host, port=25,
+                                                           security="none", connections=4))
+    assert _batch._auto_processes(settings, 10_000, False, cpus=cpus) == shards
+    assert _batch._auto_processes(settings, 4_999, False, cpus=cpus) == 1  # too small to pay
+    assert _batch._auto_processes(settings, 10_000, True, cpus=cpus) == 1  # a dry run
