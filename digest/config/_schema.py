@@ -353,6 +353,10 @@ def _checked_domain(domain: str) -> str:
                               allow_smtputf8=False).normalized).rpartition("@")[2]
 
 
+# The same few hundred terms recur across a big list's topics: each is checked once.
+_term_problem = lru_cache(maxsize=8192)(term_problem)
+
+
 def normalized_address(value: str) -> str:
     """``value`` as email-validator normalizes it without SMTPUTF8 (``validate_email(value,
     check_deliverability=False, allow_smtputf8=False).normalized``), raising its
@@ -677,7 +681,7 @@ class Reader:
 
     def term(self, node: Node, key: str, what: str = "a search term") -> str | None:
         value = self.text(node, key, what=what)
-        problem = None if value is None else term_problem(value)
+        problem = None if value is None else _term_problem(value)
         if problem is not None:
             self.bad(node, key, problem)
             return None
