@@ -345,7 +345,7 @@ class Entry:
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _checked_domain(domain: str) -> str:
     """The domain as email-validator normalizes it (lower case, IDNA decoded); raises
     ``EmailNotValidError`` as it does."""
@@ -353,8 +353,9 @@ def _checked_domain(domain: str) -> str:
                               allow_smtputf8=False).normalized).rpartition("@")[2]
 
 
-# The same few hundred terms recur across a big list's topics: each is checked once.
-_term_problem = lru_cache(maxsize=8192)(term_problem)
+# The same few hundred terms recur across a big list's topics: each is checked once (a
+# small bound: terms seen once, such as "low-bit 17", churn through it, memory stays flat).
+_term_problem = lru_cache(maxsize=512)(term_problem)
 
 
 def normalized_address(value: str) -> str:
