@@ -711,9 +711,10 @@ _LATER = _Later()
 
 
 class _Feeder:
-    """A stream of jobs read by a thread of its own, one job at a time and only when the loop
-    asks for it (never more taken from the stream than the loop will see), with a socket the
-    loop's ``select`` wakes on when the job comes."""
+    """A stream of jobs read by a thread of its own, one job ahead of the loop (asked for as
+    the loop takes one, so it is there when the loop wants it, and never more than that one
+    taken from the stream unseen), with a socket the loop's ``select`` wakes on when the job
+    comes."""
 
     def __init__(self, source: Iterator[_Job]) -> None:
         self._source = source
@@ -757,6 +758,9 @@ class _Feeder:
         self._wake.recv(1)
         if error is not None:
             raise error
+        if job is not None:  # the next one is read while the loop builds this one
+            self._pending = True
+            self._asked.release()
         return job
 
     def close(self) -> None:
