@@ -10,6 +10,8 @@ fresh ledger:
 - ``digest send, shards off`` and ``burst, shards off`` (``--one-process``): the same with
   ``PROCESS_THRESHOLD`` raised, so 10,000 go through one process (the burst row is what a
   daemon batch did before it used the shards too).
+- ``digest send, a shard per CPU`` and ``burst, a shard per CPU`` (``--every-cpu``): with
+  ``LOCAL_SERVER_CPUS = 0``, a shard on the sink's CPU too (the rule before it: two on 2 CPUs).
 - ``digest run`` burst: ``Daemon.run_forever`` (what ``digest run`` calls) on the same YAML,
   timed from the moment its clock reads 07:00:00 to the N-th fire's outcome. The clock is the
   tests' shifted clock (tests/schedule/shifted_run.py's approach: the daemon's ``clock`` and
@@ -74,10 +76,18 @@ ONE_PROCESS = ("import sys; import digest.delivery._batch as b; b.PROCESS_THRESH
                "from digest.cli import main; main(sys.argv[1:])")
 
 
-def run_send(yaml: Path, work: Path, *, one_process: bool = False) -> dict[str, Any]:
+# ... and with a shard on every CPU, the local sink's one included (the rule before
+# LOCAL_SERVER_CPUS: on 2 CPUs, two shards).
+EVERY_CPU = ("import sys; import digest.delivery._batch as b; b.LOCAL_SERVER_CPUS = 0; "
+             "from digest.cli import main; main(sys.argv[1:])")
+
+
+def run_send(yaml: Path, work: Path, *, one_process: bool = False,
+             every_cpu: bool = False) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DIGEST_CONFIG", None)
-    command = ["-c", ONE_PROCESS] if one_process else ["-m", "digest"]
+    command = ["-c", ONE_PROCESS] if one_process else ["-c", EVERY_CPU] if every_cpu else [
+        "-m", "digest"]
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, *command, "send", "--config", str(yaml),
                            "--now", DUE.isoformat()], cwd=work, env=env, capture_output=True,
@@ -150,14 +160,17 @@ def child(mode: str, yaml: Path, n: int) -> None:
         work = Path(tmp)
         shutil.copy(yaml, work / "subscribers.yaml")
         mine = work / "subscribers.yaml"
-        if mode in ("daemon", "daemon-1"):
-            if mode == "daemon-1":
-                import digest.delivery._batch as batch
+        if mode.startswith("daemon"):
+            import digest.delivery._batch as batch
 
+            if mode == "daemon-1":
                 batch.PROCESS_THRESHOLD = 10**9
+            if mode == "daemon-all":
+                batch.LOCAL_SERVER_CPUS = 0
             out = run_daemon(mine, work, n)
         else:
-            out = run_send(mine, work, one_process=mode == "send-1")
+            out = run_send(mine, work, one_process=mode == "send-1",
+                           every_cpu=mode == "send-all")
     out["mode"] = mode
     print(json.dumps(out), flush=True)
 
@@ -175,10 +188,14 @@ def main() -> None:
                     help="comma-separated sizes, each timed in the same run (default 1000,10000)")
     ap.add_argument("--repeats", type=counts, default=[3, 2],
                     help="repeats per size, comma-separated (the last one serves the rest)")
-    ap.add_argument("--child", choices=("send", "send-1", "daemon", "daemon-1"))
+    ap.add_argument("--child", choices=("send", "send-1", "send-all", "daemon", "daemon-1",
+                                         "daemon-all"))
     ap.add_argument("--one-process", action="store_true",
                     help="also time digest send and the burst with their process shards off "
                          "(they start from 5,000 subscribers)")
+    ap.add_argument("--every-cpu", action="store_true",
+                    help="also time both with a shard on every CPU, the local sink's included "
+                         "(LOCAL_SERVER_CPUS = 0)")
     ap.add_argument("--yaml", type=Path)
     args = ap.parse_args()
     if args.child:
@@ -189,7 +206,10 @@ def main() -> None:
     from smtp_server import spawn_sink
 
     sink, port = spawn_sink()
-    modes = ("send", "send-1", "daemon", "daemon-1") if args.one_process else ("send", "daemon")
+    modes = ("send", *(("send-1",) if args.one_process else ()),
+             *(("send-all",) if args.every_cpu else ()), "daemon",
+             *(("daemon-1",) if args.one_process else ()),
+             *(("daemon-all",) if args.every_cpu else ()))
     sizes = args.subscribers
     repeats = {n: (args.repeats[i] if i < len(args.repeats) else args.repeats[-1])
                for i, n in enumerate(sizes)}
@@ -230,9 +250,13 @@ def main() -> None:
         rows = [("digest send (whole command)", "send")]
         if "send-1" in modes:
             rows.append(("digest send, shards off", "send-1"))
+        if "send-all" in modes:
+            rows.append(("digest send, a shard per CPU", "send-all"))
         rows.append(("digest run burst (07:00 -> last)", "daemon"))
         if "daemon-1" in modes:
             rows.append(("burst, shards off", "daemon-1"))
+        if "daemon-all" in modes:
+            rows.append(("burst, a shard per CPU", "daemon-all"))
         for label, mode in rows:
             print(f"{n:>7,} {label:<34}{mmm(seconds[n][mode])}  {repeats[n]}")
         ratio = statistics.median(seconds[n]["daemon"]) / statistics.median(seconds[n]["send"])
@@ -243,10 +267,10 @@ def main() -> None:
                 seconds[n]["send-1"])
             line += f" (of send with shards off: {one:.2f})"
         print(line)
-        if "daemon-1" in modes:
-            one = statistics.median(seconds[n]["daemon-1"]) / statistics.median(
-                seconds[n]["send"])
-            print(f"{n:>7,} burst with shards off / send, medians: {one:.2f}")
+        for mode, what in (("daemon-1", "with shards off"), ("daemon-all", "a shard per CPU")):
+            if mode in modes:
+                one = statistics.median(seconds[n][mode]) / statistics.median(seconds[n]["send"])
+                print(f"{n:>7,} burst {what} / send, medians: {one:.2f}")
         startups = [float(r["startup"]) for r in extra[n] if r["mode"] == "daemon"]
         outcomes = [r["outcomes"] for r in extra[n] if r["mode"] == "daemon"]
         batches = sorted({", ".join(r["batches"]) for r in extra[n] if r["mode"] == "daemon"})

@@ -31,6 +31,7 @@ def test_wheel_ships_templates_and_data_and_they_are_found(tmp_path: Path) -> No
         # Alembic finds the ledger migrations by path: they must ship, though not a package
         assert "digest/ledger/migrations/env.py" in names
         assert "digest/ledger/migrations/versions/0001_baseline.py" in names
+        assert "digest/ledger/migrations/sqlite_head.sql" in names  # a new ledger's schema
         site = tmp_path / "site"
         zf.extractall(site)
 

@@ -34,7 +34,7 @@ from digest.errors import LedgerError, LockedError
 import digest.ledger._blob as _blob
 from digest.ledger._contract import EditionStatus
 from digest.ledger._frozen import dump_left_out, load_left_out
-from digest.ledger._migrate import migrate
+from digest.ledger._migrate import create_sqlite, migrate
 from digest.models import DeliveryState, Feedback, LeftOut, Paper, PostgresDatabase, Preferences
 
 # How many attempts may end not knowing whether the server accepted the message (no reply to
@@ -179,7 +179,7 @@ class Ledger:
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
-                migrate(tmp, conn)  # the schema by Alembic, as for every ledger
+                create_sqlite(tmp, conn)  # the schema the migrations build, at their head
             finally:
                 conn.close()
             try:
