@@ -163,35 +163,23 @@ class _PaperView:
     authors: str
 
 
-# What a paper's view is made of (and all it is made of): the view is kept by these values
-# (a tuple of strings hashes at C speed; a Paper dataclass hashes each of its ~20 fields in
-# Python, once per card of every email)
-_VIEW_FIELDS = attrgetter("id", "url", "hf_url", "pdf_url", "code_url", "project_url",
-                          "authors")
-
-
-def _view(fields: tuple[Any, ...]) -> _PaperView:
-    paper_id, page, hf_url, pdf_url, code_url, project_url, authors = fields
-    arxiv = f"https://arxiv.org/abs/{paper_id}" if _ARXIV_ID.match(paper_id) else None
-    url = http_url(page) or arxiv or http_url(hf_url) or http_url(pdf_url)
+def _view(paper: Paper) -> _PaperView:
+    arxiv = f"https://arxiv.org/abs/{paper.id}" if _ARXIV_ID.match(paper.id) else None
+    url = http_url(paper.url) or arxiv or http_url(paper.hf_url) or http_url(paper.pdf_url)
     links: list[Link] = []
     seen = {url}
-    for label, raw in (("HF page", hf_url), ("PDF", pdf_url),
-                       ("Code", code_url), ("Project", project_url)):
+    for label, raw in (("HF page", paper.hf_url), ("PDF", paper.pdf_url),
+                       ("Code", paper.code_url), ("Project", paper.project_url)):
         link = http_url(raw)
         if link and link not in seen:
             seen.add(link)
             links.append(Link(label, link))
-    return _PaperView(url, tuple(links), short_authors(authors))
+    return _PaperView(url, tuple(links), short_authors(paper.authors))
 
 
 # One view per distinct paper (and below, per distinct reasons tuple), shared by every email of
 # a run; bounded, since a daemon sees new papers every day.
-_views = functools.lru_cache(maxsize=8192)(_view)
-
-
-def _paper_view(paper: Paper) -> _PaperView:
-    return _views(_VIEW_FIELDS(paper))
+_paper_view = functools.lru_cache(maxsize=8192)(_view)
 
 
 @dataclass(frozen=True)
@@ -209,25 +197,8 @@ def _term_key(term: str) -> str:
     return folded[:-1] if len(folded) > 3 and folded.endswith("s") else folded
 
 
-_REASON_FIELDS = attrgetter("topic", "term", "where", "via")  # every field: Reason's equality
-_REASON_VIEWS: dict[tuple[tuple[str, str, str, str], ...], _ReasonView] = {}
-
-
+@functools.lru_cache(maxsize=8192)
 def _reason_view(reasons: tuple[Reason, ...]) -> _ReasonView:
-    """The view of ``reasons``, kept by their fields' values: the same key as the tuple
-    itself (a ``Reason`` is equal to another by those fields), but a tuple of strings hashes at
-    C speed where a tuple of ``Reason`` calls each one's generated ``__hash__`` (a pick's
-    reasons are a new tuple in every email)."""
-    key = tuple(map(_REASON_FIELDS, reasons))
-    view = _REASON_VIEWS.get(key)
-    if view is None:
-        if len(_REASON_VIEWS) >= 8192:  # bounded, as an lru_cache would be
-            _REASON_VIEWS.clear()
-        view = _REASON_VIEWS[key] = _work_out_reasons(reasons)
-    return view
-
-
-def _work_out_reasons(reasons: tuple[Reason, ...]) -> _ReasonView:
     if reasons and all(r.via == "like" for r in reasons):  # a "you may also like" paper
         texts = tuple(dict.fromkeys(str(r) for r in reasons))
         return _ReasonView(texts=texts, tags=texts, matched=texts[0])
