@@ -109,16 +109,20 @@ def short_authors(authors: Sequence[str], keep: int = 3) -> str:
 @functools.lru_cache(maxsize=8192)  # the same claims recur in many subscribers' emails
 def wrap(text: str, width: int = 72, indent: int = 0) -> str:
     """Greedy word wrap for the text part; continuation lines indented by ``indent`` spaces.
-    Words longer than ``width`` (URLs) stay whole. Much cheaper than ``textwrap``."""
+    Words longer than ``width`` (URLs) stay whole. Much cheaper than ``textwrap``: each line is
+    the longest run of whole words within ``width`` (or one longer word), found by ``rfind``
+    in the words joined by single spaces, not by a Python step per word."""
+    rest = " ".join(text.split())
     lines: list[str] = []
-    line = ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    lines.append(line)
+    while len(rest) > width:
+        cut = rest.rfind(" ", 0, width + 1)
+        if cut < 0:  # a first word longer than the line: alone on it
+            cut = rest.find(" ")
+            if cut < 0:
+                break
+        lines.append(rest[:cut])
+        rest = rest[cut + 1:]
+    lines.append(rest)
     return ("\n" + " " * indent).join(lines)
 
 
