@@ -64,7 +64,6 @@ HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
 SUBJECT_TEMPLATE = "subject.txt"
 _ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})$")
-_SPACES = re.compile(r"\s+")
 _URL_ASCII = re.compile(r"[\x21-\x5b\x5d-\x7e]*")
 _URL_SAFE = "!#$%&()*+,-./:;=?@[]^_{|}~"
 
@@ -549,9 +548,10 @@ class Renderer:
         return compile_mjml(self.mjml(ctx), HTML_TEMPLATE)
 
     def subject(self, ctx: dict[str, Any]) -> str:
-        # one header line, whatever the template's whitespace
-        return _SPACES.sub(" ", self._render(SUBJECT_TEMPLATE, ctx, self._plain_env,
-                                             keyed=self.fast)).strip()
+        # one header line, whatever the template's whitespace (runs of it one space, none at
+        # the ends: split() and a regex's \s agree on what whitespace is)
+        return " ".join(self._render(SUBJECT_TEMPLATE, ctx, self._plain_env,
+                                     keyed=self.fast).split())
 
     def text(self, ctx: dict[str, Any]) -> str:
         """The plain-text part of one email."""

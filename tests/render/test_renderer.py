@@ -925,3 +925,16 @@ def test_wrap_is_the_word_by_word_greedy_wrap() -> None:
         width, indent = rnd.randint(1, 30), rnd.randint(0, 6)
         assert wrap.__wrapped__(text, width, indent) == _greedy_wrap(text, width, indent), (
             text, width)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_subject_whitespace_is_one_space_between_words(tmp_path: Path, fast: bool) -> None:
+    # every kind of whitespace a template or a value can hold (tab, form feed, the file
+    # separators, NBSP, ideographic space) becomes one space, none at the ends
+    odd = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u2000\u2028\u3000"
+    (tmp_path / "subject.txt").write_text(
+        f"{{{{ publisher }}}}{odd}{{{{ cards|length }}}}\n\n  papers{odd}\n", encoding="utf-8")
+    digest = dataclasses.replace(fixed_digest(), publisher=f"{odd}My{odd}Digest{odd}")
+    subject = Renderer(tmp_path, fast=fast).render(digest).subject
+    assert subject == re.sub(r"\s+", " ", f"{odd}My{odd}Digest{odd}{odd}3\n\n  papers{odd}"
+                             ).strip() == "My Digest 3 papers"
