@@ -85,6 +85,8 @@ def sanitize_header_text(value: str) -> str:
     line breaks included), line or paragraph separator becomes a space, runs of spaces collapse
     (a fold must never leave a blank continuation line), ends are trimmed. Other Unicode spaces
     (NBSP, ideographic space) are kept: they break no header and are encoded anyway."""
+    if value.isascii() and value.isprintable():  # most values: no control character to find
+        return (_SPACES.sub(" ", value) if "  " in value else value).strip(" ")
     return _SPACES.sub(" ", _UNSAFE.sub(" ", value)).strip(" ")
 
 
@@ -224,7 +226,11 @@ def check_address(address: str) -> str:
 
 def format_address(name: str | None, address: str, header: str = "To") -> list[str]:
     """Header tokens for ``Name <addr>``, or the bare address when there is no name."""
-    addr = check_address(address)
+    return _address_tokens(name, check_address(address), header)
+
+
+def _address_tokens(name: str | None, addr: str, header: str) -> list[str]:
+    """``format_address`` for an address ``check_address`` already gave."""
     words = _phrase(name, header) if name else []
     return [*words, f"<{addr}>"] if words else [addr]
 
@@ -270,6 +276,7 @@ _URL_SAFE = ":/?#[]@!$&'()*+;=%~-._"
 _URL_KEPT = re.compile(r"[A-Za-z0-9_.~:/?#\[\]@!$&'()*+;=%-]*")  # what quote() leaves as is
 
 
+@functools.lru_cache(maxsize=256)  # the default mailto is the same for every message of a run
 def _angle_url(url: str) -> str:
     clean = sanitize_header_text(url)
     # most URLs (http_url's output) need no escape: skip quote()'s per-byte loop
@@ -302,31 +309,69 @@ def _seven_bit(raw: bytes, delimiter: bytes) -> bool:
     return raw.isascii() and b"\0" not in raw and delimiter not in raw and _lines_fit(raw)
 
 
-def _encode_part(text: str, delimiter: bytes) -> tuple[str, bytes]:
-    """(transfer encoding, encoded body with CRLF line ends) for one text part, in MIME
-    canonical form (line breaks are CRLF, RFC 2045 6.8). ``delimiter`` is ``--boundary``:
-    a 7bit body must not hold it (a QP or base64 one cannot)."""
+class _QuotedLines(dict[bytes, bytes]):
+    """A line of text (no LF) -> its quoted-printable form with CRLF soft breaks, worked out
+    on first sight: the lines of a card recur in every email that has the card."""
+
+    def __missing__(self, line: bytes) -> bytes:
+        encoded = binascii.b2a_qp(line + b"\n", quotetabs=False, istext=True, header=False)
+        value = self[line] = encoded[:-1].replace(b"\n", b"\r\n")
+        return value
+
+
+_QP_LINES = _QuotedLines()
+
+
+def quoted_printable(raw: bytes) -> bytes:
+    """``binascii.b2a_qp(raw, istext=True)`` with CRLF line ends, for ``raw`` with LF line
+    ends and no CR. binascii's encoder (soft breaks at 76, ``=`` and trailing blanks escaped)
+    decides each line from that line alone when the data holds no CR, so each distinct line is
+    encoded once and kept; the last line (no LF after it) is encoded as the end of the data,
+    as binascii does (a trailing blank there is escaped where it stands)."""
+    if len(_QP_LINES) > 16_384:  # bounded: each email's frame adds lines never met again
+        _QP_LINES.clear()
+    lines = raw.split(b"\n")
+    last = lines.pop()
+    out = list(map(_QP_LINES.__getitem__, lines))
+    out.append(binascii.b2a_qp(last, quotetabs=False, istext=True, header=False).replace(
+        b"\n", b"\r\n") if last else b"")
+    return b"\r\n".join(out)
+
+
+def _encode_body(text: str, delimiter: bytes) -> tuple[str, bytes, bytes]:
+    """``_encode_part``'s encoding and body, and what ends the body (kept apart so the
+    message is joined once, not each part first)."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     raw = text.encode("utf-8")
     if _seven_bit(raw, delimiter):
         # The extra CRLF is the boundary delimiter's own, so a final line break survives.
-        return "7bit", raw.replace(b"\n", b"\r\n") + b"\r\n"
+        return "7bit", raw.replace(b"\n", b"\r\n"), b"\r\n"
     high = 0 if raw.isascii() else len(raw.translate(None, _ASCII_BYTES))
     if high * 6 < len(raw):
-        # binascii's C encoder: soft breaks at 76, '=' and trailing blanks escaped. The extra
-        # CRLF is the boundary delimiter's own, so a final line break of the text survives.
-        body = binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False)
-        return "quoted-printable", body.replace(b"\n", b"\r\n") + b"\r\n"
+        # The extra CRLF is the boundary delimiter's own, so a final line break survives.
+        return "quoted-printable", quoted_printable(raw), b"\r\n"
     body = base64.encodebytes(raw.replace(b"\n", b"\r\n"))
-    return "base64", body.replace(b"\n", b"\r\n")
+    return "base64", body.replace(b"\n", b"\r\n"), b""
 
 
-def _part(content_type: str, text: str, delimiter: bytes) -> bytes:
-    cte, body = _encode_part(text, delimiter)
-    head = (f'Content-Type: {content_type}; charset="utf-8"{CRLF}'
-            f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}").encode("ascii")
-    return head + body
+def _encode_part(text: str, delimiter: bytes) -> tuple[str, bytes]:
+    """(transfer encoding, encoded body with CRLF line ends) for one text part, in MIME
+    canonical form (line breaks are CRLF, RFC 2045 6.8). ``delimiter`` is ``--boundary``:
+    a 7bit body must not hold it (a QP or base64 one cannot)."""
+    cte, body, end = _encode_body(text, delimiter)
+    return cte, body + end
+
+
+_PART_HEADS = {(kind, cte): (f'Content-Type: text/{kind}; charset="utf-8"{CRLF}'
+                             f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}").encode("ascii")
+               for kind in ("plain", "html") for cte in ("7bit", "quoted-printable", "base64")}
+
+
+def _part(kind: str, text: str, delimiter: bytes) -> tuple[bytes, bytes, bytes]:
+    """One ``text/<kind>`` part: its head, body and the body's end."""
+    cte, body, end = _encode_body(text, delimiter)
+    return _PART_HEADS[kind, cte], body, end
 
 
 # --------------------------------------------------------------------------- the message
@@ -348,6 +393,12 @@ def _date_line(now: datetime) -> str:
     return f"Date: {format_datetime(now)}{CRLF}"
 
 
+# a subject recurs in many messages (the renderer's stock one is "N new papers on X, Y - day")
+_subject_line = functools.lru_cache(maxsize=1024)(functools.partial(encode_text_header,
+                                                                     "Subject"))
+_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+
+
 
 def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *,
                   message_id: str | None = None, now: datetime) -> OutgoingMessage:
@@ -362,7 +413,7 @@ def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *
     recipient = check_address(sub.email)
     domain = sender_addr.rpartition("@")[2]
     mid = message_id or make_message_id(sub.email, digest.edition, domain)
-    if not re.fullmatch(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>", mid):
+    if not _MESSAGE_ID.fullmatch(mid):
         raise ValueError(f"not a valid Message-ID: {mid!r}")
 
     mailto = digest.unsubscribe_mailto or f"mailto:{sender_addr}?subject=unsubscribe"
@@ -375,8 +426,8 @@ def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *
 
     head = [
         from_line,
-        _fold("To", format_address(sub.name, recipient)),
-        encode_text_header("Subject", rendered.subject),
+        _fold("To", _address_tokens(sub.name, recipient, "To")),
+        _subject_line(rendered.subject),
         _date_line(now),
         f"Message-ID: {mid}{CRLF}",
         f"MIME-Version: 1.0{CRLF}",
@@ -392,16 +443,17 @@ def build_message(rendered: RenderedEmail, digest: Digest, settings: Settings, *
         CRLF,
     ]
     header = "".join(head)
-    if max(map(len, header.split(CRLF))) > 998:  # RFC 5322 2.1.1 hard limit
+    # RFC 5322 2.1.1 hard limit (a header shorter than that holds no longer line)
+    if len(header) > 998 and max(map(len, header.split(CRLF))) > 998:
         raise DeliveryError("a header line would exceed 998 characters (unsubscribe URL "
                             "too long?)", recipient=recipient)
     delimiter = f"--{boundary}".encode("ascii")
     sep = delimiter + b"\r\n"
     data = b"".join((
         header.encode("ascii"),
-        sep, _part("text/plain", rendered.text, delimiter),
-        sep, _part("text/html", rendered.html, delimiter),
-        f"--{boundary}--\r\n".encode("ascii"),
+        sep, *_part("plain", rendered.text, delimiter),
+        sep, *_part("html", rendered.html, delimiter),
+        delimiter, b"--\r\n",
     ))
     if settings.dkim is not None:
         # Signed here, over the finished bytes: the ledger stores exactly these, so a retry or

@@ -64,7 +64,6 @@ HTML_TEMPLATE = "digest.mjml"
 TEXT_TEMPLATE = "digest.txt"
 SUBJECT_TEMPLATE = "subject.txt"
 _ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})$")
-_SPACES = re.compile(r"\s+")
 _URL_ASCII = re.compile(r"[\x21-\x5b\x5d-\x7e]*")
 _URL_SAFE = "!#$%&()*+,-./:;=?@[]^_{|}~"
 
@@ -109,16 +108,20 @@ def short_authors(authors: Sequence[str], keep: int = 3) -> str:
 @functools.lru_cache(maxsize=8192)  # the same claims recur in many subscribers' emails
 def wrap(text: str, width: int = 72, indent: int = 0) -> str:
     """Greedy word wrap for the text part; continuation lines indented by ``indent`` spaces.
-    Words longer than ``width`` (URLs) stay whole. Much cheaper than ``textwrap``."""
+    Words longer than ``width`` (URLs) stay whole. Much cheaper than ``textwrap``: each line is
+    the longest run of whole words within ``width`` (or one longer word), found by ``rfind``
+    in the words joined by single spaces, not by a Python step per word."""
+    rest = " ".join(text.split())
     lines: list[str] = []
-    line = ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    lines.append(line)
+    while len(rest) > width:
+        cut = rest.rfind(" ", 0, width + 1)
+        if cut < 0:  # a first word longer than the line: alone on it
+            cut = rest.find(" ")
+            if cut < 0:
+                break
+        lines.append(rest[:cut])
+        rest = rest[cut + 1:]
+    lines.append(rest)
     return ("\n" + " " * indent).join(lines)
 
 
@@ -545,9 +548,10 @@ class Renderer:
         return compile_mjml(self.mjml(ctx), HTML_TEMPLATE)
 
     def subject(self, ctx: dict[str, Any]) -> str:
-        # one header line, whatever the template's whitespace
-        return _SPACES.sub(" ", self._render(SUBJECT_TEMPLATE, ctx, self._plain_env,
-                                             keyed=self.fast)).strip()
+        # one header line, whatever the template's whitespace (runs of it one space, none at
+        # the ends: split() and a regex's \s agree on what whitespace is)
+        return " ".join(self._render(SUBJECT_TEMPLATE, ctx, self._plain_env,
+                                     keyed=self.fast).split())
 
     def text(self, ctx: dict[str, Any]) -> str:
         """The plain-text part of one email."""

@@ -4,15 +4,18 @@ very long words, header-injection attempts), and the message stays 7-bit and wel
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import email
 import email.policy
+import random
 from datetime import date, datetime, timezone
 from email.message import EmailMessage
 
 import pytest
 
 from digest.delivery import build_message
+from digest.delivery._message import quoted_printable
 from digest.models import (
     Digest,
     DigestItem,
@@ -141,3 +144,29 @@ def test_a_body_holding_the_boundary_delimiter_is_encoded(renderer: Renderer) ->
     assert text["Content-Transfer-Encoding"] == "quoted-printable"
     assert text.get_content().replace("\r\n", "\n") == sneaky.text
     assert html.get_content().replace("\r\n", "\n") == rendered.html
+
+
+# Pieces that move binascii's choices: blanks before a line end or at the end of the data,
+# '=', a lone '.', NUL, DEL, non-ASCII, lines just under and over the 76-character soft break.
+QP_PIECES = [b"a", b" ", b"\t", b"=", b".", b"\n", b"\n\n", b"\xc3\xa9", b"\x00", b"\x7f",
+             b"_", b"~", b"x" * 70, b"y" * 74, b"z" * 80]
+
+
+def test_quoted_printable_line_by_line_is_binascii_over_the_whole_text() -> None:
+    # quoted_printable encodes each distinct line once and keeps it: the same bytes as
+    # binascii over the whole body, on first sight of a line and on replay alike
+    rnd = random.Random(16)
+    texts = [b"", b"\n", b"a \n", b"a ", b".", b".\n.", b" " * 90, b"w" * 75 + b" \n"]
+    texts += [b"".join(rnd.choice(QP_PIECES) for _ in range(rnd.randint(0, 24)))
+              for _ in range(20_000)]
+    for raw in texts:
+        whole = binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False)
+        assert quoted_printable(raw) == whole.replace(b"\n", b"\r\n"), raw
+        assert quoted_printable(raw) == whole.replace(b"\n", b"\r\n"), raw
+
+
+def test_quoted_printable_matches_binascii_on_rendered_text_parts(renderer: Renderer) -> None:
+    for name in ("Zoë Müller-Łęcka", "Ana"):
+        text = renderer.render(hostile_digest(name, "Attention ▲")).text.encode()
+        whole = binascii.b2a_qp(text, quotetabs=False, istext=True, header=False)
+        assert quoted_printable(text) == whole.replace(b"\n", b"\r\n")

@@ -31,7 +31,7 @@ from digest.models import (
 from digest.render import Renderer, left_out
 from digest.render._record import seven_bit_html
 from digest.render._shapes import Shaper
-from digest.render._renderer import context, day, http_url, short_authors
+from digest.render._renderer import context, day, http_url, short_authors, wrap
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
@@ -898,3 +898,43 @@ def test_unsafe_card_partial_falls_back_to_a_full_render(tmp_path: Path) -> None
     for d in _varied_cards()[:20]:
         assert fast.render(d) == full.render(d)
     assert not _memo_entries(fast.text_env)
+
+
+def _greedy_wrap(text: str, width: int, indent: int) -> str:
+    """The word-by-word greedy wrap ``wrap`` must equal: a word goes on the current line
+    when it fits within ``width``, else starts the next one (a longer word stands alone)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return ("\n" + " " * indent).join(lines)
+
+
+def test_wrap_is_the_word_by_word_greedy_wrap() -> None:
+    rnd = random.Random(16)
+    words = ["a", "bb", "ccc", "é", "https://example.org/a/long/path", " ", "\t", "\n",
+             "\u3000", "x" * 12]
+    for _ in range(20_000):
+        text = rnd.choice(["", " ", "  "]).join(rnd.choice(words)
+                                                 for _ in range(rnd.randint(0, 25)))
+        width, indent = rnd.randint(1, 30), rnd.randint(0, 6)
+        assert wrap.__wrapped__(text, width, indent) == _greedy_wrap(text, width, indent), (
+            text, width)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_subject_whitespace_is_one_space_between_words(tmp_path: Path, fast: bool) -> None:
+    # every kind of whitespace a template or a value can hold (tab, form feed, the file
+    # separators, NBSP, ideographic space) becomes one space, none at the ends
+    odd = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u2000\u2028\u3000"
+    (tmp_path / "subject.txt").write_text(
+        f"{{{{ publisher }}}}{odd}{{{{ cards|length }}}}\n\n  papers{odd}\n", encoding="utf-8")
+    digest = dataclasses.replace(fixed_digest(), publisher=f"{odd}My{odd}Digest{odd}")
+    subject = Renderer(tmp_path, fast=fast).render(digest).subject
+    assert subject == re.sub(r"\s+", " ", f"{odd}My{odd}Digest{odd}{odd}3\n\n  papers{odd}"
+                             ).strip() == "My Digest 3 papers"
