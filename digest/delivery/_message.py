@@ -328,7 +328,7 @@ def quoted_printable(raw: bytes) -> bytes:
     decides each line from that line alone when the data holds no CR, so each distinct line is
     encoded once and kept; the last line (no LF after it) is encoded as the end of the data,
     as binascii does (a trailing blank there is escaped where it stands)."""
-    if len(_QP_LINES) > 16_384:  # bounded: each email's frame adds lines never met again
+    if len(_QP_LINES) > 2048:  # bounded: each email's frame adds lines never met again
         _QP_LINES.clear()
     lines = raw.split(b"\n")
     last = lines.pop()

@@ -454,7 +454,9 @@ class _MemoTemplate:
         return template.root_render_func(template.new_context(vars, shared, locals))
 
     def _keep(self, store: dict[Any, _Entry], key: tuple[Any, ...], entry: _Entry) -> None:
-        if len(self._store) >= 8 * MAX_SHAPES or len(self._skeletons) >= 8 * MAX_SHAPES:
+        # the cards (filled text) at half the papers' bound: they are made again from their
+        # paper's skeleton by a join, and 10,000 subscribers meet far more of them
+        if len(self._store) >= 4 * MAX_SHAPES or len(self._skeletons) >= 8 * MAX_SHAPES:
             self._store.clear()
             self._skeletons.clear()
             self._texts.clear()  # a stand-in printed before this is then not expanded

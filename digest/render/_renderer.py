@@ -105,7 +105,7 @@ def short_authors(authors: Sequence[str], keep: int = 3) -> str:
     return ", ".join(names)
 
 
-@functools.lru_cache(maxsize=8192)  # the same claims recur in many subscribers' emails
+@functools.lru_cache(maxsize=2048)  # the same claims recur in many subscribers' emails
 def wrap(text: str, width: int = 72, indent: int = 0) -> str:
     """Greedy word wrap for the text part; continuation lines indented by ``indent`` spaces.
     Words longer than ``width`` (URLs) stay whole. Much cheaper than ``textwrap``: each line is
@@ -182,7 +182,7 @@ def _view(paper: Paper) -> _PaperView:
 
 # One view per distinct paper (and below, per distinct reasons tuple), shared by every email of
 # a run; bounded, since a daemon sees new papers every day.
-_paper_view = functools.lru_cache(maxsize=8192)(_view)
+_paper_view = functools.lru_cache(maxsize=2048)(_view)
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def _term_key(term: str) -> str:
     return folded[:-1] if len(folded) > 3 and folded.endswith("s") else folded
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=2048)
 def _reason_view(reasons: tuple[Reason, ...]) -> _ReasonView:
     if reasons and all(r.via == "like" for r in reasons):  # a "you may also like" paper
         texts = tuple(dict.fromkeys(str(r) for r in reasons))

@@ -23,6 +23,12 @@ from digest.render._record import (
     fits_seven_bit,
 )
 
+# The filled cards kept (ShapeCache.filled) hold at most this many characters (about 1 MB of
+# ASCII HTML, ~300 cards): beyond it the cache starts over. Filling a card from its compiled
+# unit is cheap; keeping every (paper, reasons) card 10,000 subscribers meet was not (8.5 MB,
+# a peak RSS that grew with the list; bench/bench_memory.py).
+FILLED_CHARS = 500_000
+
 # --------------------------------------------------------------------------- shapes
 
 
@@ -245,6 +251,7 @@ class ShapeCache:
         # (style, card key, card values) -> the card's filled HTML: a card recurs in many
         # emails with the same values (the same paper at the same rank)
         self.filled: dict[tuple[str, str, tuple[str, ...]], str] = {}
+        self.filled_chars = 0  # their length, held under FILLED_CHARS
         self.compiles = 0
 
     def _compile(self, source: str) -> str:
@@ -260,6 +267,7 @@ class ShapeCache:
                 self.frames.clear()
                 self.units.clear()
                 self.filled.clear()
+                self.filled_chars = 0
             frame = self._frame(head, tail)
             self.frames[(head.key, tail.key)] = frame
         if not frame.fits:
@@ -278,9 +286,11 @@ class ShapeCache:
                     return None
                 text = _fill(unit, card, head, tail)
                 if frame.boundary is not None:  # _frame_unit's units change with the frame
-                    if len(filled) >= 8 * MAX_SHAPES:
+                    if len(filled) >= 8 * MAX_SHAPES or self.filled_chars > FILLED_CHARS:
                         filled.clear()
+                        self.filled_chars = 0
                     filled[key] = text
+                    self.filled_chars += len(text)
             texts.append(text)
         # the head filled once every card's unit is known (they may move it); one join of
         # the frame's pieces and the cards, not a join of the frame's parts first
