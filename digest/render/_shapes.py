@@ -5,6 +5,7 @@ frames and card units and falls back to a full compile whenever the model does n
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,10 +25,10 @@ from digest.render._record import (
 )
 
 # The filled cards kept (ShapeCache.filled) hold at most this many characters (about 1 MB of
-# ASCII HTML, ~300 cards): beyond it the cache starts over. Filling a card from its compiled
-# unit is cheap; keeping every (paper, reasons) card 10,000 subscribers meet was not (8.5 MB,
-# a peak RSS that grew with the list; bench/bench_memory.py).
-FILLED_CHARS = 500_000
+# ASCII HTML, ~300 cards), the least recently used dropped first. Keeping every (paper,
+# reasons) card 10,000 subscribers meet was 8.5 MB, a peak RSS that grew with the list
+# (bench/bench_memory.py); starting over when full instead cost 12% of a warm render.
+FILLED_CHARS = 1_000_000
 
 # --------------------------------------------------------------------------- shapes
 
@@ -250,7 +251,7 @@ class ShapeCache:
         self.units: dict[tuple[str, str], Program | None] = {}  # (style, card key)
         # (style, card key, card values) -> the card's filled HTML: a card recurs in many
         # emails with the same values (the same paper at the same rank)
-        self.filled: dict[tuple[str, str, tuple[str, ...]], str] = {}
+        self.filled: OrderedDict[tuple[str, str, tuple[str, ...]], str] = OrderedDict()
         self.filled_chars = 0  # their length, held under FILLED_CHARS
         self.compiles = 0
 
@@ -279,18 +280,19 @@ class ShapeCache:
         for card in cards:
             key = (frame.style, card.key, card.values)
             text = filled.get(key)
-            if text is None:
+            if text is not None:
+                filled.move_to_end(key)
+            else:
                 unit = self._shared_unit(frame, head, card, tail) \
                     if frame.boundary is not None else self._frame_unit(frame, head, card, tail)
                 if unit is None:
                     return None
                 text = _fill(unit, card, head, tail)
                 if frame.boundary is not None:  # _frame_unit's units change with the frame
-                    if len(filled) >= 8 * MAX_SHAPES or self.filled_chars > FILLED_CHARS:
-                        filled.clear()
-                        self.filled_chars = 0
                     filled[key] = text
                     self.filled_chars += len(text)
+                    while self.filled_chars > FILLED_CHARS or len(filled) > 8 * MAX_SHAPES:
+                        self.filled_chars -= len(filled.popitem(last=False)[1])
             texts.append(text)
         # the head filled once every card's unit is known (they may move it); one join of
         # the frame's pieces and the cards, not a join of the frame's parts first
