@@ -188,34 +188,22 @@ class _StreamingComposer(_ComposerBase):  # type: ignore[misc]
             if anchor is not None:
                 anchors[anchor] = node
             return node
-        get = self.get_event
-        if kind is SequenceStartEvent:
-            if tag is None or tag == "!":
-                tag = self.resolve(SequenceNode, None, event.implicit)
-            node = SequenceNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
-            if anchor is not None:
-                anchors[anchor] = node
-            items = node.value
-            while True:
-                event = get()
-                if type(event) is SequenceEndEvent:
-                    node.end_mark = event.end_mark
-                    return node
-                items.append(self._node_of(event))
-        assert kind is MappingStartEvent, kind
+        mapping = kind is MappingStartEvent
+        assert mapping or kind is SequenceStartEvent, kind
+        cls, end = (MappingNode, MappingEndEvent) if mapping else (SequenceNode, SequenceEndEvent)
         if tag is None or tag == "!":
-            tag = self.resolve(MappingNode, None, event.implicit)
-        node = MappingNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
+            tag = self.resolve(cls, None, event.implicit)
+        node = cls(tag, [], event.start_mark, None, flow_style=event.flow_style)
         if anchor is not None:
             anchors[anchor] = node
-        pairs = node.value
+        children, get = node.value, self.get_event
         while True:
             event = get()
-            if type(event) is MappingEndEvent:
+            if type(event) is end:
                 node.end_mark = event.end_mark
                 return node
-            key = self._node_of(event)
-            pairs.append((key, self._node_of(get())))
+            child = self._node_of(event)
+            children.append((child, self._node_of(get())) if mapping else child)
 
 
 try:  # libyaml's event parser (~10x the pure-Python one; the same events and marks)

@@ -27,7 +27,9 @@ from digest.render._record import (
 # The filled cards kept (ShapeCache.filled) hold at most this many characters (about 1 MB of
 # ASCII HTML, ~300 cards), the least recently used dropped first. Keeping every (paper,
 # reasons) card 10,000 subscribers meet was 8.5 MB, a peak RSS that grew with the list
-# (bench/bench_memory.py); starting over when full instead cost 12% of a warm render.
+# (bench/bench_memory.py). The price, with the other memos bounded lower too: bench_render's
+# warm render at 1.10-1.12 of 1e12821's, which kept up to 4,096 cards (at 500,000 or 2,000,000
+# characters alike; 1.03 at 4,000,000, too much memory).
 FILLED_CHARS = 1_000_000
 
 # --------------------------------------------------------------------------- shapes
