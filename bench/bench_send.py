@@ -365,8 +365,8 @@ def run_child(mode: str, n: int, port: int, naive: int, sink: int | None, *,
 
 
 MODES = ("ceiling", "ours", "base", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
-         "ours-stop0", "ours-small", "ours-4", "ours-1", "naive", "ledger-zlib", "ledger-raw",
-         "ledger-none")
+         "ours-stop0", "ours-small", "ours-4", "ours-1", "ours-2", "naive", "ledger-zlib",
+         "ledger-raw", "ledger-none")
 LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "send": "digest send (command)",
           "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
@@ -392,7 +392,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--baseline", type=Path,
                     help="another checkout whose 'ours' row runs beside ours (row 'base')")
-    ap.add_argument("--child", choices=(*MODES, "ours-2"))
+    ap.add_argument("--child", choices=MODES)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.subscribers, args.port, args.naive)
