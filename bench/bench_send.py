@@ -14,8 +14,9 @@ Rows (each in its own child process, so each peak RSS is its own):
            as fast as it can: what the sink itself can take.
 - ours:    ``digest.service.send_all`` exactly as ``digest send`` runs it (ledger in a fresh
            SQLite file, MJML shape cache, a pool of 4 reused SMTP connections, streaming); from
-           5,000 subscribers on 2+ CPUs that is one spawned shard per CPU, each with its share
-           of the 4 connections.
+           5,000 subscribers it is one spawned shard per CPU, each with its share of the 4
+           connections, less the one CPU left to a local server (the sink here): on 2 CPUs,
+           one process.
 - ours at ``--small`` subscribers: compare peak RSS with the 10,000 row (memory flat). Below
            5,000 subscribers ``ours`` runs in one process, so the flat check compares that row
            with ``ours, 1 process``.
@@ -24,8 +25,8 @@ Rows (each in its own child process, so each peak RSS is its own):
            (``tick_batch=1`` instead of 64 at a time), or the parent's multiprocessing Event and
            ``getppid`` asked on every stop check (``stop_poll=0`` instead of a watcher thread
            setting a local flag every 0.1 s). Only meaningful when ``ours`` runs in shards.
-- ours, 1 process: the same with the shards turned off (``processes=1``: 4 threads), to show
-           what the shards cost or gain on this machine.
+- ours, 1 process / ours, 2 shards: the same with ``processes=1`` or ``processes=2``
+           whatever the CPU count, to show what the shards cost or gain on this machine.
 - digest send (command): ``python -m digest send --config FILE`` of the same subscribers
            written as a YAML file, the whole command from outside (start-up, loading, shards).
 - ceiling, PIPELINING / ours, PIPELINING: the same two rows against the sink offering
@@ -377,7 +378,7 @@ LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "ledger-zlib": "ledger, zlib bytes", "ledger-raw": "ledger, raw bytes",
           "ledger-none": "ledger, no bytes"}
 # run once whatever --repeats says (the secondary rows)
-ONCE = frozenset({"ours-tick1", "ours-stop0", "ours-small", "ours-1", "naive"})
+ONCE = frozenset({"ours-tick1", "ours-stop0", "ours-small", "ours-1", "ours-2", "naive"})
 
 
 def main() -> None:
