@@ -556,12 +556,17 @@ class SmtpTransport:
             # The reply to the final "." gets its own, long timeout (RFC 5321 4.5.3.2: 10
             # minutes): the server may be storing the message, and giving up on it early
             # leaves us not knowing whether it was accepted.
-            yield Wait(sock, self.settings.data_timeout, final=True)
-            _settimeout(conn, self.settings.data_timeout)
-            try:
+            if (yield Wait(sock, self.settings.data_timeout, final=True)):
+                # the event loop saw the reply come (within data_timeout): the socket's own
+                # timeout only guards the rest of its line, and two settimeout calls (an
+                # ioctl each) a message are saved
                 code, reply = conn.getreply()
-            finally:
-                _settimeout(conn, self.settings.timeout)
+            else:  # a blocking read of the reply: the socket itself waits data_timeout
+                _settimeout(conn, self.settings.data_timeout)
+                try:
+                    code, reply = conn.getreply()
+                finally:
+                    _settimeout(conn, self.settings.timeout)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise self._lost(exc, msg, stage, fresh=fresh) from None
         if not 200 <= code < 300:
@@ -588,7 +593,9 @@ class SmtpTransport:
         return DeliveryError(f"{what} during {stage}", recipient=msg.recipient, temporary=True)
 
 
-_Exchange = Generator[Wait, None, SendResult]
+# Each wait is resumed with whether its reply is known to have arrived (the event loop saw
+# the socket readable) or must be waited for by a blocking read (``result()``).
+_Exchange = Generator[Wait, bool, SendResult]
 
 
 class _SmtpInFlight:
@@ -605,18 +612,21 @@ class _SmtpInFlight:
         the ones before as they come); errors are raised here."""
         wait = next(self._exchange)
         while until_final and not wait.final:
-            wait = self._exchange.send(None)
+            wait = self._exchange.send(False)
         self._wait = wait
 
     def waiting(self) -> Wait | None:
         return self._wait
 
     def step(self, *, expired: bool = False) -> None:
+        self._step(expired=expired, arrived=True)
+
+    def _step(self, *, expired: bool, arrived: bool) -> None:
         if self._wait is None:
             return
         try:
             self._wait = self._exchange.throw(TimeoutError()) if expired \
-                else self._exchange.send(None)
+                else self._exchange.send(arrived)
         except StopIteration as done:
             self._wait, self._outcome = None, done.value
         except Exception as exc:  # noqa: BLE001 (kept for result(), which raises it)
@@ -624,7 +634,7 @@ class _SmtpInFlight:
 
     def result(self) -> SendResult:
         while self._wait is not None:  # the rest of the exchange, blocking on each reply
-            self.step()
+            self._step(expired=False, arrived=False)
         outcome = self._outcome
         if isinstance(outcome, BaseException):
             raise outcome

@@ -195,6 +195,21 @@ def test_a_final_reply_that_never_comes_is_given_up_on_at_data_timeout(tmp_path:
     assert cy is not None and (cy.state, cy.attempts) == ("sent", 2)
 
 
+def test_a_final_reply_slower_than_timeout_is_waited_for_up_to_data_timeout(
+        tmp_path: Path) -> None:
+    """In the loop the final reply is waited for under ``data_timeout`` (the loop's own
+    deadline), and the read of a reply that came needs no longer timeout on the socket."""
+    with SmtpTestServer(stall_seconds=0.7) as server:
+        server.add_rule("data", "250 2.0.0 OK (slow)", action="late",
+                        recipient="bob@example.org", times=1)
+        cfg = make_config(tmp_path, EMAILS, server, timeout=0.3, data_timeout=5)
+        report = run(cfg)
+        assert (report.sent, report.deferred) == (len(EMAILS), 0)
+    bob = Ledger(cfg.settings.database).get("bob@example.org", NOW.date())
+    assert bob is not None and (bob.state, bob.attempts, bob.possible_duplicate) == \
+        ("sent", 1, False)
+
+
 @pytest.mark.parametrize(("security", "pipelining"), [
     ("tls", False), ("starttls", True), ("none", True)])
 def test_the_loop_over_tls_and_pipelining_keeps_each_connection_in_step(

@@ -300,6 +300,20 @@ def test_stalled_server_times_out_within_the_configured_data_timeout() -> None:
     assert elapsed < 3.0  # the server would stall for 10 s: the timeout cut it short
 
 
+def test_a_final_reply_slower_than_timeout_is_waited_for_up_to_data_timeout() -> None:
+    """A blocking send reads the final reply under ``data_timeout``, not ``timeout``."""
+    with SmtpTestServer(stall_seconds=0.7) as srv:
+        srv.add_rule("data", "250 2.0.0 OK (slow)", action="late", times=1)
+        transport = smtp_transport(srv, timeout=0.3, data_timeout=5)
+        start = time.monotonic()
+        result = transport.send(message())
+        waited = time.monotonic() - start
+        transport.send(message(to="c@example.org"))  # the socket is back on ``timeout``
+        transport.close()
+    assert result.code == 250 and waited >= 0.7  # longer than ``timeout``: it did stall
+    assert len(srv.wait_for(2)) == 2
+
+
 def test_silent_server_is_a_transport_error_within_the_timeout() -> None:
     with silent_server() as port:
         transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, security="none",
