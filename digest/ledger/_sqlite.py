@@ -32,7 +32,7 @@ from typing import cast
 
 from digest.errors import LedgerError, LockedError
 import digest.ledger._blob as _blob
-from digest.ledger._contract import EditionStatus
+from digest.ledger._contract import EditionState, EditionStatus, SelectionState
 from digest.ledger._frozen import dump_left_out, load_left_out
 from digest.ledger._migrate import create_sqlite, migrate
 from digest.models import DeliveryState, Feedback, LeftOut, Paper, PostgresDatabase, Preferences
@@ -109,6 +109,54 @@ def _row(r: tuple[object, ...]) -> LedgerRow:
         code=None if r[9] is None else int(cast(int, r[9])),
         error=None if r[10] is None else str(r[10]),
         possible_duplicate=bool(r[11]), has_message=bool(r[12]), ambiguous=int(cast(int, r[13])))
+
+
+# One subscriber's edition in one statement (``edition_state``, ``selection_state``): each table's
+# part is a branch of a UNION ALL, tagged by its first column and padded with NULLs to the
+# row's width. Per address these tables hold a row or a few, so a statement per table cost
+# more in Python and sqlite3 than in SQLite (docs/delivery.md).
+_WIDTH = 14  # the columns of _ROW_COLUMNS
+
+
+def _part(tag: str, columns: str, count: int, rest: str) -> str:
+    return f"SELECT '{tag}', {columns}{', NULL' * (_WIDTH - count)} {rest}"
+
+
+_EDITION_STATE = " UNION ALL ".join((
+    _part("r", _ROW_COLUMNS, _WIDTH, "FROM deliveries WHERE email = :email AND edition = :edition"),
+    _part("s", "NULL", 1, "FROM suppressions WHERE email = :email"),
+    _part("p", "email, paused_until, max_papers, updated_at", 4,
+          "FROM preferences WHERE email = :email")))
+# ... and the history and feedback; the feedback oldest first, as ``feedback_for`` orders it
+# (column 7 is its created_at, column 3 its paper_id; the other parts sort by their tag alone).
+_SELECTION_STATE = " UNION ALL ".join((
+    _EDITION_STATE,
+    _part("h", "papers", 1, "FROM deliveries WHERE email = :email AND state IN ("
+          + ", ".join(f"'{s}'" for s in HISTORY_STATES) + ")"),
+    _part("f", "email, paper_id, verdict, title, abstract, created_at", 6,
+          "FROM feedback WHERE email = :email"))) + " ORDER BY 1, 7, 3"
+
+
+def _parts(rows: list[tuple[object, ...]]) -> tuple[
+        bool, Preferences | None, LedgerRow | None, set[str], list[tuple[object, ...]]]:
+    """The tagged rows of ``_EDITION_STATE`` or ``_SELECTION_STATE``: suppressed, preferences,
+    the row, the history's papers and the feedback rows (as ``_feedback`` takes them)."""
+    suppressed, chosen, row = False, None, None
+    history: set[str] = set()
+    feedback: list[tuple[object, ...]] = []
+    for r in rows:
+        tag = r[0]
+        if tag == "r":
+            row = _row(r[1:])
+        elif tag == "s":
+            suppressed = True
+        elif tag == "p":
+            chosen = _preferences(r[1:5])
+        elif tag == "h":
+            history.update(json.loads(str(r[1])))
+        else:
+            feedback.append(r[1:6])
+    return suppressed, chosen, row, history, feedback
 
 
 def _ts(now: datetime) -> str:
@@ -193,7 +241,8 @@ class Ledger:
             for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
                 leftover.unlink(missing_ok=True)
 
-    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()
+              ) -> list[tuple[object, ...]]:
         with self._mutex:
             conn = self._connect(create=False)
             if conn is None:
@@ -277,6 +326,21 @@ class Ledger:
         rows = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = ? AND edition = ?",
                           (email.strip().lower(), edition.isoformat()))
         return _row(rows[0]) if rows else None
+
+    def edition_state(self, email: str, edition: date) -> EditionState:
+        """``is_suppressed``, ``preferences`` and ``get`` in one statement."""
+        suppressed, chosen, row, _, _ = _parts(self._read(
+            _EDITION_STATE, {"email": email.strip().lower(), "edition": edition.isoformat()}))
+        return EditionState(suppressed=suppressed, preferences=chosen, row=row)
+
+    def selection_state(self, email: str, edition: date) -> SelectionState:
+        """``edition_state``, ``history_for`` and ``feedback_for`` in one statement."""
+        key = email.strip().lower()
+        suppressed, chosen, row, history, feedback = _parts(self._read(
+            _SELECTION_STATE, {"email": key, "edition": edition.isoformat()}))
+        return SelectionState(suppressed=suppressed, preferences=chosen, row=row,
+                              history=frozenset(history),
+                              feedback=_feedback(feedback).get(key) if feedback else None)
 
     def rows(self, email: str | None = None, *, limit: int | None = None
              ) -> tuple[LedgerRow, ...]:
