@@ -111,9 +111,9 @@ def _row(r: tuple[object, ...]) -> LedgerRow:
         possible_duplicate=bool(r[11]), has_message=bool(r[12]), ambiguous=int(cast(int, r[13])))
 
 
-# One subscriber's edition in one statement (``edition_state``, ``selection_state``): each table's
-# part is a branch of a UNION ALL, tagged by its first column and padded with NULLs to the
-# row's width. Per address these tables hold a row or a few, so a statement per table cost
+# One subscriber's edition in one statement (``edition_state``, ``selection_state``): each
+# table's part is a branch of a UNION ALL, tagged by its first column and padded with NULLs to
+# the row's width. Per address these tables hold a row or a few, so a statement per table cost
 # more in Python and sqlite3 than in SQLite (docs/delivery.md).
 _WIDTH = 14  # the columns of _ROW_COLUMNS
 
@@ -123,7 +123,8 @@ def _part(tag: str, columns: str, count: int, rest: str) -> str:
 
 
 _EDITION_STATE = " UNION ALL ".join((
-    _part("r", _ROW_COLUMNS, _WIDTH, "FROM deliveries WHERE email = :email AND edition = :edition"),
+    _part("r", _ROW_COLUMNS, _WIDTH,
+          "FROM deliveries WHERE email = :email AND edition = :edition"),
     _part("s", "NULL", 1, "FROM suppressions WHERE email = :email"),
     _part("p", "email, paused_until, max_papers, updated_at", 4,
           "FROM preferences WHERE email = :email")))
