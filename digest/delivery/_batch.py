@@ -296,13 +296,16 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
                     continue
                 edition = edition_for(sub, now)
                 email = sub.email.lower()
-                row = ledger.get(email, edition) if force or (email, edition) in pending else None
-                known = edition_history(ledger.history_for(email), row, force=force)
-                chosen = ledger.preferences(email)  # digest serve's page, over the YAML
+                # history, preferences, feedback and the row in one read (prepare_edition
+                # reads suppression, preferences and the row again, right before sending)
+                state = ledger.selection_state(email, edition)
+                row = state.row if force or (email, edition) in pending else None
+                known = edition_history(state.history, row, force=force)
+                chosen = state.preferences  # digest serve's page, over the YAML
                 if chosen is not None:  # (deliver_edition checks the pause)
                     sub = chosen.apply(sub)
                 yield _Job(sub, edition, selector.select(  # "N more matched" needs the cut
-                    sub, known, ledger.feedback_for(email),  # digest feedback
+                    sub, known, state.feedback,  # digest feedback
                     with_cut=bool(settings.base_url)))
 
         return _run(jobs(), factory, run, paper_list=paper_list, force=force,

@@ -41,7 +41,7 @@ from digest.errors import (
     SenderRefusedError,
     UncertainDeliveryError,
 )
-from digest.ledger import LedgerRow, LedgerStore
+from digest.ledger import LedgerRow, LedgerStore, SelectionState
 from digest.models import (
     Delivery,
     Digest,
@@ -215,15 +215,20 @@ def prepare_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
                                                     run.retry, run.dry_run)
     email = subscriber.email.strip().lower()
     skip = Delivery(email=email, edition=edition, state="skipped", outcome=Outcome.NOTHING_NEW)
-    if ledger.is_suppressed(email):
+    # One read, right before the message is built, even when a run's selection read the
+    # preferences already: an unsubscribe or a pause made on the web during a run is honoured.
+    # When the selection is made here, its history and feedback come in the same read.
+    facts = (ledger.edition_state(email, edition) if selection is not None
+             else ledger.selection_state(email, edition))
+    if facts.suppressed:
         return replace(skip, outcome=Outcome.SUPPRESSED, detail=Outcome.SUPPRESSED.value)
-    chosen = ledger.preferences(email)  # digest serve's preferences page, over the YAML
+    chosen = facts.preferences  # digest serve's preferences page, over the YAML
     if chosen is not None:
         if chosen.paused_on(edition):
             return replace(skip, outcome=Outcome.PAUSED,
                            detail=f"{Outcome.PAUSED.value} until {chosen.paused_until}")
         subscriber = chosen.apply(subscriber)
-    row = ledger.get(email, edition)
+    row = facts.row
     possible_duplicate = False
     msg: OutgoingMessage | None = None
     papers_sent: tuple[str, ...] = ()
@@ -258,10 +263,12 @@ def prepare_edition(subscriber: Subscriber, edition: date, papers: Iterable[Pape
         papers_sent = row.papers
     if msg is None:
         if selection is None:
-            known = edition_history(ledger.history_for(email) if history is None else history,
+            assert isinstance(facts, SelectionState)  # read so above
+            # (the history is not changed by mark_ambiguous: sending and deferred both count)
+            known = edition_history(facts.history if history is None else history,
                                     row, force=force)
             selection = (selector or Selector(papers)).select(
-                subscriber, known, ledger.feedback_for(email),  # digest feedback
+                subscriber, known, facts.feedback,  # digest feedback
                 with_cut=bool(settings.base_url))  # for "N more matched"
         if not selection.picks:
             why = f"{_NOTHING_NEW}: {selection.skipped_reason}" \

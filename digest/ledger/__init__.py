@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digest.ledger._contract import Claim, EditionStatus, FrozenEdition, LedgerStore, StaleRow
+from digest.ledger._contract import (
+    Claim,
+    EditionState,
+    EditionStatus,
+    FrozenEdition,
+    LedgerStore,
+    SelectionState,
+    StaleRow,
+)
 from digest.ledger._migrate import HEAD as SCHEMA_HEAD
 from digest.ledger._postgres import AdvisoryLock, PostgresLedger
 from digest.ledger._sqlite import (
@@ -24,9 +32,10 @@ from digest.ledger._sqlite import (
 )
 from digest.models import PostgresDatabase
 
-__all__ = ["SCHEMA_HEAD", "AdvisoryLock", "ArchivedEdition", "Claim", "EditionStatus",
-           "FrozenEdition", "Ledger", "LedgerRow", "LedgerStore", "PostgresLedger", "SendLock",
-           "SkipRow", "StaleRow", "check_new_ledger", "open_ledger", "open_send_lock"]
+__all__ = ["SCHEMA_HEAD", "AdvisoryLock", "ArchivedEdition", "Claim", "EditionState",
+           "EditionStatus", "FrozenEdition", "Ledger", "LedgerRow", "LedgerStore",
+           "PostgresLedger", "SelectionState", "SendLock", "SkipRow", "StaleRow",
+           "check_new_ledger", "open_ledger", "open_send_lock"]
 
 
 def open_ledger(database: Path | PostgresDatabase) -> LedgerStore:

@@ -1,8 +1,9 @@
 """The ledger's contract: what every backend (SQLite, PostgreSQL) offers the rest of digest.
 
 Owns: ``LedgerStore`` (the Protocol that delivery, the CLI, preview and the scheduler are typed
-against), the per-edition ``EditionStatus`` counts, and the small values the queue side passes
-(``Claim``, ``StaleRow``, ``FrozenEdition``). May import models only.
+against), the per-edition ``EditionStatus`` counts, what one subscriber's edition reads
+(``EditionState``, ``SelectionState``), and the small values the queue side passes (``Claim``,
+``StaleRow``, ``FrozenEdition``). May import models only.
 """
 
 from __future__ import annotations
@@ -41,6 +42,26 @@ class EditionStatus:
     uncertain: int  # held until the admin resolves them (digest resolve)
     possible_duplicates: int
     oldest_lease: datetime | None  # earliest lease_until of a row being sent (PostgreSQL)
+
+
+@dataclass(frozen=True)
+class EditionState:
+    """What the ledger says of one subscriber's edition as its message is about to be built,
+    read in one statement (``LedgerStore.edition_state``): ``is_suppressed``, ``preferences``
+    and ``get``, as those three would answer."""
+
+    suppressed: bool
+    preferences: Preferences | None  # digest serve's preferences page
+    row: LedgerRow | None  # the (subscriber, edition) row, if any
+
+
+@dataclass(frozen=True)
+class SelectionState(EditionState):
+    """``EditionState`` and what the edition's selection reads too, in the same one statement
+    (``LedgerStore.selection_state``): ``history_for`` and ``feedback_for``."""
+
+    history: frozenset[str]
+    feedback: Feedback | None
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,10 @@ class LedgerStore(Protocol):
     def is_suppressed(self, email: str) -> bool: ...
 
     def get(self, email: str, edition: date) -> LedgerRow | None: ...
+
+    def edition_state(self, email: str, edition: date) -> EditionState: ...
+
+    def selection_state(self, email: str, edition: date) -> SelectionState: ...
 
     def rows(self, email: str | None = None, *, limit: int | None = None
              ) -> tuple[LedgerRow, ...]: ...

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from digest.errors import LockedError
 import digest.ledger._blob as _blob
-from digest.ledger._contract import Claim, EditionStatus, FrozenEdition, StaleRow
+from digest.ledger._contract import (
+    Claim,
+    EditionState,
+    EditionStatus,
+    FrozenEdition,
+    SelectionState,
+    StaleRow,
+)
 from digest.ledger._frozen import dump_edition, dump_left_out, load_edition, load_left_out
 from digest.ledger._migrate import migrate
 from digest.errors import LedgerError
@@ -60,6 +67,25 @@ _FINISH = ("UPDATE deliveries SET state = %s, updated_at = %s, last_code = %s, "
            "last_error = %s, sent_at = CASE WHEN %s THEN %s ELSE sent_at END, "
            "message = CASE WHEN %s THEN message ELSE NULL END, "
            "claimed_by = NULL, lease_until = NULL WHERE email = %s AND edition = %s")
+
+
+# One subscriber's edition in one statement, one row (``edition_state``, ``selection_state``):
+# suppressed, the preferences (4 columns, NULL when none), the row (14, NULL when none); for a
+# selection also the history's papers and the feedback (oldest first, as ``feedback_for``
+# orders it) as arrays, NULL when none. One round trip instead of one per table.
+_EDITION_COLUMNS = ("EXISTS (SELECT 1 FROM suppressions WHERE email = %(email)s), "
+                    "p.email, p.paused_until, p.max_papers, p.updated_at, d.*")
+_EDITION_FROM = ("FROM (SELECT 1) AS one "
+                 "LEFT JOIN preferences p ON p.email = %(email)s "
+                 f"LEFT JOIN (SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = %(email)s "
+                 f"AND edition = %(edition)s AND {_VISIBLE}) d ON true")
+_EDITION_STATE = f"SELECT {_EDITION_COLUMNS} {_EDITION_FROM}"
+_SELECTION_STATE = (
+    f"SELECT {_EDITION_COLUMNS}, "
+    "(SELECT array_agg(papers) FROM deliveries WHERE email = %(email)s "
+    "AND state = ANY(%(states)s)), "
+    "(SELECT array_agg(ARRAY[paper_id, verdict, title, abstract] ORDER BY created_at, paper_id) "
+    f"FROM feedback WHERE email = %(email)s) {_EDITION_FROM}")
 
 
 def _row(r: Sequence[Any]) -> LedgerRow:
@@ -205,6 +231,24 @@ class PostgresLedger:
         rows = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = %s "
                           f"AND edition = %s AND {_VISIBLE}", (_norm(email), edition))
         return _row(rows[0]) if rows else None
+
+    def edition_state(self, email: str, edition: date) -> EditionState:
+        (r,) = self._read(_EDITION_STATE, {"email": _norm(email), "edition": edition})
+        return EditionState(suppressed=bool(r[0]),
+                            preferences=None if r[1] is None else _preferences(r[1:5]),
+                            row=None if r[5] is None else _row(r[5:19]))
+
+    def selection_state(self, email: str, edition: date) -> SelectionState:
+        key = _norm(email)
+        (r,) = self._read(_SELECTION_STATE, {"email": key, "edition": edition,
+                                             "states": list(HISTORY_STATES)})
+        history: set[str] = set()
+        for papers in r[19] or ():
+            history.update(json.loads(str(papers)))
+        return SelectionState(
+            suppressed=bool(r[0]), preferences=None if r[1] is None else _preferences(r[1:5]),
+            row=None if r[5] is None else _row(r[5:19]), history=frozenset(history),
+            feedback=None if r[20] is None else _feedback([(key, *f) for f in r[20]])[key])
 
     def rows(self, email: str | None = None, *, limit: int | None = None
              ) -> tuple[LedgerRow, ...]:

@@ -32,7 +32,7 @@ from typing import cast
 
 from digest.errors import LedgerError, LockedError
 import digest.ledger._blob as _blob
-from digest.ledger._contract import EditionStatus
+from digest.ledger._contract import EditionState, EditionStatus, SelectionState
 from digest.ledger._frozen import dump_left_out, load_left_out
 from digest.ledger._migrate import create_sqlite, migrate
 from digest.models import DeliveryState, Feedback, LeftOut, Paper, PostgresDatabase, Preferences
@@ -109,6 +109,62 @@ def _row(r: tuple[object, ...]) -> LedgerRow:
         code=None if r[9] is None else int(cast(int, r[9])),
         error=None if r[10] is None else str(r[10]),
         possible_duplicate=bool(r[11]), has_message=bool(r[12]), ambiguous=int(cast(int, r[13])))
+
+
+# One subscriber's edition in one statement (``edition_state``, ``selection_state``): each
+# table's part is a branch of a UNION ALL, tagged by its first column and padded with NULLs to
+# the row's width. Per address these tables hold a row or a few, so a statement per table cost
+# more in Python and sqlite3 than in SQLite (docs/delivery.md).
+_WIDTH = 14  # the columns of _ROW_COLUMNS
+
+
+def _part(tag: str, columns: str, count: int, rest: str) -> str:
+    return f"SELECT '{tag}', {columns}{', NULL' * (_WIDTH - count)} {rest}"
+
+
+_EDITION_STATE = " UNION ALL ".join((
+    _part("r", _ROW_COLUMNS, _WIDTH,
+          "FROM deliveries WHERE email = :email AND edition = :edition"),
+    _part("s", "NULL", 1, "FROM suppressions WHERE email = :email"),
+    _part("p", "email, paused_until, max_papers, updated_at", 4,
+          "FROM preferences WHERE email = :email")))
+# ... and the history and feedback: the history as one row, the papers of its editions joined
+# (each a JSON array, so with commas and brackets around they read back as one JSON array of
+# them), no row when there is none; the feedback's rows unordered (see ``_parts``). A row per
+# edition and an ORDER BY made the statement half as costly again on a ledger of 5 editions a
+# subscriber.
+_SELECTION_STATE = " UNION ALL ".join((
+    _EDITION_STATE,
+    _part("h", "group_concat(papers)", 1, "FROM deliveries WHERE email = :email AND state IN ("
+          + ", ".join(f"'{s}'" for s in HISTORY_STATES) + ") HAVING count(*)"),
+    _part("f", "email, paper_id, verdict, title, abstract, created_at", 6,
+          "FROM feedback WHERE email = :email")))
+
+
+def _parts(rows: list[tuple[object, ...]]) -> tuple[
+        bool, Preferences | None, LedgerRow | None, set[str], list[tuple[object, ...]]]:
+    """The tagged rows of ``_EDITION_STATE`` or ``_SELECTION_STATE``: suppressed, preferences,
+    the row, the history's papers and the feedback rows (as ``_feedback`` takes them)."""
+    suppressed, chosen, row = False, None, None
+    history: set[str] = set()
+    feedback: list[tuple[object, ...]] = []
+    for r in rows:
+        tag = r[0]
+        if tag == "r":
+            row = _row(r[1:])
+        elif tag == "s":
+            suppressed = True
+        elif tag == "p":
+            chosen = _preferences(r[1:5])
+        elif tag == "h":
+            history.update(*json.loads(f"[{r[1]}]"))
+        else:
+            feedback.append(r)
+    if feedback:
+        # oldest first, as ``feedback_for``'s ORDER BY created_at, paper_id: both TEXT, and
+        # SQLite compares text as UTF-8 bytes, which order as Python orders str
+        feedback.sort(key=lambda f: (str(f[6]), str(f[2])))
+    return suppressed, chosen, row, history, [f[1:6] for f in feedback]
 
 
 def _ts(now: datetime) -> str:
@@ -193,7 +249,8 @@ class Ledger:
             for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
                 leftover.unlink(missing_ok=True)
 
-    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()
+              ) -> list[tuple[object, ...]]:
         with self._mutex:
             conn = self._connect(create=False)
             if conn is None:
@@ -277,6 +334,21 @@ class Ledger:
         rows = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = ? AND edition = ?",
                           (email.strip().lower(), edition.isoformat()))
         return _row(rows[0]) if rows else None
+
+    def edition_state(self, email: str, edition: date) -> EditionState:
+        """``is_suppressed``, ``preferences`` and ``get`` in one statement."""
+        suppressed, chosen, row, _, _ = _parts(self._read(
+            _EDITION_STATE, {"email": email.strip().lower(), "edition": edition.isoformat()}))
+        return EditionState(suppressed=suppressed, preferences=chosen, row=row)
+
+    def selection_state(self, email: str, edition: date) -> SelectionState:
+        """``edition_state``, ``history_for`` and ``feedback_for`` in one statement."""
+        key = email.strip().lower()
+        suppressed, chosen, row, history, feedback = _parts(self._read(
+            _SELECTION_STATE, {"email": key, "edition": edition.isoformat()}))
+        return SelectionState(suppressed=suppressed, preferences=chosen, row=row,
+                              history=frozenset(history),
+                              feedback=_feedback(feedback).get(key) if feedback else None)
 
     def rows(self, email: str | None = None, *, limit: int | None = None
              ) -> tuple[LedgerRow, ...]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from digest.delivery import (
     EditionRun,
@@ -33,10 +33,12 @@ from digest.errors import TransportError
 from digest.ledger import (
     ArchivedEdition,
     Claim,
+    EditionState,
     EditionStatus,
     FrozenEdition,
     LedgerRow,
     PostgresLedger,
+    SelectionState,
     SkipRow,
 )
 from digest.models import (
@@ -55,6 +57,8 @@ from digest.workers._app import LEASE, Job
 
 log = logging.getLogger(__name__)
 
+_State = TypeVar("_State", bound=EditionState)
+
 
 class ClaimedLedger:
     """The ledger as ``deliver_edition`` must see it while a worker holds a claim: the claimed
@@ -70,6 +74,18 @@ class ClaimedLedger:
         if (email.strip().lower(), edition) == (self._claim.email, self._claim.edition):
             return self._claim.before
         return self._ledger.get(email, edition)
+
+    def edition_state(self, email: str, edition: date) -> EditionState:
+        return self._claimed(email, edition, self._ledger.edition_state(email, edition))
+
+    def selection_state(self, email: str, edition: date) -> SelectionState:
+        return self._claimed(email, edition, self._ledger.selection_state(email, edition))
+
+    def _claimed(self, email: str, edition: date, state: _State) -> _State:
+        """``state`` with the claimed row as ``get`` reads it."""
+        if (email.strip().lower(), edition) == (self._claim.email, self._claim.edition):
+            return replace(state, row=self._claim.before)
+        return state
 
     # the rest of LedgerStore, unchanged
     def history(self) -> dict[str, frozenset[str]]:

@@ -22,6 +22,7 @@ from digest.ledger import Ledger, SendLock
 from digest.models import (
     Config,
     Digest,
+    Outcome,
     Paper,
     RenderedEmail,
     Settings,
@@ -459,3 +460,77 @@ def test_the_default_shard_count_leaves_a_local_server_its_cpu(host: str, cpus: 
     # the daemon's bursts (deliver_many) keep a shard on every CPU: its process fires the jobs
     every_cpu = min(cpus, 4) if cpus >= 2 else 1
     assert _batch._auto_processes(settings, 10_000, False, cpus=cpus, server_cpus=0) == every_cpu
+
+
+def _seed_what_selections_read(ledger: Ledger) -> None:
+    """Ada dislikes the first paper, Bob wants one paper a digest, Cy got the second paper in
+    last week's edition, Dee unsubscribed on the web."""
+    ada_dislikes = make_papers()[0]
+    ledger.record_feedback("ada@example.org", ada_dislikes, "less", now=NOW)
+    ledger.set_preferences("bob@example.org", paused_until=None, max_papers=1, now=NOW)
+    last_week = EDITION - timedelta(days=7)
+    ledger.begin("cy@example.org", last_week, message_id="<old@x>", papers=("2611.00002",),
+                 data=b"old", now=NOW - timedelta(days=7))
+    ledger.mark_sent("cy@example.org", last_week, now=NOW - timedelta(days=7))
+    ledger.suppress("dee@example.org", now=NOW, source="web")
+
+
+SELECTED = {"ada@example.org": ("2611.00002", "2611.00003", "2611.00001"),
+            "bob@example.org": ("2611.00001",),
+            "cy@example.org": ("2611.00001", "2611.00003")}
+
+
+def test_a_run_and_deliver_edition_select_with_what_the_ledger_holds(tmp_path: Path) -> None:
+    """Feedback, preferences, history and suppression, read per subscriber (a run reads them
+    ahead of building, deliver_edition while building): the same papers either way."""
+    from digest.compose import summarize_all
+
+    emails = [*EMAILS, "dee@example.org"]
+    cfg = make_config(tmp_path / "run", emails)
+    _seed_what_selections_read(Ledger(cfg.settings.database))
+    seen: dict[str, tuple[str, ...]] = {}
+    report = run(cfg, progress=lambda d: seen.__setitem__(d.email, d.papers))
+    assert (report.sent, report.suppressed) == (3, 1)
+    assert {e: p for e, p in seen.items() if p} == SELECTED
+
+    from digest.delivery._transports import MaildirOutbox
+
+    alone = make_config(tmp_path / "alone", emails)
+    ledger = Ledger(alone.settings.database)
+    _seed_what_selections_read(ledger)
+    papers = make_papers()
+    each = EditionRun(ledger=ledger, renderer=TinyRenderer(), settings=alone.settings,
+                      summaries=summarize_all(papers, 350), now=NOW)
+    got = {s.email: deliver_edition(s, EDITION, papers, each,
+                                    transport=MaildirOutbox(alone.settings.outbox))
+           for s in alone.subscribers}
+    assert {e: d.papers for e, d in got.items() if d.state == "sent"} == SELECTED
+    assert got["dee@example.org"].outcome is Outcome.SUPPRESSED
+
+
+def test_an_unsubscribe_or_pause_made_after_a_runs_selection_is_honoured(
+        tmp_path: Path) -> None:
+    """A run selects each subscriber's papers ahead of building the message (a job ahead of
+    it); prepare_edition reads suppression and preferences again: an unsubscribe or a pause
+    made on the web in between stops that message."""
+    from digest.compose import summarize_all
+    from digest.delivery._edition import Ready, prepare_edition
+    from digest.selection import Selector
+
+    settings = make_config(tmp_path, []).settings
+    papers = make_papers()
+    ledger = Ledger(settings.database)
+    ledger.create()
+    run_of = EditionRun(ledger=ledger, renderer=TinyRenderer(), settings=settings,
+                        summaries=summarize_all(papers, 350), now=NOW)
+    ada, bob = make_subscriber("ada@example.org"), make_subscriber("bob@example.org")
+    selected = {s.email: Selector(papers).select(s) for s in (ada, bob)}
+    assert isinstance(prepare_edition(ada, EDITION, papers, run_of,
+                                      selection=selected[ada.email]), Ready)
+    with Ledger(settings.database) as web:  # digest serve's own connection
+        web.suppress("ada@example.org", now=NOW, source="web")
+        web.set_preferences("bob@example.org", paused_until=EDITION + timedelta(days=3),
+                            max_papers=None, now=NOW)
+    got = [prepare_edition(s, EDITION, papers, run_of, selection=selected[s.email])
+           for s in (ada, bob)]
+    assert [getattr(d, "outcome", None) for d in got] == [Outcome.SUPPRESSED, Outcome.PAUSED]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from digest.errors import LedgerError, LockedError
-from digest.ledger import Ledger, LedgerStore, SendLock, open_ledger
+from digest.ledger import EditionState, Ledger, LedgerStore, SelectionState, SendLock, open_ledger
 from digest.ledger._sqlite import send_lock
 from digest.models import Feedback, LeftOut, Paper, PostgresDatabase
 
@@ -44,6 +44,9 @@ def test_missing_file_reads_empty_and_creates_nothing(tmp_path: Path) -> None:
     assert ledger.suppressed() == frozenset()
     assert ledger.rows() == ()
     assert ledger.get("a@x.org", ED) is None
+    assert ledger.edition_state("a@x.org", ED) == EditionState(False, None, None)
+    assert ledger.selection_state("a@x.org", ED) == SelectionState(
+        False, None, None, history=frozenset(), feedback=None)
     assert ledger.unsuppress("a@x.org") is False
     assert not db.exists() and not db.parent.exists()
 
@@ -345,6 +348,61 @@ def test_feedback_keeps_the_latest_verdict_with_the_papers_text(ledger: LedgerSt
     assert ledger.feedback_for("b@x.org") is None
     with pytest.raises(ValueError):
         ledger.record_feedback("a@x.org", paper, "maybe", now=NOW)
+
+
+def _separately(ledger: LedgerStore, email: str, edition: date) -> SelectionState:
+    """What ``selection_state`` must equal: the five reads it stands for, one by one."""
+    return SelectionState(suppressed=ledger.is_suppressed(email),
+                          preferences=ledger.preferences(email), row=ledger.get(email, edition),
+                          history=ledger.history_for(email), feedback=ledger.feedback_for(email))
+
+
+def test_one_subscribers_edition_read_at_once_is_the_separate_reads(ledger: LedgerStore) -> None:
+    """``edition_state`` and ``selection_state`` (one statement each) answer what
+    ``is_suppressed``, ``preferences``, ``get``, ``history_for`` and ``feedback_for`` answer,
+    for an address with everything, with nothing, with only some, and never another's."""
+    earlier = ED - timedelta(days=7)
+    # a@: every table, and rows in each state the history counts or not
+    ledger.begin("a@x.org", earlier, message_id="<e@x>", papers=("p1", "p2"), data=b"e", now=NOW)
+    ledger.mark_sent("a@x.org", earlier, now=NOW, code=250, reply="ok")
+    ledger.begin("a@x.org", ED - timedelta(days=1), message_id="<f@x>", papers=("p9",),
+                 data=b"f", now=NOW)
+    ledger.mark_failed("a@x.org", ED - timedelta(days=1), now=NOW, code=550, error="no")
+    ledger.begin("a@x.org", ED, message_id="<d@x>", papers=("p2", "p3"), data=b"d", now=NOW,
+                 possible_duplicate=True)
+    ledger.mark_deferred("a@x.org", ED, now=NOW, code=451, error="later")
+    ledger.suppress("a@x.org", now=NOW)
+    ledger.set_preferences("a@x.org", paused_until=date(2026, 12, 1), max_papers=3, now=NOW)
+    # feedback out of order: the same second (then by paper id), and an older one given later
+    for pid, verdict, at in (("2406.9", "more", NOW), ("2406.1", "less", NOW),
+                             ("2406.5", "more", NOW - timedelta(days=1)),
+                             ("2406.3", "more", NOW)):
+        ledger.record_feedback("a@x.org", Paper(id=pid, title=f"T {pid}", abstract="It's 'x'."),
+                               verdict, now=at)
+    # c@: only an uncertain row this edition (counted by the history) and a preference
+    ledger.begin("c@x.org", ED, message_id="<c@x>", papers=("p7",), data=b"c", now=NOW)
+    ledger.mark_ambiguous("c@x.org", ED, now=NOW, error="no reply")
+    ledger.mark_ambiguous("c@x.org", ED, now=NOW, error="no reply")
+    ledger.set_preferences("c@x.org", paused_until=None, max_papers=5, now=NOW)
+    # d@: only feedback and a suppression
+    ledger.record_feedback("d@x.org", Paper(id="2406.2", title="D", abstract=""), "less", now=NOW)
+    ledger.suppress("d@x.org", now=NOW)
+
+    a = ledger.selection_state(" A@X.org", ED)
+    assert a == _separately(ledger, "a@x.org", ED)
+    assert a.suppressed and a.row is not None and a.row.state == "deferred"
+    assert a.history == frozenset({"p1", "p2", "p3"})  # not the failed edition's p9
+    assert a.feedback is not None and [p.id for p in a.feedback.more] == [
+        "2406.5", "2406.3", "2406.9"]
+    assert ledger.selection_state("a@x.org", earlier) == _separately(ledger, "a@x.org", earlier)
+    for email in ("a@x.org", "b@x.org", "c@x.org", "d@x.org"):
+        for edition in (earlier, ED, ED + timedelta(days=1)):
+            every = _separately(ledger, email, edition)
+            assert ledger.selection_state(email, edition) == every, (email, edition)
+            assert ledger.edition_state(email.upper(), edition) == EditionState(
+                every.suppressed, every.preferences, every.row), (email, edition)
+    assert ledger.selection_state("b@x.org", ED) == SelectionState(
+        False, None, None, history=frozenset(), feedback=None)
 
 
 # --------------------------------------------------------------------------- stored bytes

@@ -35,6 +35,8 @@ def test_claim_takes_a_row_once_and_a_lease_blocks_others(ledger: PostgresLedger
     assert ledger.enqueue([("A@x.org", ED), ("b@x.org", ED)], run="r1", now=NOW) == (
         ("a@x.org", ED), ("b@x.org", ED))
     assert ledger.get("a@x.org", ED) is None  # queued is a promise, not a delivery
+    assert ledger.edition_state("a@x.org", ED).row is None
+    assert ledger.selection_state("a@x.org", ED).row is None
     first = ledger.claim("a@x.org", ED, token="w1", lease=60, run="r1", now=NOW)
     assert first is not None and first.before is None and first.run == "r1"
     assert ledger.claim("a@x.org", ED, token="w2", lease=60, run="r1", now=NOW) is None
