@@ -1,7 +1,7 @@
 """The import rules of docs/architecture.md, checked with ast over every module under digest/.
 
 The units are the stage packages (``digest/feeds/`` ...) and the few shared top-level modules
-(``models``, ``errors``, ``cron``, ``files``). A module may import its own unit's private modules; another
+(``models``, ``errors``, ``cron``, ``files``, ``memo``). A module may import its own unit's private modules; another
 unit only through its public face (``digest.feeds``, never ``digest.feeds._http``) and only if
 the table below allows it; pure units import no I/O library; no import cycle anywhere, lazy
 imports inside functions included. Imports under ``if TYPE_CHECKING:`` are type-only and do not
@@ -29,13 +29,14 @@ ALLOWED: dict[str, set[str] | None] = {
     "errors": set(),
     "cron": set(),
     "files": set(),
+    "memo": set(),
     "text": set(),
     "config": BASE | {"cron", "text"},
     "feeds": BASE | {"text", "files"},
-    "selection": BASE | {"text"},
+    "selection": BASE | {"text", "memo"},
     "summarize": BASE | {"text"},
     "compose": BASE | {"summarize"},
-    "render": BASE | {"text"},  # left_out: a cut pick's title, cleaned as a summary's is
+    "render": BASE | {"text", "memo"},  # left_out: a cut pick's title, cleaned as a summary's is
     "ledger": BASE,
     "delivery": BASE | {"cron", "files", "ledger", "selection", "summarize", "compose", "render"},
     "schedule": BASE | {"cron", "config", "feeds", "ledger", "selection", "summarize", "compose",
@@ -50,7 +51,7 @@ ALLOWED: dict[str, set[str] | None] = {
 }
 
 # Pure units and modules: no I/O libraries.
-PURE = {"models", "errors", "text", "cron", "selection", "summarize", "compose", "render",
+PURE = {"models", "errors", "text", "cron", "memo", "selection", "summarize", "compose", "render",
         "delivery._message"}
 IO_LIBS = {"httpx", "sqlite3", "smtplib", "socket", "click", "rich", "subprocess", "urllib.request",
            "http.server", "sqlalchemy", "psycopg", "celery", "starlette", "uvicorn"}
@@ -115,7 +116,7 @@ def test_every_unit_has_a_rule() -> None:
 
 def test_every_stage_is_a_package_with_a_public_face() -> None:
     loose = [p.name for p in PACKAGE.glob("*.py")
-             if p.stem not in {"__init__", "__main__", "models", "errors", "cron", "files"}]
+             if p.stem not in {"__init__", "__main__", "models", "errors", "cron", "files", "memo"}]
     assert loose == [], f"put these in a stage package: {loose}"
 
 

@@ -22,6 +22,7 @@ from jinja2 import Environment, Template, TemplateNotFound, meta, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import new_context
 
+from digest.memo import Generations
 from digest.render._record import _RECORDER, MAX_SHAPES, FinalizeGenerator
 
 # --------------------------------------------------------------------------- included parts
@@ -453,13 +454,12 @@ class _MemoTemplate:
             return self._replay(entry, filled, parts, full)
         return template.root_render_func(template.new_context(vars, shared, locals))
 
-    def _keep(self, store: dict[Any, _Entry], key: tuple[Any, ...], entry: _Entry) -> None:
-        # the cards (filled text) at half the papers' bound: they are made again from their
-        # paper's skeleton by a join, and 10,000 subscribers meet far more of them
-        if len(self._store) >= 4 * MAX_SHAPES or len(self._skeletons) >= 8 * MAX_SHAPES:
-            self._store.clear()
-            self._skeletons.clear()
-            self._texts.clear()  # a stand-in printed before this is then not expanded
+    def _keep(self, store: Generations[Any, _Entry], key: tuple[Any, ...], entry: _Entry
+              ) -> None:
+        # Each table is bounded by generations (digest/memo.py), not emptied when full: the
+        # paper's skeletons then survive the filled cards' turnover (10,000 subscribers meet
+        # ~34,000 distinct cards). A stand-in whose text has left ``_texts`` is not expanded:
+        # that email compiles in full (``expand``), so the bound is only ever a slowdown.
         if entry.stand_in:
             self._texts[entry.stand_in] = entry.text
         store[key] = entry
@@ -522,9 +522,13 @@ class FastEnvironment(Environment):
         self._memo_on = True
         self._memo_names: dict[str, Any] = {}
         self._memo_includes: dict[tuple[str, str], Any] = {}  # (name, parent) -> template
-        self._memo_store: dict[Any, _Entry] = {}
-        self._memo_texts: dict[str, str] = {}  # stand-in -> marked text
-        self._memo_skeletons: dict[Any, _Entry] = {}  # per paper (and test truths)
+        # this very card -> its entry (a card recurs with the same rank and tags in many
+        # emails; the rest are filled from their paper's skeleton by a join)
+        self._memo_store: Generations[Any, _Entry] = Generations(4 * MAX_SHAPES)
+        # stand-in -> marked text
+        self._memo_texts: Generations[str, str] = Generations(16 * MAX_SHAPES)
+        # per paper (and test truths)
+        self._memo_skeletons: Generations[Any, _Entry] = Generations(8 * MAX_SHAPES)
         self._memo_values: dict[Any, Any] = {}  # (partial, test or hole, values) -> result
 
     def memo_include(self, context: Any, name: str, parent: str, locals: Any) -> Iterable[str]:
