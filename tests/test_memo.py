@@ -37,7 +37,7 @@ def test_lookups_behave_like_a_dict_of_what_is_kept() -> None:
     with pytest.raises(KeyError):
         memo["gone"]
     with pytest.raises(TypeError):
-        memo.get([1, 2])  # type: ignore[arg-type]
+        memo.get([1, 2])  # type: ignore[call-overload]
     memo.clear()
     assert len(memo) == 0 and "none" not in memo
 
