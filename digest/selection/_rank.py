@@ -17,9 +17,10 @@ last among term matches); then upvotes; then paper id, for determinism.
 Speed: a ``Selector`` builds one ``PaperIndex`` over the papers in tie-break order (most
 upvotes, then smallest id), so bit ``i`` of every mask is the ``i``-th paper in that order.
 Each distinct term, metadata filter and topic is evaluated once, shared by every subscriber who
-uses it; a compiled topic also keeps its papers split by score into "tiers" (bitmasks), each
-part with who builds its picks (mostly a table shared by every topic with the same name and
-term). A subscriber then costs a few integer ORs: the union of their topics' tiers, walked from
+uses it; a topic's papers split by score into "tiers" (bitmasks) are kept by what they depend
+on (its terms and filters: not its name, nor the order of its terms), each part with who
+builds its picks (mostly a table shared by every topic with the same name and term, found
+when a pick is built). A subscriber then costs a few integer ORs: the union of their topics' tiers, walked from
 the best score down and, inside a tier, from the lowest bit up, is already in rank order; only
 papers that several of their topics match are scored one by one. Picks are built for the first
 ``max_papers`` only: ``Selection.more`` counts the rest, whose picks are built only when asked
@@ -52,6 +53,11 @@ NO_MATCH = "no new papers match your topics"
 
 # A term's identity in a topic: its key, and whether the vocabulary widened it
 _TermKey = tuple[TermKey, bool]
+# A topic but its name and the order of its terms: include, require, exclude, the positive
+# terms as written (of two with one key, the first), categories, authors, min_upvotes, expand,
+# passing_mentions
+_ShapeKey = tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str],
+                  tuple[str, ...], tuple[str, ...], int | None, bool, bool]
 # (term key, spelling shown, in title, abstract hits, vocabulary note or "")
 _Hit = tuple[_TermKey, str, bool, int, str]
 _Labels = dict[int, tuple[str, str]]  # paper -> (spelling shown, note) when not the term itself
@@ -146,7 +152,7 @@ class _OneTerm:
     other term of that topic does: they depend on nothing else (the score says title or
     abstract), so every such topic, across subscribers, shares them."""
 
-    __slots__ = ("labels", "name", "papers", "picks", "reasons", "strict", "tiers", "topics")
+    __slots__ = ("labels", "name", "papers", "picks", "reasons", "topics")
 
     def __init__(self, name: str, raw: str, papers: tuple[Paper, ...],
                  labels: _Labels | None = None) -> None:
@@ -158,8 +164,6 @@ class _OneTerm:
         self.name = name
         self.labels: _Labels = labels or {}  # papers found through another spelling
         self.picks: dict[int, Pick] = {}
-        self.tiers: tuple[_Tier, ...] | None = None  # of a topic made of this term alone
-        self.strict: tuple[_Tier, ...] | None = None  # the same without passing mentions
 
     def pick(self, i: int, score: int) -> Pick:
         pick = self.picks.get(i)
@@ -173,9 +177,11 @@ class _OneTerm:
         return pick
 
 
-# Who builds the pick for the papers of one part of a tier: a shared one-term table, the
-# compiled topic (papers several of its terms hit), or None (papers several topics match).
-_Group: TypeAlias = "_OneTerm | _CompiledTopic | None"
+# Who builds the pick for the papers of one part of a tier, none of them needing the topic's
+# name (the paper's one topic gives it when the pick is built): a term (papers only it hits,
+# picked by the topic's one-term group), a shape (papers several terms of its topic hit,
+# picked by the topic) or None (papers several topics match).
+_Group: TypeAlias = "_CompiledTerm | _Shape | None"
 _Part: TypeAlias = "tuple[int, _Group]"  # (mask, group)
 _Tier: TypeAlias = "tuple[int, int, tuple[_Part, ...]]"  # (score, mask of all parts, parts)
 
@@ -191,34 +197,25 @@ def _tiers(parts: dict[int, list[_Part]]) -> tuple[_Tier, ...]:
     return tuple(out)
 
 
-class _CompiledTopic:
-    """A topic evaluated against the index: ``mask``, the papers it matches; ``tiers``, the
-    same papers split by the score this topic alone gives them, each with who builds their
-    picks; ``terms``, its positive (include and require) terms, one per term key: (key, term
-    as written, its hits per paper)."""
+class _Shape:
+    """What a topic matches (``mask``) and its papers split by the score it alone gives them
+    (``tiers``): all of a compiled topic that depends neither on its name nor on the order its
+    terms are written in, so the topics that differ only there (the same terms under another
+    name or in another order) share it. Parts of a tier are disjoint, so their order (the
+    terms' order) changes nothing."""
 
-    __slots__ = ("mask", "name", "terms", "tiers")
+    __slots__ = ("mask", "tiers")
 
-    def __init__(self, name: str, mask: int, terms: list[_CompiledTerm],
-                 term_tiers: Callable[[_CompiledTerm], _Tiers],
-                 one_term: Callable[[str, _CompiledTerm], _OneTerm], dropped: int = 0) -> None:
-        self.name = name
+    def __init__(self, mask: int, terms: list[_CompiledTerm],
+                 term_tiers: Callable[[_CompiledTerm], _Tiers], dropped: int = 0) -> None:
         self.mask = mask
-        self.terms = [term.entry for term in terms]
+        self.tiers: tuple[_Tier, ...]
         if len(terms) == 1 and mask == terms[0].anywhere & ~dropped:
             # The common topic: one term, no filter that bites (but the passing mentions,
-            # ``dropped``). Its tiers are the term's own, shared by every topic with this
-            # name and term.
-            group = one_term(name, terms[0])
-            if group.tiers is None:
-                group.tiers = tuple((score, tier, ((tier, group),))
-                                    for score, tier in term_tiers(terms[0]))
-            if not dropped:
-                self.tiers = group.tiers
-                return
-            if group.strict is None:
-                group.strict = tuple(t for t in group.tiers if t[0] != PASSING)
-            self.tiers = group.strict
+            # ``dropped``). Its tiers are the term's own.
+            term = terms[0]
+            self.tiers = tuple((score, tier, ((tier, term),)) for score, tier in term_tiers(term)
+                               if not (dropped and score == PASSING))
             return
         once = twice = 0
         for term in terms:
@@ -230,19 +227,40 @@ class _CompiledTopic:
             # Papers hit by this term only: the term's own score, one AND per tier.
             exclusive = term.anywhere & mask & ~twice
             if exclusive:
-                group = one_term(name, term)
                 for score, tier in term_tiers(term):
                     if tier & exclusive:
-                        parts.setdefault(score, []).append((tier & exclusive, group))
+                        parts.setdefault(score, []).append((tier & exclusive, term))
         # Papers hit by several terms (or by none: a topic of metadata filters only).
         several: dict[int, int] = {}
         for i in bits(mask & ~(once & ~twice)):
-            entries = self.hits(i)
-            score = _score(sum(e[2] for e in entries), len(entries), sum(e[3] for e in entries))
+            title_terms = count = abstract_hits = 0
+            for term in terms:
+                hit = term.entry[2].get(i)
+                if hit is not None:
+                    title_terms += hit[0]
+                    count += 1
+                    abstract_hits += hit[1]
+            score = _score(title_terms, count, abstract_hits)
             several[score] = several.get(score, 0) | 1 << i
         for score, tier in several.items():
             parts.setdefault(score, []).append((tier, self))
         self.tiers = _tiers(parts)
+
+
+class _CompiledTopic:
+    """A topic evaluated against the index: its ``_Shape``'s ``mask`` and ``tiers``, its
+    ``name``, and ``terms``, its positive (include and require) terms in the order written,
+    one per term key: (key, term as written, its hits per paper). The order decides which of
+    two reasons of one kind a pick lists first. ``groups``: its one-term groups met so far."""
+
+    __slots__ = ("groups", "mask", "name", "terms", "tiers")
+
+    def __init__(self, name: str, shape: _Shape, terms: list[_CompiledTerm]) -> None:
+        self.name = name
+        self.mask = shape.mask
+        self.tiers = shape.tiers
+        self.terms = [term.entry for term in terms]
+        self.groups: dict[_TermKey, _OneTerm] = {}
 
     def hits(self, i: int) -> list[_Hit]:
         out = []
@@ -277,6 +295,7 @@ class Selector:
         self._terms: _Table[tuple[str, bool], _CompiledTerm] = _Table()
         self._term_tiers: _Table[_TermKey, _Tiers] = _Table()
         self._topics: _Table[Topic, _CompiledTopic] = _Table()
+        self._shapes: _Table[_ShapeKey, _Shape] = _Table()
         self._meta: _Table[tuple[str, tuple[str, ...]], int] = _Table()
         self._upvote_masks: _Table[int, int] = _Table()
         self._reasons: _Table[tuple[str, str, str, str], Reason] = _Table()
@@ -400,6 +419,24 @@ class Selector:
             return found
         include = [self._term(t, topic.expand) for t in topic.include]
         require = [self._term(t, topic.expand) for t in topic.require]
+        positive: dict[_TermKey, _CompiledTerm] = {}
+        written = []
+        for raw, term in zip((*topic.include, *topic.require), (*include, *require)):
+            if term.key[0][0] and term.key not in positive:  # no letters or digits: no match
+                positive[term.key] = term
+                written.append(raw)
+        terms = list(positive.values())
+        key: _ShapeKey = (frozenset(topic.include), frozenset(topic.require), frozenset(topic.exclude),
+               frozenset(written), topic.categories, topic.authors, topic.min_upvotes,
+               topic.expand, topic.passing_mentions)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = self._shape(topic, include, require, terms)
+        compiled = self._topics[topic] = _CompiledTopic(topic.name, shape, terms)
+        return compiled
+
+    def _shape(self, topic: Topic, include: list[_CompiledTerm], require: list[_CompiledTerm],
+               terms: list[_CompiledTerm]) -> _Shape:
         mask = self._metadata_mask(topic.categories, topic.authors, topic.min_upvotes)
         if include:
             any_of = 0
@@ -410,11 +447,6 @@ class Selector:
             mask &= term.anywhere
         for raw in topic.exclude:
             mask &= ~self._term(raw, expand=False).anywhere
-        positive: dict[_TermKey, _CompiledTerm] = {}
-        for term in (*include, *require):
-            if term.key[0][0]:  # a term with no letters or digits never matches
-                positive.setdefault(term.key, term)
-        terms = list(positive.values())
         dropped = 0
         if not topic.passing_mentions and terms:
             # A passing mention (one mention of one term in the abstract, and no other term
@@ -428,9 +460,7 @@ class Selector:
             for term in terms:
                 dropped |= dict(self._tiers_of(term)).get(PASSING, 0) & ~twice
             mask &= ~dropped
-        compiled = self._topics[topic] = _CompiledTopic(topic.name, mask, terms, self._tiers_of,
-                                                        self._one_term, dropped)
-        return compiled
+        return _Shape(mask, terms, self._tiers_of, dropped)
 
     # ------------------------------------------------------------------ picks
 
@@ -517,11 +547,17 @@ class Selector:
 
     def _pick(self, topics: Sequence[_CompiledTopic], i: int, score: int, group: _Group
               ) -> Pick:
-        if isinstance(group, _OneTerm):
-            return group.pick(i, score)
         if group is None:
             return self._merge(i, [t for t in topics if t.mask >> i & 1])
-        return self._topic_pick(group, i)
+        for topic in topics:  # the one topic that matches paper i
+            if topic.mask >> i & 1:
+                break
+        if isinstance(group, _CompiledTerm):
+            one = topic.groups.get(group.key)
+            if one is None:
+                one = topic.groups[group.key] = self._one_term(topic.name, group)
+            return one.pick(i, score)
+        return self._topic_pick(topic, i)
 
     def _ranked_tiers(self, topics: Sequence[_CompiledTopic], new: int, several: int
                       ) -> Iterable[_Tier]:

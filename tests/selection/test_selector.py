@@ -574,3 +574,33 @@ def test_one_selector_for_many_subscribers_stays_bounded_and_selects_as_a_fresh_
     fresh = Selector(PAPERS)
     assert [fresh.select(s) for s in subscribers[-50:]] == [
         shared.select(s) for s in subscribers[-50:]]
+
+
+def test_topics_that_differ_in_name_or_term_order_share_a_selector_and_keep_their_reasons(
+        ) -> None:
+    """What a topic matches and how it ranks is kept by its terms and filters alone, so the
+    topics below share it in one Selector; each still selects as it does on its own: its
+    name in the picks, its reasons in its own order of terms, and of two spellings of one
+    term the one written first."""
+    moe = ("Mixture of Experts", "unlearn*")
+    topics = [Topic(name=name, include=include, exclude=exclude, passing_mentions=passing)
+              for name in ("MoE", "other")
+              for include in (moe, moe[::-1], ("LLM", "llm"), ("llm", "LLM"), ("LLM",), ("llm",))
+              for exclude in ((), ("video",))
+              for passing in (False, True)]
+    shared = Selector(PAPERS)
+    for topic in topics:
+        for s in (sub(topic), sub(topic, Topic(name="z", include=("zero-shot", "LLM"))),
+                  sub(topic, max_papers=2)):
+            assert shared.select(s, with_cut=True) == Selector(PAPERS).select(s, with_cut=True)
+
+    def reasons(topic: Topic, paper_id: str) -> list[tuple[str, str]]:
+        picks = {p.paper.id: p for p in shared.select(sub(topic)).picks}
+        return [(r.topic, r.term) for r in picks[paper_id].reasons]
+
+    assert reasons(Topic(name="MoE", include=moe), "seed-59") == [
+        ("MoE", "Mixture of Experts"), ("MoE", "unlearn*")]  # both in the title
+    assert reasons(Topic(name="other", include=moe[::-1]), "seed-59") == [
+        ("other", "unlearn*"), ("other", "Mixture of Experts")]
+    assert reasons(Topic(name="MoE", include=("llm", "LLM")), "seed-27") == [("MoE", "llm")]
+    assert reasons(Topic(name="MoE", include=("LLM", "llm")), "seed-27") == [("MoE", "LLM")]
