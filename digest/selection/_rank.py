@@ -183,18 +183,18 @@ class _OneTerm:
 # picked by the topic) or None (papers several topics match).
 _Group: TypeAlias = "_CompiledTerm | _Shape | None"
 _Part: TypeAlias = "tuple[int, _Group]"  # (mask, group)
-_Tier: TypeAlias = "tuple[int, int, tuple[_Part, ...]]"  # (score, mask of all parts, parts)
+_Tier: TypeAlias = "tuple[int, int, Sequence[_Part]]"  # (score, mask of all parts, parts)
 
 
-def _tiers(parts: dict[int, list[_Part]]) -> tuple[_Tier, ...]:
-    """Score -> parts, as tiers best score first."""
-    out = []
-    for score, group in sorted(parts.items(), reverse=True):
+def _tiers(parts: dict[int, list[_Part]]) -> Iterator[_Tier]:
+    """Score -> parts, as tiers best score first, each made when reached (a subscriber's
+    first ``max_papers`` picks are mostly in the first few)."""
+    for score in sorted(parts, reverse=True):
+        group = parts[score]
         union = 0
         for mask, _g in group:
             union |= mask
-        out.append((score, union, tuple(group)))
-    return tuple(out)
+        yield score, union, group
 
 
 class _Shape:
@@ -244,7 +244,7 @@ class _Shape:
             several[score] = several.get(score, 0) | 1 << i
         for score, tier in several.items():
             parts.setdefault(score, []).append((tier, self))
-        self.tiers = _tiers(parts)
+        self.tiers = tuple((score, union, tuple(group)) for score, union, group in _tiers(parts))
 
 
 class _CompiledTopic:
