@@ -193,15 +193,36 @@ _Part: TypeAlias = "tuple[int, _Group]"  # (mask, group)
 _Tier: TypeAlias = "tuple[int, int, Sequence[_Part]]"  # (score, mask of all parts, parts)
 
 
-def _tiers(parts: dict[int, list[_Part]]) -> Iterator[_Tier]:
-    """Score -> parts, as tiers best score first, each made when reached (a subscriber's
-    first ``max_papers`` picks are mostly in the first few)."""
-    for score in sorted(parts, reverse=True):
-        group = parts[score]
+def _tiers(parts: dict[int, list[_Part]]) -> tuple[_Tier, ...]:
+    """Score -> parts, as tiers best score first."""
+    out = []
+    for score, group in sorted(parts.items(), reverse=True):
         union = 0
         for mask, _g in group:
             union |= mask
-        yield score, union, group
+        out.append((score, union, tuple(group)))
+    return tuple(out)
+
+
+def _score_of(tier: _Tier) -> int:
+    return tier[0]
+
+
+def _joined(chunks: list[_Tier]) -> Iterator[_Tier]:
+    """Tiers sorted best score first, those of one score (from several topics) joined."""
+    k, n = 0, len(chunks)
+    while k < n:
+        score, union, parts = chunks[k]
+        k += 1
+        if k < n and chunks[k][0] == score:
+            joined = list(parts)
+            while k < n and chunks[k][0] == score:
+                _s, more, more_parts = chunks[k]
+                union |= more
+                joined.extend(more_parts)
+                k += 1
+            parts = joined
+        yield score, union, parts
 
 
 class _Shape:
@@ -251,7 +272,7 @@ class _Shape:
             several[score] = several.get(score, 0) | 1 << i
         for score, tier in several.items():
             parts.setdefault(score, []).append((tier, self))
-        self.tiers = tuple((score, union, tuple(group)) for score, union, group in _tiers(parts))
+        self.tiers = _tiers(parts)
 
 
 class _CompiledTopic:
@@ -574,22 +595,24 @@ class Selector:
         if len(topics) == 1 and topics[0].mask == single:
             order = topics[0].tiers  # one topic, nothing filtered: already in order
         else:
-            parts: dict[int, list[_Part]] = {}
+            chunks: list[_Tier] = []
             for topic in topics:
                 mine = topic.mask & single
                 if mine == topic.mask:
-                    for score, _union, tier in topic.tiers:
-                        parts.setdefault(score, []).extend(tier)
+                    chunks.extend(topic.tiers)
                 elif mine:
                     for score, union, tier in topic.tiers:
                         if union & mine:
-                            parts.setdefault(score, []).extend(
-                                (mask & mine, group) for mask, group in tier if mask & mine)
+                            chunks.append((score, union & mine, [
+                                (mask & mine, group) for mask, group in tier if mask & mine]))
             for i in bits(several):
                 # Scored now, picked (a merge across topics) only if reached.
                 score = self._merged_score(i, [t for t in topics if t.mask >> i & 1])
-                parts.setdefault(score, []).append((1 << i, None))
-            order = _tiers(parts)
+                chunks.append((score, 1 << i, ((1 << i, None),)))
+            # One sort in C (stable: a score's chunks stay in the topics' order), then each
+            # score's chunks joined into its tier when the walk reaches it.
+            chunks.sort(key=_score_of, reverse=True)
+            order = _joined(chunks)
         return order
 
     def _cut(self, topics: Sequence[_CompiledTopic], new: int, several: int, skip: int
