@@ -20,12 +20,13 @@ Each distinct term, metadata filter and topic is evaluated once, shared by every
 uses it; a topic's papers split by score into "tiers" (bitmasks) are kept by what they depend
 on (its terms and filters: not its name, nor the order of its terms), each part with who
 builds its picks (mostly a table shared by every topic with the same name and term, found
-when a pick is built). A subscriber then costs a few integer ORs: the union of their topics' tiers, walked from
-the best score down and, inside a tier, from the lowest bit up, is already in rank order; only
-papers that several of their topics match are scored one by one. Picks are built for the first
-``max_papers`` only: ``Selection.more`` counts the rest, whose picks are built only when asked
-for (``select(..., with_cut=True)``; ``plan(..., build_cuts=True)`` builds them all
-up front, for a caller that shows them). bench/bench_select.py measures all of this.
+when a pick is built). A subscriber then costs a few integer ORs: the union of their topics'
+tiers, walked from the best score down and, inside a tier, from the lowest bit up, is already
+in rank order; only papers that several of their topics match are scored one by one. Picks
+are built for the first ``max_papers`` only: ``Selection.more`` counts the rest, whose picks
+are built only when asked for (``select(..., with_cut=True)``; ``plan(..., build_cuts=True)``
+builds them all up front, for a caller that shows them). bench/bench_select.py measures all
+of this.
 """
 
 from __future__ import annotations
@@ -68,11 +69,11 @@ _Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that sco
 # serves any number of subscribers in bounded memory without rebuilding its index. bench_select
 # / bench_memory's file: 1,000 subscribers meet ~1,300 distinct topics; a table that
 # outgrows this holds the topics in use (a popular one stays). 2,048 in two generations of
-# 1,024 (``_Table``): bench_send's 10,000 subscribers meet 7,952 distinct topics and 2,507
-# distinct shapes; against the LRU tables of 1,024 this had (1,024 was chosen for the peak of
-# a one-process 10,000-subscriber send) it selects in ~15% less CPU for the same tracemalloc
-# peak (13.2 vs 13.4 MB at 30,000 subscribers: an OrderedDict entry costs more than a dict's);
-# generations of 512 held 0.4 MB less and cost ~10% more CPU.
+# 1,024 (``_Table``), where an LRU of 1,024 was (chosen for the peak of a one-process
+# 10,000-subscriber send): bench_send's 10,000 subscribers meet 7,952 distinct topics and
+# 2,507 distinct shapes, and select in ~15% less CPU; 30,000 of them leave 1.4 MB more in the
+# tables (7.4 MB), a tracemalloc peak of 14.2 MB against 13.4 and a max RSS of 111 MB against
+# 118. Generations of 512 held as much as the LRU and saved half as much CPU.
 TABLE_SIZE = 2048
 
 _K = TypeVar("_K", bound=Hashable)
@@ -107,6 +108,7 @@ class _Table(Generic[_K, _V]):
 
     def __len__(self) -> int:
         return len(self._young) + len(self._old)
+
 
 def already_sent(count: int) -> str:
     return ("1 matching paper was already sent" if count == 1
@@ -454,9 +456,9 @@ class Selector:
                 positive[term.key] = term
                 written.append(raw)
         terms = list(positive.values())
-        key: _ShapeKey = (frozenset(topic.include), frozenset(topic.require), frozenset(topic.exclude),
-               frozenset(written), topic.categories, topic.authors, topic.min_upvotes,
-               topic.expand, topic.passing_mentions)
+        key: _ShapeKey = (frozenset(topic.include), frozenset(topic.require),
+                          frozenset(topic.exclude), frozenset(written), topic.categories,
+                          topic.authors, topic.min_upvotes, topic.expand, topic.passing_mentions)
         shape = self._shapes.get(key)
         if shape is None:
             shape = self._shapes[key] = self._shape(topic, include, require, terms)
