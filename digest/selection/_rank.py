@@ -187,10 +187,13 @@ class _OneTerm:
 
 
 # Who builds the pick for the papers of one part of a tier, none of them needing the topic's
-# name (the paper's one topic gives it when the pick is built): a term (papers only it hits,
-# picked by the topic's one-term group), a shape (papers several terms of its topic hit,
-# picked by the topic) or None (papers several topics match).
-_Group: TypeAlias = "_CompiledTerm | _Shape | None"
+# name (the paper's one topic gives it when the pick is built): k >= 0, the shape's k-th term
+# (papers only it hits, picked by the topic's one-term group); SEVERAL_TERMS (papers several
+# terms of the topic hit, picked by the topic); None (papers several topics match). Numbers,
+# not objects: tuples of ints and None alone are untracked by the cyclic collector at its
+# first pass, so the tiers of the shapes kept are never rescanned by its full passes.
+_Group: TypeAlias = "int | None"
+SEVERAL_TERMS = -1
 _Part: TypeAlias = "tuple[int, _Group]"  # (mask, group)
 _Tier: TypeAlias = "tuple[int, int, Sequence[_Part]]"  # (score, mask of all parts, parts)
 
@@ -234,17 +237,17 @@ class _Shape:
     name or in another order) share it. Parts of a tier are disjoint, so their order (the
     terms' order) changes nothing."""
 
-    __slots__ = ("mask", "tiers")
+    __slots__ = ("mask", "terms", "tiers")
 
     def __init__(self, mask: int, terms: list[_CompiledTerm],
                  term_tiers: Callable[[_CompiledTerm], _Tiers], dropped: int = 0) -> None:
         self.mask = mask
+        self.terms = tuple(terms)  # as the first topic of this shape wrote them: k is terms[k]
         self.tiers: tuple[_Tier, ...]
         if len(terms) == 1 and mask == terms[0].anywhere & ~dropped:
             # The common topic: one term, no filter that bites (but the passing mentions,
             # ``dropped``). Its tiers are the term's own.
-            term = terms[0]
-            self.tiers = tuple((score, tier, ((tier, term),)) for score, tier in term_tiers(term)
+            self.tiers = tuple((score, tier, ((tier, 0),)) for score, tier in term_tiers(terms[0])
                                if not (dropped and score == PASSING))
             return
         once = twice = 0
@@ -253,13 +256,13 @@ class _Shape:
             twice |= once & anywhere
             once |= anywhere
         parts: dict[int, list[_Part]] = {}
-        for term in terms:
+        for k, term in enumerate(terms):
             # Papers hit by this term only: the term's own score, one AND per tier.
             exclusive = term.anywhere & mask & ~twice
             if exclusive:
                 for score, tier in term_tiers(term):
                     if tier & exclusive:
-                        parts.setdefault(score, []).append((tier & exclusive, term))
+                        parts.setdefault(score, []).append((tier & exclusive, k))
         # Papers hit by several terms (or by none: a topic of metadata filters only).
         several: dict[int, int] = {}
         for i in bits(mask & ~(once & ~twice)):
@@ -273,7 +276,7 @@ class _Shape:
             score = _score(title_terms, count, abstract_hits)
             several[score] = several.get(score, 0) | 1 << i
         for score, tier in several.items():
-            parts.setdefault(score, []).append((tier, self))
+            parts.setdefault(score, []).append((tier, SEVERAL_TERMS))
         self.tiers = _tiers(parts)
 
 
@@ -281,16 +284,18 @@ class _CompiledTopic:
     """A topic evaluated against the index: its ``_Shape``'s ``mask`` and ``tiers``, its
     ``name``, and ``terms``, its positive (include and require) terms in the order written,
     one per term key: (key, term as written, its hits per paper). The order decides which of
-    two reasons of one kind a pick lists first. ``groups``: its one-term groups met so far."""
+    two reasons of one kind a pick lists first. ``groups``: its one-term groups met so far,
+    by the shape's number for the term (``shape_terms``)."""
 
-    __slots__ = ("groups", "mask", "name", "terms", "tiers")
+    __slots__ = ("groups", "mask", "name", "shape_terms", "terms", "tiers")
 
     def __init__(self, name: str, shape: _Shape, terms: list[_CompiledTerm]) -> None:
         self.name = name
         self.mask = shape.mask
         self.tiers = shape.tiers
+        self.shape_terms = shape.terms
         self.terms = [term.entry for term in terms]
-        self.groups: dict[_TermKey, _OneTerm] = {}
+        self.groups: dict[int, _OneTerm] = {}
 
     def hits(self, i: int) -> list[_Hit]:
         out = []
@@ -582,12 +587,12 @@ class Selector:
         for topic in topics:  # the one topic that matches paper i
             if topic.mask >> i & 1:
                 break
-        if isinstance(group, _CompiledTerm):
-            one = topic.groups.get(group.key)
-            if one is None:
-                one = topic.groups[group.key] = self._one_term(topic.name, group)
-            return one.pick(i, score)
-        return self._topic_pick(topic, i)
+        if group == SEVERAL_TERMS:
+            return self._topic_pick(topic, i)
+        one = topic.groups.get(group)
+        if one is None:
+            one = topic.groups[group] = self._one_term(topic.name, topic.shape_terms[group])
+        return one.pick(i, score)
 
     def _ranked_tiers(self, topics: Sequence[_CompiledTopic], new: int, several: int
                       ) -> Iterable[_Tier]:
