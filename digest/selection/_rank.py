@@ -72,8 +72,9 @@ _Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that sco
 # 1,024 (``_Table``), where an LRU of 1,024 was (chosen for the peak of a one-process
 # 10,000-subscriber send): bench_send's 10,000 subscribers meet 7,952 distinct topics and
 # 2,507 distinct shapes, and select in ~15% less CPU; 30,000 of them leave 1.4 MB more in the
-# tables (7.4 MB), a tracemalloc peak of 14.2 MB against 13.4 and a max RSS of 111 MB against
-# 118. Generations of 512 held as much as the LRU and saved half as much CPU.
+# tables (7.4 MB; a tracemalloc peak of 10.4 MB against 13.4 and a max RSS of 100 MB against
+# 118, the shapes' tiers being untracked by the collector). Generations of 512 held as much as
+# the LRU and saved half as much CPU.
 TABLE_SIZE = 2048
 
 _K = TypeVar("_K", bound=Hashable)
