@@ -191,8 +191,9 @@ class _OneTerm:
 # name (the paper's one topic gives it when the pick is built): k >= 0, the shape's k-th term
 # (papers only it hits, picked by the topic's one-term group); SEVERAL_TERMS (papers several
 # terms of the topic hit, picked by the topic); None (papers several topics match). Numbers,
-# not objects: tuples of ints and None alone are untracked by the cyclic collector at its
-# first pass, so the tiers of the shapes kept are never rescanned by its full passes.
+# not objects: tuples of ints and None alone are untracked by the cyclic collector in its
+# first passes (young ones), so the tiers of the shapes kept are not rescanned by its full
+# passes.
 _Group: TypeAlias = "int | None"
 SEVERAL_TERMS = -1
 _Part: TypeAlias = "tuple[int, _Group]"  # (mask, group)

@@ -618,3 +618,18 @@ def test_topics_that_differ_in_name_or_term_order_share_a_selector_and_keep_thei
         ("other", "unlearn*"), ("other", "Mixture of Experts")]
     assert reasons(Topic(name="MoE", include=("llm", "LLM")), "seed-27") == [("MoE", "llm")]
     assert reasons(Topic(name="MoE", include=("LLM", "llm")), "seed-27") == [("MoE", "LLM")]
+
+
+def test_the_tiers_a_selector_keeps_are_left_alone_by_the_collector() -> None:
+    """The shapes' tiers hold numbers only (who picks a part's papers is a number), so the
+    cyclic collector untracks them in its first passes: what a long send keeps in its tables
+    is not rescanned by every full pass."""
+    shared = Selector(PAPERS)
+    shared.select(sub(Topic(name="q", include=("quantization", "LLM", "zero-shot")),
+                      Topic(name="u", include=("unlearn*",))))
+    for _ in range(3):  # a pass untracks a tuple whose items are: at worst one level a pass
+        gc.collect()  # (a part, a tier's parts, the tier)
+    tiers = [t for table in (shared._topics, shared._shapes)  # noqa: SLF001
+             for compiled in (*table._young.values(), *table._old.values())  # noqa: SLF001
+             for t in compiled.tiers]
+    assert tiers and not any(gc.is_tracked(t) for t in tiers)
