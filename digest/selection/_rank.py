@@ -17,20 +17,21 @@ last among term matches); then upvotes; then paper id, for determinism.
 Speed: a ``Selector`` builds one ``PaperIndex`` over the papers in tie-break order (most
 upvotes, then smallest id), so bit ``i`` of every mask is the ``i``-th paper in that order.
 Each distinct term, metadata filter and topic is evaluated once, shared by every subscriber who
-uses it; a compiled topic also keeps its papers split by score into "tiers" (bitmasks), each
-part with who builds its picks (mostly a table shared by every topic with the same name and
-term). A subscriber then costs a few integer ORs: the union of their topics' tiers, walked from
-the best score down and, inside a tier, from the lowest bit up, is already in rank order; only
-papers that several of their topics match are scored one by one. Picks are built for the first
-``max_papers`` only: ``Selection.more`` counts the rest, whose picks are built only when asked
-for (``select(..., with_cut=True)``; ``plan(..., build_cuts=True)`` builds them all
-up front, for a caller that shows them). bench/bench_select.py measures all of this.
+uses it; a topic's papers split by score into "tiers" (bitmasks) are kept by what they depend
+on (its terms and filters: not its name, nor the order of its terms), each part with who
+builds its picks (mostly a table shared by every topic with the same name and term, found
+when a pick is built). A subscriber then costs a few integer ORs: the union of their topics'
+tiers, walked from the best score down and, inside a tier, from the lowest bit up, is already
+in rank order; only papers that several of their topics match are scored one by one. Picks
+are built for the first ``max_papers`` only: ``Selection.more`` counts the rest, whose picks
+are built only when asked for (``select(..., with_cut=True)``; ``plan(..., build_cuts=True)``
+builds them all up front, for a caller that shows them). bench/bench_select.py measures all
+of this.
 """
 
 from __future__ import annotations
 
 import gc
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -52,6 +53,11 @@ NO_MATCH = "no new papers match your topics"
 
 # A term's identity in a topic: its key, and whether the vocabulary widened it
 _TermKey = tuple[TermKey, bool]
+# A topic but its name and the order of its terms: include, require, exclude, the positive
+# terms as written (of two with one key, the first), categories, authors, min_upvotes, expand,
+# passing_mentions
+_ShapeKey = tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str],
+                  tuple[str, ...], tuple[str, ...], int | None, bool, bool]
 # (term key, spelling shown, in title, abstract hits, vocabulary note or "")
 _Hit = tuple[_TermKey, str, bool, int, str]
 _Labels = dict[int, tuple[str, str]]  # paper -> (spelling shown, note) when not the term itself
@@ -59,40 +65,50 @@ _Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that sco
 
 
 # What a Selector keeps per distinct topic, term, filter and pick is bounded by this many entries
-# per table, the least recently used dropped first (rebuilt if met again), so one Selector
+# per table, the least recently met dropped first (rebuilt if met again), so one Selector
 # serves any number of subscribers in bounded memory without rebuilding its index. bench_select
 # / bench_memory's file: 1,000 subscribers meet ~1,300 distinct topics; a table that
-# outgrows this holds the topics in use (a popular one stays). 1,024, not 2,048: one process
-# now sends a whole 10,000-subscriber run (no shards beside a local server), and the tables
-# filling up were 2 MB of a peak that grew with the list; no CPU change measured.
-TABLE_SIZE = 1024
+# outgrows this holds the topics in use (a popular one stays). 2,048 in two generations of
+# 1,024 (``_Table``), where an LRU of 1,024 was (chosen for the peak of a one-process
+# 10,000-subscriber send): bench_send's 10,000 subscribers meet 7,952 distinct topics and
+# 2,507 distinct shapes, and select in ~15% less CPU; 30,000 of them leave 1.4 MB more in the
+# tables (7.4 MB; a tracemalloc peak of 10.4 MB against 13.4 and a max RSS of 100 MB against
+# 118, the shapes' tiers being untracked by the collector). Generations of 512 held as much as
+# the LRU and saved half as much CPU.
+TABLE_SIZE = 2048
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 
 
 class _Table(Generic[_K, _V]):
-    """A memo of at most ``size`` entries; a lookup marks an entry as recently used."""
+    """A memo of at most ``size`` entries in two generations of ``size // 2``: new entries,
+    and old ones met again, go to the young one; when it is full, the old one is dropped and
+    the young one becomes old. A hit in the young generation is one dict lookup."""
 
-    __slots__ = ("_data", "size")
+    __slots__ = ("_half", "_old", "_young")
 
     def __init__(self, size: int = TABLE_SIZE) -> None:
-        self._data: OrderedDict[_K, _V] = OrderedDict()
-        self.size = size
+        self._young: dict[_K, _V] = {}
+        self._old: dict[_K, _V] = {}
+        self._half = max(size // 2, 1)
 
     def get(self, key: _K) -> _V | None:
-        found = self._data.get(key)
-        if found is not None:
-            self._data.move_to_end(key)
+        found = self._young.get(key)
+        if found is None:
+            found = self._old.get(key)
+            if found is not None:
+                self[key] = found
         return found
 
     def __setitem__(self, key: _K, value: _V) -> None:
-        self._data[key] = value
-        if len(self._data) > self.size:
-            self._data.popitem(last=False)
+        if len(self._young) >= self._half:
+            self._old = self._young
+            self._young = {}
+        self._young[key] = value
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._young) + len(self._old)
 
 
 def already_sent(count: int) -> str:
@@ -146,7 +162,7 @@ class _OneTerm:
     other term of that topic does: they depend on nothing else (the score says title or
     abstract), so every such topic, across subscribers, shares them."""
 
-    __slots__ = ("labels", "name", "papers", "picks", "reasons", "strict", "tiers", "topics")
+    __slots__ = ("labels", "name", "papers", "picks", "reasons", "topics")
 
     def __init__(self, name: str, raw: str, papers: tuple[Paper, ...],
                  labels: _Labels | None = None) -> None:
@@ -158,8 +174,6 @@ class _OneTerm:
         self.name = name
         self.labels: _Labels = labels or {}  # papers found through another spelling
         self.picks: dict[int, Pick] = {}
-        self.tiers: tuple[_Tier, ...] | None = None  # of a topic made of this term alone
-        self.strict: tuple[_Tier, ...] | None = None  # the same without passing mentions
 
     def pick(self, i: int, score: int) -> Pick:
         pick = self.picks.get(i)
@@ -173,11 +187,17 @@ class _OneTerm:
         return pick
 
 
-# Who builds the pick for the papers of one part of a tier: a shared one-term table, the
-# compiled topic (papers several of its terms hit), or None (papers several topics match).
-_Group: TypeAlias = "_OneTerm | _CompiledTopic | None"
+# Who builds the pick for the papers of one part of a tier, none of them needing the topic's
+# name (the paper's one topic gives it when the pick is built): k >= 0, the shape's k-th term
+# (papers only it hits, picked by the topic's one-term group); SEVERAL_TERMS (papers several
+# terms of the topic hit, picked by the topic); None (papers several topics match). Numbers,
+# not objects: tuples of ints and None alone are untracked by the cyclic collector in its
+# first passes (young ones), so the tiers of the shapes kept are not rescanned by its full
+# passes.
+_Group: TypeAlias = "int | None"
+SEVERAL_TERMS = -1
 _Part: TypeAlias = "tuple[int, _Group]"  # (mask, group)
-_Tier: TypeAlias = "tuple[int, int, tuple[_Part, ...]]"  # (score, mask of all parts, parts)
+_Tier: TypeAlias = "tuple[int, int, Sequence[_Part]]"  # (score, mask of all parts, parts)
 
 
 def _tiers(parts: dict[int, list[_Part]]) -> tuple[_Tier, ...]:
@@ -191,34 +211,46 @@ def _tiers(parts: dict[int, list[_Part]]) -> tuple[_Tier, ...]:
     return tuple(out)
 
 
-class _CompiledTopic:
-    """A topic evaluated against the index: ``mask``, the papers it matches; ``tiers``, the
-    same papers split by the score this topic alone gives them, each with who builds their
-    picks; ``terms``, its positive (include and require) terms, one per term key: (key, term
-    as written, its hits per paper)."""
+def _score_of(tier: _Tier) -> int:
+    return tier[0]
 
-    __slots__ = ("mask", "name", "terms", "tiers")
 
-    def __init__(self, name: str, mask: int, terms: list[_CompiledTerm],
-                 term_tiers: Callable[[_CompiledTerm], _Tiers],
-                 one_term: Callable[[str, _CompiledTerm], _OneTerm], dropped: int = 0) -> None:
-        self.name = name
+def _joined(chunks: list[_Tier]) -> Iterator[_Tier]:
+    """Tiers sorted best score first, those of one score (from several topics) joined."""
+    k, n = 0, len(chunks)
+    while k < n:
+        score, union, parts = chunks[k]
+        k += 1
+        if k < n and chunks[k][0] == score:
+            joined = list(parts)
+            while k < n and chunks[k][0] == score:
+                _s, more, more_parts = chunks[k]
+                union |= more
+                joined.extend(more_parts)
+                k += 1
+            parts = joined
+        yield score, union, parts
+
+
+class _Shape:
+    """What a topic matches (``mask``) and its papers split by the score it alone gives them
+    (``tiers``): all of a compiled topic that depends neither on its name nor on the order its
+    terms are written in, so the topics that differ only there (the same terms under another
+    name or in another order) share it. Parts of a tier are disjoint, so their order (the
+    terms' order) changes nothing."""
+
+    __slots__ = ("mask", "terms", "tiers")
+
+    def __init__(self, mask: int, terms: list[_CompiledTerm],
+                 term_tiers: Callable[[_CompiledTerm], _Tiers], dropped: int = 0) -> None:
         self.mask = mask
-        self.terms = [term.entry for term in terms]
+        self.terms = tuple(terms)  # as the first topic of this shape wrote them: k is terms[k]
+        self.tiers: tuple[_Tier, ...]
         if len(terms) == 1 and mask == terms[0].anywhere & ~dropped:
             # The common topic: one term, no filter that bites (but the passing mentions,
-            # ``dropped``). Its tiers are the term's own, shared by every topic with this
-            # name and term.
-            group = one_term(name, terms[0])
-            if group.tiers is None:
-                group.tiers = tuple((score, tier, ((tier, group),))
-                                    for score, tier in term_tiers(terms[0]))
-            if not dropped:
-                self.tiers = group.tiers
-                return
-            if group.strict is None:
-                group.strict = tuple(t for t in group.tiers if t[0] != PASSING)
-            self.tiers = group.strict
+            # ``dropped``). Its tiers are the term's own.
+            self.tiers = tuple((score, tier, ((tier, 0),)) for score, tier in term_tiers(terms[0])
+                               if not (dropped and score == PASSING))
             return
         once = twice = 0
         for term in terms:
@@ -226,23 +258,46 @@ class _CompiledTopic:
             twice |= once & anywhere
             once |= anywhere
         parts: dict[int, list[_Part]] = {}
-        for term in terms:
+        for k, term in enumerate(terms):
             # Papers hit by this term only: the term's own score, one AND per tier.
             exclusive = term.anywhere & mask & ~twice
             if exclusive:
-                group = one_term(name, term)
                 for score, tier in term_tiers(term):
                     if tier & exclusive:
-                        parts.setdefault(score, []).append((tier & exclusive, group))
+                        parts.setdefault(score, []).append((tier & exclusive, k))
         # Papers hit by several terms (or by none: a topic of metadata filters only).
         several: dict[int, int] = {}
         for i in bits(mask & ~(once & ~twice)):
-            entries = self.hits(i)
-            score = _score(sum(e[2] for e in entries), len(entries), sum(e[3] for e in entries))
+            title_terms = count = abstract_hits = 0
+            for term in terms:
+                hit = term.entry[2].get(i)
+                if hit is not None:
+                    title_terms += hit[0]
+                    count += 1
+                    abstract_hits += hit[1]
+            score = _score(title_terms, count, abstract_hits)
             several[score] = several.get(score, 0) | 1 << i
         for score, tier in several.items():
-            parts.setdefault(score, []).append((tier, self))
+            parts.setdefault(score, []).append((tier, SEVERAL_TERMS))
         self.tiers = _tiers(parts)
+
+
+class _CompiledTopic:
+    """A topic evaluated against the index: its ``_Shape``'s ``mask`` and ``tiers``, its
+    ``name``, and ``terms``, its positive (include and require) terms in the order written,
+    one per term key: (key, term as written, its hits per paper). The order decides which of
+    two reasons of one kind a pick lists first. ``groups``: its one-term groups met so far,
+    by the shape's number for the term (``shape_terms``)."""
+
+    __slots__ = ("groups", "mask", "name", "shape_terms", "terms", "tiers")
+
+    def __init__(self, name: str, shape: _Shape, terms: list[_CompiledTerm]) -> None:
+        self.name = name
+        self.mask = shape.mask
+        self.tiers = shape.tiers
+        self.shape_terms = shape.terms
+        self.terms = [term.entry for term in terms]
+        self.groups: dict[int, _OneTerm] = {}
 
     def hits(self, i: int) -> list[_Hit]:
         out = []
@@ -277,6 +332,7 @@ class Selector:
         self._terms: _Table[tuple[str, bool], _CompiledTerm] = _Table()
         self._term_tiers: _Table[_TermKey, _Tiers] = _Table()
         self._topics: _Table[Topic, _CompiledTopic] = _Table()
+        self._shapes: _Table[_ShapeKey, _Shape] = _Table()
         self._meta: _Table[tuple[str, tuple[str, ...]], int] = _Table()
         self._upvote_masks: _Table[int, int] = _Table()
         self._reasons: _Table[tuple[str, str, str, str], Reason] = _Table()
@@ -400,6 +456,24 @@ class Selector:
             return found
         include = [self._term(t, topic.expand) for t in topic.include]
         require = [self._term(t, topic.expand) for t in topic.require]
+        positive: dict[_TermKey, _CompiledTerm] = {}
+        written = []
+        for raw, term in zip((*topic.include, *topic.require), (*include, *require)):
+            if term.key[0][0] and term.key not in positive:  # no letters or digits: no match
+                positive[term.key] = term
+                written.append(raw)
+        terms = list(positive.values())
+        key: _ShapeKey = (frozenset(topic.include), frozenset(topic.require),
+                          frozenset(topic.exclude), frozenset(written), topic.categories,
+                          topic.authors, topic.min_upvotes, topic.expand, topic.passing_mentions)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = self._shape(topic, include, require, terms)
+        compiled = self._topics[topic] = _CompiledTopic(topic.name, shape, terms)
+        return compiled
+
+    def _shape(self, topic: Topic, include: list[_CompiledTerm], require: list[_CompiledTerm],
+               terms: list[_CompiledTerm]) -> _Shape:
         mask = self._metadata_mask(topic.categories, topic.authors, topic.min_upvotes)
         if include:
             any_of = 0
@@ -410,11 +484,6 @@ class Selector:
             mask &= term.anywhere
         for raw in topic.exclude:
             mask &= ~self._term(raw, expand=False).anywhere
-        positive: dict[_TermKey, _CompiledTerm] = {}
-        for term in (*include, *require):
-            if term.key[0][0]:  # a term with no letters or digits never matches
-                positive.setdefault(term.key, term)
-        terms = list(positive.values())
         dropped = 0
         if not topic.passing_mentions and terms:
             # A passing mention (one mention of one term in the abstract, and no other term
@@ -428,9 +497,7 @@ class Selector:
             for term in terms:
                 dropped |= dict(self._tiers_of(term)).get(PASSING, 0) & ~twice
             mask &= ~dropped
-        compiled = self._topics[topic] = _CompiledTopic(topic.name, mask, terms, self._tiers_of,
-                                                        self._one_term, dropped)
-        return compiled
+        return _Shape(mask, terms, self._tiers_of, dropped)
 
     # ------------------------------------------------------------------ picks
 
@@ -517,11 +584,17 @@ class Selector:
 
     def _pick(self, topics: Sequence[_CompiledTopic], i: int, score: int, group: _Group
               ) -> Pick:
-        if isinstance(group, _OneTerm):
-            return group.pick(i, score)
         if group is None:
             return self._merge(i, [t for t in topics if t.mask >> i & 1])
-        return self._topic_pick(group, i)
+        for topic in topics:  # the one topic that matches paper i
+            if topic.mask >> i & 1:
+                break
+        if group == SEVERAL_TERMS:
+            return self._topic_pick(topic, i)
+        one = topic.groups.get(group)
+        if one is None:
+            one = topic.groups[group] = self._one_term(topic.name, topic.shape_terms[group])
+        return one.pick(i, score)
 
     def _ranked_tiers(self, topics: Sequence[_CompiledTopic], new: int, several: int
                       ) -> Iterable[_Tier]:
@@ -531,22 +604,24 @@ class Selector:
         if len(topics) == 1 and topics[0].mask == single:
             order = topics[0].tiers  # one topic, nothing filtered: already in order
         else:
-            parts: dict[int, list[_Part]] = {}
+            chunks: list[_Tier] = []
             for topic in topics:
                 mine = topic.mask & single
                 if mine == topic.mask:
-                    for score, _union, tier in topic.tiers:
-                        parts.setdefault(score, []).extend(tier)
+                    chunks.extend(topic.tiers)
                 elif mine:
                     for score, union, tier in topic.tiers:
                         if union & mine:
-                            parts.setdefault(score, []).extend(
-                                (mask & mine, group) for mask, group in tier if mask & mine)
+                            chunks.append((score, union & mine, [
+                                (mask & mine, group) for mask, group in tier if mask & mine]))
             for i in bits(several):
                 # Scored now, picked (a merge across topics) only if reached.
                 score = self._merged_score(i, [t for t in topics if t.mask >> i & 1])
-                parts.setdefault(score, []).append((1 << i, None))
-            order = _tiers(parts)
+                chunks.append((score, 1 << i, ((1 << i, None),)))
+            # One sort in C (stable: a score's chunks stay in the topics' order), then each
+            # score's chunks joined into its tier when the walk reaches it.
+            chunks.sort(key=_score_of, reverse=True)
+            order = _joined(chunks)
         return order
 
     def _cut(self, topics: Sequence[_CompiledTopic], new: int, several: int, skip: int
