@@ -32,14 +32,15 @@ of this.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from itertools import islice
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import numpy as np
 
+from digest.memo import Generations
 from digest.models import Feedback, Paper, Pick, Rank, Reason, Selection, Subscriber, Topic
 from digest.selection._semantic import Semantic
 from digest.selection._terms import PaperIndex, Term, TermHits, TermKey, bits, compile_term
@@ -69,46 +70,14 @@ _Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that sco
 # serves any number of subscribers in bounded memory without rebuilding its index. bench_select
 # / bench_memory's file: 1,000 subscribers meet ~1,300 distinct topics; a table that
 # outgrows this holds the topics in use (a popular one stays). 2,048 in two generations of
-# 1,024 (``_Table``), where an LRU of 1,024 was (chosen for the peak of a one-process
-# 10,000-subscriber send): bench_send's 10,000 subscribers meet 7,952 distinct topics and
-# 2,507 distinct shapes, and select in ~15% less CPU; 30,000 of them leave 1.4 MB more in the
+# 1,024 (``digest.memo.Generations``), where an LRU of 1,024 was (chosen for the peak of a
+# one-process 10,000-subscriber send): bench_send's 10,000 subscribers meet 7,952 distinct
+# topics and 2,507 distinct shapes, and select in ~15% less CPU; 30,000 of them leave 1.4 MB more in the
 # tables (7.4 MB; a tracemalloc peak of 10.4 MB against 13.4 and a max RSS of 100 MB against
 # 118, the shapes' tiers being untracked by the collector). Generations of 512 held as much as
 # the LRU and saved half as much CPU.
 TABLE_SIZE = 2048
 
-_K = TypeVar("_K", bound=Hashable)
-_V = TypeVar("_V")
-
-
-class _Table(Generic[_K, _V]):
-    """A memo of at most ``size`` entries in two generations of ``size // 2``: new entries,
-    and old ones met again, go to the young one; when it is full, the old one is dropped and
-    the young one becomes old. A hit in the young generation is one dict lookup."""
-
-    __slots__ = ("_half", "_old", "_young")
-
-    def __init__(self, size: int = TABLE_SIZE) -> None:
-        self._young: dict[_K, _V] = {}
-        self._old: dict[_K, _V] = {}
-        self._half = max(size // 2, 1)
-
-    def get(self, key: _K) -> _V | None:
-        found = self._young.get(key)
-        if found is None:
-            found = self._old.get(key)
-            if found is not None:
-                self[key] = found
-        return found
-
-    def __setitem__(self, key: _K, value: _V) -> None:
-        if len(self._young) >= self._half:
-            self._old = self._young
-            self._young = {}
-        self._young[key] = value
-
-    def __len__(self) -> int:
-        return len(self._young) + len(self._old)
 
 
 def already_sent(count: int) -> str:
@@ -329,15 +298,16 @@ class Selector:
         self._widener = Widener(self.index, vocabulary if vocabulary is not None
                                 else shipped_vocabulary())
         # Memos over what subscribers write (bounded: TABLE_SIZE)
-        self._terms: _Table[tuple[str, bool], _CompiledTerm] = _Table()
-        self._term_tiers: _Table[_TermKey, _Tiers] = _Table()
-        self._topics: _Table[Topic, _CompiledTopic] = _Table()
-        self._shapes: _Table[_ShapeKey, _Shape] = _Table()
-        self._meta: _Table[tuple[str, tuple[str, ...]], int] = _Table()
-        self._upvote_masks: _Table[int, int] = _Table()
-        self._reasons: _Table[tuple[str, str, str, str], Reason] = _Table()
-        self._groups: _Table[tuple[str, str, bool], _OneTerm] = _Table()
-        self._picks: _Table[tuple[str, tuple[tuple[str, str], ...], int], Pick] = _Table()
+        self._terms: Generations[tuple[str, bool], _CompiledTerm] = Generations(TABLE_SIZE)
+        self._term_tiers: Generations[_TermKey, _Tiers] = Generations(TABLE_SIZE)
+        self._topics: Generations[Topic, _CompiledTopic] = Generations(TABLE_SIZE)
+        self._shapes: Generations[_ShapeKey, _Shape] = Generations(TABLE_SIZE)
+        self._meta: Generations[tuple[str, tuple[str, ...]], int] = Generations(TABLE_SIZE)
+        self._upvote_masks: Generations[int, int] = Generations(TABLE_SIZE)
+        self._reasons: Generations[tuple[str, str, str, str], Reason] = Generations(TABLE_SIZE)
+        self._groups: Generations[tuple[str, str, bool], _OneTerm] = Generations(TABLE_SIZE)
+        self._picks: Generations[tuple[str, tuple[tuple[str, str], ...], int], Pick] = \
+            Generations(TABLE_SIZE)
         self._upvotes = [p.upvotes or 0 for p in ranked]
         self._categories = [tuple(c.casefold() for c in p.categories) for p in ranked]
         self._feeds = [p.feeds for p in ranked]

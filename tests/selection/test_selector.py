@@ -550,19 +550,6 @@ def test_a_history_longer_than_the_papers_gives_the_same_selection() -> None:
         p.paper.id for p in selector_for(PAPERS).select(s, long).picks)
 
 
-def test_a_memo_table_keeps_what_is_met_again_and_drops_what_is_not() -> None:
-    from digest.selection._rank import _Table
-
-    table: _Table[str, int] = _Table(8)
-    table["popular"] = -1
-    for i in range(100):
-        assert table.get("popular") == -1  # met again each turn: never dropped
-        table[f"once {i}"] = i
-        assert len(table) <= 8
-    assert table.get("once 0") is None
-    assert table.get("once 99") == 99
-
-
 def test_one_selector_for_many_subscribers_stays_bounded_and_selects_as_a_fresh_one() -> None:
     """Its memo tables hold at most TABLE_SIZE entries each (the least recently met go), and
     a topic compiled again after it was dropped selects exactly as before."""
@@ -578,7 +565,7 @@ def test_one_selector_for_many_subscribers_stays_bounded_and_selects_as_a_fresh_
                    for i in range(TABLE_SIZE + 300)]
     shared = Selector(PAPERS)
     first = [shared.select(s) for s in subscribers[:50]]
-    tables = [v for v in vars(shared).values() if type(v).__name__ == "_Table"]
+    tables = [v for v in vars(shared).values() if type(v).__name__ == "Generations"]
     largest = 0
     for s in subscribers:
         shared.select(s)
