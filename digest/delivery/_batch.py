@@ -784,6 +784,12 @@ class _Feeder:
         self._ring.close()
 
 
+# The cyclic collector's thresholds while a run's loop goes (gc.set_threshold): the young
+# generation collected every 50,000 allocations, not 700; the middle one every 50 of those
+# passes and the oldest every 1,000, not 10 each. Restored when the loop ends.
+_RUN_THRESHOLDS = (50_000, 50, 1_000)
+
+
 def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun, *,
           paper_list: tuple[Paper, ...], force: bool,
           progress: Callable[[Delivery], None] | None, stop: _EventLike,
@@ -841,8 +847,13 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
 
     # What exists now (the feed, index, templates, the subscribers' config) lives as long as
     # the run: out of the collector's sight, each full collection only walks what the
-    # messages leave behind (-0.25 s of 0.7 s collecting in 10,000 deliveries).
+    # messages leave behind (-0.25 s of 0.7 s collecting in 10,000 deliveries). And the
+    # collector runs less often: a delivery leaves no garbage in cycles (10,000 of them left
+    # ~1,900 objects for it to find in all), so its passes at the default 700 allocations
+    # only walked the memos' entries (29 us a message, 3.7% of a send; 4 us at these).
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*_RUN_THRESHOLDS)
     feeder = _Feeder(source) if stream else None
     try:
         while True:
@@ -883,6 +894,7 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         flying.clear()
         raise
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
         if feeder is not None:
             feeder.close()

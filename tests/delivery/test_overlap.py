@@ -4,6 +4,7 @@ records it. Against a real aiosmtpd server and a real SQLite ledger."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import replace
 from collections.abc import Iterator
@@ -208,6 +209,26 @@ def test_a_final_reply_slower_than_timeout_is_waited_for_up_to_data_timeout(
     bob = Ledger(cfg.settings.database).get("bob@example.org", NOW.date())
     assert bob is not None and (bob.state, bob.attempts, bob.possible_duplicate) == \
         ("sent", 1, False)
+
+
+def test_a_run_leaves_the_collector_as_it_found_it(tmp_path: Path) -> None:
+    """The loop raises the collector's thresholds (and freezes what exists) for the run
+    only: a library caller's process gets its own settings back, after a failure too."""
+    from digest.errors import TransportError
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    during: list[tuple[int, int, int]] = []
+    with SmtpTestServer() as server:
+        cfg = make_config(tmp_path, EMAILS, server)
+        report = run(cfg, progress=lambda d: during.append(gc.get_threshold()))
+        assert report.sent == len(EMAILS)
+        assert during and all(t[0] > before[0] for t in during)
+        assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
+        server.add_rule("mail", "550 5.7.1 Sender refused")
+        with pytest.raises(TransportError, match="refused"):
+            run(replace(cfg, subscribers=tuple(
+                replace(s, email=f"x{s.email}") for s in cfg.subscribers)))
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
 
 
 @pytest.mark.parametrize(("security", "pipelining"), [
