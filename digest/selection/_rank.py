@@ -36,17 +36,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from itertools import islice
-from typing import Any, TypeAlias
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from digest.memo import Generations
 from digest.models import Feedback, Paper, Pick, Rank, Reason, Selection, Subscriber, Topic
-from digest.selection._semantic import Semantic
 from digest.selection._terms import PaperIndex, Term, TermHits, TermKey, bits, compile_term
 from digest.selection._vocabulary import Vocabulary, shipped_vocabulary
 from digest.selection._widen import Widener
 from digest.text import fold
+
+if TYPE_CHECKING:  # numpy and the semantic layer load with its first use: a run without
+    # ``about`` or feedback never imports them (65 ms of a command's start)
+    import numpy as np
+
+    from digest.selection._semantic import Semantic
 
 __all__ = ["NO_MATCH", "Selector", "already_sent", "category_matches", "plan"]
 
@@ -66,16 +69,16 @@ _Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that sco
 
 
 # What a Selector keeps per distinct topic, term, filter and pick is bounded by this many entries
-# per table, the least recently met dropped first (rebuilt if met again), so one Selector
-# serves any number of subscribers in bounded memory without rebuilding its index. bench_select
-# / bench_memory's file: 1,000 subscribers meet ~1,300 distinct topics; a table that
-# outgrows this holds the topics in use (a popular one stays). 2,048 in two generations of
-# 1,024 (``digest.memo.Generations``), where an LRU of 1,024 was (chosen for the peak of a
-# one-process 10,000-subscriber send): bench_send's 10,000 subscribers meet 7,952 distinct
-# topics and 2,507 distinct shapes, and select in ~15% less CPU; 30,000 of them leave 1.4 MB more in the
-# tables (7.4 MB; a tracemalloc peak of 10.4 MB against 13.4 and a max RSS of 100 MB against
-# 118, the shapes' tiers being untracked by the collector). Generations of 512 held as much as
-# the LRU and saved half as much CPU.
+# per table, the least recently met dropped first (rebuilt if met again), so one Selector serves
+# any number of subscribers in bounded memory without rebuilding its index. bench_select /
+# bench_memory's file: 1,000 subscribers meet ~1,300 distinct topics; a table that outgrows this
+# holds the topics in use (a popular one stays). 2,048 in two generations of 1,024
+# (``digest.memo.Generations``), where an LRU of 1,024 was (chosen for the peak of a one-process
+# 10,000-subscriber send): bench_send's 10,000 subscribers meet 7,952 distinct topics and 2,507
+# distinct shapes, and select in ~15% less CPU; 30,000 of them leave 1.4 MB more in the tables (7.4
+# MB; a tracemalloc peak of 10.4 MB against 13.4 and a max RSS of 100 MB against 118, the shapes'
+# tiers being untracked by the collector). Generations of 512 held as much as the LRU and saved
+# half as much CPU.
 TABLE_SIZE = 2048
 
 
@@ -652,6 +655,8 @@ class Selector:
     def semantic(self) -> Semantic:
         """Embeddings and BM25 over the papers, built on first use (once per run)."""
         if self._semantic is None:
+            from digest.selection._semantic import Semantic
+
             self._semantic = Semantic(self.index.papers)
         return self._semantic
 
@@ -665,6 +670,8 @@ class Selector:
     def _semantic_select(self, subscriber: Subscriber, topics: list[_CompiledTopic], new: int,
                          several: int, limit: int, allowed: int, history: frozenset[str],
                          feedback: Feedback, with_cut: bool) -> Selection:
+        import numpy as np
+
         semantic = self.semantic
         tiers = tuple(self._ranked_tiers(topics, new, several))
         n = len(self.index)
@@ -707,6 +714,8 @@ class Selector:
 
 def _bit_array(mask: int, n: int) -> np.ndarray:
     """The set bits of ``mask`` (below ``n``) as an ascending array, without a Python loop."""
+    import numpy as np
+
     raw = np.frombuffer(mask.to_bytes((n + 7) // 8 or 1, "little"), dtype=np.uint8)
     return np.flatnonzero(np.unpackbits(raw, bitorder="little"))
 
