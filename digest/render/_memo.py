@@ -454,12 +454,18 @@ class _MemoTemplate:
             return self._replay(entry, filled, parts, full)
         return template.root_render_func(template.new_context(vars, shared, locals))
 
-    def _keep(self, store: Generations[Any, _Entry], key: tuple[Any, ...], entry: _Entry
-              ) -> None:
-        # Each table is bounded by generations (digest/memo.py), not emptied when full: the
-        # paper's skeletons then survive the filled cards' turnover (10,000 subscribers meet
-        # ~34,000 distinct cards). A stand-in whose text has left ``_texts`` is not expanded:
-        # that email compiles in full (``expand``), so the bound is only ever a slowdown.
+    def _keep(self, store: dict[Any, _Entry] | Generations[Any, _Entry], key: tuple[Any, ...],
+              entry: _Entry) -> None:
+        # The filled cards start over when full, on their own: a run whose cards fit (1,000
+        # digests of the sample, ~1,800 a part) then finds every one again, where two
+        # generations of half the size would drop the older half in turn; 10,000 subscribers
+        # meet ~34,000, so there it empties, but the papers' skeletons and the stand-ins'
+        # texts are bounded by generations apart from it (digest/memo.py) and survive (they
+        # were emptied with it: 1,031 skeleton renders in such a run instead of 124). A
+        # stand-in whose text has left ``_texts`` is not expanded: that email compiles in full
+        # (``expand``), so that bound is only ever a slowdown.
+        if store is self._store and len(store) >= 4 * MAX_SHAPES:
+            store.clear()
         if entry.stand_in:
             self._texts[entry.stand_in] = entry.text
         store[key] = entry
@@ -524,7 +530,7 @@ class FastEnvironment(Environment):
         self._memo_includes: dict[tuple[str, str], Any] = {}  # (name, parent) -> template
         # this very card -> its entry (a card recurs with the same rank and tags in many
         # emails; the rest are filled from their paper's skeleton by a join)
-        self._memo_store: Generations[Any, _Entry] = Generations(4 * MAX_SHAPES)
+        self._memo_store: dict[Any, _Entry] = {}
         # stand-in -> marked text
         self._memo_texts: Generations[str, str] = Generations(16 * MAX_SHAPES)
         # per paper (and test truths)
