@@ -7,13 +7,18 @@ import subprocess
 import sys
 
 
+def fresh(code: str) -> str:
+    """What ``code`` prints in a new interpreter (the imports of this one do not count)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    return out.stdout.strip()
+
+
 def test_importing_the_cli_loads_no_network_or_mjml_library() -> None:
     code = ("import sys, digest.cli\n"
             "print(sorted(m for m in ('httpx', 'smtplib', 'mjml', 'celery', 'psycopg')"
             " if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
-    assert out.stdout.strip() == "[]"
+    assert fresh(code) == "[]"
 
 
 def test_help_loads_no_command_module() -> None:
@@ -22,9 +27,7 @@ def test_help_loads_no_command_module() -> None:
             "assert result.exit_code == 0 and 'validate' in result.output, result.output\n"
             "print(sorted(m for m in sys.modules if m.startswith('digest.cli.cmd_')"
             " or m in ('yaml', 'rich', 'sqlite3', 'apscheduler')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
-    assert out.stdout.strip() == "[]"
+    assert fresh(code) == "[]"
 
 
 def test_fetch_papers_is_still_reachable_through_the_feeds_face() -> None:
@@ -45,6 +48,4 @@ def test_a_send_without_the_semantic_layer_never_loads_numpy() -> None:
             "                 topics=(Topic(name='t', include=('diffusion',)),))\n"
             "assert Selector(sample_papers()).select(sub).picks\n"
             "print('numpy' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
-    assert out.stdout.strip() == "False", out.stderr
+    assert fresh(code) == "False"
