@@ -197,3 +197,53 @@ def test_fires_on_tells_which_local_days_have_a_send() -> None:
     assert fires_on("0 7 1 * fri", "UTC", date(2026, 12, 1))  # a Tuesday, but the 1st
     assert fires_on("0 7 1 * fri", "UTC", date(2026, 12, 4))  # a Friday
     assert not fires_on("0 7 1 * fri", "UTC", date(2026, 12, 2))
+
+
+def test_next_fire_kept_per_trigger_and_fire_is_the_cron_search_itself() -> None:
+    """``get_next_fire_time`` from a past fire is kept by the trigger's value and that fire:
+    over random schedules, zones, fires (DST nights included) and later ``now``s it answers
+    exactly what the search itself gives, for a fresh trigger and an unpickled one alike."""
+    import random
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from digest.cron import _NEXT_FIRES
+
+    rng = random.Random(8)
+    exprs = ["0 7 * * *", "30 2 * * *", "0 * * * *", "*/15 1-3 * * 0", "0 9 * * 1-5",
+             "15 1 29 2 *", "@daily", "45 23 28 * *"]
+    zones = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+    def utc(moment: datetime | None) -> datetime | None:
+        # instants: within one zone Python compares wall times, so 01:30 EDT == 01:30 EST
+        return None if moment is None else moment.astimezone(UTC)
+
+    _NEXT_FIRES.clear()
+    checked = 0
+    nights = [("30 * * * *", "America/New_York", datetime(2026, 11, 1, 4, tzinfo=UTC)),
+              ("*/20 * * * *", "Europe/Berlin", datetime(2026, 10, 25, 0, tzinfo=UTC))]
+    for expr, zone, at in nights:  # the repeated hour: two fires one wall time apart
+        trigger = cron_trigger(expr, zone)
+        fire = trigger.get_next_fire_time(None, at)
+        for _ in range(12):
+            want = trigger._next_fire(fire, fire)
+            assert utc(trigger.get_next_fire_time(fire, fire)) == utc(want)
+            assert utc(want) > utc(fire)  # type: ignore[operator]
+            fire = want
+    for _ in range(400):
+        expr, zone = rng.choice(exprs), rng.choice(zones)
+        trigger = cron_trigger(expr, zone)
+        start = datetime(2026, rng.choice([3, 10, 11]), rng.randint(1, 28), rng.randint(0, 23),
+                         rng.choice([0, 15, 30]), tzinfo=ZoneInfo(zone))
+        fire = trigger.get_next_fire_time(None, start)
+        for _ in range(4):
+            if fire is None:
+                break
+            now = fire + timedelta(seconds=rng.choice([0, 1, 59, 3600]))
+            twin = pickle.loads(pickle.dumps(trigger))
+            want = trigger._next_fire(fire, now)  # the search, never kept
+            assert utc(trigger.get_next_fire_time(fire, now)) == utc(want)
+            assert utc(twin.get_next_fire_time(fire, now + timedelta(seconds=1))) == utc(want)
+            assert utc(trigger._next_fire(fire, fire)) == utc(want)
+            assert want is None or utc(want) > utc(fire)  # type: ignore[operator]
+            fire, checked = want, checked + 1
+    assert checked > 1000 and _NEXT_FIRES
