@@ -235,18 +235,18 @@ LOCAL_SERVER_CPUS = 1
 
 
 def _auto_processes(settings: Settings, count: int, dry_run: bool,
-                    cpus: int | None = None, *, server_cpus: int | None = None) -> int:
+                    cpus: int | None = None) -> int:
     """How many process shards a run of ``count`` subscribers takes by default on ``cpus``
-    CPUs (default: the ones this process may use): one per CPU, less ``server_cpus``
-    (default ``LOCAL_SERVER_CPUS``) for a mail server on this machine, at most one per
-    connection, and one unless the run is big enough to pay for starting them."""
+    CPUs (default: the ones this process may use): one per CPU, less ``LOCAL_SERVER_CPUS``
+    for a mail server on this machine, at most one per connection, and one unless the run
+    is big enough to pay for starting them."""
     if cpus is None:
         cpus = len(os.sched_getaffinity(0))
     if dry_run or settings.delivery != "smtp" or settings.smtp is None \
             or count < PROCESS_THRESHOLD or cpus < MIN_CPUS_FOR_SHARDS:
         return 1
     if _is_local(settings.smtp.host):
-        cpus -= LOCAL_SERVER_CPUS if server_cpus is None else server_cpus
+        cpus -= LOCAL_SERVER_CPUS
     return max(1, min(cpus, settings.smtp.connections))
 
 
@@ -608,12 +608,14 @@ def deliver_many(editions: Iterable[tuple[Subscriber, date]], papers: tuple[Pape
     ``send_all``): each shard then builds its own renderer, selector, summaries, refusal
     streak and transports from ``run.settings`` and ``environ``, and ``transports`` is not
     used."""
-    # A shard on every CPU, a local server's too: the daemon's own process fires a burst's
-    # jobs (APScheduler, its job store written per fire) while it sends, and the shards take
-    # the sending off it. bench/bench_daemon.py, 10,000 in one process: 29.6-31.4 s against
-    # 22.3-26.3 s for digest send of the same file.
+    # The same rule as digest send's, a local server's CPU left to it. It used to keep a
+    # shard on that CPU too, the daemon's own process firing the burst's jobs while it sent
+    # (10,000 in one process: 29.6-31.4 s against 22.3-26.3 s for digest send); since a
+    # burst's fires share one cron search (digest/cron.py) one process is the faster again:
+    # bench/bench_daemon.py --one-process, 10,000 on 2 CPUs, the same run: 10.8-11.9 s in
+    # one process, 13.4-14.6 s over two shards, digest send 10.0 s.
     shards = processes if processes is not None else _auto_processes(
-        run.settings, expected, run.dry_run, server_cpus=0)
+        run.settings, expected, run.dry_run)
     if shards > 1 and not run.dry_run:
         log.info("%d editions expected: over %d process shards", expected, shards)
         return _deliver_sharded(editions, papers, run.settings, run.now, shards=shards,

@@ -457,9 +457,6 @@ def test_the_default_shard_count_leaves_a_local_server_its_cpu(host: str, cpus: 
     assert _batch._auto_processes(settings, 10_000, False, cpus=cpus) == shards
     assert _batch._auto_processes(settings, 4_999, False, cpus=cpus) == 1  # too small to pay
     assert _batch._auto_processes(settings, 10_000, True, cpus=cpus) == 1  # a dry run
-    # the daemon's bursts (deliver_many) keep a shard on every CPU: its process fires the jobs
-    every_cpu = min(cpus, 4) if cpus >= 2 else 1
-    assert _batch._auto_processes(settings, 10_000, False, cpus=cpus, server_cpus=0) == every_cpu
 
 
 def _seed_what_selections_read(ledger: Ledger) -> None:
