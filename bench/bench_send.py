@@ -34,7 +34,7 @@ Rows (each in its own child process, so each peak RSS is its own):
 - ours, 2 connections: ``smtp.connections: 2`` (one sending thread per shard instead of two).
 - ours, 4 shards: four spawned shards of one connection (one thread) each, instead of two of
            two: processes instead of threads, each paying its own start-up.
-- ledger, zlib / raw / no bytes: the ledger's share of a delivery alone (3 reads, begin,
+- ledger, zlib / raw / no bytes: the ledger's share of a delivery alone (2 reads, begin,
            mark_sent; ``--ledger`` deliveries, one thread): the message bytes stored
            compressed (as before), as they are (now), or not at all.
 - ours, --baseline DIR: the ``ours`` row run from another checkout (e.g. ``git worktree add
@@ -260,8 +260,8 @@ def run_command(n: int, port: int, workdir: Path) -> dict[str, object]:
 
 
 def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
-    """The ledger's share of one delivery, alone (no SMTP, one thread), as ``deliver_edition``
-    calls it: the three reads, ``begin`` (with the message bytes stored the way ``stored``
+    """The ledger's share of one delivery, alone (no SMTP, one thread), as a send calls it: the
+    two reads (the selection's and prepare_edition's), ``begin`` (with the message bytes stored the way ``stored``
     says), ``mark_sent``; CPU per message and the ledger's size at the end."""
     from digest.compose import edition_for
     from digest.ledger import Ledger
@@ -278,9 +278,8 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
         email = f"reader{i:05d}@example.org"
-        ledger.is_suppressed(email)
-        ledger.preferences(email)
-        ledger.get(email, edition)
+        ledger.selection_state(email, edition)  # the selection's read (jobs())
+        ledger.edition_state(email, edition)  # and prepare_edition's, right before the build
         ledger.begin(email, edition, message_id=f"<{i}.{msg.message_id[1:]}", papers=("a", "b"),
                      data=data, now=NOW)
         ledger.mark_sent(email, edition, now=NOW, code=250, reply="OK")
@@ -481,7 +480,7 @@ def main() -> None:
     ledger_modes = [m for m in wanted if m.startswith("ledger-")]
     if ledger_modes:
         print(f"\nledger alone, {args.ledger:,} deliveries of a {_sample_size():,}-byte message "
-              "(3 reads, begin, mark_sent; SQLite, one thread):")
+              "(2 reads, begin, mark_sent; SQLite, one thread):")
         print(f"{'stored message':<23}{'CPU ms/msg':>17}{'ledger MB at the end':>22}")
         for mode in ledger_modes:
             rows = results[mode]
