@@ -53,11 +53,13 @@ def _is_hole(value: str) -> bool:
             and "zqpd" not in value)
 
 
-def _all_holes(values: tuple[str, ...] | list[str]) -> bool:
-    """``all(map(_is_hole, values))`` in C-speed passes: one join searched for the characters
-    (a token cannot span the NUL between two values), ``strip`` for the blank ones (it strips
-    exactly what ``isspace`` calls whitespace)."""
-    joined = "\x00".join(values)
+def _all_holes(values: tuple[str, ...] | list[str], joined: str | None = None) -> bool:
+    """``all(map(_is_hole, values))`` in C-speed passes: the values joined by NUL
+    (``joined``, if the caller has it) searched for the characters (a token cannot span the
+    NUL between two values), ``strip`` for the blank ones (it strips exactly what ``isspace``
+    calls whitespace)."""
+    if joined is None:
+        joined = "\x00".join(values)
     return "<" not in joined and ">" not in joined and "zqpd" not in joined \
         and all(map(str.strip, values))
 
@@ -148,12 +150,13 @@ class Shaper:
             plans[(kind, text)] = plan
         if plan.key is None or len(plan.pieces) != len(vals) + 1:
             return None
-        if plan.key and _all_holes(vals):
+        joined = "\x00".join(vals)  # one join for both checks
+        if plan.key and _all_holes(vals, joined):
             for n in plan.in_attribute:
                 if not _VERBATIM_IN_ATTRIBUTE.fullmatch(vals[n]):
                     break
             else:
-                return Shaped(plan.key, _seven_bit(vals))
+                return Shaped(plan.key, vals if joined.isascii() else _seven_bit(vals))
         key, holes = [plan.pieces[0]], list[str]()
         for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
             if n in plan.structural or not _is_hole(value) or (

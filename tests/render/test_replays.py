@@ -187,6 +187,7 @@ def test_keyed_outputs_are_bounded() -> None:
 def test_all_holes_is_all_of_is_hole(values: tuple[str, ...]) -> None:
     assert _all_holes(values) == all(map(_is_hole, values))
     assert _all_holes(list(values)) == all(map(_is_hole, values))
+    assert _all_holes(values, "\x00".join(values)) == all(map(_is_hole, values))
 
 
 def test_card_values_are_read_once_and_cards_stay_plain_values() -> None:
