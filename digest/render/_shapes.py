@@ -102,11 +102,15 @@ class Shaper:
         ``expand`` gives a part's marked text from what was printed (card stand-ins put
         back, ``FastEnvironment.expand``): a part is known by what was printed, which stands
         for one marked text for good, and expanded only when it is new."""
-        texts = marked.split(CARD_MARK)
+        return self.shaped(marked.split(CARD_MARK), values, expand)
+
+    def shaped(self, texts: list[str], values: list[list[str]],
+               expand: Callable[[str], str | None] = lambda text: text) -> list[Shaped] | None:
+        """``parts`` with the marked text already split at the card markers."""
         if len(texts) != len(values):
             return None
         if len(texts) == 1:  # a template without card markers: one frame, no cards
-            texts, values = [marked, ""], [values[0], []]
+            texts, values = [texts[0], ""], [values[0], []]
         last = len(texts) - 1
         out: list[Shaped] = []
         known = self._shaped
