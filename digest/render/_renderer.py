@@ -4,9 +4,9 @@ Owns: the Jinja environments (stock templates plus a user override folder), the 
 see (``Card`` views, shortened authors, http(s)-only links), the HTML size budget and the choice
 between the compile-once fast path (``digest.render._shapes``) and a full compile. May import
 ``digest.models``, ``digest.errors``, ``digest.text`` (a cut pick's title is cleaned as a summary
-cleans it), ``digest.render._shapes``, ``_memo``, ``_record`` and ``_keyed`` (the subject
-replayed by the values it reads), jinja2 and markupsafe; pure (reads template files only,
-through the Jinja loader).
+cleans it), ``digest.render._shapes``, ``_memo``, ``_record``, ``_keyed`` (the subject
+replayed by the values it reads) and ``_frame`` (the HTML frame run without its text), jinja2
+and markupsafe; pure (reads template files only, through the Jinja loader).
 
 Templates: ``digest.mjml`` (Jinja producing MJML, extends ``_base.mjml``; each paper is
 ``_paper.mjml``), ``digest.txt`` (plain text, not escaped) and ``subject.txt``. A user folder
