@@ -42,8 +42,6 @@ _VERBATIM_IN_ATTRIBUTE = re.compile(r"[\x20-\x5b\x5d-\x7e]*")
 
 MAX_SHAPES = 512  # per cache; past it the cache starts over (stock templates need ~20)
 
-Program = tuple[tuple[str, str, int], ...]  # (literal, hole kind "" | h | c | t, hole index)
-
 
 def compile_mjml(source: str, template: str) -> str:
     """mjml-python's compile, as 7-bit HTML (``seven_bit_html``), with its bare ``ValueError``

@@ -4,9 +4,9 @@ Owns: the Jinja environments (stock templates plus a user override folder), the 
 see (``Card`` views, shortened authors, http(s)-only links), the HTML size budget and the choice
 between the compile-once fast path (``digest.render._shapes``) and a full compile. May import
 ``digest.models``, ``digest.errors``, ``digest.text`` (a cut pick's title is cleaned as a summary
-cleans it), ``digest.render._shapes``, ``_memo``, ``_record`` and ``_keyed`` (the subject
-replayed by the values it reads), jinja2 and markupsafe; pure (reads template files only,
-through the Jinja loader).
+cleans it), ``digest.render._shapes``, ``_memo``, ``_record``, ``_keyed`` (the subject
+replayed by the values it reads) and ``_frame`` (the HTML frame run without its text), jinja2
+and markupsafe; pure (reads template files only, through the Jinja loader).
 
 Templates: ``digest.mjml`` (Jinja producing MJML, extends ``_base.mjml``; each paper is
 ``_paper.mjml``), ``digest.txt`` (plain text, not escaped) and ``subject.txt``. A user folder
@@ -47,9 +47,11 @@ from markupsafe import Markup
 
 from digest.errors import TemplateError
 from digest.models import Digest, DigestItem, LeftOut, Paper, Pick, Reason, RenderedEmail, Where
+from digest.render._frame import Frame, values_template
 from digest.render._keyed import KeyedOutputs
 from digest.render._memo import FastEnvironment, IncludeGenerator, RecordingGenerator
 from digest.render._record import (
+    CARD_MARK,
     CARD_MARKUP,
     clean_value,
     compile_mjml,
@@ -471,6 +473,8 @@ class Renderer:
         self._lock = threading.Lock()
         self._globals: dict[Any, dict[str, Any]] = {}  # template -> its globals, copied once
         self._keyed = KeyedOutputs()  # the subject (and any template proven alike)
+        # the HTML template -> its frame run without its text (``_frame``), or None
+        self._frames: dict[Any, Frame | None] = {}
 
     @staticmethod
     def _environment(loader: BaseLoader | None, *, fast: bool, memo: bool = False
@@ -535,17 +539,44 @@ class Renderer:
         if not self.fast:
             return compile_mjml(self.mjml(ctx), HTML_TEMPLATE)
         template = self._template(self.fast_env, HTML_TEMPLATE)
-        try:
-            recorded = render_recorded(lambda: self._run(template, ctx))
-        except Exception as exc:  # a template can raise anything (1/0, a bad filter argument)
-            raise _wrap(exc, HTML_TEMPLATE) from None
-        if recorded is not None:
+        frame = self._frame(template)
+        # the frame's values and cards without its text; the text its trace stands for is
+        # learned from the template's own render (the first email on each path)
+        traced = None if frame is None else frame.trace(lambda values: self._run(values, ctx))
+        texts = None
+        if traced is not None and frame is not None:
             with self._lock:
-                parts = self.shaper.parts(*recorded, self._expand)
+                texts = frame.texts(traced)
+        values = None if traced is None else traced.values
+        if texts is None:
+            try:
+                recorded = render_recorded(lambda: self._run(template, ctx))
+            except Exception as exc:  # a template can raise anything (1/0, a bad argument)
+                raise _wrap(exc, HTML_TEMPLATE) from None
+            if recorded is not None:
+                texts, values = recorded[0].split(CARD_MARK), recorded[1]
+                if traced is not None and frame is not None:
+                    with self._lock:
+                        frame.learn(traced, texts, values)
+        if texts is not None and values is not None:
+            with self._lock:
+                parts = self.shaper.shaped(texts, values, self._expand)
                 html = None if parts is None else self.cache.html(parts)
             if html is not None:
                 return html
         return compile_mjml(self.mjml(ctx), HTML_TEMPLATE)
+
+    def _frame(self, template: Any) -> Frame | None:
+        """The template's ``Frame``, found once (None: it does not fit, render it as is)."""
+        try:
+            return self._frames[template]
+        except KeyError:
+            pass
+        if len(self._frames) >= 16:  # templates are found once each: this is a safeguard
+            self._frames.clear()
+        values = values_template(self.fast_env, template)
+        frame = self._frames[template] = None if values is None else Frame(values)
+        return frame
 
     def subject(self, ctx: dict[str, Any]) -> str:
         # one header line, whatever the template's whitespace (runs of it one space, none at

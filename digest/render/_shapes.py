@@ -5,9 +5,10 @@ frames and card units and falls back to a full compile whenever the model does n
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
 
 from digest.errors import TemplateError
 from digest.render._record import (
@@ -18,26 +19,18 @@ from digest.render._record import (
     _VERBATIM_IN_ATTRIBUTE,
     CARD_MARK,
     MAX_SHAPES,
-    Program,
     ascii_text,
     compile_mjml,
     fits_seven_bit,
 )
-
-# The filled cards kept (ShapeCache.filled) hold at most this many characters (about 1 MB of
-# ASCII HTML, ~300 cards), the least recently used dropped first. Keeping every (paper,
-# reasons) card 10,000 subscribers meet was 8.5 MB, a peak RSS that grew with the list
-# (bench/bench_memory.py). The price, with the other memos bounded lower too: bench_render's
-# warm render at 1.10-1.12 of 1e12821's, which kept up to 4,096 cards (at 500,000 or 2,000,000
-# characters alike; 1.03 at 4,000,000, too much memory).
-FILLED_CHARS = 1_000_000
 
 # --------------------------------------------------------------------------- shapes
 
 
 @dataclass(frozen=True)
 class Shaped:
-    """One part of a marked MJML source: its shape (holes as tokens) and its hole values."""
+    """One part of a marked MJML source: its shape (holes as tokens) and its hole values,
+    as the 7-bit HTML writes them (``_seven_bit``: what a fill puts in its holes)."""
 
     key: str
     values: tuple[str, ...]
@@ -60,11 +53,13 @@ def _is_hole(value: str) -> bool:
             and "zqpd" not in value)
 
 
-def _all_holes(values: tuple[str, ...] | list[str]) -> bool:
-    """``all(map(_is_hole, values))`` in C-speed passes: one join searched for the characters
-    (a token cannot span the NUL between two values), ``strip`` for the blank ones (it strips
-    exactly what ``isspace`` calls whitespace)."""
-    joined = "\x00".join(values)
+def _all_holes(values: tuple[str, ...] | list[str], joined: str | None = None) -> bool:
+    """``all(map(_is_hole, values))`` in C-speed passes: the values joined by NUL
+    (``joined``, if the caller has it) searched for the characters (a token cannot span the
+    NUL between two values), ``strip`` for the blank ones (it strips exactly what ``isspace``
+    calls whitespace)."""
+    if joined is None:
+        joined = "\x00".join(values)
     return "<" not in joined and ">" not in joined and "zqpd" not in joined \
         and all(map(str.strip, values))
 
@@ -107,11 +102,15 @@ class Shaper:
         ``expand`` gives a part's marked text from what was printed (card stand-ins put
         back, ``FastEnvironment.expand``): a part is known by what was printed, which stands
         for one marked text for good, and expanded only when it is new."""
-        texts = marked.split(CARD_MARK)
+        return self.shaped(marked.split(CARD_MARK), values, expand)
+
+    def shaped(self, texts: list[str], values: list[list[str]],
+               expand: Callable[[str], str | None] = lambda text: text) -> list[Shaped] | None:
+        """``parts`` with the marked text already split at the card markers."""
         if len(texts) != len(values):
             return None
         if len(texts) == 1:  # a template without card markers: one frame, no cards
-            texts, values = [marked, ""], [values[0], []]
+            texts, values = [texts[0], ""], [values[0], []]
         last = len(texts) - 1
         out: list[Shaped] = []
         known = self._shaped
@@ -155,12 +154,13 @@ class Shaper:
             plans[(kind, text)] = plan
         if plan.key is None or len(plan.pieces) != len(vals) + 1:
             return None
-        if plan.key and _all_holes(vals):
+        joined = "\x00".join(vals)  # one join for both checks
+        if plan.key and _all_holes(vals, joined):
             for n in plan.in_attribute:
                 if not _VERBATIM_IN_ATTRIBUTE.fullmatch(vals[n]):
                     break
             else:
-                return Shaped(plan.key, vals)
+                return Shaped(plan.key, vals if joined.isascii() else _seven_bit(vals))
         key, holes = [plan.pieces[0]], list[str]()
         for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
             if n in plan.structural or not _is_hole(value) or (
@@ -172,19 +172,63 @@ class Shaper:
                 key.append(f"zqpd{kind}{len(holes)}qz")
                 holes.append(value)
             key.append(piece)
-        return Shaped("".join(key), tuple(holes))
+        return Shaped("".join(key), _seven_bit(tuple(holes)))
+
+
+_KIND = {"h": 0, "c": 1, "t": 2}  # a hole's values in ``Program.fill_into``'s argument
+
+
+class Program:
+    """Compiled HTML with holes: ``literals`` (one more than the holes) and, for each hole,
+    whose values it takes (0 head, 1 card, 2 tail) and which one. Built once per shape."""
+
+    __slots__ = ("literals", "holes", "_pick")
+
+    def __init__(self, literals: tuple[str, ...], holes: tuple[tuple[int, int], ...]) -> None:
+        self.literals, self.holes = literals, holes
+        kinds = {kind for kind, _ in holes}
+        # a card unit's holes all take the card's values: picked by one C-speed call
+        self._pick: Callable[[tuple[str, ...]], Any] | None = None
+        if len(kinds) == 1 and len(holes) > 1:
+            self._pick = itemgetter(*[index for _, index in holes])
+
+    def fill_into(self, out: list[str], values: tuple[tuple[str, ...], ...]) -> None:
+        """Append the HTML's pieces to ``out``, each hole as its value (``values``: the
+        head's, the card's and the tail's, as ``Shaped`` keeps them); the literals and the
+        values go in by two slice assignments, not a Python step per hole."""
+        holes = self.holes
+        if not holes:
+            out.append(self.literals[0])
+            return
+        pieces = [""] * (2 * len(holes) + 1)
+        pieces[0::2] = self.literals
+        if self._pick is not None:
+            pieces[1::2] = self._pick(values[holes[0][0]])
+        else:
+            pieces[1::2] = [values[kind][index] for kind, index in holes]
+        out += pieces
 
 
 def _program(html: str, kinds: str) -> Program | None:
-    out: list[tuple[str, str, int]] = []
+    literals: list[str] = []
+    holes: list[tuple[int, int]] = []
     pos = 0
     for m in _TOKEN.finditer(html):
         if m.group(1) not in kinds:
             return None
-        out.append((html[pos:m.start()], m.group(1), int(m.group(2))))
+        literals.append(html[pos:m.start()])
+        holes.append((_KIND[m.group(1)], int(m.group(2))))
         pos = m.end()
-    out.append((html[pos:], "", -1))
-    return tuple(out)
+    literals.append(html[pos:])
+    return Program(tuple(literals), tuple(holes))
+
+
+def _seven_bit(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Values as compile_mjml's seven_bit_html writes them (``fits_seven_bit`` vouches for
+    it): non-ASCII as character references; one C-speed check for the common all-ASCII case."""
+    if "".join(values).isascii():
+        return values
+    return tuple([value if value.isascii() else ascii_text(value) for value in values])
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -226,12 +270,13 @@ class _Frame:
     point: int = -1
     cards: dict[str, _Card] = field(default_factory=dict)
     units: dict[str, Program] = field(default_factory=dict)
-    head: Program = ()
-    tail: Program = ()
+    head: Program = field(default_factory=lambda: Program(("",), ()))
+    tail: Program = field(default_factory=lambda: Program(("",), ()))
     fits: bool = True  # fits_seven_bit: else every email of this frame compiles in full
 
 
 _PROBE = "zqpdprobeqz"
+_UNKNOWN: Any = object()  # a card shape not compiled yet
 
 
 class ShapeCache:
@@ -251,10 +296,6 @@ class ShapeCache:
         self.template = template
         self.frames: dict[tuple[str, str], _Frame] = {}
         self.units: dict[tuple[str, str], Program | None] = {}  # (style, card key)
-        # (style, card key, card values) -> the card's filled HTML: a card recurs in many
-        # emails with the same values (the same paper at the same rank)
-        self.filled: OrderedDict[tuple[str, str, tuple[str, ...]], str] = OrderedDict()
-        self.filled_chars = 0  # their length, held under FILLED_CHARS
         self.compiles = 0
 
     def _compile(self, source: str) -> str:
@@ -269,39 +310,35 @@ class ShapeCache:
             if len(self.frames) >= MAX_SHAPES:  # keep a long-running daemon's memory bounded
                 self.frames.clear()
                 self.units.clear()
-                self.filled.clear()
-                self.filled_chars = 0
             frame = self._frame(head, tail)
             self.frames[(head.key, tail.key)] = frame
         if not frame.fits:
             return None
         if not cards:
-            return None if frame.bare is None else _fill(frame.bare, head, head, tail)
-        texts: list[str] = []
-        filled = self.filled
+            if frame.bare is None:
+                return None
+            out: list[str] = []
+            frame.bare.fill_into(out, (head.values, head.values, tail.values))
+            return "".join(out)
+        # Each card's unit filled straight into the email's pieces: one join for the whole
+        # email. (Filled cards were kept too, by their values, up to 1 MB: only ~30% of a
+        # send's cards met one again, and filling is cheaper than keeping.)
+        pieces: list[str] = []
+        units = self.units
         for card in cards:
-            key = (frame.style, card.key, card.values)
-            text = filled.get(key)
-            if text is not None:
-                filled.move_to_end(key)
-            else:
+            unit = units.get((frame.style, card.key), _UNKNOWN) \
+                if frame.boundary is not None else _UNKNOWN
+            if unit is _UNKNOWN:
                 unit = self._shared_unit(frame, head, card, tail) \
                     if frame.boundary is not None else self._frame_unit(frame, head, card, tail)
-                if unit is None:
-                    return None
-                text = _fill(unit, card, head, tail)
-                if frame.boundary is not None:  # _frame_unit's units change with the frame
-                    filled[key] = text
-                    self.filled_chars += len(text)
-                    while self.filled_chars > FILLED_CHARS or len(filled) > 8 * MAX_SHAPES:
-                        self.filled_chars -= len(filled.popitem(last=False)[1])
-            texts.append(text)
-        # the head filled once every card's unit is known (they may move it); one join of
-        # the frame's pieces and the cards, not a join of the frame's parts first
-        out: list[str] = []
-        _fill_into(out, frame.head, head, head, tail)
-        out += texts
-        _fill_into(out, frame.tail, head, head, tail)
+            if unit is None:
+                return None
+            unit.fill_into(pieces, (head.values, card.values, tail.values))
+        # the head filled once every card's unit is known (they may move it)
+        out = []
+        frame.head.fill_into(out, (head.values, head.values, tail.values))
+        out += pieces
+        frame.tail.fill_into(out, (head.values, head.values, tail.values))
         return "".join(out)
 
     def _frame(self, head: Shaped, tail: Shaped) -> _Frame:
@@ -392,21 +429,3 @@ class ShapeCache:
 def _whole_tokens(text: str, *pieces: str) -> bool:
     """True when cutting ``text`` into ``pieces`` splits no hole token in two."""
     return _TOKEN.findall(text) == [t for piece in pieces for t in _TOKEN.findall(piece)]
-
-
-def _fill(program: Program, own: Shaped, head: Shaped, tail: Shaped) -> str:
-    out: list[str] = []
-    _fill_into(out, program, own, head, tail)
-    return "".join(out)
-
-
-def _fill_into(out: list[str], program: Program, own: Shaped, head: Shaped, tail: Shaped
-               ) -> None:
-    # values as compile_mjml's seven_bit_html writes them (fits_seven_bit vouches for it)
-    values = {"h": head.values, "t": tail.values, "c": own.values}
-    append = out.append
-    for literal, kind, index in program:
-        append(literal)
-        if kind:
-            value = values[kind][index]
-            append(value if value.isascii() else ascii_text(value))

@@ -29,8 +29,8 @@ from digest.models import (
     Topic,
 )
 from digest.render import Renderer, left_out
-from digest.render._record import seven_bit_html
-from digest.render._shapes import Shaper
+from digest.render._record import ascii_text, seven_bit_html
+from digest.render._shapes import Shaper, _program, _seven_bit
 from digest.render._renderer import context, day, http_url, short_authors, wrap
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -766,6 +766,32 @@ def test_seven_bit_html_leaves_raw_text_alone_and_references_everything_else() -
                    '</head><body><p\nclass="x" title="Zo&#235;">a &#9650; b<br\n/></p>'
                    "<script>if (a <b ) {}</script></body></html>")
     assert _Tokens(out).events == _Tokens(html).events
+
+
+def _filled(html: str, values: dict[str, tuple[str, ...]]) -> str:
+    """Each hole token of a compiled shape replaced by its value, made 7-bit: the plain
+    statement of what a program's fill gives."""
+    return re.sub(r"zqpd([hct])(\d+)qz", lambda m: ascii_text(values[m.group(1)][int(m.group(2))]),
+                  html)
+
+
+def test_a_program_fills_its_holes_as_the_tokens_say() -> None:
+    rnd = random.Random(5)
+    words = ["<p>", "a { b }", "{0[1]}", "%s", "", "\n", "zq", "é ▲ ·", "&#183;"]
+    for _ in range(2_000):
+        kinds = rnd.choice(["c", "ht", "h", "t"])
+        values = {k: tuple(rnd.choice(words) + str(n) for n in range(rnd.randint(1, 6)))
+                  for k in "hct"}
+        html = "".join(rnd.choice(words) + (f"zqpd{k}{rnd.randrange(len(values[k]))}qz"
+                                            if (k := rnd.choice(kinds + "x")) != "x" else "")
+                       for _ in range(rnd.randint(0, 12)))
+        program = _program(html, kinds)
+        assert program is not None
+        out: list[str] = []
+        program.fill_into(out, (_seven_bit(values["h"]), _seven_bit(values["c"]),
+                                _seven_bit(values["t"])))
+        assert "".join(out) == _filled(html, values)
+    assert _program("<p>zqpdc0qz</p>", "ht") is None  # a card's hole in the frame: refused
 
 
 # --------------------------------------------------------------------------- card holes (issue 16)

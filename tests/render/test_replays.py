@@ -187,6 +187,7 @@ def test_keyed_outputs_are_bounded() -> None:
 def test_all_holes_is_all_of_is_hole(values: tuple[str, ...]) -> None:
     assert _all_holes(values) == all(map(_is_hole, values))
     assert _all_holes(list(values)) == all(map(_is_hole, values))
+    assert _all_holes(values, "\x00".join(values)) == all(map(_is_hole, values))
 
 
 def test_card_values_are_read_once_and_cards_stay_plain_values() -> None:
@@ -199,3 +200,100 @@ def test_card_values_are_read_once_and_cards_stay_plain_values() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         card.rank = 2  # type: ignore[misc]
     assert Card.tags.__doc__ and "topic" in Card.tags.__doc__
+
+
+# --------------------------------------------------------------------------- the frame's trace
+
+
+def _traced_everywhere(fast: Renderer, digests: tuple[Digest, ...]) -> bool:
+    """Every email's HTML frame taken from its trace (none rendered by the template itself)."""
+    template = fast._template(fast.fast_env, "digest.mjml")
+    frame = fast._frame(template)
+    if frame is None:
+        return False
+    for d in digests:
+        ctx = context(d)
+        traced = frame.trace(lambda values: fast._run(values, ctx))
+        if traced is None or frame.texts(traced) is None:
+            return False
+    return True
+
+
+_FOOTER = ('{% block footer %}<mj-text><p>{{ publisher }}{% if sender_address %} at '
+           '{{ sender_address }}{% endif %} to {{ subscriber.email }}</p>'
+           '{% if unsubscribe_url %}<p><a href="{{ unsubscribe_url }}">Leave</a></p>{% elif '
+           'manage_url %}<p>{{ manage_url }}</p>{% else %}<p>Reply.</p>{% endif %}</mj-text>'
+           '{% endblock %}')
+_CARDS = ('{% block cards %}{% for card in cards %}{{ card_marker }}{% include "_paper.mjml" %}'
+          '{% endfor %}{{ card_marker }}{% endblock %}')
+
+
+@pytest.mark.parametrize("override", [
+    None,
+    f'{{% extends "stock/digest.mjml" %}}\n{_FOOTER}\n',
+    f'{{% extends "stock/digest.mjml" %}}\n{_CARDS}\n{_FOOTER}\n',
+    # branches in the head (elif) and in the tail
+    '{% extends "stock/digest.mjml" %}{% block more %}{% if more %}<mj-text>{{ more }} / '
+    "{{ title }}</mj-text>{% endif %}{% endblock %}{% block header %}<mj-section><mj-column>"
+    "{% if name %}<mj-text>{{ name|upper }}</mj-text>{% elif cards|length > 3 %}<mj-text>"
+    "Many</mj-text>{% endif %}</mj-column></mj-section>{% endblock %}",
+])
+def test_the_html_frame_is_taken_from_its_trace(tmp_path: Path, override: str | None) -> None:
+    if override is not None:
+        (tmp_path / "digest.mjml").write_text(override, encoding="utf-8")
+    folder = tmp_path if override is not None else None
+    fast, full = Renderer(folder), Renderer(folder, fast=False)
+    digests = send_digests()[:60]
+    _same(fast, full, digests * 2)
+    assert _traced_everywhere(fast, digests)
+
+
+@pytest.mark.parametrize("block", [
+    "{% block footer %}{% set x = subscriber.email %}<mj-text>{{ x }}</mj-text>{% endblock %}",
+    "{% block footer %}{{ super() }}<mj-text>more</mj-text>{% endblock %}",
+    "{% block header %}{{ card_marker }}{% endblock %}",  # a second card marker
+    "{% block more %}<mj-text>{% for t in topics %}{{ t }} {% endfor %}</mj-text>{% endblock %}",
+    "{% block cards %}{% for card in cards %}{{ card_marker }}{% include '_paper.mjml' %}"
+    "{% else %}<mj-text>none</mj-text>{% endfor %}{{ card_marker }}{% endblock %}",
+    "{% block footer %}{% macro m(x) %}{{ x }}{% endmacro %}<mj-text>{{ m(publisher) }}"
+    "</mj-text>{% endblock %}",
+    "{% block footer %}<mj-text>{{ self.more() }}</mj-text>{% endblock %}",
+    "{% block footer %}<mj-text>{{ [publisher]|random }}</mj-text>{% endblock %}",
+    "{% block footer %}<mj-text>\x04 0\x05{{ publisher }}</mj-text>{% endblock %}",
+])
+def test_a_frame_the_trace_cannot_stand_for_renders_as_it_is(tmp_path: Path, block: str) -> None:
+    (tmp_path / "digest.mjml").write_text(f'{{% extends "stock/digest.mjml" %}}\n{block}\n',
+                                          encoding="utf-8")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    digests = send_digests()[:12]
+    if "random" not in block:
+        _same(fast, full, digests)
+    assert not _traced_everywhere(fast, digests)
+
+
+def test_text_between_the_loop_and_its_card_marker_is_not_traced(tmp_path: Path) -> None:
+    # it belongs to the last card's part, which the trace takes from the loop alone
+    (tmp_path / "digest.mjml").write_text(
+        '{% extends "stock/digest.mjml" %}{% block cards %}{% for card in cards %}'
+        "{{ card_marker }}{% include '_paper.mjml' %}{% endfor %}<mj-section><mj-column>"
+        "<mj-text>after</mj-text></mj-column></mj-section>{{ card_marker }}{% endblock %}",
+        encoding="utf-8")
+    assert not _traced_everywhere(Renderer(tmp_path), send_digests()[:4])
+
+
+@pytest.mark.parametrize("safe", [False, True])
+def test_a_value_that_looks_like_a_trace_is_not_taken_for_one(tmp_path: Path, safe: bool) -> None:
+    # printed text holding markers passes through as it is (record_finalize): a trace that
+    # holds it must not be read as the tokens and markers it imitates
+    if safe:
+        (tmp_path / "digest.mjml").write_text(
+            '{% extends "stock/digest.mjml" %}{% block header %}<mj-text>{{ name|safe }}'
+            "{{ publisher }}</mj-text>{% endblock %}", encoding="utf-8")
+    folder = tmp_path if safe else None
+    fast, full = Renderer(folder), Renderer(folder, fast=False)
+    names = ["\x020\x03", "\x04 0\x05\x020\x03", "\x04s\x05", "a\x01b", "\x021\x03\x04 3\x05",
+             "\x02m0\x03", None, "Ada"]
+    digests = tuple(
+        dataclasses.replace(d, subscriber=dataclasses.replace(d.subscriber, name=name))
+        for d in send_digests()[:24] for name in names)
+    _same(fast, full, digests * 2)
