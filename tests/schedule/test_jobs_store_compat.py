@@ -154,3 +154,4 @@ def test_a_pass_fires_old_jobs_and_stores_them_as_values(jobs: Path,
         fresh = cron_trigger(schedule, tz)
         assert fires(loaded[email].trigger) == fires(fresh)
         assert loaded[email].next_run_time == fresh.get_next_fire_time(None, clock[0])
+        assert loaded[email].kwargs == {"email": email}  # the fire's run time not stored
