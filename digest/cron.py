@@ -246,7 +246,11 @@ class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 
         fired = previous_fire_time.astimezone(UTC)
         if now.astimezone(UTC) < fired:
             return self._next_fire(previous_fire_time, now)
-        key = (self._value(), fired)
+        value = self._value()
+        # its value says which fields it has only when it builds them again (always, but for
+        # a trigger made by hand with odd defaults): else its fields' text says it
+        key = (value if _rebuilds(self, value) else (value, tuple(map(str, self.fields))),
+               fired)
         found = _NEXT_FIRES.get(key, _NONE_YET)
         if found is _NONE_YET:
             if len(_NEXT_FIRES) >= 4096:

@@ -339,3 +339,20 @@ def test_a_pickle_of_the_field_by_field_form_loads_and_pickles_as_its_value() ->
         old = pickle.loads(buffer.getvalue())
         assert chained_fires(old, DST_STARTS, 20) == chained_fires(trigger, DST_STARTS, 20)
         assert pickle.dumps(old) == pickle.dumps(trigger)
+
+
+def test_the_kept_next_fires_never_mix_a_trigger_with_one_of_the_same_value() -> None:
+    """A trigger whose value does not rebuild it (the hour marked default) and the trigger
+    that value does build (every hour) share a value but not their fires."""
+    odd = WallClockCronTrigger(hour="7", minute="0", timezone=ZoneInfo("UTC"))
+    odd.fields[5].is_default = True
+    hourly = WallClockCronTrigger(minute="0", timezone=ZoneInfo("UTC"))
+    assert odd._value() == hourly._value()
+    fire = datetime(2026, 3, 28, 7, 0, tzinfo=UTC)
+    for first, second in ((odd, hourly), (hourly, odd)):
+        from digest.cron import _NEXT_FIRES
+
+        _NEXT_FIRES.clear()
+        first.get_next_fire_time(fire, fire)
+        assert odd.get_next_fire_time(fire, fire) == datetime(2026, 3, 29, 7, 0, tzinfo=UTC)
+        assert hourly.get_next_fire_time(fire, fire) == datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
