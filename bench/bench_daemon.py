@@ -19,6 +19,12 @@ fresh ledger:
   while the daemon starts and reconciles every job, then jumps to 06:59:58, so the burst is
   due two seconds ahead with nothing else going on. Start-up is not in the figure (a daemon is
   up before its minute); ``digest send``'s figure includes its own start-up.
+- a CPU line per N, user + sys seconds: the whole ``digest send`` process, and the daemon's
+  process from the clock's jump to the last fire, every thread's (a shard's own are not
+  counted). On a shared, loaded machine they drift less than the wall times.
+``--pass`` times only APScheduler's processing pass over the N due jobs (the CPU seconds of
+its thread, fires collected, not sent), with the triggers stored as ``digest run`` stores them
+(each as its value) beside the older field-by-field pickles.
 Every subscriber is in UTC with schedule ``0 7 * * *`` and 1-3 topics of real terms from the
 bundled sample papers (bench_send.py's generator), ``smtp.connections: 4``, ``feed: sample``.
 The floor (issue 16): the burst within 10% of ``digest send``, at every N. Prints min/median/max
@@ -32,6 +38,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -88,14 +95,21 @@ def run_send(yaml: Path, work: Path, *, one_process: bool = False,
     env.pop("DIGEST_CONFIG", None)
     command = ["-c", ONE_PROCESS] if one_process else ["-c", EVERY_CPU] if every_cpu else [
         "-m", "digest"]
+    cpu0 = _cpu(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, *command, "send", "--config", str(yaml),
                            "--now", DUE.isoformat()], cwd=work, env=env, capture_output=True,
                           text=True, check=False)
     seconds = time.perf_counter() - t0
+    cpu = _cpu(resource.RUSAGE_CHILDREN) - cpu0
     if proc.returncode != 0:
         raise SystemExit(f"digest send failed:\n{proc.stdout}\n{proc.stderr}")
-    return {"seconds": seconds, "tail": proc.stdout.strip().splitlines()[-3:]}
+    return {"seconds": seconds, "cpu": cpu, "tail": proc.stdout.strip().splitlines()[-3:]}
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_daemon(yaml: Path, work: Path, n: int) -> dict[str, Any]:
@@ -121,12 +135,12 @@ def run_daemon(yaml: Path, work: Path, n: int) -> dict[str, Any]:
 
     done = threading.Event()
     outcomes: dict[str, int] = {}
-    end = [0.0]
+    end = [0.0, 0.0]
 
     def on_fire(result: FireResult) -> None:
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
         if sum(outcomes.values()) >= n:
-            end[0] = time.perf_counter()
+            end[:] = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
             done.set()
 
     daemon = Daemon(yaml, environ={}, clock=lambda: datetime.now(UTC) + offset[0],
@@ -143,6 +157,7 @@ def run_daemon(yaml: Path, work: Path, n: int) -> dict[str, Any]:
     lead = 2.0
     offset[0] = DUE - timedelta(seconds=lead) - datetime.now(UTC)
     t_due = time.perf_counter() + lead
+    cpu0 = _cpu(resource.RUSAGE_SELF)  # idle until 07:00: the burst's CPU, every thread's
     daemon.scheduler.wakeup()  # it was sleeping until 07:00 by the old clock reading
     if not done.wait(3600):
         raise SystemExit(f"the burst did not finish: {outcomes}")
@@ -151,7 +166,8 @@ def run_daemon(yaml: Path, work: Path, n: int) -> dict[str, Any]:
     shards = [line.split(": over ", 1)[1].strip() for line in
               (work / "run.log").read_text(encoding="utf-8").splitlines()
               if "process shards" in line]
-    return {"seconds": end[0] - t_due, "startup": startup, "outcomes": outcomes,
+    return {"seconds": end[0] - t_due, "cpu": end[1] - cpu0, "startup": startup,
+            "outcomes": outcomes,
             "batches": shards or ["one process"]}
 
 
@@ -175,6 +191,106 @@ def child(mode: str, yaml: Path, n: int) -> None:
     print(json.dumps(out), flush=True)
 
 
+# --------------------------------------------------------------------------- the pass alone
+
+
+def pass_child(n: int, field_by_field: bool) -> None:
+    """CPU seconds of APScheduler's processing pass over ``n`` due jobs (what the burst's
+    first second costs the daemon's process besides sending), on a real SQLite job store:
+    the jobs as ``digest run`` stores them, or with each trigger pickled field by field (as
+    before commit 9f37a5e, and as a store written then is read on its first pass). The fires
+    are collected, not sent."""
+    import io
+    import pickle
+
+    import apscheduler.executors.base as executors_base
+    import apscheduler.schedulers.base as schedulers_base
+    from apscheduler.schedulers.base import STATE_RUNNING
+
+    import digest.schedule._daemon as daemon_module
+    from digest.cron import WallClockCronTrigger, cron_trigger
+    from digest.schedule._jobs import FIRE_FUNC, build_scheduler
+
+    offset = [DUE - timedelta(hours=1) - datetime.now(UTC)]
+
+    class _Shifted(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return datetime.now(tz) + offset[0]
+
+    schedulers_base.datetime = _Shifted  # type: ignore[misc]
+    executors_base.datetime = _Shifted  # type: ignore[misc]
+
+    class FieldByField(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is WallClockCronTrigger:  # pickle's default for a class with slots
+                return (getattr(__import__("copyreg"), "__newobj__"), (type(obj),),
+                        obj.__getstate__())
+            return NotImplemented
+
+    class Collect:
+        def __init__(self) -> None:
+            self.fires: list[tuple[str, datetime]] = []
+
+        def submit(self, email: str, run_time: datetime) -> None:
+            self.fires.append((email, run_time))
+
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-pass-") as tmp:
+        jobs = Path(tmp) / "digest.db.jobs"
+        scheduler = build_scheduler(jobs)
+        scheduler.start(paused=True)
+        for i in range(n):
+            email = f"user{i}@example.org"
+            scheduler.add_job(FIRE_FUNC, cron_trigger("0 7 * * *", "UTC"), id=email,
+                              name="0 7 * * * @ UTC", kwargs={"email": email},
+                              misfire_grace_time=12 * 3600, coalesce=True, max_instances=1)
+        store = scheduler._jobstores["default"]
+        if field_by_field:
+            table = store.jobs_t
+            with store.engine.begin() as connection:
+                for job in store.get_all_jobs():
+                    buffer = io.BytesIO()
+                    FieldByField(buffer, protocol=store.pickle_protocol).dump(
+                        job.__getstate__())
+                    connection.execute(table.update().where(table.c.id == job.id).values(
+                        job_state=buffer.getvalue()))
+        collect = Collect()
+        daemon_module._current = collect  # type: ignore[assignment]
+        offset[0] = DUE + timedelta(seconds=1) - datetime.now(UTC)
+        scheduler.state = STATE_RUNNING  # its thread sleeps on: the pass runs here, timed
+        cpu0 = time.thread_time()
+        scheduler._process_jobs()
+        cpu = time.thread_time() - cpu0
+        scheduler.shutdown(wait=False)
+        daemon_module._current = None
+    if len(collect.fires) != n:
+        raise SystemExit(f"the pass fired {len(collect.fires)} of {n} jobs")
+    print(json.dumps({"cpu": cpu}), flush=True)
+
+
+def time_the_pass(sizes: list[int], repeats: dict[int, int]) -> None:
+    cpus: dict[tuple[int, bool], list[float]] = {}
+    for n in sizes:
+        for _ in range(repeats[n]):
+            for fields in (False, True):  # interleaved
+                proc = subprocess.run([sys.executable, __file__, "--child",
+                                       "pass-fields" if fields else "pass", "--subscribers",
+                                       str(n)], capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    raise SystemExit(f"the pass failed:\n{proc.stdout}\n{proc.stderr}")
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                cpus.setdefault((n, fields), []).append(float(row["cpu"]))
+    print("\nbench_daemon --pass: APScheduler's processing pass over N due jobs (one schedule, "
+          "a real SQLite job store), CPU s of the scheduler's thread\n")
+    print(f"{'N':>7} {'jobs stored':<44}{'min':>7} {'median':>7} {'max':>7}  repeats")
+    for n in sizes:
+        for fields, label in ((False, "triggers as their value (digest run's)"),
+                              (True, "triggers field by field (the older store)")):
+            values = cpus[(n, fields)]
+            print(f"{n:>7,} {label:<44}{min(values):7.3f} {statistics.median(values):7.3f} "
+                  f"{max(values):7.3f}  {repeats[n]}")
+
+
 # --------------------------------------------------------------------------- parent
 
 
@@ -189,7 +305,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=counts, default=[3, 2],
                     help="repeats per size, comma-separated (the last one serves the rest)")
     ap.add_argument("--child", choices=("send", "send-1", "send-all", "daemon", "daemon-1",
-                                         "daemon-all"))
+                                         "daemon-all", "pass", "pass-fields"))
+    ap.add_argument("--pass", dest="the_pass", action="store_true",
+                    help="only time APScheduler's processing pass over the N due jobs (CPU s), "
+                         "with triggers stored as values and field by field")
     ap.add_argument("--one-process", action="store_true",
                     help="also time digest send and the burst with their process shards off "
                          "(they start from 5,000 subscribers)")
@@ -198,10 +317,19 @@ def main() -> None:
                          "(LOCAL_SERVER_CPUS = 0)")
     ap.add_argument("--yaml", type=Path)
     args = ap.parse_args()
+    if args.child in ("pass", "pass-fields"):
+        pass_child(args.subscribers[0], args.child == "pass-fields")
+        return
     if args.child:
         child(args.child, args.yaml, args.subscribers[0])
         return
 
+    sizes = args.subscribers
+    repeats = {n: (args.repeats[i] if i < len(args.repeats) else args.repeats[-1])
+               for i, n in enumerate(sizes)}
+    if args.the_pass:
+        time_the_pass(sizes, repeats)
+        return
     sys.path.insert(0, str(ROOT / "tests"))
     from smtp_server import spawn_sink
 
@@ -210,10 +338,8 @@ def main() -> None:
              *(("send-all",) if args.every_cpu else ()), "daemon",
              *(("daemon-1",) if args.one_process else ()),
              *(("daemon-all",) if args.every_cpu else ()))
-    sizes = args.subscribers
-    repeats = {n: (args.repeats[i] if i < len(args.repeats) else args.repeats[-1])
-               for i, n in enumerate(sizes)}
     seconds: dict[int, dict[str, list[float]]] = {n: {m: [] for m in modes} for n in sizes}
+    cpus: dict[int, dict[str, list[float]]] = {n: {m: [] for m in modes} for n in sizes}
     extra: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
     loads: list[float] = []
     try:
@@ -232,6 +358,7 @@ def main() -> None:
                             raise SystemExit(f"{mode} failed:\n{proc.stdout}\n{proc.stderr}")
                         row = json.loads(proc.stdout.strip().splitlines()[-1])
                         seconds[n][mode].append(float(row["seconds"]))
+                        cpus[n][mode].append(float(row["cpu"]))
                         extra[n].append(row)
     finally:
         sink.terminate()
@@ -271,6 +398,9 @@ def main() -> None:
             if mode in modes:
                 one = statistics.median(seconds[n][mode]) / statistics.median(seconds[n]["send"])
                 print(f"{n:>7,} burst {what} / send, medians: {one:.2f}")
+        cpu = statistics.median(cpus[n]["daemon"]) / statistics.median(cpus[n]["send"])
+        print(f"{n:>7,} CPU s, user+sys: digest send {mmm(cpus[n]['send'])}, burst "
+              f"{mmm(cpus[n]['daemon'])}; burst / send, medians: {cpu:.2f}")
         startups = [float(r["startup"]) for r in extra[n] if r["mode"] == "daemon"]
         outcomes = [r["outcomes"] for r in extra[n] if r["mode"] == "daemon"]
         batches = sorted({", ".join(r["batches"]) for r in extra[n] if r["mode"] == "daemon"})

@@ -24,6 +24,7 @@ standard rules hold:
 
 from __future__ import annotations
 
+import copyreg
 import re
 from calendar import monthrange
 from collections.abc import Sequence
@@ -197,14 +198,39 @@ class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 
     """A ``CronTrigger`` that fires fixed wall-clock times once on the fall-back night (as
     cron does) and reports spring-forward fires as real local times (03:30 CEST, not the
     non-existent 02:30+01:00 APScheduler computes). Lives here, importable, so jobs holding
-    it pickle into the SQLite job store."""
+    it pickle into the SQLite job store.
 
-    __slots__ = ("_memo_key", "skip_repeats")
-    _memo_key: tuple[Any, ...]  # its value, for _NEXT_FIRES: set on first use
+    It pickles as its value (``_value``: the fields' cron text, zone, dates, jitter) handed to
+    ``_wall_clock``, a cached constructor: a job store's 10,000 jobs on one schedule unpickle
+    to one lookup each and share one trigger, instead of rebuilding 8 fields and their
+    expressions each (most of the CPU of loading a due job). Pickles of the older form (the
+    fields' objects, through ``__setstate__``) still load."""
+
+    __slots__ = ("_value_kept", "skip_repeats")
+    _value_kept: tuple[Any, ...] | None  # ``_value()``'s answer, worked out on first use
 
     def __init__(self, *args: Any, skip_repeats: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.skip_repeats = skip_repeats
+        self._value_kept = None
+
+    def _value(self) -> tuple[Any, ...]:
+        """What the trigger is, hashable: the fields given (name and cron text), the zone,
+        start and end dates, jitter and ``skip_repeats``. Equal values fire alike."""
+        value = self._value_kept
+        if value is None:
+            given = tuple((f.name, str(f)) for f in self.fields if not f.is_default)
+            value = self._value_kept = (given, self.timezone, self.start_date, self.end_date,
+                                        self.jitter, self.skip_repeats)
+        return value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        value = self._value()
+        if _rebuilds(self, value):
+            return (_wall_clock, value)
+        # fields their cron text would not give back (never made so here): the older form,
+        # the fields' objects (what pickle does by default for a class with slots)
+        return (_NEWOBJ, (type(self),), self.__getstate__())
 
     def get_next_fire_time(self, previous_fire_time: datetime | None,
                            now: datetime) -> datetime | None:
@@ -220,12 +246,11 @@ class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 
         fired = previous_fire_time.astimezone(UTC)
         if now.astimezone(UTC) < fired:
             return self._next_fire(previous_fire_time, now)
-        try:
-            key = (self._memo_key, fired)
-        except AttributeError:  # made by __init__ or unpickled: its value, once
-            self._memo_key = (tuple(map(str, self.fields)), self.timezone, self.end_date,
-                              self.skip_repeats)
-            key = (self._memo_key, fired)
+        value = self._value()
+        # its value says which fields it has only when it builds them again (always, but for
+        # a trigger made by hand with odd defaults): else its fields' text says it
+        key = (value if _rebuilds(self, value) else (value, tuple(map(str, self.fields))),
+               fired)
         found = _NEXT_FIRES.get(key, _NONE_YET)
         if found is _NONE_YET:
             if len(_NEXT_FIRES) >= 4096:
@@ -253,7 +278,41 @@ class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.skip_repeats = state.get("skip_repeats", True)
+        self._value_kept = None
 
+
+@lru_cache(maxsize=4096)  # a job store's triggers share a handful of values
+def _wall_clock(given: tuple[tuple[str, str], ...], timezone: tzinfo,
+                start_date: datetime | None, end_date: datetime | None, jitter: int | None,
+                skip_repeats: bool) -> WallClockCronTrigger:
+    """The trigger of a value (``WallClockCronTrigger._value``), built once and shared, as
+    ``cron_trigger``'s are: triggers are never mutated."""
+    return WallClockCronTrigger(**dict(given), timezone=timezone, start_date=start_date,
+                                end_date=end_date, jitter=jitter, skip_repeats=skip_repeats)
+
+
+_REBUILDS: dict[tuple[Any, ...], bool] = {}  # a value -> whether it rebuilds its trigger
+
+
+def _rebuilds(trigger: WallClockCronTrigger, value: tuple[Any, ...]) -> bool:
+    """Whether ``_wall_clock(*value)`` is ``trigger`` again, field by field (asked once per
+    value): pickling a trigger as its value must never change what it fires."""
+    known = _REBUILDS.get(value)
+    if known is None:
+        try:
+            twin = _wall_clock(*value)
+        except (TypeError, ValueError):
+            known = False
+        else:
+            known = type(twin) is type(trigger) and twin.__getstate__() == trigger.__getstate__() \
+                and [f.is_default for f in twin.fields] == [f.is_default for f in trigger.fields]
+        if len(_REBUILDS) >= 4096:
+            _REBUILDS.clear()
+        _REBUILDS[value] = known
+    return known
+
+
+_NEWOBJ = getattr(copyreg, "__newobj__")  # not in typeshed
 
 # (a trigger's value, a past fire in UTC) -> the next fire (WallClockCronTrigger's)
 _NEXT_FIRES: dict[tuple[Any, datetime], datetime | None] = {}

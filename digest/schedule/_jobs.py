@@ -15,7 +15,6 @@ Here a job is only touched when its schedule or timezone really changed (the job
 
 from __future__ import annotations
 
-import copy
 import os
 import pickle
 from collections.abc import Callable, Iterable
@@ -84,12 +83,22 @@ class EditionExecutor(DebugExecutor):  # type: ignore[misc]  # APScheduler 3 is 
     on_submit: Callable[[str, datetime], None] | None = None
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        fired = copy.copy(job)
+        # slot by slot: copy.copy goes through __getstate__/__setstate__, which looks the
+        # job's function up again (13 us a fire, against 2)
+        fired = Job.__new__(Job)
+        for name in _JOB_SLOTS:
+            value = getattr(job, name, _UNSET)
+            if value is not _UNSET:
+                setattr(fired, name, value)
         fired.kwargs = {"run_time": run_times[-1], **job.kwargs}  # a retry job pins its own
         fired._jobstore_alias = getattr(job, "_jobstore_alias", None)
         if self.on_submit is not None:
             self.on_submit(str(fired.kwargs["email"]), fired.kwargs["run_time"])
         super()._do_submit_job(fired, run_times)
+
+
+_JOB_SLOTS = tuple(name for name in Job.__slots__ if name != "__weakref__")
+_UNSET = object()
 
 
 def _sqlite_engine(path: Path) -> Engine:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from digest.cron import cron_trigger, next_runs, parse_cron
+from digest.cron import WallClockCronTrigger, cron_trigger, next_runs, parse_cron
 
 
 def iso(runs: list[datetime]) -> list[str]:
@@ -247,3 +251,108 @@ def test_next_fire_kept_per_trigger_and_fire_is_the_cron_search_itself() -> None
             assert want is None or utc(want) > utc(fire)  # type: ignore[operator]
             fire, checked = want, checked + 1
     assert checked > 1000 and _NEXT_FIRES
+
+
+def chained_fires(trigger: Any, starts: list[datetime], n: int) -> list[datetime]:
+    """``n`` fires from each start, each searched from the one before (as a job moves on), as
+    UTC instants (two local times of one zone compare by wall time)."""
+    out: list[datetime] = []
+    for start in starts:
+        fire = trigger.get_next_fire_time(None, start)
+        for _ in range(n):
+            if fire is None:
+                break
+            out.append(fire.astimezone(UTC))
+            fire = trigger.get_next_fire_time(fire, fire)
+    return out
+
+
+# the nights the clocks change in Berlin and New York, 2026, and a quiet week
+DST_STARTS = [datetime(2026, 3, 7, 12, tzinfo=UTC), datetime(2026, 3, 28, 12, tzinfo=UTC),
+              datetime(2026, 10, 24, 12, tzinfo=UTC), datetime(2026, 10, 31, 12, tzinfo=UTC),
+              datetime(2026, 7, 1, tzinfo=UTC)]
+PICKLED = [("0 7 * * *", "UTC"), ("30 2 * * *", "Europe/Berlin"), ("30 1 * * *",
+           "America/New_York"), ("30 * * * *", "America/New_York"), ("*/20 * * * *",
+           "Europe/Berlin"), ("0 8 1 * mon", "America/New_York"), ("15 6 * * mon-fri",
+           "Asia/Kolkata"), ("0 0 29 2 *", "Australia/Lord_Howe"), ("@weekly", "Europe/Berlin")]
+
+
+@pytest.mark.parametrize(("expr", "zone"), PICKLED)
+def test_a_pickled_trigger_is_its_value_again_and_fires_the_same_times(expr: str,
+                                                                        zone: str) -> None:
+    trigger = cron_trigger(expr, zone)
+    copy = pickle.loads(pickle.dumps(trigger))
+    parts = trigger.triggers if isinstance(trigger, OrTrigger) else [trigger]
+    copies = copy.triggers if isinstance(copy, OrTrigger) else [copy]
+    assert type(copy) is type(trigger) and len(copies) == len(parts)
+    for part, twin in zip(parts, copies):
+        assert type(twin) is WallClockCronTrigger
+        assert twin.__getstate__() == part.__getstate__()  # fields, zone, dates, skip_repeats
+        assert [f.is_default for f in twin.fields] == [f.is_default for f in part.fields]
+    assert str(copy) == str(trigger)
+    assert chained_fires(copy, DST_STARTS, 30) == chained_fires(trigger, DST_STARTS, 30)
+
+
+def test_triggers_of_one_value_unpickle_to_one_shared_trigger() -> None:
+    """10,000 jobs on one schedule: each job's pickle costs a lookup, not a rebuild."""
+    first = pickle.dumps(cron_trigger("0 7 * * *", "Europe/Berlin"))
+    built = WallClockCronTrigger(month="*", day="*", day_of_week="*", hour="7", minute="0",
+                                 timezone=ZoneInfo("Europe/Berlin"))
+    second = pickle.dumps(built)
+    assert second == first  # one value, one pickle, however the trigger was made
+    assert pickle.loads(first) is pickle.loads(second)
+    other = pickle.loads(pickle.dumps(cron_trigger("0 7 * * *", "UTC")))
+    assert other is not pickle.loads(first)
+    assert b"apscheduler.triggers.cron.fields" not in first  # no field objects in it
+
+
+def test_a_trigger_its_cron_text_would_not_rebuild_pickles_field_by_field() -> None:
+    """Pickling never changes what a trigger fires: one whose fields' text would build
+    another trigger (here a field marked default that is not) is pickled as its fields'
+    objects, as APScheduler does."""
+    odd = WallClockCronTrigger(hour="7", minute="0", timezone=ZoneInfo("UTC"))
+    odd.fields[5].is_default = True  # the hour: left out of its value, '*' if rebuilt
+    data = pickle.dumps(odd)
+    assert b"apscheduler.triggers.cron.fields" in data
+    copy = pickle.loads(data)
+    assert copy.__getstate__() == odd.__getstate__()
+    start = [datetime(2026, 3, 28, 12, tzinfo=UTC)]
+    assert chained_fires(copy, start, 5) == chained_fires(odd, start, 5)
+    assert {f.hour for f in chained_fires(copy, start, 5)} == {7}
+
+
+def test_a_pickle_of_the_field_by_field_form_loads_and_pickles_as_its_value() -> None:
+    """What the job store holds from before (the trigger's fields' objects, pickle's default
+    for a class with slots) loads, fires the same, and is written back as its value."""
+
+    class Before(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is WallClockCronTrigger:
+                return (getattr(copyreg, "__newobj__"), (type(obj),), obj.__getstate__())
+            return NotImplemented
+
+    for expr, zone in PICKLED:
+        trigger = cron_trigger(expr, zone)
+        buffer = io.BytesIO()
+        Before(buffer, protocol=pickle.DEFAULT_PROTOCOL).dump(trigger)
+        assert b"apscheduler.triggers.cron.fields" in buffer.getvalue()
+        old = pickle.loads(buffer.getvalue())
+        assert chained_fires(old, DST_STARTS, 20) == chained_fires(trigger, DST_STARTS, 20)
+        assert pickle.dumps(old) == pickle.dumps(trigger)
+
+
+def test_the_kept_next_fires_never_mix_a_trigger_with_one_of_the_same_value() -> None:
+    """A trigger whose value does not rebuild it (the hour marked default) and the trigger
+    that value does build (every hour) share a value but not their fires."""
+    odd = WallClockCronTrigger(hour="7", minute="0", timezone=ZoneInfo("UTC"))
+    odd.fields[5].is_default = True
+    hourly = WallClockCronTrigger(minute="0", timezone=ZoneInfo("UTC"))
+    assert odd._value() == hourly._value()
+    fire = datetime(2026, 3, 28, 7, 0, tzinfo=UTC)
+    for first, second in ((odd, hourly), (hourly, odd)):
+        from digest.cron import _NEXT_FIRES
+
+        _NEXT_FIRES.clear()
+        first.get_next_fire_time(fire, fire)
+        assert odd.get_next_fire_time(fire, fire) == datetime(2026, 3, 29, 7, 0, tzinfo=UTC)
+        assert hourly.get_next_fire_time(fire, fire) == datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
