@@ -5,6 +5,7 @@ each with its own share of the pool, while the parent holds the send lock.
 
 from __future__ import annotations
 
+import collections
 import gc
 import ipaddress
 import logging
@@ -720,25 +721,34 @@ _LATER = _Later()
 
 
 class _Feeder:
-    """A stream of jobs read by a thread of its own, one job ahead of the loop (asked for as
-    the loop takes one, so it is there when the loop wants it, and never more than that one
-    taken from the stream unseen), with a socket the loop's ``select`` wakes on when the job
-    comes."""
+    """A stream of jobs read by a thread of its own, up to ``AHEAD`` jobs ahead of the loop,
+    with a socket the loop's ``select`` wakes on when jobs come.
+
+    The thread reads on while the stream has jobs ready (a burst's fires are all queued at
+    once), so one wake-up of the loop brings many: waking it for each job, one ahead, cost
+    about a third of the loop's time in a 10,000-fire burst. A job comes out as soon as the
+    stream gives it (never held back to fill a batch), so no outcome waits for the next
+    fire. Jobs read but not begun when the run stops are left unbegun: nothing of them is in
+    the ledger, and the stream's owner knows which it handed over and heard nothing of (the
+    daemon parks them for its next start)."""
+
+    AHEAD = 256
 
     def __init__(self, source: Iterator[_Job]) -> None:
         self._source = source
-        self._asked = threading.Semaphore(0)
-        self._answers: queue.SimpleQueue[tuple[_Job | None, BaseException | None]] = \
-            queue.SimpleQueue()
+        self._room = threading.Semaphore(self.AHEAD)
+        self._answers: collections.deque[tuple[_Job | None, BaseException | None]] = \
+            collections.deque()
+        self._came = threading.Condition(threading.Lock())
         self._wake, self._ring = socket.socketpair()
-        self._pending = False  # asked, answer not taken yet
+        self._rung = False  # a byte is in the socket: answers are waiting
         self._closing = False
         self._thread = threading.Thread(target=self._serve, name="digest-stream", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         while True:
-            self._asked.acquire()
+            self._room.acquire()
             if self._closing:
                 return
             try:
@@ -746,8 +756,12 @@ class _Feeder:
                                                                     None)
             except BaseException as exc:  # raised in the loop's thread, where it belongs
                 answer = (None, exc)
-            self._answers.put(answer)
-            self._ring.send(b".")
+            with self._came:
+                self._answers.append(answer)
+                ring, self._rung = not self._rung, True
+                self._came.notify()
+            if ring:
+                self._ring.send(b".")
             if answer[0] is None:
                 return
 
@@ -756,31 +770,25 @@ class _Feeder:
 
     def take(self, *, block: bool) -> _Job | None | _Later:
         """The next job, None at the stream's end, or ``_LATER`` (only when not ``block``)."""
-        if not self._pending:
-            self._pending = True
-            self._asked.release()
-        try:
-            job, error = self._answers.get(block=block)
-        except queue.Empty:
-            return _LATER
-        self._pending = False
-        self._wake.recv(1)
+        with self._came:
+            while not self._answers:
+                if not block:
+                    return _LATER
+                self._came.wait()
+            job, error = self._answers.popleft()
+            if not self._answers:  # the loop's select waits on the socket again
+                self._wake.recv(1)  # sent, or about to be: the thread rang before it let go
+                self._rung = False
+        self._room.release()
         if error is not None:
             raise error
-        if job is not None:  # the next one is read while the loop builds this one
-            self._pending = True
-            self._asked.release()
         return job
 
     def close(self) -> None:
-        """Ends the thread. A job asked for and still coming is waited for (as a sending
-        thread would have waited in the stream) and left unbegun: nothing of it is in the
-        ledger, and the stream's owner knows it was handed over."""
-        if self._pending:
-            self._answers.get()
-            self._pending = False
+        """Ends the thread. A job it is reading is waited for (as a sending thread would have
+        waited in the stream); what was read and not taken is left unbegun."""
         self._closing = True
-        self._asked.release()
+        self._room.release()
         self._thread.join()
         self._wake.close()
         self._ring.close()
