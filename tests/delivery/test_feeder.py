@@ -54,7 +54,7 @@ def test_ready_jobs_come_in_order_with_one_ring_and_no_more_than_ahead_are_read(
     try:
         wait_for(lambda: read[0] == _Feeder.AHEAD)  # read ahead, then held at the bound
         assert readable(feeder, 5.0)
-        got = []
+        got: list[str] = []
         while len(got) < n:
             item = feeder.take(block=True)
             assert isinstance(item, _Job)
