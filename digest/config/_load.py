@@ -29,7 +29,9 @@ from urllib.parse import urlsplit
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from digest.config._dkim import check_alignment, read_dkim, read_helo
-from digest.config._schema import Entry, ItemSink, Reader, compose, is_null, line_of, suggest
+from digest.config._compose import ItemSink, compose
+from digest.config._plain import PlainEntries
+from digest.config._schema import Entry, Reader, is_null, line_of, suggest
 from digest.config._spill import SpillWriter
 from digest.errors import ConfigError, Problem
 from digest.models import (
@@ -135,7 +137,7 @@ def _load(path: Path, env: Mapping[str, str], spill: Path | None
     streamed: list[Subscriber] | SpillWriter | None = None
     early: list[Settings] = []
 
-    def sink(top_so_far: MappingNode) -> Callable[[Node, int], None] | None:
+    def sink(top_so_far: MappingNode) -> _Keep | None:
         """``settings:`` came before ``subscribers:`` (the usual order): read it now and each
         subscriber as it is parsed, so the file's node tree is never held whole."""
         nonlocal streamed
@@ -149,15 +151,9 @@ def _load(path: Path, env: Mapping[str, str], spill: Path | None
         early.append(_settings(reader, entry, absolute.parent, env))
         # Spilled subscribers are read back one at a time: sharing equal values between them
         # would only make the table of shared values grow with the file.
-        people = _people(reader, early[0], share=spill is None)
-        kept = streamed = [] if spill is None else SpillWriter(spill)
-
-        def consume(node: Node, index: int) -> None:
-            found = people.subscriber(node, index)
-            if found is not None:
-                kept.append(found)
-
-        return consume
+        people = _People(reader, early[0], share=spill is None)
+        streamed = [] if spill is None else SpillWriter(spill)
+        return _Keep(people, streamed)
 
     try:
         root = _compose(absolute, file, sink)
@@ -175,7 +171,7 @@ def _load(path: Path, env: Mapping[str, str], spill: Path | None
     elif streamed is not None:
         subscribers = tuple(streamed)
     elif "subscribers" in top:
-        subscribers = _people(reader, settings).all(top["subscribers"].node)
+        subscribers = _People(reader, settings).all(top["subscribers"].node)
     if reader.problems:
         raise ConfigError(sorted(reader.problems, key=lambda p: p.line or 0))
     return absolute, settings, subscribers
@@ -187,13 +183,6 @@ MAX_CONFIG_BYTES = 64 * 2**20
 # From this size on (about 1,000 subscribers, a node tree of ~8 MB) subscribers are read as
 # they are parsed.
 STREAM_ABOVE_BYTES = 256 * 2**10
-
-
-def _people(reader: Reader, settings: Settings, *, share: bool = True) -> _People:
-    people = _People(reader, settings, share=share)
-    if any(p.key.startswith("settings.feed") for p in reader.problems):
-        people.feed_names = None  # the feeds are broken: do not also blame every subscriber
-    return people
 
 
 def _compose(absolute: Path, file: str, sink: ItemSink | None = None) -> Node:
@@ -523,6 +512,27 @@ def _feeds(r: Reader, node: Node, key: str, base: Path) -> tuple[FeedSettings, .
 # --------------------------------------------------------------------------- subscribers
 
 
+class _Keep:
+    """Where a streamed file's subscribers go (``kept``: a list, or the spill file), each read
+    from its parser events when it is a plain entry (``PlainEntries``), else from its node."""
+
+    def __init__(self, people: _People, kept: list[Subscriber] | SpillWriter) -> None:
+        self.people = people
+        self.kept = kept
+
+    def from_events(self, events: list[Any], index: int) -> bool:
+        found = self.people.plain.subscriber(events, index)
+        if found is None:
+            return False
+        self.kept.append(found)
+        return True
+
+    def from_node(self, node: Node, index: int) -> None:
+        found = self.people.subscriber(node, index)
+        if found is not None:
+            self.kept.append(found)
+
+
 class _People:
     """Reads the ``subscribers:`` list. The key -> reader tables are built once per file,
     not once per subscriber: a 10,000-subscriber file would otherwise make 160k closures."""
@@ -548,7 +558,10 @@ class _People:
             "feeds": self.feeds,
         }
         # None: settings.feeds has problems of its own, so names cannot be checked against it
-        self.feed_names: tuple[str, ...] | None = tuple(f.label for f in settings.feed_list)
+        # (the feeds are broken: do not also blame every subscriber)
+        self.feed_names: tuple[str, ...] | None = None if any(
+            p.key.startswith("settings.feed") for p in r.problems) else tuple(
+            f.label for f in settings.feed_list)
         self.topic_readers: dict[str, Callable[[Node, str], Any]] = {
             "name": lambda n, k: r.text(n, k, what="a topic name"),
             "include": r.terms,
@@ -563,6 +576,11 @@ class _People:
             "like": lambda n, k: r.strings(n, k, what="a list of arXiv ids",
                                            item="an arXiv id"),
         }
+        self.plain = PlainEntries(
+            {"timezone": settings.timezone, "schedule": DEFAULT_SCHEDULE,
+             "max_papers": DEFAULT_MAX_PAPERS, "name": None}, self.feed_names, self.seen,
+            self.shared if share else None, subscriber_keys=SUBSCRIBER_KEYS,
+            topic_keys=TOPIC_KEYS)
 
     def all(self, node: Node) -> tuple[Subscriber, ...]:
         items = self.r.sequence(node, "subscribers", "a list of subscribers")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from digest.config._schema import compose
+from digest.config._compose import compose
 
 DOC = b'''settings:
   sender: "Paper Digest <digest@example.org>"
@@ -73,10 +73,24 @@ def _same(a: Node, b: Node, seen: dict[int, int]) -> None:
             _same(x, y, seen)
 
 
+class _Nodes:
+    """Takes every item as its node (declines the events of a plain one)."""
+
+    def __init__(self) -> None:
+        self.items: list[Node] = []
+
+    def from_events(self, events: list[Any], index: int) -> bool:
+        return False
+
+    def from_node(self, node: Node, index: int) -> None:
+        assert index == len(self.items)
+        self.items.append(node)
+
+
 def _streamed(text: bytes) -> tuple[list[Node], Any]:
-    items: list[Node] = []
-    root, problem = compose(text, "s.yaml", sink=lambda top: lambda node, i: items.append(node))
-    return items, (root, problem)
+    reader = _Nodes()
+    root, problem = compose(text, "s.yaml", sink=lambda top: reader)
+    return reader.items, (root, problem)
 
 
 def test_each_item_is_the_node_yaml_compose_builds() -> None:

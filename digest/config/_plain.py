@@ -1,0 +1,302 @@
+"""A plain subscribers entry read straight from its parser events, without building its nodes.
+
+Owns: ``PlainEntries``, the fast path of reading a big file's subscribers (``open_config``):
+an entry given as libyaml's events (no anchor, alias or explicit tag among them, see
+``_compose``) becomes its ``Subscriber`` here when every value passes the very checks the node
+readers make (``_schema``: the same functions on the same strings); at the first thing that
+would be a problem, or that this reader does not know (a merge key, an integer written as
+0x10 or 1_000), it gives up and the entry is read as nodes by ``_load._People``, which finds
+and words every problem. So a subscriber read here is the one ``_People`` would read, and an
+entry with a problem is always reported from its nodes.
+
+May import: the standard library, PyYAML, email-validator, ``digest.models`` and
+``digest.config``'s ``_compose`` and ``_schema``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from email_validator import EmailNotValidError
+from yaml.events import (
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
+
+from digest.config._compose import plain_tag
+from digest.config._schema import (
+    _BOOL,
+    _CATEGORY,
+    _CONTROL,
+    _INT,
+    _NULL,
+    _STR,
+    _cron_error,
+    _term_problem,
+    known_zone,
+    normalized_address,
+)
+from digest.models import Subscriber, Topic
+
+__all__ = ["PlainEntries"]
+
+# The integers read here: plain decimals, which PyYAML's int constructor reads as int() does
+# (0, or no leading zero: 010 is octal to it). Anything else is left to the node reader.
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,17}")
+_TRUE = ("yes", "true", "on", "y")
+
+
+class _NotPlain(Exception):
+    """Not an entry this reader takes: it is read as nodes instead."""
+
+
+def _tag(event: Any) -> str:
+    """The tag of an untagged scalar event (``_StreamingComposer._node_of``'s rule)."""
+    if type(event) is not ScalarEvent:
+        raise _NotPlain
+    return plain_tag(event.value) if event.implicit[0] else _STR
+
+
+def _line(event: Any) -> int:
+    return int(event.start_mark.line) + 1
+
+
+def _text(event: Any) -> str:
+    """``Reader.text``: a string, stripped, non-empty, without control characters."""
+    if _tag(event) != _STR:
+        raise _NotPlain
+    value: str = event.value.strip()
+    if not value or _CONTROL.search(value):
+        raise _NotPlain
+    return value
+
+
+def _optional_text(event: Any) -> str | None:
+    """``Reader.text(optional=True)``: also ``None`` for null or an empty string."""
+    tag = _tag(event)
+    if tag == _NULL:
+        return None
+    if tag != _STR:
+        raise _NotPlain
+    value: str = event.value.strip()
+    if not value:
+        return None
+    if _CONTROL.search(value):
+        raise _NotPlain
+    return value
+
+
+def _integer(event: Any, minimum: int) -> int:
+    """``Reader.integer`` for a plain decimal."""
+    if _tag(event) != _INT or not _DECIMAL.fullmatch(event.value):
+        raise _NotPlain
+    value = int(event.value)
+    if value < minimum:
+        raise _NotPlain
+    return value
+
+
+def _term(event: Any) -> str:
+    """``Reader.term``: a string that is a valid search term."""
+    value = _text(event)
+    if _term_problem(value) is not None:
+        raise _NotPlain
+    return value
+
+
+def _items(event: Any, nxt: Callable[[], Any], item: Callable[[Any], str]) -> tuple[str, ...]:
+    """A list of scalars each read by ``item``; null gives ``()`` (``Reader.strings`` and
+    ``Reader.terms``)."""
+    if type(event) is not SequenceStartEvent:
+        if _tag(event) == _NULL:
+            return ()
+        raise _NotPlain
+    values = []
+    while type(child := nxt()) is not SequenceEndEvent:
+        values.append(item(child))
+    return tuple(values)
+
+
+class PlainEntries:
+    """Reads plain subscribers entries for ``_People``, with its defaults, its feed names
+    (``None``: not checked), its table of addresses seen (updated for each entry read here)
+    and its table of shared values (``None``: nothing shared). ``subscriber_keys`` and
+    ``topic_keys`` are the keys ``_People`` allows: only those are read here."""
+
+    def __init__(self, defaults: dict[str, Any], feed_names: tuple[str, ...] | None,
+                 seen: dict[str, tuple[int, int]], shared: dict[object, Any] | None, *,
+                 subscriber_keys: tuple[str, ...], topic_keys: tuple[str, ...]) -> None:
+        self.defaults = defaults
+        self.feed_names = feed_names
+        self.seen = seen
+        self.shared = shared
+        subscriber: dict[str, Callable[[Any, Callable[[], Any]], Any]] = {
+            "email": lambda e, n: _email(e),
+            "name": lambda e, n: _optional_text(e),
+            "timezone": lambda e, n: _zone(e),
+            "schedule": lambda e, n: _schedule(e),
+            "max_papers": lambda e, n: _integer(e, 1),
+            "topics": self._topics,
+            "categories": _categories,
+            "authors": lambda e, n: _items(e, n, _text),
+            "min_upvotes": _upvotes,
+            "feeds": self._feeds,
+        }
+        topic: dict[str, Callable[[Any, Callable[[], Any]], Any]] = {
+            "name": lambda e, n: _text(e),
+            "include": lambda e, n: _items(e, n, _term),
+            "require": lambda e, n: _items(e, n, _term),
+            "exclude": lambda e, n: _items(e, n, _term),
+            "categories": _categories,
+            "authors": lambda e, n: _items(e, n, _text),
+            "min_upvotes": _upvotes,
+            "expand": lambda e, n: _flag(e),
+            "passing_mentions": lambda e, n: _flag(e),
+            "about": lambda e, n: _optional_text(e),
+            "like": lambda e, n: _items(e, n, _text),
+        }
+        self.subscriber_readers = {k: subscriber[k] for k in subscriber_keys if k in subscriber}
+        self.topic_readers = {k: topic[k] for k in topic_keys if k in topic}
+        # keys are strings: quoted, or plain and not resolved to another type
+        self.plain_keys = frozenset(k for k in (*subscriber_keys, *topic_keys)
+                                    if plain_tag(k) == _STR)
+
+    def subscriber(self, events: list[Any], index: int) -> Subscriber | None:
+        """The subscriber of entry ``index`` (its events), or ``None`` to read it as nodes."""
+        try:
+            return self._subscriber(events, index)
+        except _NotPlain:
+            return None
+
+    def _subscriber(self, events: list[Any], index: int) -> Subscriber:
+        stream: Iterator[Any] = iter(events)
+        nxt = stream.__next__
+        start = nxt()
+        if type(start) is not MappingStartEvent:
+            raise _NotPlain
+        values = dict(self.defaults, line=_line(start))
+        email_line = 0
+        for name, key, event in self._pairs(nxt, self.subscriber_readers):
+            value = self.subscriber_readers[name](event, nxt)
+            if value is not None:
+                values[name] = value
+            if name == "email":
+                email_line = _line(key)
+        email = values.get("email")
+        if email is None or "topics" not in values:
+            raise _NotPlain
+        folded = email.casefold()
+        if folded in self.seen:
+            raise _NotPlain
+        self.seen[folded] = (index, email_line)
+        shared = self.shared
+        if shared is not None:
+            for name in ("timezone", "schedule", "topics", "categories", "authors"):
+                if name in values:
+                    values[name] = shared.setdefault(values[name], values[name])
+        return Subscriber(**values)
+
+    def _pairs(self, nxt: Callable[[], Any], readers: dict[str, Any]
+               ) -> Iterator[tuple[str, Any, Any]]:
+        """(name, key event, first value event) of a mapping whose start was read, each key
+        a known one, once (``Reader.mapping``); the caller reads each value before the next."""
+        done: set[str] = set()
+        while type(key := nxt()) is not MappingEndEvent:
+            if type(key) is not ScalarEvent:
+                raise _NotPlain
+            name = key.value
+            if name not in readers or name in done or (
+                    key.implicit[0] and name not in self.plain_keys):
+                raise _NotPlain
+            done.add(name)
+            yield name, key, nxt()
+
+    def _topics(self, event: Any, nxt: Callable[[], Any]) -> tuple[Topic, ...]:
+        """``_People.topics``: at least one, names unique ignoring case."""
+        if type(event) is not SequenceStartEvent:
+            raise _NotPlain
+        topics = []
+        names = set()
+        while type(item := nxt()) is not SequenceEndEvent:
+            if type(item) is MappingStartEvent:
+                topic = self._topic(nxt)
+            else:
+                term = _term(item)
+                topic = Topic(name=term, include=(term,))
+            folded = topic.name.casefold()
+            if folded in names:
+                raise _NotPlain
+            names.add(folded)
+            topics.append(topic)
+        if not topics:
+            raise _NotPlain
+        return tuple(topics)
+
+    def _topic(self, nxt: Callable[[], Any]) -> Topic:
+        """``_People.topic`` for a mapping whose start was read."""
+        values: dict[str, Any] = {}
+        for name, _, event in self._pairs(nxt, self.topic_readers):
+            value = self.topic_readers[name](event, nxt)
+            if value is not None:
+                values[name] = value
+        terms = values.get("include", ()) + values.get("require", ())
+        if not terms:
+            raise _NotPlain
+        excluded = {term.casefold() for term in values.get("exclude", ())}
+        if excluded and any(term.casefold() in excluded for term in terms):
+            raise _NotPlain
+        values.setdefault("name", terms[0])
+        return Topic(**values)
+
+    def _feeds(self, event: Any, nxt: Callable[[], Any]) -> tuple[str, ...]:
+        """``_People.feeds``: names of configured feeds, each once."""
+        names = _items(event, nxt, _text)
+        known = self.feed_names
+        if known is not None and any(name not in known for name in names):
+            raise _NotPlain
+        return tuple(dict.fromkeys(names))
+
+
+def _email(event: Any) -> str:
+    try:
+        return normalized_address(_text(event))
+    except EmailNotValidError:
+        raise _NotPlain from None
+
+
+def _zone(event: Any) -> str:
+    name = _text(event)
+    if not known_zone(name):
+        raise _NotPlain
+    return name
+
+
+def _schedule(event: Any) -> str:
+    expr = _text(event)
+    if _cron_error(expr) is not None:
+        raise _NotPlain
+    return expr
+
+
+def _categories(event: Any, nxt: Callable[[], Any]) -> tuple[str, ...]:
+    values = _items(event, nxt, _text)
+    if not all(_CATEGORY.fullmatch(value) for value in values):
+        raise _NotPlain
+    return values
+
+
+def _upvotes(event: Any, nxt: Callable[[], Any]) -> int | None:
+    if type(event) is ScalarEvent and _tag(event) == _NULL:
+        return None
+    return _integer(event, 0)
+
+
+def _flag(event: Any) -> bool:
+    if _tag(event) != _BOOL:
+        raise _NotPlain
+    return event.value.lower() in _TRUE
