@@ -31,7 +31,7 @@ from yaml.resolver import Resolver
 
 from digest.errors import Problem
 
-__all__ = ["ItemReader", "ItemSink", "compose", "plain_tag"]
+__all__ = ["RESOLVED_FIRST", "ItemReader", "ItemSink", "compose", "plain_tag"]
 
 # libyaml's parser: ~10x faster than the pure-Python one, with the same marks (line numbers).
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -53,17 +53,19 @@ class ItemReader(Protocol):
 ItemSink = Callable[[MappingNode], ItemReader | None]
 
 _IMPLICIT: dict[Any, list[tuple[str, Any]]] = Resolver.yaml_implicit_resolvers
-_BY_FIRST: dict[str, list[tuple[str, Any]]] = {}
+_WILDCARD = list(_IMPLICIT.get(None, []))
+_BY_FIRST = {first: [*resolvers, *_WILDCARD] for first, resolvers in _IMPLICIT.items()
+             if first is not None}
+# The first characters of the plain scalars an implicit resolver may read as something else
+# (a number, a bool, null...): every other plain scalar is a string. None: there is a resolver
+# for any first character (PyYAML has none).
+RESOLVED_FIRST = None if _WILDCARD else frozenset(_BY_FIRST)
 
 
 def plain_tag(value: str) -> str:
     """``Resolver.resolve`` for a plain (unquoted, untagged) scalar: the first implicit
-    resolver matching ``value`` (looked up once per first character), else ``str``."""
-    first = value[:1]
-    resolvers = _BY_FIRST.get(first)
-    if resolvers is None:
-        resolvers = _BY_FIRST[first] = _IMPLICIT.get(first, []) + _IMPLICIT.get(None, [])
-    for tag, regexp in resolvers:
+    resolver matching ``value`` (those for its first character), else ``str``."""
+    for tag, regexp in _BY_FIRST.get(value[:1], _WILDCARD):
         if regexp.match(value):
             return tag
     return str(Resolver.DEFAULT_SCALAR_TAG)

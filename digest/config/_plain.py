@@ -16,7 +16,7 @@ May import: the standard library, PyYAML, email-validator, ``digest.models`` and
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from email_validator import EmailNotValidError
@@ -28,7 +28,7 @@ from yaml.events import (
     SequenceStartEvent,
 )
 
-from digest.config._compose import plain_tag
+from digest.config._compose import RESOLVED_FIRST, plain_tag
 from digest.config._schema import (
     _BOOL,
     _CATEGORY,
@@ -49,34 +49,45 @@ __all__ = ["PlainEntries"]
 # (0, or no leading zero: 010 is octal to it). Anything else is left to the node reader.
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,17}")
 _TRUE = ("yes", "true", "on", "y")
+_RESOLVED = RESOLVED_FIRST or frozenset()
+
+# A value's reader: (its first event, the next event) -> the value, None for "not set"
+Read = Callable[[Any, Callable[[], Any]], Any]
 
 
 class _NotPlain(Exception):
     """Not an entry this reader takes: it is read as nodes instead."""
 
 
-def _tag(event: Any) -> str:
-    """The tag of an untagged scalar event (``_StreamingComposer._node_of``'s rule)."""
-    if type(event) is not ScalarEvent:
-        raise _NotPlain
-    return plain_tag(event.value) if event.implicit[0] else _STR
-
-
 def _line(event: Any) -> int:
     return int(event.start_mark.line) + 1
 
 
-def _text(event: Any) -> str:
-    """``Reader.text``: a string, stripped, non-empty, without control characters."""
-    if _tag(event) != _STR:
+# The tag of an untagged scalar, as ``_StreamingComposer._node_of`` resolves it: quoted is a
+# string, plain is ``plain_tag``'s (a string wherever it starts with a character no implicit
+# resolver looks at, as most values do, so the resolvers are asked only for the others).
+
+def _tag(event: Any) -> str:
+    if type(event) is not ScalarEvent:
         raise _NotPlain
-    value: str = event.value.strip()
+    value = event.value
+    return plain_tag(value) if event.implicit[0] and value[:1] in _RESOLVED else _STR
+
+
+def _text(event: Any, nxt: object = None) -> str:
+    """``Reader.text``: a string, stripped, non-empty, without control characters."""
+    if type(event) is not ScalarEvent:
+        raise _NotPlain
+    value: str = event.value
+    if event.implicit[0] and value[:1] in _RESOLVED and plain_tag(value) != _STR:
+        raise _NotPlain
+    value = value.strip()
     if not value or _CONTROL.search(value):
         raise _NotPlain
     return value
 
 
-def _optional_text(event: Any) -> str | None:
+def _optional_text(event: Any, nxt: object = None) -> str | None:
     """``Reader.text(optional=True)``: also ``None`` for null or an empty string."""
     tag = _tag(event)
     if tag == _NULL:
@@ -91,6 +102,14 @@ def _optional_text(event: Any) -> str | None:
     return value
 
 
+def _term(event: Any) -> str:
+    """``Reader.term``: a string that is a valid search term."""
+    value = _text(event)
+    if _term_problem(value) is not None:
+        raise _NotPlain
+    return value
+
+
 def _integer(event: Any, minimum: int) -> int:
     """``Reader.integer`` for a plain decimal."""
     if _tag(event) != _INT or not _DECIMAL.fullmatch(event.value):
@@ -101,15 +120,7 @@ def _integer(event: Any, minimum: int) -> int:
     return value
 
 
-def _term(event: Any) -> str:
-    """``Reader.term``: a string that is a valid search term."""
-    value = _text(event)
-    if _term_problem(value) is not None:
-        raise _NotPlain
-    return value
-
-
-def _items(event: Any, nxt: Callable[[], Any], item: Callable[[Any], str]) -> tuple[str, ...]:
+def _list(event: Any, nxt: Callable[[], Any], item: Callable[[Any], str]) -> tuple[str, ...]:
     """A list of scalars each read by ``item``; null gives ``()`` (``Reader.strings`` and
     ``Reader.terms``)."""
     if type(event) is not SequenceStartEvent:
@@ -120,6 +131,65 @@ def _items(event: Any, nxt: Callable[[], Any], item: Callable[[Any], str]) -> tu
     while type(child := nxt()) is not SequenceEndEvent:
         values.append(item(child))
     return tuple(values)
+
+
+def _strings(event: Any, nxt: Callable[[], Any]) -> tuple[str, ...]:
+    return _list(event, nxt, _text)
+
+
+def _terms(event: Any, nxt: Callable[[], Any]) -> tuple[str, ...]:
+    return _list(event, nxt, _term)
+
+
+def _email(event: Any, nxt: object) -> str:
+    try:
+        return normalized_address(_text(event))
+    except EmailNotValidError:
+        raise _NotPlain from None
+
+
+def _zone(event: Any, nxt: object) -> str:
+    name = _text(event)
+    if not known_zone(name):
+        raise _NotPlain
+    return name
+
+
+def _schedule(event: Any, nxt: object) -> str:
+    expr = _text(event)
+    if _cron_error(expr) is not None:
+        raise _NotPlain
+    return expr
+
+
+def _max_papers(event: Any, nxt: object) -> int:
+    return _integer(event, 1)
+
+
+def _categories(event: Any, nxt: Callable[[], Any]) -> tuple[str, ...]:
+    values = _list(event, nxt, _text)
+    if not all(_CATEGORY.fullmatch(value) for value in values):
+        raise _NotPlain
+    return values
+
+
+def _upvotes(event: Any, nxt: object) -> int | None:
+    if type(event) is ScalarEvent and _tag(event) == _NULL:
+        return None
+    return _integer(event, 0)
+
+
+def _flag(event: Any, nxt: object) -> bool:
+    if _tag(event) != _BOOL:
+        raise _NotPlain
+    return event.value.lower() in _TRUE
+
+
+_TOPIC_READERS: dict[str, Read] = {
+    "name": _text, "include": _terms, "require": _terms, "exclude": _terms,
+    "categories": _categories, "authors": _strings, "min_upvotes": _upvotes, "expand": _flag,
+    "passing_mentions": _flag, "about": _optional_text, "like": _strings,
+}
 
 
 class PlainEntries:
@@ -135,58 +205,48 @@ class PlainEntries:
         self.feed_names = feed_names
         self.seen = seen
         self.shared = shared
-        subscriber: dict[str, Callable[[Any, Callable[[], Any]], Any]] = {
-            "email": lambda e, n: _email(e),
-            "name": lambda e, n: _optional_text(e),
-            "timezone": lambda e, n: _zone(e),
-            "schedule": lambda e, n: _schedule(e),
-            "max_papers": lambda e, n: _integer(e, 1),
-            "topics": self._topics,
-            "categories": _categories,
-            "authors": lambda e, n: _items(e, n, _text),
-            "min_upvotes": _upvotes,
+        subscriber: dict[str, Read] = {
+            "email": _email, "name": _optional_text, "timezone": _zone,
+            "schedule": _schedule, "max_papers": _max_papers, "topics": self._topics,
+            "categories": _categories, "authors": _strings, "min_upvotes": _upvotes,
             "feeds": self._feeds,
         }
-        topic: dict[str, Callable[[Any, Callable[[], Any]], Any]] = {
-            "name": lambda e, n: _text(e),
-            "include": lambda e, n: _items(e, n, _term),
-            "require": lambda e, n: _items(e, n, _term),
-            "exclude": lambda e, n: _items(e, n, _term),
-            "categories": _categories,
-            "authors": lambda e, n: _items(e, n, _text),
-            "min_upvotes": _upvotes,
-            "expand": lambda e, n: _flag(e),
-            "passing_mentions": lambda e, n: _flag(e),
-            "about": lambda e, n: _optional_text(e),
-            "like": lambda e, n: _items(e, n, _text),
-        }
-        self.subscriber_readers = {k: subscriber[k] for k in subscriber_keys if k in subscriber}
-        self.topic_readers = {k: topic[k] for k in topic_keys if k in topic}
         # keys are strings: quoted, or plain and not resolved to another type
-        self.plain_keys = frozenset(k for k in (*subscriber_keys, *topic_keys)
-                                    if plain_tag(k) == _STR)
+        strings = {k for k in (*subscriber_keys, *topic_keys) if plain_tag(k) == _STR}
+        self.subscriber_readers = {k: subscriber[k] for k in subscriber_keys
+                                   if k in subscriber and k in strings}
+        self.topic_readers = {k: _TOPIC_READERS[k] for k in topic_keys
+                              if k in _TOPIC_READERS and k in strings}
+        self.enabled = RESOLVED_FIRST is not None
 
     def subscriber(self, events: list[Any], index: int) -> Subscriber | None:
         """The subscriber of entry ``index`` (its events), or ``None`` to read it as nodes."""
+        if not self.enabled:
+            return None
         try:
             return self._subscriber(events, index)
         except _NotPlain:
             return None
 
     def _subscriber(self, events: list[Any], index: int) -> Subscriber:
-        stream: Iterator[Any] = iter(events)
-        nxt = stream.__next__
+        nxt = iter(events).__next__
         start = nxt()
         if type(start) is not MappingStartEvent:
             raise _NotPlain
         values = dict(self.defaults, line=_line(start))
+        readers = self.subscriber_readers
+        done = set()
         email_line = 0
-        for name, key, event in self._pairs(nxt, self.subscriber_readers):
-            value = self.subscriber_readers[name](event, nxt)
-            if value is not None:
-                values[name] = value
+        while type(key := nxt()) is not MappingEndEvent:  # Reader.mapping: known keys, once
+            name = key.value if type(key) is ScalarEvent else None
+            if name not in readers or name in done:
+                raise _NotPlain
+            done.add(name)
             if name == "email":
                 email_line = _line(key)
+            value = readers[name](nxt(), nxt)
+            if value is not None:
+                values[name] = value
         email = values.get("email")
         if email is None or "topics" not in values:
             raise _NotPlain
@@ -200,21 +260,6 @@ class PlainEntries:
                 if name in values:
                     values[name] = shared.setdefault(values[name], values[name])
         return Subscriber(**values)
-
-    def _pairs(self, nxt: Callable[[], Any], readers: dict[str, Any]
-               ) -> Iterator[tuple[str, Any, Any]]:
-        """(name, key event, first value event) of a mapping whose start was read, each key
-        a known one, once (``Reader.mapping``); the caller reads each value before the next."""
-        done: set[str] = set()
-        while type(key := nxt()) is not MappingEndEvent:
-            if type(key) is not ScalarEvent:
-                raise _NotPlain
-            name = key.value
-            if name not in readers or name in done or (
-                    key.implicit[0] and name not in self.plain_keys):
-                raise _NotPlain
-            done.add(name)
-            yield name, key, nxt()
 
     def _topics(self, event: Any, nxt: Callable[[], Any]) -> tuple[Topic, ...]:
         """``_People.topics``: at least one, names unique ignoring case."""
@@ -240,8 +285,14 @@ class PlainEntries:
     def _topic(self, nxt: Callable[[], Any]) -> Topic:
         """``_People.topic`` for a mapping whose start was read."""
         values: dict[str, Any] = {}
-        for name, _, event in self._pairs(nxt, self.topic_readers):
-            value = self.topic_readers[name](event, nxt)
+        readers = self.topic_readers
+        done = set()
+        while type(key := nxt()) is not MappingEndEvent:
+            name = key.value if type(key) is ScalarEvent else None
+            if name not in readers or name in done:
+                raise _NotPlain
+            done.add(name)
+            value = readers[name](nxt(), nxt)
             if value is not None:
                 values[name] = value
         terms = values.get("include", ()) + values.get("require", ())
@@ -255,48 +306,8 @@ class PlainEntries:
 
     def _feeds(self, event: Any, nxt: Callable[[], Any]) -> tuple[str, ...]:
         """``_People.feeds``: names of configured feeds, each once."""
-        names = _items(event, nxt, _text)
+        names = _list(event, nxt, _text)
         known = self.feed_names
         if known is not None and any(name not in known for name in names):
             raise _NotPlain
         return tuple(dict.fromkeys(names))
-
-
-def _email(event: Any) -> str:
-    try:
-        return normalized_address(_text(event))
-    except EmailNotValidError:
-        raise _NotPlain from None
-
-
-def _zone(event: Any) -> str:
-    name = _text(event)
-    if not known_zone(name):
-        raise _NotPlain
-    return name
-
-
-def _schedule(event: Any) -> str:
-    expr = _text(event)
-    if _cron_error(expr) is not None:
-        raise _NotPlain
-    return expr
-
-
-def _categories(event: Any, nxt: Callable[[], Any]) -> tuple[str, ...]:
-    values = _items(event, nxt, _text)
-    if not all(_CATEGORY.fullmatch(value) for value in values):
-        raise _NotPlain
-    return values
-
-
-def _upvotes(event: Any, nxt: Callable[[], Any]) -> int | None:
-    if type(event) is ScalarEvent and _tag(event) == _NULL:
-        return None
-    return _integer(event, 0)
-
-
-def _flag(event: Any) -> bool:
-    if _tag(event) != _BOOL:
-        raise _NotPlain
-    return event.value.lower() in _TRUE
