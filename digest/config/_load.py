@@ -20,7 +20,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -107,10 +107,16 @@ def open_config(path: Path, *, environ: Mapping[str, str] | None = None
     config reads them back from it, one at a time (``SpilledSubscribers``), so neither the
     node tree nor the subscribers are ever all in memory. The file is removed when the block
     ends; a smaller file is read as ``load_config`` reads it."""
-    with tempfile.TemporaryDirectory(prefix="digest-subscribers-") as folder:
+    with ExitStack() as folder:
+        def spill() -> Path:
+            """Made only when subscribers are spilled: a process killed in the block leaves
+            no folder behind when there was nothing to spill (the usual small file)."""
+            made = folder.enter_context(tempfile.TemporaryDirectory(prefix="digest-subscribers-"))
+            return Path(made) / "subscribers.pickle"
+
         with _no_gc():
             path_, settings, subscribers = _load(path, os.environ if environ is None else environ,
-                                                 Path(folder) / "subscribers.pickle")
+                                                 spill)
         yield StreamedConfig(path_, settings, subscribers)
 
 
@@ -128,9 +134,10 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _load(path: Path, env: Mapping[str, str], spill: Path | None
+def _load(path: Path, env: Mapping[str, str], spill: Callable[[], Path] | None
           ) -> tuple[Path, Settings, Sequence[Subscriber]]:
-    """``spill``: where streamed subscribers go instead of a list (``open_config``)."""
+    """``spill``: makes the file streamed subscribers go to instead of a list
+    (``open_config``)."""
     file = str(path)
     absolute = Path(os.path.abspath(path))
     reader = Reader(file)
@@ -152,7 +159,7 @@ def _load(path: Path, env: Mapping[str, str], spill: Path | None
         # Spilled subscribers are read back one at a time: sharing equal values between them
         # would only make the table of shared values grow with the file.
         people = _People(reader, early[0], share=spill is None)
-        streamed = [] if spill is None else SpillWriter(spill)
+        streamed = [] if spill is None else SpillWriter(spill())
         return _Keep(people, streamed)
 
     try:
