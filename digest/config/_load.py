@@ -9,7 +9,9 @@ path the caller gave (``str(path)``), so ``digest validate subscribers.yaml`` pr
 environment variables that hold them; the variables are checked in ``environ``.
 
 May import: the standard library, PyYAML, ``digest.config._schema`` (the node readers, which
-bring email-validator and ``digest.cron``), ``digest.models``, ``digest.errors``. Touches the
+bring email-validator and ``digest.cron``), ``_compose`` (parsing, the subscribers streamed),
+``_plain`` (a plain entry read from its events), ``_spill``, ``_dkim``, ``digest.models``,
+``digest.errors``. Touches the
 file system only to read the YAML and check that referenced files and folders exist.
 """
 
@@ -20,7 +22,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,9 @@ from urllib.parse import urlsplit
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from digest.config._dkim import check_alignment, read_dkim, read_helo
-from digest.config._schema import Entry, ItemSink, Reader, compose, is_null, line_of, suggest
+from digest.config._compose import ItemSink, compose
+from digest.config._plain import PlainEntries
+from digest.config._schema import Entry, Reader, is_null, line_of, suggest
 from digest.config._spill import SpillWriter
 from digest.errors import ConfigError, Problem
 from digest.models import (
@@ -105,10 +109,16 @@ def open_config(path: Path, *, environ: Mapping[str, str] | None = None
     config reads them back from it, one at a time (``SpilledSubscribers``), so neither the
     node tree nor the subscribers are ever all in memory. The file is removed when the block
     ends; a smaller file is read as ``load_config`` reads it."""
-    with tempfile.TemporaryDirectory(prefix="digest-subscribers-") as folder:
+    with ExitStack() as folder:
+        def spill() -> Path:
+            """Made only when subscribers are spilled: a process killed in the block leaves
+            no folder behind when there was nothing to spill (the usual small file)."""
+            made = folder.enter_context(tempfile.TemporaryDirectory(prefix="digest-subscribers-"))
+            return Path(made) / "subscribers.pickle"
+
         with _no_gc():
             path_, settings, subscribers = _load(path, os.environ if environ is None else environ,
-                                                 Path(folder) / "subscribers.pickle")
+                                                 spill)
         yield StreamedConfig(path_, settings, subscribers)
 
 
@@ -126,16 +136,17 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _load(path: Path, env: Mapping[str, str], spill: Path | None
+def _load(path: Path, env: Mapping[str, str], spill: Callable[[], Path] | None
           ) -> tuple[Path, Settings, Sequence[Subscriber]]:
-    """``spill``: where streamed subscribers go instead of a list (``open_config``)."""
+    """``spill``: makes the file streamed subscribers go to instead of a list
+    (``open_config``)."""
     file = str(path)
     absolute = Path(os.path.abspath(path))
     reader = Reader(file)
     streamed: list[Subscriber] | SpillWriter | None = None
     early: list[Settings] = []
 
-    def sink(top_so_far: MappingNode) -> Callable[[Node, int], None] | None:
+    def sink(top_so_far: MappingNode) -> _Keep | None:
         """``settings:`` came before ``subscribers:`` (the usual order): read it now and each
         subscriber as it is parsed, so the file's node tree is never held whole."""
         nonlocal streamed
@@ -149,15 +160,9 @@ def _load(path: Path, env: Mapping[str, str], spill: Path | None
         early.append(_settings(reader, entry, absolute.parent, env))
         # Spilled subscribers are read back one at a time: sharing equal values between them
         # would only make the table of shared values grow with the file.
-        people = _people(reader, early[0], share=spill is None)
-        kept = streamed = [] if spill is None else SpillWriter(spill)
-
-        def consume(node: Node, index: int) -> None:
-            found = people.subscriber(node, index)
-            if found is not None:
-                kept.append(found)
-
-        return consume
+        people = _People(reader, early[0], share=spill is None)
+        streamed = [] if spill is None else SpillWriter(spill())
+        return _Keep(people, streamed)
 
     try:
         root = _compose(absolute, file, sink)
@@ -175,7 +180,7 @@ def _load(path: Path, env: Mapping[str, str], spill: Path | None
     elif streamed is not None:
         subscribers = tuple(streamed)
     elif "subscribers" in top:
-        subscribers = _people(reader, settings).all(top["subscribers"].node)
+        subscribers = _People(reader, settings).all(top["subscribers"].node)
     if reader.problems:
         raise ConfigError(sorted(reader.problems, key=lambda p: p.line or 0))
     return absolute, settings, subscribers
@@ -187,13 +192,6 @@ MAX_CONFIG_BYTES = 64 * 2**20
 # From this size on (about 1,000 subscribers, a node tree of ~8 MB) subscribers are read as
 # they are parsed.
 STREAM_ABOVE_BYTES = 256 * 2**10
-
-
-def _people(reader: Reader, settings: Settings, *, share: bool = True) -> _People:
-    people = _People(reader, settings, share=share)
-    if any(p.key.startswith("settings.feed") for p in reader.problems):
-        people.feed_names = None  # the feeds are broken: do not also blame every subscriber
-    return people
 
 
 def _compose(absolute: Path, file: str, sink: ItemSink | None = None) -> Node:
@@ -223,8 +221,10 @@ def _compose(absolute: Path, file: str, sink: ItemSink | None = None) -> Node:
         line = data.count(b"\n", 0, exc.start) + 1
         raise fail(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
                    line) from None
-    # libyaml composes the whole tree ~1.5x faster than our streaming composer, but holds it
-    # all (~8 KB a subscriber): worth it only for a small file.
+    # A small file is composed whole by libyaml's own composer, as it always was (streamed,
+    # with the plain entries read from their events, it would take ~0.6 of the time, but a
+    # broken alias or anchor in its subscribers would be worded by our composer, not
+    # libyaml's); the whole tree holds ~8 KB a subscriber, so a big file is streamed.
     root, problem = compose(data, file, sink if len(data) > STREAM_ABOVE_BYTES else None)
     if problem is not None:
         raise ConfigError([problem])
@@ -523,6 +523,27 @@ def _feeds(r: Reader, node: Node, key: str, base: Path) -> tuple[FeedSettings, .
 # --------------------------------------------------------------------------- subscribers
 
 
+class _Keep:
+    """Where a streamed file's subscribers go (``kept``: a list, or the spill file), each read
+    from its parser events when it is a plain entry (``PlainEntries``), else from its node."""
+
+    def __init__(self, people: _People, kept: list[Subscriber] | SpillWriter) -> None:
+        self.people = people
+        self.kept = kept
+
+    def from_events(self, events: list[Any], index: int) -> bool:
+        found = self.people.plain.subscriber(events, index)
+        if found is None:
+            return False
+        self.kept.append(found)
+        return True
+
+    def from_node(self, node: Node, index: int) -> None:
+        found = self.people.subscriber(node, index)
+        if found is not None:
+            self.kept.append(found)
+
+
 class _People:
     """Reads the ``subscribers:`` list. The key -> reader tables are built once per file,
     not once per subscriber: a 10,000-subscriber file would otherwise make 160k closures."""
@@ -548,7 +569,10 @@ class _People:
             "feeds": self.feeds,
         }
         # None: settings.feeds has problems of its own, so names cannot be checked against it
-        self.feed_names: tuple[str, ...] | None = tuple(f.label for f in settings.feed_list)
+        # (the feeds are broken: do not also blame every subscriber)
+        self.feed_names: tuple[str, ...] | None = None if any(
+            p.key.startswith("settings.feed") for p in r.problems) else tuple(
+            f.label for f in settings.feed_list)
         self.topic_readers: dict[str, Callable[[Node, str], Any]] = {
             "name": lambda n, k: r.text(n, k, what="a topic name"),
             "include": r.terms,
@@ -563,6 +587,11 @@ class _People:
             "like": lambda n, k: r.strings(n, k, what="a list of arXiv ids",
                                            item="an arXiv id"),
         }
+        self.plain = PlainEntries(
+            {"timezone": settings.timezone, "schedule": DEFAULT_SCHEDULE,
+             "max_papers": DEFAULT_MAX_PAPERS, "name": None}, self.feed_names, self.seen,
+            self.shared if share else None, subscriber_keys=SUBSCRIBER_KEYS,
+            topic_keys=TOPIC_KEYS)
 
     def all(self, node: Node) -> tuple[Subscriber, ...]:
         items = self.r.sequence(node, "subscribers", "a list of subscribers")

@@ -1,7 +1,7 @@
 """Reading composed YAML nodes into typed values, collecting every problem on the way.
 
-Owns: the node-level half of config loading: parsing a file into ``yaml`` nodes (which keep line
-numbers), mappings checked for unknown and duplicate keys, and typed readers (strings, lists of
+Owns: the node-level half of config loading (``_compose`` parses the file into ``yaml`` nodes,
+which keep line numbers): mappings checked for unknown and duplicate keys, and typed readers (strings, lists of
 strings, integers, numbers, choices, durations, IANA zones, and the config's domain values:
 email addresses, cron schedules, paths, URLs, environment variable names, arXiv categories,
 search terms) that spot the YAML 1.1 traps (an unquoted ``no`` read as false, ``12:30`` read
@@ -18,37 +18,23 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
-from yaml.composer import Composer, ComposerError
-from yaml.events import (
-    AliasEvent,
-    MappingEndEvent,
-    MappingStartEvent,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.resolver import Resolver
 
 from digest.cron import cron_trigger
 from digest.errors import Problem
 from digest.models import BIORXIV_SUBJECTS
 from digest.text import term_problem
 
-__all__ = ["Entry", "Reader", "compose", "describe", "is_null", "suggest"]
-
-# libyaml's parser: ~10x faster than the pure-Python one, with the same marks (line numbers).
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+__all__ = ["Entry", "Reader", "describe", "is_null", "suggest"]
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -70,203 +56,6 @@ _CATEGORY = re.compile(r"[a-z][a-z_-]*(\.[A-Za-z][A-Za-z-]*)?")
 _SUBJECT = re.compile(r"[a-z][a-z_]*")
 _LIST_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")  # RFC 2919: label.namespace
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-# Called when the top-level ``subscribers:`` list starts, with the top mapping composed so far;
-# returns what to do with each item (node, index), or None to keep the items in the tree.
-ItemSink = Callable[[MappingNode], Callable[[Node, int], None] | None]
-
-
-_ComposerBase: Any = Composer  # PyYAML's mixins only type-check together, as a loader
-
-
-class _StreamingComposer(_ComposerBase):  # type: ignore[misc]
-    """PyYAML's composer over libyaml's events, except that the items of the top-level
-    ``subscribers:`` list can be handed to a sink one by one and dropped, instead of kept in
-    the tree: the node tree (with two marks per node) is ~8 KB per subscriber, so a file of
-    500,000 subscribers no longer needs gigabytes. Events, tags and marks are libyaml's, so the
-    nodes are the ones ``yaml.compose`` would build."""
-
-    def __init__(self, sink: ItemSink | None) -> None:
-        _ComposerBase.__init__(self)
-        self._sink = sink
-        self._root: Node | None = None
-        self._streamed = False
-        self._by_first: dict[str, list[tuple[str, Any]]] = {}
-
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        if parent is None:
-            self._root = None
-        if (self._sink is not None and not self._streamed and parent is not None
-                and parent is self._root and isinstance(index, ScalarNode)
-                and index.value == "subscribers" and self.check_event(SequenceStartEvent)
-                and self.peek_event().anchor is None):
-            consume = self._sink(parent)  # type: ignore[arg-type]
-            if consume is not None:
-                self._streamed = True
-                return self._stream_sequence(consume)
-        node: Node = super().compose_node(parent, index)
-        return node
-
-    def compose_mapping_node(self, anchor: str | None) -> Node:
-        if self._root is None:  # the document's top mapping: remember it for the sink
-            event = self.peek_event()
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = self.resolve(MappingNode, None, event.implicit)
-            self.get_event()
-            node = MappingNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
-            if anchor is not None:
-                self.anchors[anchor] = node
-            self._root = node
-            while not self.check_event(MappingEndEvent):
-                key = self.compose_node(node, None)
-                value = self.compose_node(node, key)
-                node.value.append((key, value))
-            node.end_mark = self.get_event().end_mark
-            return node
-        mapping: Node = super().compose_mapping_node(anchor)
-        return mapping
-
-    def _stream_sequence(self, consume: Callable[[Node, int], None]) -> Node:
-        start = self.get_event()
-        tag = start.tag
-        if tag is None or tag == "!":
-            tag = self.resolve(SequenceNode, None, start.implicit)
-        node = SequenceNode(tag, [], start.start_mark, None, flow_style=start.flow_style)
-        index = 0
-        compose = self.compose_node if self.yaml_path_resolvers else self._compose_item
-        while not self.check_event(SequenceEndEvent):
-            consume(compose(node, index), index)  # then dropped
-            index += 1
-        node.end_mark = self.get_event().end_mark
-        return node
-
-    def _compose_item(self, parent: Node, index: int) -> Node:
-        """``compose_node`` for one subscribers item, where no path resolver is set (the
-        safe loader's case): the same nodes, tags, marks, anchors and errors, with one
-        ``get_event`` per event instead of a peek, a check per kind and the resolver's hooks
-        (composing was three fifths of reading a 10,000-subscriber file). Methods, not
-        closures: the config is read with the collector off, and a closure per item would be
-        a cycle left behind per item."""
-        return self._node_of(self.get_event())
-
-    def _scalar_tag(self, value: str) -> str:
-        """``Resolver.resolve`` for a plain scalar, its resolvers looked up once per first
-        character."""
-        first = value[:1]
-        resolvers = self._by_first.get(first)
-        if resolvers is None:
-            table = self.yaml_implicit_resolvers
-            resolvers = self._by_first[first] = table.get(first, []) + table.get(None, [])
-        for tag, regexp in resolvers:
-            if regexp.match(value):
-                return str(tag)
-        return str(self.DEFAULT_SCALAR_TAG)
-
-    def _node_of(self, event: Any) -> Node:  # yaml.events.*, typed loosely by their stubs
-        kind, anchors = type(event), self.anchors
-        if kind is AliasEvent:
-            if event.anchor not in anchors:
-                raise ComposerError(None, None, f"found undefined alias {event.anchor!r}",
-                                    event.start_mark)
-            found: Node = anchors[event.anchor]
-            return found
-        anchor = event.anchor
-        if anchor is not None and anchor in anchors:
-            raise ComposerError(f"found duplicate anchor {anchor!r}; first occurrence",
-                                anchors[anchor].start_mark, "second occurrence",
-                                event.start_mark)
-        tag = event.tag
-        if kind is ScalarEvent:
-            if tag is None or tag == "!":
-                implicit = event.implicit
-                tag = self._scalar_tag(event.value) if implicit[0] else (
-                    self.resolve(ScalarNode, event.value, implicit))
-            node: Node = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
-                                    style=event.style)
-            if anchor is not None:
-                anchors[anchor] = node
-            return node
-        mapping = kind is MappingStartEvent
-        assert mapping or kind is SequenceStartEvent, kind
-        cls, end = (MappingNode, MappingEndEvent) if mapping else (SequenceNode, SequenceEndEvent)
-        if tag is None or tag == "!":
-            tag = self.resolve(cls, None, event.implicit)
-        node = cls(tag, [], event.start_mark, None, flow_style=event.flow_style)
-        if anchor is not None:
-            anchors[anchor] = node
-        children, get = node.value, self.get_event
-        while True:
-            event = get()
-            if type(event) is end:
-                node.end_mark = event.end_mark
-                return node
-            child = self._node_of(event)
-            children.append((child, self._node_of(get())) if mapping else child)
-
-
-try:  # libyaml's event parser (~10x the pure-Python one; the same events and marks)
-    from yaml import cyaml as _cyaml
-
-    _CParser: Any = getattr(_cyaml, "CParser", None)
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    _CParser = None
-
-
-def _streaming_loader(stream: bytes, sink: ItemSink | None) -> Any:
-    if _CParser is not None:
-        class _Fast(_StreamingComposer, _CParser, Resolver):  # type: ignore[misc]
-            def __init__(self) -> None:
-                _CParser.__init__(self, stream)
-                Resolver.__init__(self)
-                _StreamingComposer.__init__(self, sink)
-
-        return _Fast()
-    from yaml.parser import Parser
-    from yaml.reader import Reader as _YamlReader
-    from yaml.scanner import Scanner
-
-    class _Slow(_YamlReader, Scanner, Parser, _StreamingComposer, Resolver):
-        def __init__(self) -> None:
-            _YamlReader.__init__(self, stream)
-            Scanner.__init__(self)
-            Parser.__init__(self)
-            _StreamingComposer.__init__(self, sink)
-            Resolver.__init__(self)
-
-    return _Slow()
-
-
-def compose(text: bytes, file: str, sink: ItemSink | None = None
-            ) -> tuple[Node | None, Problem | None]:
-    """Parse ``text`` (UTF-8, already checked) into its node tree (``None`` for an empty
-    document), or the problem. With ``sink`` the top-level ``subscribers:`` items may be
-    streamed to it instead of kept (the list node is then left empty). Bytes, not a ``str``:
-    libyaml reads them in place, where a ``str`` is first copied to UTF-8 whole."""
-    try:
-        if sink is None:
-            return yaml.compose(text, Loader=_Loader), None
-        loader = _streaming_loader(text, sink)
-        try:
-            return loader.get_single_node(), None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        if exc.context and exc.problem and exc.context_mark is not None:
-            message += f" ({exc.context} started at line {exc.context_mark.line + 1})"
-        # marks count characters, not bytes
-        if mark is not None and text.decode("utf-8")[mark.index:mark.index + 1] == "\t":
-            message += "; indent with spaces, YAML does not allow tabs"
-        elif "alias" in message:
-            # The usual cause: an unquoted cron expression (`* * * * *`) or term starting with *.
-            message += '; quote values that start with * (e.g. schedule: "*/30 * * * *")'
-        return None, Problem(file, line, "", message)
-    except yaml.YAMLError as exc:  # reader errors (e.g. a NUL byte) carry no mark
-        return None, Problem(file, None, "", f"invalid YAML: {exc}")
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:

@@ -4,6 +4,7 @@ time, with the same checks, problems and values as load_config."""
 from __future__ import annotations
 
 import os
+import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -66,6 +67,32 @@ def test_a_small_file_is_read_whole() -> None:
     with open_config(Path(NAME), environ={}) as config:
         assert config.subscribers == load_config(Path(NAME), environ={}).subscribers
         assert isinstance(config.subscribers, tuple)
+
+
+def test_the_temporary_folder_is_made_only_for_a_spill(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``digest send`` killed while it runs cannot remove its temporary folder: on a file
+    that spills nothing (small, or settings after the subscribers) there is none to leave."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    big = _big(1500)
+    settings_last = "subscribers:\n" + _entries(1500) + big[:big.index("subscribers:")]
+    for text in (_big(3), settings_last):
+        Path(NAME).write_text(text, encoding="utf-8")
+        with open_config(Path(NAME), environ={}) as config:
+            assert isinstance(config.subscribers, tuple) and len(config.subscribers) > 1
+            assert list(temp.iterdir()) == []
+    Path(NAME).write_text(big, encoding="utf-8")
+    with open_config(Path(NAME), environ={}) as config:
+        assert isinstance(config.subscribers, SpilledSubscribers)
+        assert [p.name[:19] for p in temp.iterdir()] == ["digest-subscribers-"]
+    assert list(temp.iterdir()) == []
+    Path(NAME).write_text(big + "  - email: broken\n", encoding="utf-8")
+    with pytest.raises(ConfigError):
+        with open_config(Path(NAME), environ={}):
+            pass
+    assert list(temp.iterdir()) == []
 
 
 def test_every_problem_of_a_big_file_at_once_as_load_config_reports_them() -> None:
