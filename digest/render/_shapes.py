@@ -64,11 +64,40 @@ _LEAD = re.compile(r"[ \t\n]*(?=<[A-Za-z/])")
 _TRAIL = re.compile(r"<[A-Za-z/][^<>]*>([ \t\n]*)\Z")
 
 
-def _runs(marked: str) -> tuple[str | None, str | None, bool]:
+def _runs(marked: str, kind: str) -> tuple[str | None, str | None, bool]:
+    if kind == "c" and _open_tags(marked) != []:
+        return None, None, False  # a card part closing or leaving open its parent's tags
     lead = _LEAD.match(marked)
     trail = _TRAIL.search(marked[-4096:])  # a tag is never that long in the templates
     runs = (None if lead is None else lead.group(0), None if trail is None else trail.group(1))
     return (*runs, all(run is not None and _dropped(run) for run in runs))
+
+
+_MJ_TAG = re.compile(r"<(/?)(mj-[a-z-]+)\b[^>]*?(/?)>")
+# Parents whose children mrml compiles each on its own, whatever their siblings: sections in
+# the body or a wrapper, a column's children, the HTML inside an ending tag. Not a section
+# or a group, whose columns share its width, nor a navbar, a carousel, a social bar...
+_ALONE = frozenset({"mj-body", "mj-wrapper", "mj-column", "mj-text", "mj-raw"})
+
+
+def _open_tags(marked: str) -> list[str] | None:
+    """The MJML tags ``marked`` leaves open, outermost first; None when it closes one it
+    did not open."""
+    stack: list[str] = []
+    for m in _MJ_TAG.finditer(marked):
+        if m.group(1):
+            if not stack or stack.pop() != m.group(2):
+                return None
+        elif not m.group(3):
+            stack.append(m.group(2))
+    return stack
+
+
+def _cards_alone(head: str) -> bool:
+    """True when the cards after ``head`` (a head part's marked text) are children of a
+    parent in ``_ALONE``: each then compiles the same beside any other."""
+    open_tags = _open_tags(head)
+    return open_tags is not None and bool(open_tags) and open_tags[-1] in _ALONE
 
 
 def _dropped(run: str) -> bool:
@@ -128,7 +157,7 @@ def _plan_part(marked: str, kind: str) -> _PartPlan:
     if numbers != [str(i) for i in range(len(numbers))] or any(
             "\x02" in p or "\x03" in p or "zqpd" in p for p in pieces):
         return _PartPlan(pieces, frozenset(structural), frozenset(in_attribute), None)
-    runs = _runs(marked)
+    runs = _runs(marked, kind)
     out = [pieces[0]]
     holes = 0
     for i, piece in enumerate(pieces[1:]):
@@ -328,6 +357,7 @@ class _Frame:
     head: Program = field(default_factory=lambda: Program(("",), ()))
     tail: Program = field(default_factory=lambda: Program(("",), ()))
     fits: bool = True  # fits_seven_bit: else every email of this frame compiles in full
+    alone: bool = True  # _cards_alone: else every email of several cards compiles in full
 
 
 _PROBE = "zqpdprobeqz"
@@ -381,8 +411,9 @@ class ShapeCache:
         # send's cards met one again, and filling is cheaper than keeping.)
         # Units one after the other are the email only where mrml writes nothing between
         # the cards that their own compiles did not (whitespace where two parts meet)
-        if len(cards) > 1 and not (head.clean and tail.clean and all(map(_CLEAN, cards))) \
-                and not _joins(head, cards, tail):
+        if len(cards) > 1 and (not frame.alone or not (
+                head.clean and tail.clean and all(map(_CLEAN, cards)))
+                and not _joins(head, cards, tail)):
             return None
         pieces: list[str] = []
         units = self.units
@@ -418,7 +449,7 @@ class ShapeCache:
         # A card compiles the same wherever its ancestors (all in head.key: mj-body width,
         # wrappers, columns) and the document's <head> CSS are the same
         style = f"{empty.partition('</head>')[0]}\x00{head.key}"
-        frame = _Frame(empty, _program(empty, "ht"), None, style)
+        frame = _Frame(empty, _program(empty, "ht"), None, style, alone=_cards_alone(head.key))
         if not fits_seven_bit(empty):
             frame.fits = False
             return frame

@@ -369,14 +369,52 @@ def test_mrml_writes_whitespace_between_parts_as_the_join_rule_says(run: str) ->
         assert apart == together[:at] + written + together[at:]
 
 
+def _composed(fast: Renderer, d: Digest) -> bool:
+    """The email's HTML made of its card units (not compiled in full), and the full render's."""
+    template = fast._template(fast.fast_env, "digest.mjml")
+    recorded = render_recorded(lambda: fast._run(template, context(d)))
+    assert recorded is not None
+    parts = fast.shaper.parts(recorded[0], recorded[1], fast._expand)
+    html = None if parts is None else fast.cache.html(parts)
+    if html is not None:
+        assert html == fast.html(context(d))
+    return html is not None
+
+
 def test_stock_cards_are_joined_on_the_fast_path() -> None:
     # every stock part starts and ends with nothing or a line break: no email is refused
-    fast = Renderer()
-    template = fast._template(fast.fast_env, "digest.mjml")
+    fast, full = Renderer(), Renderer(fast=False)
     digests = [d for d in send_digests()[:40] if len(d.items) > 1]
     for d in digests:
-        recorded = render_recorded(lambda: fast._run(template, context(d)))
-        assert recorded is not None
-        parts = fast.shaper.parts(recorded[0], recorded[1], fast._expand)
-        assert parts is not None and all(part.clean for part in parts)
-        assert fast.cache.html(parts) == Renderer(fast=False).html(context(d))
+        assert _composed(fast, d)
+        assert fast.render(d) == full.render(d)
+
+
+_COLUMN = "<mj-column><mj-text>{{ card.title }}</mj-text></mj-column>\n"
+
+
+@pytest.mark.parametrize("cards", [
+    # columns of one section share its width: never composed from units
+    f"<mj-section>{{% for card in cards %}}{{{{ card_marker }}}}{_COLUMN}{{% endfor %}}"
+    "{{ card_marker }}</mj-section>\n",
+    f"<mj-section><mj-group>{{% for card in cards %}}{{{{ card_marker }}}}{_COLUMN}"
+    "{% endfor %}{{ card_marker }}</mj-group></mj-section>\n",
+    # a card that ends its column and starts the next
+    "<mj-section><mj-column>{% for card in cards %}{{ card_marker }}<mj-text>{{ card.title }}"
+    "</mj-text></mj-column><mj-column>\n{% endfor %}{{ card_marker }}</mj-column></mj-section>\n",
+    # a wrapper's sections, a column's children: composed
+    '<mj-wrapper padding="4px">{% for card in cards %}{{ card_marker }}'
+    "{% include '_paper.mjml' %}{% endfor %}{{ card_marker }}</mj-wrapper>\n",
+    "<mj-section><mj-column>{% for card in cards %}{{ card_marker }}<mj-text>{{ card.title }}"
+    "</mj-text>\n<mj-divider />\n{% endfor %}{{ card_marker }}</mj-column></mj-section>\n",
+], ids=["columns", "group", "unbalanced", "wrapper", "column-children"])
+def test_cards_compose_only_where_each_compiles_alone(tmp_path: Path, cards: str) -> None:
+    (tmp_path / "digest.mjml").write_text(
+        f'{{% extends "stock/digest.mjml" %}}{{% block cards %}}{cards}{{% endblock %}}',
+        encoding="utf-8")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    digests = _orders(send_digests()[:20])
+    _same(fast, full, digests)
+    several = [d for d in digests if len(d.items) > 1]
+    assert [_composed(fast, d) for d in several] == [
+        "wrapper" in cards or "divider" in cards] * len(several)
