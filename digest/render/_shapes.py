@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import itemgetter
+import re
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from digest.errors import TemplateError
@@ -34,6 +35,11 @@ class Shaped:
 
     key: str
     values: tuple[str, ...]
+    # the whitespace before its first tag and after its last (None: text, not whitespace,
+    # or no tag there), and whether both are blank or start with a line break (_joins)
+    lead: str | None = ""
+    trail: str | None = ""
+    clean: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,82 @@ class _PartPlan:
     structural: frozenset[int]
     in_attribute: frozenset[int]  # markers inside an HTML tag: holes only for plain ASCII
     key: str | None  # None when the marked text is broken (markers out of order)
+    lead: str | None = ""
+    trail: str | None = ""
+    clean: bool = True
+
+
+# The whitespace a part starts with before its first tag, and ends with after its last.
+# mrml drops a whitespace-only text node that starts with a line break and copies any other
+# verbatim (between sections, columns' children and in mj-text alike), so where two parts
+# meet what it writes depends on both sides' whitespace (_joins).
+_LEAD = re.compile(r"[ \t\n]*(?=<[A-Za-z/])")
+_TRAIL = re.compile(r"<[A-Za-z/][^<>]*>([ \t\n]*)\Z")
+
+
+def _runs(marked: str, kind: str) -> tuple[str | None, str | None, bool]:
+    if kind == "c" and _open_tags(marked) != []:
+        return None, None, False  # a card part closing or leaving open its parent's tags
+    lead = _LEAD.match(marked)
+    trail = _TRAIL.search(marked[-4096:])  # a tag is never that long in the templates
+    runs = (None if lead is None else lead.group(0), None if trail is None else trail.group(1))
+    return (*runs, all(run is not None and _dropped(run) for run in runs))
+
+
+_MJ_TAG = re.compile(r"<(/?)(mj-[a-z-]+)\b[^>]*?(/?)>")
+# Parents whose children mrml compiles each on its own, whatever their siblings: sections in
+# the body or a wrapper, a column's children, the HTML inside an ending tag. Not a section
+# or a group, whose columns share its width, nor a navbar, a carousel, a social bar...
+_ALONE = frozenset({"mj-body", "mj-wrapper", "mj-column", "mj-text", "mj-raw"})
+
+
+def _open_tags(marked: str) -> list[str] | None:
+    """The MJML tags ``marked`` leaves open, outermost first; None when it closes one it
+    did not open."""
+    stack: list[str] = []
+    for m in _MJ_TAG.finditer(marked):
+        if m.group(1):
+            if not stack or stack.pop() != m.group(2):
+                return None
+        elif not m.group(3):
+            stack.append(m.group(2))
+    return stack
+
+
+def _cards_alone(head: str) -> bool:
+    """True when the cards after ``head`` (a head part's marked text) are children of a
+    parent in ``_ALONE``: each then compiles the same beside any other."""
+    open_tags = _open_tags(head)
+    return open_tags is not None and bool(open_tags) and open_tags[-1] in _ALONE
+
+
+def _dropped(run: str) -> bool:
+    """True when mrml writes nothing for ``run`` (whitespace) wherever it stands."""
+    return not run or run[0] == "\n"
+
+
+def _written(run: str) -> str:
+    """What mrml writes for the whitespace-only text node ``run``."""
+    return "" if _dropped(run) else run
+
+
+def _joins(head: Shaped, cards: list[Shaped], tail: Shaped) -> bool:
+    """True when what mrml writes where two cards meet is what their units bring from their
+    own compiles (each alone between the head and the tail), and the empty frame has nothing
+    between its head and tail: then the email is exactly its units one after the other
+    (docs/render.md). Checked on the parts' whitespace at their ends (``_runs``): a card's
+    part that ends with text after its last tag, say, or an email where one card's part ends
+    without a line break before another's (``{% include %}<mj-section>...</mj-section>{%
+    endfor %}`` followed by indented text) compiles in full."""
+    th, lt = head.trail, tail.lead
+    if th is None or lt is None or _written(th + lt):
+        return False
+    for left, right in zip(cards, cards[1:]):
+        tx, ly = left.trail, right.lead
+        if tx is None or ly is None \
+                or _written(tx + ly) != _written(tx + lt) + _written(th + ly):
+            return False
+    return True
 
 
 def _is_hole(value: str) -> bool:
@@ -75,6 +157,7 @@ def _plan_part(marked: str, kind: str) -> _PartPlan:
     if numbers != [str(i) for i in range(len(numbers))] or any(
             "\x02" in p or "\x03" in p or "zqpd" in p for p in pieces):
         return _PartPlan(pieces, frozenset(structural), frozenset(in_attribute), None)
+    runs = _runs(marked, kind)
     out = [pieces[0]]
     holes = 0
     for i, piece in enumerate(pieces[1:]):
@@ -85,7 +168,7 @@ def _plan_part(marked: str, kind: str) -> _PartPlan:
             holes += 1
         out.append(piece)
     return _PartPlan(pieces, frozenset(structural), frozenset(in_attribute),
-                     "".join(out) if not structural else "")
+                     "".join(out) if not structural else "", *runs)
 
 
 class Shaper:
@@ -160,7 +243,8 @@ class Shaper:
                 if not _VERBATIM_IN_ATTRIBUTE.fullmatch(vals[n]):
                     break
             else:
-                return Shaped(plan.key, vals if joined.isascii() else _seven_bit(vals))
+                return Shaped(plan.key, vals if joined.isascii() else _seven_bit(vals),
+                              plan.lead, plan.trail, plan.clean)
         key, holes = [plan.pieces[0]], list[str]()
         for n, (value, piece) in enumerate(zip(vals, plan.pieces[1:])):
             if n in plan.structural or not _is_hole(value) or (
@@ -172,7 +256,7 @@ class Shaper:
                 key.append(f"zqpd{kind}{len(holes)}qz")
                 holes.append(value)
             key.append(piece)
-        return Shaped("".join(key), _seven_bit(tuple(holes)))
+        return Shaped("".join(key), _seven_bit(tuple(holes)), plan.lead, plan.trail, plan.clean)
 
 
 _KIND = {"h": 0, "c": 1, "t": 2}  # a hole's values in ``Program.fill_into``'s argument
@@ -273,9 +357,11 @@ class _Frame:
     head: Program = field(default_factory=lambda: Program(("",), ()))
     tail: Program = field(default_factory=lambda: Program(("",), ()))
     fits: bool = True  # fits_seven_bit: else every email of this frame compiles in full
+    alone: bool = True  # _cards_alone: else every email of several cards compiles in full
 
 
 _PROBE = "zqpdprobeqz"
+_CLEAN = attrgetter("clean")
 _UNKNOWN: Any = object()  # a card shape not compiled yet
 
 
@@ -323,8 +409,15 @@ class ShapeCache:
         # Each card's unit filled straight into the email's pieces: one join for the whole
         # email. (Filled cards were kept too, by their values, up to 1 MB: only ~30% of a
         # send's cards met one again, and filling is cheaper than keeping.)
+        # Units one after the other are the email only where mrml writes nothing between
+        # the cards that their own compiles did not (whitespace where two parts meet)
+        if len(cards) > 1 and (not frame.alone or not (
+                head.clean and tail.clean and all(map(_CLEAN, cards)))
+                and not _joins(head, cards, tail)):
+            return None
         pieces: list[str] = []
         units = self.units
+        point = frame.point  # where the units are cut when no probe fits (_add_card)
         for card in cards:
             unit = units.get((frame.style, card.key), _UNKNOWN) \
                 if frame.boundary is not None else _UNKNOWN
@@ -334,6 +427,16 @@ class ShapeCache:
             if unit is None:
                 return None
             unit.fill_into(pieces, (head.values, card.values, tail.values))
+        if frame.point != point:
+            # a card new to the frame moved the insertion point and every unit was cut
+            # again for it: the ones filled before it were cut at the old point (together
+            # they would be a card's sections moved by the distance between the points)
+            pieces = []
+            for card in cards:
+                unit = frame.units.get(card.key)
+                if unit is None:
+                    return None
+                unit.fill_into(pieces, (head.values, card.values, tail.values))
         # the head filled once every card's unit is known (they may move it)
         out = []
         frame.head.fill_into(out, (head.values, head.values, tail.values))
@@ -346,7 +449,7 @@ class ShapeCache:
         # A card compiles the same wherever its ancestors (all in head.key: mj-body width,
         # wrappers, columns) and the document's <head> CSS are the same
         style = f"{empty.partition('</head>')[0]}\x00{head.key}"
-        frame = _Frame(empty, _program(empty, "ht"), None, style)
+        frame = _Frame(empty, _program(empty, "ht"), None, style, alone=_cards_alone(head.key))
         if not fits_seven_bit(empty):
             frame.fits = False
             return frame

@@ -19,7 +19,8 @@ from digest.models import Digest, Settings, Subscriber, Topic
 from digest.render import Renderer
 from digest.render._keyed import KeyedOutputs, template_reads
 from digest.render._renderer import Card, context
-from digest.render._shapes import _all_holes, _is_hole
+from digest.render._record import compile_mjml, render_recorded
+from digest.render._shapes import _all_holes, _is_hole, _written
 from digest.selection import Selector
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
@@ -297,3 +298,123 @@ def test_a_value_that_looks_like_a_trace_is_not_taken_for_one(tmp_path: Path, sa
         dataclasses.replace(d, subscriber=dataclasses.replace(d.subscriber, name=name))
         for d in send_digests()[:24] for name in names)
     _same(fast, full, digests * 2)
+
+
+# --------------------------------------------------------------------------- cards side by side
+
+_SECTION = "<mj-section><mj-column><mj-text>{}</mj-text></mj-column></mj-section>"
+_INCLUDE = "{{ card_marker }}{% include '_paper.mjml' %}"
+
+
+def _orders(digests: tuple[Digest, ...]) -> tuple[Digest, ...]:
+    """The digests, and some of them with their cards reversed, cut to one or to none."""
+    out = []
+    for i, d in enumerate(digests):
+        out.append(d)
+        if i % 3 == 1:
+            out.append(dataclasses.replace(d, items=d.items[::-1]))
+        if i % 4 == 2:
+            out.append(dataclasses.replace(d, items=d.items[:1]))
+        if i % 5 == 3:
+            out.append(dataclasses.replace(d, items=()))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("cards", [
+    # text after the loop, before its card marker: it ends the last card's part
+    f"{{% for card in cards %}}{_INCLUDE}{{% endfor %}}{_SECTION.format('after')}"
+    "{{ card_marker }}",
+    # ... and with an else
+    f"{{% for card in cards %}}{_INCLUDE}{{% else %}}{_SECTION.format('none')}{{% endfor %}}"
+    f"{_SECTION.format('after {{ cards|length }}')}{{{{ card_marker }}}}",
+    # printed inside the loop after the include: every card's part ends without a line break
+    f"{{% for card in cards %}}{_INCLUDE}{_SECTION.format('{{ card.rank }} of {{ cards|length }}')}"
+    "{% endfor %}{{ card_marker }}",
+    # ... after some cards only
+    f"{{% for card in cards %}}{_INCLUDE}{{% if loop.index is even %}}{_SECTION.format('even')}"
+    "{% endif %}{% endfor %}{{ card_marker }}",
+    # before the first card inside the loop (the head's part), an else of the loop
+    f"{{% for card in cards %}}{{% if loop.first %}}{_SECTION.format('first')}{{% endif %}}"
+    f"{_INCLUDE}{{% else %}}{_SECTION.format('none')}{{% endfor %}}{{{{ card_marker }}}}",
+])
+def test_text_around_the_cards_gives_the_full_renders_emails(tmp_path: Path, cards: str) -> None:
+    (tmp_path / "digest.mjml").write_text(
+        f'{{% extends "stock/digest.mjml" %}}{{% block cards %}}{cards}{{% endblock %}}',
+        encoding="utf-8")
+    digests = _orders(send_digests()[:24])
+    assert len({len(d.items) for d in digests}) >= 5
+    # a new renderer: the first emails are the ones a card new to the frame can move
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    _same(fast, full, digests)
+    fast = Renderer(tmp_path)
+    _same(fast, full, digests[::-1] * 2)
+
+
+@pytest.mark.parametrize("run", ["", " ", "  ", "\t", "\n", "\n    ", "\n\t \n", " \n", "\t\n  "])
+def test_mrml_writes_whitespace_between_parts_as_the_join_rule_says(run: str) -> None:
+    # _joins reads what mrml writes for a whitespace-only text node from the node alone:
+    # nothing when it starts with a line break, else the node as it is; between sections,
+    # between a column's children and in mj-text alike
+    def body(inner: str) -> str:
+        html = compile_mjml(f"<mjml><mj-body>{inner}</mj-body></mjml>", "test")
+        return html[html.index("<body"):]
+    for a, b, wrap in [(_SECTION.format("a"), _SECTION.format("b"), "{}"),
+                       ("<mj-text>a</mj-text>", "<mj-text>b</mj-text>",
+                        "<mj-section><mj-column>{}</mj-column></mj-section>"),
+                       ("<p>a</p>", "<p>b</p>", _SECTION)]:
+        apart, together = body(wrap.format(a + run + b)), body(wrap.format(a + b))
+        written = _written(run)
+        assert written == ("" if run.startswith("\n") or not run else run)
+        at = next((i for i, (x, y) in enumerate(zip(apart, together)) if x != y), len(together))
+        assert apart == together[:at] + written + together[at:]
+
+
+def _composed(fast: Renderer, d: Digest) -> bool:
+    """The email's HTML made of its card units (not compiled in full), and the full render's."""
+    template = fast._template(fast.fast_env, "digest.mjml")
+    recorded = render_recorded(lambda: fast._run(template, context(d)))
+    assert recorded is not None
+    parts = fast.shaper.parts(recorded[0], recorded[1], fast._expand)
+    html = None if parts is None else fast.cache.html(parts)
+    if html is not None:
+        assert html == fast.html(context(d))
+    return html is not None
+
+
+def test_stock_cards_are_joined_on_the_fast_path() -> None:
+    # every stock part starts and ends with nothing or a line break: no email is refused
+    fast, full = Renderer(), Renderer(fast=False)
+    digests = [d for d in send_digests()[:40] if len(d.items) > 1]
+    for d in digests:
+        assert _composed(fast, d)
+        assert fast.render(d) == full.render(d)
+
+
+_COLUMN = "<mj-column><mj-text>{{ card.title }}</mj-text></mj-column>\n"
+
+
+@pytest.mark.parametrize("cards", [
+    # columns of one section share its width: never composed from units
+    f"<mj-section>{{% for card in cards %}}{{{{ card_marker }}}}{_COLUMN}{{% endfor %}}"
+    "{{ card_marker }}</mj-section>\n",
+    f"<mj-section><mj-group>{{% for card in cards %}}{{{{ card_marker }}}}{_COLUMN}"
+    "{% endfor %}{{ card_marker }}</mj-group></mj-section>\n",
+    # a card that ends its column and starts the next
+    "<mj-section><mj-column>{% for card in cards %}{{ card_marker }}<mj-text>{{ card.title }}"
+    "</mj-text></mj-column><mj-column>\n{% endfor %}{{ card_marker }}</mj-column></mj-section>\n",
+    # a wrapper's sections, a column's children: composed
+    '<mj-wrapper padding="4px">{% for card in cards %}{{ card_marker }}'
+    "{% include '_paper.mjml' %}{% endfor %}{{ card_marker }}</mj-wrapper>\n",
+    "<mj-section><mj-column>{% for card in cards %}{{ card_marker }}<mj-text>{{ card.title }}"
+    "</mj-text>\n<mj-divider />\n{% endfor %}{{ card_marker }}</mj-column></mj-section>\n",
+], ids=["columns", "group", "unbalanced", "wrapper", "column-children"])
+def test_cards_compose_only_where_each_compiles_alone(tmp_path: Path, cards: str) -> None:
+    (tmp_path / "digest.mjml").write_text(
+        f'{{% extends "stock/digest.mjml" %}}{{% block cards %}}{cards}{{% endblock %}}',
+        encoding="utf-8")
+    fast, full = Renderer(tmp_path), Renderer(tmp_path, fast=False)
+    digests = _orders(send_digests()[:20])
+    _same(fast, full, digests)
+    several = [d for d in digests if len(d.items) > 1]
+    assert [_composed(fast, d) for d in several] == [
+        "wrapper" in cards or "divider" in cards] * len(several)
