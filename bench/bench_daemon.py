@@ -112,9 +112,25 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_daemon(yaml: Path, work: Path, n: int) -> dict[str, Any]:
+def _shift_apscheduler_clock() -> list[timedelta]:
+    """APScheduler's ``datetime.now`` reads wall time plus ``offset[0]`` (one hour before 07:00
+    to begin with; the caller moves it): the tests' shifted clock, at real speed."""
     import apscheduler.executors.base as executors_base
     import apscheduler.schedulers.base as schedulers_base
+
+    offset = [DUE - timedelta(hours=1) - datetime.now(UTC)]
+
+    class _Shifted(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return datetime.now(tz) + offset[0]
+
+    schedulers_base.datetime = _Shifted
+    executors_base.datetime = _Shifted
+    return offset
+
+
+def run_daemon(yaml: Path, work: Path, n: int) -> dict[str, Any]:
     from apscheduler.schedulers.base import STATE_RUNNING
 
     from digest.schedule import Daemon
@@ -123,15 +139,7 @@ def run_daemon(yaml: Path, work: Path, n: int) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, filename=str(work / "run.log"),
                         format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    offset = [DUE - timedelta(hours=1) - datetime.now(UTC)]
-
-    class _Shifted(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return datetime.now(tz) + offset[0]
-
-    schedulers_base.datetime = _Shifted  # type: ignore[misc]
-    executors_base.datetime = _Shifted  # type: ignore[misc]
+    offset = _shift_apscheduler_clock()
 
     done = threading.Event()
     outcomes: dict[str, int] = {}
@@ -203,23 +211,13 @@ def pass_child(n: int, field_by_field: bool) -> None:
     import io
     import pickle
 
-    import apscheduler.executors.base as executors_base
-    import apscheduler.schedulers.base as schedulers_base
     from apscheduler.schedulers.base import STATE_RUNNING
 
     import digest.schedule._daemon as daemon_module
     from digest.cron import WallClockCronTrigger, cron_trigger
     from digest.schedule._jobs import FIRE_FUNC, build_scheduler
 
-    offset = [DUE - timedelta(hours=1) - datetime.now(UTC)]
-
-    class _Shifted(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return datetime.now(tz) + offset[0]
-
-    schedulers_base.datetime = _Shifted  # type: ignore[misc]
-    executors_base.datetime = _Shifted  # type: ignore[misc]
+    offset = _shift_apscheduler_clock()
 
     class FieldByField(pickle.Pickler):
         def reducer_override(self, obj: Any) -> Any:

@@ -16,6 +16,7 @@ import apscheduler.executors.base as executors_base
 import apscheduler.schedulers.base as schedulers_base
 import make_old_jobs_store as made
 import pytest
+from test_cron import chained_fires
 from apscheduler.triggers.date import DateTrigger
 
 from digest.cron import cron_trigger
@@ -32,15 +33,7 @@ STARTS = [datetime(2026, 3, 7, 12, tzinfo=UTC), datetime(2026, 3, 28, 12, tzinfo
 
 def fires(trigger: Any, n: int = 30) -> list[datetime]:
     """``n`` fires from each start, each searched from the one before, as UTC instants."""
-    out: list[datetime] = []
-    for start in STARTS:
-        fire = trigger.get_next_fire_time(None, start)
-        for _ in range(n):
-            if fire is None:
-                break
-            out.append(fire.astimezone(UTC))
-            fire = trigger.get_next_fire_time(fire, fire)
-    return out
+    return chained_fires(trigger, STARTS, n)
 
 
 def blobs(jobs: Path) -> dict[str, bytes]:
