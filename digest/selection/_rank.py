@@ -60,8 +60,17 @@ _TermKey = tuple[TermKey, bool]
 # A topic but its name and the order of its terms: include, require, exclude, the positive
 # terms as written (of two with one key, the first), categories, authors, min_upvotes, expand,
 # passing_mentions
-_ShapeKey = tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str],
+# A topic's term lists go in as sets, each kept as its sorted distinct terms: the same key as a
+# frozenset would make (neither order nor repeats count), at a quarter of the memory (a small
+# frozenset is 216 bytes, a tuple of three strings 64), ~1 MB of a 10,000 send's peak.
+_ShapeKey = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...],
                   tuple[str, ...], tuple[str, ...], int | None, bool, bool]
+
+
+def _as_set(terms: Sequence[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(terms))) if len(terms) > 1 else tuple(terms)
+
+
 # (term key, spelling shown, in title, abstract hits, vocabulary note or "")
 _Hit = tuple[_TermKey, str, bool, int, str]
 _Labels = dict[int, tuple[str, str]]  # paper -> (spelling shown, note) when not the term itself
@@ -436,8 +445,8 @@ class Selector:
                 positive[term.key] = term
                 written.append(raw)
         terms = list(positive.values())
-        key: _ShapeKey = (frozenset(topic.include), frozenset(topic.require),
-                          frozenset(topic.exclude), frozenset(written), topic.categories,
+        key: _ShapeKey = (_as_set(topic.include), _as_set(topic.require),
+                          _as_set(topic.exclude), _as_set(written), topic.categories,
                           topic.authors, topic.min_upvotes, topic.expand, topic.passing_mentions)
         shape = self._shapes.get(key)
         if shape is None:
