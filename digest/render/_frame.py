@@ -27,7 +27,7 @@ from typing import Any
 from jinja2 import Environment, Template, TemplateNotFound, nodes
 
 from digest.memo import Generations
-from digest.render._record import CARD_MARK, render_recorded
+from digest.render._record import CARD_MARK, IMPURE_FILTERS, SPECIAL_NAMES, render_recorded
 
 LOOP_START = "\x04s\x05"  # printed just before the loop: the head ends with it
 _TRACE = re.compile("(?:\x04(?:\\d+|s)\x05|\x02\\d+\x03)*")
@@ -38,8 +38,6 @@ _EXPRESSIONS = (nodes.Name, nodes.Const, nodes.Tuple, nodes.List, nodes.Dict, no
                 nodes.Keyword, nodes.CondExpr, nodes.BinExpr, nodes.UnaryExpr, nodes.Compare,
                 nodes.Operand, nodes.Concat, nodes.Getattr, nodes.Getitem, nodes.Slice,
                 nodes.Filter, nodes.Test)
-_SPECIAL = frozenset({"self", "super", "loop", "varargs", "kwargs", "caller"})
-_IMPURE = frozenset({"random", "shuffle"})
 # Inside the loop anything goes (it is run as written) but what would make it mean something
 # else outside its block: blocks, inheritance, imports, macros, assignments, self/super.
 _NOT_IN_LOOP = (nodes.Block, nodes.Extends, nodes.Import, nodes.FromImport, nodes.Macro,
@@ -138,10 +136,10 @@ def _check_expr(expr: nodes.Node) -> None:
     for node in (expr, *expr.find_all(nodes.Node)):
         if not isinstance(node, _EXPRESSIONS):
             raise _Refused
-        if isinstance(node, nodes.Name) and (node.ctx != "load" or node.name in _SPECIAL
+        if isinstance(node, nodes.Name) and (node.ctx != "load" or node.name in SPECIAL_NAMES
                                              or node.name == _MARKER_NAME):
             raise _Refused
-        if isinstance(node, nodes.Filter) and node.name in _IMPURE:
+        if isinstance(node, nodes.Filter) and node.name in IMPURE_FILTERS:
             raise _Refused
 
 

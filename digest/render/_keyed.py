@@ -18,6 +18,8 @@ from typing import Any
 
 from jinja2 import Environment, nodes
 
+from digest.render._record import SPECIAL_NAMES
+
 # (kind, variable): "value" its value, "len" len(value), "bool" its truth
 Projection = tuple[str, str]
 
@@ -25,7 +27,6 @@ _NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.If, nodes.Name
           nodes.CondExpr, nodes.Concat, nodes.Compare, nodes.Operand, nodes.BinExpr,
           nodes.UnaryExpr, nodes.Filter, nodes.Test, nodes.Getitem, nodes.Slice, nodes.Tuple,
           nodes.List, nodes.Keyword)
-_SPECIAL = frozenset({"self", "loop", "super", "varargs", "kwargs", "caller"})
 # Filters whose result, from plain values, prints the same for equal values (no generator or
 # iterator whose text names its address, no attribute fetched by name, no randomness).
 _PLAIN_FILTERS = frozenset({
@@ -78,7 +79,7 @@ def template_reads(env: Environment, source: str) -> tuple[Projection, ...] | No
                         for part in (node.arg.start, node.arg.stop, node.arg.step))):
                 return None
         elif isinstance(node, nodes.Name):
-            if node.ctx != "load" or node.name in _SPECIAL:
+            if node.ctx != "load" or node.name in SPECIAL_NAMES:
                 return None
             found.add(_projection(env, node, parent))
         stack.extend((child, node) for child in node.iter_child_nodes())

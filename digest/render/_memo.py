@@ -23,7 +23,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import new_context
 
 from digest.memo import Generations
-from digest.render._record import _RECORDER, MAX_SHAPES, FinalizeGenerator
+from digest.render._record import _RECORDER, IMPURE_FILTERS, MAX_SHAPES, FinalizeGenerator
 
 # --------------------------------------------------------------------------- included parts
 
@@ -38,7 +38,6 @@ _SERIAL = itertools.count()
 # card's attributes are per paper and which are per subscriber.
 CardKey = Callable[[tuple[str, ...]],
                    Callable[[Any], "tuple[tuple[Any, ...], tuple[Any, ...]] | None"]]
-_IMPURE = frozenset({"random", "shuffle"})
 _OPAQUE = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Block,
            nodes.Macro, nodes.CallBlock, nodes.Call, nodes.Scope, nodes.ScopedEvalContextModifier,
            nodes.EvalContextModifier, nodes.ContextReference, nodes.DerivedContextReference)
@@ -56,7 +55,7 @@ def card_reads(env: Environment, source: str, allowed: frozenset[str]) -> tuple[
         return None
     if any(True for _ in ast.find_all(_OPAQUE)):
         return None
-    if any(f.name in _IMPURE for f in ast.find_all(nodes.Filter)):
+    if any(f.name in IMPURE_FILTERS for f in ast.find_all(nodes.Filter)):
         return None
     read: set[str] = set()
     owned: set[int] = set()

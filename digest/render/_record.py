@@ -42,6 +42,11 @@ _VERBATIM_IN_ATTRIBUTE = re.compile(r"[\x20-\x5b\x5d-\x7e]*")
 
 MAX_SHAPES = 512  # per cache; past it the cache starts over (stock templates need ~20)
 
+# What a template proven on its syntax tree (``_keyed``, ``_memo``, ``_frame``) may not hold:
+# names that reach outside the context, and filters that differ between two renders.
+SPECIAL_NAMES = frozenset({"self", "loop", "super", "varargs", "kwargs", "caller"})
+IMPURE_FILTERS = frozenset({"random", "shuffle"})
+
 
 def compile_mjml(source: str, template: str) -> str:
     """mjml-python's compile, as 7-bit HTML (``seven_bit_html``), with its bare ``ValueError``
