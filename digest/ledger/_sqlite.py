@@ -665,6 +665,13 @@ class Ledger:
 # ---------------------------------------------------------------------- the send lock
 
 
+def _beside(database: Path, suffix: str) -> Path:
+    """A lock file of the ledger ``database``: keyed on the file itself, since a symlink to
+    the database (or to its folder) is the same ledger and must meet the same lock."""
+    resolved = Path(os.path.realpath(database))
+    return resolved.with_name(resolved.name + suffix)
+
+
 class _WriterTurns:
     """Writers of one ledger on this machine take turns on ``<database>.writers`` (an exclusive
     ``flock`` around each write transaction), ahead of SQLite's own lock.
@@ -687,9 +694,8 @@ class _WriterTurns:
         if self._depth > 1:
             return
         if self._fd is None:
-            resolved = Path(os.path.realpath(self.database))
             try:
-                self._fd = os.open(resolved.with_name(resolved.name + ".writers"),
+                self._fd = os.open(_beside(self.database, ".writers"),
                                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
                 return  # no folder yet, or not writable: SQLite's lock alone decides
@@ -720,10 +726,7 @@ class SendLock:
 
     def __init__(self, database: Path) -> None:
         self.database = Path(database)
-        # Keyed on the file itself: a symlink to the database (or to its folder) is the same
-        # ledger, and must meet the same lock.
-        resolved = Path(os.path.realpath(self.database))
-        self.path = resolved.with_name(resolved.name + ".lock")
+        self.path = _beside(self.database, ".lock")
         self._fd: int | None = None
 
     def acquire(self) -> None:
