@@ -400,11 +400,12 @@ class ShapeCache:
             self.frames[(head.key, tail.key)] = frame
         if not frame.fits:
             return None
+        own = (head.values, head.values, tail.values)  # the frame's holes: head and tail
         if not cards:
             if frame.bare is None:
                 return None
             out: list[str] = []
-            frame.bare.fill_into(out, (head.values, head.values, tail.values))
+            frame.bare.fill_into(out, own)
             return "".join(out)
         # Each card's unit filled straight into the email's pieces: one join for the whole
         # email. (Filled cards were kept too, by their values, up to 1 MB: only ~30% of a
@@ -439,9 +440,9 @@ class ShapeCache:
                 unit.fill_into(pieces, (head.values, card.values, tail.values))
         # the head filled once every card's unit is known (they may move it)
         out = []
-        frame.head.fill_into(out, (head.values, head.values, tail.values))
+        frame.head.fill_into(out, own)
         out += pieces
-        frame.tail.fill_into(out, (head.values, head.values, tail.values))
+        frame.tail.fill_into(out, own)
         return "".join(out)
 
     def _frame(self, head: Shaped, tail: Shaped) -> _Frame:

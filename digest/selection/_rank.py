@@ -59,10 +59,10 @@ NO_MATCH = "no new papers match your topics"
 _TermKey = tuple[TermKey, bool]
 # A topic but its name and the order of its terms: include, require, exclude, the positive
 # terms as written (of two with one key, the first), categories, authors, min_upvotes, expand,
-# passing_mentions
-# A topic's term lists go in as sets, each kept as its sorted distinct terms: the same key as a
-# frozenset would make (neither order nor repeats count), at a quarter of the memory (a small
-# frozenset is 216 bytes, a tuple of three strings 64), ~1 MB of a 10,000 send's peak.
+# passing_mentions. The four term lists go in as sets, each as its sorted distinct terms
+# (``_as_set``): the key a frozenset would make (neither order nor repeats count), at a quarter
+# of the memory (a small frozenset is 216 bytes, a tuple of three strings 64), ~1 MB of a
+# 10,000 send's peak.
 _ShapeKey = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...],
                   tuple[str, ...], tuple[str, ...], int | None, bool, bool]
 
