@@ -34,9 +34,12 @@ Rows (each in its own child process, so each peak RSS is its own):
 - ours, 2 connections: ``smtp.connections: 2`` (one sending thread per shard instead of two).
 - ours, 4 shards: four spawned shards of one connection (one thread) each, instead of two of
            two: processes instead of threads, each paying its own start-up.
-- ledger, zlib / raw / no bytes: the ledger's share of a delivery alone (2 reads, begin,
-           mark_sent; ``--ledger`` deliveries, one thread): the message bytes stored
-           compressed (as before), as they are (now), or not at all.
+- ledger, zlib / in the row / spool / no bytes: the ledger's share of a delivery alone (2
+           reads, begin, mark_sent; ``--ledger`` deliveries, one thread, four in flight as
+           four connections keep them): the message bytes
+           stored compressed in the row (before session 4), as they are in the row (before
+           session 10), in the spool beside the database (now, ``digest/ledger/_spool.py``),
+           or not at all.
 - ours, --baseline DIR: the ``ours`` row run from another checkout (e.g. ``git worktree add
            /tmp/base HEAD~1``), its code, the same sink, interleaved with ``ours`` in every
            repeat: what a change gained end to end, measured in the same minutes.
@@ -272,9 +275,13 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
     edition = edition_for(sub, NOW)
     ledger = Ledger(workdir / "ledger.db")
     ledger.create()
+    if stored in ("zlib", "row"):  # the bytes in the row, as before the spool (SQLite)
+        from digest.ledger import _spool
+        _spool.Spool.put = lambda self, data: None  # type: ignore[method-assign]
     if stored == "zlib":  # what both ledgers did before: zlib (level 1) in begin() already
         _blob.pending = _blob.kept  # type: ignore[assignment]
     data: bytes | None = None if stored == "none" else msg.data
+    flying: list[str] = []
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
         email = f"reader{i:05d}@example.org"
@@ -282,13 +289,19 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
         ledger.edition_state(email, edition)  # and prepare_edition's, right before the build
         ledger.begin(email, edition, message_id=f"<{i}.{msg.message_id[1:]}", papers=("a", "b"),
                      data=data, now=NOW)
+        flying.append(email)
+        if len(flying) > 4:  # four in flight, as the send's four connections keep them
+            ledger.mark_sent(flying.pop(0), edition, now=NOW, code=250, reply="OK")
+    for email in flying:
         ledger.mark_sent(email, edition, now=NOW, code=250, reply="OK")
     cpu = time.process_time() - c0
     seconds = time.perf_counter() - t0
     ledger.close()
-    size = sum(f.stat().st_size for f in workdir.glob("ledger.db*"))
+    size = sum(f.stat().st_size for f in workdir.glob("ledger.db*") if f.suffix != ".spool")
+    spool = workdir / "ledger.db.spool"
     return {"sent": n, "skipped": 0, "failed": 0, "seconds": seconds, "measured": n,
-            "ledger_cpu": cpu, "ledger_mb": size / 2**20}
+            "ledger_cpu": cpu, "ledger_mb": size / 2**20,
+            "spool_mb": spool.stat().st_size / 2**20 if spool.exists() else 0.0}
 
 
 def _sample_message() -> Any:
@@ -366,7 +379,7 @@ def run_child(mode: str, n: int, port: int, naive: int, sink: int | None, *,
 
 MODES = ("ceiling", "ours", "base", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
          "ours-stop0", "ours-small", "ours-4", "ours-1", "ours-2", "naive", "ledger-zlib",
-         "ledger-raw", "ledger-none")
+         "ledger-row", "ledger-raw", "ledger-none")
 LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "send": "digest send (command)",
           "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
@@ -374,7 +387,8 @@ LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "ours-stop0": "  stop read per msg", "ours-small": "ours (small)",
           "ours-1": "ours, 1 process", "ours-2": "ours, 2 shards", "ours-4": "ours, 4 shards",
           "naive": "naive",
-          "ledger-zlib": "ledger, zlib bytes", "ledger-raw": "ledger, raw bytes",
+          "ledger-zlib": "ledger, zlib bytes", "ledger-row": "ledger, bytes in row",
+          "ledger-raw": "ledger, spooled bytes",
           "ledger-none": "ledger, no bytes"}
 # run once whatever --repeats says (the secondary rows)
 ONCE = frozenset({"ours-tick1", "ours-stop0", "ours-small", "ours-1", "ours-2", "naive"})
@@ -481,13 +495,15 @@ def main() -> None:
     if ledger_modes:
         print(f"\nledger alone, {args.ledger:,} deliveries of a {_sample_size():,}-byte message "
               "(2 reads, begin, mark_sent; SQLite, one thread):")
-        print(f"{'stored message':<23}{'CPU ms/msg':>17}{'ledger MB at the end':>22}")
+        print(f"{'stored message':<23}{'CPU ms/msg':>17}{'ledger MB at the end':>22}"
+              f"{'spool MB':>10}")
         for mode in ledger_modes:
             rows = results[mode]
             cpu = [float(str(r["ledger_cpu"])) / int(str(r["measured"])) * 1000 for r in rows]
             size = statistics.median(float(str(r["ledger_mb"])) for r in rows)
+            spool = statistics.median(float(str(r["spool_mb"])) for r in rows)
             print(f"{LABELS[mode].removeprefix('ledger, '):<23}{mmm(cpu, '.3f'):>17}"
-                  f"{size:>22.1f}")
+                  f"{size:>22.1f}{spool:>10.1f}")
 
     if "ours-small" in results and "ours-1" in results:
         big, small = results["ours-1"][0], results["ours-small"][0]

@@ -32,6 +32,7 @@ from typing import cast
 
 from digest.errors import LedgerError, LockedError
 import digest.ledger._blob as _blob
+import digest.ledger._spool as _spool
 from digest.ledger._contract import EditionState, EditionStatus, SelectionState
 from digest.ledger._frozen import dump_left_out, load_left_out
 from digest.ledger._migrate import create_sqlite, migrate
@@ -167,6 +168,16 @@ def _parts(rows: list[tuple[object, ...]]) -> tuple[
     return suppressed, chosen, row, history, [f[1:6] for f in feedback]
 
 
+_BEGIN = ("INSERT INTO deliveries (email, edition, state, message_id, papers, attempts, "
+          "created_at, updated_at, possible_duplicate, message) "
+          "VALUES (?, ?, 'sending', ?, ?, 1, ?, ?, ?, ?) "
+          "ON CONFLICT (email, edition) DO UPDATE SET state = 'sending', "
+          "message_id = excluded.message_id, papers = excluded.papers, "
+          "attempts = attempts + 1, updated_at = excluded.updated_at, "
+          "possible_duplicate = MAX(possible_duplicate, excluded.possible_duplicate), "
+          "message = COALESCE(excluded.message, message)")
+
+
 def _ts(now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("ledger timestamps must be timezone-aware")
@@ -186,6 +197,7 @@ class Ledger:
         self._conn: sqlite3.Connection | None = None
         self._mutex = threading.RLock()
         self._turns = _WriterTurns(self.path)
+        self._spool = _spool.Spool(_beside(self.path, ".spool"))
 
     # ------------------------------------------------------------------ connection
 
@@ -293,6 +305,7 @@ class Ledger:
                 self._conn.close()
                 self._conn = None
             self._turns.close()
+            self._spool.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -413,31 +426,87 @@ class Ledger:
 
     def stored_message(self, email: str, edition: date) -> bytes | None:
         """The exact bytes recorded by ``begin``, while the row is not yet accepted."""
-        rows = self._read("SELECT message FROM deliveries WHERE email = ? AND edition = ?",
-                          (email.strip().lower(), edition.isoformat()))
-        if not rows or rows[0][0] is None:
-            return None
-        return _blob.unpack(cast(bytes, rows[0][0]))
+        key = (email.strip().lower(), edition.isoformat())
+        seen: object = None
+        for _ in range(2):  # a rewind between the two reads moved them into the row: again
+            rows = self._read("SELECT message FROM deliveries WHERE email = ? AND edition = ?",
+                              key)
+            if not rows or rows[0][0] is None or rows[0][0] == seen:
+                return None
+            seen = rows[0][0]
+            data = self._unpack(cast(bytes, seen))
+            if data is not None:
+                return data
+        return None
+
+    def _unpack(self, blob: bytes) -> bytes | None:
+        """A stored ``message`` value's bytes: in the row, or in the spool while in flight
+        (None if they are lost there: the caller renders the edition again)."""
+        return self._spool.get(blob) if _spool.is_ref(blob) else _blob.unpack(blob)
+
+    def _kept(self, blob: bytes) -> bytes | None:
+        """A stored ``message`` value in its kept form (compressed, in the row)."""
+        if _spool.is_ref(blob):
+            data = self._spool.get(blob)
+            return None if data is None else _blob.kept(data)
+        return _blob.compact(blob)
 
     # ------------------------------------------------------------------ state changes
 
     def begin(self, email: str, edition: date, *, message_id: str, papers: tuple[str, ...],
               data: bytes | None, now: datetime, possible_duplicate: bool = False) -> None:
         """Record ``sending`` BEFORE the message leaves (one more attempt). ``data`` is kept
-        until the server accepts, so a retry replays the same message (uncompressed while in
-        flight, compressed if the row stays deferred: ``_blob``)."""
-        blob = None if data is None else _blob.pending(data)
-        self._write(
-            "INSERT INTO deliveries (email, edition, state, message_id, papers, attempts, "
-            "created_at, updated_at, possible_duplicate, message) "
-            "VALUES (?, ?, 'sending', ?, ?, 1, ?, ?, ?, ?) "
-            "ON CONFLICT (email, edition) DO UPDATE SET state = 'sending', "
-            "message_id = excluded.message_id, papers = excluded.papers, "
-            "attempts = attempts + 1, updated_at = excluded.updated_at, "
-            "possible_duplicate = MAX(possible_duplicate, excluded.possible_duplicate), "
-            "message = COALESCE(excluded.message, message)",
-            (email.strip().lower(), edition.isoformat(), message_id, json.dumps(list(papers)),
-             _ts(now), _ts(now), int(possible_duplicate), blob))
+        until the server accepts, so a retry replays the same message: in the spool while in
+        flight (``_spool``; in the row, uncompressed, where the spool cannot take it),
+        compressed in the row if it stays deferred (``_blob``)."""
+        params = (email.strip().lower(), edition.isoformat(), message_id,
+                  json.dumps(list(papers)), _ts(now), _ts(now), int(possible_duplicate))
+        if data is None:
+            self._write(_BEGIN, (*params, None))
+            return
+        with self._mutex:
+            conn = self._connect(create=True)
+            assert conn is not None
+            with self._turns:
+                try:
+                    # SQLite's write lock first: it makes this the one writer of the spool too
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute(_BEGIN, (*params, self._spooled(conn, data)))
+                    conn.execute("COMMIT")
+                except BaseException as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.DatabaseError):
+                        raise LedgerError(self.path, str(exc)) from exc
+                    raise
+
+    def _spooled(self, conn: sqlite3.Connection, data: bytes) -> bytes:
+        """``data`` written to the spool, and what the row stores: the reference, or the
+        bytes themselves where the spool cannot take them. Called inside a write transaction
+        (``BEGIN IMMEDIATE``: no other writer meanwhile)."""
+        try:
+            ref = self._spool.put(data)
+        except _spool.Full:
+            # The ring is rewound only when no row points into it any more: the rows being
+            # sent get their bytes back (compressed, in the row) and that is committed first,
+            # so a rollback of this transaction cannot leave a reference to a record that the
+            # rewound ring writes over. Deferred and uncertain rows never point into it
+            # (``_compact`` runs before their state changes).
+            while True:
+                found = [(address, edition, cast(bytes, blob)) for address, edition, blob in
+                         conn.execute("SELECT email, edition, message FROM deliveries WHERE "
+                                      "state = 'sending' AND message IS NOT NULL").fetchall()
+                         if _spool.is_ref(cast(bytes, blob))]
+                if not found:
+                    break
+                for address, edition, blob in found:
+                    conn.execute("UPDATE deliveries SET message = ? WHERE email = ? AND "
+                                 "edition = ?", (self._kept(blob), address, edition))
+                conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")  # a writer in between may have spooled more
+            self._spool.rewind()
+            ref = self._spool.put(data)
+        return _blob.pending(data) if ref is None else ref
 
     def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
                   reply: str | None = None, archive: timedelta | None = None) -> None:
@@ -462,11 +531,14 @@ class Ledger:
                         "edition = ? AND message IS NOT NULL AND message_id IS NOT NULL",
                         (email.strip().lower(), edition.isoformat())).fetchall()
                     for message_id, blob in found:  # compressed for the archive's days
+                        kept = self._kept(cast(bytes, blob))
+                        if kept is None:  # lost from the spool (a power cut): nothing to show
+                            continue
                         conn.execute(
                             "INSERT OR REPLACE INTO archive (email, edition, message_id, "
                             "sent_at, message) VALUES (?, ?, ?, ?, ?)",
                             (email.strip().lower(), edition.isoformat(), message_id, _ts(now),
-                             _blob.compact(cast(bytes, blob))))
+                             kept))
                     # the left-out matches live as long as their edition's archive row
                     conn.execute("DELETE FROM left_out WHERE email = ? AND edition <> ? AND "
                                  "edition NOT IN (SELECT edition FROM archive WHERE email = ?)",
@@ -484,18 +556,35 @@ class Ledger:
                       error: str) -> None:
         """A temporary failure: a later run retries the stored message."""
         with self._mutex:
+            self._compact(email, edition)
             self._finish(email, edition, "deferred", now=now, code=code, error=error,
                          keep_message=True)
-            self._compact(email, edition)
 
     def _compact(self, email: str, edition: date) -> None:
-        """The stored bytes of a row that stays (deferred, uncertain) in their kept,
-        compressed form."""
+        """The stored bytes of a row about to stay (deferred, uncertain) in their kept,
+        compressed form, in the row: done before its state changes, since only rows being
+        sent are looked for when the spool is rewound. Under SQLite's write lock, so no
+        rewind can come between reading the reference and reading the spool."""
         key = (email.strip().lower(), edition.isoformat())
-        rows = self._read("SELECT message FROM deliveries WHERE email = ? AND edition = ?", key)
-        if rows and rows[0][0] is not None and _blob.is_raw(cast(bytes, rows[0][0])):
-            self._write("UPDATE deliveries SET message = ? WHERE email = ? AND edition = ?",
-                        (_blob.compact(cast(bytes, rows[0][0])), *key))
+        with self._mutex:
+            conn = self._connect(create=True)
+            assert conn is not None
+            with self._turns:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    rows = conn.execute("SELECT message FROM deliveries WHERE email = ? AND "
+                                        "edition = ?", key).fetchall()
+                    blob = cast("bytes | None", rows[0][0]) if rows else None
+                    if blob is not None and (_spool.is_ref(blob) or _blob.is_raw(blob)):
+                        conn.execute("UPDATE deliveries SET message = ? WHERE email = ? AND "
+                                     "edition = ?", (self._kept(blob), *key))
+                    conn.execute("COMMIT")
+                except BaseException as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.DatabaseError):
+                        raise LedgerError(self.path, str(exc)) from exc
+                    raise
 
     def mark_ambiguous(self, email: str, edition: date, *, now: datetime,
                        error: str) -> DeliveryState:
@@ -503,6 +592,7 @@ class Ledger:
         to the final ".", or found ``sending`` after a crash). The first time the row is left
         ``deferred`` (re-sent once, same bytes); at ``AMBIGUOUS_LIMIT`` it is held
         ``uncertain``, which nothing re-sends. Returns the new state."""
+        self._compact(email, edition)
         rows = self._write_returning(
             "UPDATE deliveries SET ambiguous = ambiguous + 1, updated_at = ?, last_code = NULL, "
             "last_error = ?, possible_duplicate = 1, "
@@ -511,7 +601,6 @@ class Ledger:
             (_ts(now), error, AMBIGUOUS_LIMIT, email.strip().lower(), edition.isoformat()))
         if len(rows) != 1:
             raise LedgerError(self.path, f"no delivery row for {email} edition {edition}")
-        self._compact(email, edition)
         return cast(DeliveryState, rows[0][0])
 
     def resolve(self, email: str, edition: date, *, sent: bool, now: datetime) -> LedgerRow:

@@ -421,8 +421,11 @@ def test_bytes_in_flight_are_kept_as_they_are_and_compressed_when_they_stay(
     body = b"Subject: the same line again\r\n" * 400  # 12 KB that compresses well
     for who in ("a@x.org", "b@x.org", "c@x.org", "d@x.org"):
         ledger.begin(who, ED, message_id=f"<{who}>", papers=("p1",), data=body, now=NOW)
-        # in flight: not compressed (the row is rewritten a moment later), one marker byte
-        assert _stored_length(ledger, "deliveries", who) == len(body) + 1
+        # in flight: not compressed (the row is rewritten a moment later): SQLite's row
+        # points into the spool beside it (tests/ledger/test_spool.py), PostgreSQL's holds
+        # the bytes behind one marker byte
+        assert _stored_length(ledger, "deliveries", who) == (
+            25 if isinstance(ledger, Ledger) else len(body) + 1)
     ledger.mark_deferred("a@x.org", ED, now=NOW, code=451, error="later")
     assert ledger.mark_ambiguous("b@x.org", ED, now=NOW, error="no reply") == "deferred"
     ledger.mark_sent("c@x.org", ED, now=NOW, archive=timedelta(days=30))
