@@ -178,10 +178,22 @@ _BEGIN = ("INSERT INTO deliveries (email, edition, state, message_id, papers, at
           "message = COALESCE(excluded.message, message)")
 
 
+_last_ts: tuple[datetime | None, str] = (None, "")
+
+
 def _ts(now: datetime) -> str:
+    # A run writes its one ``now`` two or three times a delivery: the same object is worked
+    # out once (by identity: equal instants in other zones print differently). One tuple,
+    # read and replaced whole, so threads never see half of another's.
+    global _last_ts
+    last = _last_ts
+    if last[0] is now:
+        return last[1]
     if now.tzinfo is None:
         raise ValueError("ledger timestamps must be timezone-aware")
-    return now.isoformat()
+    text = now.isoformat()
+    _last_ts = (now, text)
+    return text
 
 
 class Ledger:
