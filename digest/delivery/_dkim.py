@@ -34,10 +34,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
-import dkim
-from dkim.canonicalization import CanonicalizationPolicy
+from typing import TYPE_CHECKING
 
 from digest.models import DkimKey
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from dkim.canonicalization import CanonicalizationPolicy
 
 __all__ = ["SIGNED_HEADERS", "KeyPair", "dns_record", "generate_key", "sign_message"]
 
@@ -50,7 +54,16 @@ SIGNED_HEADERS = (
 _SIGNED = tuple(h.encode("ascii") for h in SIGNED_HEADERS)
 _NAME = b"DKIM-Signature"
 _RELAXED = b"relaxed/relaxed"
-_POLICY = CanonicalizationPolicy.from_c_value(_RELAXED)
+
+
+@functools.cache
+def _dkimpy() -> tuple[ModuleType, CanonicalizationPolicy]:
+    """dkimpy and the relaxed policy, loaded with the first signature: dkimpy brings
+    dnspython (~30 ms of every command's start-up), and most runs sign nothing."""
+    import dkim
+    from dkim.canonicalization import CanonicalizationPolicy
+
+    return dkim, CanonicalizationPolicy.from_c_value(_RELAXED)
 
 
 @functools.lru_cache(maxsize=16)
@@ -73,6 +86,7 @@ def _signer(algorithm: str, material: bytes) -> Callable[[bytes], bytes]:
 
 
 def _tags(fields: list[tuple[bytes, bytes]], end: bytes = b"") -> bytes:
+    dkim = _dkimpy()[0]
     return cast(bytes, dkim.fold(b"; ".join(b"=".join(f) for f in fields) + end,
                                  namelen=len(_NAME), linesep=b"\r\n"))
 
@@ -84,12 +98,13 @@ def sign_message(data: bytes, domain: str, keys: tuple[DkimKey, ...], *,
     given (none covers another)."""
     if not keys:
         return data
+    dkim, policy = _dkimpy()
     headers, body = dkim.rfc822_parse(data)
-    canonical = _POLICY.canonicalize_headers(headers)
+    canonical = policy.canonicalize_headers(headers)
     present = {name.lower() for name, _ in headers}
     signed = [h for h in _SIGNED if h in present]
     include = signed + signed  # oversigned: see the module docstring
-    body_hash = base64.b64encode(hashlib.sha256(_POLICY.canonicalize_body(body)).digest())
+    body_hash = base64.b64encode(hashlib.sha256(policy.canonicalize_body(body)).digest())
     stamp = str(int(now.timestamp())).encode("ascii")
     signatures: list[bytes] = []
     for key in keys:
@@ -102,7 +117,7 @@ def sign_message(data: bytes, domain: str, keys: tuple[DkimKey, ...], *,
         # The signature header is hashed with an empty b=, after the signed headers.
         unsigned = dkim.RE_BTAG.sub(b"\\1", _tags(fields))
         hasher = hashlib.sha256()
-        dkim.hash_headers(hasher, _POLICY, canonical, include, (_NAME, b" " + unsigned),
+        dkim.hash_headers(hasher, policy, canonical, include, (_NAME, b" " + unsigned),
                           dict(fields))
         fields[-1] = (b"b", base64.b64encode(_signer(key.algorithm, key.private_key)(
             hasher.digest())))
