@@ -9,7 +9,7 @@ values stay frozen and hashable.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -246,6 +246,9 @@ class StreamedConfig:
     path: Path
     settings: Settings
     subscribers: Sequence[Subscriber]
+    # how many subscribers have each (timezone, schedule), counted as they were read: which
+    # are due at a time is then known without reading a spilled list back (None: not counted)
+    schedules: Mapping[tuple[str, str], int] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from digest.compose._digest import (
     LazySummaries,
     build_digest,
     edition_for,
+    edition_in,
     summarize_all,
 )
 from digest.compose._tokens import (
@@ -28,4 +29,4 @@ from digest.compose._tokens import (
 __all__ = ["ARCHIVE_PATH", "EDITION_PATH", "FEED_PATH", "MORE_PATH", "PREFERENCES_PATH",
            "UNSUBSCRIBE_PATH",
            "LazySummaries", "Links", "TokenIndex", "build_digest", "edition_for",
-           "links_for", "make_token", "summarize_all"]
+           "edition_in", "links_for", "make_token", "summarize_all"]

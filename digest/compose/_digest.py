@@ -28,7 +28,12 @@ from digest.summarize import summarize
 
 def edition_for(subscriber: Subscriber, now: datetime) -> date:
     """The edition a send at ``now`` belongs to: the subscriber's local calendar date."""
-    return now.astimezone(ZoneInfo(subscriber.timezone)).date()
+    return edition_in(subscriber.timezone, now)
+
+
+def edition_in(timezone: str, now: datetime) -> date:
+    """``edition_for`` of any subscriber in ``timezone``."""
+    return now.astimezone(ZoneInfo(timezone)).date()
 
 
 def summarize_all(papers: Iterable[Paper], budget: int) -> dict[str, Summary]:

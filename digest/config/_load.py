@@ -34,7 +34,7 @@ from digest.config._dkim import check_alignment, read_dkim, read_helo
 from digest.config._compose import ItemSink, compose
 from digest.config._plain import PlainEntries
 from digest.config._schema import Entry, Reader, is_null, line_of, suggest
-from digest.config._spill import SpillWriter
+from digest.config._spill import SpilledSubscribers, SpillWriter
 from digest.errors import ConfigError, Problem
 from digest.models import (
     BIORXIV_SUBJECTS,
@@ -119,7 +119,8 @@ def open_config(path: Path, *, environ: Mapping[str, str] | None = None
         with _no_gc():
             path_, settings, subscribers = _load(path, os.environ if environ is None else environ,
                                                  spill)
-        yield StreamedConfig(path_, settings, subscribers)
+        yield StreamedConfig(path_, settings, subscribers, schedules=(
+            subscribers.schedules if isinstance(subscribers, SpilledSubscribers) else None))
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 Owns: ``SpillWriter`` (appends each validated ``Subscriber`` as one pickle and remembers where it
 starts) and ``SpilledSubscribers``, the ``Sequence[Subscriber]`` reading them back one at a time
-(an 8-byte offset per subscriber in memory, nothing else). A slice is another view of the same
+(an 8-byte offset per subscriber in memory, and how many have each (timezone, schedule)). A slice is another view of the same
 file, so a send shard gets its share by pickling a path and some offsets, never the
 subscribers themselves. The file lives in a private temporary folder that ``open_config``
 removes when its block ends; it is read only by this program's own processes.
@@ -27,9 +27,13 @@ class SpilledSubscribers(Sequence[Subscriber]):
     """The subscribers written to ``path``, in file order (or the slice of them this view
     was cut to): each one is unpickled when asked for and not kept."""
 
-    def __init__(self, path: Path, offsets: array[int]) -> None:
+    def __init__(self, path: Path, offsets: array[int],
+                 schedules: dict[tuple[str, str], int] | None = None) -> None:
         self.path = path
         self.offsets = offsets
+        # (timezone, schedule) -> how many of these subscribers (the whole list's; None for
+        # a slice)
+        self.schedules = schedules
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -73,16 +77,20 @@ class SpillWriter:
         self._file = path.open("xb")
         self._offsets: array[int] = array("q")
         self._size = 0
+        # (timezone, schedule) -> how many: a run counts who is due without reading them back
+        self.schedules: dict[tuple[str, str], int] = {}
 
     def append(self, subscriber: Subscriber) -> None:
         data = pickle.dumps(subscriber, protocol=pickle.HIGHEST_PROTOCOL)
         self._offsets.append(self._size)
         self._file.write(data)
         self._size += len(data)
+        key = (subscriber.timezone, subscriber.schedule)
+        self.schedules[key] = self.schedules.get(key, 0) + 1
 
     def finish(self) -> SpilledSubscribers:
         self._file.close()
-        return SpilledSubscribers(self._path, self._offsets)
+        return SpilledSubscribers(self._path, self._offsets, self.schedules)
 
     def close(self) -> None:
         self._file.close()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from digest.compose import LazySummaries, edition_for
+from digest.compose import LazySummaries, edition_for, edition_in
 from digest.cron import fires_on
 from digest.delivery._edition import (
     EditionRun,
@@ -141,10 +141,20 @@ class _Due:
     def __call__(self, sub: Subscriber) -> bool:
         if self.only is not None:
             return sub.email.lower() == self.only.strip().lower()
-        return self.ignore_schedule or fires_on(sub.schedule, sub.timezone,
-                                                edition_for(sub, self.now))
+        return self.ignore_schedule or self._fires(sub.timezone, sub.schedule)
 
-    def count(self, subscribers: Iterable[Subscriber]) -> int:
+    def _fires(self, timezone: str, schedule: str) -> bool:
+        return fires_on(schedule, timezone, edition_in(timezone, self.now))
+
+    def count(self, subscribers: Sequence[Subscriber],
+              schedules: Mapping[tuple[str, str], int] | None = None) -> int:
+        """How many of ``subscribers`` are due; from ``schedules`` (how many have each
+        (timezone, schedule)) when given, without reading them (a spilled list would be
+        unpickled whole: 0.14 s for 10,000)."""
+        if schedules is not None and self.only is None:
+            return len(subscribers) if self.ignore_schedule else sum(
+                n for (timezone, schedule), n in schedules.items()
+                if self._fires(timezone, schedule))
         return sum(1 for s in subscribers if self(s))
 
 
@@ -189,7 +199,8 @@ def send_all(config: Config | StreamedConfig, papers: Iterable[Paper], now: date
     if the transport is unusable (nothing more is sent)."""
     settings = config.settings
     wanted = _Due(now, only, ignore_schedule)
-    count = wanted.count(config.subscribers)  # one pass: they are not kept
+    count = wanted.count(config.subscribers, config.schedules  # or one pass: none kept
+                         if isinstance(config, StreamedConfig) else None)
     not_due = len(config.subscribers) - count if only is None else 0
     if counted is not None:
         counted(count)

@@ -68,3 +68,32 @@ def test_shards_send_a_spilled_list_once_each_with_schedules_and_preferences(
             assert row is not None and len(row.papers) == 1
             row = ledger.get("r3@example.org", NOW.date())
             assert row is not None and len(row.papers) == 3
+
+
+def test_who_is_due_is_counted_from_the_schedules_read_without_reading_the_list_back(
+        tmp_path: Path) -> None:
+    from digest.delivery._batch import _Due, due
+
+    zones = ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Kolkata", "America/New_York"]
+    schedules = ["0 7 * * *", "0 7 * * mon-fri", "0 7 * * sun", "30 6 * * sat,sun", "0 9 1 * *"]
+    entries = "".join(
+        f"  - email: r{i}@example.org\n    timezone: {zones[i % 5]}\n"
+        f"    schedule: \"{schedules[i // 5 % 5]}\"\n    topics: [attention]\n"
+        for i in range(60))
+    padding = "".join(f"  line {i}: {'x' * 60}\n" for i in range(STREAM_ABOVE_BYTES // 60))
+    (tmp_path / "subscribers.yaml").write_text(
+        'settings:\n  sender: "Paper Digest <digest@example.org>"\n'
+        f"x-padding:\n{padding}subscribers:\n{entries}", encoding="utf-8")
+    with open_config(tmp_path / "subscribers.yaml", environ={}) as config:
+        assert isinstance(config.subscribers, SpilledSubscribers)
+        assert config.schedules is not None and sum(config.schedules.values()) == 60
+        assert config.schedules[("UTC", "0 7 * * *")] == 3
+        # every hour of a week and a month's first day, across the date line
+        for hours in [*range(0, 24 * 8, 5), 24 * 6 + 11]:
+            now = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc) + timedelta(hours=hours)
+            for wanted in (_Due(now), _Due(now, ignore_schedule=True)):
+                assert wanted.count(config.subscribers, config.schedules) == wanted.count(
+                    config.subscribers), (now, wanted)
+            assert _Due(now).count(config.subscribers, config.schedules) == len(due(config, now))
+        only = _Due(NOW, only="r7@example.org")  # one named address: read, not counted
+        assert only.count(config.subscribers, config.schedules) == 1
