@@ -59,9 +59,10 @@ class Spool:
         self.ring_bytes = max(ring_bytes, 2 * PAGE)
         self._fd: int | None = None
 
-    def _open(self) -> int:
+    def _open(self, *, create: bool = True) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC
+                               | (os.O_CREAT if create else 0), 0o600)
         return self._fd
 
     def _position(self, fd: int) -> int:
@@ -109,8 +110,8 @@ class Spool:
         """The bytes a reference points at, or None when they are not there any more."""
         _, start, length, stamp = _REF.unpack(ref)
         pages = max(1, -(-length // _BODY))
-        try:
-            raw = os.pread(self._open(), length + pages * _STAMP, start)
+        try:  # reading makes no file: a missing spool has nothing in it
+            raw = os.pread(self._open(create=False), length + pages * _STAMP, start)
         except OSError:
             return None
         if len(raw) != length + pages * _STAMP:

@@ -440,15 +440,16 @@ class Ledger:
         """The exact bytes recorded by ``begin``, while the row is not yet accepted."""
         key = (email.strip().lower(), edition.isoformat())
         seen: object = None
-        for _ in range(2):  # a rewind between the two reads moved them into the row: again
-            rows = self._read("SELECT message FROM deliveries WHERE email = ? AND edition = ?",
-                              key)
-            if not rows or rows[0][0] is None or rows[0][0] == seen:
-                return None
-            seen = rows[0][0]
-            data = self._unpack(cast(bytes, seen))
-            if data is not None:
-                return data
+        with self._mutex:  # the spool's file is this connection's too
+            for _ in range(2):  # a rewind between the two reads moved them into the row
+                rows = self._read("SELECT message FROM deliveries WHERE email = ? AND "
+                                  "edition = ?", key)
+                if not rows or rows[0][0] is None or rows[0][0] == seen:
+                    return None
+                seen = rows[0][0]
+                data = self._unpack(cast(bytes, seen))
+                if data is not None:
+                    return data
         return None
 
     def _unpack(self, blob: bytes) -> bytes | None:

@@ -125,6 +125,7 @@ def test_a_record_written_over_or_gone_reads_as_lost(tmp_path: Path) -> None:
     spool.unlink()  # gone between two runs
     ledger = Ledger(db)
     assert ledger.stored_message(second, ED) is None
+    assert not spool.exists()  # reading makes no spool
     third = begin(ledger, 3, message(3))  # a new spool is started
     assert ledger.stored_message(third, ED) == message(3)
     # a deferred row whose bytes were lost keeps none (a later run builds the message anew)
