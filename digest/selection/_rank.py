@@ -90,8 +90,8 @@ _Tiers = tuple[tuple[int, int], ...]  # (score, mask of the papers with that sco
 # half as much CPU.
 TABLE_SIZE = 2048
 # The distinct tiers the shapes share (``Selector._shared_tiers``): bench_send's 10,000
-# subscribers' ~2,500 shapes hold ~3,000 (one dict slot each; a tier dropped from here while a
-# shape holds it only means its next equal is kept as another copy).
+# subscribers leave 2,777 in the table, one dict slot each. A tier dropped from it while a shape
+# still holds it only means that its next equal is kept as another copy.
 TIER_COPIES = 4 * TABLE_SIZE
 
 
