@@ -18,7 +18,8 @@ the send is split over one spawned shard per CPU), and multiprocessing's resourc
 
 The floor (issue 16): every process's peak at each size within 10% of the 1k parent's figure
 (the same code) plus the size of the config file. Prints the wall time and peaks as
-min/median/max over ``--repeats`` (100k takes minutes per run: one repeat is the default).
+min/median/max over ``--repeats`` (100k takes minutes per run: one repeat is the default), in
+MB to one decimal, and the margin: how far the biggest peak stays under that limit.
 """
 
 from __future__ import annotations
@@ -224,8 +225,8 @@ def main() -> None:
                     results.setdefault((name, n), []).append(result)
                     print(f"  {name:8} {n:>7,}: {result['seconds']:.1f} s, "
                           f"{result['cpu']:.1f} CPU s, parent "
-                          f"{result['parent']:.0f} MB, shards "
-                          f"{', '.join(f'{s:.0f}' for s in result['shards']) or '-'} MB, "  # type: ignore[attr-defined]
+                          f"{result['parent']:.1f} MB, shards "
+                          f"{', '.join(f'{s:.1f}' for s in result['shards']) or '-'} MB, "  # type: ignore[attr-defined]
                           f"sent {result['sent']}", file=sys.stderr, flush=True)
                     shutil.rmtree(run_dir)
     finally:
@@ -241,7 +242,7 @@ def main() -> None:
           f"ours = {ours_head}, baseline = {args.baseline} ({head}); {_cpus()} CPUs")
     print(f"{'code':<9}{'subscribers':>12}{'file MB':>9}{'wall s':>16}{'CPU s':>16}"
           f"{'parent MB':>16}"
-          f"{'shards':>7}{'biggest shard MB':>18}{'limit MB':>10}  flat?")
+          f"{'shards':>7}{'biggest shard MB':>18}{'limit MB':>10}{'margin MB':>11}  flat?")
     first = min(sizes)
     for name in codes:
         one_k = statistics.median(float(r["parent"]) for r in results[(name, first)])  # type: ignore[arg-type]
@@ -252,12 +253,14 @@ def main() -> None:
             count = max(len(r["shards"]) for r in rows)  # type: ignore[arg-type]
             limit = 1.10 * one_k + files[n]
             flat = all(p <= limit for p in parents + shards)
+            margin = limit - max(parents + shards)
             print(f"{name:<9}{n:>12,}{files[n]:>9.1f}"
                   f"{_mmm([float(r['seconds']) for r in rows], '{:.1f}'):>16}"  # type: ignore[arg-type]
                   f"{_mmm([float(r['cpu']) for r in rows], '{:.1f}'):>16}"  # type: ignore[arg-type]
-                  f"{_mmm(parents):>16}{count:>7}{_mmm(shards):>18}{limit:>10.0f}  "
-                  f"{'yes' if flat else 'NO'}")
-    print(f"limit = 1.10 x the {first:,} parent's median + the file's size; CPU s = user + "
+                  f"{_mmm(parents, '{:.1f}'):>16}{count:>7}{_mmm(shards, '{:.1f}'):>18}"
+                  f"{limit:>10.1f}{margin:>11.1f}  {'yes' if flat else 'NO'}")
+    print(f"limit = 1.10 x the {first:,} parent's median + the file's size; margin = the limit "
+          "less the biggest peak of any process at that size (the worst repeat); CPU s = user + "
           "system of every process of the command (the sink's not); the resource tracker "
           "(multiprocessing's, not a shard) is left out of the peaks.")
 

@@ -565,7 +565,8 @@ def test_one_selector_for_many_subscribers_stays_bounded_and_selects_as_a_fresh_
                    for i in range(TABLE_SIZE + 300)]
     shared = Selector(PAPERS)
     first = [shared.select(s) for s in subscribers[:50]]
-    tables = [v for v in vars(shared).values() if type(v).__name__ == "Generations"]
+    tables = [v for k, v in vars(shared).items()
+              if type(v).__name__ == "Generations" and k != "_tier_copies"]  # (its own bound)
     largest = 0
     for s in subscribers:
         shared.select(s)
@@ -575,6 +576,58 @@ def test_one_selector_for_many_subscribers_stays_bounded_and_selects_as_a_fresh_
     fresh = Selector(PAPERS)
     assert [fresh.select(s) for s in subscribers[-50:]] == [
         shared.select(s) for s in subscribers[-50:]]
+
+
+def _kept_tiers(selector: Selector) -> list[Any]:
+    shapes = selector._shapes  # noqa: SLF001
+    return [t for shape in (*shapes._young.values(), *shapes._old.values())  # noqa: SLF001
+            for t in shape.tiers]
+
+
+def _many_subscribers(n: int) -> list[Subscriber]:
+    import random
+
+    terms = ["diffusion", "language model", "transformer", "reinforcement learning", "video",
+             "attention", "benchmark", "agent", "reasoning", "quantization", "robot", "graph"]
+    rnd = random.Random(17)
+    return [sub(*(Topic(name=f"t{i}{k}", include=tuple(rnd.sample(terms, rnd.randint(1, 3))),
+                        exclude=tuple(rnd.sample(terms, rnd.randint(0, 1))),
+                        passing_mentions=rnd.random() < 0.3) for k in range(2)),
+                max_papers=5, email=f"r{i}@example.org") for i in range(n)]
+
+
+def test_the_shapes_keep_one_copy_of_each_tier() -> None:
+    """Shapes are many and their tiers few: equal tiers of different shapes are one object,
+    so the shapes table holds each distinct tier once."""
+    shared = Selector(PAPERS)
+    for s in _many_subscribers(400):
+        shared.select(s)
+    tiers = _kept_tiers(shared)
+    distinct = {t: t for t in tiers}
+    assert len(distinct) < len(tiers) / 2  # copies there were
+    assert all(t is distinct[t] for t in tiers)
+
+
+def test_the_tier_copies_are_bounded_and_a_dropped_one_changes_no_pick(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table of tier copies holds at most TIER_COPIES entries; a tier dropped from it while
+    a shape still holds it is only kept as another copy next time: the picks stay those of a
+    selector whose table never dropped one."""
+    from digest.selection import _rank
+
+    subscribers = _many_subscribers(600)
+    roomy = Selector(PAPERS)
+    expected = [roomy.select(s, with_cut=True) for s in subscribers]
+    assert len(roomy._tier_copies) < _rank.TIER_COPIES // 2  # noqa: SLF001 (never dropped)
+    monkeypatch.setattr(_rank, "TIER_COPIES", 8)
+    tight = Selector(PAPERS)
+    largest = 0
+    got = []
+    for s in subscribers:
+        got.append(tight.select(s, with_cut=True))
+        largest = max(largest, len(tight._tier_copies))  # noqa: SLF001
+    assert largest == 8
+    assert got == expected
 
 
 def test_topics_that_differ_in_name_or_term_order_share_a_selector_and_keep_their_reasons(
