@@ -20,7 +20,7 @@ import functools
 import re
 import threading
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from operator import attrgetter
@@ -246,7 +246,7 @@ class _Once(Generic[_T]):
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Card:
     """What a paper card shows; built from a ``DigestItem``, every link already http(s)-only.
     ``rank`` is the card's number in the email; ``section`` is the topic heading to show
@@ -255,6 +255,15 @@ class Card:
     item: DigestItem
     rank: int
     section: str | None = None
+    # the pick's reasons as shown: read by every card's memo key, in both parts
+    _reason: _ReasonView = field(init=False, repr=False, compare=False)
+
+    def __init__(self, item: DigestItem, rank: int, section: str | None = None) -> None:
+        # the fields written straight into the instance: a frozen dataclass's own __init__
+        # calls object.__setattr__ per field, three times the cost (a context makes ~6 cards)
+        values = self.__dict__
+        values["item"], values["rank"], values["section"] = item, rank, section
+        values["_reason"] = _reason_view(item.pick.reasons)
 
     @property
     def paper_id(self) -> str:
@@ -283,10 +292,6 @@ class Card:
         return self.item.summary.claims
 
     # Worked out once per card (its per-subscriber values key the card memos of both parts)
-    @_Once
-    def _reason(self) -> _ReasonView:
-        return _reason_view(self.item.pick.reasons)
-
     @_Once
     def _paper(self) -> _PaperView:
         return _paper_view(self.item.pick.paper)
