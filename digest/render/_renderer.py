@@ -367,10 +367,12 @@ def _card_key(reads: tuple[str, ...]
     def key(card: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
         if type(card) is not Card:
             return None
-        item = card.item
-        paper, summary = item.pick.paper, item.summary
-        return (id(paper), id(summary), *per_card(card)), (paper, summary)
+        anchors = _ANCHORS(card)
+        return (id(anchors[0]), id(anchors[1]), *per_card(card)), anchors
     return key
+
+
+_ANCHORS = attrgetter("item.pick.paper", "item.summary")  # (paper, summary): one C call
 
 
 def _topics(cards: Sequence[Card]) -> tuple[str, ...]:
