@@ -450,6 +450,10 @@ def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the renderer
 
 
+_autoescape = functools.lru_cache(maxsize=64)(
+    select_autoescape(("mjml", "html", "xml"), default_for_string=False))
+
+
 class Renderer:
     """Renders digests with one template set. Build one per run and reuse it: compiled MJML
     shapes are cached on the instance (thread-safe)."""
@@ -489,7 +493,9 @@ class Renderer:
         env = (FastEnvironment if fast or memo else Environment)(
             loader=loader,
             undefined=StrictUndefined,
-            autoescape=select_autoescape(("mjml", "html", "xml"), default_for_string=False),
+            # asked by every Context Jinja makes (each part, each test or hole worked out),
+            # for a handful of template names: each answered once
+            autoescape=_autoescape,
             finalize=record_finalize if fast else clean_value,
             keep_trailing_newline=True,
             trim_blocks=True,
