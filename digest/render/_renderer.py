@@ -373,6 +373,7 @@ def _card_key(reads: tuple[str, ...]
 
 
 _ANCHORS = attrgetter("item.pick.paper", "item.summary")  # (paper, summary): one C call
+_PAPER_ID = attrgetter("item.pick.paper.id")  # Card.paper_id, without a property call
 
 
 def _topics(cards: Sequence[Card]) -> tuple[str, ...]:
@@ -540,7 +541,7 @@ class Renderer:
             subject=self.subject(ctx),
             html=html,
             text=self.text(ctx),
-            papers=tuple([card.paper_id for card in ctx["cards"]]),
+            papers=tuple(map(_PAPER_ID, ctx["cards"])),
             dropped=ctx["dropped"],
         )
 
