@@ -28,7 +28,7 @@ from digest.render._record import (
 # --------------------------------------------------------------------------- shapes
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Shaped:
     """One part of a marked MJML source: its shape (holes as tokens) and its hole values,
     as the 7-bit HTML writes them (``_seven_bit``: what a fill puts in its holes)."""
@@ -40,14 +40,6 @@ class Shaped:
     lead: str | None = ""
     trail: str | None = ""
     clean: bool = True
-
-    def __init__(self, key: str, values: tuple[str, ...], lead: str | None = "",
-                 trail: str | None = "", clean: bool = True) -> None:
-        # written straight into the instance (two per email, the head and the tail): a
-        # frozen dataclass's own __init__ calls object.__setattr__ once per field
-        fields = self.__dict__
-        fields["key"], fields["values"], fields["lead"] = key, values, lead
-        fields["trail"], fields["clean"] = trail, clean
 
 
 @dataclass(frozen=True)
