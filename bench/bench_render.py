@@ -16,8 +16,9 @@ are checked to give identical emails, and every built message is parsed back (st
 ``email``) to the rendered parts. Times are CPU time per email (this is single-threaded CPU
 work; on a shared machine the wall clock mostly measures the neighbours), min/median/max over
 the repeats, the rows of a table run one after another in each repeat so load hits them
-alike; with ``--baseline``, a last render table has ours and the baseline take turns per
-tenth of the emails, which holds steadier on a loaded machine.
+alike; with ``--baseline``, a last table has ours and the baseline take turns per tenth of
+the emails (render warm, card memo cold, and render + MIME), which holds steadier on a
+loaded machine.
 """
 
 from __future__ import annotations
@@ -153,19 +154,21 @@ def table(title: str, rows: dict[str, Callable[[], object]], n: int, repeat: int
 
 
 def alternated(ours: Any, theirs: Any, ds: list[Digest], repeat: int, name: str,
-               slices: int = 10) -> None:
-    """Render only, ours and the baseline's taking turns on each tenth of the emails (who
-    goes first alternating), warm and with the card memos forgotten at the start of each
-    repeat (as the ``card memo cold`` rows): on a loaded machine both then meet the same
-    minutes of load, so the per-repeat ratio is steadier than between whole passes run one
-    after the other."""
+               builders: tuple[Any, Any], slices: int = 10) -> None:
+    """Render, ours and the baseline's taking turns on each tenth of the emails (who goes
+    first alternating), warm and with the card memos forgotten at the start of each repeat
+    (as the ``card memo cold`` rows), then render + MIME warm (``builders``: ours and the
+    baseline's ``build_message``): on a loaded machine both then meet the same minutes of
+    load, so the per-repeat ratio is steadier than between whole passes run one after the
+    other."""
     chunks = [ds[i::slices] for i in range(slices)]
-    print(f"Render, ours and --baseline {name} taking turns per 1/{slices} of the emails")
+    print(f"Render (and render + MIME), ours and --baseline {name} taking turns per "
+          f"1/{slices} of the emails")
     head = (f"{'':14} {'ours':>7} {'baseline':>9}   ours / baseline: {'min':>6} "
             f"{'median':>6} {'max':>6}")
     print(head)
     print("-" * len(head))
-    for cold in (False, True):
+    for cold, mime in ((False, False), (True, False), (False, True)):
         spent: dict[str, list[float]] = {"ours": [], "theirs": []}
         for rep in range(repeat):
             total = {"ours": 0.0, "theirs": 0.0}
@@ -173,16 +176,20 @@ def alternated(ours: Any, theirs: Any, ds: list[Digest], repeat: int, name: str,
                 forget_cards(ours)
                 forget_cards(theirs)
             for i, chunk in enumerate(chunks):
-                turns = [("ours", ours), ("theirs", theirs)]
-                for label, renderer in turns if (i + rep) % 2 == 0 else turns[::-1]:
-                    total[label] += timed(lambda: [renderer.render(d) for d in chunk])
+                turns = [("ours", ours, builders[0]), ("theirs", theirs, builders[1])]
+                for label, renderer, build in turns if (i + rep) % 2 == 0 else turns[::-1]:
+                    total[label] += timed(
+                        (lambda: [build(renderer.render(d), d, SETTINGS, now=NOW) for d in chunk])
+                        if mime else (lambda: [renderer.render(d) for d in chunk]))
             for label, seconds in total.items():
                 spent[label].append(seconds * 1e3 / len(ds))
         ratios = [a / b for a, b in zip(spent["ours"], spent["theirs"])]
-        print(f"{'memo cold' if cold else 'warm':14} {statistics.median(spent['ours']):7.3f} "
+        row = "render + MIME" if mime else "memo cold" if cold else "warm"
+        print(f"{row:14} {statistics.median(spent['ours']):7.3f} "
               f"{statistics.median(spent['theirs']):9.3f}   {'':17}{min(ratios):6.3f} "
               f"{statistics.median(ratios):6.3f} {max(ratios):6.3f}")
-    print("(ms per email, medians; memo cold: each repeat starts with the card memos empty)")
+    print("(ms per email, medians; memo cold: each repeat starts with the card memos empty; "
+          "render + MIME: warm, build_message of each)")
     print()
 
 
@@ -275,7 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{mine[6:]:>30}: ours / baseline, per repeat: {min(ratios):.3f} "
                   f"{statistics.median(ratios):.3f} {max(ratios):.3f}")
         print()
-        alternated(fast, base_render, ds, args.repeat, args.baseline.name)
+        assert base_build is not None
+        alternated(fast, base_render, ds, args.repeat, args.baseline.name,
+                   (build_message, base_build))
 
     htmls = [r.html for r in rendered]
     texts = [r.text.encode() for r in rendered if not r.text.isascii()]

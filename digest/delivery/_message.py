@@ -303,10 +303,11 @@ def _lines_fit(raw: bytes) -> bool:
     return True
 
 
-def _seven_bit(raw: bytes, delimiter: bytes) -> bool:
-    """True when ``raw`` (LF line ends) may go as a ``7bit`` part: ASCII with no NUL (RFC 2045
-    2.7), no line over 998 octets, and no line that could read as the boundary delimiter."""
-    return raw.isascii() and b"\0" not in raw and delimiter not in raw and _lines_fit(raw)
+def _seven_bit(text: str, raw: bytes, delimiter: bytes) -> bool:
+    """True when ``text`` (LF line ends; ``raw``, its UTF-8) may go as a ``7bit`` part: ASCII
+    (a str knows it without a scan) with no NUL (RFC 2045 2.7), no line over 998 octets, and
+    no line that could read as the boundary delimiter."""
+    return text.isascii() and b"\0" not in raw and delimiter not in raw and _lines_fit(raw)
 
 
 class _QuotedLines(dict[bytes, bytes]):
@@ -344,10 +345,10 @@ def _encode_body(text: str, delimiter: bytes) -> tuple[str, bytes, bytes]:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     raw = text.encode("utf-8")
-    if _seven_bit(raw, delimiter):
+    if _seven_bit(text, raw, delimiter):
         # The extra CRLF is the boundary delimiter's own, so a final line break survives.
         return "7bit", raw.replace(b"\n", b"\r\n"), b"\r\n"
-    high = 0 if raw.isascii() else len(raw.translate(None, _ASCII_BYTES))
+    high = 0 if text.isascii() else len(raw.translate(None, _ASCII_BYTES))
     if high * 6 < len(raw):
         # The extra CRLF is the boundary delimiter's own, so a final line break survives.
         return "quoted-printable", quoted_printable(raw), b"\r\n"

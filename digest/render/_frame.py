@@ -218,10 +218,12 @@ def _all_statements(body: list[nodes.Node]) -> list[nodes.Node]:
     return found
 
 
-def _vouched(trace: str, values: list[str]) -> bool:
+def _vouched(trace: str, values: list[str], learned: Generations[str, str]) -> bool:
     """A head or tail trace of tokens and markers only, one marker per value recorded (a
-    printed text that passed through with a marker in it would add one more)."""
-    return _TRACE.fullmatch(trace) is not None and trace.count("\x02") == len(values)
+    printed text that passed through with a marker in it would add one more). A trace
+    already ``learned`` was matched when it was learned: only its count is checked again."""
+    return (trace in learned or _TRACE.fullmatch(trace) is not None) \
+        and trace.count("\x02") == len(values)
 
 
 @dataclass
@@ -254,7 +256,8 @@ class Frame:
         trace, values = recorded
         texts = trace.split(CARD_MARK)
         if len(texts) < 2 or len(texts) != len(values) or not texts[0].endswith(LOOP_START) \
-                or not _vouched(texts[0], values[0]) or not _vouched(texts[-1], values[-1]):
+                or not _vouched(texts[0], values[0], self._heads) \
+                or not _vouched(texts[-1], values[-1], self._tails):
             return None
         return Traced(texts, values)
 

@@ -15,7 +15,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from operator import attrgetter, is_
+from operator import attrgetter
 from typing import Any
 
 from jinja2 import Environment, Template, TemplateNotFound, meta, nodes
@@ -196,6 +196,9 @@ class _Pending:
     def __init__(self, vars: Any, shared: bool, locals: Any) -> None:
         self.vars, self.shared, self.locals = vars, shared, locals
 
+    def get_all(self) -> Any:  # as a Context's: the variables a render of the partial gets
+        return self.vars
+
 
 class _Entry:
     """One memoized card: the paper and summary it names by identity (``anchors``), its
@@ -275,32 +278,37 @@ class _MemoTemplate:
 
     def _pending(self, context: _Pending) -> Iterator[str]:
         # Jinja's include code closes what it gets: a generator, even for a replayed card
-        yield from self.include(context.vars, context.shared, context.locals)
+        yield from self.include(context, context.shared, context.locals)
 
-    def include(self, vars: Any, shared: bool, locals: Any) -> Iterable[str]:
-        """The output of ``{% include %}`` with ``new_context(vars, shared, locals)``: a
-        replayed card as a one-item tuple (no generator, no context), else a render."""
+    def include(self, context: Any, shared: bool, locals: Any) -> Iterable[str]:
+        """The output of ``{% include %}`` with ``new_context(context.get_all(), shared,
+        locals)``: a replayed card as a one-item tuple (no generator, no context, and the
+        including context's variables never gathered), else a render."""
         template = self._template
         card = locals.get("card") if locals else None
         found = None if card is None else self._exact(card)
         if found is None:
-            return template.root_render_func(template.new_context(vars, shared, locals))
+            return template.root_render_func(
+                template.new_context(context.get_all(), shared, locals))
         key, anchors = found
         parts = _RECORDER.parts
         offset = -1 if parts is None else len(parts[-1])  # -1: a plain render (text part)
         full = (id(template), offset, key)
         hit = self._store.get(full)  # this very card seen before
-        if hit is not None and len(hit.anchors) == len(anchors) \
-                and all(map(is_, hit.anchors, anchors)):
+        # the same paper and summary: the key holds their ids and the entry keeps its own
+        # alive, so equal keys name the same objects; == (identity first, one C call) only
+        # guards a key function that breaks that
+        if hit is not None and hit.anchors == anchors:
             if parts is None:
                 return (hit.text,)
             parts[-1].extend(hit.values)
             return (hit.stand_in,)
         if self._combo is None:
-            return self._miss(template.new_context(vars, shared, locals), (full,), anchors)
-        return self._per_paper(vars, shared, locals, card, full)
+            return self._miss(template.new_context(context.get_all(), shared, locals), (full,),
+                              anchors)
+        return self._per_paper(context, shared, locals, card, full)
 
-    def _per_paper(self, vars: Any, shared: bool, locals: Any, card: Any,
+    def _per_paper(self, context: Any, shared: bool, locals: Any, card: Any,
                    full: tuple[Any, ...]) -> Iterable[str]:
         """A card not seen before, of a partial with tests or holes: the paper's skeleton
         (rendered once per paper and test truths) filled with this card's holes."""
@@ -311,16 +319,16 @@ class _MemoTemplate:
         except TypeError:  # an unhashable value
             known = None
         if found is None or known is None and (known := self._work_out(card)) is None:
-            return template.root_render_func(template.new_context(vars, shared, locals))
+            return template.root_render_func(
+                template.new_context(context.get_all(), shared, locals))
         (key, anchors), (truth, filled) = found, known
         paper = (id(template), full[1], (key, truth) if truth else key)
         entry = self._skeletons.get(paper)
-        if entry is None or len(entry.anchors) != len(anchors) \
-                or not all(map(is_, entry.anchors, anchors)):
+        if entry is None or entry.anchors != anchors:  # as in ``include``
             if self._skeleton is None:  # tests only: the partial itself is the skeleton
-                return self._miss(template.new_context(vars, shared, locals), (paper, full),
-                                  anchors)
-            return self._miss_skeleton(vars, shared, locals, filled, full, paper, anchors)
+                return self._miss(template.new_context(context.get_all(), shared, locals),
+                                  (paper, full), anchors)
+            return self._miss_skeleton(context, shared, locals, filled, full, paper, anchors)
         return self._replay(entry, filled, _RECORDER.parts, full)
 
     # ---------------------------------------------------------------- holes and tests
@@ -411,7 +419,7 @@ class _MemoTemplate:
         parts[-1].extend(values)
         return (entry.stand_in,)
 
-    def _miss_skeleton(self, vars: Any, shared: bool, locals: Any, filled: list[str],
+    def _miss_skeleton(self, context: Any, shared: bool, locals: Any, filled: list[str],
                        full: tuple[Any, ...], paper: tuple[Any, ...],
                        anchors: tuple[Any, ...]) -> Iterable[str]:
         """Render the skeleton (holes printed as tokens), keep it, and fill it with this
@@ -426,7 +434,7 @@ class _MemoTemplate:
         entry = None
         try:
             text = skeleton.environment.concat(
-                skeleton.root_render_func(skeleton.new_context(vars, shared, {
+                skeleton.root_render_func(skeleton.new_context(context.get_all(), shared, {
                     **locals, **{f"{_HOLE_NAME}{n}": t for n, t in enumerate(tokens)}})))
         except Exception:  # the partial itself raises it, from its own line
             text = None
@@ -451,7 +459,7 @@ class _MemoTemplate:
         if entry is not None:
             self._keep(self._skeletons, paper, entry)
             return self._replay(entry, filled, parts, full)
-        return template.root_render_func(template.new_context(vars, shared, locals))
+        return template.root_render_func(template.new_context(context.get_all(), shared, locals))
 
     def _keep(self, store: dict[Any, _Entry] | Generations[Any, _Entry], key: tuple[Any, ...],
               entry: _Entry) -> None:
@@ -547,7 +555,7 @@ class FastEnvironment(Environment):
                     self._memo_includes.clear()
                 self._memo_includes[(name, parent)] = template
         if type(template) is _MemoTemplate:
-            return template.include(context.get_all(), True, locals)
+            return template.include(context, True, locals)
         return template.root_render_func(  # type: ignore[no-any-return]
             template.new_context(context.get_all(), True, locals))
 

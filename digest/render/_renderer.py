@@ -20,7 +20,7 @@ import functools
 import re
 import threading
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from operator import attrgetter
@@ -246,7 +246,7 @@ class _Once(Generic[_T]):
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Card:
     """What a paper card shows; built from a ``DigestItem``, every link already http(s)-only.
     ``rank`` is the card's number in the email; ``section`` is the topic heading to show
@@ -255,6 +255,15 @@ class Card:
     item: DigestItem
     rank: int
     section: str | None = None
+    # the pick's reasons as shown: read by every card's memo key, in both parts
+    _reason: _ReasonView = field(init=False, repr=False, compare=False)
+
+    def __init__(self, item: DigestItem, rank: int, section: str | None = None) -> None:
+        # the fields written straight into the instance: a frozen dataclass's own __init__
+        # calls object.__setattr__ per field, three times the cost (a context makes ~6 cards)
+        values = self.__dict__
+        values["item"], values["rank"], values["section"] = item, rank, section
+        values["_reason"] = _reason_view(item.pick.reasons)
 
     @property
     def paper_id(self) -> str:
@@ -283,10 +292,6 @@ class Card:
         return self.item.summary.claims
 
     # Worked out once per card (its per-subscriber values key the card memos of both parts)
-    @_Once
-    def _reason(self) -> _ReasonView:
-        return _reason_view(self.item.pick.reasons)
-
     @_Once
     def _paper(self) -> _PaperView:
         return _paper_view(self.item.pick.paper)
@@ -362,10 +367,13 @@ def _card_key(reads: tuple[str, ...]
     def key(card: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
         if type(card) is not Card:
             return None
-        item = card.item
-        paper, summary = item.pick.paper, item.summary
-        return (id(paper), id(summary), *per_card(card)), (paper, summary)
+        anchors = _ANCHORS(card)
+        return (id(anchors[0]), id(anchors[1]), *per_card(card)), anchors
     return key
+
+
+_ANCHORS = attrgetter("item.pick.paper", "item.summary")  # (paper, summary): one C call
+_PAPER_ID = attrgetter("item.pick.paper.id")  # Card.paper_id, without a property call
 
 
 def _topics(cards: Sequence[Card]) -> tuple[str, ...]:
@@ -443,6 +451,10 @@ def context(digest: Digest, keep: int | None = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the renderer
 
 
+_autoescape = functools.lru_cache(maxsize=64)(
+    select_autoescape(("mjml", "html", "xml"), default_for_string=False))
+
+
 class Renderer:
     """Renders digests with one template set. Build one per run and reuse it: compiled MJML
     shapes are cached on the instance (thread-safe)."""
@@ -482,7 +494,9 @@ class Renderer:
         env = (FastEnvironment if fast or memo else Environment)(
             loader=loader,
             undefined=StrictUndefined,
-            autoescape=select_autoescape(("mjml", "html", "xml"), default_for_string=False),
+            # asked by every Context Jinja makes (each part, each test or hole worked out),
+            # for a handful of template names: each answered once
+            autoescape=_autoescape,
             finalize=record_finalize if fast else clean_value,
             keep_trailing_newline=True,
             trim_blocks=True,
@@ -527,7 +541,7 @@ class Renderer:
             subject=self.subject(ctx),
             html=html,
             text=self.text(ctx),
-            papers=tuple([card.paper_id for card in ctx["cards"]]),
+            papers=tuple(map(_PAPER_ID, ctx["cards"])),
             dropped=ctx["dropped"],
         )
 
