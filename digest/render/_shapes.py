@@ -212,7 +212,9 @@ class Shaper:
                 shaped = self._shape("c", text, memo_key[1], expand)
                 if shaped is None:
                     return None
-                if len(known) >= 8 * MAX_SHAPES:
+                # 2,048: at 4,096 a 10,000 send filled it (1,884 at 1,000) and its peak RSS
+                # stood 1.2 MB higher; a few % more render time (docs/render.md, session 10)
+                if len(known) >= 4 * MAX_SHAPES:
                     known.clear()
                 known[memo_key] = shaped
             out.append(shaped)
