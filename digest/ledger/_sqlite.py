@@ -305,6 +305,26 @@ class Ledger:
             except sqlite3.DatabaseError as exc:
                 raise LedgerError(self.path, str(exc)) from exc
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from its start (``BEGIN
+        IMMEDIATE``), in the writers' turn: committed at the end of the block, rolled back on
+        any failure (a database error raised as ``LedgerError``)."""
+        with self._mutex:
+            conn = self._connect(create=True)
+            assert conn is not None
+            with self._turns:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.DatabaseError):
+                        raise LedgerError(self.path, str(exc)) from exc
+                    raise
+
     def create(self) -> None:
         """Make the file and its schema now if missing (``digest run`` at start, so its job
         store never exists without a ledger beside it)."""
@@ -477,21 +497,8 @@ class Ledger:
         if data is None:
             self._write(_BEGIN, (*params, None))
             return
-        with self._mutex:
-            conn = self._connect(create=True)
-            assert conn is not None
-            with self._turns:
-                try:
-                    # SQLite's write lock first: it makes this the one writer of the spool too
-                    conn.execute("BEGIN IMMEDIATE")
-                    conn.execute(_BEGIN, (*params, self._spooled(conn, data)))
-                    conn.execute("COMMIT")
-                except BaseException as exc:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    if isinstance(exc, sqlite3.DatabaseError):
-                        raise LedgerError(self.path, str(exc)) from exc
-                    raise
+        with self._transaction() as conn:  # the write lock makes it the spool's one writer
+            conn.execute(_BEGIN, (*params, self._spooled(conn, data)))
 
     def _spooled(self, conn: sqlite3.Connection, data: bytes) -> bytes:
         """``data`` written to the spool, and what the row stores: the reference, or the
@@ -531,39 +538,29 @@ class Ledger:
             self._finish(email, edition, "sent", now=now, code=code, error=reply,
                          keep_message=False, sent=True)
             return
-        with self._mutex:
-            conn = self._connect(create=True)
-            assert conn is not None
-            with self._turns:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    conn.execute("DELETE FROM archive WHERE email = ? AND sent_at < ?",
-                                 (email.strip().lower(), _ts(now - archive)))
-                    found = conn.execute(
-                        "SELECT message_id, message FROM deliveries WHERE email = ? AND "
-                        "edition = ? AND message IS NOT NULL AND message_id IS NOT NULL",
-                        (email.strip().lower(), edition.isoformat())).fetchall()
-                    for message_id, blob in found:  # compressed for the archive's days
-                        kept = self._kept(cast(bytes, blob))
-                        if kept is None:  # lost from the spool (a power cut): nothing to show
-                            continue
-                        conn.execute(
-                            "INSERT OR REPLACE INTO archive (email, edition, message_id, "
-                            "sent_at, message) VALUES (?, ?, ?, ?, ?)",
-                            (email.strip().lower(), edition.isoformat(), message_id, _ts(now),
-                             kept))
-                    # the left-out matches live as long as their edition's archive row
-                    conn.execute("DELETE FROM left_out WHERE email = ? AND edition <> ? AND "
-                                 "edition NOT IN (SELECT edition FROM archive WHERE email = ?)",
-                                 (email.strip().lower(), edition.isoformat(),
-                                  email.strip().lower()))
-                    self._finish(email, edition, "sent", now=now, code=code, error=reply,
-                                 keep_message=False, sent=True)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM archive WHERE email = ? AND sent_at < ?",
+                         (email.strip().lower(), _ts(now - archive)))
+            found = conn.execute(
+                "SELECT message_id, message FROM deliveries WHERE email = ? AND "
+                "edition = ? AND message IS NOT NULL AND message_id IS NOT NULL",
+                (email.strip().lower(), edition.isoformat())).fetchall()
+            for message_id, blob in found:  # compressed for the archive's days
+                kept = self._kept(cast(bytes, blob))
+                if kept is None:  # lost from the spool (a power cut): nothing to show
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO archive (email, edition, message_id, "
+                    "sent_at, message) VALUES (?, ?, ?, ?, ?)",
+                    (email.strip().lower(), edition.isoformat(), message_id, _ts(now),
+                     kept))
+            # the left-out matches live as long as their edition's archive row
+            conn.execute("DELETE FROM left_out WHERE email = ? AND edition <> ? AND "
+                         "edition NOT IN (SELECT edition FROM archive WHERE email = ?)",
+                         (email.strip().lower(), edition.isoformat(),
+                          email.strip().lower()))
+            self._finish(email, edition, "sent", now=now, code=code, error=reply,
+                         keep_message=False, sent=True)
 
     def mark_deferred(self, email: str, edition: date, *, now: datetime, code: int | None,
                       error: str) -> None:
@@ -579,25 +576,13 @@ class Ledger:
         sent are looked for when the spool is rewound. Under SQLite's write lock, so no
         rewind can come between reading the reference and reading the spool."""
         key = (email.strip().lower(), edition.isoformat())
-        with self._mutex:
-            conn = self._connect(create=True)
-            assert conn is not None
-            with self._turns:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    rows = conn.execute("SELECT message FROM deliveries WHERE email = ? AND "
-                                        "edition = ?", key).fetchall()
-                    blob = cast("bytes | None", rows[0][0]) if rows else None
-                    if blob is not None and (_spool.is_ref(blob) or _blob.is_raw(blob)):
-                        conn.execute("UPDATE deliveries SET message = ? WHERE email = ? AND "
-                                     "edition = ?", (self._kept(blob), *key))
-                    conn.execute("COMMIT")
-                except BaseException as exc:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    if isinstance(exc, sqlite3.DatabaseError):
-                        raise LedgerError(self.path, str(exc)) from exc
-                    raise
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT message FROM deliveries WHERE email = ? AND "
+                                "edition = ?", key).fetchall()
+            blob = cast("bytes | None", rows[0][0]) if rows else None
+            if blob is not None and (_spool.is_ref(blob) or _blob.is_raw(blob)):
+                conn.execute("UPDATE deliveries SET message = ? WHERE email = ? AND "
+                             "edition = ?", (self._kept(blob), *key))
 
     def mark_ambiguous(self, email: str, edition: date, *, now: datetime,
                        error: str) -> DeliveryState:
