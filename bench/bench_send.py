@@ -277,7 +277,7 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
     ledger.create()
     if stored in ("zlib", "row"):  # the bytes in the row, as before the spool (SQLite)
         from digest.ledger import _spool
-        _spool.Spool.put = lambda self, data: None  # type: ignore[method-assign]
+        _spool.Spool.put = lambda self, data, make_room: None  # type: ignore[method-assign]
     if stored == "zlib":  # what both ledgers did before: zlib (level 1) in begin() already
         _blob.pending = _blob.kept  # type: ignore[assignment]
     data: bytes | None = None if stored == "none" else msg.data

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 PAGE = 4096
@@ -45,14 +46,9 @@ def is_ref(blob: bytes) -> bool:
     return len(blob) == _REF.size and blob[:1] == MARKER
 
 
-class Full(Exception):
-    """The record does not fit before the ring's end: rewind it, after moving out the bytes
-    the rows still point at."""
-
-
 class Spool:
     """The ring file of one ledger. Not thread-safe by itself: the ``Ledger``'s mutex and
-    SQLite's write lock serialize every ``put`` and ``rewind``."""
+    SQLite's write lock serialize every ``put``."""
 
     def __init__(self, path: Path, ring_bytes: int = RING_BYTES) -> None:
         self.path = path
@@ -73,10 +69,11 @@ class Spool:
                 return int(position)
         return PAGE  # a new (or foreign) file: start at the first record page
 
-    def put(self, data: bytes) -> bytes | None:
+    def put(self, data: bytes, make_room: Callable[[], None]) -> bytes | None:
         """Write ``data`` as a record and return its reference; None when it cannot go here
-        (too big for the ring, or the file failed): the caller keeps it in the row. Raises
-        ``Full`` when the ring must be rewound first."""
+        (too big for the ring, or the file failed): the caller keeps it in the row. When the
+        record does not fit before the ring's end, ``make_room`` is called first (it takes
+        every reference out of the ring) and the ring starts over."""
         pages = max(1, -(-len(data) // _BODY))
         if pages * PAGE > self.ring_bytes - PAGE:
             return None
@@ -84,7 +81,8 @@ class Spool:
             fd = self._open()
             start = self._position(fd)
             if start + pages * PAGE > self.ring_bytes:
-                raise Full
+                make_room()
+                start = PAGE
             stamp = os.urandom(_STAMP)
             view = memoryview(data)
             parts: list[bytes | memoryview] = []
@@ -98,13 +96,6 @@ class Spool:
         except OSError:
             return None
         return _REF.pack(MARKER, start, len(data), stamp)
-
-    def rewind(self) -> None:
-        """Write from the start again (every reference into the ring is gone by now)."""
-        try:
-            os.pwrite(self._open(), _HEAD.pack(_MAGIC, PAGE), 0)
-        except OSError:
-            pass
 
     def get(self, ref: bytes) -> bytes | None:
         """The bytes a reference points at, or None when they are not there any more."""

@@ -504,29 +504,27 @@ class Ledger:
         """``data`` written to the spool, and what the row stores: the reference, or the
         bytes themselves where the spool cannot take them. Called inside a write transaction
         (``BEGIN IMMEDIATE``: no other writer meanwhile)."""
-        try:
-            ref = self._spool.put(data)
-        except _spool.Full:
-            # The ring is rewound only when no row points into it any more: the rows being
-            # sent get their bytes back (compressed, in the row) and that is committed first,
-            # so a rollback of this transaction cannot leave a reference to a record that the
-            # rewound ring writes over. Deferred and uncertain rows never point into it
-            # (``_compact`` runs before their state changes).
-            while True:
-                found = [(address, edition, cast(bytes, blob)) for address, edition, blob in
-                         conn.execute("SELECT email, edition, message FROM deliveries WHERE "
-                                      "state = 'sending' AND message IS NOT NULL").fetchall()
-                         if _spool.is_ref(cast(bytes, blob))]
-                if not found:
-                    break
-                for address, edition, blob in found:
-                    conn.execute("UPDATE deliveries SET message = ? WHERE email = ? AND "
-                                 "edition = ?", (self._kept(blob), address, edition))
-                conn.execute("COMMIT")
-                conn.execute("BEGIN IMMEDIATE")  # a writer in between may have spooled more
-            self._spool.rewind()
-            ref = self._spool.put(data)
+        ref = self._spool.put(data, make_room=lambda: self._unspool(conn))
         return _blob.pending(data) if ref is None else ref
+
+    def _unspool(self, conn: sqlite3.Connection) -> None:
+        """Before the spool starts over: no row may point into it any more. The rows being
+        sent get their bytes back (compressed, in the row) and that is committed first, so a
+        rollback of the caller's transaction cannot leave a reference to a record the ring
+        then writes over. Deferred and uncertain rows never point into it (``_compact`` runs
+        before their state changes)."""
+        while True:
+            found = [(address, edition, cast(bytes, blob)) for address, edition, blob in
+                     conn.execute("SELECT email, edition, message FROM deliveries WHERE "
+                                  "state = 'sending' AND message IS NOT NULL").fetchall()
+                     if _spool.is_ref(cast(bytes, blob))]
+            if not found:
+                return
+            for address, edition, blob in found:
+                conn.execute("UPDATE deliveries SET message = ? WHERE email = ? AND "
+                             "edition = ?", (self._kept(blob), address, edition))
+            conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")  # a writer in between may have spooled more
 
     def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
                   reply: str | None = None, archive: timedelta | None = None) -> None:
