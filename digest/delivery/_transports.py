@@ -511,6 +511,7 @@ class SmtpTransport:
         # Stage names matter: "end of DATA" (body sent, final reply pending) is the only stage
         # where a lost connection means the server may have accepted the message.
         stage = "MAIL FROM"
+        ready = False  # what a wait is resumed with: its reply was seen to have come
         # The envelope addresses are bare ASCII addr-specs already (``check_address``), so the
         # commands are written here: smtplib's ``mail``/``rcpt`` re-parse each address with
         # ``email.utils.parseaddr`` (~0.1 ms a message for the two).
@@ -527,8 +528,7 @@ class SmtpTransport:
         wire = _Wire(conn, sock)
         try:
             wire.send(b"".join(commands) if pipelined else commands[0])
-            yield wait
-            code, reply = wire.reply()
+            code, reply = wire.reply((yield wait))
             if code == 421 and not fresh:
                 # An idle-timeout notice ("421 timeout exceeded") waiting on a reused
                 # connection: nothing of this message was accepted, so start over.
@@ -541,8 +541,8 @@ class SmtpTransport:
             stage = "RCPT TO"
             if not pipelined:  # the rest of a pipelined group follows its first reply
                 wire.send(commands[1])
-                yield wait
-            code, reply = wire.reply()
+                ready = yield wait
+            code, reply = wire.reply(ready)
             if not 200 <= code < 300:
                 if pipelined:
                     self._drain(wire, 1, code)
@@ -550,8 +550,8 @@ class SmtpTransport:
             stage = "start of data"
             if not pipelined:
                 wire.send(commands[2])
-                yield wait
-            code, reply = wire.reply()
+                ready = yield wait
+            code, reply = wire.reply(ready)
             if code != 354:
                 raise self._fail(msg, stage, code, reply)
             stage = "end of DATA"
@@ -563,7 +563,7 @@ class SmtpTransport:
                 # the event loop saw the reply come (within data_timeout): the socket's own
                 # timeout only guards the rest of its line, and two settimeout calls (an
                 # ioctl each) a message are saved
-                code, reply = wire.reply()
+                code, reply = wire.reply(True)
             else:  # a blocking read of the reply: the socket itself waits data_timeout
                 _settimeout(conn, self.settings.data_timeout)
                 try:
@@ -652,22 +652,39 @@ class _Wire:
     ``readline`` (two Python-level calls into the socket) of every line. What a read brings
     beyond the reply (the rest of a pipelined group) is kept for the next one."""
 
-    __slots__ = ("_conn", "_sock", "_rest")
+    __slots__ = ("_conn", "_sock", "_fd", "_rest")
 
     def __init__(self, conn: smtplib.SMTP, sock: socket.socket) -> None:
         self._conn = conn
         self._sock = sock
+        # A plain socket with a timeout is non-blocking underneath, and Python polls it before
+        # every send and recv to wait out the timeout: 8 poll calls a message, although the
+        # event loop has just seen the reply come, and a command or a body fits the socket's
+        # send buffer. Its descriptor is written and read directly first, and only what would
+        # block goes through the socket (which then waits, within its timeout). TLS reads and
+        # writes its records before it polls anyway.
+        self._fd = sock.fileno() if _RAW_IO and not isinstance(sock, ssl.SSLSocket) \
+            and sock.gettimeout() is not None else -1
         self._rest = b""
 
     def send(self, data: bytes) -> None:
         try:
-            self._sock.sendall(data)
+            if self._fd >= 0:
+                try:
+                    sent = os.write(self._fd, data)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(data):
+                    self._sock.sendall(memoryview(data)[sent:])
+            else:
+                self._sock.sendall(data)
         except OSError:
             self._conn.close()
             raise smtplib.SMTPServerDisconnected("Server not connected")  # as smtplib's
 
-    def reply(self) -> tuple[int, bytes]:
-        """The next reply, all its lines; a code that is not a number is -1 (as smtplib's)."""
+    def reply(self, ready: bool = False) -> tuple[int, bytes]:
+        """The next reply, all its lines; a code that is not a number is -1 (as smtplib's).
+        ``ready``: the socket was seen readable, so its first read need not wait."""
         data, start, texts = self._rest, 0, []
         while True:
             end = data.find(b"\n", start) + 1
@@ -675,7 +692,8 @@ class _Wire:
                 if len(data) - start > _MAXLINE:
                     self._conn.close()
                     raise smtplib.SMTPResponseException(500, "Line too long.")
-                more = self._more()
+                more = self._more(ready)
+                ready = False
                 if more:
                     data, start = data[start:] + more, 0
                     continue
@@ -698,8 +716,13 @@ class _Wire:
         self._rest = data[start:]
         return code, b"\n".join(texts)
 
-    def _more(self) -> bytes:
+    def _more(self, ready: bool) -> bytes:
         try:
+            if ready and self._fd >= 0:
+                try:
+                    return os.read(self._fd, _CHUNK)
+                except BlockingIOError:  # seen readable, yet nothing (yet): wait for it
+                    pass
             return self._sock.recv(_CHUNK)
         except OSError as exc:
             self._conn.close()
@@ -708,6 +731,7 @@ class _Wire:
 
 _MAXLINE = 8192  # the longest reply line smtplib reads (its _MAXLINE)
 _CHUNK = 8192
+_RAW_IO = os.name == "posix"  # a socket's descriptor is a file's (read, write) there
 
 
 def _settimeout(conn: smtplib.SMTP, seconds: float) -> None:
