@@ -491,7 +491,7 @@ class SmtpTransport:
         conn, self._conn = self._conn, None
         self._discard(conn)
 
-    def _drain(self, conn: smtplib.SMTP, count: int, code: int) -> None:
+    def _drain(self, wire: _Wire, count: int, code: int) -> None:
         """After a refusal inside a pipelined group: read the ``count`` replies still owed to
         the group, so the connection stays in step (and end a DATA a server accepted without
         a recipient with an empty "."); a 421 closes the channel, so nothing more is read."""
@@ -499,10 +499,10 @@ class SmtpTransport:
             return
         try:
             for _ in range(count):
-                code, _reply = conn.getreply()
+                code, _reply = wire.reply()
             if code == 354:
-                conn.send(b".\r\n")
-                conn.getreply()
+                wire.send(b".\r\n")
+                wire.reply()
         except (smtplib.SMTPServerDisconnected, OSError):
             self._drop()
 
@@ -511,12 +511,13 @@ class SmtpTransport:
         # Stage names matter: "end of DATA" (body sent, final reply pending) is the only stage
         # where a lost connection means the server may have accepted the message.
         stage = "MAIL FROM"
+        ready = False  # what a wait is resumed with: its reply was seen to have come
         # The envelope addresses are bare ASCII addr-specs already (``check_address``), so the
         # commands are written here: smtplib's ``mail``/``rcpt`` re-parse each address with
         # ``email.utils.parseaddr`` (~0.1 ms a message for the two).
         size = f" SIZE={len(msg.data)}" if conn.has_extn("size") else ""
-        commands = (f"MAIL FROM:<{msg.sender}>{size}\r\n", f"RCPT TO:<{msg.recipient}>\r\n",
-                    "DATA\r\n")
+        commands = (f"MAIL FROM:<{msg.sender}>{size}\r\n".encode("ascii"),
+                    f"RCPT TO:<{msg.recipient}>\r\n".encode("ascii"), b"DATA\r\n")
         # RFC 2920: with PIPELINING offered, MAIL, RCPT and DATA go as one group (DATA last)
         # and the three replies are read in order: one round trip instead of three. The body
         # still waits for the 354, as the RFC requires.
@@ -524,10 +525,10 @@ class SmtpTransport:
         sock = conn.sock
         assert sock is not None  # connected
         wait = Wait(sock, self.settings.timeout)
+        wire = _Wire(conn, sock)
         try:
-            conn.send("".join(commands) if pipelined else commands[0])
-            yield wait
-            code, reply = conn.getreply()
+            wire.send(b"".join(commands) if pipelined else commands[0])
+            code, reply = wire.reply((yield wait))
             if code == 421 and not fresh:
                 # An idle-timeout notice ("421 timeout exceeded") waiting on a reused
                 # connection: nothing of this message was accepted, so start over.
@@ -535,26 +536,26 @@ class SmtpTransport:
                 raise _StaleConnection()
             if not 200 <= code < 300:
                 if pipelined:
-                    self._drain(conn, 2, code)
+                    self._drain(wire, 2, code)
                 raise self._fail(msg, stage, code, reply)
             stage = "RCPT TO"
             if not pipelined:  # the rest of a pipelined group follows its first reply
-                conn.send(commands[1])
-                yield wait
-            code, reply = conn.getreply()
+                wire.send(commands[1])
+                ready = yield wait
+            code, reply = wire.reply(ready)
             if not 200 <= code < 300:
                 if pipelined:
-                    self._drain(conn, 1, code)
+                    self._drain(wire, 1, code)
                 raise self._fail(msg, stage, code, reply)
             stage = "start of data"
             if not pipelined:
-                conn.send(commands[2])
-                yield wait
-            code, reply = conn.getreply()
+                wire.send(commands[2])
+                ready = yield wait
+            code, reply = wire.reply(ready)
             if code != 354:
                 raise self._fail(msg, stage, code, reply)
             stage = "end of DATA"
-            conn.send(_dot_stuff(msg.data))
+            wire.send(_dot_stuff(msg.data))
             # The reply to the final "." gets its own, long timeout (RFC 5321 4.5.3.2: 10
             # minutes): the server may be storing the message, and giving up on it early
             # leaves us not knowing whether it was accepted.
@@ -562,11 +563,11 @@ class SmtpTransport:
                 # the event loop saw the reply come (within data_timeout): the socket's own
                 # timeout only guards the rest of its line, and two settimeout calls (an
                 # ioctl each) a message are saved
-                code, reply = conn.getreply()
+                code, reply = wire.reply(True)
             else:  # a blocking read of the reply: the socket itself waits data_timeout
                 _settimeout(conn, self.settings.data_timeout)
                 try:
-                    code, reply = conn.getreply()
+                    code, reply = wire.reply()
                 finally:
                     _settimeout(conn, self.settings.timeout)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -642,6 +643,95 @@ class _SmtpInFlight:
             raise outcome
         assert outcome is not None
         return outcome
+
+
+class _Wire:
+    """One transaction's writes and reads on the connection's socket, in place of smtplib's
+    ``send`` and ``getreply`` (the same exceptions, the same ``(code, text)``): a reply is
+    read by one ``recv`` and split on its line ends, where ``getreply`` made a buffered
+    ``readline`` (two Python-level calls into the socket) of every line. What a read brings
+    beyond the reply (the rest of a pipelined group) is kept for the next one."""
+
+    __slots__ = ("_conn", "_sock", "_fd", "_rest")
+
+    def __init__(self, conn: smtplib.SMTP, sock: socket.socket) -> None:
+        self._conn = conn
+        self._sock = sock
+        # A plain socket with a timeout is non-blocking underneath, and Python polls it before
+        # every send and recv to wait out the timeout: 8 poll calls a message, although the
+        # event loop has just seen the reply come, and a command or a body fits the socket's
+        # send buffer. Its descriptor is written and read directly first, and only what would
+        # block goes through the socket (which then waits, within its timeout). TLS reads and
+        # writes its records before it polls anyway.
+        self._fd = sock.fileno() if _RAW_IO and not isinstance(sock, ssl.SSLSocket) \
+            and sock.gettimeout() is not None else -1
+        self._rest = b""
+
+    def send(self, data: bytes) -> None:
+        try:
+            if self._fd >= 0:
+                try:
+                    sent = os.write(self._fd, data)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(data):
+                    self._sock.sendall(memoryview(data)[sent:])
+            else:
+                self._sock.sendall(data)
+        except OSError:
+            self._conn.close()
+            raise smtplib.SMTPServerDisconnected("Server not connected")  # as smtplib's
+
+    def reply(self, ready: bool = False) -> tuple[int, bytes]:
+        """The next reply, all its lines; a code that is not a number is -1 (as smtplib's).
+        ``ready``: the socket was seen readable, so its first read need not wait."""
+        data, start, texts = self._rest, 0, []
+        while True:
+            end = data.find(b"\n", start) + 1
+            if not end:
+                if len(data) - start > _MAXLINE:
+                    self._conn.close()
+                    raise smtplib.SMTPResponseException(500, "Line too long.")
+                more = self._more(ready)
+                ready = False
+                if more:
+                    data, start = data[start:] + more, 0
+                    continue
+                if start == len(data):
+                    self._conn.close()
+                    raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+                end = len(data)  # a last line cut short by the close counts, as in readline
+            line, start = data[start:end], end
+            if len(line) > _MAXLINE:
+                self._conn.close()
+                raise smtplib.SMTPResponseException(500, "Line too long.")
+            texts.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        self._rest = data[start:]
+        return code, b"\n".join(texts)
+
+    def _more(self, ready: bool) -> bytes:
+        try:
+            if ready and self._fd >= 0:
+                try:
+                    return os.read(self._fd, _CHUNK)
+                except BlockingIOError:  # seen readable, yet nothing (yet): wait for it
+                    pass
+            return self._sock.recv(_CHUNK)
+        except OSError as exc:
+            self._conn.close()
+            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}")
+
+
+_MAXLINE = 8192  # the longest reply line smtplib reads (its _MAXLINE)
+_CHUNK = 8192
+_RAW_IO = os.name == "posix"  # a socket's descriptor is a file's (read, write) there
 
 
 def _settimeout(conn: smtplib.SMTP, seconds: float) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import mailbox
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from digest.delivery._transports import (
     ServerGate,
     MaildirOutbox,
     RateLimiter,
+    SendResult,
     SmtpTransport,
     TransportFactory,
 )
@@ -649,3 +652,159 @@ def test_a_pipelined_refusal_keeps_the_connection_in_step_for_the_next_message()
     assert (gone.value.code, gone.value.temporary) == (550, False)
     assert [g.rcpt_tos for g in got] == [("b@example.org",)]
     assert handler.grouped == [True, True, True]
+
+
+# --------------------------------------------------------------------------- replies in pieces
+
+
+class _Scripted:
+    """A raw TCP server speaking just enough SMTP, one connection, writing each reply as the
+    test says (``replies`` by verb, the final one as ``DATA_END``): in pieces (``b"|"`` marks
+    a pause between writes), then closing or going silent after the final reply where told.
+    For what aiosmtpd never does: split a reply line across writes, pause inside a multi-line
+    reply, answer a pipelined group in one write, hang up in the middle of a reply."""
+
+    REPLIES = {b"MAIL": b"250 2.1.0 Ok\r\n", b"RCPT": b"250 2.1.5 Ok\r\n",
+               b"DATA": b"354 End data with <CR><LF>.<CR><LF>\r\n",
+               b"DATA_END": b"250 2.0.0 Ok: queued\r\n", b"QUIT": b"221 Bye\r\n"}
+
+    def __init__(self, replies: dict[bytes, bytes], *, pipelining: bool = False,
+                 then: str = "serve") -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._replies, self._then = {**self.REPLIES, **replies}, then
+        self._ehlo = b"250-scripted\r\n250-SIZE 10000000\r\n" + \
+            (b"250-PIPELINING\r\n" if pipelining else b"") + b"250 8BITMIME\r\n"
+        self._done = threading.Event()
+        self.bodies: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _write(self, conn: socket.socket, reply: bytes) -> None:
+        pieces = reply.split(b"|")
+        for i, piece in enumerate(pieces):
+            conn.sendall(piece)
+            if i < len(pieces) - 1:
+                time.sleep(0.05)
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            self._write(conn, b"220 scripted ESMTP\r\n")
+            go_ahead = False  # a 354 was written: the body follows DATA
+            while line := lines.readline():
+                verb = line[:4].upper()
+                reply = self._ehlo if verb == b"EHLO" else self._replies.get(verb, b"250 Ok\r\n")
+                self._write(conn, reply)
+                go_ahead = go_ahead or b"354 " in reply
+                if verb == b"QUIT":
+                    return
+                if verb == b"DATA" and go_ahead:
+                    go_ahead = False
+                    self.bodies.append(b"".join(iter(lines.readline, b".\r\n")))
+                    self._write(conn, self._replies[b"DATA_END"])
+                    if self._then == "close":
+                        return
+                    if self._then == "silent":
+                        self._done.wait(10)
+                        return
+
+    def settings(self, **overrides: Any) -> SmtpSettings:
+        return SmtpSettings(host="127.0.0.1", port=self.port, security="none",
+                            **{"timeout": 2.0, **overrides})
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+def _deliver(transport: SmtpTransport, msg: OutgoingMessage, mode: str) -> SendResult:
+    """``send`` (blocking reads), or as a run's event loop drives it: ``start``, then ``step``
+    each time ``select`` sees the reply come, past its deadline ``step(expired=True)``."""
+    if mode == "send":
+        return transport.send(msg)
+    flight = transport.start(msg)
+    while (wait := flight.waiting()) is not None:
+        ready, _, _ = select.select([wait.sock], [], [], wait.timeout)
+        flight.step(expired=not ready)
+    return flight.result()
+
+
+@pytest.mark.parametrize("mode", ["send", "stepped"])
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
+def test_replies_split_across_writes_and_lines_are_read_whole(mode: str,
+                                                              pipelining: bool) -> None:
+    srv = _Scripted({b"MAIL": b"2|50 2.1.0| Ok\r|\n",
+                     b"DATA_END": b"250-2.0.0 Ok:|  queued\r\n250-as|\r\n250 ABC123\r\n"},
+                    pipelining=pipelining)
+    transport = SmtpTransport(srv.settings(), local_hostname="client.example.org")
+    try:
+        first = _deliver(transport, message(to="a@example.org"), mode)
+        second = _deliver(transport, message(to="b@example.org"), mode)  # same connection
+    finally:
+        transport.close()
+        srv.close()
+    assert (first.code, first.reply) == (250, "2.0.0 Ok: queued as ABC123")
+    assert second.reply == first.reply
+    assert len(srv.bodies) == 2
+
+
+@pytest.mark.parametrize("mode", ["send", "stepped"])
+def test_a_connection_closed_inside_the_final_reply_is_uncertain(mode: str) -> None:
+    srv = _Scripted({b"DATA_END": b"250-2.0.0 Ok: queued\r\n"}, then="close")
+    transport = SmtpTransport(srv.settings(), local_hostname="client.example.org")
+    try:
+        with pytest.raises(UncertainDeliveryError, match="connection lost .* end of DATA"):
+            _deliver(transport, message(), mode)
+    finally:
+        transport.close()
+        srv.close()
+    assert len(srv.bodies) == 1
+
+
+@pytest.mark.parametrize("mode", ["send", "stepped"])
+def test_a_server_silent_inside_the_final_reply_is_given_up_on_in_time(mode: str) -> None:
+    """The event loop saw the reply's first line come; the rest never does: the read of it
+    still ends within the socket's timeout, not blocked for good."""
+    srv = _Scripted({b"DATA_END": b"250-2.0.0 Ok: queued\r\n"}, then="silent")
+    transport = SmtpTransport(srv.settings(timeout=0.3, data_timeout=0.8),
+                              local_hostname="client.example.org")
+    start = time.monotonic()
+    try:
+        with pytest.raises(UncertainDeliveryError, match="no answer within 0.8 s"):
+            _deliver(transport, message(), mode)
+        elapsed = time.monotonic() - start
+    finally:
+        transport.close()
+        srv.close()
+    assert elapsed < 3.0  # the server stays silent for 10 s
+
+
+@pytest.mark.parametrize("mode", ["send", "stepped"])
+@pytest.mark.parametrize("group", [
+    # the three replies of MAIL, RCPT and DATA in one write, as a pipelining server may
+    {b"MAIL": b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n", b"RCPT": b"", b"DATA": b""},
+    # the RCPT reply cut in two writes, the second also carrying DATA's
+    {b"MAIL": b"250 2.1.0 Ok\r\n250 2.1|", b"RCPT": b".5 Ok\r\n354 Go ahead\r\n", b"DATA": b""},
+    # refused inside the group: the replies still owed come in one write with the refusal
+    {b"MAIL": b"250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n554 5.5.1 No valid recipients\r\n",
+     b"RCPT": b"", b"DATA": b""},
+], ids=["one-write", "cut", "refused"])
+def test_a_pipelined_group_answered_in_any_cut_of_writes(mode: str,
+                                                         group: dict[bytes, bytes]) -> None:
+    srv = _Scripted({**group, b"DATA_END": b"250 2.0.0 Ok: queued as X1\r\n"}, pipelining=True)
+    transport = SmtpTransport(srv.settings(), local_hostname="client.example.org")
+    try:
+        if b"550" in group[b"MAIL"]:
+            with pytest.raises(DeliveryError, match="RCPT TO refused: 5.1.1 No such user") as info:
+                _deliver(transport, message(), mode)
+            assert (info.value.code, info.value.temporary) == (550, False)
+            assert srv.bodies == []
+        else:
+            result = _deliver(transport, message(), mode)
+            assert (result.code, result.reply) == (250, "2.0.0 Ok: queued as X1")
+            assert len(srv.bodies) == 1
+    finally:
+        transport.close()
+        srv.close()
