@@ -682,6 +682,13 @@ class _Wire:
             self._conn.close()
             raise smtplib.SMTPServerDisconnected("Server not connected")  # as smtplib's
 
+    def _overlong(self) -> smtplib.SMTPServerDisconnected:
+        """A reply line past ``_MAXLINE``: the exchange is out of step, so the connection is
+        closed and it ends as a lost one would (the message retried, or uncertain at the end
+        of DATA), not with smtplib's own exception escaping the transport."""
+        self._conn.close()
+        return smtplib.SMTPServerDisconnected(f"a reply line longer than {_MAXLINE} bytes")
+
     def reply(self, ready: bool = False) -> tuple[int, bytes]:
         """The next reply, all its lines; a code that is not a number is -1 (as smtplib's).
         ``ready``: the socket was seen readable, so its first read need not wait."""
@@ -690,8 +697,7 @@ class _Wire:
             end = data.find(b"\n", start) + 1
             if not end:
                 if len(data) - start > _MAXLINE:
-                    self._conn.close()
-                    raise smtplib.SMTPResponseException(500, "Line too long.")
+                    raise self._overlong()
                 more = self._more(ready)
                 ready = False
                 if more:
@@ -703,8 +709,7 @@ class _Wire:
                 end = len(data)  # a last line cut short by the close counts, as in readline
             line, start = data[start:end], end
             if len(line) > _MAXLINE:
-                self._conn.close()
-                raise smtplib.SMTPResponseException(500, "Line too long.")
+                raise self._overlong()
             texts.append(line[4:].strip(b" \t\r\n"))
             try:
                 code = int(line[:3])

@@ -808,3 +808,22 @@ def test_a_pipelined_group_answered_in_any_cut_of_writes(mode: str,
     finally:
         transport.close()
         srv.close()
+
+
+@pytest.mark.parametrize("mode", ["send", "stepped"])
+@pytest.mark.parametrize("verb", [b"MAIL", b"DATA_END"])
+def test_a_reply_line_too_long_ends_as_a_lost_connection(mode: str, verb: bytes) -> None:
+    """A server writing a reply line past smtplib's 8,192-byte limit: the client cannot stay in
+    step, so the connection goes and the message is retried (or is uncertain once its whole
+    body was sent), never an smtplib exception out of the transport."""
+    srv = _Scripted({verb: b"250 " + b"x" * 9000 + b"\r\n"})
+    transport = SmtpTransport(srv.settings(), local_hostname="client.example.org")
+    try:
+        expected = UncertainDeliveryError if verb == b"DATA_END" else DeliveryError
+        with pytest.raises(expected, match="reply line longer than 8192 bytes") as info:
+            _deliver(transport, message(), mode)
+        if verb == b"MAIL":
+            assert info.value.temporary
+    finally:
+        transport.close()
+        srv.close()
