@@ -58,7 +58,11 @@ class Proc:
         raise AssertionError(f"no line with {needle!r} in:\n" + "\n".join(self.lines))
 
     def finish(self, timeout: float = 20.0) -> int:
-        code = self.popen.wait(timeout)
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:  # say what it was doing
+            raise AssertionError(f"still running after {timeout} s:\n"
+                                 + "\n".join(self.lines)) from None
         self._reader.join(5)
         return code
 
@@ -84,6 +88,7 @@ subscribers:
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         env.pop("DIGEST_CONFIG", None)
         daemon = Proc("--config", str(config), cwd=tmp_path, env=env, start=FAKE_START)
+        second: Proc | None = None
         try:
             daemon.wait_for_line("digest run: 1 subscriber (1 added")
             # if start-up took longer than the slack, the job would wait for tomorrow: say so
@@ -91,7 +96,8 @@ subscribers:
                 "ada@example.org at 2026-03-30T08:00:00+02:00"), "\n".join(daemon.lines)
 
             second = Proc("run", "--config", str(config), cwd=tmp_path, env=env)
-            assert second.finish() == 1
+            assert second.finish() == 1, "\n".join(["first:", *daemon.lines, "second:",
+                                                    *second.lines])
             assert any(f"another digest process (pid {daemon.popen.pid})" in line
                        for line in second.lines), second.lines
 
@@ -104,9 +110,10 @@ subscribers:
             daemon.popen.send_signal(signal.SIGTERM)
             assert daemon.finish() == 0, "\n".join(daemon.lines)
         finally:
-            if daemon.popen.poll() is None:
-                daemon.popen.kill()
-                daemon.popen.wait()
+            for proc in (daemon, second):  # none outlives the test, whatever failed
+                if proc is not None and proc.popen.poll() is None:
+                    proc.popen.kill()
+                    proc.popen.wait()
 
         (received,) = server.messages  # exactly one email, after the 451 and one retry
         assert received.rcpt_tos == ("ada@example.org",)
