@@ -526,6 +526,7 @@ class SmtpTransport:
         assert sock is not None  # connected
         wait = Wait(sock, self.settings.timeout)
         wire = _Wire(conn, sock)
+        waited: float | None = None  # a timeout other than the stage's own, when one applies
         try:
             wire.send(b"".join(commands) if pipelined else commands[0])
             code, reply = wire.reply((yield wait))
@@ -563,6 +564,7 @@ class SmtpTransport:
                 # the event loop saw the reply come (within data_timeout): the socket's own
                 # timeout only guards the rest of its line, and two settimeout calls (an
                 # ioctl each) a message are saved
+                waited = self.settings.timeout  # what a reply stalling midway is given
                 code, reply = wire.reply(True)
             else:  # a blocking read of the reply: the socket itself waits data_timeout
                 _settimeout(conn, self.settings.data_timeout)
@@ -571,22 +573,24 @@ class SmtpTransport:
                 finally:
                     _settimeout(conn, self.settings.timeout)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise self._lost(exc, msg, stage, fresh=fresh) from None
+            raise self._lost(exc, msg, stage, fresh=fresh, waited=waited) from None
         if not 200 <= code < 300:
             raise self._fail(msg, "message", code, reply)
         return SendResult(recipient=msg.recipient, message_id=msg.message_id, code=code,
                           reply=self._scrub(_reply_text(reply)))
 
     def _lost(self, exc: OSError | smtplib.SMTPServerDisconnected, msg: OutgoingMessage,
-              stage: str, *, fresh: bool) -> Exception:
-        """What a lost or silent connection at ``stage`` means for ``msg``."""
+              stage: str, *, fresh: bool, waited: float | None = None) -> Exception:
+        """What a lost or silent connection at ``stage`` means for ``msg`` (``waited``: the
+        timeout that ran out, when not the stage's own)."""
         # smtplib turns socket timeouts into SMTPServerDisconnected; the cause tells them apart.
         self._drop()
         timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
         if not timed_out and stage == "MAIL FROM" and not fresh:
             return _StaleConnection()
-        waited = self.settings.data_timeout if stage == "end of DATA" \
-            else self.settings.timeout
+        if waited is None:
+            waited = self.settings.data_timeout if stage == "end of DATA" \
+                else self.settings.timeout
         what = (f"no answer within {waited:g} s" if timed_out
                 else self._scrub(f"connection lost ({exc})"))
         if stage == "end of DATA":
