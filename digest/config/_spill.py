@@ -2,9 +2,9 @@
 
 Owns: ``SpillWriter`` (appends each validated ``Subscriber`` as one pickle and remembers where it
 starts) and ``SpilledSubscribers``, the ``Sequence[Subscriber]`` reading them back one at a time
-(an 8-byte offset per subscriber in memory, and how many have each (timezone, schedule)). A slice is another view of the same
-file, so a send shard gets its share by pickling a path and some offsets, never the
-subscribers themselves. The file lives in a private temporary folder that ``open_config``
+(an 8-byte offset per subscriber in memory, and how many have each (timezone, schedule)). A
+slice is another view of the same file, so a send shard gets its share by pickling a path and
+some offsets, never the subscribers themselves. The file lives in a private temporary folder that ``open_config``
 removes when its block ends; it is read only by this program's own processes.
 
 May import: the standard library, ``digest.models``.

@@ -32,9 +32,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 from digest.models import DkimKey
 

@@ -41,6 +41,13 @@ MARKER = b"\x01"  # never the first byte of a zlib stream nor the in-row marker 
 RING_BYTES = 16 << 20  # ~500 messages of 30 KB a round
 
 
+def _extent(length: int) -> tuple[int, int]:
+    """(pages, bytes) of the record of a ``length``-byte message: each page a stamp and up to
+    ``_BODY`` bytes of it, one page at least."""
+    pages = max(1, -(-length // _BODY))
+    return pages, length + pages * _STAMP
+
+
 def is_ref(blob: bytes) -> bool:
     """True when a stored ``message`` value points into the spool."""
     return len(blob) == _REF.size and blob[:1] == MARKER
@@ -74,7 +81,7 @@ class Spool:
         (too big for the ring, or the file failed): the caller keeps it in the row. When the
         record does not fit before the ring's end, ``make_room`` is called first (it takes
         every reference out of the ring) and the ring starts over."""
-        pages = max(1, -(-len(data) // _BODY))
+        pages, size = _extent(len(data))
         if pages * PAGE > self.ring_bytes - PAGE:
             return None
         try:
@@ -90,7 +97,7 @@ class Spool:
                 parts += (stamp, view[i:i + _BODY])
             if not parts:
                 parts.append(stamp)
-            if os.pwritev(fd, parts, start) != len(data) + pages * _STAMP:
+            if os.pwritev(fd, parts, start) != size:
                 return None
             os.pwrite(fd, _HEAD.pack(_MAGIC, start + pages * PAGE), 0)
         except OSError:
@@ -100,12 +107,12 @@ class Spool:
     def get(self, ref: bytes) -> bytes | None:
         """The bytes a reference points at, or None when they are not there any more."""
         _, start, length, stamp = _REF.unpack(ref)
-        pages = max(1, -(-length // _BODY))
+        size = _extent(length)[1]
         try:  # reading makes no file: a missing spool has nothing in it
-            raw = os.pread(self._open(create=False), length + pages * _STAMP, start)
+            raw = os.pread(self._open(create=False), size, start)
         except OSError:
             return None
-        if len(raw) != length + pages * _STAMP:
+        if len(raw) != size:
             return None
         if any(raw[i:i + _STAMP] != stamp for i in range(0, len(raw), PAGE)):
             return None

@@ -3,7 +3,8 @@
 Owns: the SQLite file in ``settings.database`` (one row per (subscriber, edition) with its state
 ``sending -> sent | deferred | failed | uncertain``, Message-ID, papers, attempts, timestamps, last SMTP
 reply, possible-duplicate flag and, while the message is not yet accepted, its bytes
-so a retry or a post-crash re-send replays exactly the same message), the suppression list,
+so a retry or a post-crash re-send replays exactly the same message: kept in
+``<database>.spool`` while in flight, ``_spool``), the suppression list,
 what subscribers chose on ``digest serve``'s preferences page (``preferences``: laid over the
 YAML, never written into it), the archive of sent messages the web view renders (``archive``:
 filled by ``mark_sent(archive=True)``) with the matches each edition left out (``left_out``,
