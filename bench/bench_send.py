@@ -34,12 +34,13 @@ Rows (each in its own child process, so each peak RSS is its own):
 - ours, 2 connections: ``smtp.connections: 2`` (one sending thread per shard instead of two).
 - ours, 4 shards: four spawned shards of one connection (one thread) each, instead of two of
            two: processes instead of threads, each paying its own start-up.
-- ledger, zlib / in the row / spool / no bytes: the ledger's share of a delivery alone (2
-           reads, begin, mark_sent; ``--ledger`` deliveries, one thread, four in flight as
-           four connections keep them): the message bytes
-           stored compressed in the row (before session 4), as they are in the row (before
-           session 10), in the spool beside the database (now, ``digest/ledger/_spool.py``),
-           or not at all.
+- ledger, zlib / in the row / spool / held / no bytes: the ledger's share of a delivery
+           alone (2 reads, begin, mark_sent; ``--ledger`` deliveries, one thread, four in
+           flight as four connections keep them): the message bytes stored compressed in the
+           row (before session 4), as they are in the row (before session 10), in the spool
+           beside the database (``digest/ledger/_spool.py``), the same with each ``sent``
+           held and committed with the next ``begin`` (now, as the send's loop calls it:
+           ``mark_sent(hold=True)``), or not at all.
 - ours, --baseline DIR: the ``ours`` row run from another checkout (e.g. ``git worktree add
            /tmp/base HEAD~1``), its code, the same sink, interleaved with ``ours`` in every
            repeat: what a change gained end to end, measured in the same minutes.
@@ -281,6 +282,7 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
     if stored == "zlib":  # what both ledgers did before: zlib (level 1) in begin() already
         _blob.pending = _blob.kept  # type: ignore[assignment]
     data: bytes | None = None if stored == "none" else msg.data
+    hold = stored == "held"  # as the send's loop: each sent committed with the next begin
     flying: list[str] = []
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
@@ -291,7 +293,7 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
                      data=data, now=NOW)
         flying.append(email)
         if len(flying) > 4:  # four in flight, as the send's four connections keep them
-            ledger.mark_sent(flying.pop(0), edition, now=NOW, code=250, reply="OK")
+            ledger.mark_sent(flying.pop(0), edition, now=NOW, code=250, reply="OK", hold=hold)
     for email in flying:
         ledger.mark_sent(email, edition, now=NOW, code=250, reply="OK")
     cpu = time.process_time() - c0
@@ -379,7 +381,7 @@ def run_child(mode: str, n: int, port: int, naive: int, sink: int | None, *,
 
 MODES = ("ceiling", "ours", "base", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
          "ours-stop0", "ours-small", "ours-4", "ours-1", "ours-2", "naive", "ledger-zlib",
-         "ledger-row", "ledger-raw", "ledger-none")
+         "ledger-row", "ledger-raw", "ledger-held", "ledger-none")
 LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "send": "digest send (command)",
           "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
@@ -389,6 +391,7 @@ LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "naive": "naive",
           "ledger-zlib": "ledger, zlib bytes", "ledger-row": "ledger, bytes in row",
           "ledger-raw": "ledger, spooled bytes",
+          "ledger-held": "ledger, spooled, held",
           "ledger-none": "ledger, no bytes"}
 # run once whatever --repeats says (the secondary rows)
 ONCE = frozenset({"ours-tick1", "ours-stop0", "ours-small", "ours-1", "ours-2", "naive"})

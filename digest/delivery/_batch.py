@@ -822,9 +822,18 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
     one is built, else the loop waits for the first reply or time-out. No thread hand-offs,
     and the CPU work of one message overlaps every round trip of the others.
 
+    A ``sent`` is held by the ledger until its next write, the next message's ``begin``
+    (``finish_edition(hold=True)``): one commit a message instead of two. The loop flushes
+    what is held before it can wait (for a reply or the stream's next job) and at the end, so
+    a held ``sent`` is never older than one message's build; a crash in between leaves that
+    row ``sending``, re-sent once as a possible duplicate, as a crash during its final reply
+    would (at most one a connection still: each held row's connection is idle until the
+    write that commits it).
+
     A failure (``TransportError``, a template bug, a refusal streak) stops the run: the
     messages in flight are finished and recorded, then it is raised."""
     report = SendReport()
+    ledger = shared.ledger
     free: list[Transport] = [factory() for _ in range(max(1, factory.connections))]
     flying: dict[int, tuple[Started, float]] = {}  # by socket: the message and its deadline
     ahead: Ready | None = None  # built, waiting for a free connection
@@ -837,7 +846,7 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
 
     def settle(started: Started) -> None:
         free.append(started.transport)
-        record(finish_edition(started))
+        record(finish_edition(started, hold=True))
 
     def track(started: Started) -> None:
         wait = started.flight.waiting()
@@ -852,7 +861,10 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         its next wait or is finished."""
         held = {fd for fd, (started, _) in flying.items() if _buffered(started)}
         watched = list(flying) if feeder is None else [*flying, feeder.fileno()]
-        arrived, _, _ = select.select(watched, [], [], 0.0 if held else max(0.0, timeout))
+        wait = 0.0 if held else max(0.0, timeout)
+        if wait:
+            ledger.flush()
+        arrived, _, _ = select.select(watched, [], [], wait)
         came = held.union(arrived)
         now = time.monotonic()
         for fd, (started, deadline) in list(flying.items()):
@@ -886,6 +898,8 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
                 track(started)
                 continue
             if ahead is None and not exhausted and not stop.is_set():
+                if feeder is not None and not flying:
+                    ledger.flush()  # the stream's next job may be a while
                 job = next(source, None) if feeder is None else feeder.take(block=not flying)
                 if job is None:
                     exhausted = True
@@ -906,6 +920,7 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
             if not flying:
                 break  # all done, or stopped with nothing in flight (``ahead`` never begun)
             pump(min(deadline for _, deadline in flying.values()) - time.monotonic())
+        ledger.flush()
     except BaseException:
         for started, _deadline in list(flying.values()):  # finished and recorded even so
             try:
@@ -913,6 +928,10 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
             except BaseException:  # the first failure is the one raised
                 log.debug("finishing a message after the run failed", exc_info=True)
         flying.clear()
+        try:
+            ledger.flush()
+        except BaseException:  # the first failure is the one raised
+            log.debug("recording the messages sent after the run failed", exc_info=True)
         raise
     finally:
         gc.set_threshold(*thresholds)

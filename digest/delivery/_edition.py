@@ -342,16 +342,18 @@ def _begin(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, .
         raise
 
 
-def finish_edition(started: Started) -> Delivery:
+def finish_edition(started: Started, *, hold: bool = False) -> Delivery:
     """The server's verdict on a started message, recorded (retried within the run while
-    temporary): the ``Delivery``. Raises ``TransportError`` as ``deliver_edition`` does."""
+    temporary): the ``Delivery``. Raises ``TransportError`` as ``deliver_edition`` does.
+    ``hold``: a ``sent`` may wait in the ledger for its next write (``mark_sent(hold=True)``;
+    the caller flushes it before it waits)."""
     ready, run = started.ready, started.ready.run
     settings = run.settings
     delivery = _send(ready.msg, ready.email, ready.edition, ready.papers,
                      ready.possible_duplicate, ledger=run.ledger, transport=started.transport,
                      now=run.now, retry=run.retry,
                      archive=settings.archive_for if settings.base_url else None,
-                     flight=started.flight)
+                     flight=started.flight, hold=hold)
     if run.streak is not None:
         if delivery.state == "sent":
             run.streak.accepted()
@@ -364,7 +366,8 @@ def finish_edition(started: Started) -> Delivery:
 
 def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
           possible_duplicate: bool, *, ledger: LedgerStore, transport: Transport, now: datetime,
-          retry: RetryPolicy, archive: timedelta | None, flight: InFlight) -> Delivery:
+          retry: RetryPolicy, archive: timedelta | None, flight: InFlight,
+          hold: bool = False) -> Delivery:
     """The verdict on ``flight`` (the first attempt, begun by ``start_edition``), then the
     retries of a temporary refusal, each begun again here."""
     done = Delivery(email=email, edition=edition, state="sent", message_id=msg.message_id,
@@ -399,7 +402,8 @@ def _send(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ..
             return replace(done, state="deferred", outcome=Outcome.DEFERRED, code=exc.code,
                            error=str(exc))
         ledger.mark_sent(email, edition, now=now, code=result.code, reply=result.reply,
-                         archive=archive)  # with base_url: kept for digest serve's archive
+                         archive=archive,  # with base_url: kept for digest serve's archive
+                         hold=hold)
         return replace(done, code=result.code,
                        detail=Outcome.POSSIBLE_DUPLICATE.value if possible_duplicate else None,
                        outcome=Outcome.POSSIBLE_DUPLICATE if possible_duplicate else Outcome.SENT)

@@ -192,6 +192,9 @@ class PostgresLedger:
                 pass
             self._conn = None
 
+    def flush(self) -> None:
+        """Nothing is held (``mark_sent``)."""
+
     def close(self) -> None:
         with self._mutex:
             self._drop()
@@ -305,9 +308,12 @@ class PostgresLedger:
              possible_duplicate, blob))
 
     def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
-                  reply: str | None = None, archive: timedelta | None = None) -> None:
+                  reply: str | None = None, archive: timedelta | None = None,
+                  hold: bool = False) -> None:
         """As the SQLite ledger: with ``archive`` the sent bytes move to the archive in the
-        same transaction, and this subscriber's archived editions older than that go."""
+        same transaction, and this subscriber's archived editions older than that go.
+        ``hold`` is allowed and written at once (its commit is asynchronous already:
+        ``synchronous_commit = off``)."""
         address = _norm(email)
 
         def work(c: psycopg.Connection[Any]) -> int:

@@ -179,6 +179,20 @@ _BEGIN = ("INSERT INTO deliveries (email, edition, state, message_id, papers, at
           "message = COALESCE(excluded.message, message)")
 
 
+_FINISH = ("UPDATE deliveries SET state = ?, updated_at = ?, last_code = ?, last_error = ?, "
+           "sent_at = CASE WHEN ? THEN ? ELSE sent_at END, "
+           "message = CASE WHEN ? THEN message ELSE NULL END "
+           "WHERE email = ? AND edition = ?")
+
+
+def _finish_params(email: str, edition: date, state: DeliveryState, *, now: datetime,
+                   code: int | None, error: str | None, keep_message: bool,
+                   sent: bool) -> tuple[object, ...]:
+    """``_FINISH``'s parameters; the row's key (email, edition) last."""
+    return (state, _ts(now), code, error, int(sent), _ts(now), int(keep_message),
+            email.strip().lower(), edition.isoformat())
+
+
 _last_ts: tuple[datetime | None, str] = (None, "")
 
 
@@ -203,6 +217,11 @@ class Ledger:
 
     One connection shared by the sending threads, guarded by a lock: every write is a tiny
     transaction, so serializing them costs little and keeps SQLite's threading rules simple.
+
+    ``mark_sent(hold=True)`` keeps the row's ``sent`` in memory until this ledger's next
+    write, which commits it in its own transaction (a run's next ``begin``: one commit a
+    message instead of two), or ``flush()``. Every read flushes first, but the two a run
+    makes per subscriber, which flush only for a held row of their own.
     """
 
     def __init__(self, path: Path) -> None:
@@ -210,6 +229,8 @@ class Ledger:
         self._conn: sqlite3.Connection | None = None
         self._mutex = threading.RLock()
         self._turns = _WriterTurns(self.path)
+        # (email, edition) -> _FINISH's parameters of a held ``sent``
+        self._held: dict[tuple[str, str], tuple[object, ...]] = {}
         self._spool = _spool.Spool(_beside(self.path, ".spool"))
 
     # ------------------------------------------------------------------ connection
@@ -275,9 +296,13 @@ class Ledger:
             for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
                 leftover.unlink(missing_ok=True)
 
-    def _read(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()
-              ) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, params: tuple[object, ...] | dict[str, object] = (), *,
+              row: tuple[str, str] | None = None) -> list[tuple[object, ...]]:
+        """Rows of ``sql``, after the held writes are committed: all of them, or with ``row``
+        (a query that reads no other delivery row) only when that row is held."""
         with self._mutex:
+            if self._held and (row is None or row in self._held):
+                self.flush()  # (inside a write transaction they are in it already)
             conn = self._connect(create=False)
             if conn is None:
                 return []
@@ -290,6 +315,9 @@ class Ledger:
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
+            if self._held and not conn.in_transaction:  # committed with this write
+                with self._transaction():
+                    return conn.execute(sql, params).rowcount
             try:
                 with self._turns:
                     return conn.execute(sql, params).rowcount
@@ -300,6 +328,9 @@ class Ledger:
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
+            if self._held and not conn.in_transaction:  # committed with this write
+                with self._transaction():
+                    return conn.execute(sql, params).fetchall()
             try:
                 with self._turns:
                     return conn.execute(sql, params).fetchall()
@@ -310,21 +341,42 @@ class Ledger:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction holding SQLite's write lock from its start (``BEGIN
         IMMEDIATE``), in the writers' turn: committed at the end of the block, rolled back on
-        any failure (a database error raised as ``LedgerError``)."""
+        any failure (a database error raised as ``LedgerError``). The held writes go first and
+        stay held if it rolls back."""
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
             with self._turns:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
+                    held = self._apply_held(conn)
                     yield conn
                     conn.execute("COMMIT")
+                    for key in held:
+                        del self._held[key]
                 except BaseException as exc:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     if isinstance(exc, sqlite3.DatabaseError):
                         raise LedgerError(self.path, str(exc)) from exc
                     raise
+
+    def _apply_held(self, conn: sqlite3.Connection) -> list[tuple[str, str]]:
+        """The held ``sent`` writes, run in ``conn``'s open transaction: their keys. One whose
+        row is gone is dropped and raised (``_finish``'s error), the others stay held."""
+        held = list(self._held)
+        for key in held:
+            if conn.execute(_FINISH, self._held[key]).rowcount != 1:
+                del self._held[key]
+                raise LedgerError(self.path, f"no delivery row for {key[0]} edition {key[1]}")
+        return held
+
+    def flush(self) -> None:
+        """Commit the held ``mark_sent`` writes now (a run calls it before it waits)."""
+        with self._mutex:
+            if self._held and self._conn is not None and not self._conn.in_transaction:
+                with self._transaction():
+                    pass
 
     def create(self) -> None:
         """Make the file and its schema now if missing (``digest run`` at start, so its job
@@ -333,12 +385,16 @@ class Ledger:
             self._connect(create=True)
 
     def close(self) -> None:
+        """Commit what is held, then close (closed even when that commit fails)."""
         with self._mutex:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            self._turns.close()
-            self._spool.close()
+            try:
+                self.flush()
+            finally:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                self._turns.close()
+                self._spool.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -387,18 +443,19 @@ class Ledger:
 
     def edition_state(self, email: str, edition: date) -> EditionState:
         """``is_suppressed``, ``preferences`` and ``get`` in one statement."""
+        key = (email.strip().lower(), edition.isoformat())
         suppressed, chosen, row, _, _ = _parts(self._read(
-            _EDITION_STATE, {"email": email.strip().lower(), "edition": edition.isoformat()}))
+            _EDITION_STATE, {"email": key[0], "edition": key[1]}, row=key))
         return EditionState(suppressed=suppressed, preferences=chosen, row=row)
 
     def selection_state(self, email: str, edition: date) -> SelectionState:
         """``edition_state``, ``history_for`` and ``feedback_for`` in one statement."""
-        key = email.strip().lower()
+        key = (email.strip().lower(), edition.isoformat())
         suppressed, chosen, row, history, feedback = _parts(self._read(
-            _SELECTION_STATE, {"email": key, "edition": edition.isoformat()}))
+            _SELECTION_STATE, {"email": key[0], "edition": key[1]}, row=key))
         return SelectionState(suppressed=suppressed, preferences=chosen, row=row,
                               history=frozenset(history),
-                              feedback=_feedback(feedback).get(key) if feedback else None)
+                              feedback=_feedback(feedback).get(key[0]) if feedback else None)
 
     def rows(self, email: str | None = None, *, limit: int | None = None
              ) -> tuple[LedgerRow, ...]:
@@ -528,14 +585,21 @@ class Ledger:
             conn.execute("BEGIN IMMEDIATE")  # a writer in between may have spooled more
 
     def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
-                  reply: str | None = None, archive: timedelta | None = None) -> None:
+                  reply: str | None = None, archive: timedelta | None = None,
+                  hold: bool = False) -> None:
         """The server accepted the message: the stored bytes are no longer needed for a retry.
         With ``archive`` (how long to keep them) they move to the archive table in the same
         transaction, for the browser view and the feed of ``digest serve``, and this
-        subscriber's archived editions sent longer ago than that are dropped."""
+        subscriber's archived editions sent longer ago than that are dropped. ``hold``
+        (without ``archive``): committed with this ledger's next write or ``flush()``."""
         if archive is None:  # one statement, its own transaction
-            self._finish(email, edition, "sent", now=now, code=code, error=reply,
-                         keep_message=False, sent=True)
+            params = _finish_params(email, edition, "sent", now=now, code=code, error=reply,
+                                    keep_message=False, sent=True)
+            if hold:
+                with self._mutex:
+                    self._held[cast("tuple[str, str]", params[-2:])] = params
+                return
+            self._finished(params)
             return
         with self._transaction() as conn:
             conn.execute("DELETE FROM archive WHERE email = ? AND sent_at < ?",
@@ -632,15 +696,13 @@ class Ledger:
     def _finish(self, email: str, edition: date, state: DeliveryState, *, now: datetime,
                 code: int | None, error: str | None, keep_message: bool,
                 sent: bool = False) -> None:
-        changed = self._write(
-            "UPDATE deliveries SET state = ?, updated_at = ?, last_code = ?, last_error = ?, "
-            "sent_at = CASE WHEN ? THEN ? ELSE sent_at END, "
-            "message = CASE WHEN ? THEN message ELSE NULL END "
-            "WHERE email = ? AND edition = ?",
-            (state, _ts(now), code, error, int(sent), _ts(now), int(keep_message),
-             email.strip().lower(), edition.isoformat()))
-        if changed != 1:
-            raise LedgerError(self.path, f"no delivery row for {email} edition {edition}")
+        self._finished(_finish_params(email, edition, state, now=now, code=code, error=error,
+                                      keep_message=keep_message, sent=sent))
+
+    def _finished(self, params: tuple[object, ...]) -> None:
+        if self._write(_FINISH, params) != 1:
+            raise LedgerError(self.path, f"no delivery row for {params[-2]} edition "
+                              f"{params[-1]}")
 
     def suppress(self, email: str, *, now: datetime, source: str = "cli") -> bool:
         """Record that ``email`` wants nothing more; True if it was not suppressed before."""

@@ -128,8 +128,13 @@ class ClaimedLedger:
                            now=now, possible_duplicate=possible_duplicate)
 
     def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
-                  reply: str | None = None, archive: timedelta | None = None) -> None:
-        self._ledger.mark_sent(email, edition, now=now, code=code, reply=reply, archive=archive)
+                  reply: str | None = None, archive: timedelta | None = None,
+                  hold: bool = False) -> None:
+        self._ledger.mark_sent(email, edition, now=now, code=code, reply=reply, archive=archive,
+                               hold=hold)
+
+    def flush(self) -> None:
+        self._ledger.flush()
 
     def mark_deferred(self, email: str, edition: date, *, now: datetime, code: int | None,
                       error: str) -> None:

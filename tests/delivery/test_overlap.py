@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from dataclasses import replace
 from collections.abc import Iterator
 from datetime import date
@@ -251,3 +252,31 @@ def test_the_loop_over_tls_and_pipelining_keeps_each_connection_in_step(
     assert sorted(r.rcpt_tos[0] for r in received) == sorted(set(emails) - {emails[2]})
     rows = {r.email: (r.state, r.attempts) for r in Ledger(cfg.settings.database).rows()}
     assert rows == {e: ("failed" if e == emails[2] else "sent", 1) for e in emails}
+
+
+def test_what_was_accepted_is_in_the_ledger_while_the_loop_waits(tmp_path: Path) -> None:
+    """A ``sent`` held for the next ``begin`` is committed before the loop waits: while the
+    server sits on bob's final reply, with nothing else to build, ada and cy (accepted
+    meanwhile on the other connection) read ``sent`` from another connection to the file."""
+    with SmtpTestServer(stall_seconds=4.0) as server:
+        stall = server.add_rule("data", "250 2.0.0 OK (slow)", action="late",
+                                recipient="bob@example.org", times=1)
+        cfg = make_config(tmp_path, EMAILS, server)  # two connections
+        done: list[SendReport] = []
+        sender = threading.Thread(target=lambda: done.append(run(cfg)))
+        sender.start()
+        try:
+            deadline = time.monotonic() + 3.0  # well inside bob's stall
+            seen: dict[str, str] = {}
+            while time.monotonic() < deadline:
+                with Ledger(cfg.settings.database) as other:
+                    seen = {r.email: r.state for r in other.rows()}
+                if seen.get("cy@example.org") == "sent":
+                    break
+                time.sleep(0.02)
+            assert stall.fired == 1 and not done, "bob's reply came too soon for this test"
+            assert seen == {"ada@example.org": "sent", "bob@example.org": "sending",
+                            "cy@example.org": "sent"}
+        finally:
+            sender.join()
+    assert done and done[0].sent == 3

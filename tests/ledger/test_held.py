@@ -1,0 +1,109 @@
+"""``mark_sent(hold=True)`` on the SQLite ledger: the ``sent`` waits in memory for the
+ledger's next write, which commits it in the same transaction (a run's next ``begin``), or
+for ``flush()`` / ``close()``. What another process sees is read through a second
+connection on the same file; what this ledger answers itself is never stale."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from digest.errors import LedgerError
+from digest.ledger import Ledger
+
+NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+ED = date(2026, 11, 25)
+
+
+def begin(ledger: Ledger, email: str) -> None:
+    ledger.begin(email, ED, message_id=f"<{email}.1@example.org>", papers=("p1",),
+                 data=b"Subject: hi\r\n\r\nbody\r\n", now=NOW)
+
+
+def state(path: Path, email: str) -> str | None:
+    """The row's state as another process would read it (its own connection)."""
+    with Ledger(path) as other:
+        row = other.get(email, ED)
+        return None if row is None else row.state
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    led = Ledger(tmp_path / "digest.db")
+    led.create()
+    return led
+
+
+def test_a_held_sent_is_committed_with_the_next_begin(ledger: Ledger) -> None:
+    begin(ledger, "ada@example.org")
+    ledger.mark_sent("ada@example.org", ED, now=NOW, code=250, reply="OK", hold=True)
+    assert state(ledger.path, "ada@example.org") == "sending"
+    begin(ledger, "bob@example.org")  # one transaction: bob's begin and ada's sent
+    assert state(ledger.path, "ada@example.org") == "sent"
+    assert state(ledger.path, "bob@example.org") == "sending"
+    row = ledger.get("ada@example.org", ED)
+    assert row is not None and (row.code, row.error, row.sent_at) == (250, "OK", NOW)
+    assert not row.has_message  # the bytes dropped as ever
+
+
+def test_flush_and_close_commit_what_is_held(ledger: Ledger) -> None:
+    for email in ("ada@example.org", "bob@example.org"):
+        begin(ledger, email)
+    ledger.mark_sent("ada@example.org", ED, now=NOW, hold=True)
+    ledger.flush()
+    assert state(ledger.path, "ada@example.org") == "sent"
+    ledger.mark_sent("bob@example.org", ED, now=NOW, hold=True)
+    ledger.close()
+    assert state(ledger.path, "bob@example.org") == "sent"
+
+
+def test_this_ledgers_own_reads_see_what_it_holds(ledger: Ledger) -> None:
+    for email in ("ada@example.org", "bob@example.org", "cy@example.org"):
+        begin(ledger, email)
+    ledger.mark_sent("ada@example.org", ED, now=NOW, hold=True)
+    # a run's per-subscriber reads of another row leave it held...
+    ledger.selection_state("cy@example.org", ED)
+    ledger.edition_state("cy@example.org", ED)
+    assert state(ledger.path, "ada@example.org") == "sending"
+    # ...and of the held row see it sent (committed first)
+    own = ledger.edition_state("ada@example.org", ED).row
+    assert own is not None and own.state == "sent"
+    assert state(ledger.path, "ada@example.org") == "sent"
+    # any other read commits first too
+    ledger.mark_sent("bob@example.org", ED, now=NOW, hold=True)
+    assert [r.state for r in ledger.pending()] == ["sending"]  # cy only
+    assert state(ledger.path, "bob@example.org") == "sent"
+
+
+def test_every_kind_of_write_commits_what_is_held(ledger: Ledger) -> None:
+    for email in ("ada@example.org", "bob@example.org", "cy@example.org"):
+        begin(ledger, email)
+    ledger.mark_sent("ada@example.org", ED, now=NOW, hold=True)
+    ledger.suppress("zed@example.org", now=NOW)  # a one-statement write
+    assert state(ledger.path, "ada@example.org") == "sent"
+    ledger.mark_sent("bob@example.org", ED, now=NOW, hold=True)
+    ledger.mark_deferred("cy@example.org", ED, now=NOW, code=451, error="later")
+    assert state(ledger.path, "bob@example.org") == "sent"
+    assert state(ledger.path, "cy@example.org") == "deferred"
+
+
+def test_a_held_sent_for_a_missing_row_is_reported_and_the_others_still_commit(
+        ledger: Ledger) -> None:
+    begin(ledger, "ada@example.org")
+    ledger.mark_sent("nobody@example.org", ED, now=NOW, hold=True)
+    ledger.mark_sent("ada@example.org", ED, now=NOW, hold=True)
+    with pytest.raises(LedgerError, match="no delivery row for nobody@example.org"):
+        begin(ledger, "bob@example.org")
+    # that write rolled back whole: bob's begin is not there, ada's sent is still held...
+    assert state(ledger.path, "bob@example.org") is None
+    assert state(ledger.path, "ada@example.org") == "sending"
+    ledger.flush()  # ...and commits with the next write, the bad one gone
+    assert state(ledger.path, "ada@example.org") == "sent"
+
+
+def test_without_hold_a_sent_is_committed_at_once(ledger: Ledger) -> None:
+    begin(ledger, "ada@example.org")
+    ledger.mark_sent("ada@example.org", ED, now=NOW)
+    assert state(ledger.path, "ada@example.org") == "sent"
