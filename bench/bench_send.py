@@ -41,6 +41,12 @@ Rows (each in its own child process, so each peak RSS is its own):
            beside the database (``digest/ledger/_spool.py``), the same with each ``sent``
            held and committed with the next ``begin`` (now, as the send's loop calls it:
            ``mark_sent(hold=True)``), or not at all.
+- ledger, PostgreSQL (generic plans / now / held): the same calls on a PostgreSQL ledger in a
+           fresh schema of the machine's server (the tests' ``postgresql://127.0.0.1:5432/test``):
+           with PostgreSQL's own choice between generic and custom plans (before session
+           11), with a plan per run (``plan_cache_mode = force_custom_plan``, now), and with
+           each ``sent`` held for the next ``begin`` as well (now, as the loop calls it); the
+           wall column is what to read there (most of it is the server's and the round trips).
 - ours, --baseline DIR: the ``ours`` row run from another checkout (e.g. ``git worktree add
            /tmp/base HEAD~1``), its code, the same sink, interleaved with ``ours`` in every
            repeat: what a change gained end to end, measured in the same minutes.
@@ -268,21 +274,38 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
     two reads (the selection's and prepare_edition's), ``begin`` (with the message bytes stored the way ``stored``
     says), ``mark_sent``; CPU per message and the ledger's size at the end."""
     from digest.compose import edition_for
-    from digest.ledger import Ledger
+    from digest.ledger import Ledger, LedgerStore, PostgresLedger
     from digest.ledger import _blob
 
     msg = _sample_message()
     sub = subscribers(1)[0]
     edition = edition_for(sub, NOW)
-    ledger = Ledger(workdir / "ledger.db")
-    ledger.create()
+    schema = None
+    ledger: LedgerStore
+    if stored.startswith("pg"):  # a fresh schema in the machine's PostgreSQL (tests' server)
+        sys.path.insert(0, str(ROOT / "tests"))
+        from services import admin, schema_url
+
+        from digest.models import PostgresDatabase
+
+        schema = f"bench_{os.getpid()}"
+        with admin() as conn:  # type: ignore[attr-defined]
+            conn.execute(f"CREATE SCHEMA {schema}")
+        pg = PostgresLedger(PostgresDatabase(schema_url(schema)))
+        pg.create()
+        if stored == "pg-auto":  # PostgreSQL's own choice of plans, as before session 11
+            pg._connect().execute("SET plan_cache_mode = auto")
+        ledger = pg
+    else:
+        ledger = Ledger(workdir / "ledger.db")
+        ledger.create()
     if stored in ("zlib", "row"):  # the bytes in the row, as before the spool (SQLite)
         from digest.ledger import _spool
         _spool.Spool.put = lambda self, data, make_room: None  # type: ignore[method-assign]
     if stored == "zlib":  # what both ledgers did before: zlib (level 1) in begin() already
         _blob.pending = _blob.kept  # type: ignore[assignment]
     data: bytes | None = None if stored == "none" else msg.data
-    hold = stored == "held"  # as the send's loop: each sent committed with the next begin
+    hold = stored in ("held", "pg-held")  # as the send's loop: committed with the next begin
     flying: list[str] = []
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
@@ -299,6 +322,9 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
     cpu = time.process_time() - c0
     seconds = time.perf_counter() - t0
     ledger.close()
+    if schema is not None:
+        with admin() as conn:  # type: ignore[attr-defined]
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
     size = sum(f.stat().st_size for f in workdir.glob("ledger.db*") if f.suffix != ".spool")
     spool = workdir / "ledger.db.spool"
     return {"sent": n, "skipped": 0, "failed": 0, "seconds": seconds, "measured": n,
@@ -381,7 +407,8 @@ def run_child(mode: str, n: int, port: int, naive: int, sink: int | None, *,
 
 MODES = ("ceiling", "ours", "base", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
          "ours-stop0", "ours-small", "ours-4", "ours-1", "ours-2", "naive", "ledger-zlib",
-         "ledger-row", "ledger-raw", "ledger-held", "ledger-none")
+         "ledger-row", "ledger-raw", "ledger-held", "ledger-none", "ledger-pg-auto",
+         "ledger-pg", "ledger-pg-held")
 LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "send": "digest send (command)",
           "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
@@ -392,7 +419,10 @@ LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "ledger-zlib": "ledger, zlib bytes", "ledger-row": "ledger, bytes in row",
           "ledger-raw": "ledger, spooled bytes",
           "ledger-held": "ledger, spooled, held",
-          "ledger-none": "ledger, no bytes"}
+          "ledger-none": "ledger, no bytes",
+          "ledger-pg-auto": "ledger, PostgreSQL, generic plans",
+          "ledger-pg": "ledger, PostgreSQL",
+          "ledger-pg-held": "ledger, PostgreSQL, held"}
 # run once whatever --repeats says (the secondary rows)
 ONCE = frozenset({"ours-tick1", "ours-stop0", "ours-small", "ours-1", "ours-2", "naive"})
 
@@ -497,16 +527,17 @@ def main() -> None:
     ledger_modes = [m for m in wanted if m.startswith("ledger-")]
     if ledger_modes:
         print(f"\nledger alone, {args.ledger:,} deliveries of a {_sample_size():,}-byte message "
-              "(2 reads, begin, mark_sent; SQLite, one thread):")
-        print(f"{'stored message':<23}{'CPU ms/msg':>17}{'ledger MB at the end':>22}"
-              f"{'spool MB':>10}")
+              "(2 reads, begin, mark_sent; one thread):")
+        print(f"{'stored message':<30}{'CPU ms/msg':>20}{'wall ms/msg':>20}"
+              f"{'ledger MB at the end':>22}{'spool MB':>10}")
         for mode in ledger_modes:
             rows = results[mode]
             cpu = [float(str(r["ledger_cpu"])) / int(str(r["measured"])) * 1000 for r in rows]
+            wall = [float(str(r["seconds"])) / int(str(r["measured"])) * 1000 for r in rows]
             size = statistics.median(float(str(r["ledger_mb"])) for r in rows)
             spool = statistics.median(float(str(r["spool_mb"])) for r in rows)
-            print(f"{LABELS[mode].removeprefix('ledger, '):<23}{mmm(cpu, '.3f'):>17}"
-                  f"{size:>22.1f}{spool:>10.1f}")
+            print(f"{LABELS[mode].removeprefix('ledger, '):<30}{mmm(cpu, '.3f'):>20}"
+                  f"{mmm(wall, '.3f'):>20}{size:>22.1f}{spool:>10.1f}")
 
     if "ours-small" in results and "ours-1" in results:
         big, small = results["ours-1"][0], results["ours-small"][0]

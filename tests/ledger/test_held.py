@@ -1,42 +1,50 @@
-"""``mark_sent(hold=True)`` on the SQLite ledger: the ``sent`` waits in memory for the
-ledger's next write, which commits it in the same transaction (a run's next ``begin``), or
-for ``flush()`` / ``close()``. What another process sees is read through a second
-connection on the same file; what this ledger answers itself is never stale."""
+"""``mark_sent(hold=True)``, on both ledgers: the ``sent`` waits in memory for the ledger's
+next write, which commits it with that write (a run's next ``begin``: SQLite in the same
+transaction, PostgreSQL in the same statement), or for ``flush()`` / ``close()``. What another
+process sees is read through a second connection to the same database; what this ledger
+answers itself is never stale."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from digest.errors import LedgerError
-from digest.ledger import Ledger
+from digest.ledger import LedgerStore, open_ledger
+from digest.models import PostgresDatabase
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
 ED = date(2026, 11, 25)
 
 
-def begin(ledger: Ledger, email: str) -> None:
+def begin(ledger: LedgerStore, email: str) -> None:
     ledger.begin(email, ED, message_id=f"<{email}.1@example.org>", papers=("p1",),
                  data=b"Subject: hi\r\n\r\nbody\r\n", now=NOW)
 
 
-def state(path: Path, email: str) -> str | None:
+def state(database: Path | PostgresDatabase, email: str) -> str | None:
     """The row's state as another process would read it (its own connection)."""
-    with Ledger(path) as other:
+    with open_ledger(database) as other:
         row = other.get(email, ED)
         return None if row is None else row.state
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    led = Ledger(tmp_path / "digest.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
+    database: Path | PostgresDatabase = tmp_path / "digest.db" if request.param == "sqlite" \
+        else request.getfixturevalue("pg_database")
+    led = open_ledger(database)
     led.create()
-    return led
+    try:
+        yield led
+    finally:
+        led.close()
 
 
-def test_a_held_sent_is_committed_with_the_next_begin(ledger: Ledger) -> None:
+def test_a_held_sent_is_committed_with_the_next_begin(ledger: LedgerStore) -> None:
     begin(ledger, "ada@example.org")
     ledger.mark_sent("ada@example.org", ED, now=NOW, code=250, reply="OK", hold=True)
     assert state(ledger.path, "ada@example.org") == "sending"
@@ -48,7 +56,7 @@ def test_a_held_sent_is_committed_with_the_next_begin(ledger: Ledger) -> None:
     assert not row.has_message  # the bytes dropped as ever
 
 
-def test_flush_and_close_commit_what_is_held(ledger: Ledger) -> None:
+def test_flush_and_close_commit_what_is_held(ledger: LedgerStore) -> None:
     for email in ("ada@example.org", "bob@example.org"):
         begin(ledger, email)
     ledger.mark_sent("ada@example.org", ED, now=NOW, hold=True)
@@ -59,7 +67,7 @@ def test_flush_and_close_commit_what_is_held(ledger: Ledger) -> None:
     assert state(ledger.path, "bob@example.org") == "sent"
 
 
-def test_this_ledgers_own_reads_see_what_it_holds(ledger: Ledger) -> None:
+def test_this_ledgers_own_reads_see_what_it_holds(ledger: LedgerStore) -> None:
     for email in ("ada@example.org", "bob@example.org", "cy@example.org"):
         begin(ledger, email)
     ledger.mark_sent("ada@example.org", ED, now=NOW, hold=True)
@@ -77,7 +85,7 @@ def test_this_ledgers_own_reads_see_what_it_holds(ledger: Ledger) -> None:
     assert state(ledger.path, "bob@example.org") == "sent"
 
 
-def test_every_kind_of_write_commits_what_is_held(ledger: Ledger) -> None:
+def test_every_kind_of_write_commits_what_is_held(ledger: LedgerStore) -> None:
     for email in ("ada@example.org", "bob@example.org", "cy@example.org"):
         begin(ledger, email)
     ledger.mark_sent("ada@example.org", ED, now=NOW, hold=True)
@@ -90,20 +98,22 @@ def test_every_kind_of_write_commits_what_is_held(ledger: Ledger) -> None:
 
 
 def test_a_held_sent_for_a_missing_row_is_reported_and_the_others_still_commit(
-        ledger: Ledger) -> None:
+        ledger: LedgerStore) -> None:
     begin(ledger, "ada@example.org")
     ledger.mark_sent("nobody@example.org", ED, now=NOW, hold=True)
     ledger.mark_sent("ada@example.org", ED, now=NOW, hold=True)
     with pytest.raises(LedgerError, match="no delivery row for nobody@example.org"):
         begin(ledger, "bob@example.org")
-    # that write rolled back whole: bob's begin is not there, ada's sent is still held...
+    # bob's begin is not there; ada's sent is kept (still held on SQLite, where the whole
+    # transaction rolled back; committed on PostgreSQL) and the bad one is gone for good
     assert state(ledger.path, "bob@example.org") is None
-    assert state(ledger.path, "ada@example.org") == "sending"
-    ledger.flush()  # ...and commits with the next write, the bad one gone
+    ledger.flush()
     assert state(ledger.path, "ada@example.org") == "sent"
+    begin(ledger, "bob@example.org")
+    assert state(ledger.path, "bob@example.org") == "sending"
 
 
-def test_without_hold_a_sent_is_committed_at_once(ledger: Ledger) -> None:
+def test_without_hold_a_sent_is_committed_at_once(ledger: LedgerStore) -> None:
     begin(ledger, "ada@example.org")
     ledger.mark_sent("ada@example.org", ED, now=NOW)
     assert state(ledger.path, "ada@example.org") == "sent"

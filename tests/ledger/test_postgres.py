@@ -211,3 +211,13 @@ def test_claim_race_between_processes_sends_each_edition_once(
     assert (status.sent, status.queued, status.sending) == (count, 0, 0)
     assert all(r.attempts == 1 for r in ledger.rows())
 
+
+
+def test_every_statement_is_planned_for_its_own_values(ledger: PostgresLedger) -> None:
+    """psycopg prepares a statement from its 5th run and PostgreSQL would then settle on one
+    generic plan, made while the deliveries were few and kept as they grew (a run's update
+    per row 0.1 -> 0.85 ms at 6,000 rows): the ledger's connection plans each run instead."""
+    ledger.get("a@x.org", ED)  # connected
+    conn = ledger._conn
+    assert conn is not None
+    assert conn.execute("SHOW plan_cache_mode").fetchone() == ("force_custom_plan",)
