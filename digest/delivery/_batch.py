@@ -859,13 +859,13 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         """Read every reply that has arrived within ``timeout`` seconds (or until the stream's
         next job comes), and give up on the ones past their deadline; each message goes on to
         its next wait or is finished."""
-        held = {fd for fd, (started, _) in flying.items() if _buffered(started)}
+        buffered = {fd for fd, (started, _) in flying.items() if _buffered(started)}
         watched = list(flying) if feeder is None else [*flying, feeder.fileno()]
-        wait = 0.0 if held else max(0.0, timeout)
+        wait = 0.0 if buffered else max(0.0, timeout)
         if wait:
             ledger.flush()
         arrived, _, _ = select.select(watched, [], [], wait)
-        came = held.union(arrived)
+        came = buffered.union(arrived)
         now = time.monotonic()
         for fd, (started, deadline) in list(flying.items()):
             if fd in came or deadline <= now:

@@ -69,7 +69,8 @@ _FINISH = ("UPDATE deliveries SET state = %s, updated_at = %s, last_code = %s, "
            "claimed_by = NULL, lease_until = NULL WHERE email = %s AND edition = %s")
 
 
-# The held ``sent``s (``mark_sent(hold=True)``), as arrays: the rows they changed.
+# The held ``sent``s (``mark_sent(hold=True)``), as arrays: what ``_FINISH`` writes of a
+# ``sent`` (kept in step with it), for many rows at once; the rows it changed.
 _HELD = ("UPDATE deliveries AS h SET state = 'sent', updated_at = v.at, last_code = v.code, "
          "last_error = v.reply, sent_at = v.at, message = NULL, claimed_by = NULL, "
          "lease_until = NULL FROM unnest(%s::text[], %s::date[], %s::timestamptz[], "

@@ -23,13 +23,13 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import TypeVar, cast
 
 from digest.errors import LedgerError, LockedError
 import digest.ledger._blob as _blob
@@ -194,6 +194,7 @@ def _finish_params(email: str, edition: date, state: DeliveryState, *, now: date
 
 
 _last_ts: tuple[datetime | None, str] = (None, "")
+_T = TypeVar("_T")
 
 
 def _ts(now: datetime) -> str:
@@ -312,28 +313,24 @@ class Ledger:
                 raise LedgerError(self.path, str(exc)) from exc
 
     def _write(self, sql: str, params: tuple[object, ...]) -> int:
-        with self._mutex:
-            conn = self._connect(create=True)
-            assert conn is not None
-            if self._held and not conn.in_transaction:  # committed with this write
-                with self._transaction():
-                    return conn.execute(sql, params).rowcount
-            try:
-                with self._turns:
-                    return conn.execute(sql, params).rowcount
-            except sqlite3.DatabaseError as exc:
-                raise LedgerError(self.path, str(exc)) from exc
+        return self._written(sql, params, lambda cur: cur.rowcount)
 
     def _write_returning(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        return self._written(sql, params, sqlite3.Cursor.fetchall)
+
+    def _written(self, sql: str, params: tuple[object, ...],
+                 result: Callable[[sqlite3.Cursor], _T]) -> _T:
+        """One statement, in its own transaction (with the held writes, if any), and
+        ``result`` of its cursor."""
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
             if self._held and not conn.in_transaction:  # committed with this write
                 with self._transaction():
-                    return conn.execute(sql, params).fetchall()
+                    return result(conn.execute(sql, params))
             try:
                 with self._turns:
-                    return conn.execute(sql, params).fetchall()
+                    return result(conn.execute(sql, params))
             except sqlite3.DatabaseError as exc:
                 raise LedgerError(self.path, str(exc)) from exc
 
