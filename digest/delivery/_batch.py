@@ -9,6 +9,7 @@ import collections
 import gc
 import ipaddress
 import logging
+import math
 import os
 import queue
 import select
@@ -43,7 +44,14 @@ from digest.errors import (
     SenderRefusedError,
     TransportError,
 )
-from digest.ledger import LedgerStore, SendLock, check_new_ledger, open_ledger, open_send_lock
+from digest.ledger import (
+    LedgerStore,
+    SelectionState,
+    SendLock,
+    check_new_ledger,
+    open_ledger,
+    open_send_lock,
+)
 from digest.models import (
     Config,
     Delivery,
@@ -127,6 +135,10 @@ class _Job:
     subscriber: Subscriber
     edition: date
     selection: Selection | None  # None: replay of a pending row from an earlier edition
+    # What the ledger said of it as the job was made (the selection's read). A run takes each
+    # job as it builds it, so prepare_edition takes this for its read right before the build
+    # instead of asking again (one statement a message less); None: it reads.
+    state: SelectionState | None = None
 
 
 @dataclass(frozen=True)
@@ -318,7 +330,7 @@ def _send_shard(settings: Settings, subscribers: Sequence[Subscriber], wanted: _
                     sub = chosen.apply(sub)
                 yield _Job(sub, edition, selector.select(  # "N more matched" needs the cut
                     sub, known, state.feedback,  # digest feedback
-                    with_cut=bool(settings.base_url)))
+                    with_cut=bool(settings.base_url)), state)
 
         return _run(jobs(), factory, run, paper_list=paper_list, force=force,
                     progress=progress, stop=stop or threading.Event())
@@ -689,7 +701,8 @@ def _run(jobs: Iterable[_Job], factory: TransportFactory | None, shared: Edition
                     break
                 ready = prepare_edition(
                     job.subscriber, job.edition, paper_list, shared,
-                    force=force and job.selection is not None, selection=job.selection)
+                    force=force and job.selection is not None, selection=job.selection,
+                    ledger_state=job.state)
                 if isinstance(ready, Delivery):
                     record(ready)
                     continue
@@ -836,6 +849,12 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
     ledger = shared.ledger
     free: list[Transport] = [factory() for _ in range(max(1, factory.connections))]
     flying: dict[int, tuple[Started, float]] = {}  # by socket: the message and its deadline
+    # The sockets of ``flying`` (and the stream's), registered as they go in and out: a poll
+    # with nothing to build each time (it runs several times a message, mostly finding one
+    # reply or none).
+    poller = select.poll()
+    soonest = math.inf  # no deadline in ``flying`` is earlier (one too early costs a look)
+    tls: dict[int, ssl.SSLSocket] = {}  # the sockets in ``flying`` that are TLS
     ahead: Ready | None = None  # built, waiting for a free connection
     exhausted = False
 
@@ -849,29 +868,48 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         record(finish_edition(started, hold=True))
 
     def track(started: Started) -> None:
+        nonlocal soonest
         wait = started.flight.waiting()
         if wait is None:  # its outcome is in (an outbox, a refusal before the first reply)
             settle(started)
-        else:
-            flying[wait.sock.fileno()] = (started, time.monotonic() + wait.timeout)
+            return
+        fd, deadline = wait.sock.fileno(), time.monotonic() + wait.timeout
+        flying[fd] = (started, deadline)
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        if isinstance(wait.sock, ssl.SSLSocket):
+            tls[fd] = wait.sock
+        soonest = min(soonest, deadline)
+
+    def land(fd: int, *, expired: bool) -> None:
+        """The message waiting on ``fd`` goes on to its next wait, or is finished."""
+        started, _deadline = flying.pop(fd)
+        poller.unregister(fd)
+        tls.pop(fd, None)
+        started.flight.step(expired=expired)
+        track(started)
 
     def pump(timeout: float) -> None:
         """Read every reply that has arrived within ``timeout`` seconds (or until the stream's
         next job comes), and give up on the ones past their deadline; each message goes on to
         its next wait or is finished."""
-        buffered = {fd for fd, (started, _) in flying.items() if _buffered(started)}
-        watched = list(flying) if feeder is None else [*flying, feeder.fileno()]
-        wait = 0.0 if buffered else max(0.0, timeout)
+        nonlocal soonest
+        # a TLS connection may hold the reply decrypted already, where poll cannot see it
+        came = {fd for fd, sock in tls.items() if sock.pending() > 0} if tls else set()
+        wait = 0.0 if came else max(0.0, timeout)
         if wait:
             ledger.flush()
-        arrived, _, _ = select.select(watched, [], [], wait)
-        came = buffered.union(arrived)
+        came.update(fd for fd, _ in poller.poll(math.ceil(wait * 1000)))
+        for fd in came:  # each once: a message that lands waits again, perhaps on this fd
+            if fd in flying:  # (not the stream's socket, which only wakes the poll)
+                land(fd, expired=False)
         now = time.monotonic()
-        for fd, (started, deadline) in list(flying.items()):
-            if fd in came or deadline <= now:
-                del flying[fd]
-                started.flight.step(expired=fd not in came)
-                track(started)
+        if now >= soonest:  # the deadlines are looked at only when one may have passed
+            soonest = math.inf
+            for fd, (_started, deadline) in list(flying.items()):
+                if deadline <= now:
+                    land(fd, expired=True)
+                else:
+                    soonest = min(soonest, deadline)
 
     def poll() -> None:
         """The replies that came while a message is being built, read at once."""
@@ -888,6 +926,8 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
     thresholds = gc.get_threshold()
     gc.set_threshold(*_RUN_THRESHOLDS)
     feeder = _Feeder(source) if stream else None
+    if feeder is not None:
+        poller.register(feeder.fileno(), select.POLLIN)
     try:
         while True:
             poll()
@@ -911,6 +951,7 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
                 built = prepare_edition(
                     job.subscriber, job.edition, paper_list, shared,
                     force=force and job.selection is not None, selection=job.selection,
+                    ledger_state=job.state,
                     between=poll)
                 if isinstance(built, Delivery):
                     record(built)
@@ -941,13 +982,6 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         for transport in free:  # every message settled by now: each connection is free
             transport.close()
     return report
-
-
-def _buffered(started: Started) -> bool:
-    """Whether a TLS connection already holds the reply, decrypted, where ``select`` cannot
-    see it."""
-    wait = started.flight.waiting()
-    return wait is not None and isinstance(wait.sock, ssl.SSLSocket) and wait.sock.pending() > 0
 
 
 # ---------------------------------------------------------------------- a stream over shards

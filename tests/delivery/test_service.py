@@ -531,3 +531,32 @@ def test_an_unsubscribe_or_pause_made_after_a_runs_selection_is_honoured(
     got = [prepare_edition(s, EDITION, papers, run_of, selection=selected[s.email])
            for s in (ada, bob)]
     assert [getattr(d, "outcome", None) for d in got] == [Outcome.SUPPRESSED, Outcome.PAUSED]
+
+
+def test_an_unsubscribe_made_while_a_run_builds_the_message_before_is_honoured(
+        tmp_path: Path) -> None:
+    """A run reads each subscriber's state once, as it takes the job to build it (the read its
+    selection and its build share): what the web changed while an earlier message was being
+    built is seen, so the message it stops is never built."""
+    with SmtpTestServer() as server:
+        cfg = make_config(tmp_path, EMAILS, server)
+        report, built = _send_unsubscribing_bob_while_ada_is_built(cfg)
+        assert sorted(ids_by_rcpt(server)) == ["ada@example.org", "cy@example.org"]
+    assert (report.sent, report.suppressed) == (2, 1)
+    assert built == ["ada@example.org", "cy@example.org"]
+
+
+def _send_unsubscribing_bob_while_ada_is_built(cfg: Config) -> tuple[Any, list[str]]:
+    built: list[str] = []
+
+    class UnsubscribingRenderer(TinyRenderer):
+        def render(self, digest: Digest) -> RenderedEmail:
+            built.append(digest.subscriber.email)
+            if digest.subscriber.email == "ada@example.org":  # bob unsubscribes meanwhile
+                with Ledger(cfg.settings.database) as web:  # digest serve's own connection
+                    web.suppress("bob@example.org", now=NOW, source="web")
+            return super().render(digest)
+
+    report = send_all(cfg, make_papers(), NOW, renderer=UnsubscribingRenderer(), retry=FAST,
+                      environ={"SMTP_TEST_PASSWORD": "pw"})
+    return report, built
