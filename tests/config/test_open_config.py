@@ -12,8 +12,9 @@ import pytest
 
 from digest.config import load_config, open_config
 from digest.config._load import STREAM_ABOVE_BYTES
-from digest.config._spill import SpilledSubscribers
+from digest.config._spill import SpilledSubscribers, SpillWriter
 from digest.errors import ConfigError
+from digest.models import Subscriber, Topic
 
 NAME = "subscribers.yaml"
 
@@ -60,6 +61,31 @@ def test_a_big_file_reads_back_the_subscribers_load_config_reads(tmp_path: Path)
         folder = spilled.path.parent
         assert spilled.path.is_file()
     assert not folder.exists()  # removed with the block
+
+
+def test_every_field_of_a_spilled_subscriber_comes_back_as_written(tmp_path: Path) -> None:
+    """The spill writes field values, not objects: each field of a subscriber and of its
+    topics, set away from its default, reads back equal, typed as written, and hashes as the
+    original (a memo keyed by it finds it)."""
+    topic = Topic(name="Vision", include=("segment anything", "SAM*"), require=("mask",),
+                  exclude=("survey",), categories=("cs.CV",), authors=("Kirillov",),
+                  min_upvotes=3, expand=False, passing_mentions=True, about="Segmenting.",
+                  like=("2304.02643",))
+    people = [Subscriber(email="ada@example.org", name="Ada Ünïcode", timezone="Asia/Tokyo",
+                         schedule="30 6 * * mon-fri", max_papers=7,
+                         topics=(topic, Topic(name="bare")), categories=("cs.LG",),
+                         authors=("Hinton",), min_upvotes=10, line=14, feeds=("arxiv",)),
+              Subscriber(email="bo@example.org", name=None, timezone="UTC",
+                         schedule="0 7 * * *", max_papers=5, topics=())]
+    writer = SpillWriter(tmp_path / "spill")
+    for person in people:
+        writer.append(person)
+    spilled = writer.finish()
+    back = list(spilled)
+    assert back == people and [spilled[1], spilled[0]] == people[::-1]
+    assert [type(t) for t in back[0].topics] == [Topic, Topic]
+    assert {back[0]: 1}[people[0]] == 1 and hash(back[0].topics[0]) == hash(topic)
+    assert back[0].topics[0].expand is False and back[0].topics[0].min_upvotes == 3
 
 
 def test_a_small_file_is_read_whole() -> None:
