@@ -34,13 +34,14 @@ Rows (each in its own child process, so each peak RSS is its own):
 - ours, 2 connections: ``smtp.connections: 2`` (one sending thread per shard instead of two).
 - ours, 4 shards: four spawned shards of one connection (one thread) each, instead of two of
            two: processes instead of threads, each paying its own start-up.
-- ledger, zlib / in the row / spool / held / no bytes: the ledger's share of a delivery
+- ledger, zlib / in the row / spool / held / begun / no bytes: the ledger's share of a delivery
            alone (2 reads, begin, mark_sent; ``--ledger`` deliveries, one thread, four in
            flight as four connections keep them): the message bytes stored compressed in the
            row (before session 4), as they are in the row (before session 10), in the spool
            beside the database (``digest/ledger/_spool.py``), the same with each ``sent``
-           held and committed with the next ``begin`` (now, as the send's loop calls it:
-           ``mark_sent(hold=True)``), or not at all.
+           held and committed with the next ``begin`` (session 11: ``mark_sent(hold=True)``),
+           the begins held too and committed two at a time (now, as the send's loop commits a
+           parked body's begin with the next message's: ``begin(hold=True)``), or not at all.
 - ledger, PostgreSQL (generic plans / now / held): the same calls on a PostgreSQL ledger in a
            fresh schema of the machine's server (the tests' ``postgresql://127.0.0.1:5432/test``):
            with PostgreSQL's own choice between generic and custom plans (before session
@@ -305,7 +306,8 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
     if stored == "zlib":  # what both ledgers did before: zlib (level 1) in begin() already
         _blob.pending = _blob.kept  # type: ignore[assignment]
     data: bytes | None = None if stored == "none" else msg.data
-    hold = stored in ("held", "pg-held")  # as the send's loop: committed with the next begin
+    hold = stored in ("held", "begun", "pg-held")  # as the loop: committed with the next write
+    begun = stored == "begun"  # the begins held too, committed two at a time, as the loop's
     flying: list[str] = []
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
@@ -313,7 +315,9 @@ def run_ledger(n: int, workdir: Path, stored: str) -> dict[str, object]:
         ledger.selection_state(email, edition)  # the selection's read (jobs())
         ledger.edition_state(email, edition)  # and prepare_edition's, right before the build
         ledger.begin(email, edition, message_id=f"<{i}.{msg.message_id[1:]}", papers=("a", "b"),
-                     data=data, now=NOW)
+                     data=data, now=NOW, hold=begun)
+        if begun and i % 2:  # the body the server asked for meanwhile goes with this begin
+            ledger.flush()
         flying.append(email)
         if len(flying) > 4:  # four in flight, as the send's four connections keep them
             ledger.mark_sent(flying.pop(0), edition, now=NOW, code=250, reply="OK", hold=hold)
@@ -407,8 +411,8 @@ def run_child(mode: str, n: int, port: int, naive: int, sink: int | None, *,
 
 MODES = ("ceiling", "ours", "base", "send", "ceiling-pipe", "ours-pipe", "ours-conn2", "ours-tick1",
          "ours-stop0", "ours-small", "ours-4", "ours-1", "ours-2", "naive", "ledger-zlib",
-         "ledger-row", "ledger-raw", "ledger-held", "ledger-none", "ledger-pg-auto",
-         "ledger-pg", "ledger-pg-held")
+         "ledger-row", "ledger-raw", "ledger-held", "ledger-begun", "ledger-none",
+         "ledger-pg-auto", "ledger-pg", "ledger-pg-held")
 LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "send": "digest send (command)",
           "ceiling-pipe": "ceiling, PIPELINING", "ours-pipe": "ours, PIPELINING",
@@ -419,6 +423,7 @@ LABELS = {"ceiling": "ceiling", "ours": "ours", "base": "ours, --baseline",
           "ledger-zlib": "ledger, zlib bytes", "ledger-row": "ledger, bytes in row",
           "ledger-raw": "ledger, spooled bytes",
           "ledger-held": "ledger, spooled, held",
+          "ledger-begun": "ledger, begins held too",
           "ledger-none": "ledger, no bytes",
           "ledger-pg-auto": "ledger, PostgreSQL, generic plans",
           "ledger-pg": "ledger, PostgreSQL",

@@ -856,6 +856,8 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
     soonest = math.inf  # no deadline in ``flying`` is earlier (one too early costs a look)
     tls: dict[int, ssl.SSLSocket] = {}  # the sockets in ``flying`` that are TLS
     ahead: Ready | None = None  # built, waiting for a free connection
+    # asked for their body before their held begin was committed: sent on at the next commit
+    parked: list[Started] = []
     exhausted = False
 
     def record(delivery: Delivery) -> None:
@@ -873,12 +875,23 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         if wait is None:  # its outcome is in (an outbox, a refusal before the first reply)
             settle(started)
             return
+        if wait.commit:  # its body waits for its begin to be committed
+            parked.append(started)
+            return
         fd, deadline = wait.sock.fileno(), time.monotonic() + wait.timeout
         flying[fd] = (started, deadline)
         poller.register(fd, select.POLLIN | select.POLLPRI)
         if isinstance(wait.sock, ssl.SSLSocket):
             tls[fd] = wait.sock
         soonest = min(soonest, deadline)
+
+    def commit() -> None:
+        """Commit what the ledger holds, then write the bodies that waited for it."""
+        ledger.flush()
+        waiting, parked[:] = parked[:], []
+        for started in waiting:
+            started.flight.step()
+            track(started)
 
     def land(fd: int, *, expired: bool) -> None:
         """The message waiting on ``fd`` goes on to its next wait, or is finished."""
@@ -897,7 +910,7 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
         came = {fd for fd, sock in tls.items() if sock.pending() > 0} if tls else set()
         wait = 0.0 if came else max(0.0, timeout)
         if wait:
-            ledger.flush()
+            commit()
         came.update(fd for fd, _ in poller.poll(math.ceil(wait * 1000)))
         for fd in came:  # each once: a message that lands waits again, perhaps on this fd
             if fd in flying:  # (not the stream's socket, which only wakes the poll)
@@ -936,10 +949,12 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
                 started, ahead = start_edition(ahead, transport, whole=False), None
                 free.pop()
                 track(started)
+                if parked:  # its begin and theirs in one commit
+                    commit()
                 continue
             if ahead is None and not exhausted and not stop.is_set():
                 if feeder is not None and not flying:
-                    ledger.flush()  # the stream's next job may be a while
+                    commit()  # the stream's next job may be a while
                 job = next(source, None) if feeder is None else feeder.take(block=not flying)
                 if job is None:
                     exhausted = True
@@ -959,16 +974,21 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
                     ahead = built
                 continue
             if not flying:
+                if parked:
+                    commit()
+                    continue
                 break  # all done, or stopped with nothing in flight (``ahead`` never begun)
             pump(min(deadline for _, deadline in flying.values()) - time.monotonic())
         ledger.flush()
     except BaseException:
-        for started, _deadline in list(flying.values()):  # finished and recorded even so
+        # finished and recorded even so (a parked one commits its begin first, or is dropped)
+        for started in [started for started, _deadline in flying.values()] + parked:
             try:
                 settle(started)
             except BaseException:  # the first failure is the one raised
                 log.debug("finishing a message after the run failed", exc_info=True)
         flying.clear()
+        parked.clear()
         try:
             ledger.flush()
         except BaseException:  # the first failure is the one raised

@@ -329,22 +329,41 @@ def start_edition(ready: Ready, transport: Transport, *, whole: bool = True) -> 
     return Started(ready, transport, _begin(
         ready.msg, ready.email, ready.edition, ready.papers, ready.possible_duplicate,
         ledger=run.ledger, transport=transport, now=run.now, data=ready.msg.data,
-        whole=whole))
+        whole=whole, hold=not whole))
 
 
 def _begin(msg: OutgoingMessage, email: str, edition: date, papers: tuple[str, ...],
            possible_duplicate: bool, *, ledger: LedgerStore, transport: Transport,
-           now: datetime, data: bytes | None, whole: bool = True) -> InFlight:
-    """One attempt begun: the row says "sending" before a single byte leaves (a crash from
-    here on is seen; ``data`` stored by the first attempt, later ones keep it), then the
-    message handed over. ``TransportError`` leaves the row ``deferred``."""
+           now: datetime, data: bytes | None, whole: bool = True,
+           hold: bool = False) -> InFlight:
+    """One attempt begun: the row says "sending" before a byte of the message leaves (a
+    crash from then on is seen; ``data`` stored by the first attempt, later ones keep it),
+    then the message handed over. ``hold``: the ``begin`` waits in the ledger for its next
+    commit, and the body for that commit (``_RowGate``): a run's loop commits when it starts
+    its next message, both begins at once. ``TransportError`` leaves the row ``deferred``."""
     ledger.begin(email, edition, message_id=msg.message_id, papers=papers, data=data,
-                 now=now, possible_duplicate=possible_duplicate)
+                 now=now, possible_duplicate=possible_duplicate, hold=hold)
     try:
-        return submit(transport, msg, whole=whole)
+        return submit(transport, msg, whole=whole,
+                      gate=_RowGate(ledger, email, edition) if hold else None)
     except TransportError as exc:
         ledger.mark_deferred(email, edition, now=now, code=None, error=str(exc))
         raise
+
+
+class _RowGate:
+    """A message's body waits for its row's ``begin`` to be committed (``BodyGate``)."""
+
+    __slots__ = ("_ledger", "_email", "_edition")
+
+    def __init__(self, ledger: LedgerStore, email: str, edition: date) -> None:
+        self._ledger, self._email, self._edition = ledger, email, edition
+
+    def pending(self) -> bool:
+        return self._ledger.holds(self._email, self._edition)
+
+    def commit(self) -> None:
+        self._ledger.flush()
 
 
 def finish_edition(started: Started, *, hold: bool = False) -> Delivery:

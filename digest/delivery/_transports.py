@@ -87,11 +87,22 @@ class Transport(Protocol):
 @dataclass(frozen=True)
 class Wait:
     """What a message in flight waits for: a reply on ``sock``, within ``timeout`` seconds;
-    ``final``: the reply to the whole message (everything is written)."""
+    ``final``: the reply to the whole message (everything is written). ``commit``: no reply,
+    but its ``BodyGate`` (the server has asked for the body): resumed once the gate is open."""
 
     sock: socket.socket
     timeout: float
     final: bool = False
+    commit: bool = False
+
+
+class BodyGate(Protocol):
+    """What a message's body waits for: its ``begin`` committed to the ledger. ``pending``:
+    not yet; ``commit``: commit it now (raises what the ledger raises)."""
+
+    def pending(self) -> bool: ...
+
+    def commit(self) -> None: ...
 
 
 class InFlight(Protocol):
@@ -130,7 +141,8 @@ class _Settled:
         pass
 
 
-def submit(transport: Transport, msg: OutgoingMessage, *, whole: bool = True) -> InFlight:
+def submit(transport: Transport, msg: OutgoingMessage, *, whole: bool = True,
+           gate: BodyGate | None = None) -> InFlight:
     """Start handing ``msg`` over and return before its outcome is known, so the caller can
     prepare the next message meanwhile: an SMTP transport writes the whole message and leaves
     the final reply unread (``SmtpTransport.submit``), or with ``whole=False`` writes only
@@ -138,10 +150,18 @@ def submit(transport: Transport, msg: OutgoingMessage, *, whole: bool = True) ->
     event loop, ``SmtpTransport.start``); any other transport sends it now. A refusal of this
     recipient comes from ``result()``; ``TransportError`` (nothing can be sent) is raised at
     once, or later by ``result()`` after ``whole=False``. One message in flight per
-    transport: read its ``result()`` before the next ``submit`` or ``send``."""
+    transport: read its ``result()`` before the next ``submit`` or ``send``.
+    ``gate``: no byte of the message itself is written while it is pending. With
+    ``whole=False`` the exchange then waits for it (``Wait.commit``) when the server asks for
+    the body, and commits it itself if resumed with it still pending; else it is committed
+    first. What its commit raises stops the message unsent (the SMTP connection dropped)."""
     try:
+        if isinstance(transport, SmtpTransport) and not whole:
+            return transport.start(msg, gate)
+        if gate is not None and gate.pending():
+            gate.commit()
         if isinstance(transport, SmtpTransport):
-            return transport.submit(msg) if whole else transport.start(msg)
+            return transport.submit(msg)
         return _Settled(transport.send(msg))
     except TransportError:
         raise
@@ -437,30 +457,30 @@ class SmtpTransport:
         flight.advance(until_final=True)
         return flight
 
-    def start(self, msg: OutgoingMessage) -> _SmtpInFlight:
+    def start(self, msg: OutgoingMessage, gate: BodyGate | None = None) -> _SmtpInFlight:
         """MAIL FROM written (after connecting, if need be); each later reply is read by
         ``step()`` of what is returned, when it has arrived: a run's event loop keeps several
         connections going from one thread. Raises what ``send`` raises up to MAIL FROM; later
-        errors come from ``result()``."""
-        flight = _SmtpInFlight(self._exchange(msg))
+        errors come from ``result()``. ``gate``: see ``submit``."""
+        flight = _SmtpInFlight(self._exchange(msg, gate))
         flight.advance(until_final=False)
         return flight
 
-    def _exchange(self, msg: OutgoingMessage) -> _Exchange:
+    def _exchange(self, msg: OutgoingMessage, gate: BodyGate | None = None) -> _Exchange:
         """The whole exchange for ``msg``, pausing (``yield``) before each reply it reads."""
         if self._limiter is not None:
             self._limiter.acquire()
         if self._conn is None:
             self._conn = self._connect()
-            return (yield from self._transaction(self._conn, msg, fresh=True))
+            return (yield from self._transaction(self._conn, msg, fresh=True, gate=gate))
         try:
-            return (yield from self._transaction(self._conn, msg, fresh=False))
+            return (yield from self._transaction(self._conn, msg, fresh=False, gate=gate))
         except _StaleConnection:
             # The server closed our idle reused connection before this message's MAIL FROM:
             # nothing of it was transmitted, so one transparent reconnect is safe.
             log.debug("%s closed the idle connection; reconnecting", self.where)
             self._conn = self._connect()
-            return (yield from self._transaction(self._conn, msg, fresh=True))
+            return (yield from self._transaction(self._conn, msg, fresh=True, gate=gate))
 
     def _fail(self, msg: OutgoingMessage, stage: str, code: int, reply: bytes | str) -> DigestError:
         """The error for a non-success reply, leaving the connection usable or closed."""
@@ -506,8 +526,8 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError):
             self._drop()
 
-    def _transaction(self, conn: smtplib.SMTP, msg: OutgoingMessage, *, fresh: bool
-                     ) -> _Exchange:
+    def _transaction(self, conn: smtplib.SMTP, msg: OutgoingMessage, *, fresh: bool,
+                     gate: BodyGate | None = None) -> _Exchange:
         # Stage names matter: "end of DATA" (body sent, final reply pending) is the only stage
         # where a lost connection means the server may have accepted the message.
         stage = "MAIL FROM"
@@ -555,6 +575,14 @@ class SmtpTransport:
             code, reply = wire.reply(ready)
             if code != 354:
                 raise self._fail(msg, stage, code, reply)
+            if gate is not None and gate.pending():
+                yield Wait(sock, self.settings.timeout, commit=True)
+                try:
+                    if gate.pending():  # resumed without it: committed here, or never sent
+                        gate.commit()
+                except BaseException:  # the server waits for a body that never comes
+                    self._drop()
+                    raise
             stage = "end of DATA"
             wire.send(_dot_stuff(msg.data))
             # The reply to the final "." gets its own, long timeout (RFC 5321 4.5.3.2: 10

@@ -210,6 +210,9 @@ class PostgresLedger:
         return ([k[0] for k in keys], [k[1] for k in keys],
                 *([self._held[k][i] for k in keys] for i in range(3)))
 
+    def holds(self, email: str, edition: date) -> bool:
+        return False
+
     def flush(self) -> None:
         """Commit the held ``mark_sent`` writes now (a run calls it before it waits). A held
         ``sent`` whose row is gone is dropped and raised, the others committed."""
@@ -359,7 +362,10 @@ class PostgresLedger:
     # ------------------------------------------------------------------ state changes
 
     def begin(self, email: str, edition: date, *, message_id: str, papers: tuple[str, ...],
-              data: bytes | None, now: datetime, possible_duplicate: bool = False) -> None:
+              data: bytes | None, now: datetime, possible_duplicate: bool = False,
+              hold: bool = False) -> None:
+        """As the SQLite ledger, but written at once whatever ``hold`` says (``holds`` is
+        always False), with the held ``sent``s in the same statement."""
         import psycopg
 
         blob = None if data is None else _blob.pending(data)  # as the SQLite ledger

@@ -232,6 +232,9 @@ class Ledger:
         self._turns = _WriterTurns(self.path)
         # (email, edition) -> _FINISH's parameters of a held ``sent``
         self._held: dict[tuple[str, str], tuple[object, ...]] = {}
+        # (email, edition) -> _BEGIN's parameters but the message, and the message's bytes,
+        # of a held ``begin`` (written before the sents: a held sent may be of its row)
+        self._begun: dict[tuple[str, str], tuple[tuple[object, ...], bytes | None]] = {}
         self._spool = _spool.Spool(_beside(self.path, ".spool"))
 
     # ------------------------------------------------------------------ connection
@@ -302,7 +305,8 @@ class Ledger:
         """Rows of ``sql``, after the held writes are committed: all of them, or with ``row``
         (a query that reads no other delivery row) only when that row is held."""
         with self._mutex:
-            if self._held and (row is None or row in self._held):
+            if (self._held or self._begun) and (row is None or row in self._held
+                                                 or row in self._begun):
                 self.flush()  # (inside a write transaction they are in it already)
             conn = self._connect(create=False)
             if conn is None:
@@ -325,7 +329,7 @@ class Ledger:
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
-            if self._held and not conn.in_transaction:  # committed with this write
+            if (self._held or self._begun) and not conn.in_transaction:  # with this write
                 with self._transaction():
                     return result(conn.execute(sql, params))
             try:
@@ -346,9 +350,11 @@ class Ledger:
             with self._turns:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                    held = self._apply_held(conn)
+                    begun, held = self._apply_held(conn)
                     yield conn
                     conn.execute("COMMIT")
+                    for key in begun:
+                        del self._begun[key]
                     for key in held:
                         del self._held[key]
                 except BaseException as exc:
@@ -358,22 +364,35 @@ class Ledger:
                         raise LedgerError(self.path, str(exc)) from exc
                     raise
 
-    def _apply_held(self, conn: sqlite3.Connection) -> list[tuple[str, str]]:
-        """The held ``sent`` writes, run in ``conn``'s open transaction: their keys. One whose
+    def _apply_held(self, conn: sqlite3.Connection
+                    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The held writes, run in ``conn``'s open transaction: the keys of the ``begin``s
+        (their bytes spooled now, under the write lock), then of the ``sent``s. A sent whose
         row is gone is dropped and raised (``_finish``'s error), the others stay held."""
+        begun = list(self._begun)
+        for key in begun:
+            params, data = self._begun[key]
+            conn.execute(_BEGIN, (*params, None if data is None else self._spooled(conn, data)))
         held = list(self._held)
         for key in held:
             if conn.execute(_FINISH, self._held[key]).rowcount != 1:
                 del self._held[key]
                 raise LedgerError(self.path, f"no delivery row for {key[0]} edition {key[1]}")
-        return held
+        return begun, held
 
     def flush(self) -> None:
-        """Commit the held ``mark_sent`` writes now (a run calls it before it waits)."""
+        """Commit the held ``begin`` and ``mark_sent`` writes now (a run calls it before a
+        held begin's message body is written, and before it waits)."""
         with self._mutex:
-            if self._held and self._conn is not None and not self._conn.in_transaction:
+            if not (self._held or self._begun):
+                return
+            if self._conn is None or not self._conn.in_transaction:
                 with self._transaction():
                     pass
+
+    def holds(self, email: str, edition: date) -> bool:
+        """Whether the ``begin`` of this row is held (not yet committed)."""
+        return (email.strip().lower(), edition.isoformat()) in self._begun
 
     def create(self) -> None:
         """Make the file and its schema now if missing (``digest run`` at start, so its job
@@ -542,13 +561,24 @@ class Ledger:
     # ------------------------------------------------------------------ state changes
 
     def begin(self, email: str, edition: date, *, message_id: str, papers: tuple[str, ...],
-              data: bytes | None, now: datetime, possible_duplicate: bool = False) -> None:
+              data: bytes | None, now: datetime, possible_duplicate: bool = False,
+              hold: bool = False) -> None:
         """Record ``sending`` BEFORE the message leaves (one more attempt). ``data`` is kept
         until the server accepts, so a retry replays the same message: in the spool while in
         flight (``_spool``; in the row, uncompressed, where the spool cannot take it),
-        compressed in the row if it stays deferred (``_blob``)."""
+        compressed in the row if it stays deferred (``_blob``). ``hold``: committed with this
+        ledger's next write or ``flush()``, which the caller makes before a byte of the
+        message's body leaves (``holds`` says whether it still has to); a crash before it
+        leaves no row, and nothing was delivered."""
         params = (email.strip().lower(), edition.isoformat(), message_id,
                   json.dumps(list(papers)), _ts(now), _ts(now), int(possible_duplicate))
+        if hold:
+            key = params[:2]
+            with self._mutex:
+                if key in self._held:  # its earlier attempt's sent goes first
+                    self.flush()
+                self._begun[key] = (params, data)
+            return
         if data is None:
             self._write(_BEGIN, (*params, None))
             return

@@ -123,9 +123,13 @@ class ClaimedLedger:
         return self._ledger.status()
 
     def begin(self, email: str, edition: date, *, message_id: str, papers: tuple[str, ...],
-              data: bytes | None, now: datetime, possible_duplicate: bool = False) -> None:
+              data: bytes | None, now: datetime, possible_duplicate: bool = False,
+              hold: bool = False) -> None:
         self._ledger.begin(email, edition, message_id=message_id, papers=papers, data=data,
-                           now=now, possible_duplicate=possible_duplicate)
+                           now=now, possible_duplicate=possible_duplicate, hold=hold)
+
+    def holds(self, email: str, edition: date) -> bool:
+        return self._ledger.holds(email, edition)
 
     def mark_sent(self, email: str, edition: date, *, now: datetime, code: int | None = 250,
                   reply: str | None = None, archive: timedelta | None = None,

@@ -280,3 +280,41 @@ def test_what_was_accepted_is_in_the_ledger_while_the_loop_waits(tmp_path: Path)
         finally:
             sender.join()
     assert done and done[0].sent == 3
+
+
+class _LedgerWatchingServer(SmtpTestServer):
+    """Reads, as each message's body has fully arrived, its row through a connection of its
+    own to the sender's ledger: what a crash at that moment would leave there."""
+
+    def __init__(self, database: Path, edition: date, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.database, self.edition = database, edition
+        self.seen: dict[str, str | None] = {}
+
+    def _accept(self, envelope: Any, session: Any) -> str:
+        with Ledger(self.database) as other:
+            row = other.get(envelope.rcpt_tos[0], self.edition)
+        self.seen[envelope.rcpt_tos[0]] = None if row is None else row.state
+        return super()._accept(envelope, session)
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+@pytest.mark.parametrize("connections", [1, 2, 4])
+def test_no_body_reaches_the_server_before_its_row_reads_sending(
+        tmp_path: Path, pipelining: bool, connections: int) -> None:
+    """The loop holds each ``begin`` and commits it with the next message's (one commit for
+    two or more); a body the server asks for meanwhile waits for that commit. So whenever a
+    message's body arrives its row is on disk as ``sending``, and a crash then is seen by the
+    next run; and every parked body is sent in the end, with one connection or many."""
+    emails = [f"reader{i}@example.org" for i in range(7)]
+    edition = edition_for(make_config(tmp_path, emails).subscribers[0], NOW)
+    with _LedgerWatchingServer(tmp_path / "digest.db", edition, pipelining=pipelining) as server:
+        cfg = make_config(tmp_path, emails, server)
+        assert cfg.settings.smtp is not None
+        cfg = replace(cfg, settings=replace(cfg.settings, smtp=replace(
+            cfg.settings.smtp, connections=connections)))
+        report = run(cfg)
+        assert report.sent == 7
+        assert server.seen == dict.fromkeys(emails, "sending")
+    with Ledger(cfg.settings.database) as ledger:
+        assert {r.email: r.state for r in ledger.rows()} == dict.fromkeys(emails, "sent")

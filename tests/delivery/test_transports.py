@@ -24,8 +24,9 @@ from digest.delivery._transports import (
     SendResult,
     SmtpTransport,
     TransportFactory,
+    submit,
 )
-from digest.errors import DeliveryError, TransportError, UncertainDeliveryError
+from digest.errors import DeliveryError, LedgerError, TransportError, UncertainDeliveryError
 from digest.models import Digest, RenderedEmail, Settings, SmtpSettings, Subscriber
 from tests.smtp_server import SmtpTestServer, _Handler, free_port, silent_server
 
@@ -234,6 +235,73 @@ def test_connection_dropped_before_the_body_is_a_plain_temporary_error(
     assert info.value.temporary is True
     assert not isinstance(info.value, UncertainDeliveryError)  # nothing was accepted
     transport.close()
+
+
+class _Gate:
+    """A ``BodyGate`` standing for a row's held begin: pending until committed, ``fail``
+    makes its commit raise as a ledger that cannot write would."""
+
+    def __init__(self, server: SmtpTestServer, fail: bool = False) -> None:
+        self.server, self.fail = server, fail
+        self.open = False
+        self.commits: list[int] = []  # messages the server had when each commit came
+
+    def pending(self) -> bool:
+        return not self.open
+
+    def commit(self) -> None:
+        self.commits.append(self.server.count)
+        if self.fail:
+            raise LedgerError(Path("digest.db"), "disk I/O error")
+        self.open = True
+
+
+def test_a_gated_body_waits_for_its_commit_when_the_server_asks_for_it(
+        server: SmtpTestServer) -> None:
+    """``submit(whole=False, gate=...)``, a run's loop: after the 354 the exchange waits for
+    the ledger (``Wait.commit``, no socket to watch), and writes the body once resumed."""
+    transport = smtp_transport(server)
+    gate = _Gate(server)
+    flight = submit(transport, message(), whole=False, gate=gate)
+    kinds = []
+    while (wait := flight.waiting()) is not None:
+        kinds.append("commit" if wait.commit else "final" if wait.final else "reply")
+        if wait.commit:
+            gate.open = True  # what the loop's commit does
+        flight.step()
+    assert kinds[-2:] == ["commit", "final"] and kinds.count("commit") == 1
+    assert flight.result().code == 250 and gate.commits == []
+    assert len(server.wait_for(1)) == 1
+    # resumed with the gate still pending (a run that failed): it commits itself first
+    gate = _Gate(server)
+    flight = submit(transport, message(to="bo@example.org"), whole=False, gate=gate)
+    assert flight.result().code == 250 and gate.commits == [1]
+    transport.close()
+
+
+def test_a_gate_that_cannot_commit_stops_its_message_unsent(server: SmtpTestServer) -> None:
+    transport = smtp_transport(server)
+    flight = submit(transport, message(to="bo@example.org"), whole=False,
+                    gate=_Gate(server, fail=True))
+    with pytest.raises(LedgerError, match="disk I/O error"):
+        flight.result()
+    # the connection was dropped mid-DATA (the server waited for a body): the next message
+    # goes on a new one, and bo's never arrived
+    assert transport.send(message(to="cy@example.org")).code == 250
+    transport.close()
+    got = server.wait_for(1)
+    assert [g.rcpt_tos for g in got] == [("cy@example.org",)]
+
+
+def test_a_gate_is_committed_first_where_the_whole_message_goes_at_once(
+        tmp_path: Path, server: SmtpTestServer) -> None:
+    outbox, gate = MaildirOutbox(tmp_path / "out"), _Gate(server)
+    submit(outbox, message(), gate=gate).result()
+    transport, smtp_gate = smtp_transport(server), _Gate(server)
+    submit(transport, message(), gate=smtp_gate).result()
+    transport.close()
+    assert (gate.commits, smtp_gate.commits) == ([0], [0])  # before anything was written
+    assert len(server.wait_for(1)) == 1 and len(list((tmp_path / "out" / "new").iterdir())) == 1
 
 
 def test_leading_dots_are_stuffed_and_arrive_intact(server: SmtpTestServer) -> None:

@@ -117,3 +117,76 @@ def test_without_hold_a_sent_is_committed_at_once(ledger: LedgerStore) -> None:
     begin(ledger, "ada@example.org")
     ledger.mark_sent("ada@example.org", ED, now=NOW)
     assert state(ledger.path, "ada@example.org") == "sent"
+
+
+# ``begin(hold=True)``: SQLite holds it for its next write or flush (``holds`` says so), which a
+# run makes before the message's body is written; PostgreSQL writes it at once.
+
+def held_begin(ledger: LedgerStore, email: str,
+               data: bytes | None = b"Subject: hi\r\n\r\nbody\r\n") -> None:
+    ledger.begin(email, ED, message_id=f"<{email}.1@example.org>", papers=("p1",), data=data,
+                 now=NOW, hold=True)
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path) -> Iterator[LedgerStore]:
+    led = open_ledger(tmp_path / "digest.db")
+    try:
+        yield led
+    finally:
+        led.close()
+
+
+def test_held_begins_are_committed_together_by_a_flush_bytes_and_all(
+        sqlite_ledger: LedgerStore) -> None:
+    ledger = sqlite_ledger  # a fresh file, not even connected before the flush
+    held_begin(ledger, "ada@example.org")
+    held_begin(ledger, "bob@example.org", data=None)
+    assert not Path(ledger.path).exists()  # nothing written yet, not even the file
+    assert ledger.holds("Ada@Example.org", ED) and not ledger.holds("cy@example.org", ED)
+    ledger.flush()
+    assert not ledger.holds("ada@example.org", ED)
+    assert (state(ledger.path, "ada@example.org"), state(ledger.path, "bob@example.org")) \
+        == ("sending", "sending")
+    with open_ledger(ledger.path) as other:  # the spooled bytes are readable elsewhere too
+        assert other.stored_message("ada@example.org", ED) == b"Subject: hi\r\n\r\nbody\r\n"
+        row = other.get("ada@example.org", ED)
+        assert row is not None and (row.attempts, row.message_id, row.papers) \
+            == (1, "<ada@example.org.1@example.org>", ("p1",))
+
+
+def test_a_held_begin_goes_first_in_the_next_write_and_its_own_reads(
+        sqlite_ledger: LedgerStore) -> None:
+    ledger = sqlite_ledger
+    begin(ledger, "cy@example.org")
+    held_begin(ledger, "ada@example.org")
+    # a read of another row leaves it held; a read of its own row sees it
+    assert ledger.edition_state("cy@example.org", ED).row is not None
+    assert state(ledger.path, "ada@example.org") is None
+    own = ledger.edition_state("ada@example.org", ED).row
+    assert own is not None and own.state == "sending"
+    # a refusal before the body: the write that records it commits the begin first
+    held_begin(ledger, "bob@example.org")
+    ledger.mark_deferred("bob@example.org", ED, now=NOW, code=451, error="later")
+    assert state(ledger.path, "bob@example.org") == "deferred"
+    # a held sent, then a held begin of the same row's next attempt: in that order
+    ledger.mark_sent("cy@example.org", ED, now=NOW, hold=True)
+    held_begin(ledger, "cy@example.org")
+    ledger.close()
+    with open_ledger(ledger.path) as other:
+        row = other.get("cy@example.org", ED)
+    assert row is not None and (row.state, row.attempts) == ("sending", 2)
+
+
+def test_a_held_begin_is_committed_when_the_ledger_closes(sqlite_ledger: LedgerStore) -> None:
+    held_begin(sqlite_ledger, "ada@example.org")
+    sqlite_ledger.close()
+    assert state(sqlite_ledger.path, "ada@example.org") == "sending"
+
+
+def test_postgresql_writes_a_held_begin_at_once(pg_database: PostgresDatabase) -> None:
+    with open_ledger(pg_database) as ledger:
+        ledger.create()
+        held_begin(ledger, "ada@example.org")
+        assert not ledger.holds("ada@example.org", ED)
+        assert state(pg_database, "ada@example.org") == "sending"
