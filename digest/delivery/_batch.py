@@ -835,13 +835,17 @@ def _loop(source: Iterator[_Job], factory: TransportFactory, shared: EditionRun,
     one is built, else the loop waits for the first reply or time-out. No thread hand-offs,
     and the CPU work of one message overlaps every round trip of the others.
 
-    A ``sent`` is held by the ledger until its next write, the next message's ``begin``
-    (``finish_edition(hold=True)``): one commit a message instead of two. The loop flushes
-    what is held before it can wait (for a reply or the stream's next job) and at the end, so
-    a held ``sent`` is never older than one message's build; a crash in between leaves that
-    row ``sending``, re-sent once as a possible duplicate, as a crash during its final reply
-    would (at most one a connection still: each held row's connection is idle until the
-    write that commits it).
+    The ledger holds what the loop writes and commits it in batches (docs/delivery.md):
+    - a ``sent`` (``finish_edition(hold=True)``) until the next commit, so a crash in between
+      leaves that row ``sending``, re-sent once as a possible duplicate, as a crash during
+      its final reply would (at most one a connection still: each held row's connection is
+      idle until the commit);
+    - a ``begin`` (``start_edition(whole=False)``) too: a message whose server asks for its
+      body before its row is committed is *parked*, and the loop commits when it starts its
+      next message (both begins, and the held sents, in one transaction), then writes the
+      parked bodies. No body leaves before its row is on disk.
+    The loop also commits (and writes what is parked) before it can wait, for a reply or the
+    stream's next job, and at the end, so nothing is held longer than about one build.
 
     A failure (``TransportError``, a template bug, a refusal streak) stops the run: the
     messages in flight are finished and recorded, then it is raised."""
