@@ -134,3 +134,40 @@ def test_close_waits_for_a_job_being_read_and_leaves_the_rest_unread() -> None:
     assert not closer.is_alive()
     assert read == ["r1@example.org", "r2@example.org"]
     assert fires.get_nowait() is not None  # job 3 was never taken from the stream
+
+
+def test_the_room_taken_goes_back_to_the_thread_in_batches() -> None:
+    """The thread is woken once per ``REFILL`` jobs taken, not once a job (each wake-up took
+    the GIL from the loop), and never lacks room while the loop has nothing to take: a stream
+    that trickles is read as it comes."""
+    read = [0]
+    more = threading.Event()
+
+    def source() -> Iterator[_Job]:
+        i = 0
+        while True:
+            if i == _Feeder.AHEAD + _Feeder.REFILL:
+                more.wait(10)  # the stream pauses here, then trickles
+            read[0] += 1
+            yield job(i)
+            i += 1
+
+    feeder = _Feeder(source())
+    try:
+        wait_for(lambda: read[0] == _Feeder.AHEAD)
+        for _ in range(_Feeder.REFILL - 1):
+            assert isinstance(feeder.take(block=True), _Job)
+        threading.Event().wait(0.2)
+        assert read[0] == _Feeder.AHEAD  # nothing read back yet
+        assert isinstance(feeder.take(block=True), _Job)  # the REFILL-th: the room goes back
+        wait_for(lambda: read[0] == _Feeder.AHEAD + _Feeder.REFILL)
+        for _ in range(_Feeder.AHEAD):  # the loop takes all there is
+            assert isinstance(feeder.take(block=True), _Job)
+        assert isinstance(feeder.take(block=False), _Later)
+        more.set()  # the paused stream's next job is read at once
+        item = feeder.take(block=True)
+        assert isinstance(item, _Job)
+        assert item.subscriber.email == f"r{_Feeder.AHEAD + _Feeder.REFILL}@example.org"
+    finally:
+        more.set()
+        feeder.close()
