@@ -303,8 +303,9 @@ class PostgresLedger:
         return _row(rows[0]) if rows else None
 
     def edition_state(self, email: str, edition: date) -> EditionState:
-        (r,) = self._read(_EDITION_STATE, {"email": _norm(email), "edition": edition},
-                          row=(_norm(email), edition))
+        key = _norm(email)
+        (r,) = self._read(_EDITION_STATE, {"email": key, "edition": edition},
+                          row=(key, edition))
         return EditionState(suppressed=bool(r[0]),
                             preferences=None if r[1] is None else _preferences(r[1:5]),
                             row=None if r[5] is None else _row(r[5:19]))

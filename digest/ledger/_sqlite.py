@@ -185,12 +185,17 @@ _FINISH = ("UPDATE deliveries SET state = ?, updated_at = ?, last_code = ?, last
            "WHERE email = ? AND edition = ?")
 
 
+def _key(email: str, edition: date) -> tuple[str, str]:
+    """A delivery row's key as stored: the folded address, the edition's ISO date."""
+    return email.strip().lower(), edition.isoformat()
+
+
 def _finish_params(email: str, edition: date, state: DeliveryState, *, now: datetime,
                    code: int | None, error: str | None, keep_message: bool,
                    sent: bool) -> tuple[object, ...]:
     """``_FINISH``'s parameters; the row's key (email, edition) last."""
     return (state, _ts(now), code, error, int(sent), _ts(now), int(keep_message),
-            email.strip().lower(), edition.isoformat())
+            *_key(email, edition))
 
 
 _last_ts: tuple[datetime | None, str] = (None, "")
@@ -305,8 +310,7 @@ class Ledger:
         """Rows of ``sql``, after the held writes are committed: all of them, or with ``row``
         (a query that reads no other delivery row) only when that row is held."""
         with self._mutex:
-            if (self._held or self._begun) and (row is None or row in self._held
-                                                 or row in self._begun):
+            if self._holding(row):
                 self.flush()  # (inside a write transaction they are in it already)
             conn = self._connect(create=False)
             if conn is None:
@@ -329,7 +333,7 @@ class Ledger:
         with self._mutex:
             conn = self._connect(create=True)
             assert conn is not None
-            if (self._held or self._begun) and not conn.in_transaction:  # with this write
+            if self._holding() and not conn.in_transaction:  # committed with this write
                 with self._transaction():
                     return result(conn.execute(sql, params))
             try:
@@ -380,11 +384,17 @@ class Ledger:
                 raise LedgerError(self.path, f"no delivery row for {key[0]} edition {key[1]}")
         return begun, held
 
+    def _holding(self, row: tuple[str, str] | None = None) -> bool:
+        """Whether writes are held (with ``row``: writes of that row)."""
+        if row is None:
+            return bool(self._held or self._begun)
+        return row in self._held or row in self._begun
+
     def flush(self) -> None:
         """Commit the held ``begin`` and ``mark_sent`` writes now (a run calls it before a
         held begin's message body is written, and before it waits)."""
         with self._mutex:
-            if not (self._held or self._begun):
+            if not self._holding():
                 return
             if self._conn is None or not self._conn.in_transaction:
                 with self._transaction():
@@ -392,7 +402,7 @@ class Ledger:
 
     def holds(self, email: str, edition: date) -> bool:
         """Whether the ``begin`` of this row is held (not yet committed)."""
-        return (email.strip().lower(), edition.isoformat()) in self._begun
+        return _key(email, edition) in self._begun
 
     def create(self) -> None:
         """Make the file and its schema now if missing (``digest run`` at start, so its job
@@ -454,19 +464,19 @@ class Ledger:
 
     def get(self, email: str, edition: date) -> LedgerRow | None:
         rows = self._read(f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE email = ? AND edition = ?",
-                          (email.strip().lower(), edition.isoformat()))
+                          _key(email, edition))
         return _row(rows[0]) if rows else None
 
     def edition_state(self, email: str, edition: date) -> EditionState:
         """``is_suppressed``, ``preferences`` and ``get`` in one statement."""
-        key = (email.strip().lower(), edition.isoformat())
+        key = _key(email, edition)
         suppressed, chosen, row, _, _ = _parts(self._read(
             _EDITION_STATE, {"email": key[0], "edition": key[1]}, row=key))
         return EditionState(suppressed=suppressed, preferences=chosen, row=row)
 
     def selection_state(self, email: str, edition: date) -> SelectionState:
         """``edition_state``, ``history_for`` and ``feedback_for`` in one statement."""
-        key = (email.strip().lower(), edition.isoformat())
+        key = _key(email, edition)
         suppressed, chosen, row, history, feedback = _parts(self._read(
             _SELECTION_STATE, {"email": key[0], "edition": key[1]}, row=key))
         return SelectionState(suppressed=suppressed, preferences=chosen, row=row,
@@ -490,7 +500,7 @@ class Ledger:
         self._write("INSERT INTO skips (email, edition, reason, at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (email, edition) DO UPDATE SET reason = excluded.reason, "
                     "at = excluded.at",
-                    (email.strip().lower(), edition.isoformat(), reason, _ts(now)))
+                    (*_key(email, edition), reason, _ts(now)))
 
     def skips(self, email: str | None = None, *, limit: int | None = None
               ) -> tuple[SkipRow, ...]:
@@ -532,7 +542,7 @@ class Ledger:
 
     def stored_message(self, email: str, edition: date) -> bytes | None:
         """The exact bytes recorded by ``begin``, while the row is not yet accepted."""
-        key = (email.strip().lower(), edition.isoformat())
+        key = _key(email, edition)
         seen: object = None
         with self._mutex:  # the spool's file is this connection's too
             for _ in range(2):  # a rewind between the two reads moved them into the row
@@ -570,8 +580,8 @@ class Ledger:
         ledger's next write or ``flush()``, which the caller makes before a byte of the
         message's body leaves (``holds`` says whether it still has to); a crash before it
         leaves no row, and nothing was delivered."""
-        params = (email.strip().lower(), edition.isoformat(), message_id,
-                  json.dumps(list(papers)), _ts(now), _ts(now), int(possible_duplicate))
+        params = (*_key(email, edition), message_id, json.dumps(list(papers)), _ts(now),
+                  _ts(now), int(possible_duplicate))
         if hold:
             key = params[:2]
             with self._mutex:
@@ -634,7 +644,7 @@ class Ledger:
             found = conn.execute(
                 "SELECT message_id, message FROM deliveries WHERE email = ? AND "
                 "edition = ? AND message IS NOT NULL AND message_id IS NOT NULL",
-                (email.strip().lower(), edition.isoformat())).fetchall()
+                _key(email, edition)).fetchall()
             for message_id, blob in found:  # compressed for the archive's days
                 kept = self._kept(cast(bytes, blob))
                 if kept is None:  # lost from the spool (a power cut): nothing to show
@@ -642,13 +652,11 @@ class Ledger:
                 conn.execute(
                     "INSERT OR REPLACE INTO archive (email, edition, message_id, "
                     "sent_at, message) VALUES (?, ?, ?, ?, ?)",
-                    (email.strip().lower(), edition.isoformat(), message_id, _ts(now),
-                     kept))
+                    (*_key(email, edition), message_id, _ts(now), kept))
             # the left-out matches live as long as their edition's archive row
             conn.execute("DELETE FROM left_out WHERE email = ? AND edition <> ? AND "
                          "edition NOT IN (SELECT edition FROM archive WHERE email = ?)",
-                         (email.strip().lower(), edition.isoformat(),
-                          email.strip().lower()))
+                         (*_key(email, edition), email.strip().lower()))
             self._finish(email, edition, "sent", now=now, code=code, error=reply,
                          keep_message=False, sent=True)
 
@@ -665,7 +673,7 @@ class Ledger:
         compressed form, in the row: done before its state changes, since only rows being
         sent are looked for when the spool is rewound. Under SQLite's write lock, so no
         rewind can come between reading the reference and reading the spool."""
-        key = (email.strip().lower(), edition.isoformat())
+        key = _key(email, edition)
         with self._transaction() as conn:
             rows = conn.execute("SELECT message FROM deliveries WHERE email = ? AND "
                                 "edition = ?", key).fetchall()
@@ -686,7 +694,7 @@ class Ledger:
             "last_error = ?, possible_duplicate = 1, "
             "state = CASE WHEN ambiguous + 1 >= ? THEN 'uncertain' ELSE 'deferred' END "
             "WHERE email = ? AND edition = ? RETURNING state",
-            (_ts(now), error, AMBIGUOUS_LIMIT, email.strip().lower(), edition.isoformat()))
+            (_ts(now), error, AMBIGUOUS_LIMIT, *_key(email, edition)))
         if len(rows) != 1:
             raise LedgerError(self.path, f"no delivery row for {email} edition {edition}")
         return cast(DeliveryState, rows[0][0])
@@ -819,7 +827,7 @@ class Ledger:
         """Freeze the matches ``edition`` leaves out (for its "N more matched" page) before its
         message leaves; ``mark_sent(archive=...)`` keeps them beside the archived message."""
         self._write("INSERT OR REPLACE INTO left_out (email, edition, matches) VALUES (?, ?, ?)",
-                    (email.strip().lower(), edition.isoformat(), dump_left_out(matches)))
+                    (*_key(email, edition), dump_left_out(matches)))
 
     def archived_left_out(self, email: str, edition: date) -> tuple[LeftOut, ...] | None:
         """The matches an archived edition left out, as frozen at send time; None when the
@@ -827,13 +835,13 @@ class Ledger:
         rows = self._read("SELECT l.matches FROM left_out l JOIN archive a "
                           "ON a.email = l.email AND a.edition = l.edition "
                           "WHERE l.email = ? AND l.edition = ?",
-                          (email.strip().lower(), edition.isoformat()))
+                          _key(email, edition))
         return load_left_out(cast(bytes, rows[0][0])) if rows else None
 
     def archived_message(self, email: str, edition: date) -> bytes | None:
         """The exact bytes sent for that edition, if archived."""
         rows = self._read("SELECT message FROM archive WHERE email = ? AND edition = ?",
-                          (email.strip().lower(), edition.isoformat()))
+                          _key(email, edition))
         return _blob.unpack(cast(bytes, rows[0][0])) if rows else None
 
 
