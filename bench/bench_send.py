@@ -35,8 +35,9 @@ Rows (each in its own child process, so each peak RSS is its own):
 - ours, 4 shards: four spawned shards of one connection (one thread) each, instead of two of
            two: processes instead of threads, each paying its own start-up.
 - ledger, zlib / in the row / spool / held / begun / no bytes: the ledger's share of a delivery
-           alone (2 reads, begin, mark_sent; ``--ledger`` deliveries, one thread, four in
-           flight as four connections keep them): the message bytes stored compressed in the
+           alone (2 reads, begin, mark_sent, every row alike, though a send reads once since
+           session 12; ``--ledger`` deliveries, one thread, four in flight as four
+           connections keep them): the message bytes stored compressed in the
            row (before session 4), as they are in the row (before session 10), in the spool
            beside the database (``digest/ledger/_spool.py``), the same with each ``sent``
            held and committed with the next ``begin`` (session 11: ``mark_sent(hold=True)``),
